@@ -1,0 +1,252 @@
+"""A typed, retrying client for Convai's `/llm-models/*` endpoints."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from .errors import (
+    ConflictError,
+    ConvaiAPIError,
+    ConvaiConnectionError,
+    ConvaiError,
+    ConvaiTimeoutError,
+    InvalidRequestError,
+    error_for_status,
+)
+from .retry import Backoff, is_retryable_status, parse_retry_after
+from .wire import (
+    API_KEY_HEADER,
+    DEFAULT_BASE_URL,
+    DEREGISTER_PATH,
+    LIST_PATH,
+    REGISTER_PATH,
+    UPDATE_PATH,
+    DeregisterRequest,
+    DeregisterResponse,
+    ListResponse,
+    PrivateModel,
+    RegisterRequest,
+    RegisterResponse,
+    UpdateRequest,
+    UpdateResponse,
+    describe_validation_error,
+)
+
+DEFAULT_CONVAI_URL = "https://api.convai.com"
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_RETRIES = 5
+
+RequestT = TypeVar("RequestT", bound=BaseModel)
+ReplyT = TypeVar("ReplyT", bound=BaseModel)
+
+
+def build_request(model: type[RequestT], **fields: Any) -> RequestT:
+    """Validate a request locally, so a bad field never costs a round trip."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        raise InvalidRequestError(describe_validation_error(model, exc)) from None
+
+
+def same_model(live: PrivateModel, wanted: RegisterRequest) -> bool:
+    """Whether a listed model is what `wanted` registers (the api_key cannot be compared)."""
+    return (
+        live.model_name == wanted.model_name
+        and live.base_url == (wanted.base_url or DEFAULT_BASE_URL)
+        and live.is_uncensored == wanted.is_uncensored
+        and (wanted.display_name is None or live.display_name == wanted.display_name)
+    )
+
+
+class ConvaiClient:
+    """One method per endpoint; errors are `ConvaiError`s; transient failures are retried.
+
+    Thread-safe: one client may serve many threads. `deadline` (a `time.monotonic()` value) bounds
+    a whole call, retries and waits included.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = DEFAULT_CONVAI_URL,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        *,
+        backoff: Backoff | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not api_key.strip():
+            raise InvalidRequestError(
+                "The Convai API key is empty: set convai:apiKey or CONVAI_API_KEY."
+            )
+        if not base_url.startswith(("http://", "https://")):
+            raise InvalidRequestError(
+                f"The Convai base URL {base_url!r} must start with http:// or https://."
+            )
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._backoff = backoff or Backoff()
+        self._sleep = sleep
+        self._clock = clock
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout,
+            headers={API_KEY_HEADER: api_key, "Content-Type": "application/json"},
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ConvaiClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def register(
+        self, request: RegisterRequest, *, deadline: float | None = None
+    ) -> RegisterResponse:
+        """Register a model; a lost reply followed by a retry never yields a duplicate or an error.
+
+        When a retried register meets 409, the earlier attempt may have succeeded unseen: the model
+        is looked up, and an identical one counts as this call's success.
+        """
+        try:
+            return self._call(
+                "register", REGISTER_PATH, request.to_body(), RegisterResponse, deadline
+            )
+        except ConflictError as conflict:
+            if conflict.attempts < 2:
+                raise
+            listing = self.list_models(deadline=deadline)
+            live = listing.find(request.model_group_name)
+            if live is None or not same_model(live, request):
+                raise
+            return RegisterResponse(
+                model_group_name=live.model_group_name,
+                model_name=live.model_name,
+                display_name=live.display_name,
+                message=f"Model '{live.model_group_name}' registered successfully",
+                transactionID=listing.transactionID,
+            )
+
+    def update(self, request: UpdateRequest, *, deadline: float | None = None) -> UpdateResponse:
+        return self._call("update", UPDATE_PATH, request.to_body(), UpdateResponse, deadline)
+
+    def deregister(
+        self, model_group_name: str, *, deadline: float | None = None
+    ) -> DeregisterResponse:
+        request = build_request(DeregisterRequest, model_group_name=model_group_name)
+        return self._call(
+            "deregister", DEREGISTER_PATH, request.to_body(), DeregisterResponse, deadline
+        )
+
+    def list_models(self, *, deadline: float | None = None) -> ListResponse:
+        return self._call("list", LIST_PATH, None, ListResponse, deadline)
+
+    def _call(
+        self,
+        operation: str,
+        path: str,
+        body: dict[str, Any] | None,
+        reply: type[ReplyT],
+        deadline: float | None,
+    ) -> ReplyT:
+        retries_done = 0
+        while True:
+            try:
+                response = self._post(operation, path, body, deadline)
+                return self._parse(operation, response, reply)
+            except ConvaiError as failure:
+                failure.attempts = retries_done + 1
+                delay = self._retry_delay(failure, retries_done, deadline)
+                if delay is None:
+                    raise
+            self._sleep(delay)
+            retries_done += 1
+
+    def _post(
+        self, operation: str, path: str, body: dict[str, Any] | None, deadline: float | None
+    ) -> httpx.Response:
+        timeout = self._request_timeout(operation, deadline)
+        try:
+            return self._http.post(path, json=body, timeout=timeout)
+        except httpx.TimeoutException as exc:
+            raise ConvaiTimeoutError(
+                operation, self.base_url, f"no reply within {timeout:.1f}s ({type(exc).__name__})"
+            ) from None
+        except httpx.TransportError as exc:
+            raise ConvaiConnectionError(
+                operation, self.base_url, f"{type(exc).__name__}: {exc}"
+            ) from None
+
+    def _request_timeout(self, operation: str, deadline: float | None) -> float:
+        if deadline is None:
+            return self.timeout
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise ConvaiTimeoutError(
+                operation, self.base_url, "the operation's time budget ran out before it finished"
+            )
+        return min(self.timeout, remaining)
+
+    def _parse(self, operation: str, response: httpx.Response, reply: type[ReplyT]) -> ReplyT:
+        payload = _json_or_none(response)
+        if response.status_code >= 400 or (
+            isinstance(payload, dict) and payload.get("status") == "error"
+        ):
+            raise self._api_error(operation, response, payload)
+        if not isinstance(payload, dict):
+            raise ConvaiAPIError(operation, response.status_code, "the reply was not a JSON object")
+        try:
+            return reply.model_validate(payload)
+        except ValidationError as exc:
+            raise ConvaiAPIError(
+                operation, response.status_code, f"the reply did not have the expected shape: {exc}"
+            ) from None
+
+    @staticmethod
+    def _api_error(operation: str, response: httpx.Response, payload: Any) -> ConvaiAPIError:
+        if isinstance(payload, dict):
+            message = str(payload.get("message") or payload.get("ERROR") or "")
+            transaction_id = str(payload.get("transactionID") or "")
+        else:
+            message, transaction_id = response.text[:200].strip(), ""
+        status = response.status_code if response.status_code >= 400 else 400
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return error_for_status(operation, status, message, transaction_id, retry_after)
+
+    def _retry_delay(
+        self, failure: ConvaiError, retries_done: int, deadline: float | None
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or None when this failure is final."""
+        if isinstance(failure, ConvaiAPIError):
+            if not is_retryable_status(failure.status_code):
+                return None
+            retry_after = failure.retry_after
+        elif isinstance(failure, ConvaiConnectionError):
+            retry_after = None
+        else:
+            return None
+        if retries_done >= self.max_retries:
+            return None
+        delay = self._backoff.delay(retries_done, retry_after)
+        if deadline is not None and self._clock() + delay >= deadline:
+            return None
+        return delay
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None

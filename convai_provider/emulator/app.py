@@ -1,0 +1,243 @@
+"""The emulator's HTTP layer: Convai's wire shapes over the state model, and `/_emulator/`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import uuid
+from collections import Counter
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..wire import (
+    API_KEY_HEADER,
+    DEREGISTER_PATH,
+    LIST_PATH,
+    REGISTER_PATH,
+    UPDATE_PATH,
+    DeregisterRequest,
+    RegisterRequest,
+    UpdateRequest,
+    describe_validation_error,
+)
+from .faults import FaultPlan, FaultRule
+from .store import InvalidInputError, ModelStore, StoreError, account_for_key
+
+log = logging.getLogger("convai_provider.emulator")
+
+ADMIN_PREFIX = "/_emulator"
+
+
+class InjectedDropError(Exception):
+    """Raised after a committed request to make the server close the connection mid-reply."""
+
+
+class RequestCounter:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def add(self, path: str) -> None:
+        with self._lock:
+            self._counts[path] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+
+def envelope_error(
+    status_code: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    body = {"status": "error", "message": message, "transactionID": str(uuid.uuid4())}
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def envelope_success(payload: dict[str, Any]) -> Response:
+    return JSONResponse({"status": "success", **payload, "transactionID": str(uuid.uuid4())})
+
+
+class ConvaiEmulator:
+    """Routes Convai paths to the store; every reply carries a fresh transactionID."""
+
+    def __init__(self, store: ModelStore) -> None:
+        self.store = store
+        self.faults = FaultPlan()
+        self.requests = RequestCounter()
+
+    def asgi(self) -> ASGIApp:
+        routes = [
+            Route(REGISTER_PATH, self.register, methods=["POST"]),
+            Route(UPDATE_PATH, self.update, methods=["POST"]),
+            Route(DEREGISTER_PATH, self.deregister, methods=["POST"]),
+            Route(LIST_PATH, self.list_models, methods=["POST"]),
+            Route(f"{ADMIN_PREFIX}/reset", self.admin_reset, methods=["POST"]),
+            Route(f"{ADMIN_PREFIX}/faults", self.admin_add_fault, methods=["POST"]),
+            Route(f"{ADMIN_PREFIX}/faults", self.admin_clear_faults, methods=["DELETE"]),
+            Route(f"{ADMIN_PREFIX}/stats", self.admin_stats, methods=["GET"]),
+            Route(f"{ADMIN_PREFIX}/stats", self.admin_clear_stats, methods=["DELETE"]),
+        ]
+        app = Starlette(routes=routes)
+        return FaultMiddleware(app, self.faults, self.requests)
+
+    # Convai endpoints -------------------------------------------------------------------------
+
+    async def register(self, request: Request) -> Response:
+        return await self._handle(request, RegisterRequest, self._register)
+
+    async def update(self, request: Request) -> Response:
+        return await self._handle(request, UpdateRequest, self._update)
+
+    async def deregister(self, request: Request) -> Response:
+        return await self._handle(request, DeregisterRequest, self._deregister)
+
+    async def list_models(self, request: Request) -> Response:
+        account = _account(request)
+        if account is None:
+            return _unauthenticated()
+        models = await asyncio.to_thread(self.store.list, account)
+        return envelope_success({"models": [m.model_dump() for m in models], "count": len(models)})
+
+    def _register(self, account: str, body: RegisterRequest) -> dict[str, Any]:
+        model = self.store.register(account, body)
+        return {
+            "model_group_name": model.model_group_name,
+            "model_name": model.model_name,
+            "display_name": model.display_name,
+            "message": f"Model '{model.model_group_name}' registered successfully",
+        }
+
+    def _update(self, account: str, body: UpdateRequest) -> dict[str, Any]:
+        fields = self.store.update(account, body)
+        return {
+            "message": f"Model '{body.model_group_name}' updated successfully",
+            "updated_fields": fields,
+        }
+
+    def _deregister(self, account: str, body: DeregisterRequest) -> dict[str, Any]:
+        self.store.deregister(account, body.model_group_name)
+        return {"message": f"Model '{body.model_group_name}' deregistered successfully"}
+
+    async def _handle(self, request: Request, model: type[Any], action: Any) -> Response:
+        account = _account(request)
+        if account is None:
+            return _unauthenticated()
+        try:
+            body = await _parse_body(request, model)
+            payload = await asyncio.to_thread(action, account, body)
+        except StoreError as refusal:
+            return envelope_error(refusal.status_code, refusal.message)
+        return envelope_success(payload)
+
+    # Admin surface ----------------------------------------------------------------------------
+
+    async def admin_reset(self, _: Request) -> Response:
+        await asyncio.to_thread(self.store.reset)
+        self.faults.clear()
+        self.requests.clear()
+        return JSONResponse({"status": "reset"})
+
+    async def admin_add_fault(self, request: Request) -> Response:
+        try:
+            rule = FaultRule.model_validate(await request.json())
+        except (ValidationError, ValueError) as exc:
+            return JSONResponse({"status": "error", "message": str(exc)}, status_code=400)
+        self.faults.add(rule)
+        return JSONResponse({"status": "added", "rule": rule.model_dump()})
+
+    async def admin_clear_faults(self, _: Request) -> Response:
+        self.faults.clear()
+        return JSONResponse({"status": "cleared"})
+
+    async def admin_stats(self, _: Request) -> Response:
+        return JSONResponse({"requests": self.requests.snapshot()})
+
+    async def admin_clear_stats(self, _: Request) -> Response:
+        self.requests.clear()
+        return JSONResponse({"status": "cleared"})
+
+
+def _account(request: Request) -> str | None:
+    key = request.headers.get(API_KEY_HEADER, "").strip()
+    return account_for_key(key) if key else None
+
+
+def _unauthenticated() -> Response:
+    return envelope_error(401, f"Missing or invalid API key: send a valid {API_KEY_HEADER} header")
+
+
+async def _parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        raise InvalidInputError("Request body must be valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError("Request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInputError(describe_validation_error(model, exc)) from None
+
+
+class FaultMiddleware:
+    """Applies the fault plan to Convai paths; the admin surface is never faulted."""
+
+    def __init__(self, app: ASGIApp, faults: FaultPlan, requests: RequestCounter) -> None:
+        self.app = app
+        self.faults = faults
+        self.requests = requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        self.requests.add(path)
+        decision = self.faults.decide(path)
+        if decision.latency_ms:
+            await asyncio.sleep(decision.latency_ms / 1000)
+        if decision.status is not None:
+            headers = {"Retry-After": decision.retry_after} if decision.retry_after else None
+            message = decision.message or f"Injected fault: HTTP {decision.status}"
+            await envelope_error(decision.status, message, headers)(scope, receive, send)
+            return
+        if decision.drop_after_commit:
+            await self._commit_then_drop(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _commit_then_drop(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def discard(_: Message) -> None:
+            return None
+
+        await self.app(scope, receive, discard)
+        # Headers promise a body that never comes; raising makes uvicorn close the transport.
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"512")],
+            }
+        )
+        raise InjectedDropError(scope["path"])
+
+
+class HideInjectedDrops(logging.Filter):
+    """Keeps uvicorn from logging a traceback for each connection we drop on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, InjectedDropError)

@@ -1,0 +1,112 @@
+"""Start the emulator as a child process on a free loopback port (tests, benchmarks, dev runs)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from .server import READY_PREFIX
+
+
+class EmulatorProcess:
+    """`with EmulatorProcess(db) as emu:` gives `emu.url`; `restart()` keeps the same database."""
+
+    def __init__(self, db: Path, host: str = "127.0.0.1", log_path: Path | None = None) -> None:
+        self.db = db
+        self.host = host
+        self.log_path = log_path or db.with_suffix(".log")
+        self.url = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, port: int = 0) -> None:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("a") as log:
+            self._proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "convai_provider",
+                    "emulator",
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(port),
+                    "--db",
+                    str(self.db),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        self.url = self._wait_for_address(offset)
+
+    def _wait_for_address(self, offset: int, timeout: float = 30.0) -> str:
+        """The server logs its address once it listens; everything it logs goes to log_path."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.log_path.open() as log:
+                log.seek(offset)
+                for line in log:
+                    if line.startswith(READY_PREFIX):
+                        return line[len(READY_PREFIX) :].split()[0]
+            if self._proc is None or self._proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the emulator did not start; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port with the same database."""
+        port = int(self.url.rsplit(":", 1)[1])
+        self.stop()
+        self.start(port)
+
+    def admin(self, method: str, path: str, json: object = None) -> httpx.Response:
+        response = httpx.request(method, f"{self.url}/_emulator{path}", json=json, timeout=10)
+        response.raise_for_status()
+        return response
+
+    def reset(self) -> None:
+        self.admin("POST", "/reset")
+
+    def inject(self, **rule: object) -> None:
+        self.admin("POST", "/faults", rule)
+
+    def clear_faults(self) -> None:
+        self.admin("DELETE", "/faults")
+
+    def request_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = self.admin("GET", "/stats").json()["requests"]
+        return counts
+
+    def clear_counts(self) -> None:
+        self.admin("DELETE", "/stats")
+
+    def __enter__(self) -> EmulatorProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,206 @@
+"""The emulator's state: Convai's private models per account, in SQLite, apart from any HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..wire import (
+    DEFAULT_BASE_URL,
+    PRIVATE_CATEGORY,
+    PrivateModel,
+    RegisterRequest,
+    UpdateRequest,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS models (
+    account TEXT NOT NULL,
+    model_group_name TEXT NOT NULL,
+    model_name TEXT NOT NULL,
+    display_name TEXT,
+    base_url TEXT NOT NULL,
+    api_key TEXT NOT NULL,
+    is_uncensored INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (account, model_group_name)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS models_display_name
+    ON models (account, display_name) WHERE display_name IS NOT NULL;
+"""
+
+
+class StoreError(Exception):
+    """A refusal the real service answers with an error status and message."""
+
+    status_code = 400
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class InvalidInputError(StoreError):
+    status_code = 400
+
+
+class UnknownModelError(StoreError):
+    status_code = 404
+
+
+class TakenNameError(StoreError):
+    status_code = 409
+
+
+def account_for_key(api_key: str) -> str:
+    """Accounts are keyed by a digest, so the emulator never stores a Convai key in clear."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:24]
+
+
+def iso_now() -> str:
+    """ISO-8601 UTC with milliseconds and `Z`, as Convai's `created_at`."""
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+class ModelStore:
+    """Thread-safe: one connection, one lock, one transaction per operation."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def register(self, account: str, request: RegisterRequest) -> PrivateModel:
+        with self._transaction() as db:
+            self._refuse_taken_group(db, account, request.model_group_name)
+            self._refuse_taken_display_name(db, account, request.display_name, None)
+            db.execute(
+                "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    account,
+                    request.model_group_name,
+                    request.model_name,
+                    request.display_name,
+                    request.base_url or DEFAULT_BASE_URL,
+                    request.api_key,
+                    int(request.is_uncensored),
+                    iso_now(),
+                ),
+            )
+            return self._get(db, account, request.model_group_name)
+
+    def update(self, account: str, request: UpdateRequest) -> list[str]:
+        fields = request.fields_to_update()
+        if not fields:
+            raise InvalidInputError("No valid fields to update")
+        with self._transaction() as db:
+            self._get(db, account, request.model_group_name)
+            self._refuse_taken_display_name(
+                db, account, request.display_name, request.model_group_name
+            )
+            for field in fields:
+                value = getattr(request, field)
+                db.execute(
+                    f"UPDATE models SET {field} = ? WHERE account = ? AND model_group_name = ?",
+                    (
+                        int(value) if isinstance(value, bool) else value,
+                        account,
+                        request.model_group_name,
+                    ),
+                )
+        return fields
+
+    def deregister(self, account: str, model_group_name: str) -> None:
+        with self._transaction() as db:
+            self._get(db, account, model_group_name)
+            db.execute(
+                "DELETE FROM models WHERE account = ? AND model_group_name = ?",
+                (account, model_group_name),
+            )
+
+    def list(self, account: str) -> list[PrivateModel]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM models WHERE account = ? ORDER BY created_at, model_group_name",
+                (account,),
+            ).fetchall()
+        return [_row_to_model(row) for row in rows]
+
+    def endpoint_key(self, account: str, model_group_name: str) -> str | None:
+        """The stored endpoint key, for tests that prove an update reached Convai."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT api_key FROM models WHERE account = ? AND model_group_name = ?",
+                (account, model_group_name),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def reset(self) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM models")
+
+    def _get(self, db: sqlite3.Connection, account: str, model_group_name: str) -> PrivateModel:
+        row = db.execute(
+            "SELECT * FROM models WHERE account = ? AND model_group_name = ?",
+            (account, model_group_name),
+        ).fetchone()
+        if row is None:
+            raise UnknownModelError(f"Model '{model_group_name}' not found")
+        return _row_to_model(row)
+
+    @staticmethod
+    def _refuse_taken_group(db: sqlite3.Connection, account: str, group: str) -> None:
+        taken = db.execute(
+            "SELECT 1 FROM models WHERE account = ? AND model_group_name = ?", (account, group)
+        ).fetchone()
+        if taken:
+            raise TakenNameError(f"Model group '{group}' already exists")
+
+    @staticmethod
+    def _refuse_taken_display_name(
+        db: sqlite3.Connection, account: str, display_name: str | None, own_group: str | None
+    ) -> None:
+        if display_name is None:
+            return
+        holder = db.execute(
+            "SELECT model_group_name FROM models WHERE account = ? AND display_name = ?",
+            (account, display_name),
+        ).fetchone()
+        if holder and holder[0] != own_group:
+            raise TakenNameError(f"Display name '{display_name}' already exists")
+
+
+def _row_to_model(row: tuple[object, ...]) -> PrivateModel:
+    _, group, model_name, display_name, base_url, _, is_uncensored, created_at = row
+    return PrivateModel(
+        model_group_name=str(group),
+        model_name=str(model_name),
+        display_name=None if display_name is None else str(display_name),
+        base_url=str(base_url),
+        is_uncensored=bool(is_uncensored),
+        category=PRIVATE_CATEGORY,
+        created_at=str(created_at),
+    )

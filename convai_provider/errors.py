@@ -1,0 +1,122 @@
+"""One exception tree for every way a Convai call can fail, mapped from HTTP status in one place."""
+
+from __future__ import annotations
+
+
+class ConvaiError(Exception):
+    """Base of every error this package raises about Convai."""
+
+    attempts: int = 1
+    """How many times the request was sent before this error was final."""
+
+
+class InvalidRequestError(ConvaiError, ValueError):
+    """The caller passed something that cannot be sent (an empty identifier, a wrong type)."""
+
+
+class ConvaiAPIError(ConvaiError):
+    """Convai answered with an error status."""
+
+    hint = "Check the request and try again."
+
+    def __init__(
+        self,
+        operation: str,
+        status_code: int,
+        message: str,
+        transaction_id: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.operation = operation
+        self.status_code = status_code
+        self.message = message
+        self.transaction_id = transaction_id
+        self.retry_after = retry_after
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        server_said = self.message or "no message"
+        tx = f", transactionID {self.transaction_id}" if self.transaction_id else ""
+        return (
+            f"Convai {self.operation} failed with HTTP {self.status_code}: {server_said}{tx}. "
+            f"{self.hint}"
+        )
+
+
+class BadRequestError(ConvaiAPIError):
+    hint = "Fix the field the message names; retrying the same request will not help."
+
+
+class AuthenticationError(ConvaiAPIError):
+    hint = (
+        "The CONVAI-API-KEY was refused: set a valid key with "
+        "`pulumi config set --secret convai:apiKey ...` or CONVAI_API_KEY."
+    )
+
+
+class NotFoundError(ConvaiAPIError):
+    hint = "No model of that model_group_name exists in this Convai account."
+
+
+class ConflictError(ConvaiAPIError):
+    hint = (
+        "model_group_name and display_name must be unique in the account: choose another, "
+        "or take the existing model over with adopt_existing=True."
+    )
+
+
+class RateLimitError(ConvaiAPIError):
+    hint = "Convai is rate limiting this account; retries were exhausted, wait and run again."
+
+
+class ServerError(ConvaiAPIError):
+    hint = "Convai had an internal error and retries were exhausted; run again later."
+
+
+class ConvaiConnectionError(ConvaiError):
+    """Convai could not be reached, or the connection broke before a full reply arrived."""
+
+    def __init__(self, operation: str, base_url: str, detail: str) -> None:
+        self.operation = operation
+        self.base_url = base_url
+        self.detail = detail
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return (
+            f"Convai {self.operation} could not reach {self.base_url}: {self.detail}. "
+            "Check the network and convai:baseUrl / CONVAI_BASE_URL."
+        )
+
+
+class ConvaiTimeoutError(ConvaiConnectionError):
+    def __str__(self) -> str:
+        return (
+            f"Convai {self.operation} at {self.base_url} timed out: {self.detail}. "
+            "Convai may be slow or unreachable; run again, or raise convai:requestTimeout."
+        )
+
+
+_STATUS_ERRORS: dict[int, type[ConvaiAPIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: AuthenticationError,
+    404: NotFoundError,
+    409: ConflictError,
+    429: RateLimitError,
+}
+
+
+def error_for_status(
+    operation: str,
+    status_code: int,
+    message: str,
+    transaction_id: str = "",
+    retry_after: float | None = None,
+) -> ConvaiAPIError:
+    """The one mapping from an HTTP error status to the exception a caller catches."""
+    if status_code >= 500:
+        cls: type[ConvaiAPIError] = ServerError
+    else:
+        cls = _STATUS_ERRORS.get(status_code, ConvaiAPIError)
+    return cls(operation, status_code, message, transaction_id, retry_after)

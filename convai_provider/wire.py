@@ -1,0 +1,138 @@
+"""Convai `/llm-models/*` wire format: every field name of the API, defined once.
+
+The client sends these requests and parses these replies; the emulator parses the same requests
+and sends the same replies; the provider builds its state from `PrivateModel`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+"""What Convai stores as `base_url` when register is sent without one."""
+
+PRIVATE_CATEGORY = "Private"
+
+REGISTER_PATH = "/llm-models/register"
+UPDATE_PATH = "/llm-models/update"
+DEREGISTER_PATH = "/llm-models/deregister"
+LIST_PATH = "/llm-models/list"
+API_KEY_HEADER = "CONVAI-API-KEY"
+
+Identifier = Annotated[StrictStr, Field(min_length=1)]
+"""A name Convai keys on; an empty one is refused before anything is sent."""
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body: optional fields the caller left out are not sent at all."""
+        return self.model_dump(exclude_none=True)
+
+
+class RegisterRequest(_Request):
+    model_group_name: Identifier
+    """Unique per account and immutable: the handle characters refer to."""
+    model_name: Identifier
+    """The model name the endpoint serves (`--served-model-name` in vLLM)."""
+    api_key: StrictStr
+    """The endpoint's key; Convai stores it and never returns it."""
+    is_uncensored: StrictBool
+    display_name: Identifier | None = None
+    """Label in Core AI Settings; unique per account."""
+    base_url: Identifier | None = None
+    """OpenAI-style base URL (`https://host/v1`); Convai defaults it to `DEFAULT_BASE_URL`."""
+
+
+UPDATABLE_FIELDS = ("display_name", "base_url", "api_key", "is_uncensored")
+
+
+class UpdateRequest(_Request):
+    model_group_name: Identifier
+    display_name: Identifier | None = None
+    base_url: Identifier | None = None
+    api_key: StrictStr | None = None
+    is_uncensored: StrictBool | None = None
+
+    def fields_to_update(self) -> list[str]:
+        return [name for name in UPDATABLE_FIELDS if getattr(self, name) is not None]
+
+
+class DeregisterRequest(_Request):
+    model_group_name: Identifier
+
+
+class _Reply(BaseModel):
+    """Replies accept fields the server may add later."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str = "success"
+    transactionID: str = ""  # noqa: N815 - the wire name
+
+
+class RegisterResponse(_Reply):
+    model_group_name: str
+    model_name: str
+    display_name: str | None = None
+    message: str = ""
+
+
+class UpdateResponse(_Reply):
+    message: str = ""
+    updated_fields: list[str] = Field(default_factory=list)
+
+
+class DeregisterResponse(_Reply):
+    message: str = ""
+
+
+class PrivateModel(BaseModel):
+    """One model as `/llm-models/list` reports it (the api_key is never returned)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model_group_name: str
+    model_name: str
+    display_name: str | None = None
+    base_url: str = DEFAULT_BASE_URL
+    is_uncensored: bool = False
+    category: str = PRIVATE_CATEGORY
+    created_at: str = ""
+
+
+class ListResponse(_Reply):
+    models: list[PrivateModel] = Field(default_factory=list)
+    count: int = 0
+
+    def find(self, model_group_name: str) -> PrivateModel | None:
+        return next((m for m in self.models if m.model_group_name == model_group_name), None)
+
+
+class ErrorResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["error"] = "error"
+    message: str = ""
+    transactionID: str = ""  # noqa: N815 - the wire name
+
+
+def describe_validation_error(model: type[BaseModel], error: ValidationError) -> str:
+    """One sentence naming every bad field of a request and what it must be."""
+    problems = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or model.__name__
+        if item["type"] == "missing":
+            problems.append(f"Missing required field: {field}")
+        elif item["type"] == "string_too_short":
+            problems.append(f"Field {field} must not be empty")
+        elif item["type"] in ("bool_type", "bool_parsing"):
+            problems.append(f"Field {field} must be a boolean (true or false)")
+        elif item["type"] in ("string_type",):
+            problems.append(f"Field {field} must be a string")
+        else:
+            problems.append(f"Field {field} is invalid: {item['msg']}")
+    return "; ".join(problems)

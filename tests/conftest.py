@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from convai_provider.client import ConvaiClient
+from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.retry import Backoff
+
+CONVAI_KEY = "convai-test-key-7f3a9c"
+"""The test account's CONVAI-API-KEY; secrets tests search for it everywhere."""
+
+FAST_BACKOFF = Backoff(initial=0.01, maximum=0.05, retry_after_cap=0.2)
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    db = tmp_path_factory.mktemp("emulator") / "convai.sqlite3"
+    with EmulatorProcess(db) as emu:
+        yield emu
+
+
+@pytest.fixture
+def convai(emulator: EmulatorProcess) -> EmulatorProcess:
+    """The shared emulator, emptied of models, faults and request counts."""
+    emulator.reset()
+    return emulator
+
+
+@pytest.fixture
+def client(convai: EmulatorProcess) -> Iterator[ConvaiClient]:
+    with ConvaiClient(CONVAI_KEY, convai.url, timeout=5, backoff=FAST_BACKOFF) as c:
+        yield c

@@ -1,0 +1,344 @@
+"""ConvaiClient: typed calls against the emulator, and its retry policy table-driven."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import httpx
+import pytest
+
+from convai_provider.client import ConvaiClient, build_request
+from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    ConvaiAPIError,
+    ConvaiConnectionError,
+    ConvaiTimeoutError,
+    InvalidRequestError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    error_for_status,
+)
+from convai_provider.retry import Backoff, parse_retry_after
+from convai_provider.wire import RegisterRequest, UpdateRequest
+
+from .conftest import CONVAI_KEY, FAST_BACKOFF
+
+TURBO = RegisterRequest(
+    model_group_name="my-turbo",
+    model_name="gpt-4o-mini",
+    api_key="sk-proxy-123",
+    is_uncensored=False,
+    display_name="Turbo (Private)",
+)
+
+
+# Against the emulator ---------------------------------------------------------------------------
+
+
+def test_register_list_update_deregister_round_trip(client: ConvaiClient) -> None:
+    registered = client.register(TURBO)
+    assert registered.model_group_name == "my-turbo" and registered.transactionID
+    model = client.list_models().find("my-turbo")
+    assert model is not None
+    assert model.base_url == "https://api.openai.com/v1" and model.category == "Private"
+    updated = client.update(UpdateRequest(model_group_name="my-turbo", display_name="Turbo v2"))
+    assert updated.updated_fields == ["display_name"]
+    client.deregister("my-turbo")
+    assert client.list_models().count == 0
+
+
+@pytest.mark.parametrize(
+    ("action", "error", "fragment"),
+    [
+        (lambda c: c.register(TURBO), ConflictError, "already exists"),
+        (lambda c: c.deregister("ghost"), NotFoundError, "ghost"),
+        (
+            lambda c: c.update(UpdateRequest(model_group_name="my-turbo")),
+            BadRequestError,
+            "No valid fields",
+        ),
+    ],
+)
+def test_server_refusals_become_typed_errors(
+    client: ConvaiClient,
+    action: Callable[[ConvaiClient], object],
+    error: type[ConvaiAPIError],
+    fragment: str,
+) -> None:
+    client.register(TURBO)
+    with pytest.raises(error) as caught:
+        action(client)
+    assert fragment in caught.value.message
+    assert caught.value.transaction_id
+    assert caught.value.transaction_id in str(caught.value)
+
+
+def test_a_refused_key_is_an_authentication_error_that_says_how_to_fix_it() -> None:
+    transport, seen = scripted([err(401)])
+    with (
+        ConvaiClient("revoked", transport=transport) as c,
+        pytest.raises(AuthenticationError) as caught,
+    ):
+        c.list_models()
+    assert len(seen) == 1
+    assert "convai:apiKey" in str(caught.value)
+
+
+def test_a_lost_register_reply_is_recovered_without_a_duplicate(
+    convai: EmulatorProcess, client: ConvaiClient
+) -> None:
+    convai.inject(path="/llm-models/register", drop_after_commit=True, count=1)
+    reply = client.register(TURBO)
+    assert reply.model_group_name == "my-turbo"
+    assert client.list_models().count == 1
+    assert convai.request_counts()["/llm-models/register"] == 2
+
+
+def test_a_first_attempt_conflict_is_never_swallowed(
+    convai: EmulatorProcess, client: ConvaiClient
+) -> None:
+    client.register(TURBO)
+    with pytest.raises(ConflictError):
+        client.register(TURBO)
+    assert "/llm-models/list" not in convai.request_counts()
+
+
+def test_a_retried_conflict_with_a_different_model_is_raised(
+    convai: EmulatorProcess, client: ConvaiClient
+) -> None:
+    client.register(TURBO.model_copy(update={"model_name": "someone-elses"}))
+    convai.inject(path="/llm-models/register", status=503, count=1)
+    with pytest.raises(ConflictError):
+        client.register(TURBO)
+
+
+def test_unreachable_convai_is_a_connection_error() -> None:
+    with (
+        ConvaiClient("k", "http://127.0.0.1:9", max_retries=1, backoff=FAST_BACKOFF) as c,
+        pytest.raises(ConvaiConnectionError) as caught,
+    ):
+        c.list_models()
+    assert "could not reach http://127.0.0.1:9" in str(caught.value)
+    assert caught.value.attempts == 2
+
+
+def test_a_slow_convai_times_out(convai: EmulatorProcess) -> None:
+    convai.inject(path="/llm-models/list", latency_ms=1500)
+    with (
+        ConvaiClient(CONVAI_KEY, convai.url, timeout=0.2, max_retries=0) as c,
+        pytest.raises(ConvaiTimeoutError) as caught,
+    ):
+        c.list_models()
+    assert "timed out" in str(caught.value)
+
+
+# Local validation -------------------------------------------------------------------------------
+
+
+def counting_transport(calls: list[httpx.Request]) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, json={"status": "success"})
+
+    return httpx.MockTransport(handler)
+
+
+def test_empty_identifiers_are_refused_before_sending() -> None:
+    calls: list[httpx.Request] = []
+    with (
+        ConvaiClient("k", transport=counting_transport(calls)) as c,
+        pytest.raises(InvalidRequestError, match="model_group_name must not be empty"),
+    ):
+        c.deregister("")
+        with pytest.raises(InvalidRequestError, match="model_name must not be empty"):
+            build_request(
+                RegisterRequest,
+                model_group_name="g",
+                model_name="",
+                api_key="k",
+                is_uncensored=False,
+            )
+    assert calls == []
+
+
+def test_an_empty_convai_key_is_refused_with_the_fix() -> None:
+    for empty in ("", "  "):
+        with pytest.raises(InvalidRequestError, match="CONVAI_API_KEY"):
+            ConvaiClient(empty)
+
+
+def test_the_key_header_and_json_body_are_sent() -> None:
+    calls: list[httpx.Request] = []
+    with ConvaiClient("the-key", "https://convai.test", transport=counting_transport(calls)) as c:
+        c.deregister("g")
+    (request,) = calls
+    assert request.method == "POST"
+    assert str(request.url) == "https://convai.test/llm-models/deregister"
+    assert request.headers["CONVAI-API-KEY"] == "the-key"
+    assert request.content == b'{"model_group_name":"g"}'
+
+
+# Retry policy, table-driven, with sleeping patched out -------------------------------------------
+
+
+def scripted(
+    replies: list[httpx.Response | Exception],
+) -> tuple[httpx.MockTransport, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        reply = replies[min(len(seen), len(replies)) - 1]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    return httpx.MockTransport(handler), seen
+
+
+def err(status: int, headers: dict[str, str] | None = None) -> httpx.Response:
+    body = {"status": "error", "message": f"status {status}", "transactionID": "tx-1"}
+    return httpx.Response(status, json=body, headers=headers)
+
+
+OK = httpx.Response(200, json={"status": "success", "models": [], "count": 0, "transactionID": "t"})
+
+
+@pytest.mark.parametrize(
+    ("first", "retried"),
+    [
+        (err(400), False),
+        (err(401), False),
+        (err(404), False),
+        (err(409), False),
+        (err(429), True),
+        (err(500), True),
+        (err(502), True),
+        (err(503), True),
+        (err(504), True),
+        (httpx.ConnectError("refused"), True),
+        (httpx.ReadTimeout("slow"), True),
+        (httpx.RemoteProtocolError("peer closed"), True),
+    ],
+)
+def test_which_failures_are_retried(first: httpx.Response | Exception, retried: bool) -> None:
+    transport, seen = scripted([first, OK])
+    sleeps: list[float] = []
+    with ConvaiClient("k", transport=transport, sleep=sleeps.append) as c:
+        if retried:
+            c.list_models()
+        else:
+            with pytest.raises(ConvaiAPIError):
+                c.list_models()
+    assert len(seen) == (2 if retried else 1)
+    assert len(sleeps) == (1 if retried else 0)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("3", 3.0),
+        ("0.5", 0.5),
+        ("600", 60.0),  # capped
+        (timedelta(seconds=20), 20.0),
+        (timedelta(seconds=-20), 0.0),
+    ],
+)
+def test_retry_after_is_honoured_up_to_its_cap(header: str | timedelta, expected: float) -> None:
+    if isinstance(header, timedelta):
+        header = format_datetime(datetime.now(UTC) + header, usegmt=True)
+    transport, _ = scripted([err(429, {"Retry-After": header}), OK])
+    sleeps: list[float] = []
+    with ConvaiClient("k", transport=transport, sleep=sleeps.append) as c:
+        c.list_models()
+    assert sleeps[0] == pytest.approx(expected, abs=1.5)
+
+
+def test_an_unparseable_retry_after_falls_back_to_backoff() -> None:
+    assert parse_retry_after("soon") is None
+    transport, _ = scripted([err(503, {"Retry-After": "soon"}), OK])
+    sleeps: list[float] = []
+    with ConvaiClient(
+        "k", transport=transport, sleep=sleeps.append, backoff=Backoff(initial=1.0)
+    ) as c:
+        c.list_models()
+    assert 0.75 <= sleeps[0] <= 1.0
+
+
+def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
+    backoff = Backoff(initial=0.5, maximum=8.0)
+    for retries_done, nominal in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)]:
+        delays = {backoff.delay(retries_done) for _ in range(50)}
+        assert all(0.75 * nominal <= d <= nominal for d in delays)
+        assert len(delays) > 1
+
+
+def test_retries_stop_at_max_retries_with_the_last_error() -> None:
+    transport, seen = scripted([err(503)])
+    sleeps: list[float] = []
+    with (
+        ConvaiClient("k", max_retries=3, transport=transport, sleep=sleeps.append) as c,
+        pytest.raises(ServerError) as caught,
+    ):
+        c.list_models()
+    assert len(seen) == 4 and len(sleeps) == 3
+    assert caught.value.attempts == 4
+    assert "HTTP 503" in str(caught.value) and "tx-1" in str(caught.value)
+
+
+def test_retries_stop_when_the_deadline_would_pass() -> None:
+    transport, seen = scripted([err(429, {"Retry-After": "30"})])
+    now = [100.0]
+    with (
+        ConvaiClient("k", transport=transport, sleep=lambda s: None, clock=lambda: now[0]) as c,
+        pytest.raises(RateLimitError),
+    ):
+        c.list_models(deadline=110.0)
+    assert len(seen) == 1
+
+
+def test_a_non_json_error_page_still_gives_a_readable_error() -> None:
+    transport, _ = scripted([httpx.Response(502, text="<html>Bad gateway</html>")])
+    with (
+        ConvaiClient("k", max_retries=0, transport=transport) as c,
+        pytest.raises(ServerError, match="Bad gateway"),
+    ):
+        c.list_models()
+
+
+def test_replies_tolerate_fields_added_later() -> None:
+    reply = {
+        "status": "success",
+        "models": [{"model_group_name": "g", "model_name": "m", "region": "eu"}],
+        "count": 1,
+        "transactionID": "t",
+        "next_page": None,
+    }
+    transport, _ = scripted([httpx.Response(200, json=reply)])
+    with ConvaiClient("k", transport=transport) as c:
+        assert c.list_models().models[0].model_extra == {"region": "eu"}
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, BadRequestError),
+        (401, AuthenticationError),
+        (404, NotFoundError),
+        (409, ConflictError),
+        (429, RateLimitError),
+        (500, ServerError),
+        (503, ServerError),
+        (418, ConvaiAPIError),
+    ],
+)
+def test_one_function_maps_status_to_error(status: int, cls: type[ConvaiAPIError]) -> None:
+    error = error_for_status("list", status, "why", "tx")
+    assert type(error) is cls
+    assert str(error).startswith(f"Convai list failed with HTTP {status}: why, transactionID tx.")

@@ -1,0 +1,231 @@
+"""The emulator behaves as Convai documents, over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from convai_provider.emulator.process import EmulatorProcess
+
+KEY = {"CONVAI-API-KEY": "emulator-test-account"}
+MODEL = {
+    "model_group_name": "my-turbo",
+    "model_name": "gpt-4o-mini",
+    "api_key": "sk-proxy-123",
+    "is_uncensored": False,
+    "display_name": "Turbo (Private)",
+    "base_url": "https://llm.example.com/v1",
+}
+
+
+def post(
+    emu: EmulatorProcess, path: str, body: object = None, headers: dict[str, str] = KEY
+) -> httpx.Response:
+    return httpx.post(f"{emu.url}/llm-models/{path}", json=body, headers=headers, timeout=10)
+
+
+def listed(emu: EmulatorProcess, headers: dict[str, str] = KEY) -> list[dict[str, object]]:
+    models: list[dict[str, object]] = post(emu, "list", headers=headers).json()["models"]
+    return models
+
+
+def assert_error(response: httpx.Response, status: int, fragment: str) -> None:
+    assert response.status_code == status
+    body = response.json()
+    assert body["status"] == "error"
+    assert fragment in body["message"]
+    uuid.UUID(body["transactionID"])
+
+
+def test_register_answers_as_the_seed_documents(convai: EmulatorProcess) -> None:
+    response = post(convai, "register", MODEL)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "success"
+    assert body["model_group_name"] == "my-turbo"
+    assert body["model_name"] == "gpt-4o-mini"
+    assert body["display_name"] == "Turbo (Private)"
+    assert body["message"] == "Model 'my-turbo' registered successfully"
+    uuid.UUID(body["transactionID"])
+
+
+def test_list_reports_every_field_but_the_endpoint_key(convai: EmulatorProcess) -> None:
+    post(convai, "register", MODEL)
+    body = post(convai, "list").json()
+    assert body["status"] == "success" and body["count"] == 1
+    (model,) = body["models"]
+    assert model["category"] == "Private"
+    assert model["base_url"] == "https://llm.example.com/v1"
+    assert model["is_uncensored"] is False
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", str(model["created_at"]))
+    assert "api_key" not in model
+    assert "sk-proxy-123" not in post(convai, "list").text
+
+
+def test_base_url_defaults_to_openai(convai: EmulatorProcess) -> None:
+    post(convai, "register", {k: v for k, v in MODEL.items() if k != "base_url"})
+    assert listed(convai)[0]["base_url"] == "https://api.openai.com/v1"
+
+
+@pytest.mark.parametrize("missing", ["model_group_name", "model_name", "api_key", "is_uncensored"])
+def test_register_names_a_missing_required_field(convai: EmulatorProcess, missing: str) -> None:
+    body = {k: v for k, v in MODEL.items() if k != missing}
+    assert_error(post(convai, "register", body), 400, f"Missing required field: {missing}")
+    assert listed(convai) == []
+
+
+def test_register_refuses_a_non_boolean_is_uncensored(convai: EmulatorProcess) -> None:
+    assert_error(post(convai, "register", {**MODEL, "is_uncensored": "no"}), 400, "is_uncensored")
+
+
+def test_register_refuses_a_body_that_is_not_json(convai: EmulatorProcess) -> None:
+    response = httpx.post(f"{convai.url}/llm-models/register", content=b"{oops", headers=KEY)
+    assert_error(response, 400, "valid JSON")
+
+
+def test_group_name_is_unique_per_account(convai: EmulatorProcess) -> None:
+    post(convai, "register", MODEL)
+    again = {**MODEL, "display_name": "Other"}
+    assert_error(post(convai, "register", again), 409, "already exists")
+    assert len(listed(convai)) == 1
+
+
+def test_display_name_is_unique_per_account(convai: EmulatorProcess) -> None:
+    post(convai, "register", MODEL)
+    other = {**MODEL, "model_group_name": "other"}
+    assert_error(post(convai, "register", other), 409, "already exists")
+    post(convai, "register", {**other, "display_name": "Other"})
+    renamed = {"model_group_name": "other", "display_name": "Turbo (Private)"}
+    assert_error(post(convai, "update", renamed), 409, "already exists")
+
+
+def test_update_changes_only_the_fields_sent(convai: EmulatorProcess) -> None:
+    post(convai, "register", MODEL)
+    response = post(
+        convai,
+        "update",
+        {"model_group_name": "my-turbo", "display_name": "Turbo v2", "api_key": "sk-2"},
+    )
+    body = response.json()
+    assert body["updated_fields"] == ["display_name", "api_key"]
+    assert body["message"] == "Model 'my-turbo' updated successfully"
+    (model,) = listed(convai)
+    assert model["display_name"] == "Turbo v2"
+    assert model["base_url"] == MODEL["base_url"]
+
+
+def test_update_cannot_change_the_model_name(convai: EmulatorProcess) -> None:
+    post(convai, "register", MODEL)
+    response = post(convai, "update", {"model_group_name": "my-turbo", "model_name": "other"})
+    assert_error(response, 400, "No valid fields to update")
+    assert listed(convai)[0]["model_name"] == "gpt-4o-mini"
+
+
+def test_update_and_deregister_of_an_unknown_group_are_404(convai: EmulatorProcess) -> None:
+    assert_error(
+        post(convai, "update", {"model_group_name": "ghost", "display_name": "x"}), 404, "ghost"
+    )
+    assert_error(post(convai, "deregister", {"model_group_name": "ghost"}), 404, "ghost")
+
+
+def test_deregister_removes_the_model(convai: EmulatorProcess) -> None:
+    post(convai, "register", MODEL)
+    body = post(convai, "deregister", {"model_group_name": "my-turbo"}).json()
+    assert body["message"] == "Model 'my-turbo' deregistered successfully"
+    assert listed(convai) == []
+
+
+@pytest.mark.parametrize("headers", [{}, {"CONVAI-API-KEY": ""}])
+@pytest.mark.parametrize("path", ["register", "update", "deregister", "list"])
+def test_a_missing_or_empty_key_is_401(
+    convai: EmulatorProcess, path: str, headers: dict[str, str]
+) -> None:
+    assert_error(post(convai, path, MODEL, headers=headers), 401, "API key")
+
+
+def test_accounts_never_see_each_other(convai: EmulatorProcess) -> None:
+    other = {"CONVAI-API-KEY": "another-account"}
+    post(convai, "register", MODEL)
+    assert listed(convai, other) == []
+    assert post(convai, "register", MODEL, headers=other).status_code == 200
+    assert_error(
+        post(convai, "deregister", {"model_group_name": "ghost"}, headers=other), 404, "ghost"
+    )
+    post(convai, "deregister", {"model_group_name": "my-turbo"}, headers=other)
+    assert len(listed(convai)) == 1
+
+
+def test_every_reply_has_a_fresh_transaction_id(convai: EmulatorProcess) -> None:
+    ids = {post(convai, "list").json()["transactionID"] for _ in range(5)}
+    ids.add(post(convai, "deregister", {"model_group_name": "x"}).json()["transactionID"])
+    assert len(ids) == 6
+
+
+def test_concurrent_registers_of_one_name_create_exactly_one(convai: EmulatorProcess) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: post(convai, "register", MODEL).status_code, range(16)))
+    assert statuses.count(200) == 1 and statuses.count(409) == 15
+    assert len(listed(convai)) == 1
+
+
+def test_restart_loses_nothing(tmp_path: Path) -> None:
+    with EmulatorProcess(tmp_path / "db.sqlite3") as emu:
+        post(emu, "register", MODEL)
+        before = listed(emu)
+        emu.restart()
+        assert listed(emu) == before
+
+
+def test_injected_error_carries_retry_after_and_leaves_state_alone(convai: EmulatorProcess) -> None:
+    convai.inject(path="/llm-models/register", status=429, retry_after="7", count=1)
+    response = post(convai, "register", MODEL)
+    assert_error(response, 429, "Injected")
+    assert response.headers["Retry-After"] == "7"
+    assert listed(convai) == []
+    assert post(convai, "register", MODEL).status_code == 200
+
+
+def test_drop_after_commit_commits_then_breaks_the_reply(convai: EmulatorProcess) -> None:
+    convai.inject(path="/llm-models/register", drop_after_commit=True, count=1)
+    with pytest.raises(httpx.RemoteProtocolError):
+        post(convai, "register", MODEL)
+    assert [m["model_group_name"] for m in listed(convai)] == ["my-turbo"]
+
+
+def test_fraction_faults_are_reproducible_with_a_seed(convai: EmulatorProcess) -> None:
+    def run() -> list[int]:
+        convai.clear_faults()
+        convai.inject(path="/llm-models/list", status=503, fraction=0.5, seed=42)
+        return [post(convai, "list").status_code for _ in range(20)]
+
+    first = run()
+    assert first == run()
+    assert 0 < first.count(503) < 20
+
+
+def test_latency_is_injected(convai: EmulatorProcess) -> None:
+    convai.inject(path="/llm-models/list", latency_ms=300, count=1)
+    slow = httpx.post(f"{convai.url}/llm-models/list", headers=KEY).elapsed.total_seconds()
+    assert slow >= 0.3
+
+
+def test_request_counts_are_reported_per_path(convai: EmulatorProcess) -> None:
+    post(convai, "list")
+    post(convai, "list")
+    post(convai, "register", MODEL)
+    counts = convai.request_counts()
+    assert counts["/llm-models/list"] == 2 and counts["/llm-models/register"] == 1
+
+
+def test_the_emulator_log_holds_no_key(convai: EmulatorProcess) -> None:
+    post(convai, "register", MODEL)
+    post(convai, "update", {"model_group_name": "my-turbo", "api_key": "sk-rotated-999"})
+    log = convai.log_path.read_text()
+    assert "POST /llm-models/update" in log
+    for secret in ("emulator-test-account", "sk-proxy-123", "sk-rotated-999"):
+        assert secret not in log
