@@ -14,8 +14,10 @@ from .errors import (
     RateLimitError,
     ServerError,
 )
+from .resource import TYPE_TOKEN, ConvaiPrivateModel, ConvaiPrivateModelArgs
 
 __all__ = [
+    "TYPE_TOKEN",
     "AuthenticationError",
     "BadRequestError",
     "ConflictError",
@@ -23,6 +25,8 @@ __all__ = [
     "ConvaiClient",
     "ConvaiConnectionError",
     "ConvaiError",
+    "ConvaiPrivateModel",
+    "ConvaiPrivateModelArgs",
     "ConvaiTimeoutError",
     "InvalidRequestError",
     "NotFoundError",

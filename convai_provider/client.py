@@ -50,7 +50,7 @@ def build_request(model: type[RequestT], **fields: Any) -> RequestT:
     try:
         return model(**fields)
     except ValidationError as exc:
-        raise InvalidRequestError(describe_validation_error(model, exc)) from None
+        raise InvalidRequestError(describe_validation_error(exc)) from None
 
 
 def same_model(live: PrivateModel, wanted: RegisterRequest) -> bool:

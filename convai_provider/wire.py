@@ -120,19 +120,34 @@ class ErrorResponse(BaseModel):
     transactionID: str = ""  # noqa: N815 - the wire name
 
 
-def describe_validation_error(model: type[BaseModel], error: ValidationError) -> str:
-    """One sentence naming every bad field of a request and what it must be."""
+_REASONS = {
+    "missing": "is required",
+    "string_too_short": "must not be empty",
+    "bool_type": "must be a boolean (true or false)",
+    "bool_parsing": "must be a boolean (true or false)",
+    "string_type": "must be a string",
+    "extra_forbidden": "is not a known field",
+}
+
+
+def field_problems(error: ValidationError) -> list[tuple[str, str]]:
+    """(field, what it must be) for every bad field, in words a user can act on."""
     problems = []
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or model.__name__
-        if item["type"] == "missing":
-            problems.append(f"Missing required field: {field}")
-        elif item["type"] == "string_too_short":
-            problems.append(f"Field {field} must not be empty")
-        elif item["type"] in ("bool_type", "bool_parsing"):
-            problems.append(f"Field {field} must be a boolean (true or false)")
-        elif item["type"] in ("string_type",):
-            problems.append(f"Field {field} must be a string")
+        field = ".".join(str(part) for part in item["loc"])
+        reason = _REASONS.get(item["type"])
+        if reason is None:
+            reason = str(item["msg"]).removeprefix("Value error, ")
+        problems.append((field, reason))
+    return problems
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One sentence naming every bad field of a request and what it must be."""
+    sentences = []
+    for field, reason in field_problems(error):
+        if reason == "is required":
+            sentences.append(f"Missing required field: {field}")
         else:
-            problems.append(f"Field {field} is invalid: {item['msg']}")
-    return "; ".join(problems)
+            sentences.append(f"Field {field} {reason}")
+    return "; ".join(sentences)

@@ -189,7 +189,7 @@ async def _parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidInputError(describe_validation_error(model, exc)) from None
+        raise InvalidInputError(describe_validation_error(exc)) from None
 
 
 class FaultMiddleware:

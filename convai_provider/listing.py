@@ -1,0 +1,105 @@
+"""One `/llm-models/list` call shared by every concurrent operation that can use it.
+
+Convai has no "get one model" call, so each create (for its computed outputs) and each refresh
+needs the account's whole list. Asking for it once per resource is O(N^2) traffic. Here every
+operation states how fresh its answer must be (`not_before`: the listing must have been requested
+at or after that instant) and is served by the newest listing that qualifies, by joining a request
+already in flight, or by starting one. Writes (register, update, deregister) are tracked so that
+no operation is ever served a listing requested before a write this process completed, and so
+that a listing wanted right after a write waits for the writes then in progress to land and
+serves them all with one call.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from .wire import ListResponse
+
+
+@dataclass
+class _Flight:
+    requested_at: float
+    result: Future[ListResponse]
+
+
+class SharedListing:
+    def __init__(
+        self,
+        fetch: Callable[[float | None], ListResponse],
+        *,
+        max_age: float = 30.0,
+        gather_window: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`fetch(deadline)` performs the list call; `max_age` bounds how old a reused listing may
+        be; `gather_window` bounds how long a request waits for writes in progress."""
+        self._fetch = fetch
+        self._max_age = max_age
+        self._gather_window = gather_window
+        self._clock = clock
+        self._changed = threading.Condition()
+        self._newest: _Flight | None = None
+        self._writes_in_progress = 0
+        self._last_write_done = float("-inf")
+        self.calls = 0
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Wrap every write: listings requested before it completes are stale afterwards."""
+        with self._changed:
+            self._writes_in_progress += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._writes_in_progress -= 1
+                self._last_write_done = self._clock()
+                self._changed.notify_all()
+
+    def now(self) -> float:
+        return self._clock()
+
+    def current(self, deadline: float | None = None) -> ListResponse:
+        """A listing no older than the last write this process completed, nor than max_age."""
+        with self._changed:
+            floor = max(self._last_write_done, self._clock() - self._max_age)
+        return self.requested_after(floor, deadline)
+
+    def requested_after(self, not_before: float, deadline: float | None = None) -> ListResponse:
+        """A listing whose request was sent at or after `not_before` (a `clock()` value)."""
+        flight, lead = self._find_or_start(not_before)
+        if lead:
+            self._run(flight, deadline)
+        remaining = None if deadline is None else max(0.0, deadline - self._clock())
+        return flight.result.result(timeout=remaining)
+
+    def _find_or_start(self, not_before: float) -> tuple[_Flight, bool]:
+        gather_until = self._clock() + self._gather_window
+        with self._changed:
+            while True:
+                newest = self._newest
+                if newest is not None and newest.requested_at >= not_before:
+                    return newest, False
+                if self._writes_in_progress and self._clock() < gather_until:
+                    # Writes are landing now: one listing after them serves them all.
+                    self._changed.wait(gather_until - self._clock())
+                    continue
+                flight = _Flight(self._clock(), Future())
+                self._newest = flight
+                self.calls += 1
+                return flight, True
+
+    def _run(self, flight: _Flight, deadline: float | None) -> None:
+        try:
+            flight.result.set_result(self._fetch(deadline))
+        except BaseException as exc:
+            flight.result.set_exception(exc)
+            with self._changed:
+                if self._newest is flight:
+                    self._newest = None

@@ -1,0 +1,83 @@
+"""The ConvaiPrivateModel schema: its inputs, how they are validated, which changes replace it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, ConfigDict, Field, StrictBool, StrictStr
+
+from .wire import DEFAULT_BASE_URL, PrivateModel, RegisterRequest
+
+
+def _no_blank_or_padding(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if value != value.strip():
+        raise ValueError("must not start or end with whitespace")
+    return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            "must be an http(s) URL with a host, such as https://llm.example.com/v1 "
+            f"(got {value!r})"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query string or fragment: give the API root (…/v1)")
+    return value
+
+
+Name = Annotated[StrictStr, AfterValidator(_no_blank_or_padding)]
+BaseUrl = Annotated[StrictStr, AfterValidator(_http_url)]
+EndpointKey = Annotated[
+    StrictStr,
+    Field(min_length=1),
+    AfterValidator(_no_blank_or_padding),
+]
+
+REPLACE_FIELDS = ("model_group_name", "model_name")
+"""The update API cannot change these: a change deletes the model, then registers it anew."""
+
+UPDATE_FIELDS = ("display_name", "base_url", "api_key", "is_uncensored")
+"""Changed in place with `/llm-models/update`."""
+
+COMPUTED_FIELDS = ("category", "created_at")
+"""Set by Convai; outputs only."""
+
+
+class PrivateModelInputs(RegisterRequest):
+    """What a ConvaiPrivateModel declares: the register request, validated for plan time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_group_name: Name
+    """Required, replaces on change. Unique in the account; characters refer to it."""
+    model_name: Name
+    """Required, replaces on change. The name the endpoint serves."""
+    api_key: EndpointKey
+    """Required, secret, updates in place. Use a placeholder such as EMPTY for keyless endpoints."""
+    is_uncensored: StrictBool = False
+    """Optional (false), updates in place."""
+    display_name: Name | None = None
+    """Optional, updates in place; left out, Convai's own label is kept and never diffed."""
+    base_url: BaseUrl = DEFAULT_BASE_URL
+    """Optional (Convai's default `https://api.openai.com/v1`), updates in place."""
+    adopt_existing: StrictBool = False
+    """Optional (false): on create, take over a model of this group name instead of failing."""
+
+    def register_request(self) -> RegisterRequest:
+        return RegisterRequest.model_validate(
+            self.model_dump(include=set(RegisterRequest.model_fields))
+        )
+
+    def outputs(self, live: PrivateModel) -> dict[str, Any]:
+        """Every input, with what Convai reports overriding what was declared."""
+        outputs = self.model_dump()
+        outputs.update(live.model_dump(include=set(PrivateModel.model_fields)))
+        return outputs
+
+
+INPUT_FIELDS = tuple(PrivateModelInputs.model_fields)

@@ -1,0 +1,246 @@
+"""The dynamic provider behind ConvaiPrivateModel: check, diff, create, read, update, delete.
+
+Runs in Pulumi's provider process (`python -m pulumi.dynamic`), four calls at a time on one
+instance. The instance is pickled into state, so it carries no key, client or lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    ConfigureRequest,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
+from pulumi.output import Unknown
+from pydantic import ValidationError
+
+from .client import build_request
+from .errors import ConvaiError, NotFoundError
+from .model_schema import (
+    COMPUTED_FIELDS,
+    INPUT_FIELDS,
+    REPLACE_FIELDS,
+    UPDATE_FIELDS,
+    PrivateModelInputs,
+)
+from .runtime import ConvaiRuntime, runtime_for
+from .settings import CONFIG_KEYS, ConvaiSettings
+from .wire import PrivateModel, UpdateRequest, field_problems
+
+log = logging.getLogger("convai_provider")
+
+PROVIDER_KEY = "__provider"
+
+
+class ConvaiOperationError(Exception):
+    """A failed provider operation, in one sentence: which model, which operation, and why."""
+
+    def __init__(self, operation: str, model_group_name: str, cause: Exception | str) -> None:
+        super().__init__(
+            f"Could not {operation} Convai private model '{model_group_name}': {cause}"
+        )
+
+
+def _is_unknown(value: Any) -> bool:
+    return isinstance(value, Unknown)
+
+
+def _differs(old: Any, new: Any) -> bool:
+    return _is_unknown(new) or old != new
+
+
+class PrivateModelProvider(ResourceProvider):
+    """Convai private models, managed with Terraform's semantics."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._config: dict[str, Any] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # What configure() learnt (the Convai key among it) must never reach state.
+        return {}
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        self._config = {}
+
+    def configure(self, req: ConfigureRequest) -> None:
+        self._config = {key: req.config.get(key) for key in CONFIG_KEYS}
+
+    def _runtime(self) -> ConvaiRuntime:
+        return runtime_for(ConvaiSettings.resolve(self._config))
+
+    # check ----------------------------------------------------------------------------------
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        declared = {k: v for k, v in news.items() if k != PROVIDER_KEY and k not in COMPUTED_FIELDS}
+        unknown = {k for k, v in declared.items() if _is_unknown(v)}
+        known = {k: v for k, v in declared.items() if k not in unknown and v is not None}
+        try:
+            checked = PrivateModelInputs.model_validate(known).model_dump(exclude_none=True)
+            failures = []
+        except ValidationError as exc:
+            checked = dict(known)
+            failures = [
+                CheckFailure(field, f"{field} {reason}")
+                for field, reason in field_problems(exc)
+                if field.split(".")[0] not in unknown
+            ]
+        checked.update({k: declared[k] for k in unknown})
+        return CheckResult(checked, failures)
+
+    # diff -----------------------------------------------------------------------------------
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = [f for f in REPLACE_FIELDS if _differs(olds.get(f), news.get(f))]
+        updates = [f for f in self._updated_fields(olds, news)]
+        return DiffResult(
+            changes=bool(replaces or updates),
+            replaces=replaces,
+            stables=[],
+            delete_before_replace=True,
+        )
+
+    @staticmethod
+    def _updated_fields(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+        changed = []
+        for field in UPDATE_FIELDS:
+            new = news.get(field)
+            if new is None:
+                continue  # left out: whatever Convai holds is accepted, never a perpetual diff
+            if _differs(olds.get(field), new):
+                changed.append(field)
+        return changed
+
+    # create ---------------------------------------------------------------------------------
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        inputs = PrivateModelInputs.model_validate(_declared(props))
+        runtime = self._runtime()
+        try:
+            if inputs.adopt_existing:
+                outputs = self._adopt(runtime, inputs)
+            else:
+                outputs = self._register(runtime, inputs)
+        except ConvaiError as exc:
+            raise ConvaiOperationError("create", inputs.model_group_name, exc) from None
+        log.info("registered Convai private model %s", inputs.model_group_name)
+        return CreateResult(inputs.model_group_name, outputs)
+
+    def _register(self, runtime: ConvaiRuntime, inputs: PrivateModelInputs) -> dict[str, Any]:
+        deadline = runtime.deadline()
+        with runtime.listing.writing():
+            runtime.client.register(inputs.register_request(), deadline=deadline)
+        written_at = runtime.listing.now()
+        live = runtime.listing.requested_after(written_at, deadline).find(inputs.model_group_name)
+        if live is None:
+            raise ConvaiOperationError(
+                "create",
+                inputs.model_group_name,
+                "Convai accepted the register call but does not list the model; run "
+                "`pulumi refresh`, then `pulumi up` again",
+            )
+        return inputs.outputs(live)
+
+    def _adopt(self, runtime: ConvaiRuntime, inputs: PrivateModelInputs) -> dict[str, Any]:
+        deadline = runtime.deadline()
+        started = runtime.listing.now()
+        live = runtime.listing.requested_after(started, deadline).find(inputs.model_group_name)
+        if live is None:
+            return self._register(runtime, inputs)
+        if live.model_name != inputs.model_name:
+            raise ConvaiOperationError(
+                "adopt",
+                inputs.model_group_name,
+                f"Convai serves it as model_name '{live.model_name}' but the resource declares "
+                f"'{inputs.model_name}'; model_name cannot be updated, so declare "
+                f"'{live.model_name}' or choose another model_group_name",
+            )
+        old = live.model_dump() | {"api_key": None}
+        self._send_update(runtime, inputs.model_group_name, old, inputs.model_dump(), deadline)
+        adopted = live.model_copy(update=_declared_updates(inputs))
+        return inputs.outputs(adopted)
+
+    # read -----------------------------------------------------------------------------------
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        runtime = self._runtime()
+        try:
+            live = runtime.listing.current(runtime.deadline()).find(id_)
+        except ConvaiError as exc:
+            raise ConvaiOperationError("read", id_, exc) from None
+        if live is None:
+            log.info("Convai private model %s is gone; dropping it from state", id_)
+            return ReadResult("", {})
+        outputs = _live_outputs(live, props)
+        inputs = {k: v for k, v in outputs.items() if k not in COMPUTED_FIELDS}
+        return ReadResult(id_, outputs, inputs)
+
+    # update ---------------------------------------------------------------------------------
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        inputs = PrivateModelInputs.model_validate(_declared(news))
+        runtime = self._runtime()
+        try:
+            self._send_update(runtime, id_, olds, news, runtime.deadline())
+        except ConvaiError as exc:
+            raise ConvaiOperationError("update", id_, exc) from None
+        outputs = inputs.model_dump()
+        for field in (*UPDATE_FIELDS, *COMPUTED_FIELDS):
+            if outputs.get(field) is None:
+                outputs[field] = olds.get(field)
+        return UpdateResult(outputs)
+
+    def _send_update(
+        self,
+        runtime: ConvaiRuntime,
+        model_group_name: str,
+        olds: Mapping[str, Any],
+        news: Mapping[str, Any],
+        deadline: float,
+    ) -> None:
+        changed = {f: news[f] for f in self._updated_fields(olds, news)}
+        if not changed:
+            return
+        request = build_request(UpdateRequest, model_group_name=model_group_name, **changed)
+        with runtime.listing.writing():
+            runtime.client.update(request, deadline=deadline)
+
+    # delete ---------------------------------------------------------------------------------
+
+    def delete(self, id_: str, _props: dict[str, Any]) -> None:
+        runtime = self._runtime()
+        try:
+            with runtime.listing.writing():
+                runtime.client.deregister(id_, deadline=runtime.deadline())
+        except NotFoundError:
+            log.info("Convai private model %s was already gone", id_)
+        except ConvaiError as exc:
+            raise ConvaiOperationError("delete", id_, exc) from None
+
+
+def _declared(props: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in props.items() if k in INPUT_FIELDS and v is not None}
+
+
+def _declared_updates(inputs: PrivateModelInputs) -> dict[str, Any]:
+    return {
+        f: getattr(inputs, f)
+        for f in UPDATE_FIELDS
+        if f != "api_key" and getattr(inputs, f) is not None
+    }
+
+
+def _live_outputs(live: PrivateModel, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """What refresh records: Convai's view, plus what the API never returns, kept from state."""
+    outputs = {k: v for k, v in stored.items() if k in INPUT_FIELDS and k != PROVIDER_KEY}
+    outputs.update(live.model_dump(include=set(PrivateModel.model_fields)))
+    return outputs

@@ -1,0 +1,88 @@
+"""Where the provider finds Convai: stack config first, then the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .client import DEFAULT_CONVAI_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from .errors import ConvaiError
+
+API_KEY_CONFIG = "convai:apiKey"
+BASE_URL_CONFIG = "convai:baseUrl"
+REQUEST_TIMEOUT_CONFIG = "convai:requestTimeout"
+MAX_RETRIES_CONFIG = "convai:maxRetries"
+OPERATION_TIMEOUT_CONFIG = "convai:operationTimeout"
+API_KEY_ENV = "CONVAI_API_KEY"
+BASE_URL_ENV = "CONVAI_BASE_URL"
+
+DEFAULT_OPERATION_TIMEOUT = 300.0
+"""Seconds one provider operation may take, retries included (custom_timeouts do not apply)."""
+
+CONFIG_KEYS = (
+    API_KEY_CONFIG,
+    BASE_URL_CONFIG,
+    REQUEST_TIMEOUT_CONFIG,
+    MAX_RETRIES_CONFIG,
+    OPERATION_TIMEOUT_CONFIG,
+)
+
+
+class MissingApiKeyError(ConvaiError):
+    def __str__(self) -> str:
+        return (
+            "No Convai API key: run `pulumi config set --secret convai:apiKey <key>` "
+            f"(or export {API_KEY_ENV}) and try again."
+        )
+
+
+class InvalidSettingError(ConvaiError):
+    pass
+
+
+@dataclass(frozen=True)
+class ConvaiSettings:
+    """Resolved at call time in the provider process; hashable so clients can be shared."""
+
+    api_key: str = field(repr=False)
+    base_url: str = DEFAULT_CONVAI_URL
+    request_timeout: float = DEFAULT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    operation_timeout: float = DEFAULT_OPERATION_TIMEOUT
+
+    @classmethod
+    def resolve(
+        cls, config: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    ) -> ConvaiSettings:
+        env = os.environ if environ is None else environ
+        api_key = str(config.get(API_KEY_CONFIG) or env.get(API_KEY_ENV) or "").strip()
+        if not api_key:
+            raise MissingApiKeyError()
+        base_url = str(config.get(BASE_URL_CONFIG) or env.get(BASE_URL_ENV) or DEFAULT_CONVAI_URL)
+        if not base_url.startswith(("http://", "https://")):
+            raise InvalidSettingError(
+                f"{BASE_URL_CONFIG} is {base_url!r}: it must be an http(s) URL such as "
+                f"{DEFAULT_CONVAI_URL}."
+            )
+        return cls(
+            api_key=api_key,
+            base_url=base_url.rstrip("/"),
+            request_timeout=_number(config, REQUEST_TIMEOUT_CONFIG, DEFAULT_TIMEOUT),
+            max_retries=int(_number(config, MAX_RETRIES_CONFIG, DEFAULT_MAX_RETRIES)),
+            operation_timeout=_number(config, OPERATION_TIMEOUT_CONFIG, DEFAULT_OPERATION_TIMEOUT),
+        )
+
+
+def _number(config: Mapping[str, Any], key: str, default: float) -> float:
+    raw = config.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise InvalidSettingError(f"{key} is {raw!r}: it must be a number.") from None
+    if value < 0:
+        raise InvalidSettingError(f"{key} is {raw!r}: it must not be negative.")
+    return value

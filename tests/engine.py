@@ -1,0 +1,392 @@
+"""A stand-in for the Pulumi engine, for tests and benchmarks.
+
+Half one runs a Pulumi program under `set_mocks` and records what it registers, including the
+real dill-pickled `__provider`. Half two starts the real dynamic provider server
+(`python -u -m pulumi.dynamic`, as the CLI does, from the project root) and drives it over gRPC
+with the engine's call sequences (see shared/ENGINE_PROTOCOL.md), keeping a state of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pulumi
+from google.protobuf import struct_pb2
+from pulumi.runtime import rpc
+from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROVIDER_KEY = "__provider"
+UNKNOWN = rpc.UNKNOWN
+
+
+# Program side ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    custom: bool
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.registrations: list[Registration] = []
+
+    def new_resource(
+        self, args: pulumi.runtime.MockResourceArgs
+    ) -> tuple[str | None, dict[str, Any]]:
+        self.registrations.append(
+            Registration(args.typ, args.name, dict(args.inputs), bool(args.custom))
+        )
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
+        return {}, None
+
+
+def run_program(
+    build: Callable[[], Any],
+    *,
+    stack: str = "dev",
+    config: Mapping[str, str] | None = None,
+    preview: bool = False,
+) -> list[Registration]:
+    """Run `build` as a Pulumi program under mocks; return what it registered, in order."""
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="convai-models", stack=stack, preview=preview)
+    pulumi.runtime.set_all_config(dict(config or {}), [])
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def program() -> None:
+        build()
+
+    program()
+    return mocks.registrations
+
+
+# Provider side -----------------------------------------------------------------------------------
+
+
+def to_struct(props: Mapping[str, Any]) -> struct_pb2.Struct:
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(rpc.serialize_properties(dict(props), {}))
+    finally:
+        loop.close()
+
+
+def from_struct(struct: struct_pb2.Struct) -> dict[str, Any]:
+    return dict(rpc.deserialize_properties(struct, keep_unknowns=True))
+
+
+def strip_secrets(value: Any) -> Any:
+    """The engine strips secret envelopes before calling a provider that does not accept them."""
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return strip_secrets(value["value"])
+        return {k: strip_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [strip_secrets(v) for v in value]
+    return value
+
+
+class ProviderError(Exception):
+    """The provider server answered a call with an error; `details` is what the CLI would show."""
+
+    def __init__(self, call: str, details: str) -> None:
+        self.call = call
+        self.details = details
+        super().__init__(f"{call} failed: {details}")
+
+
+class ProviderProcess:
+    """`python -u -m pulumi.dynamic`, started exactly as the Pulumi CLI starts it."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        child_env = {**os.environ, "PULUMI_PROJECT": "convai-models", **(env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", "-m", "pulumi.dynamic", "127.0.0.1:1"],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=child_env,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        port = self.proc.stdout.readline().strip()
+        if not port.isdigit():
+            self.close()
+            raise RuntimeError(f"the provider server did not start: {port!r}")
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        self.stub = provider_pb2_grpc.ResourceProviderStub(self.channel)
+
+    def close(self) -> str:
+        """Stop the server; returns everything it wrote to stderr (its log)."""
+        if hasattr(self, "channel"):
+            self.channel.close()
+        self.proc.terminate()
+        try:
+            _, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return err or ""
+
+    def call(self, name: str, request: Any) -> Any:
+        try:
+            return getattr(self.stub, name)(request, timeout=600)
+        except grpc.RpcError as exc:
+            raise ProviderError(name, exc.details() or str(exc)) from None
+
+    def configure(self, config: Mapping[str, Any]) -> None:
+        """Configure gets the whole stack config, secrets still wrapped."""
+        self.call("GetPluginInfo", _empty())
+        args = to_struct(config)
+        self.call("Configure", provider_pb2.ConfigureRequest(args=args, acceptSecrets=True))
+
+
+def _empty() -> Any:
+    from google.protobuf import empty_pb2
+
+    return empty_pb2.Empty()
+
+
+# The engine --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Declared:
+    """A resource as a program declares it: name, type and inputs (with `__provider`)."""
+
+    name: str
+    type: str
+    inputs: dict[str, Any]
+
+    @property
+    def urn(self) -> str:
+        return f"urn:pulumi:dev::convai-models::{self.type}::{self.name}"
+
+    @classmethod
+    def from_registration(cls, reg: Registration) -> Declared:
+        return cls(reg.name, reg.type, strip_secrets(reg.inputs))
+
+
+@dataclass
+class StateEntry:
+    id: str
+    type: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+
+
+@dataclass
+class CheckFailedError(Exception):
+    name: str
+    failures: list[tuple[str, str]]
+
+
+class Engine:
+    """Drives provider processes with the engine's call sequences and keeps the state.
+
+    Like the CLI, every command (preview, up, refresh, destroy) starts a provider process of its
+    own, configured with the stack config, and stops it at the end.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        env: Mapping[str, str] | None = None,
+        parallel: int = 16,
+    ) -> None:
+        self.config = dict(config)
+        self.env = dict(env or {})
+        self.state: dict[str, StateEntry] = {}
+        self.parallel = parallel
+        self.calls: list[str] = []
+        self.logs: list[str] = []
+        self._provider: ProviderProcess | None = None
+
+    @contextmanager
+    def command(self) -> Iterator[ProviderProcess]:
+        """One CLI command's provider process; commands nest into the outermost one."""
+        if self._provider is not None:
+            yield self._provider
+            return
+        provider = ProviderProcess(self.env)
+        try:
+            provider.configure(self.config)
+            self._provider = provider
+            yield provider
+        finally:
+            self._provider = None
+            self.logs.append(provider.close())
+
+    @property
+    def provider(self) -> ProviderProcess:
+        if self._provider is None:
+            raise AssertionError("provider calls happen inside `with engine.command():`")
+        return self._provider
+
+    # single calls ---------------------------------------------------------------------------
+
+    def check(self, res: Declared, olds: Mapping[str, Any]) -> dict[str, Any]:
+        request = provider_pb2.CheckRequest(
+            urn=res.urn,
+            olds=to_struct(olds),
+            news=to_struct(res.inputs),
+            name=res.name,
+            type=res.type,
+        )
+        reply = self._call("Check", res, request)
+        if reply.failures:
+            raise CheckFailedError(res.name, [(f.property, f.reason) for f in reply.failures])
+        return from_struct(reply.inputs)
+
+    def diff(self, res: Declared, entry: StateEntry, news: Mapping[str, Any]) -> Any:
+        request = provider_pb2.DiffRequest(
+            id=entry.id,
+            urn=res.urn,
+            olds=to_struct(entry.outputs),
+            news=to_struct(news),
+            old_inputs=to_struct(entry.inputs),
+            name=res.name,
+            type=res.type,
+        )
+        return self._call("Diff", res, request)
+
+    def create(self, res: Declared, inputs: Mapping[str, Any]) -> None:
+        request = provider_pb2.CreateRequest(
+            urn=res.urn, properties=to_struct(inputs), name=res.name, type=res.type
+        )
+        reply = self._call("Create", res, request)
+        self.state[res.name] = StateEntry(
+            reply.id, res.type, dict(inputs), from_struct(reply.properties)
+        )
+
+    def update(self, res: Declared, entry: StateEntry, news: Mapping[str, Any]) -> None:
+        request = provider_pb2.UpdateRequest(
+            id=entry.id,
+            urn=res.urn,
+            olds=to_struct(entry.outputs),
+            news=to_struct(news),
+            old_inputs=to_struct(entry.inputs),
+            name=res.name,
+            type=res.type,
+        )
+        reply = self._call("Update", res, request)
+        self.state[res.name] = StateEntry(
+            entry.id, res.type, dict(news), from_struct(reply.properties)
+        )
+
+    def delete(self, name: str) -> None:
+        entry = self.state[name]
+        res = Declared(name, entry.type, entry.inputs)
+        request = provider_pb2.DeleteRequest(
+            id=entry.id,
+            urn=res.urn,
+            properties=to_struct(entry.outputs),
+            old_inputs=to_struct(entry.inputs),
+            name=name,
+            type=entry.type,
+        )
+        self._call("Delete", res, request)
+        del self.state[name]
+
+    def read(self, name: str) -> None:
+        entry = self.state[name]
+        res = Declared(name, entry.type, entry.inputs)
+        request = provider_pb2.ReadRequest(
+            id=entry.id,
+            urn=res.urn,
+            properties=to_struct(entry.outputs),
+            inputs=to_struct(entry.inputs),
+            name=name,
+            type=entry.type,
+        )
+        reply = self._call("Read", res, request)
+        if not reply.id:
+            del self.state[name]
+            return
+        inputs = from_struct(reply.inputs) if reply.HasField("inputs") else entry.inputs
+        self.state[name] = StateEntry(reply.id, entry.type, inputs, from_struct(reply.properties))
+
+    def _call(self, name: str, res: Declared, request: Any) -> Any:
+        self.calls.append(f"{name}:{res.name}")
+        return self.provider.call(name, request)
+
+    # operations -----------------------------------------------------------------------------
+
+    def preview(self, resources: Iterable[Declared]) -> dict[str, str]:
+        """Check (and Diff for existing resources); nothing is created. Returns name -> step."""
+        plan: dict[str, str] = {}
+        with self.command():
+            return self._preview(resources, plan)
+
+    def _preview(self, resources: Iterable[Declared], plan: dict[str, str]) -> dict[str, str]:
+        for res in resources:
+            entry = self.state.get(res.name)
+            checked = self.check(res, entry.inputs if entry else {})
+            plan[res.name] = (
+                "create" if entry is None else self._step(self.diff(res, entry, checked))
+            )
+        return plan
+
+    def up(self, resources: Iterable[Declared]) -> dict[str, str]:
+        """One `pulumi up`: each resource's steps, resources in parallel, then deletions."""
+        declared = list(resources)
+        with self.command(), ThreadPoolExecutor(self.parallel) as pool:
+            steps = dict(
+                zip([r.name for r in declared], pool.map(self._up_one, declared), strict=True)
+            )
+            gone = [name for name in self.state if name not in {r.name for r in declared}]
+            list(pool.map(self.delete, gone))
+        steps.update({name: "delete" for name in gone})
+        return steps
+
+    def _up_one(self, res: Declared) -> str:
+        entry = self.state.get(res.name)
+        checked = self.check(res, entry.inputs if entry else {})
+        if entry is None:
+            self.create(res, checked)
+            return "create"
+        diff = self.diff(res, entry, checked)
+        step = self._step(diff)
+        if step == "update":
+            self.update(res, entry, checked)
+        elif step == "replace":
+            fresh = self.check(res, {})
+            if not diff.deleteBeforeReplace:
+                raise AssertionError("this harness models delete-before-replace replacements only")
+            self.delete(res.name)
+            self.create(res, fresh)
+        return step
+
+    def refresh(self) -> None:
+        with self.command(), ThreadPoolExecutor(self.parallel) as pool:
+            list(pool.map(self.read, list(self.state)))
+
+    def destroy(self) -> None:
+        with self.command(), ThreadPoolExecutor(self.parallel) as pool:
+            list(pool.map(self.delete, list(self.state)))
+
+    @staticmethod
+    def _step(diff: Any) -> str:
+        if diff.replaces:
+            return "replace"
+        if diff.changes == provider_pb2.DiffResponse.DIFF_SOME:
+            return "update"
+        return "same"
