@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from .preflight import DEFAULT_WAIT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_emulator(commands)
+    _add_preflight(commands)
     return parser
 
 
@@ -48,6 +52,50 @@ def _run_emulator(args: argparse.Namespace) -> int:
 
     serve(args.host, args.port, args.db, access_log=not args.no_access_log)
     return 0
+
+
+def _add_preflight(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    preflight = commands.add_parser(
+        "preflight",
+        help="check that an endpoint is OpenAI-compatible, keyed and serving a model",
+        description=(
+            "Check BASE_URL the way Convai will use it: reachable, GET /models accepted with the "
+            "key (and refused without it where keys are enforced), MODEL listed, and a 1-token "
+            "chat completion. Transient failures (connection refused, 502/503/504, timeouts) are "
+            "retried for up to --timeout seconds, since a fresh vLLM takes minutes to load. "
+            "Exits 0 when every check passes, 1 otherwise."
+        ),
+    )
+    preflight.add_argument("--base-url", required=True, help="the API root, e.g. https://host/v1")
+    preflight.add_argument("--model", required=True, help="the served model name")
+    preflight.add_argument(
+        "--api-key",
+        default=os.environ.get("ENDPOINT_API_KEY"),
+        help="the endpoint's key (default: $ENDPOINT_API_KEY)",
+    )
+    preflight.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_WAIT,
+        help=f"seconds to wait for the endpoint to become ready (default {DEFAULT_WAIT:.0f})",
+    )
+    preflight.set_defaults(run=_run_preflight)
+
+
+def _run_preflight(args: argparse.Namespace) -> int:
+    from .preflight import PreflightReport, check_endpoint
+
+    def progress(report: PreflightReport) -> None:
+        if sys.stderr.isatty():
+            print(f"waiting ({report.waited:.0f}s): {report.summary()}", file=sys.stderr)
+
+    report = check_endpoint(
+        args.base_url, args.model, args.api_key, wait=args.timeout, on_retry=progress
+    )
+    for check in report.checks:
+        print(f"{'PASS' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+    print(report.summary())
+    return 0 if report.ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

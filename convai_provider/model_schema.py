@@ -44,6 +44,9 @@ REPLACE_FIELDS = ("model_group_name", "model_name")
 UPDATE_FIELDS = ("display_name", "base_url", "api_key", "is_uncensored")
 """Changed in place with `/llm-models/update`."""
 
+ENDPOINT_FIELDS = ("base_url", "model_name", "api_key")
+"""A change to any of these points Convai at a different endpoint: the preflight runs again."""
+
 COMPUTED_FIELDS = ("category", "created_at")
 """Set by Convai; outputs only."""
 
@@ -67,6 +70,9 @@ class PrivateModelInputs(RegisterRequest):
     """Optional (Convai's default `https://api.openai.com/v1`), updates in place."""
     adopt_existing: StrictBool = False
     """Optional (false): on create, take over a model of this group name instead of failing."""
+    verify_endpoint: StrictBool = True
+    """Optional (true): run the endpoint preflight before create, and before an update that
+    changes base_url or api_key; a failing endpoint is never registered."""
 
     def register_request(self) -> RegisterRequest:
         return RegisterRequest.model_validate(

@@ -27,11 +27,13 @@ from .client import build_request
 from .errors import ConvaiError, NotFoundError
 from .model_schema import (
     COMPUTED_FIELDS,
+    ENDPOINT_FIELDS,
     INPUT_FIELDS,
     REPLACE_FIELDS,
     UPDATE_FIELDS,
     PrivateModelInputs,
 )
+from .preflight import check_endpoint
 from .runtime import ConvaiRuntime, runtime_for
 from .settings import CONFIG_KEYS, ConvaiSettings
 from .wire import PrivateModel, UpdateRequest, field_problems
@@ -125,6 +127,8 @@ class PrivateModelProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = PrivateModelInputs.model_validate(_declared(props))
         runtime = self._runtime()
+        if inputs.verify_endpoint:
+            self._verify_endpoint(runtime, "create", inputs)
         try:
             if inputs.adopt_existing:
                 outputs = self._adopt(runtime, inputs)
@@ -169,6 +173,24 @@ class PrivateModelProvider(ResourceProvider):
         adopted = live.model_copy(update=_declared_updates(inputs))
         return inputs.outputs(adopted)
 
+    @staticmethod
+    def _verify_endpoint(
+        runtime: ConvaiRuntime, operation: str, inputs: PrivateModelInputs
+    ) -> None:
+        report = check_endpoint(
+            inputs.base_url,
+            inputs.model_name,
+            inputs.api_key,
+            wait=runtime.settings.verify_timeout,
+        )
+        if not report.ok:
+            raise ConvaiOperationError(
+                operation,
+                inputs.model_group_name,
+                f"{report.summary()} Nothing was sent to Convai. Fix the endpoint, or set "
+                "verify_endpoint=False to register it unchecked.",
+            )
+
     # read -----------------------------------------------------------------------------------
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -189,6 +211,10 @@ class PrivateModelProvider(ResourceProvider):
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = PrivateModelInputs.model_validate(_declared(news))
         runtime = self._runtime()
+        if inputs.verify_endpoint and any(
+            _differs(olds.get(f), news.get(f)) for f in ENDPOINT_FIELDS
+        ):
+            self._verify_endpoint(runtime, "update", inputs)
         try:
             self._send_update(runtime, id_, olds, news, runtime.deadline())
         except ConvaiError as exc:

@@ -28,6 +28,8 @@ class ConvaiPrivateModelArgs:
     """Default https://api.openai.com/v1, as Convai's."""
     adopt_existing: pulumi.Input[bool] | None = None
     """Default false."""
+    verify_endpoint: pulumi.Input[bool] | None = None
+    """Default true: the endpoint preflight runs before create and endpoint-changing updates."""
 
 
 class ConvaiPrivateModel(Resource, module="convai", name="PrivateModel"):
@@ -46,6 +48,7 @@ class ConvaiPrivateModel(Resource, module="convai", name="PrivateModel"):
     display_name: pulumi.Output[str | None]
     base_url: pulumi.Output[str]
     adopt_existing: pulumi.Output[bool]
+    verify_endpoint: pulumi.Output[bool]
     category: pulumi.Output[str]
     created_at: pulumi.Output[str]
 
@@ -62,6 +65,7 @@ class ConvaiPrivateModel(Resource, module="convai", name="PrivateModel"):
         display_name: pulumi.Input[str] | None = None,
         base_url: pulumi.Input[str] | None = None,
         adopt_existing: pulumi.Input[bool] | None = None,
+        verify_endpoint: pulumi.Input[bool] | None = None,
     ) -> None:
         keywords: dict[str, Any] = {
             "model_group_name": model_group_name,
@@ -71,6 +75,7 @@ class ConvaiPrivateModel(Resource, module="convai", name="PrivateModel"):
             "display_name": display_name,
             "base_url": base_url,
             "adopt_existing": adopt_existing,
+            "verify_endpoint": verify_endpoint,
         }
         props = _merge_args(args, keywords)
         if props.get("api_key") is not None:

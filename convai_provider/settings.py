@@ -9,12 +9,14 @@ from typing import Any
 
 from .client import DEFAULT_CONVAI_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from .errors import ConvaiError
+from .preflight import DEFAULT_WAIT
 
 API_KEY_CONFIG = "convai:apiKey"
 BASE_URL_CONFIG = "convai:baseUrl"
 REQUEST_TIMEOUT_CONFIG = "convai:requestTimeout"
 MAX_RETRIES_CONFIG = "convai:maxRetries"
 OPERATION_TIMEOUT_CONFIG = "convai:operationTimeout"
+VERIFY_TIMEOUT_CONFIG = "convai:verifyTimeout"
 API_KEY_ENV = "CONVAI_API_KEY"
 BASE_URL_ENV = "CONVAI_BASE_URL"
 
@@ -27,6 +29,7 @@ CONFIG_KEYS = (
     REQUEST_TIMEOUT_CONFIG,
     MAX_RETRIES_CONFIG,
     OPERATION_TIMEOUT_CONFIG,
+    VERIFY_TIMEOUT_CONFIG,
 )
 
 
@@ -51,6 +54,7 @@ class ConvaiSettings:
     request_timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     operation_timeout: float = DEFAULT_OPERATION_TIMEOUT
+    verify_timeout: float = DEFAULT_WAIT
 
     @classmethod
     def resolve(
@@ -72,6 +76,7 @@ class ConvaiSettings:
             request_timeout=_number(config, REQUEST_TIMEOUT_CONFIG, DEFAULT_TIMEOUT),
             max_retries=int(_number(config, MAX_RETRIES_CONFIG, DEFAULT_MAX_RETRIES)),
             operation_timeout=_number(config, OPERATION_TIMEOUT_CONFIG, DEFAULT_OPERATION_TIMEOUT),
+            verify_timeout=_number(config, VERIFY_TIMEOUT_CONFIG, DEFAULT_WAIT),
         )
 
 

@@ -42,6 +42,7 @@ def turbo(**changes: Any) -> dict[str, Any]:
         "api_key": ENDPOINT_KEY,
         "display_name": "Turbo",
         "base_url": "https://llm.example.com/v1",
+        "verify_endpoint": False,  # the preflight has tests of its own (test_preflight.py)
         **changes,
     }
 
@@ -123,7 +124,13 @@ def test_create_registers_and_outputs_every_input_plus_computed_fields(
 
 def test_a_second_plan_after_apply_is_empty(engine: Engine) -> None:
     resources = declare(
-        m=turbo(), plain={"model_group_name": "plain", "model_name": "m", "api_key": "k"}
+        m=turbo(),
+        plain={
+            "model_group_name": "plain",
+            "model_name": "m",
+            "api_key": "k",
+            "verify_endpoint": False,
+        },
     )
     engine.up(resources)
     assert engine.preview(resources) == {"m": "same", "plain": "same"}
@@ -131,7 +138,9 @@ def test_a_second_plan_after_apply_is_empty(engine: Engine) -> None:
 
 
 def test_a_server_default_is_no_perpetual_diff(engine: Engine, convai: EmulatorProcess) -> None:
-    (res,) = declare(m={"model_group_name": "g", "model_name": "m", "api_key": "k"})
+    (res,) = declare(
+        m={"model_group_name": "g", "model_name": "m", "api_key": "k", "verify_endpoint": False}
+    )
     engine.up([res])
     assert engine.state["m"].outputs["base_url"] == "https://api.openai.com/v1"
     engine.refresh()

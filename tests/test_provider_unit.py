@@ -27,7 +27,13 @@ def provider(convai: EmulatorProcess) -> PrivateModelProvider:
 
 
 def inputs(group: str = "g", **changes: Any) -> dict[str, Any]:
-    return {"model_group_name": group, "model_name": "m", "api_key": "sk-1", **changes}
+    return {
+        "model_group_name": group,
+        "model_name": "m",
+        "api_key": "sk-1",
+        "verify_endpoint": False,
+        **changes,
+    }
 
 
 def test_check_fills_the_defaults_convai_would(provider: PrivateModelProvider) -> None:
@@ -35,6 +41,9 @@ def test_check_fills_the_defaults_convai_would(provider: PrivateModelProvider) -
     assert result.failures == []
     assert result.inputs["base_url"] == "https://api.openai.com/v1"
     assert result.inputs["is_uncensored"] is False and result.inputs["adopt_existing"] is False
+    assert provider.check({}, {"model_group_name": "g", "model_name": "m", "api_key": "k"}).inputs[
+        "verify_endpoint"
+    ]
 
 
 def test_check_keeps_unknowns_and_validates_the_rest(provider: PrivateModelProvider) -> None:

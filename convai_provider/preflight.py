@@ -1,0 +1,320 @@
+"""Prove an endpoint is OpenAI-compatible, keyed and serving the model, before Convai uses it.
+
+Convai's FAQ: when an endpoint is down or wrong, characters on it just stop answering. The
+preflight runs the calls Convai will make (list models, a one-token chat completion) and says in
+one sentence what to fix. A freshly deployed vLLM needs minutes to load its model, so transient
+failures are retried until a wait budget runs out.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+DEFAULT_WAIT = 900.0
+"""Seconds to wait for an endpoint to become ready: enough for vLLM to pull and load a model."""
+
+DEFAULT_REQUEST_TIMEOUT = 30.0
+
+CHECKS = ("reachable", "key accepted", "key enforced", "model listed", "chat completion")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    final: bool = False
+    """A failure that waiting will not fix (a wrong key, a model that is not served)."""
+
+
+@dataclass
+class PreflightReport:
+    base_url: str
+    model_name: str
+    checks: list[CheckResult] = field(default_factory=list)
+    attempts: int = 0
+    waited: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    @property
+    def failure(self) -> CheckResult | None:
+        return next((c for c in self.checks if not c.ok), None)
+
+    def summary(self) -> str:
+        failure = self.failure
+        if failure is None:
+            return f"{self.base_url} serves '{self.model_name}' and answers chat completions."
+        tries = (
+            f" (after {self.attempts} attempts over {self.waited:.0f}s)"
+            if self.attempts > 1
+            else ""
+        )
+        return (
+            f"Endpoint check '{failure.name}' failed for {self.base_url}{tries}: {failure.detail}"
+        )
+
+
+class PreflightError(Exception):
+    def __init__(self, report: PreflightReport) -> None:
+        self.report = report
+        super().__init__(report.summary())
+
+
+def error_message(response: httpx.Response) -> str:
+    """The human message in any of the error bodies OpenAI-style servers send.
+
+    vLLM's auth middleware: {"error": "Unauthorized"}; vLLM and OpenAI: {"error": {"message": ..}};
+    older vLLM and SGLang: {"object": "error", "message": ..}; FastAPI defaults: {"detail": ..}.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:200] or response.reason_phrase
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+        for key in ("message", "detail"):
+            if body.get(key):
+                return str(body[key])
+    return str(body)[:200]
+
+
+def _served_models(response: httpx.Response) -> list[str] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        return None
+    return [str(item.get("id")) for item in body["data"] if isinstance(item, dict)]
+
+
+def _transport_failure(exc: httpx.HTTPError, url: str) -> CheckResult:
+    text = f"{type(exc).__name__}: {exc}"
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return _tls_failure(url, text)
+        cause = cause.__cause__ or cause.__context__
+    lowered = text.lower()
+    if isinstance(exc, httpx.TimeoutException):
+        detail = f"{url} did not answer in time ({type(exc).__name__}); is it up and reachable?"
+    elif (
+        "name or service not known" in lowered
+        or "nodename nor servname" in lowered
+        or ("name resolution" in lowered)
+    ):
+        detail = f"the host of {url} does not resolve (DNS); check base_url"
+    elif "ssl" in lowered or "certificate" in lowered or "tls" in lowered:
+        return _tls_failure(url, text)
+    else:
+        detail = f"could not connect to {url} ({text}); is the server running and the port open?"
+    return CheckResult("reachable", False, detail)
+
+
+def _tls_failure(url: str, text: str) -> CheckResult:
+    return CheckResult(
+        "reachable",
+        False,
+        f"the TLS handshake with {url} failed ({text}); check the certificate and that the URL's "
+        "scheme matches what the server speaks",
+        final=True,
+    )
+
+
+def _status_failure(name: str, response: httpx.Response, url: str) -> CheckResult:
+    message = error_message(response)
+    status = response.status_code
+    if status in (502, 503, 504):
+        return CheckResult(name, False, f"{url} answered HTTP {status} ({message}): not ready yet")
+    if status in (401, 403):
+        return CheckResult(
+            name,
+            False,
+            f"the endpoint refused the API key (HTTP {status}: {message}); set api_key to the key "
+            "the server was started with (vLLM: --api-key or VLLM_API_KEY)",
+            final=True,
+        )
+    return CheckResult(name, False, f"{url} answered HTTP {status}: {message}", final=status < 500)
+
+
+class Preflight:
+    """Runs the checks once (`run_once`) or until they pass or the wait budget is spent (`run`)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model_name: str,
+        api_key: str | None,
+        *,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model_name = model_name
+        self.api_key = api_key
+        self._http = httpx.Client(timeout=request_timeout, transport=transport)
+        self._sleep = sleep
+        self._clock = clock
+
+    def close(self) -> None:
+        self._http.close()
+
+    def run(
+        self,
+        wait: float = DEFAULT_WAIT,
+        interval: float = 5.0,
+        on_retry: Callable[[PreflightReport], None] | None = None,
+    ) -> PreflightReport:
+        """Retry transient failures until the checks pass or `wait` seconds are spent."""
+        started = self._clock()
+        attempts = 0
+        while True:
+            attempts += 1
+            report = self.run_once()
+            report.attempts = attempts
+            report.waited = self._clock() - started
+            failure = report.failure
+            if failure is None or failure.final:
+                return report
+            pause = min(interval * 2 ** min(attempts - 1, 3), 30.0)
+            if self._clock() - started + pause > wait:
+                return report
+            if on_retry is not None:
+                on_retry(report)
+            self._sleep(pause)
+
+    def run_once(self) -> PreflightReport:
+        report = PreflightReport(self.base_url, self.model_name)
+        for check in (self._models_with_key, self._models_without_key, self._chat_completion):
+            results = check()
+            report.checks.extend(results)
+            if not all(r.ok for r in results):
+                break
+        return report
+
+    def _headers(self, with_key: bool = True) -> dict[str, str]:
+        if with_key and self.api_key:
+            return {"Authorization": f"Bearer {self.api_key}"}
+        return {}
+
+    def _get(self, url: str, with_key: bool) -> httpx.Response | CheckResult:
+        try:
+            return self._http.get(url, headers=self._headers(with_key))
+        except httpx.HTTPError as exc:
+            return _transport_failure(exc, url)
+
+    def _models_with_key(self) -> list[CheckResult]:
+        url = f"{self.base_url}/models"
+        response = self._get(url, with_key=True)
+        if isinstance(response, CheckResult):
+            return [response]
+        reachable = CheckResult("reachable", True, f"{url} answered HTTP {response.status_code}")
+        if response.status_code != 200:
+            return [reachable, _status_failure("key accepted", response, url)]
+        served = _served_models(response)
+        if served is None:
+            return [
+                reachable,
+                CheckResult(
+                    "key accepted",
+                    False,
+                    f"{url} did not answer with an OpenAI model list; is base_url the API root "
+                    "(ending in /v1)?",
+                    final=True,
+                ),
+            ]
+        accepted = CheckResult("key accepted", True, "GET /models succeeded with the key")
+        if self.model_name not in served:
+            names = ", ".join(repr(n) for n in served) or "none"
+            return [
+                reachable,
+                accepted,
+                CheckResult(
+                    "model listed",
+                    False,
+                    f"model '{self.model_name}' is not served there; it serves {names}. Set "
+                    "model_name to one of those (vLLM: --served-model-name)",
+                    final=bool(served),
+                ),
+            ]
+        return [
+            reachable,
+            accepted,
+            CheckResult("model listed", True, f"'{self.model_name}' is served"),
+        ]
+
+    def _models_without_key(self) -> list[CheckResult]:
+        url = f"{self.base_url}/models"
+        response = self._get(url, with_key=False)
+        if isinstance(response, CheckResult):
+            return [response]
+        if response.status_code in (401, 403):
+            return [CheckResult("key enforced", True, "requests without the key are refused")]
+        return [
+            CheckResult(
+                "key enforced",
+                True,
+                "the endpoint does not check keys: anyone who finds it can use it "
+                "(vLLM: start it with --api-key)",
+            )
+        ]
+
+    def _chat_completion(self) -> list[CheckResult]:
+        url = f"{self.base_url}/chat/completions"
+        body: dict[str, Any] = {
+            "model": self.model_name,
+            "messages": [{"role": "user", "content": "ping"}],
+            "max_tokens": 1,
+        }
+        try:
+            response = self._http.post(url, json=body, headers=self._headers())
+        except httpx.HTTPError as exc:
+            return [_transport_failure(exc, url)]
+        if response.status_code != 200:
+            return [_status_failure("chat completion", response, url)]
+        try:
+            choices = response.json().get("choices")
+        except (ValueError, AttributeError):
+            choices = None
+        if not choices:
+            return [
+                CheckResult(
+                    "chat completion",
+                    False,
+                    f"{url} answered 200 without choices: not an OpenAI-compatible reply",
+                    final=True,
+                )
+            ]
+        return [CheckResult("chat completion", True, "a 1-token completion succeeded")]
+
+
+def check_endpoint(
+    base_url: str,
+    model_name: str,
+    api_key: str | None,
+    *,
+    wait: float = DEFAULT_WAIT,
+    interval: float = 5.0,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    on_retry: Callable[[PreflightReport], None] | None = None,
+) -> PreflightReport:
+    preflight = Preflight(base_url, model_name, api_key, request_timeout=request_timeout)
+    try:
+        return preflight.run(wait=wait, interval=interval, on_retry=on_retry)
+    finally:
+        preflight.close()

@@ -1,0 +1,146 @@
+"""A local OpenAI-compatible server for preflight tests, with the error shapes of real servers.
+
+Flavours reproduce what clients meet in the field: vLLM's auth middleware answers 401
+`{"error": "Unauthorized"}`; current vLLM wraps errors as `{"error": {"message", "type", ...}}`;
+older vLLM and SGLang sent a flat `{"object": "error", "message", ...}`; OpenAI itself answers 401
+with `{"error": {"message": "Incorrect API key provided...", "code": "invalid_api_key"}}`.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+
+@dataclass
+class EndpointBehaviour:
+    flavour: str = "vllm"  # vllm | vllm-legacy | sglang | openai
+    api_key: str | None = "sk-endpoint"
+    served: list[str] = field(default_factory=lambda: ["llama-3.1-8b"])
+    ready_at: float = 0.0  # time.monotonic() before which every call answers 503
+    chat_status: int = 200
+    chats: int = 0
+
+
+def _error(flavour: str, status: int, message: str, kind: str) -> Response:
+    if flavour in ("vllm-legacy", "sglang"):
+        body: dict[str, Any] = {
+            "object": "error",
+            "message": message,
+            "type": kind,
+            "param": None,
+            "code": status,
+        }
+    else:
+        body = {"error": {"message": message, "type": kind, "param": None, "code": status}}
+    return JSONResponse(body, status_code=status)
+
+
+def _unauthorized(flavour: str) -> Response:
+    if flavour == "openai":
+        body = {
+            "error": {
+                "message": "Incorrect API key provided: sk-***.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_api_key",
+            }
+        }
+        return JSONResponse(body, status_code=401)
+    return JSONResponse({"error": "Unauthorized"}, status_code=401)
+
+
+def build_app(behaviour: EndpointBehaviour) -> Starlette:
+    def gate(request: Request) -> Response | None:
+        if time.monotonic() < behaviour.ready_at:
+            return JSONResponse({"detail": "Service Unavailable"}, status_code=503)
+        if (
+            behaviour.api_key
+            and request.headers.get("authorization") != f"Bearer {behaviour.api_key}"
+        ):
+            return _unauthorized(behaviour.flavour)
+        return None
+
+    async def models(request: Request) -> Response:
+        refused = gate(request)
+        if refused:
+            return refused
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "vllm"}
+            for name in behaviour.served
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def chat(request: Request) -> Response:
+        refused = gate(request)
+        if refused:
+            return refused
+        body = await request.json()
+        if body.get("model") not in behaviour.served:
+            return _error(
+                behaviour.flavour,
+                404,
+                f"The model `{body.get('model')}` does not exist.",
+                "NotFoundError",
+            )
+        if behaviour.chat_status != 200:
+            return _error(
+                behaviour.flavour, behaviour.chat_status, "engine failure", "InternalServerError"
+            )
+        behaviour.chats += 1
+        return JSONResponse(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "p"},
+                        "finish_reason": "length",
+                    }
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        )
+
+    async def health(_: Request) -> Response:
+        return Response(status_code=200 if time.monotonic() >= behaviour.ready_at else 503)
+
+    return Starlette(
+        routes=[
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+        ]
+    )
+
+
+@contextmanager
+def serve_endpoint(behaviour: EndpointBehaviour) -> Iterator[str]:
+    """Serve on a free loopback port in a thread; yields the base URL (`http://127.0.0.1:P/v1`)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(build_app(behaviour), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

@@ -1,0 +1,239 @@
+"""The endpoint preflight against a local OpenAI-compatible server, every failure mode included."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from convai_provider import ConvaiPrivateModel
+from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.preflight import Preflight, PreflightReport, check_endpoint
+
+from .engine import Declared, Engine, ProviderError, run_program
+from .openai_server import EndpointBehaviour, serve_endpoint
+from .test_private_model_engine import live, stack_config
+
+KEY = "sk-endpoint"
+MODEL = "llama-3.1-8b"
+
+
+def run(
+    base_url: str, model: str = MODEL, key: str | None = KEY, wait: float = 0.0
+) -> PreflightReport:
+    return check_endpoint(base_url, model, key, wait=wait, interval=0.05, request_timeout=2)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("flavour", ["vllm", "vllm-legacy", "sglang", "openai"])
+def test_a_healthy_endpoint_passes_every_check(flavour: str) -> None:
+    behaviour = EndpointBehaviour(flavour=flavour)
+    with serve_endpoint(behaviour) as url:
+        report = run(url)
+    assert report.ok, report.summary()
+    assert [c.name for c in report.checks] == [
+        "reachable",
+        "key accepted",
+        "model listed",
+        "key enforced",
+        "chat completion",
+    ]
+    assert behaviour.chats == 1
+
+
+@pytest.mark.parametrize("flavour", ["vllm", "vllm-legacy", "sglang", "openai"])
+def test_a_wrong_key_is_reported_with_the_servers_words(flavour: str) -> None:
+    with serve_endpoint(EndpointBehaviour(flavour=flavour)) as url:
+        report = run(url, key="sk-wrong", wait=30)
+    assert report.attempts == 1  # waiting cannot fix a wrong key
+    failure = report.failure
+    assert failure is not None and failure.name == "key accepted"
+    assert "refused the API key (HTTP 401" in failure.detail
+    expected = "Incorrect API key provided" if flavour == "openai" else "Unauthorized"
+    assert expected in failure.detail
+    assert "--api-key" in failure.detail
+
+
+def test_a_model_that_is_not_served_names_the_ones_that_are() -> None:
+    with serve_endpoint(EndpointBehaviour(served=["qwen-7b", "llama-3.1-8b"])) as url:
+        report = run(url, model="mistral-7b")
+    failure = report.failure
+    assert failure is not None and failure.name == "model listed"
+    assert "'mistral-7b' is not served" in failure.detail
+    assert "'qwen-7b', 'llama-3.1-8b'" in failure.detail
+
+
+@pytest.mark.parametrize(
+    ("flavour", "message"),
+    [("vllm", "engine failure"), ("vllm-legacy", "engine failure"), ("sglang", "engine failure")],
+)
+def test_a_failing_completion_is_reported_with_the_servers_message(
+    flavour: str, message: str
+) -> None:
+    with serve_endpoint(EndpointBehaviour(flavour=flavour, chat_status=500)) as url:
+        report = run(url)
+    failure = report.failure
+    assert failure is not None and failure.name == "chat completion"
+    assert "HTTP 500" in failure.detail and message in failure.detail
+
+
+def test_an_endpoint_without_auth_passes_but_is_called_out() -> None:
+    with serve_endpoint(EndpointBehaviour(api_key=None)) as url:
+        report = run(url, key="EMPTY")
+    assert report.ok
+    enforced = next(c for c in report.checks if c.name == "key enforced")
+    assert "does not check keys" in enforced.detail
+
+
+def test_a_closed_port_is_unreachable() -> None:
+    report = run(f"http://127.0.0.1:{free_port()}/v1")
+    failure = report.failure
+    assert failure is not None and failure.name == "reachable"
+    assert "could not connect" in failure.detail and "is the server running" in failure.detail
+
+
+def test_a_host_that_does_not_resolve_is_a_dns_failure() -> None:
+    report = run("http://convai-preflight.invalid/v1")
+    failure = report.failure
+    assert failure is not None and "does not resolve (DNS)" in failure.detail
+
+
+def test_tls_to_a_plain_http_server_is_a_tls_failure() -> None:
+    with serve_endpoint(EndpointBehaviour()) as url:
+        report = run(url.replace("http://", "https://"), wait=30)
+    failure = report.failure
+    assert failure is not None and "TLS handshake" in failure.detail
+    assert report.attempts == 1
+
+
+def test_a_server_that_never_answers_times_out() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        preflight = Preflight(f"http://127.0.0.1:{port}/v1", MODEL, KEY, request_timeout=0.3)
+        report = preflight.run_once()
+        preflight.close()
+    failure = report.failure
+    assert failure is not None and "did not answer in time" in failure.detail
+
+
+def test_a_base_url_that_is_not_the_api_root_is_explained() -> None:
+    with serve_endpoint(EndpointBehaviour()) as url:
+        report = run(url.removesuffix("/v1"))
+    failure = report.failure
+    assert failure is not None
+    assert "HTTP 404" in failure.detail or "API root" in failure.detail
+
+
+def test_waits_until_a_loading_model_is_ready() -> None:
+    behaviour = EndpointBehaviour(ready_at=time.monotonic() + 0.6)
+    with serve_endpoint(behaviour) as url:
+        report = run(url, wait=20)
+    assert report.ok
+    assert report.attempts > 1 and report.waited >= 0.5
+
+
+def test_gives_up_when_the_budget_is_spent_with_the_last_reason() -> None:
+    behaviour = EndpointBehaviour(ready_at=time.monotonic() + 60)
+    with serve_endpoint(behaviour) as url:
+        report = run(url, wait=0.5)
+    assert not report.ok and report.attempts >= 2
+    assert "HTTP 503" in report.summary() and "not ready yet" in report.summary()
+
+
+# The CLI --------------------------------------------------------------------------------------
+
+
+def preflight_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "convai_provider", "preflight", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_prints_each_check_and_exits_zero_when_healthy() -> None:
+    with serve_endpoint(EndpointBehaviour()) as url:
+        done = preflight_cli(
+            "--base-url", url, "--model", MODEL, "--api-key", KEY, "--timeout", "5"
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("reachable", "key accepted", "model listed", "key enforced", "chat completion"):
+        assert name in done.stdout
+    assert KEY not in done.stdout + done.stderr
+
+
+def test_cli_exits_non_zero_with_the_reason() -> None:
+    with serve_endpoint(EndpointBehaviour()) as url:
+        done = preflight_cli(
+            "--base-url", url, "--model", "nope", "--api-key", KEY, "--timeout", "0"
+        )
+    assert done.returncode == 1
+    assert "'nope' is not served" in done.stdout
+
+
+# In the resource --------------------------------------------------------------------------------
+
+
+def declare_model(url: str, key: str, **extra: Any) -> list[Declared]:
+    def program() -> None:
+        ConvaiPrivateModel(
+            "m", model_group_name="g", model_name=MODEL, api_key=key, base_url=url, **extra
+        )
+
+    return [Declared.from_registration(r) for r in run_program(program)]
+
+
+def test_the_resource_refuses_to_register_a_failing_endpoint(convai: EmulatorProcess) -> None:
+    engine = Engine({**stack_config(convai), "convai:verifyTimeout": "0"})
+    with serve_endpoint(EndpointBehaviour()) as url, pytest.raises(ProviderError) as caught:
+        engine.up(declare_model(url, "sk-wrong"))
+    assert "Could not create Convai private model 'g'" in caught.value.details
+    assert "refused the API key" in caught.value.details
+    assert "Nothing was sent to Convai" in caught.value.details
+    assert convai.request_counts() == {}
+    assert live(convai) == {}
+
+
+def test_the_resource_registers_a_healthy_endpoint(convai: EmulatorProcess) -> None:
+    engine = Engine(stack_config(convai))
+    with serve_endpoint(EndpointBehaviour()) as url:
+        engine.up(declare_model(url, KEY))
+    assert list(live(convai)) == ["g"]
+
+
+def test_an_update_to_a_broken_endpoint_is_refused_before_convai_hears_of_it(
+    convai: EmulatorProcess,
+) -> None:
+    engine = Engine({**stack_config(convai), "convai:verifyTimeout": "0"})
+    with serve_endpoint(EndpointBehaviour()) as url:
+        engine.up(declare_model(url, KEY))
+        convai.clear_counts()
+        with pytest.raises(ProviderError, match="refused the API key"):
+            engine.up(declare_model(url, "sk-rotated-wrong"))
+    assert convai.request_counts() == {}
+
+
+def test_preview_never_runs_the_preflight(convai: EmulatorProcess) -> None:
+    behaviour = EndpointBehaviour()
+    with serve_endpoint(behaviour) as url:
+        Engine(stack_config(convai)).preview(declare_model(url, KEY))
+    assert behaviour.chats == 0
+
+
+def test_verify_endpoint_false_skips_the_preflight(convai: EmulatorProcess) -> None:
+    engine = Engine(stack_config(convai))
+    engine.up(declare_model(f"http://127.0.0.1:{free_port()}/v1", KEY, verify_endpoint=False))
+    assert list(live(convai)) == ["g"]
