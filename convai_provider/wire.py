@@ -126,7 +126,16 @@ _REASONS = {
     "bool_type": "must be a boolean (true or false)",
     "bool_parsing": "must be a boolean (true or false)",
     "string_type": "must be a string",
-    "extra_forbidden": "is not a known field",
+    "extra_forbidden": "is not a known field; remove it or check its spelling",
+}
+
+
+_BOUNDS = {
+    "greater_than_equal": ("ge", "must be at least {}"),
+    "greater_than": ("gt", "must be greater than {}"),
+    "less_than_equal": ("le", "must be at most {}"),
+    "union_tag_invalid": ("expected_tags", "kind must be one of {}"),
+    "union_tag_not_found": ("discriminator", "needs a {} field"),
 }
 
 
@@ -136,6 +145,9 @@ def field_problems(error: ValidationError) -> list[tuple[str, str]]:
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"])
         reason = _REASONS.get(item["type"])
+        if reason is None and item["type"] in _BOUNDS:
+            key, template = _BOUNDS[item["type"]]
+            reason = template.format((item.get("ctx") or {}).get(key, "?"))
         if reason is None:
             reason = str(item["msg"]).removeprefix("Value error, ")
         problems.append((field, reason))

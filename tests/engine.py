@@ -23,6 +23,7 @@ import grpc
 import pulumi
 from google.protobuf import struct_pb2
 from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +40,16 @@ class Registration:
     name: str
     inputs: dict[str, Any]
     custom: bool
-    options: dict[str, Any] = field(default_factory=dict)
+    urn: str = ""
+    parent: str = ""
+    protect: bool = False
+    dependencies: list[str] = field(default_factory=list)
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    additional_secret_outputs: list[str] = field(default_factory=list)
+
+
+GENERATED_PASSWORD = "generated-endpoint-key-0c9e"
+"""What the mocks answer for a pulumi_random password: the engine would make one up."""
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -52,10 +62,51 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.registrations.append(
             Registration(args.typ, args.name, dict(args.inputs), bool(args.custom))
         )
-        return f"{args.name}-id", dict(args.inputs)
+        outputs = dict(args.inputs)
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            outputs["result"] = GENERATED_PASSWORD
+        return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
         return {}, None
+
+    def find(self, type_: str, name: str) -> Registration:
+        return next(r for r in self.registrations if r.type == type_ and r.name == name)
+
+
+class RecordingMonitor(MockMonitor):
+    """Adds what the mocks are not told: options, dependencies and the stack's exports."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.recording = mocks
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        reply = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        if request.type != "pulumi:pulumi:Stack":
+            registration = self.recording.find(request.type, request.name)
+            registration.urn = reply.urn
+            registration.parent = request.parent
+            registration.protect = bool(request.protect)
+            registration.dependencies = list(request.dependencies)
+            registration.property_dependencies = {
+                key: list(deps.urns) for key, deps in request.propertyDependencies.items()
+            }
+            registration.additional_secret_outputs = list(request.additionalSecretOutputs)
+        return reply
+
+
+@dataclass
+class ProgramRun:
+    registrations: list[Registration]
+    exports: dict[str, Any]
+    secret_exports: set[str]
+
+    def of_type(self, token: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == token]
+
+    def named(self, name: str) -> Registration:
+        return next(r for r in self.registrations if r.name == name)
 
 
 def run_program(
@@ -63,19 +114,50 @@ def run_program(
     *,
     stack: str = "dev",
     config: Mapping[str, str] | None = None,
+    secret_keys: Iterable[str] = (),
     preview: bool = False,
 ) -> list[Registration]:
     """Run `build` as a Pulumi program under mocks; return what it registered, in order."""
+    return run_program_fully(
+        build, stack=stack, config=config, secret_keys=secret_keys, preview=preview
+    ).registrations
+
+
+def run_program_fully(
+    build: Callable[[], Any],
+    *,
+    stack: str = "dev",
+    config: Mapping[str, str] | None = None,
+    secret_keys: Iterable[str] = (),
+    preview: bool = False,
+) -> ProgramRun:
     mocks = RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project="convai-models", stack=stack, preview=preview)
-    pulumi.runtime.set_all_config(dict(config or {}), [])
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(
+        mocks, project="convai-models", stack=stack, preview=preview, monitor=monitor
+    )
+    pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys))
+    exports: dict[str, Any] = {}
+    secret_exports: set[str] = set()
+
+    def record_export(name: str, value: Any) -> None:
+        output = pulumi.Output.from_input(value)
+        output.apply(lambda resolved: exports.__setitem__(name, resolved))
+        output._data.add_done_callback(
+            lambda done: secret_exports.add(name) if done.result().is_secret else None
+        )
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def program() -> None:
-        build()
+        original = pulumi.export
+        pulumi.export = record_export
+        try:
+            build()
+        finally:
+            pulumi.export = original
 
     program()
-    return mocks.registrations
+    return ProgramRun(mocks.registrations, exports, secret_exports)
 
 
 # Provider side -----------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def test_check_keeps_unknowns_and_validates_the_rest(provider: PrivateModelProvi
 def test_check_refuses_an_input_it_does_not_know(provider: PrivateModelProvider) -> None:
     result = provider.check({}, inputs(temperature=0.7))
     assert [(f.property, f.reason) for f in result.failures] == [
-        ("temperature", "temperature is not a known field")
+        ("temperature", "temperature is not a known field; remove it or check its spelling")
     ]
 
 

@@ -1,0 +1,284 @@
+"""The stack configuration schema: inference endpoints and the Convai models that use them.
+
+Read by the Pulumi program (from `pulumi.Config`) and by the operator CLI (from
+`stacks/Pulumi.<stack>.yaml`), through the same pydantic models, so both refuse the same mistakes
+with the same words: the config path, what is wrong, and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
+
+from .model_schema import BaseUrl, Name
+from .wire import field_problems
+
+PROJECT = "convai-models"
+ENDPOINTS_KEY = "endpoints"
+MODELS_KEY = "models"
+PROTECT_KEY = "protectModels"
+FALLBACK_KEY = "fallbackModel"
+STACK_KEYS = (ENDPOINTS_KEY, MODELS_KEY, PROTECT_KEY, FALLBACK_KEY)
+
+VLLM_IMAGE = "vllm/vllm-openai"
+VLLM_IMAGE_TAG = "v0.33.0"
+"""Pinned: an unpinned image changes what serves production on the next pod restart."""
+
+DEFAULT_FALLBACK_MODEL = "gpt-4o-mini"
+"""The built-in Convai model characters fall back to when their private model goes away."""
+
+
+def _matching(pattern: str, what: str) -> AfterValidator:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"must be {what} (got {value!r})")
+        return value
+
+    return AfterValidator(check)
+
+
+Quantity = Annotated[
+    StrictStr,
+    _matching(
+        r"[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?",
+        "a Kubernetes quantity such as 8, 500m or 32Gi",
+    ),
+]
+Hostname = Annotated[
+    StrictStr,
+    _matching(
+        r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}",
+        "a DNS name such as llama.example.com, without scheme or path",
+    ),
+]
+DnsLabel = Annotated[
+    StrictStr,
+    _matching(
+        r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?",
+        "lowercase letters, digits and '-' (a DNS label), such as llama-8b",
+    ),
+]
+ConfigKey = Annotated[
+    StrictStr,
+    _matching(
+        r"(?:[A-Za-z0-9_-]+:)?[A-Za-z][A-Za-z0-9_.-]*", "a config key such as localVllmApiKey"
+    ),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExternalEndpoint(_Strict):
+    """An OpenAI-compatible endpoint that already runs somewhere (a hosted provider, a laptop)."""
+
+    kind: Literal["external"]
+    name: DnsLabel
+    base_url: BaseUrl
+    model_name: Name
+    api_key_config: ConfigKey
+    """The stack config key holding the endpoint's key, set with `pulumi config set --secret`."""
+
+
+class VllmEndpoint(_Strict):
+    """A vLLM deployment on Kubernetes, published over TLS so Convai can reach it."""
+
+    kind: Literal["vllm"]
+    name: DnsLabel
+    model: Name
+    """The Hugging Face model id, e.g. meta-llama/Llama-3.1-8B-Instruct."""
+    served_model_name: Name
+    host: Hostname
+    """Public DNS name of the Ingress; base_url becomes https://HOST/v1."""
+    image_tag: Name = VLLM_IMAGE_TAG
+    max_model_len: int = Field(default=8192, gt=0)
+    gpus: int = Field(default=1, ge=1, le=16)
+    replicas: int = Field(default=1, ge=1, le=64)
+    cpu: Quantity = "8"
+    memory: Quantity = "32Gi"
+    shm_size: Quantity = "8Gi"
+    cache_size: Quantity = "100Gi"
+    storage_class: str | None = None
+    ingress_class: str = "nginx"
+    cluster_issuer: str | None = "letsencrypt-prod"
+    """cert-manager ClusterIssuer that issues the TLS certificate; null to bring your own."""
+    hf_token_config: ConfigKey | None = None
+    """Stack config key of a secret Hugging Face token, for gated models."""
+
+
+Endpoint = Annotated[ExternalEndpoint | VllmEndpoint, Field(discriminator="kind")]
+
+
+class ModelDeclaration(_Strict):
+    """One Convai private model; base_url, model_name and api_key come from its endpoint."""
+
+    model_group_name: Name
+    endpoint: DnsLabel
+    display_name: Name | None = None
+    is_uncensored: StrictBool = False
+    verify_endpoint: StrictBool = True
+    adopt_existing: StrictBool = False
+    protect: StrictBool | None = None
+    """Defaults to the stack's protectModels."""
+    characters: list[Name] = Field(default_factory=list)
+    """Convai character IDs that use this model; they are moved to the fallback model before the
+    model is ever deregistered."""
+
+
+class StackConfig(_Strict):
+    endpoints: list[Endpoint] = Field(default_factory=list)
+    models: list[ModelDeclaration] = Field(default_factory=list)
+    protectModels: StrictBool = False  # noqa: N815 - the config key
+    fallbackModel: Name = DEFAULT_FALLBACK_MODEL  # noqa: N815 - the config key
+
+    @model_validator(mode="after")
+    def _references_are_consistent(self) -> StackConfig:
+        problems: list[tuple[str, str]] = []
+        problems += _duplicates([e.name for e in self.endpoints], ENDPOINTS_KEY, "name")
+        problems += _duplicates(
+            [m.model_group_name for m in self.models], MODELS_KEY, "model_group_name"
+        )
+        names = [m.display_name for m in self.models]
+        problems += _duplicates(names, MODELS_KEY, "display_name")
+        problems += _duplicates(
+            [c for m in self.models for c in m.characters], MODELS_KEY, "characters"
+        )
+        declared = {e.name for e in self.endpoints}
+        for index, model in enumerate(self.models):
+            if model.endpoint not in declared:
+                known = ", ".join(sorted(repr(n) for n in declared)) or "none"
+                problems.append(
+                    (
+                        f"{MODELS_KEY}[{index}].endpoint",
+                        f"'{model.endpoint}' is not a declared endpoint (declared: {known}); "
+                        f"add it to {PROJECT}:{ENDPOINTS_KEY} or fix the reference",
+                    )
+                )
+        if problems:
+            raise ValueError(_joined(problems))
+        return self
+
+    def endpoint(self, name: str) -> ExternalEndpoint | VllmEndpoint:
+        return next(e for e in self.endpoints if e.name == name)
+
+    def protected(self, model: ModelDeclaration) -> bool:
+        return self.protectModels if model.protect is None else model.protect
+
+
+def _duplicates(values: list[Any], key: str, field: str) -> list[tuple[str, str]]:
+    seen: dict[Any, int] = {}
+    problems = []
+    for index, value in enumerate(values):
+        if value is None:
+            continue
+        if value in seen:
+            problems.append(
+                (
+                    f"{key}[{index}].{field}",
+                    f"{value!r} is already used by {key}[{seen[value]}]; each {field} must be "
+                    "unique within a stack",
+                )
+            )
+        else:
+            seen[value] = index
+    return problems
+
+
+def _joined(problems: list[tuple[str, str]]) -> str:
+    return "\n".join(f"{PROJECT}:{path}: {reason}" for path, reason in problems)
+
+
+class StackConfigError(Exception):
+    """Invalid stack configuration, one line per problem: `project:path: what is wrong; the fix`."""
+
+
+def parse_stack_config(
+    values: Mapping[str, Any], source: str = "stack configuration"
+) -> StackConfig:
+    """Validate the project's config values (keys without the `convai-models:` prefix)."""
+    try:
+        return StackConfig.model_validate({k: v for k, v in values.items() if k in STACK_KEYS})
+    except ValidationError as exc:
+        lines = []
+        for path, reason in field_problems(exc):
+            if path in ("", "__root__") or reason.startswith(PROJECT):
+                lines.append(reason)
+            else:
+                lines.append(f"{PROJECT}:{_config_path(path)}: {reason}")
+        raise StackConfigError(f"Invalid {source}:\n" + "\n".join(lines)) from None
+
+
+def _config_path(dotted: str) -> str:
+    """`models.1.endpoint` -> `models[1].endpoint`; tagged unions add their tag, which goes."""
+    parts: list[str] = []
+    for part in dotted.split("."):
+        if part.isdigit():
+            parts[-1] += f"[{part}]"
+        elif part in ("external", "vllm") and parts and parts[-1].endswith("]"):
+            continue
+        else:
+            parts.append(part)
+    return ".".join(parts)
+
+
+def stack_file(stack: str, root: Path = Path()) -> Path:
+    return root / "stacks" / f"Pulumi.{stack}.yaml"
+
+
+def read_stack_file(path: Path) -> dict[str, Any]:
+    """The `config:` map of a stack file, every key fully namespaced."""
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise StackConfigError(
+            f"{path} does not exist: create it (see README, 'Adding an environment')"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise StackConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
+        raise StackConfigError(f"{path} must be a mapping with a `config:` mapping inside")
+    return dict(document.get("config") or {})
+
+
+def project_values(config: Mapping[str, Any]) -> dict[str, Any]:
+    """This project's keys, prefix removed; object values given as JSON strings are decoded."""
+    values: dict[str, Any] = {}
+    for key, raw in config.items():
+        namespace, _, name = key.partition(":")
+        if namespace != PROJECT or name not in STACK_KEYS:
+            continue
+        value = raw
+        if isinstance(raw, str) and name != FALLBACK_KEY:
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                raise StackConfigError(f"{key} is not valid JSON or YAML: {raw!r}") from None
+        values[name] = value
+    return values
+
+
+def load_stack_file(path: Path) -> StackConfig:
+    return parse_stack_config(project_values(read_stack_file(path)), str(path))
+
+
+def as_runtime_config(config: Mapping[str, Any]) -> dict[str, str]:
+    """Stack file values as the Pulumi runtime hands them to a program: strings, objects as JSON."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}

@@ -1,0 +1,80 @@
+"""The wiring: each stack's endpoints, and the Convai models declared on top of them."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pulumi
+
+from convai_provider import ConvaiPrivateModel
+from convai_provider.settings import API_KEY_ENV
+from convai_provider.stack_config import (
+    PROJECT,
+    STACK_KEYS,
+    ModelDeclaration,
+    StackConfig,
+    StackConfigError,
+    parse_stack_config,
+    project_values,
+)
+
+from .endpoints import EndpointOutputs, build_endpoint
+
+
+def load_stack_config() -> StackConfig:
+    config = pulumi.Config(PROJECT)
+    raw = {f"{PROJECT}:{key}": config.get(key) for key in STACK_KEYS}
+    values = project_values({k: v for k, v in raw.items() if v is not None})
+    return parse_stack_config(values, f"configuration of stack '{pulumi.get_stack()}'")
+
+
+def require_convai_key() -> None:
+    """Fail before any resource exists, rather than on the first model's create."""
+    if pulumi.Config("convai").get("apiKey") is None and not os.environ.get(API_KEY_ENV):
+        raise StackConfigError(
+            "convai:apiKey is not set: run `pulumi config set --secret convai:apiKey <key>` "
+            f"(or export {API_KEY_ENV})"
+        )
+
+
+def declare_model(
+    stack: StackConfig, model: ModelDeclaration, endpoint: EndpointOutputs
+) -> ConvaiPrivateModel:
+    return ConvaiPrivateModel(
+        model.model_group_name,
+        model_group_name=model.model_group_name,
+        model_name=endpoint.model_name,
+        api_key=endpoint.api_key,
+        base_url=endpoint.base_url,
+        display_name=model.display_name,
+        is_uncensored=model.is_uncensored,
+        adopt_existing=model.adopt_existing,
+        verify_endpoint=model.verify_endpoint,
+        opts=pulumi.ResourceOptions(protect=stack.protected(model), depends_on=endpoint.ready),
+    )
+
+
+def model_export(model: ConvaiPrivateModel) -> dict[str, Any]:
+    return {
+        "model_group_name": model.model_group_name,
+        "model_name": model.model_name,
+        "display_name": model.display_name,
+        "base_url": model.base_url,
+    }
+
+
+def main() -> None:
+    try:
+        stack = load_stack_config()
+        require_convai_key()
+        endpoints = {e.name: build_endpoint(e, i) for i, e in enumerate(stack.endpoints)}
+    except StackConfigError as exc:
+        raise pulumi.RunError(str(exc)) from None
+    models = {
+        m.model_group_name: declare_model(stack, m, endpoints[m.endpoint]) for m in stack.models
+    }
+    pulumi.export("models", {group: model_export(m) for group, m in models.items()})
+    pulumi.export(
+        "endpointKeys", pulumi.Output.secret({group: m.api_key for group, m in models.items()})
+    )

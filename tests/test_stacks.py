@@ -1,0 +1,304 @@
+"""Each stack in stacks/ under mocks: what it declares, how it is wired, and what it refuses."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from convai_provider import TYPE_TOKEN
+from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.stack_config import (
+    VLLM_IMAGE_TAG,
+    StackConfigError,
+    as_runtime_config,
+    load_stack_file,
+    parse_stack_config,
+    project_values,
+    read_stack_file,
+    stack_file,
+)
+from convai_stack.program import main
+
+from .conftest import CONVAI_KEY
+from .engine import (
+    GENERATED_PASSWORD,
+    Declared,
+    Engine,
+    ProgramRun,
+    run_program_fully,
+    strip_secrets,
+)
+from .test_private_model_engine import live, stack_config
+
+ROOT = Path(__file__).resolve().parent.parent
+STACKS = ["dev", "staging", "prod"]
+LOCAL_KEY = "sk-local-vllm-3b1f"
+SECRETS = {
+    "convai:apiKey": CONVAI_KEY,
+    "convai-models:localVllmApiKey": LOCAL_KEY,
+    "convai-models:hfToken": "hf-token-9a8b",
+}
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+
+
+def stack_runtime_config(stack: str, **overrides: Any) -> dict[str, str]:
+    return {**as_runtime_config(read_stack_file(stack_file(stack, ROOT))), **SECRETS, **overrides}
+
+
+def run_stack(stack: str, config: dict[str, str] | None = None) -> ProgramRun:
+    return run_program_fully(
+        main,
+        stack=stack,
+        config=config if config is not None else stack_runtime_config(stack),
+        secret_keys=list(SECRETS),
+    )
+
+
+def unwrap(value: Any) -> Any:
+    return strip_secrets(value)
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and "4dabf18193072939515e22adb298388d" in value
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_declared_model_is_registered_and_wired_to_its_endpoint(stack: str) -> None:
+    declared = load_stack_file(stack_file(stack, ROOT))
+    run = run_stack(stack)
+    models = {r.name: r for r in run.of_type(TYPE_TOKEN)}
+    assert set(models) == {m.model_group_name for m in declared.models}
+    for model in declared.models:
+        reg = models[model.model_group_name]
+        endpoint = declared.endpoint(model.endpoint)
+        assert reg.inputs["model_group_name"] == model.model_group_name
+        assert reg.inputs["display_name"] == model.display_name
+        assert is_secret(reg.inputs["api_key"])
+        assert reg.additional_secret_outputs == ["api_key"]
+        if endpoint.kind == "external":
+            assert reg.inputs["base_url"] == endpoint.base_url
+            assert reg.inputs["model_name"] == endpoint.model_name
+            assert unwrap(reg.inputs["api_key"]) == LOCAL_KEY
+        else:
+            assert reg.inputs["base_url"] == f"https://{endpoint.host}/v1"
+            assert reg.inputs["model_name"] == endpoint.served_model_name
+            assert unwrap(reg.inputs["api_key"]) == GENERATED_PASSWORD
+            password = run.named(f"{endpoint.name}-api-key")
+            assert password.urn in reg.property_dependencies["api_key"]
+            deployment = next(r for r in run.of_type(DEPLOYMENT) if r.name == endpoint.name)
+            assert deployment.urn in reg.dependencies  # registered only once it is ready
+
+
+@pytest.mark.parametrize(
+    ("stack", "protected"), [("dev", False), ("staging", False), ("prod", True)]
+)
+def test_only_prod_models_are_protected(stack: str, protected: bool) -> None:
+    models = run_stack(stack).of_type(TYPE_TOKEN)
+    assert models and all(m.protect is protected for m in models)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_exports_name_each_model_and_keep_endpoint_keys_secret(stack: str) -> None:
+    declared = load_stack_file(stack_file(stack, ROOT))
+    run = run_stack(stack)
+    groups = {m.model_group_name for m in declared.models}
+    assert set(run.exports["models"]) == groups
+    for group, exported in run.exports["models"].items():
+        assert exported["model_group_name"] == group
+        assert set(exported) == {"model_group_name", "model_name", "display_name", "base_url"}
+    assert set(run.exports["endpointKeys"]) == groups
+    assert "endpointKeys" in run.secret_exports and "models" not in run.secret_exports
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_vllm_deployments_follow_the_stack_config(stack: str) -> None:
+    declared = load_stack_file(stack_file(stack, ROOT))
+    run = run_stack(stack)
+    for endpoint in declared.endpoints:
+        assert endpoint.kind == "vllm"
+        deployment = next(r for r in run.of_type(DEPLOYMENT) if r.name == endpoint.name)
+        spec = deployment.inputs["spec"]
+        assert spec["replicas"] == endpoint.replicas
+        pod = spec["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["image"] == f"vllm/vllm-openai:{VLLM_IMAGE_TAG}"
+        args = container["args"]
+        assert args[args.index("--model") + 1] == endpoint.model
+        assert args[args.index("--served-model-name") + 1] == endpoint.served_model_name
+        assert args[args.index("--max-model-len") + 1] == str(endpoint.max_model_len)
+        assert args[args.index("--port") + 1] == "8000"
+        assert container["ports"][0]["containerPort"] == 8000
+        limits = container["resources"]["limits"]
+        assert limits["nvidia.com/gpu"] == str(endpoint.gpus)
+        assert limits["memory"] == endpoint.memory
+        (key_env,) = [e for e in container["env"] if e["name"] == "VLLM_API_KEY"]
+        assert key_env["valueFrom"]["secretKeyRef"]["key"] == "VLLM_API_KEY"
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            assert container[probe]["httpGet"] == {"path": "/health", "port": 8000}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["shm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": endpoint.shm_size}
+        assert "persistentVolumeClaim" in volumes["model-cache"]
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert mounts["shm"] == "/dev/shm"
+        secret = run.named(f"{endpoint.name}-keys")
+        assert unwrap(secret.inputs["stringData"])["VLLM_API_KEY"] == GENERATED_PASSWORD
+        pvc = run.named(f"{endpoint.name}-model-cache")
+        assert pvc.inputs["spec"]["resources"]["requests"]["storage"] == endpoint.cache_size
+        ingress = next(
+            r for r in run.registrations if r.type.endswith("Ingress") and r.name == endpoint.name
+        )
+        assert ingress.inputs["spec"]["tls"][0]["hosts"] == [endpoint.host]
+        assert ingress.inputs["spec"]["rules"][0]["host"] == endpoint.host
+        service = next(
+            r
+            for r in run.registrations
+            if r.type.endswith("core/v1:Service") and r.name == endpoint.name
+        )
+        assert service.inputs["spec"]["ports"][0]["targetPort"] == 8000
+        component = next(
+            r
+            for r in run.registrations
+            if r.type.endswith("VllmDeployment") and r.name == endpoint.name
+        )
+        assert deployment.parent == component.urn
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "stacks").glob("Pulumi.*.yaml")), ids=lambda p: p.name
+)
+def test_stack_files_hold_no_secret_in_plain_text(path: Path) -> None:
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, dict):
+            if set(value) == {"secure"}:
+                return
+            for key, item in value.items():
+                lowered = str(key).lower()
+                if any(word in lowered for word in ("apikey", "api_key", "token", "password")):
+                    assert key.endswith("_config"), f"{where}.{key} must be set with --secret"
+                walk(item, f"{where}.{key}")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, f"{where}[{i}]")
+
+    walk(yaml.safe_load(path.read_text())["config"], path.name)
+
+
+# Invalid configuration ------------------------------------------------------------------------
+
+
+def broken(mutate: Any, stack: str = "staging") -> dict[str, str]:
+    config = read_stack_file(stack_file(stack, ROOT))
+    mutate(config)
+    return {**as_runtime_config(config), **SECRETS}
+
+
+def _models(config: dict[str, Any]) -> list[dict[str, Any]]:
+    models: list[dict[str, Any]] = config["convai-models:models"]
+    return models
+
+
+def _endpoints(config: dict[str, Any]) -> list[dict[str, Any]]:
+    endpoints: list[dict[str, Any]] = config["convai-models:endpoints"]
+    return endpoints
+
+
+CASES = {
+    "unknown endpoint": (
+        lambda c: _models(c)[0].update(endpoint="nope"),
+        "convai-models:models[0].endpoint: 'nope' is not a declared endpoint "
+        "(declared: 'llama-8b'); add it to convai-models:endpoints or fix the reference",
+    ),
+    "duplicate model_group_name": (
+        lambda c: _models(c).append({**_models(c)[0], "display_name": "Other"}),
+        "convai-models:models[1].model_group_name: 'staging-llama-8b' is already used by models[0]",
+    ),
+    "duplicate display_name": (
+        lambda c: _models(c).append({**_models(c)[0], "model_group_name": "other"}),
+        "convai-models:models[1].display_name: 'Llama 3.1 8B (staging)' is already used by "
+        "models[0]; each display_name must be unique within a stack",
+    ),
+    "bad URL": (
+        lambda c: _endpoints(c).append(
+            {
+                "name": "ext",
+                "kind": "external",
+                "base_url": "api.example.com/v1",
+                "model_name": "m",
+                "api_key_config": "extKey",
+            }
+        ),
+        "convai-models:endpoints[1].base_url: must be an http(s) URL with a host",
+    ),
+    "bad host": (
+        lambda c: _endpoints(c)[0].update(host="https://llama.example.com"),
+        "convai-models:endpoints[0].host: must be a DNS name such as llama.example.com, "
+        "without scheme or path",
+    ),
+    "unknown kind": (
+        lambda c: _endpoints(c)[0].update(kind="tgi"),
+        "convai-models:endpoints[0]: kind must be one of 'external', 'vllm'",
+    ),
+    "unknown field": (
+        lambda c: _models(c)[0].update(temperature=0.2),
+        "convai-models:models[0].temperature: is not a known field; remove it",
+    ),
+    "zero gpus": (
+        lambda c: _endpoints(c)[0].update(gpus=0),
+        "convai-models:endpoints[0].gpus: must be at least 1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_invalid_configuration_fails_before_any_resource_with_path_and_fix(case: str) -> None:
+    mutate, expected = CASES[case]
+    with pytest.raises(Exception) as caught:
+        run_stack("staging", broken(mutate))
+    assert expected in str(caught.value)
+    with pytest.raises(StackConfigError, match=re.escape(expected)):
+        parse_stack_config(project_values(broken(mutate)))
+
+
+def test_a_missing_endpoint_secret_names_the_command_that_sets_it() -> None:
+    config = stack_runtime_config("dev")
+    del config["convai-models:localVllmApiKey"]
+    with pytest.raises(Exception) as caught:
+        run_stack("dev", config)
+    message = str(caught.value)
+    assert (
+        "convai-models:endpoints[0].api_key_config names the secret config key 'localVllmApiKey'"
+        in message
+    )
+    assert "pulumi config set --secret localVllmApiKey" in message
+
+
+def test_a_missing_convai_key_fails_before_any_resource(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONVAI_API_KEY", raising=False)
+    config = stack_runtime_config("staging")
+    del config["convai:apiKey"]
+    registered: list[Any] = []
+    with pytest.raises(Exception, match="pulumi config set --secret convai:apiKey"):
+        registered = run_stack("staging", config).registrations
+    assert registered == []
+
+
+# The dev stack end to end ----------------------------------------------------------------------
+
+
+def test_the_dev_stack_runs_end_to_end_against_the_emulator(convai: EmulatorProcess) -> None:
+    config = stack_runtime_config("dev", **{"convai:baseUrl": convai.url})
+    run = run_stack("dev", config)
+    resources = [Declared.from_registration(r) for r in run.of_type(TYPE_TOKEN)]
+    engine = Engine(stack_config(convai))
+    engine.up(resources)
+    model = live(convai)["dev-llama"]
+    assert model["base_url"] == "http://127.0.0.1:8000/v1"
+    assert model["model_name"] == "llama-3.1-8b"
+    assert model["display_name"] == "Llama 3.1 8B (dev)"
+    assert engine.preview(resources) == {"dev-llama": "same"}
+    engine.destroy()
+    assert live(convai) == {}
