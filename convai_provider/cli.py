@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .operator_cli import OperatorError, add_operator_commands
 from .preflight import DEFAULT_WAIT
 
 
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_emulator(commands)
     _add_preflight(commands)
+    add_operator_commands(commands)
     return parser
 
 
@@ -100,7 +102,11 @@ def _run_preflight(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+    except OperatorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

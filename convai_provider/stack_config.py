@@ -97,6 +97,11 @@ class ExternalEndpoint(_Strict):
     api_key_config: ConfigKey
     """The stack config key holding the endpoint's key, set with `pulumi config set --secret`."""
 
+    @property
+    def served_as(self) -> tuple[str, str]:
+        """(base_url, model_name) Convai is given for this endpoint."""
+        return self.base_url, self.model_name
+
 
 class VllmEndpoint(_Strict):
     """A vLLM deployment on Kubernetes, published over TLS so Convai can reach it."""
@@ -122,6 +127,11 @@ class VllmEndpoint(_Strict):
     """cert-manager ClusterIssuer that issues the TLS certificate; null to bring your own."""
     hf_token_config: ConfigKey | None = None
     """Stack config key of a secret Hugging Face token, for gated models."""
+
+    @property
+    def served_as(self) -> tuple[str, str]:
+        """(base_url, model_name) Convai is given for this endpoint."""
+        return f"https://{self.host}/v1", self.served_model_name
 
 
 Endpoint = Annotated[ExternalEndpoint | VllmEndpoint, Field(discriminator="kind")]

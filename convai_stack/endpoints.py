@@ -35,7 +35,8 @@ def secret_config(key: str, path: str) -> pulumi.Output[str]:
 def build_endpoint(endpoint: ExternalEndpoint | VllmEndpoint, index: int) -> EndpointOutputs:
     if isinstance(endpoint, ExternalEndpoint):
         key = secret_config(endpoint.api_key_config, f"endpoints[{index}].api_key_config")
-        return EndpointOutputs(endpoint.base_url, endpoint.model_name, key)
+        base_url, model_name = endpoint.served_as
+        return EndpointOutputs(base_url, model_name, key)
     hf_token = None
     if endpoint.hf_token_config:
         hf_token = secret_config(endpoint.hf_token_config, f"endpoints[{index}].hf_token_config")

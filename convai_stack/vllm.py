@@ -108,8 +108,9 @@ class VllmDeployment(pulumi.ComponentResource):
         )
         ingress = self._ingress(name, endpoint, ns, labels, service)
 
-        self.base_url = pulumi.Output.from_input(f"https://{endpoint.host}/v1")
-        self.model_name = pulumi.Output.from_input(endpoint.served_model_name)
+        base_url, model_name = endpoint.served_as
+        self.base_url = pulumi.Output.from_input(base_url)
+        self.model_name = pulumi.Output.from_input(model_name)
         self.api_key = pulumi.Output.secret(key.result)
         self.ready: list[pulumi.Resource] = [deployment, ingress]
         self.register_outputs(

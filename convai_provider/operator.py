@@ -1,0 +1,237 @@
+"""What the operator commands compute: audits of a stack against Convai, adoption entries, health.
+
+Printing and exit codes live in the CLI; this module only answers questions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import yaml
+
+from .model_schema import UPDATE_FIELDS
+from .preflight import PreflightReport, check_endpoint
+from .stack_config import ExternalEndpoint, ModelDeclaration, StackConfig, VllmEndpoint
+from .wire import PrivateModel
+
+COMPARED_FIELDS = ("model_name", *(f for f in UPDATE_FIELDS if f != "api_key"))
+KEY_NOT_COMPARABLE = "api_key cannot be compared: Convai never returns endpoint keys"
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What Convai should hold for one declared model."""
+
+    model_group_name: str
+    model_name: str
+    base_url: str
+    display_name: str | None
+    is_uncensored: bool
+
+
+def expected_models(stack: StackConfig) -> dict[str, Expected]:
+    expected = {}
+    for model in stack.models:
+        base_url, model_name = stack.endpoint(model.endpoint).served_as
+        expected[model.model_group_name] = Expected(
+            model.model_group_name, model_name, base_url, model.display_name, model.is_uncensored
+        )
+    return expected
+
+
+@dataclass(frozen=True)
+class FieldDrift:
+    model_group_name: str
+    field: str
+    declared: Any
+    in_convai: Any
+
+
+@dataclass
+class Audit:
+    stack: str
+    unmanaged: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    drift: list[FieldDrift] = field(default_factory=list)
+    in_sync: list[str] = field(default_factory=list)
+    note: str = KEY_NOT_COMPARABLE
+
+    @property
+    def clean(self) -> bool:
+        return not (self.unmanaged or self.missing or self.drift)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "clean": self.clean}
+
+
+def audit(stack_name: str, stack: StackConfig, live: list[PrivateModel]) -> Audit:
+    expected = expected_models(stack)
+    held = {m.model_group_name: m for m in live}
+    result = Audit(stack_name)
+    result.unmanaged = sorted(set(held) - set(expected))
+    result.missing = sorted(set(expected) - set(held))
+    for group in sorted(set(expected) & set(held)):
+        differences = _differences(expected[group], held[group])
+        result.drift.extend(differences)
+        if not differences:
+            result.in_sync.append(group)
+    return result
+
+
+def _differences(expected: Expected, live: PrivateModel) -> list[FieldDrift]:
+    drift = []
+    for name in COMPARED_FIELDS:
+        declared = getattr(expected, name)
+        if declared is None:
+            continue  # left to Convai: nothing to compare
+        actual = getattr(live, name)
+        if declared != actual:
+            drift.append(FieldDrift(expected.model_group_name, name, declared, actual))
+    return drift
+
+
+# adopt ------------------------------------------------------------------------------------------
+
+
+def config_key_for(group: str) -> str:
+    """A secret config key name for an adopted model's endpoint key: my-turbo -> myTurboApiKey."""
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", group) if w]
+    head, *tail = words or ["adopted"]
+    return head.lower() + "".join(w.capitalize() for w in tail) + "ApiKey"
+
+
+def _endpoint_serving(stack: StackConfig, model: PrivateModel) -> str | None:
+    for endpoint in stack.endpoints:
+        if endpoint.served_as == (model.base_url, model.model_name):
+            return endpoint.name
+    return None
+
+
+def adoption_entries(stack: StackConfig, live: list[PrivateModel]) -> dict[str, Any]:
+    """Stack config that brings every unmanaged model under the stack, unchanged."""
+    declared = {m.model_group_name for m in stack.models}
+    taken = {e.name for e in stack.endpoints}
+    endpoints: list[dict[str, Any]] = []
+    models: list[dict[str, Any]] = []
+    for model in sorted(live, key=lambda m: m.model_group_name):
+        if model.model_group_name in declared:
+            continue
+        endpoint = _endpoint_serving(stack, model)
+        if endpoint is None:
+            endpoint = _free_name(
+                re.sub(r"[^a-z0-9-]+", "-", model.model_group_name.lower()), taken
+            )
+            taken.add(endpoint)
+            endpoints.append(
+                {
+                    "name": endpoint,
+                    "kind": "external",
+                    "base_url": model.base_url,
+                    "model_name": model.model_name,
+                    "api_key_config": config_key_for(model.model_group_name),
+                }
+            )
+        entry: dict[str, Any] = {"model_group_name": model.model_group_name, "endpoint": endpoint}
+        if model.display_name is not None:
+            entry["display_name"] = model.display_name
+        entry["is_uncensored"] = model.is_uncensored
+        entry["adopt_existing"] = True
+        models.append(entry)
+    return {"endpoints": endpoints, "models": models}
+
+
+def _free_name(base: str, taken: set[str]) -> str:
+    base = base.strip("-")[:55] or "adopted"
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    return name
+
+
+def adoption_yaml(entries: Mapping[str, Any]) -> str:
+    """The entries as lines to append under the stack file's lists."""
+    out = []
+    for key in ("endpoints", "models"):
+        if entries[key]:
+            out.append(f"  convai-models:{key}:  # append to the existing list")
+            body = yaml.safe_dump(entries[key], sort_keys=False, default_flow_style=False)
+            out.extend(f"    {line}" for line in body.splitlines())
+    secrets = [e["api_key_config"] for e in entries["endpoints"]]
+    for key in secrets:
+        out.append(f"# then: pulumi config set --secret {key} <the endpoint's key>")
+    return "\n".join(out)
+
+
+# health -----------------------------------------------------------------------------------------
+
+
+class MissingEndpointKeyError(Exception):
+    pass
+
+
+def env_name_for(config_key: str) -> str:
+    """localVllmApiKey -> LOCAL_VLLM_API_KEY: where health looks for an external endpoint's key."""
+    name = config_key.rpartition(":")[2]
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).replace("-", "_").replace(".", "_").upper()
+
+
+def endpoint_key(
+    model: ModelDeclaration,
+    endpoint: ExternalEndpoint | VllmEndpoint,
+    outputs: Mapping[str, Any] | None,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    env = os.environ if environ is None else environ
+    keys = (outputs or {}).get("endpointKeys") or {}
+    if model.model_group_name in keys:
+        return str(keys[model.model_group_name])
+    if isinstance(endpoint, ExternalEndpoint):
+        variable = env_name_for(endpoint.api_key_config)
+        if variable in env:
+            return env[variable]
+        raise MissingEndpointKeyError(
+            f"no key for {model.model_group_name}: pipe in `pulumi stack output --json "
+            f"--show-secrets` with --outputs -, or export {variable}"
+        )
+    raise MissingEndpointKeyError(
+        f"no key for {model.model_group_name}: its vLLM key lives in Pulumi state; pipe in "
+        "`pulumi stack output --json --show-secrets` with --outputs -"
+    )
+
+
+@dataclass(frozen=True)
+class Health:
+    model_group_name: str
+    base_url: str
+    model_name: str
+    ok: bool
+    detail: str
+
+
+def check_health(
+    stack: StackConfig,
+    outputs: Mapping[str, Any] | None,
+    *,
+    wait: float,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> list[Health]:
+    results = []
+    for index, model in enumerate(stack.models):
+        endpoint = stack.endpoint(model.endpoint)
+        base_url, model_name = endpoint.served_as
+        if progress is not None:
+            progress(index + 1, len(stack.models), model.model_group_name)
+        try:
+            key = endpoint_key(model, endpoint, outputs)
+        except MissingEndpointKeyError as exc:
+            results.append(Health(model.model_group_name, base_url, model_name, False, str(exc)))
+            continue
+        report: PreflightReport = check_endpoint(base_url, model_name, key, wait=wait)
+        results.append(
+            Health(model.model_group_name, base_url, model_name, report.ok, report.summary())
+        )
+    return results

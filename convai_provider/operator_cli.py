@@ -1,0 +1,265 @@
+"""The operator commands: list, audit, adopt and health, with their output and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeAlias
+
+from .client import DEFAULT_CONVAI_URL, ConvaiClient
+from .errors import ConvaiError
+from .operator import Audit, adoption_entries, adoption_yaml, audit, check_health
+from .settings import API_KEY_ENV, BASE_URL_CONFIG, BASE_URL_ENV
+from .stack_config import (
+    StackConfig,
+    StackConfigError,
+    parse_stack_config,
+    project_values,
+    read_stack_file,
+    stack_file,
+)
+from .wire import PrivateModel
+
+EXIT_CLEAN, EXIT_DIFFERS, EXIT_ERROR = 0, 1, 2
+
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+class OperatorError(Exception):
+    """A failure the user can fix, printed as one sentence (exit status 2)."""
+
+
+def add_operator_commands(commands: Commands) -> None:
+    _command(commands, "list", "list the account's private models", _run_list, stack=False)
+    _command(
+        commands,
+        "audit",
+        "compare a stack with Convai: unmanaged, missing and drifted models (exit 0 clean, "
+        "1 differences, 2 error)",
+        _run_audit,
+    )
+    _command(
+        commands,
+        "adopt",
+        "print the stack configuration entries that bring unmanaged models under a stack",
+        _run_adopt,
+    )
+    health = _command(
+        commands,
+        "health",
+        "run the endpoint preflight for every model of a stack (exit 1 if any fails)",
+        _run_health,
+        convai=False,
+        json_flag=False,
+    )
+    health.add_argument(
+        "--outputs",
+        metavar="FILE",
+        help="`pulumi stack output --json --show-secrets` saved to FILE, or - for stdin; "
+        "where generated endpoint keys come from",
+    )
+    health.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds each endpoint may take to become ready (default 30)",
+    )
+
+
+def _command(
+    commands: Commands,
+    name: str,
+    description: str,
+    run: Callable[[argparse.Namespace], int],
+    *,
+    stack: bool = True,
+    convai: bool = True,
+    json_flag: bool = True,
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=description, description=description)
+    if convai:
+        parser.add_argument(
+            "--api-key",
+            default=os.environ.get(API_KEY_ENV),
+            help=f"Convai API key (default: ${API_KEY_ENV})",
+        )
+        parser.add_argument(
+            "--base-url",
+            default=os.environ.get(BASE_URL_ENV),
+            help=f"Convai API URL (default: ${BASE_URL_ENV}, else the stack's "
+            f"{BASE_URL_CONFIG}, else {DEFAULT_CONVAI_URL})",
+        )
+    if stack:
+        parser.add_argument(
+            "--stack", required=True, help="stack name: reads stacks/Pulumi.NAME.yaml"
+        )
+        parser.add_argument(
+            "--root", type=Path, default=Path(), help="project root holding stacks/ (default .)"
+        )
+    if json_flag:
+        parser.add_argument("--json", action="store_true", help="print JSON for machines")
+    parser.set_defaults(run=run)
+    return parser
+
+
+# shared -----------------------------------------------------------------------------------------
+
+
+def _load_stack(args: argparse.Namespace) -> tuple[StackConfig, dict[str, Any]]:
+    path = stack_file(args.stack, args.root)
+    try:
+        raw = read_stack_file(path)
+        return parse_stack_config(project_values(raw), str(path)), raw
+    except StackConfigError as exc:
+        raise OperatorError(str(exc)) from None
+
+
+def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -> ConvaiClient:
+    if not args.api_key:
+        raise OperatorError(f"no Convai API key: pass --api-key or export {API_KEY_ENV}")
+    base_url = args.base_url or (stack_raw or {}).get(BASE_URL_CONFIG) or DEFAULT_CONVAI_URL
+    try:
+        return ConvaiClient(args.api_key, str(base_url), timeout=30, max_retries=3)
+    except ConvaiError as exc:
+        raise OperatorError(str(exc)) from None
+
+
+def _live_models(client: ConvaiClient) -> list[PrivateModel]:
+    try:
+        return client.list_models().models
+    except ConvaiError as exc:
+        raise OperatorError(str(exc)) from None
+    finally:
+        client.close()
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+# list -------------------------------------------------------------------------------------------
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    models = _live_models(_client(args))
+    if args.json:
+        _print_json({"models": [m.model_dump() for m in models], "count": len(models)})
+        return EXIT_CLEAN
+    if not models:
+        print("No private models in this Convai account.")
+        return EXIT_CLEAN
+    header = ["GROUP", "MODEL", "DISPLAY NAME", "BASE URL", "UNCENSORED", "CREATED"]
+    rows = [
+        [
+            m.model_group_name,
+            m.model_name,
+            m.display_name or "-",
+            m.base_url,
+            "yes" if m.is_uncensored else "no",
+            m.created_at,
+        ]
+        for m in models
+    ]
+    print(_table([header, *rows]))
+    return EXIT_CLEAN
+
+
+# audit ------------------------------------------------------------------------------------------
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    stack, raw = _load_stack(args)
+    result = audit(args.stack, stack, _live_models(_client(args, raw)))
+    if args.json:
+        _print_json(result.as_json())
+    else:
+        print(_audit_text(result))
+    return EXIT_CLEAN if result.clean else EXIT_DIFFERS
+
+
+def _audit_text(result: Audit) -> str:
+    lines = [f"Stack '{result.stack}' against Convai:"]
+    for group in result.in_sync:
+        lines.append(f"  in sync    {group}")
+    for group in result.missing:
+        lines.append(f"  missing    {group}: declared but not in Convai (pulumi up registers it)")
+    for group in result.unmanaged:
+        lines.append(
+            f"  unmanaged  {group}: in Convai but not in the stack "
+            f"(adopt --stack {result.stack} prints its entry)"
+        )
+    for d in result.drift:
+        lines.append(
+            f"  drift      {d.model_group_name}.{d.field}: declared {d.declared!r}, "
+            f"Convai has {d.in_convai!r}"
+        )
+    lines.append(f"  note       {result.note}")
+    differences = len(result.missing) + len(result.unmanaged) + len(result.drift)
+    lines.append("Clean." if result.clean else f"{differences} difference(s).")
+    return "\n".join(lines)
+
+
+# adopt ------------------------------------------------------------------------------------------
+
+
+def _run_adopt(args: argparse.Namespace) -> int:
+    stack, raw = _load_stack(args)
+    entries = adoption_entries(stack, _live_models(_client(args, raw)))
+    if args.json:
+        _print_json(entries)
+    elif not entries["models"]:
+        print(f"Every model in Convai is already declared in stack '{args.stack}'.")
+    else:
+        print(f"# Add to stacks/Pulumi.{args.stack}.yaml under config:")
+        print(adoption_yaml(entries))
+    return EXIT_CLEAN
+
+
+# health -----------------------------------------------------------------------------------------
+
+
+def _read_outputs(source: str | None) -> dict[str, Any] | None:
+    if source is None:
+        return None
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        outputs = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise OperatorError(
+            f"could not read stack outputs from {source}: {exc}; produce them with "
+            "`pulumi stack output --json --show-secrets`"
+        ) from None
+    if not isinstance(outputs, dict):
+        raise OperatorError(f"stack outputs from {source} must be a JSON object")
+    return outputs
+
+
+def _run_health(args: argparse.Namespace) -> int:
+    stack, _ = _load_stack(args)
+    outputs = _read_outputs(args.outputs)
+
+    def progress(done: int, total: int, group: str) -> None:
+        if sys.stderr.isatty():
+            print(f"[{done}/{total}] checking {group}...", file=sys.stderr)
+
+    results = check_health(stack, outputs, wait=args.timeout, progress=progress)
+    for health in results:
+        status = "OK  " if health.ok else "FAIL"
+        print(f"{status}  {health.model_group_name}  {health.model_name} at {health.base_url}")
+        if not health.ok:
+            print(f"      {health.detail}")
+    failed = sum(not h.ok for h in results)
+    print(f"{len(results) - failed} of {len(results)} endpoints healthy.")
+    return EXIT_DIFFERS if failed else EXIT_CLEAN

@@ -1,0 +1,350 @@
+"""The operator commands against the emulator and the local OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from convai_provider.cli import main
+from convai_provider.client import ConvaiClient
+from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.operator import config_key_for, env_name_for
+from convai_provider.stack_config import load_stack_file
+from convai_provider.wire import RegisterRequest
+
+from .conftest import CONVAI_KEY
+from .openai_server import EndpointBehaviour, serve_endpoint
+
+ENDPOINT_KEY = "sk-endpoint"
+
+
+def write_stack(root: Path, name: str, base_url: str, models: list[dict[str, Any]]) -> None:
+    config = {
+        "convai-models:endpoints": [
+            {
+                "name": "local",
+                "kind": "external",
+                "base_url": base_url,
+                "model_name": "llama-3.1-8b",
+                "api_key_config": "localVllmApiKey",
+            },
+        ],
+        "convai-models:models": models,
+    }
+    (root / "stacks").mkdir(exist_ok=True)
+    (root / "stacks" / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}))
+
+
+def register(convai: EmulatorProcess, group: str, **fields: Any) -> None:
+    request = {
+        "model_group_name": group,
+        "model_name": "llama-3.1-8b",
+        "api_key": "k",
+        "is_uncensored": False,
+        "base_url": "http://127.0.0.1:8000/v1",
+        **fields,
+    }
+    with ConvaiClient(CONVAI_KEY, convai.url) as client:
+        client.register(RegisterRequest(**request))
+
+
+@pytest.fixture
+def cli(
+    convai: EmulatorProcess, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Any:
+    monkeypatch.setenv("CONVAI_API_KEY", CONVAI_KEY)
+    monkeypatch.setenv("CONVAI_BASE_URL", convai.url)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Iterator[Path]:
+    write_stack(
+        tmp_path,
+        "test",
+        "http://127.0.0.1:8000/v1",
+        [
+            {"model_group_name": "alpha", "endpoint": "local", "display_name": "Alpha"},
+            {"model_group_name": "beta", "endpoint": "local"},
+        ],
+    )
+    yield tmp_path
+
+
+# list -------------------------------------------------------------------------------------------
+
+
+def test_list_prints_a_table(cli: Any, convai: EmulatorProcess) -> None:
+    register(convai, "alpha", display_name="Alpha", is_uncensored=True)
+    code, out, _ = cli("list")
+    assert code == 0
+    header, row = out.splitlines()
+    assert header.split() == [
+        "GROUP",
+        "MODEL",
+        "DISPLAY",
+        "NAME",
+        "BASE",
+        "URL",
+        "UNCENSORED",
+        "CREATED",
+    ]
+    assert row.split()[:5] == ["alpha", "llama-3.1-8b", "Alpha", "http://127.0.0.1:8000/v1", "yes"]
+
+
+def test_list_json_shape(cli: Any, convai: EmulatorProcess) -> None:
+    register(convai, "alpha")
+    code, out, _ = cli("list", "--json")
+    body = json.loads(out)
+    assert code == 0 and body["count"] == 1
+    assert set(body["models"][0]) >= {
+        "model_group_name",
+        "model_name",
+        "display_name",
+        "base_url",
+        "is_uncensored",
+        "category",
+        "created_at",
+    }
+
+
+def test_list_of_an_empty_account(cli: Any) -> None:
+    assert cli("list")[1].strip() == "No private models in this Convai account."
+
+
+# audit ------------------------------------------------------------------------------------------
+
+
+def test_audit_is_clean_when_convai_matches(cli: Any, convai: EmulatorProcess, root: Path) -> None:
+    register(convai, "alpha", display_name="Alpha")
+    register(convai, "beta", display_name="Set by someone")  # not declared: not compared
+    code, out, _ = cli("audit", "--stack", "test", "--root", str(root))
+    assert code == 0, out
+    assert "in sync    alpha" in out and "in sync    beta" in out and "Clean." in out
+    assert "api_key cannot be compared" in out
+
+
+def test_audit_finds_unmanaged_missing_and_drift(
+    cli: Any, convai: EmulatorProcess, root: Path
+) -> None:
+    register(convai, "alpha", display_name="Renamed", is_uncensored=True)
+    register(convai, "stray")
+    code, out, _ = cli("audit", "--stack", "test", "--root", str(root), "--json")
+    assert code == 1
+    body = json.loads(out)
+    assert body["clean"] is False
+    assert body["unmanaged"] == ["stray"]
+    assert body["missing"] == ["beta"]
+    assert sorted((d["field"], d["declared"], d["in_convai"]) for d in body["drift"]) == [
+        ("display_name", "Alpha", "Renamed"),
+        ("is_uncensored", False, True),
+    ]
+    assert body["note"].startswith("api_key cannot be compared")
+
+
+def test_audit_text_names_each_difference(cli: Any, convai: EmulatorProcess, root: Path) -> None:
+    register(convai, "alpha", display_name="Alpha", base_url="https://elsewhere.example.com/v1")
+    code, out, _ = cli("audit", "--stack", "test", "--root", str(root))
+    assert code == 1
+    assert "drift      alpha.base_url: declared 'http://127.0.0.1:8000/v1', Convai has " in out
+    assert "missing    beta" in out
+    assert "2 difference(s)." in out
+
+
+def test_audit_reads_the_real_stack_files(cli: Any, convai: EmulatorProcess) -> None:
+    project = Path(__file__).resolve().parent.parent
+    code, out, _ = cli("audit", "--stack", "prod", "--root", str(project), "--json")
+    declared = {
+        m.model_group_name for m in load_stack_file(project / "stacks" / "Pulumi.prod.yaml").models
+    }
+    assert code == 1 and set(json.loads(out)["missing"]) == declared
+
+
+@pytest.mark.parametrize(
+    ("setup", "fragment"),
+    [
+        ("no-file", "does not exist"),
+        ("bad-yaml", "is not valid YAML"),
+        ("bad-config", "convai-models:models[0].endpoint: 'nowhere' is not a declared endpoint"),
+        ("no-key", "no Convai API key"),
+        ("unreachable", "could not reach http://127.0.0.1:9"),
+    ],
+)
+def test_audit_errors_are_one_sentence_and_exit_2(
+    cli: Any, root: Path, monkeypatch: pytest.MonkeyPatch, setup: str, fragment: str
+) -> None:
+    path = root / "stacks" / "Pulumi.test.yaml"
+    if setup == "no-file":
+        path.unlink()
+    elif setup == "bad-yaml":
+        path.write_text("config: [unclosed")
+    elif setup == "bad-config":
+        write_stack(
+            root,
+            "test",
+            "http://127.0.0.1:8000/v1",
+            [{"model_group_name": "a", "endpoint": "nowhere"}],
+        )
+    elif setup == "no-key":
+        monkeypatch.delenv("CONVAI_API_KEY")
+    elif setup == "unreachable":
+        monkeypatch.setenv("CONVAI_BASE_URL", "http://127.0.0.1:9")
+    code, out, err = cli("audit", "--stack", "test", "--root", str(root))
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and fragment in err
+    assert "Traceback" not in err
+
+
+# adopt ------------------------------------------------------------------------------------------
+
+
+def test_adopt_prints_entries_that_bring_unmanaged_models_under_the_stack(
+    cli: Any, convai: EmulatorProcess, root: Path
+) -> None:
+    register(convai, "alpha", display_name="Alpha")
+    register(convai, "stray-one", display_name="Stray")  # served by the stack's endpoint
+    register(convai, "hosted", model_name="gpt-4o-mini", base_url="https://api.openai.com/v1")
+    code, out, _ = cli("adopt", "--stack", "test", "--root", str(root), "--json")
+    assert code == 0
+    entries = json.loads(out)
+    assert entries["models"] == [
+        {
+            "model_group_name": "hosted",
+            "endpoint": "hosted",
+            "is_uncensored": False,
+            "adopt_existing": True,
+        },
+        {
+            "model_group_name": "stray-one",
+            "endpoint": "local",
+            "display_name": "Stray",
+            "is_uncensored": False,
+            "adopt_existing": True,
+        },
+    ]
+    assert entries["endpoints"] == [
+        {
+            "name": "hosted",
+            "kind": "external",
+            "base_url": "https://api.openai.com/v1",
+            "model_name": "gpt-4o-mini",
+            "api_key_config": "hostedApiKey",
+        },
+    ]
+
+
+def test_adopted_entries_make_the_audit_clean(
+    cli: Any, convai: EmulatorProcess, root: Path
+) -> None:
+    register(convai, "alpha", display_name="Alpha")
+    register(convai, "beta")
+    register(convai, "hosted", model_name="gpt-4o-mini", base_url="https://api.openai.com/v1")
+    _, out, _ = cli("adopt", "--stack", "test", "--root", str(root), "--json")
+    entries = json.loads(out)
+    path = root / "stacks" / "Pulumi.test.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["config"]["convai-models:endpoints"] += entries["endpoints"]
+    document["config"]["convai-models:models"] += entries["models"]
+    path.write_text(yaml.safe_dump(document))
+    assert cli("audit", "--stack", "test", "--root", str(root))[0] == 0
+
+
+def test_adopt_text_is_yaml_with_the_secret_to_set(
+    cli: Any, convai: EmulatorProcess, root: Path
+) -> None:
+    register(convai, "hosted", model_name="gpt-4o-mini", base_url="https://api.openai.com/v1")
+    _, out, _ = cli("adopt", "--stack", "test", "--root", str(root))
+    assert "adopt_existing: true" in out
+    assert "pulumi config set --secret hostedApiKey" in out
+
+
+def test_key_names_derive_from_names() -> None:
+    assert config_key_for("my-turbo") == "myTurboApiKey"
+    assert env_name_for("localVllmApiKey") == "LOCAL_VLLM_API_KEY"
+
+
+# health -----------------------------------------------------------------------------------------
+
+
+def test_health_reports_each_model_and_exits_0_when_all_pass(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serve_endpoint(EndpointBehaviour(api_key=ENDPOINT_KEY)) as url:
+        write_stack(tmp_path, "test", url, [{"model_group_name": "alpha", "endpoint": "local"}])
+        monkeypatch.setenv("LOCAL_VLLM_API_KEY", ENDPOINT_KEY)
+        code, out, _ = cli("health", "--stack", "test", "--root", str(tmp_path), "--timeout", "0")
+    assert code == 0, out
+    assert out.splitlines()[0].startswith("OK    alpha  llama-3.1-8b at http://127.0.0.1:")
+    assert "1 of 1 endpoints healthy." in out
+    assert ENDPOINT_KEY not in out
+
+
+def test_health_reads_generated_keys_from_piped_stack_outputs(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outputs = {"endpointKeys": {"alpha": ENDPOINT_KEY, "beta": "sk-wrong"}}
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(outputs)))
+    with serve_endpoint(EndpointBehaviour(api_key=ENDPOINT_KEY)) as url:
+        write_stack(
+            tmp_path,
+            "test",
+            url,
+            [
+                {"model_group_name": "alpha", "endpoint": "local"},
+                {"model_group_name": "beta", "endpoint": "local"},
+            ],
+        )
+        code, out, _ = cli(
+            "health", "--stack", "test", "--root", str(tmp_path), "--outputs", "-", "--timeout", "0"
+        )
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0].startswith("OK    alpha")
+    assert lines[1].startswith("FAIL  beta")
+    assert "refused the API key" in lines[2]
+    assert "1 of 2 endpoints healthy." in out
+
+
+def test_health_says_where_a_missing_key_comes_from(cli: Any, root: Path) -> None:
+    code, out, _ = cli("health", "--stack", "test", "--root", str(root), "--timeout", "0")
+    assert code == 1
+    assert "export LOCAL_VLLM_API_KEY" in out and "--outputs -" in out
+
+
+def test_health_refuses_unreadable_outputs(
+    cli: Any, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("not json"))
+    code, _, err = cli("health", "--stack", "test", "--root", str(root), "--outputs", "-")
+    assert code == 2 and "pulumi stack output --json --show-secrets" in err
+
+
+def test_the_console_script_and_module_run(convai: EmulatorProcess) -> None:
+    env = {
+        "CONVAI_API_KEY": CONVAI_KEY,
+        "CONVAI_BASE_URL": convai.url,
+        "PATH": str(Path(sys.executable).parent),
+    }
+    for command in (
+        ["convai-models", "list", "--json"],
+        [sys.executable, "-m", "convai_provider", "list", "--json"],
+    ):
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["count"] == 0
