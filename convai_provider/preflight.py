@@ -223,6 +223,8 @@ class Preflight:
         response = self._get(url, with_key=True)
         if isinstance(response, CheckResult):
             return [response]
+        if response.status_code in (502, 503, 504):
+            return [_status_failure("reachable", response, url)]
         reachable = CheckResult("reachable", True, f"{url} answered HTTP {response.status_code}")
         if response.status_code != 200:
             return [reachable, _status_failure("key accepted", response, url)]

@@ -148,6 +148,7 @@ def test_gives_up_when_the_budget_is_spent_with_the_last_reason() -> None:
     with serve_endpoint(behaviour) as url:
         report = run(url, wait=0.5)
     assert not report.ok and report.attempts >= 2
+    assert report.failure is not None and report.failure.name == "reachable"
     assert "HTTP 503" in report.summary() and "not ready yet" in report.summary()
 
 
