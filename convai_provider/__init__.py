@@ -1,5 +1,10 @@
 """Convai private LLM models as Pulumi resources, with a typed client and a local emulator."""
 
+from .character_resource import (
+    CHARACTER_TYPE_TOKEN,
+    ConvaiCharacterModel,
+    ConvaiCharacterModelArgs,
+)
 from .client import ConvaiClient
 from .errors import (
     AuthenticationError,
@@ -17,11 +22,14 @@ from .errors import (
 from .resource import TYPE_TOKEN, ConvaiPrivateModel, ConvaiPrivateModelArgs
 
 __all__ = [
+    "CHARACTER_TYPE_TOKEN",
     "TYPE_TOKEN",
     "AuthenticationError",
     "BadRequestError",
     "ConflictError",
     "ConvaiAPIError",
+    "ConvaiCharacterModel",
+    "ConvaiCharacterModelArgs",
     "ConvaiClient",
     "ConvaiConnectionError",
     "ConvaiError",

@@ -21,11 +21,20 @@ from .errors import (
 from .retry import Backoff, is_retryable_status, parse_retry_after
 from .wire import (
     API_KEY_HEADER,
+    CHARACTER_CREATE_PATH,
+    CHARACTER_GET_PATH,
+    CHARACTER_UPDATE_PATH,
     DEFAULT_BASE_URL,
     DEREGISTER_PATH,
     LIST_PATH,
     REGISTER_PATH,
     UPDATE_PATH,
+    Character,
+    CharacterCreateRequest,
+    CharacterCreateResponse,
+    CharacterGetRequest,
+    CharacterUpdateRequest,
+    CharacterUpdateResponse,
     DeregisterRequest,
     DeregisterResponse,
     ListResponse,
@@ -153,6 +162,39 @@ class ConvaiClient:
     def list_models(self, *, deadline: float | None = None) -> ListResponse:
         return self._call("list", LIST_PATH, None, ListResponse, deadline)
 
+    def create_character(
+        self, request: CharacterCreateRequest, *, deadline: float | None = None
+    ) -> CharacterCreateResponse:
+        """Create a character (the emulator's tests use it; stacks only bind existing ones)."""
+        return self._call(
+            "character create",
+            CHARACTER_CREATE_PATH,
+            request.to_body(),
+            CharacterCreateResponse,
+            deadline,
+        )
+
+    def get_character(self, char_id: str, *, deadline: float | None = None) -> Character:
+        request = build_request(CharacterGetRequest, charID=char_id)
+        return self._call(
+            "character get", CHARACTER_GET_PATH, request.to_body(), Character, deadline
+        )
+
+    def set_character_model(
+        self, char_id: str, model_group_name: str, *, deadline: float | None = None
+    ) -> CharacterUpdateResponse:
+        """Point a character at a model: a built-in code or a private model's group name."""
+        request = build_request(
+            CharacterUpdateRequest, charID=char_id, model_group_name=model_group_name
+        )
+        return self._call(
+            "character update",
+            CHARACTER_UPDATE_PATH,
+            request.to_body(),
+            CharacterUpdateResponse,
+            deadline,
+        )
+
     def _call(
         self,
         operation: str,
@@ -217,7 +259,9 @@ class ConvaiClient:
     @staticmethod
     def _api_error(operation: str, response: httpx.Response, payload: Any) -> ConvaiAPIError:
         if isinstance(payload, dict):
-            message = str(payload.get("message") or payload.get("ERROR") or "")
+            message = str(
+                payload.get("message") or payload.get("ERROR") or payload.get("API_ERROR") or ""
+            )
             transaction_id = str(payload.get("transactionID") or "")
         else:
             message, transaction_id = response.text[:200].strip(), ""

@@ -10,18 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from pulumi.dynamic import (
-    CheckFailure,
-    CheckResult,
-    ConfigureRequest,
-    CreateResult,
-    DiffResult,
-    ReadResult,
-    ResourceProvider,
-    UpdateResult,
-)
-from pulumi.output import Unknown
-from pydantic import ValidationError
+from pulumi.dynamic import CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
 from .client import build_request
 from .errors import ConvaiError, NotFoundError
@@ -34,75 +23,31 @@ from .model_schema import (
     PrivateModelInputs,
 )
 from .preflight import check_endpoint
-from .runtime import ConvaiRuntime, runtime_for
-from .settings import CONFIG_KEYS, ConvaiSettings
-from .wire import PrivateModel, UpdateRequest, field_problems
+from .provider_base import (
+    PROVIDER_KEY,
+    ConvaiOperationError,
+    ConvaiProvider,
+    check_inputs,
+    differs,
+)
+from .runtime import ConvaiRuntime
+from .wire import PrivateModel, UpdateRequest
 
 log = logging.getLogger("convai_provider")
 
-PROVIDER_KEY = "__provider"
 
-
-class ConvaiOperationError(Exception):
-    """A failed provider operation, in one sentence: which model, which operation, and why."""
-
-    def __init__(self, operation: str, model_group_name: str, cause: Exception | str) -> None:
-        super().__init__(
-            f"Could not {operation} Convai private model '{model_group_name}': {cause}"
-        )
-
-
-def _is_unknown(value: Any) -> bool:
-    return isinstance(value, Unknown)
-
-
-def _differs(old: Any, new: Any) -> bool:
-    return _is_unknown(new) or old != new
-
-
-class PrivateModelProvider(ResourceProvider):
+class PrivateModelProvider(ConvaiProvider):
     """Convai private models, managed with Terraform's semantics."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._config: dict[str, Any] = {}
-
-    def __getstate__(self) -> dict[str, Any]:
-        # What configure() learnt (the Convai key among it) must never reach state.
-        return {}
-
-    def __setstate__(self, state: Mapping[str, Any]) -> None:
-        self._config = {}
-
-    def configure(self, req: ConfigureRequest) -> None:
-        self._config = {key: req.config.get(key) for key in CONFIG_KEYS}
-
-    def _runtime(self) -> ConvaiRuntime:
-        return runtime_for(ConvaiSettings.resolve(self._config))
 
     # check ----------------------------------------------------------------------------------
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        declared = {k: v for k, v in news.items() if k != PROVIDER_KEY and k not in COMPUTED_FIELDS}
-        unknown = {k for k, v in declared.items() if _is_unknown(v)}
-        known = {k: v for k, v in declared.items() if k not in unknown and v is not None}
-        try:
-            checked = PrivateModelInputs.model_validate(known).model_dump(exclude_none=True)
-            failures = []
-        except ValidationError as exc:
-            checked = dict(known)
-            failures = [
-                CheckFailure(field, f"{field} {reason}")
-                for field, reason in field_problems(exc)
-                if field.split(".")[0] not in unknown
-            ]
-        checked.update({k: declared[k] for k in unknown})
-        return CheckResult(checked, failures)
+        return check_inputs(PrivateModelInputs, news, COMPUTED_FIELDS)
 
     # diff -----------------------------------------------------------------------------------
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = [f for f in REPLACE_FIELDS if _differs(olds.get(f), news.get(f))]
+        replaces = [f for f in REPLACE_FIELDS if differs(olds.get(f), news.get(f))]
         updates = [f for f in self._updated_fields(olds, news)]
         return DiffResult(
             changes=bool(replaces or updates),
@@ -118,7 +63,7 @@ class PrivateModelProvider(ResourceProvider):
             new = news.get(field)
             if new is None:
                 continue  # left out: whatever Convai holds is accepted, never a perpetual diff
-            if _differs(olds.get(field), new):
+            if differs(olds.get(field), new):
                 changed.append(field)
         return changed
 
@@ -135,7 +80,7 @@ class PrivateModelProvider(ResourceProvider):
             else:
                 outputs = self._register(runtime, inputs)
         except ConvaiError as exc:
-            raise ConvaiOperationError("create", inputs.model_group_name, exc) from None
+            raise ConvaiOperationError("create", _subject(inputs.model_group_name), exc) from None
         log.info("registered Convai private model %s", inputs.model_group_name)
         return CreateResult(inputs.model_group_name, outputs)
 
@@ -148,7 +93,7 @@ class PrivateModelProvider(ResourceProvider):
         if live is None:
             raise ConvaiOperationError(
                 "create",
-                inputs.model_group_name,
+                _subject(inputs.model_group_name),
                 "Convai accepted the register call but does not list the model; run "
                 "`pulumi refresh`, then `pulumi up` again",
             )
@@ -163,7 +108,7 @@ class PrivateModelProvider(ResourceProvider):
         if live.model_name != inputs.model_name:
             raise ConvaiOperationError(
                 "adopt",
-                inputs.model_group_name,
+                _subject(inputs.model_group_name),
                 f"Convai serves it as model_name '{live.model_name}' but the resource declares "
                 f"'{inputs.model_name}'; model_name cannot be updated, so declare "
                 f"'{live.model_name}' or choose another model_group_name",
@@ -186,7 +131,7 @@ class PrivateModelProvider(ResourceProvider):
         if not report.ok:
             raise ConvaiOperationError(
                 operation,
-                inputs.model_group_name,
+                _subject(inputs.model_group_name),
                 f"{report.summary()} Nothing was sent to Convai. Fix the endpoint, or set "
                 "verify_endpoint=False to register it unchecked.",
             )
@@ -198,7 +143,7 @@ class PrivateModelProvider(ResourceProvider):
         try:
             live = runtime.listing.current(runtime.deadline()).find(id_)
         except ConvaiError as exc:
-            raise ConvaiOperationError("read", id_, exc) from None
+            raise ConvaiOperationError("read", _subject(id_), exc) from None
         if live is None:
             log.info("Convai private model %s is gone; dropping it from state", id_)
             return ReadResult("", {})
@@ -212,13 +157,13 @@ class PrivateModelProvider(ResourceProvider):
         inputs = PrivateModelInputs.model_validate(_declared(news))
         runtime = self._runtime()
         if inputs.verify_endpoint and any(
-            _differs(olds.get(f), news.get(f)) for f in ENDPOINT_FIELDS
+            differs(olds.get(f), news.get(f)) for f in ENDPOINT_FIELDS
         ):
             self._verify_endpoint(runtime, "update", inputs)
         try:
             self._send_update(runtime, id_, olds, news, runtime.deadline())
         except ConvaiError as exc:
-            raise ConvaiOperationError("update", id_, exc) from None
+            raise ConvaiOperationError("update", _subject(id_), exc) from None
         outputs = inputs.model_dump()
         for field in (*UPDATE_FIELDS, *COMPUTED_FIELDS):
             if outputs.get(field) is None:
@@ -250,7 +195,11 @@ class PrivateModelProvider(ResourceProvider):
         except NotFoundError:
             log.info("Convai private model %s was already gone", id_)
         except ConvaiError as exc:
-            raise ConvaiOperationError("delete", id_, exc) from None
+            raise ConvaiOperationError("delete", _subject(id_), exc) from None
+
+
+def _subject(model_group_name: str) -> str:
+    return f"Convai private model '{model_group_name}'"
 
 
 def _declared(props: Mapping[str, Any]) -> dict[str, Any]:

@@ -77,10 +77,11 @@ class ConvaiPrivateModel(Resource, module="convai", name="PrivateModel"):
             "adopt_existing": adopt_existing,
             "verify_endpoint": verify_endpoint,
         }
-        props = _merge_args(args, keywords)
+        props = merge_args(args, keywords)
         if props.get("api_key") is not None:
             props["api_key"] = pulumi.Output.secret(props["api_key"])
-        props.update(category=None, created_at=None)
+        for output in (*keywords, "category", "created_at"):
+            props.setdefault(output, None)  # None declares an output Pulumi fills after create
         secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=["api_key"])
         super().__init__(
             PrivateModelProvider(),
@@ -90,7 +91,7 @@ class ConvaiPrivateModel(Resource, module="convai", name="PrivateModel"):
         )
 
 
-def _merge_args(args: ConvaiPrivateModelArgs | None, keywords: dict[str, Any]) -> dict[str, Any]:
+def merge_args(args: object | None, keywords: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments win over the Args object; unset ones are left for check() to default."""
     merged = dict(vars(args)) if args is not None else {}
     merged.update({k: v for k, v in keywords.items() if v is not None})

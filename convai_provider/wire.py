@@ -163,3 +163,54 @@ def describe_validation_error(error: ValidationError) -> str:
         else:
             sentences.append(f"Field {field} {reason}")
     return "; ".join(sentences)
+
+
+# Characters: Convai's older Character API, without the /llm-models envelope ---------------
+
+CHARACTER_CREATE_PATH = "/character/create"
+CHARACTER_GET_PATH = "/character/get"
+CHARACTER_UPDATE_PATH = "/character/update"
+CHARACTER_SUCCESS = {"STATUS": "SUCCESS"}
+
+
+class CharacterCreateRequest(_Request):
+    charName: Identifier  # noqa: N815 - the wire name
+    voiceType: StrictStr = "MALE"  # noqa: N815 - the wire name
+    backstory: StrictStr = ""
+
+
+class CharacterCreateResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    charID: str  # noqa: N815 - the wire name
+
+
+class CharacterGetRequest(_Request):
+    charID: Identifier  # noqa: N815 - the wire name
+
+
+class CharacterUpdateRequest(_Request):
+    """Sets the LLM a character uses: a built-in model code or a private model's group name."""
+
+    charID: Identifier  # noqa: N815 - the wire name
+    model_group_name: Identifier
+
+
+class CharacterUpdateResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    STATUS: str = ""
+
+
+class Character(BaseModel):
+    """`/character/get`'s reply. Whether it reports the model is undocumented: it is optional."""
+
+    model_config = ConfigDict(extra="allow")
+
+    character_id: str
+    character_name: str = ""
+    user_id: str = ""
+    voice_type: str = ""
+    timestamp: str = ""
+    backstory: str = ""
+    model_group_name: str | None = None

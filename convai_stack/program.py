@@ -7,7 +7,7 @@ from typing import Any
 
 import pulumi
 
-from convai_provider import ConvaiPrivateModel
+from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
 from convai_provider.settings import API_KEY_ENV
 from convai_provider.stack_config import (
     PROJECT,
@@ -55,6 +55,21 @@ def declare_model(
     )
 
 
+def bind_characters(
+    stack: StackConfig, model: ModelDeclaration, resource: ConvaiPrivateModel
+) -> list[ConvaiCharacterModel]:
+    """Bindings take the model's output, so Pulumi moves characters off a model before it goes."""
+    return [
+        ConvaiCharacterModel(
+            f"character-{char_id}",
+            char_id=char_id,
+            model_group_name=resource.model_group_name,
+            fallback_model_group_name=stack.fallbackModel,
+        )
+        for char_id in model.characters
+    ]
+
+
 def model_export(model: ConvaiPrivateModel) -> dict[str, Any]:
     return {
         "model_group_name": model.model_group_name,
@@ -74,6 +89,8 @@ def main() -> None:
     models = {
         m.model_group_name: declare_model(stack, m, endpoints[m.endpoint]) for m in stack.models
     }
+    for declaration in stack.models:
+        bind_characters(stack, declaration, models[declaration.model_group_name])
     pulumi.export("models", {group: model_export(m) for group, m in models.items()})
     pulumi.export(
         "endpointKeys", pulumi.Output.secret({group: m.api_key for group, m in models.items()})

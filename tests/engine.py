@@ -250,13 +250,20 @@ def _empty() -> Any:
 # The engine --------------------------------------------------------------------------------------
 
 
+def _name_of(urn: str) -> str:
+    return urn.rsplit("::", 1)[1]
+
+
 @dataclass
 class Declared:
-    """A resource as a program declares it: name, type and inputs (with `__provider`)."""
+    """A resource as a program declares it: name, type, inputs (with `__provider`), and which
+    resources each input property depends on (by name), as the engine records them."""
 
     name: str
     type: str
     inputs: dict[str, Any]
+    property_deps: dict[str, set[str]] = field(default_factory=dict)
+    depends_on: set[str] = field(default_factory=set)
 
     @property
     def urn(self) -> str:
@@ -264,7 +271,13 @@ class Declared:
 
     @classmethod
     def from_registration(cls, reg: Registration) -> Declared:
-        return cls(reg.name, reg.type, strip_secrets(reg.inputs))
+        property_deps = {
+            prop: {_name_of(urn) for urn in urns}
+            for prop, urns in reg.property_dependencies.items()
+        }
+        depends_on = {_name_of(urn) for urn in reg.dependencies}
+        depends_on.update(*property_deps.values())
+        return cls(reg.name, reg.type, strip_secrets(reg.inputs), property_deps, depends_on)
 
 
 @dataclass
@@ -273,6 +286,24 @@ class StateEntry:
     type: str
     inputs: dict[str, Any]
     outputs: dict[str, Any]
+    property_deps: dict[str, set[str]] = field(default_factory=dict)
+    depends_on: set[str] = field(default_factory=set)
+
+
+def dependency_levels(deps: Mapping[str, set[str]]) -> list[list[str]]:
+    """Names grouped so that each level depends only on earlier levels."""
+    remaining = {name: set(d) & set(deps) for name, d in deps.items()}
+    levels: list[list[str]] = []
+    while remaining:
+        ready = sorted(name for name, d in remaining.items() if not d)
+        if not ready:
+            raise AssertionError(f"dependency cycle among {sorted(remaining)}")
+        levels.append(ready)
+        for name in ready:
+            del remaining[name]
+        for d in remaining.values():
+            d.difference_update(ready)
+    return levels
 
 
 @dataclass
@@ -293,7 +324,10 @@ class Engine:
         config: Mapping[str, Any],
         env: Mapping[str, str] | None = None,
         parallel: int = 16,
+        after_each_change: Callable[[str], None] | None = None,
     ) -> None:
+        """`after_each_change(call)` runs after every Create, Update and Delete returns."""
+        self.after_each_change = after_each_change
         self.config = dict(config)
         self.env = dict(env or {})
         self.state: dict[str, StateEntry] = {}
@@ -356,7 +390,12 @@ class Engine:
         )
         reply = self._call("Create", res, request)
         self.state[res.name] = StateEntry(
-            reply.id, res.type, dict(inputs), from_struct(reply.properties)
+            reply.id,
+            res.type,
+            dict(inputs),
+            from_struct(reply.properties),
+            res.property_deps,
+            res.depends_on,
         )
 
     def update(self, res: Declared, entry: StateEntry, news: Mapping[str, Any]) -> None:
@@ -371,7 +410,12 @@ class Engine:
         )
         reply = self._call("Update", res, request)
         self.state[res.name] = StateEntry(
-            entry.id, res.type, dict(news), from_struct(reply.properties)
+            entry.id,
+            res.type,
+            dict(news),
+            from_struct(reply.properties),
+            res.property_deps,
+            res.depends_on,
         )
 
     def delete(self, name: str) -> None:
@@ -404,11 +448,21 @@ class Engine:
             del self.state[name]
             return
         inputs = from_struct(reply.inputs) if reply.HasField("inputs") else entry.inputs
-        self.state[name] = StateEntry(reply.id, entry.type, inputs, from_struct(reply.properties))
+        self.state[name] = StateEntry(
+            reply.id,
+            entry.type,
+            inputs,
+            from_struct(reply.properties),
+            entry.property_deps,
+            entry.depends_on,
+        )
 
     def _call(self, name: str, res: Declared, request: Any) -> Any:
         self.calls.append(f"{name}:{res.name}")
-        return self.provider.call(name, request)
+        reply = self.provider.call(name, request)
+        if self.after_each_change is not None and name in ("Create", "Update", "Delete"):
+            self.after_each_change(f"{name}:{res.name}")
+        return reply
 
     # operations -----------------------------------------------------------------------------
 
@@ -428,14 +482,17 @@ class Engine:
         return plan
 
     def up(self, resources: Iterable[Declared]) -> dict[str, str]:
-        """One `pulumi up`: each resource's steps, resources in parallel, then deletions."""
-        declared = list(resources)
+        """One `pulumi up`: steps in dependency order (a level's resources in parallel), then
+        the deletion of what the program no longer declares, dependents first."""
+        declared = {r.name: r for r in resources}
+        steps: dict[str, str] = {}
+        levels = dependency_levels({n: r.depends_on for n, r in declared.items()})
         with self.command(), ThreadPoolExecutor(self.parallel) as pool:
-            steps = dict(
-                zip([r.name for r in declared], pool.map(self._up_one, declared), strict=True)
-            )
-            gone = [name for name in self.state if name not in {r.name for r in declared}]
-            list(pool.map(self.delete, gone))
+            for level in levels:
+                todo = [declared[n] for n in level]
+                steps.update(zip(level, pool.map(self._up_one, todo), strict=True))
+            gone = [name for name in self.state if name not in declared]
+            self._delete_in_order(gone, pool)
         steps.update({name: "delete" for name in gone})
         return steps
 
@@ -453,9 +510,30 @@ class Engine:
             fresh = self.check(res, {})
             if not diff.deleteBeforeReplace:
                 raise AssertionError("this harness models delete-before-replace replacements only")
+            self._delete_replaced_dependents(res.name)
             self.delete(res.name)
             self.create(res, fresh)
         return step
+
+    def _delete_replaced_dependents(self, name: str) -> None:
+        """The engine's dependent replacement: before `name` is deleted to be replaced, every
+        resource whose inputs come from it is diffed with those inputs unknown, and deleted
+        first (its own dependents before it) when that diff asks for replacement. The program's
+        later steps create it again."""
+        for dependent, entry in list(self.state.items()):
+            props = [p for p, deps in entry.property_deps.items() if name in deps]
+            if not props:
+                continue
+            res = Declared(dependent, entry.type, entry.inputs)
+            news = {**entry.inputs, **dict.fromkeys(props, UNKNOWN)}
+            if self.diff(res, entry, news).replaces:
+                self._delete_replaced_dependents(dependent)
+                self.delete(dependent)
+
+    def _delete_in_order(self, names: list[str], pool: ThreadPoolExecutor) -> None:
+        deps = {n: {d for d in self.state[n].depends_on if d in names} for n in names}
+        for level in reversed(dependency_levels(deps)):
+            list(pool.map(self.delete, level))
 
     def refresh(self) -> None:
         with self.command(), ThreadPoolExecutor(self.parallel) as pool:
@@ -463,7 +541,7 @@ class Engine:
 
     def destroy(self) -> None:
         with self.command(), ThreadPoolExecutor(self.parallel) as pool:
-            list(pool.map(self.delete, list(self.state)))
+            self._delete_in_order(list(self.state), pool)
 
     @staticmethod
     def _step(diff: Any) -> str:

@@ -170,9 +170,9 @@ def test_the_endpoint_key_rotation_reaches_convai(engine: Engine, convai: Emulat
 
 
 def _stored_endpoint_key(convai: EmulatorProcess, group: str) -> str | None:
-    from convai_provider.emulator.store import ModelStore, account_for_key
+    from convai_provider.emulator.store import ConvaiStore, account_for_key
 
-    store = ModelStore(convai.db)
+    store = ConvaiStore(convai.db)
     try:
         return store.endpoint_key(account_for_key(CONVAI_KEY), group)
     finally:

@@ -13,7 +13,8 @@ from pulumi.dynamic.config import Config
 from pulumi.output import Unknown
 
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.provider import ConvaiOperationError, PrivateModelProvider
+from convai_provider.provider import PrivateModelProvider
+from convai_provider.provider_base import ConvaiOperationError
 
 from .conftest import CONVAI_KEY
 

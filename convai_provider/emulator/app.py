@@ -19,17 +19,24 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..wire import (
     API_KEY_HEADER,
+    CHARACTER_CREATE_PATH,
+    CHARACTER_GET_PATH,
+    CHARACTER_SUCCESS,
+    CHARACTER_UPDATE_PATH,
     DEREGISTER_PATH,
     LIST_PATH,
     REGISTER_PATH,
     UPDATE_PATH,
+    CharacterCreateRequest,
+    CharacterGetRequest,
+    CharacterUpdateRequest,
     DeregisterRequest,
     RegisterRequest,
     UpdateRequest,
     describe_validation_error,
 )
 from .faults import FaultPlan, FaultRule
-from .store import InvalidInputError, ModelStore, StoreError, account_for_key
+from .store import ConvaiStore, InvalidInputError, StoreError, account_for_key
 
 log = logging.getLogger("convai_provider.emulator")
 
@@ -72,7 +79,7 @@ def envelope_success(payload: dict[str, Any]) -> Response:
 class ConvaiEmulator:
     """Routes Convai paths to the store; every reply carries a fresh transactionID."""
 
-    def __init__(self, store: ModelStore) -> None:
+    def __init__(self, store: ConvaiStore) -> None:
         self.store = store
         self.faults = FaultPlan()
         self.requests = RequestCounter()
@@ -83,7 +90,11 @@ class ConvaiEmulator:
             Route(UPDATE_PATH, self.update, methods=["POST"]),
             Route(DEREGISTER_PATH, self.deregister, methods=["POST"]),
             Route(LIST_PATH, self.list_models, methods=["POST"]),
+            Route(CHARACTER_CREATE_PATH, self.create_character, methods=["POST"]),
+            Route(CHARACTER_GET_PATH, self.get_character, methods=["POST"]),
+            Route(CHARACTER_UPDATE_PATH, self.update_character, methods=["POST"]),
             Route(f"{ADMIN_PREFIX}/reset", self.admin_reset, methods=["POST"]),
+            Route(f"{ADMIN_PREFIX}/characters/orphaned", self.admin_orphans, methods=["GET"]),
             Route(f"{ADMIN_PREFIX}/faults", self.admin_add_fault, methods=["POST"]),
             Route(f"{ADMIN_PREFIX}/faults", self.admin_clear_faults, methods=["DELETE"]),
             Route(f"{ADMIN_PREFIX}/stats", self.admin_stats, methods=["GET"]),
@@ -107,7 +118,7 @@ class ConvaiEmulator:
         account = _account(request)
         if account is None:
             return _unauthenticated()
-        models = await asyncio.to_thread(self.store.list, account)
+        models = await asyncio.to_thread(self.store.models, account)
         return envelope_success({"models": [m.model_dump() for m in models], "count": len(models)})
 
     def _register(self, account: str, body: RegisterRequest) -> dict[str, Any]:
@@ -141,6 +152,42 @@ class ConvaiEmulator:
             return envelope_error(refusal.status_code, refusal.message)
         return envelope_success(payload)
 
+    # Character API: older shapes, {"ERROR": ...} and {"API_ERROR": ...} -------------------------
+
+    async def create_character(self, request: Request) -> Response:
+        return await self._character_call(request, CharacterCreateRequest, self._create_character)
+
+    async def get_character(self, request: Request) -> Response:
+        return await self._character_call(request, CharacterGetRequest, self._get_character)
+
+    async def update_character(self, request: Request) -> Response:
+        return await self._character_call(request, CharacterUpdateRequest, self._update_character)
+
+    def _create_character(self, account: str, body: CharacterCreateRequest) -> dict[str, Any]:
+        return {
+            "charID": self.store.create_character(
+                account, body.charName, body.voiceType, body.backstory
+            )
+        }
+
+    def _get_character(self, account: str, body: CharacterGetRequest) -> dict[str, Any]:
+        return self.store.get_character(account, body.charID).model_dump()
+
+    def _update_character(self, account: str, body: CharacterUpdateRequest) -> dict[str, Any]:
+        self.store.set_character_model(account, body.charID, body.model_group_name)
+        return dict(CHARACTER_SUCCESS)
+
+    async def _character_call(self, request: Request, model: type[Any], action: Any) -> Response:
+        account = _account(request)
+        if account is None:
+            return JSONResponse({"API_ERROR": "Invalid API key provided."}, status_code=401)
+        try:
+            body = await _parse_body(request, model)
+            payload = await asyncio.to_thread(action, account, body)
+        except StoreError as refusal:
+            return JSONResponse({"ERROR": refusal.message}, status_code=400)
+        return JSONResponse(payload)
+
     # Admin surface ----------------------------------------------------------------------------
 
     async def admin_reset(self, _: Request) -> Response:
@@ -148,6 +195,10 @@ class ConvaiEmulator:
         self.faults.clear()
         self.requests.clear()
         return JSONResponse({"status": "reset"})
+
+    async def admin_orphans(self, _: Request) -> Response:
+        orphans = await asyncio.to_thread(self.store.orphaned_characters)
+        return JSONResponse({"characters": orphans})
 
     async def admin_add_fault(self, request: Request) -> Response:
         try:
@@ -212,7 +263,11 @@ class FaultMiddleware:
         if decision.status is not None:
             headers = {"Retry-After": decision.retry_after} if decision.retry_after else None
             message = decision.message or f"Injected fault: HTTP {decision.status}"
-            await envelope_error(decision.status, message, headers)(scope, receive, send)
+            if path.startswith("/character/"):
+                reply: Response = JSONResponse({"ERROR": message}, decision.status, headers)
+            else:
+                reply = envelope_error(decision.status, message, headers)
+            await reply(scope, receive, send)
             return
         if decision.drop_after_commit:
             await self._commit_then_drop(scope, receive, send)

@@ -96,6 +96,13 @@ class EmulatorProcess:
         counts: dict[str, int] = self.admin("GET", "/stats").json()["requests"]
         return counts
 
+    def orphaned_characters(self) -> list[dict[str, str]]:
+        """Characters whose model no longer exists (in any account)."""
+        orphans: list[dict[str, str]] = self.admin("GET", "/characters/orphaned").json()[
+            "characters"
+        ]
+        return orphans
+
     def clear_counts(self) -> None:
         self.admin("DELETE", "/stats")
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import uvicorn
 
 from .app import ConvaiEmulator, HideInjectedDrops
-from .store import ModelStore
+from .store import ConvaiStore
 
 READY_PREFIX = "Convai emulator listening on "
 
 
 def serve(host: str, port: int, db: Path, access_log: bool = True) -> None:
-    store = ModelStore(db)
+    store = ConvaiStore(db)
     app = ConvaiEmulator(store).asgi()
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

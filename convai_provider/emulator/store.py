@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from pathlib import Path
 from ..wire import (
     DEFAULT_BASE_URL,
     PRIVATE_CATEGORY,
+    Character,
     PrivateModel,
     RegisterRequest,
     UpdateRequest,
@@ -32,7 +34,24 @@ CREATE TABLE IF NOT EXISTS models (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS models_display_name
     ON models (account, display_name) WHERE display_name IS NOT NULL;
+CREATE TABLE IF NOT EXISTS characters (
+    account TEXT NOT NULL,
+    char_id TEXT NOT NULL,
+    character_name TEXT NOT NULL,
+    voice_type TEXT NOT NULL,
+    backstory TEXT NOT NULL,
+    model_group_name TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    PRIMARY KEY (account, char_id)
+);
 """
+
+BUILTIN_MODELS = frozenset(
+    {"gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "claude-3-5-haiku", "gemini-2.0-flash"}
+)
+"""Built-in model codes the emulator accepts for characters (Convai's list is longer)."""
+
+DEFAULT_CHARACTER_MODEL = "gpt-4o-mini"
 
 
 class StoreError(Exception):
@@ -68,7 +87,7 @@ def iso_now() -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
-class ModelStore:
+class ConvaiStore:
     """Thread-safe: one connection, one lock, one transaction per operation."""
 
     def __init__(self, path: str | Path) -> None:
@@ -141,7 +160,7 @@ class ModelStore:
                 (account, model_group_name),
             )
 
-    def list(self, account: str) -> list[PrivateModel]:
+    def models(self, account: str) -> list[PrivateModel]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT * FROM models WHERE account = ? ORDER BY created_at, model_group_name",
@@ -161,6 +180,80 @@ class ModelStore:
     def reset(self) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM models")
+            db.execute("DELETE FROM characters")
+
+    # characters -------------------------------------------------------------------------------
+
+    def create_character(self, account: str, name: str, voice_type: str, backstory: str) -> str:
+        char_id = uuid.uuid4().hex
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO characters VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (account, char_id, name, voice_type, backstory, DEFAULT_CHARACTER_MODEL, iso_now()),
+            )
+        return char_id
+
+    def get_character(self, account: str, char_id: str) -> Character:
+        with self._lock:
+            return self._character(self._db, account, char_id)
+
+    def set_character_model(self, account: str, char_id: str, model_group_name: str) -> None:
+        with self._transaction() as db:
+            self._character(db, account, char_id)
+            if not self._model_exists(db, account, model_group_name):
+                raise InvalidInputError(
+                    f"Invalid model_group_name '{model_group_name}': not a built-in model or a "
+                    "private model of this account"
+                )
+            db.execute(
+                "UPDATE characters SET model_group_name = ? WHERE account = ? AND char_id = ?",
+                (model_group_name, account, char_id),
+            )
+
+    def orphaned_characters(self) -> list[dict[str, str]]:
+        """Characters, in any account, whose model no longer exists: the outage to prevent."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT c.account, c.char_id, c.model_group_name FROM characters c "
+                "LEFT JOIN models m ON m.account = c.account "
+                "AND m.model_group_name = c.model_group_name "
+                "WHERE m.model_group_name IS NULL ORDER BY c.account, c.char_id"
+            ).fetchall()
+        return [
+            {"account": str(a), "charID": str(c), "model_group_name": str(g)}
+            for a, c, g in rows
+            if g not in BUILTIN_MODELS
+        ]
+
+    @staticmethod
+    def _model_exists(db: sqlite3.Connection, account: str, model_group_name: str) -> bool:
+        if model_group_name in BUILTIN_MODELS:
+            return True
+        row = db.execute(
+            "SELECT 1 FROM models WHERE account = ? AND model_group_name = ?",
+            (account, model_group_name),
+        ).fetchone()
+        return row is not None
+
+    @staticmethod
+    def _character(db: sqlite3.Connection, account: str, char_id: str) -> Character:
+        row = db.execute(
+            "SELECT char_id, character_name, voice_type, backstory, model_group_name, timestamp "
+            "FROM characters WHERE account = ? AND char_id = ?",
+            (account, char_id),
+        ).fetchone()
+        if row is None:
+            raise InvalidInputError(f"Character '{char_id}' not found")
+        char, name, voice, backstory, model, timestamp = row
+        return Character(
+            character_id=str(char),
+            character_name=str(name),
+            user_id=account,
+            voice_type=str(voice),
+            backstory=str(backstory),
+            model_group_name=str(model),
+            timestamp=str(timestamp),
+        )
 
     def _get(self, db: sqlite3.Connection, account: str, model_group_name: str) -> PrivateModel:
         row = db.execute(

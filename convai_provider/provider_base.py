@@ -1,0 +1,77 @@
+"""What every Convai dynamic provider shares: configuration, the per-process runtime, check.
+
+Providers are pickled into Pulumi state, so they hold nothing but what configure() learns in
+the provider process, and even that is dropped when pickled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pulumi.dynamic import CheckFailure, CheckResult, ConfigureRequest, ResourceProvider
+from pulumi.output import Unknown
+from pydantic import BaseModel, ValidationError
+
+from .runtime import ConvaiRuntime, runtime_for
+from .settings import CONFIG_KEYS, ConvaiSettings
+from .wire import field_problems
+
+PROVIDER_KEY = "__provider"
+
+
+class ConvaiOperationError(Exception):
+    """A failed provider operation, in one sentence: which resource, which operation, and why."""
+
+    def __init__(self, operation: str, subject: str, cause: Exception | str) -> None:
+        super().__init__(f"Could not {operation} {subject}: {cause}")
+
+
+def is_unknown(value: Any) -> bool:
+    return isinstance(value, Unknown)
+
+
+def differs(old: Any, new: Any) -> bool:
+    """A value unknown at plan time may differ from anything."""
+    return is_unknown(new) or old != new
+
+
+def check_inputs(
+    schema: type[BaseModel], news: Mapping[str, Any], computed: Iterable[str] = ()
+) -> CheckResult:
+    """Validate what is known, pass unknowns through, one failure per bad field. No network."""
+    skipped = {PROVIDER_KEY, *computed}
+    declared = {k: v for k, v in news.items() if k not in skipped}
+    unknown = {k for k, v in declared.items() if is_unknown(v)}
+    known = {k: v for k, v in declared.items() if k not in unknown and v is not None}
+    try:
+        checked = schema.model_validate(known).model_dump(exclude_none=True)
+        failures = []
+    except ValidationError as exc:
+        checked = dict(known)
+        failures = [
+            CheckFailure(field, f"{field} {reason}")
+            for field, reason in field_problems(exc)
+            if field.split(".")[0] not in unknown
+        ]
+    checked.update({k: declared[k] for k in unknown})
+    return CheckResult(checked, failures)
+
+
+class ConvaiProvider(ResourceProvider):
+    def __init__(self) -> None:
+        super().__init__()
+        self._config: dict[str, Any] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # What configure() learnt (the Convai key among it) must never reach state.
+        return {}
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        self._config = {}
+
+    def configure(self, req: ConfigureRequest) -> None:
+        self._config = {key: req.config.get(key) for key in CONFIG_KEYS}
+
+    def _runtime(self) -> ConvaiRuntime:
+        return runtime_for(ConvaiSettings.resolve(self._config))

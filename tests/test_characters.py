@@ -1,0 +1,300 @@
+"""Characters bound to models: no character is ever left on a model that does not exist."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from convai_provider import CHARACTER_TYPE_TOKEN, TYPE_TOKEN
+from convai_provider.client import ConvaiClient
+from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.errors import AuthenticationError, BadRequestError
+from convai_provider.wire import CharacterCreateRequest, RegisterRequest
+from convai_stack.program import main
+
+from .conftest import CONVAI_KEY
+from .engine import Declared, Engine, ProviderError, run_program_fully
+from .test_private_model_engine import live, stack_config
+
+FALLBACK = "gpt-4o-mini"
+
+
+def new_character(client: ConvaiClient, name: str) -> str:
+    return client.create_character(CharacterCreateRequest(charName=name)).charID
+
+
+def model_of(client: ConvaiClient, char_id: str) -> str | None:
+    return client.get_character(char_id).model_group_name
+
+
+# The emulator's Character API -------------------------------------------------------------------
+
+
+def test_character_api_shapes(client: ConvaiClient, convai: EmulatorProcess) -> None:
+    char = new_character(client, "Ada")
+    got = client.get_character(char)
+    assert got.character_id == char and got.character_name == "Ada"
+    assert got.model_group_name == FALLBACK  # new characters start on a built-in model
+    client.register(
+        RegisterRequest(model_group_name="mine", model_name="m", api_key="k", is_uncensored=False)
+    )
+    reply = httpx.post(
+        f"{convai.url}/character/update",
+        headers={"CONVAI-API-KEY": CONVAI_KEY},
+        json={"charID": char, "model_group_name": "mine"},
+    )
+    assert reply.json() == {"STATUS": "SUCCESS"}
+    assert model_of(client, char) == "mine"
+
+
+def test_character_api_errors_in_its_own_shapes(
+    client: ConvaiClient, convai: EmulatorProcess
+) -> None:
+    unauthenticated = httpx.post(f"{convai.url}/character/get", json={"charID": "x"})
+    assert unauthenticated.status_code == 401
+    assert unauthenticated.json() == {"API_ERROR": "Invalid API key provided."}
+    unknown = httpx.post(
+        f"{convai.url}/character/get", headers={"CONVAI-API-KEY": CONVAI_KEY}, json={"charID": "x"}
+    )
+    assert unknown.status_code == 400 and "not found" in unknown.json()["ERROR"]
+    char = new_character(client, "Ada")
+    with pytest.raises(BadRequestError, match="Invalid model_group_name 'ghost'"):
+        client.set_character_model(char, "ghost")
+    with (
+        pytest.raises(AuthenticationError),
+        ConvaiClient("x", convai.url, transport=httpx.HTTPTransport()) as other,
+    ):
+        other._http.headers.pop("CONVAI-API-KEY")
+        other.get_character(char)
+
+
+def test_the_orphan_view_shows_the_outage_this_prevents(
+    client: ConvaiClient, convai: EmulatorProcess
+) -> None:
+    client.register(
+        RegisterRequest(model_group_name="mine", model_name="m", api_key="k", is_uncensored=False)
+    )
+    char = new_character(client, "Ada")
+    client.set_character_model(char, "mine")
+    assert convai.orphaned_characters() == []
+    client.deregister("mine")  # what the seed warns about: Convai lets it happen
+    (orphan,) = convai.orphaned_characters()
+    assert orphan["charID"] == char and orphan["model_group_name"] == "mine"
+
+
+# Through the engine, with the stack program ----------------------------------------------------
+
+
+def stack(
+    convai: EmulatorProcess, models: list[dict[str, Any]], **endpoint_models: str
+) -> dict[str, str]:
+    """A stack with one external endpoint per entry of endpoint_models (name -> served model)."""
+    import json
+
+    endpoints = [
+        {
+            "name": name,
+            "kind": "external",
+            "base_url": f"http://127.0.0.1:8000/{name}/v1",
+            "model_name": served,
+            "api_key_config": "localVllmApiKey",
+        }
+        for name, served in endpoint_models.items()
+    ]
+    return {
+        "convai:apiKey": CONVAI_KEY,
+        "convai:baseUrl": convai.url,
+        "convai-models:localVllmApiKey": "EMPTY",
+        "convai-models:fallbackModel": FALLBACK,
+        "convai-models:endpoints": json.dumps(endpoints),
+        "convai-models:models": json.dumps([{"verify_endpoint": False, **m} for m in models]),
+    }
+
+
+def program(config: dict[str, str]) -> list[Declared]:
+    run = run_program_fully(
+        main, config=config, secret_keys=["convai:apiKey", "convai-models:localVllmApiKey"]
+    )
+    return [
+        Declared.from_registration(r)
+        for r in run.registrations
+        if r.type in (TYPE_TOKEN, CHARACTER_TYPE_TOKEN)
+    ]
+
+
+@pytest.fixture
+def guarded(convai: EmulatorProcess) -> Engine:
+    """An engine that checks after every Create, Update and Delete that no character is orphaned."""
+
+    def no_orphans(call: str) -> None:
+        orphans = convai.orphaned_characters()
+        assert orphans == [], f"after {call}: characters on missing models: {orphans}"
+
+    return Engine(stack_config(convai), after_each_change=no_orphans)
+
+
+@pytest.fixture
+def chars(client: ConvaiClient) -> list[str]:
+    return [new_character(client, name) for name in ("Ada", "Bo", "Cy")]
+
+
+def test_bindings_follow_the_declared_models(
+    guarded: Engine, convai: EmulatorProcess, client: ConvaiClient, chars: list[str]
+) -> None:
+    a, b, c = chars
+    config = stack(
+        convai,
+        [
+            {"model_group_name": "alpha", "endpoint": "one", "characters": [a, b]},
+            {"model_group_name": "beta", "endpoint": "two", "characters": [c]},
+        ],
+        one="llama-8b",
+        two="qwen-7b",
+    )
+    guarded.up(program(config))
+    assert [model_of(client, x) for x in chars] == ["alpha", "alpha", "beta"]
+    assert guarded.preview(program(config)) == {
+        "alpha": "same",
+        "beta": "same",
+        f"character-{a}": "same",
+        f"character-{b}": "same",
+        f"character-{c}": "same",
+    }
+
+
+def test_replacing_a_model_moves_its_characters_off_and_back(
+    guarded: Engine, convai: EmulatorProcess, client: ConvaiClient, chars: list[str]
+) -> None:
+    a, b, c = chars
+    models = [
+        {"model_group_name": "alpha", "endpoint": "one", "characters": [a, b]},
+        {"model_group_name": "beta", "endpoint": "two", "characters": [c]},
+    ]
+    guarded.up(program(stack(convai, models, one="llama-8b", two="qwen-7b")))
+    guarded.calls.clear()
+    steps = guarded.up(program(stack(convai, models, one="llama-70b", two="qwen-7b")))
+    assert steps["alpha"] == "replace" and steps["beta"] == "same"
+    calls = guarded.calls
+    for char in (a, b):
+        assert calls.index(f"Delete:character-{char}") < calls.index("Delete:alpha")
+        assert calls.index("Create:alpha") < calls.index(f"Create:character-{char}")
+    assert f"Delete:character-{c}" not in calls
+    assert live(convai)["alpha"]["model_name"] == "llama-70b"
+    assert [model_of(client, x) for x in chars] == ["alpha", "alpha", "beta"]
+
+
+def test_removing_a_model_moves_its_characters_to_the_fallback_first(
+    guarded: Engine, convai: EmulatorProcess, client: ConvaiClient, chars: list[str]
+) -> None:
+    a, b, c = chars
+    both = [
+        {"model_group_name": "alpha", "endpoint": "one", "characters": [a, b]},
+        {"model_group_name": "beta", "endpoint": "two", "characters": [c]},
+    ]
+    guarded.up(program(stack(convai, both, one="llama-8b", two="qwen-7b")))
+    guarded.calls.clear()
+    steps = guarded.up(program(stack(convai, both[:1], one="llama-8b", two="qwen-7b")))
+    assert steps["beta"] == "delete" and steps[f"character-{c}"] == "delete"
+    assert guarded.calls.index(f"Delete:character-{c}") < guarded.calls.index("Delete:beta")
+    assert set(live(convai)) == {"alpha"}
+    assert [model_of(client, x) for x in chars] == ["alpha", "alpha", FALLBACK]
+
+
+def test_moving_a_character_to_another_model(
+    guarded: Engine, convai: EmulatorProcess, client: ConvaiClient, chars: list[str]
+) -> None:
+    a, b, c = chars
+    before = [
+        {"model_group_name": "alpha", "endpoint": "one", "characters": [a, b]},
+        {"model_group_name": "beta", "endpoint": "two", "characters": [c]},
+    ]
+    after = [
+        {"model_group_name": "alpha", "endpoint": "one", "characters": [a]},
+        {"model_group_name": "beta", "endpoint": "two", "characters": [c, b]},
+    ]
+    guarded.up(program(stack(convai, before, one="llama-8b", two="qwen-7b")))
+    assert (
+        guarded.up(program(stack(convai, after, one="llama-8b", two="qwen-7b")))[f"character-{b}"]
+        == "replace"
+    )
+    assert [model_of(client, x) for x in chars] == ["alpha", "beta", "beta"]
+
+
+def test_destroy_leaves_every_character_on_the_fallback(
+    guarded: Engine, convai: EmulatorProcess, client: ConvaiClient, chars: list[str]
+) -> None:
+    a, b, c = chars
+    guarded.up(
+        program(
+            stack(
+                convai,
+                [
+                    {"model_group_name": "alpha", "endpoint": "one", "characters": [a, b]},
+                    {"model_group_name": "beta", "endpoint": "two", "characters": [c]},
+                ],
+                one="llama-8b",
+                two="qwen-7b",
+            )
+        )
+    )
+    guarded.calls.clear()
+    guarded.destroy()
+    deletes = guarded.calls
+    for char, model in ((a, "alpha"), (b, "alpha"), (c, "beta")):
+        assert deletes.index(f"Delete:character-{char}") < deletes.index(f"Delete:{model}")
+    assert live(convai) == {}
+    assert [model_of(client, x) for x in chars] == [FALLBACK] * 3
+
+
+def test_refresh_detects_a_character_moved_by_hand(
+    guarded: Engine, convai: EmulatorProcess, client: ConvaiClient, chars: list[str]
+) -> None:
+    a = chars[0]
+    resources = program(
+        stack(
+            convai,
+            [{"model_group_name": "alpha", "endpoint": "one", "characters": [a]}],
+            one="llama-8b",
+        )
+    )
+    guarded.up(resources)
+    client.set_character_model(a, "gpt-4o")
+    guarded.refresh()
+    assert guarded.state[f"character-{a}"].outputs["model_group_name"] == "gpt-4o"
+    assert guarded.preview(resources)[f"character-{a}"] == "replace"
+    guarded.up(resources)
+    assert model_of(client, a) == "alpha"
+
+
+def test_an_unknown_character_is_an_error_naming_character_and_model(
+    guarded: Engine, convai: EmulatorProcess
+) -> None:
+    resources = program(
+        stack(
+            convai,
+            [{"model_group_name": "alpha", "endpoint": "one", "characters": ["nobody"]}],
+            one="llama-8b",
+        )
+    )
+    with pytest.raises(ProviderError) as caught:
+        guarded.up(resources)
+    details = caught.value.details
+    assert "Could not bind Convai character 'nobody' to model 'alpha'" in details
+    assert "Character 'nobody' not found" in details
+
+
+def test_bindings_depend_on_their_model_in_the_program(convai: EmulatorProcess) -> None:
+    config = stack(
+        convai, [{"model_group_name": "alpha", "endpoint": "one", "characters": ["c1"]}], one="m"
+    )
+    run = run_program_fully(
+        main, config=config, secret_keys=["convai:apiKey", "convai-models:localVllmApiKey"]
+    )
+    binding = run.named("character-c1")
+    model = run.named("alpha")
+    assert binding.type == CHARACTER_TYPE_TOKEN
+    assert binding.inputs["model_group_name"] == "alpha"
+    assert binding.inputs["fallback_model_group_name"] == FALLBACK
+    assert binding.property_dependencies["model_group_name"] == [model.urn]
