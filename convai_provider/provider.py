@@ -12,8 +12,8 @@ from typing import Any
 
 from pulumi.dynamic import CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
-from .client import build_request
-from .errors import ConvaiError, NotFoundError
+from .client import build_request, same_model
+from .errors import ConflictError, ConvaiError, NotFoundError
 from .model_schema import (
     COMPUTED_FIELDS,
     ENDPOINT_FIELDS,
@@ -86,8 +86,14 @@ class PrivateModelProvider(ConvaiProvider):
 
     def _register(self, runtime: ConvaiRuntime, inputs: PrivateModelInputs) -> dict[str, Any]:
         deadline = runtime.deadline()
-        with runtime.listing.writing():
-            runtime.client.register(inputs.register_request(), deadline=deadline)
+        try:
+            with runtime.listing.writing():
+                runtime.client.register(inputs.register_request(), deadline=deadline)
+        except ConflictError:
+            recovered = self._recover_interrupted_create(runtime, inputs, deadline)
+            if recovered is None:
+                raise
+            return recovered
         written_at = runtime.listing.now()
         live = runtime.listing.requested_after(written_at, deadline).find(inputs.model_group_name)
         if live is None:
@@ -97,6 +103,25 @@ class PrivateModelProvider(ConvaiProvider):
                 "Convai accepted the register call but does not list the model; run "
                 "`pulumi refresh`, then `pulumi up` again",
             )
+        return inputs.outputs(live)
+
+    def _recover_interrupted_create(
+        self, runtime: ConvaiRuntime, inputs: PrivateModelInputs, deadline: float
+    ) -> dict[str, Any] | None:
+        """A create that failed after Convai registered the model (its reply or the list after it
+        lost) leaves the model in Convai but not in state. When `pulumi up` runs again and finds
+        a model of this name identical to the declaration, it is that model: take it, and send
+        the endpoint key, the one field that cannot be compared. Anything else stays a conflict
+        (None)."""
+        asked_at = runtime.listing.now()
+        live = runtime.listing.requested_after(asked_at, deadline).find(inputs.model_group_name)
+        wanted = inputs.register_request()
+        if live is None or not same_model(live, wanted):
+            return None
+        log.info("taking over %s, registered by an interrupted create", inputs.model_group_name)
+        request = UpdateRequest(model_group_name=inputs.model_group_name, api_key=inputs.api_key)
+        with runtime.listing.writing():
+            runtime.client.update(request, deadline=deadline)
         return inputs.outputs(live)
 
     def _adopt(self, runtime: ConvaiRuntime, inputs: PrivateModelInputs) -> dict[str, Any]:

@@ -409,3 +409,20 @@ def test_creating_many_models_shares_list_calls(engine: Engine, convai: Emulator
     assert counts["/llm-models/register"] == 40
     assert counts["/llm-models/list"] <= 40 // 4 + 2
     assert all(engine.state[f"m{i}"].outputs["created_at"] for i in range(40))
+
+
+def test_a_create_interrupted_after_register_converges_when_run_again(
+    convai: EmulatorProcess,
+) -> None:
+    engine = Engine({**stack_config(convai), "convai:maxRetries": "1"})
+    convai.inject(path="/llm-models/list", status=503, count=10)
+    with pytest.raises(
+        ProviderError, match="Could not create Convai private model 'turbo'.*HTTP 503"
+    ):
+        engine.up(declare(m=turbo()))
+    assert "m" not in engine.state  # Pulumi records nothing: the model is in Convai only
+    convai.clear_faults()
+    assert engine.up(declare(m=turbo())) == {"m": "create"}
+    assert list(live(convai)) == ["turbo"]
+    assert _stored_endpoint_key(convai, "turbo") == ENDPOINT_KEY
+    assert engine.state["m"].outputs["created_at"]
