@@ -32,3 +32,18 @@ def convai(emulator: EmulatorProcess) -> EmulatorProcess:
 def client(convai: EmulatorProcess) -> Iterator[ConvaiClient]:
     with ConvaiClient(CONVAI_KEY, convai.url, timeout=5, backoff=FAST_BACKOFF) as c:
         yield c
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow", action="store_true", help="also run the large fault and load runs"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="large run: pass --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -417,7 +417,7 @@ def test_a_create_interrupted_after_register_converges_when_run_again(
     engine = Engine({**stack_config(convai), "convai:maxRetries": "1"})
     convai.inject(path="/llm-models/list", status=503, count=10)
     with pytest.raises(
-        ProviderError, match="Could not create Convai private model 'turbo'.*HTTP 503"
+        ProviderError, match=r"Could not create Convai private model 'turbo'.*HTTP 503"
     ):
         engine.up(declare(m=turbo()))
     assert "m" not in engine.state  # Pulumi records nothing: the model is in Convai only
