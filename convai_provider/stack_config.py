@@ -7,6 +7,7 @@ with the same words: the config path, what is wrong, and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Mapping
@@ -277,10 +278,9 @@ def project_values(config: Mapping[str, Any]) -> dict[str, Any]:
             continue
         value = raw
         if isinstance(raw, str) and name != FALLBACK_KEY:
-            try:
+            # The Pulumi runtime hands objects and booleans to programs as JSON text.
+            with contextlib.suppress(ValueError):
                 value = json.loads(raw)
-            except ValueError:
-                raise StackConfigError(f"{key} is not valid JSON or YAML: {raw!r}") from None
         values[name] = value
     return values
 

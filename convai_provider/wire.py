@@ -127,6 +127,13 @@ _REASONS = {
     "bool_parsing": "must be a boolean (true or false)",
     "string_type": "must be a string",
     "extra_forbidden": "is not a known field; remove it or check its spelling",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping of fields",
+    "model_type": "must be a mapping of fields",
+    "model_attributes_type": "must be a mapping of fields",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
 }
 
 
