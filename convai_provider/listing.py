@@ -45,20 +45,21 @@ class SharedListing:
         self._clock = clock
         self._changed = threading.Condition()
         self._newest: _Flight | None = None
-        self._writes_in_progress = 0
+        self._writes_started: dict[int, float] = {}
         self._last_write_done = float("-inf")
         self.calls = 0
 
     @contextmanager
     def writing(self) -> Iterator[None]:
         """Wrap every write: listings requested before it completes are stale afterwards."""
+        token = object()
         with self._changed:
-            self._writes_in_progress += 1
+            self._writes_started[id(token)] = self._clock()
         try:
             yield
         finally:
             with self._changed:
-                self._writes_in_progress -= 1
+                del self._writes_started[id(token)]
                 self._last_write_done = self._clock()
                 self._changed.notify_all()
 
@@ -69,25 +70,32 @@ class SharedListing:
         """A listing no older than the last write this process completed, nor than max_age."""
         with self._changed:
             floor = max(self._last_write_done, self._clock() - self._max_age)
-        return self.requested_after(floor, deadline)
+        return self.requested_after(floor, deadline, gather=0.0)
 
-    def requested_after(self, not_before: float, deadline: float | None = None) -> ListResponse:
-        """A listing whose request was sent at or after `not_before` (a `clock()` value)."""
-        flight, lead = self._find_or_start(not_before)
+    def requested_after(
+        self, not_before: float, deadline: float | None = None, gather: float | None = None
+    ) -> ListResponse:
+        """A listing whose request was sent at or after `not_before` (a `clock()` value).
+
+        Before sending one, wait up to `gather` seconds (default: the gather window) for the
+        writes that started before `not_before` to land, so one listing serves them too."""
+        window = self._gather_window if gather is None else min(gather, self._gather_window)
+        flight, lead = self._find_or_start(not_before, window)
         if lead:
             self._run(flight, deadline)
         remaining = None if deadline is None else max(0.0, deadline - self._clock())
         return flight.result.result(timeout=remaining)
 
-    def _find_or_start(self, not_before: float) -> tuple[_Flight, bool]:
-        gather_until = self._clock() + self._gather_window
+    def _find_or_start(self, not_before: float, window: float) -> tuple[_Flight, bool]:
+        gather_until = self._clock() + window
         with self._changed:
             while True:
                 newest = self._newest
                 if newest is not None and newest.requested_at >= not_before:
                     return newest, False
-                if self._writes_in_progress and self._clock() < gather_until:
-                    # Writes are landing now: one listing after them serves them all.
+                peers = any(start <= not_before for start in self._writes_started.values())
+                if peers and self._clock() < gather_until:
+                    # Writes of the same wave are landing now: one listing serves them all.
                     self._changed.wait(gather_until - self._clock())
                     continue
                 flight = _Flight(self._clock(), Future())

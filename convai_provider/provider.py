@@ -35,6 +35,10 @@ from .wire import PrivateModel, UpdateRequest
 
 log = logging.getLogger("convai_provider")
 
+GATHER_SHARE = 0.25
+"""How long, as a share of its own register's round trip, a create waits for concurrent
+registers to land so that one list call serves them all."""
+
 
 class PrivateModelProvider(ConvaiProvider):
     """Convai private models, managed with Terraform's semantics."""
@@ -86,6 +90,7 @@ class PrivateModelProvider(ConvaiProvider):
 
     def _register(self, runtime: ConvaiRuntime, inputs: PrivateModelInputs) -> dict[str, Any]:
         deadline = runtime.deadline()
+        started = runtime.listing.now()
         try:
             with runtime.listing.writing():
                 runtime.client.register(inputs.register_request(), deadline=deadline)
@@ -95,7 +100,10 @@ class PrivateModelProvider(ConvaiProvider):
                 raise
             return recovered
         written_at = runtime.listing.now()
-        live = runtime.listing.requested_after(written_at, deadline).find(inputs.model_group_name)
+        # Peers of this wave finish within a fraction of a round trip; never wait for a whole one.
+        gather = GATHER_SHARE * (written_at - started)
+        listing = runtime.listing.requested_after(written_at, deadline, gather)
+        live = listing.find(inputs.model_group_name)
         if live is None:
             raise ConvaiOperationError(
                 "create",

@@ -118,7 +118,7 @@ class ConvaiEmulator:
         account = _account(request)
         if account is None:
             return _unauthenticated()
-        models = await asyncio.to_thread(self.store.models, account)
+        models = self.store.models(account)
         return envelope_success({"models": [m.model_dump() for m in models], "count": len(models)})
 
     def _register(self, account: str, body: RegisterRequest) -> dict[str, Any]:
@@ -147,7 +147,7 @@ class ConvaiEmulator:
             return _unauthenticated()
         try:
             body = await _parse_body(request, model)
-            payload = await asyncio.to_thread(action, account, body)
+            payload = action(account, body)
         except StoreError as refusal:
             return envelope_error(refusal.status_code, refusal.message)
         return envelope_success(payload)
@@ -183,7 +183,7 @@ class ConvaiEmulator:
             return JSONResponse({"API_ERROR": "Invalid API key provided."}, status_code=401)
         try:
             body = await _parse_body(request, model)
-            payload = await asyncio.to_thread(action, account, body)
+            payload = action(account, body)
         except StoreError as refusal:
             return JSONResponse({"ERROR": refusal.message}, status_code=400)
         return JSONResponse(payload)

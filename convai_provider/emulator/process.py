@@ -17,8 +17,15 @@ from .server import READY_PREFIX
 class EmulatorProcess:
     """`with EmulatorProcess(db) as emu:` gives `emu.url`; `restart()` keeps the same database."""
 
-    def __init__(self, db: Path, host: str = "127.0.0.1", log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        db: Path,
+        host: str = "127.0.0.1",
+        log_path: Path | None = None,
+        access_log: bool = True,
+    ) -> None:
         self.db = db
+        self.access_log = access_log
         self.host = host
         self.log_path = log_path or db.with_suffix(".log")
         self.url = ""
@@ -39,6 +46,7 @@ class EmulatorProcess:
                     str(port),
                     "--db",
                     str(self.db),
+                    *([] if self.access_log else ["--no-access-log"]),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
