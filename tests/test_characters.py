@@ -113,6 +113,14 @@ def stack(
     }
 
 
+def alpha_and_beta(on_alpha: list[str], on_beta: list[str]) -> list[dict[str, Any]]:
+    """Two models on two endpoints ("one", "two"), with the characters that use each."""
+    return [
+        {"model_group_name": "alpha", "endpoint": "one", "characters": on_alpha},
+        {"model_group_name": "beta", "endpoint": "two", "characters": on_beta},
+    ]
+
+
 def program(config: dict[str, str]) -> list[Declared]:
     run = run_program_fully(
         main, config=config, secret_keys=["convai:apiKey", "convai-models:localVllmApiKey"]
@@ -146,10 +154,7 @@ def test_bindings_follow_the_declared_models(
     a, b, c = chars
     config = stack(
         convai,
-        [
-            {"model_group_name": "alpha", "endpoint": "one", "characters": [a, b]},
-            {"model_group_name": "beta", "endpoint": "two", "characters": [c]},
-        ],
+        alpha_and_beta([a, b], [c]),
         one="llama-8b",
         two="qwen-7b",
     )
@@ -168,10 +173,7 @@ def test_replacing_a_model_moves_its_characters_off_and_back(
     guarded: Engine, convai: EmulatorProcess, client: ConvaiClient, chars: list[str]
 ) -> None:
     a, b, c = chars
-    models = [
-        {"model_group_name": "alpha", "endpoint": "one", "characters": [a, b]},
-        {"model_group_name": "beta", "endpoint": "two", "characters": [c]},
-    ]
+    models = alpha_and_beta([a, b], [c])
     guarded.up(program(stack(convai, models, one="llama-8b", two="qwen-7b")))
     guarded.calls.clear()
     steps = guarded.up(program(stack(convai, models, one="llama-70b", two="qwen-7b")))
@@ -189,10 +191,7 @@ def test_removing_a_model_moves_its_characters_to_the_fallback_first(
     guarded: Engine, convai: EmulatorProcess, client: ConvaiClient, chars: list[str]
 ) -> None:
     a, b, c = chars
-    both = [
-        {"model_group_name": "alpha", "endpoint": "one", "characters": [a, b]},
-        {"model_group_name": "beta", "endpoint": "two", "characters": [c]},
-    ]
+    both = alpha_and_beta([a, b], [c])
     guarded.up(program(stack(convai, both, one="llama-8b", two="qwen-7b")))
     guarded.calls.clear()
     steps = guarded.up(program(stack(convai, both[:1], one="llama-8b", two="qwen-7b")))
@@ -206,14 +205,8 @@ def test_moving_a_character_to_another_model(
     guarded: Engine, convai: EmulatorProcess, client: ConvaiClient, chars: list[str]
 ) -> None:
     a, b, c = chars
-    before = [
-        {"model_group_name": "alpha", "endpoint": "one", "characters": [a, b]},
-        {"model_group_name": "beta", "endpoint": "two", "characters": [c]},
-    ]
-    after = [
-        {"model_group_name": "alpha", "endpoint": "one", "characters": [a]},
-        {"model_group_name": "beta", "endpoint": "two", "characters": [c, b]},
-    ]
+    before = alpha_and_beta([a, b], [c])
+    after = alpha_and_beta([a], [c, b])
     guarded.up(program(stack(convai, before, one="llama-8b", two="qwen-7b")))
     assert (
         guarded.up(program(stack(convai, after, one="llama-8b", two="qwen-7b")))[f"character-{b}"]
@@ -230,10 +223,7 @@ def test_destroy_leaves_every_character_on_the_fallback(
         program(
             stack(
                 convai,
-                [
-                    {"model_group_name": "alpha", "endpoint": "one", "characters": [a, b]},
-                    {"model_group_name": "beta", "endpoint": "two", "characters": [c]},
-                ],
+                alpha_and_beta([a, b], [c]),
                 one="llama-8b",
                 two="qwen-7b",
             )
