@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from convai_provider import CHARACTER_TYPE_TOKEN, TYPE_TOKEN
+from convai_provider import CHARACTER_TYPE_TOKEN, TYPE_TOKEN, ConvaiCharacterModel
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.errors import AuthenticationError, BadRequestError
@@ -288,3 +288,17 @@ def test_bindings_depend_on_their_model_in_the_program(convai: EmulatorProcess) 
     assert binding.inputs["model_group_name"] == "alpha"
     assert binding.inputs["fallback_model_group_name"] == FALLBACK
     assert binding.property_dependencies["model_group_name"] == [model.urn]
+
+
+def test_an_unknown_model_is_an_error_naming_character_and_model(
+    guarded: Engine, chars: list[str]
+) -> None:
+    def binding() -> None:
+        ConvaiCharacterModel("b", char_id=chars[0], model_group_name="ghost")
+
+    resources = [Declared.from_registration(r) for r in run_program_fully(binding).registrations]
+    with pytest.raises(ProviderError) as caught:
+        guarded.up(resources)
+    details = caught.value.details
+    assert f"Could not bind Convai character '{chars[0]}' to model 'ghost'" in details
+    assert "Invalid model_group_name 'ghost'" in details
