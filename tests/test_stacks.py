@@ -302,3 +302,17 @@ def test_the_dev_stack_runs_end_to_end_against_the_emulator(convai: EmulatorProc
     assert engine.preview(resources) == {"dev-llama": "same"}
     engine.destroy()
     assert live(convai) == {}
+
+
+def test_the_project_file_runs_this_program_with_these_stacks() -> None:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert project["name"] == "convai-models"
+    assert project["runtime"]["name"] == "python"
+    assert project["runtime"]["options"]["virtualenv"] == ".venv"
+    assert project["stackConfigDir"] == "stacks"
+    assert (ROOT / "__main__.py").read_text().count("main()") == 1
+    # Project-level keys are declared bare (the CLI namespaces them); stack files use the prefix.
+    assert set(project["config"]) == {"protectModels", "fallbackModel"}
+    for stack in STACKS:
+        keys = read_stack_file(stack_file(stack, ROOT))
+        assert "convai-models:protectModels" in keys and "convai-models:fallbackModel" in keys
