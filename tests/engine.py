@@ -306,6 +306,11 @@ def dependency_levels(deps: Mapping[str, set[str]]) -> list[list[str]]:
     return levels
 
 
+UNBOUNDED = 512
+"""`pulumi up --parallel` defaults to unbounded: every ready step is issued at once, and the
+provider server's 4 workers queue what they cannot yet run. (A thread each, up to this many.)"""
+
+
 @dataclass
 class CheckFailedError(Exception):
     name: str
@@ -323,7 +328,7 @@ class Engine:
         self,
         config: Mapping[str, Any],
         env: Mapping[str, str] | None = None,
-        parallel: int = 16,
+        parallel: int = UNBOUNDED,
         after_each_change: Callable[[str], None] | None = None,
     ) -> None:
         """`after_each_change(call)` runs after every Create, Update and Delete returns."""
