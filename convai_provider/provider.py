@@ -52,7 +52,7 @@ class PrivateModelProvider(ConvaiProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [f for f in REPLACE_FIELDS if differs(olds.get(f), news.get(f))]
-        updates = [f for f in self._updated_fields(olds, news)]
+        updates = self._updated_fields(olds, news)
         return DiffResult(
             changes=bool(replaces or updates),
             replaces=replaces,

@@ -6,6 +6,8 @@ the provider process, and even that is dropped when pickled.
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -58,6 +60,17 @@ def check_inputs(
     return CheckResult(checked, failures)
 
 
+def log_to_stderr() -> None:
+    """configure() runs only in the provider process, whose stderr the Pulumi CLI shows: say
+    there what read and delete decided (a model dropped from state, one already gone)."""
+    logger = logging.getLogger("convai_provider")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("convai: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 class ConvaiProvider(ResourceProvider):
     def __init__(self) -> None:
         super().__init__()
@@ -72,6 +85,7 @@ class ConvaiProvider(ResourceProvider):
 
     def configure(self, req: ConfigureRequest) -> None:
         self._config = {key: req.config.get(key) for key in CONFIG_KEYS}
+        log_to_stderr()
 
     def _runtime(self) -> ConvaiRuntime:
         return runtime_for(ConvaiSettings.resolve(self._config))

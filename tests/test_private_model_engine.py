@@ -426,3 +426,13 @@ def test_a_create_interrupted_after_register_converges_when_run_again(
     assert list(live(convai)) == ["turbo"]
     assert _stored_endpoint_key(convai, "turbo") == ENDPOINT_KEY
     assert engine.state["m"].outputs["created_at"]
+
+
+def test_refresh_says_in_the_provider_log_that_a_vanished_model_was_dropped(
+    engine: Engine, convai: EmulatorProcess
+) -> None:
+    engine.up(declare(m=turbo()))
+    with ConvaiClient(CONVAI_KEY, convai.url) as client:
+        client.deregister("turbo")
+    engine.refresh()
+    assert "convai: Convai private model turbo is gone; dropping it from state" in engine.logs[-1]
