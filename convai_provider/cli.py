@@ -29,8 +29,9 @@ def _add_emulator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "emulator",
         help="run a local Convai /llm-models server backed by SQLite",
         description=(
-            "Serve Convai's /llm-models/register, update, deregister and list on HOST:PORT, "
-            "with state in the SQLite file DB (kept across restarts). Every distinct "
+            "Serve Convai's /llm-models/register, update, deregister and list, and "
+            "/character/create, get and update, on HOST:PORT, with state in the SQLite file DB "
+            "(kept across restarts). Every distinct "
             "CONVAI-API-KEY is its own account. Admin endpoints under /_emulator/ reset state "
             "and inject faults (see README). Prints 'Convai emulator listening on URL' when ready."
         ),
