@@ -105,6 +105,8 @@ def _transport_failure(exc: httpx.HTTPError, url: str) -> CheckResult:
     text = f"{type(exc).__name__}: {exc}"
     cause: BaseException | None = exc
     while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return _untrusted_certificate(url, text)
         if isinstance(cause, ssl.SSLError):
             return _tls_failure(url, text)
         cause = cause.__cause__ or cause.__context__
@@ -117,7 +119,9 @@ def _transport_failure(exc: httpx.HTTPError, url: str) -> CheckResult:
         or ("name resolution" in lowered)
     ):
         detail = f"the host of {url} does not resolve (DNS); check base_url"
-    elif "ssl" in lowered or "certificate" in lowered or "tls" in lowered:
+    elif "certificate verify failed" in lowered:
+        return _untrusted_certificate(url, text)
+    elif "ssl" in lowered or "tls" in lowered:
         return _tls_failure(url, text)
     else:
         detail = f"could not connect to {url} ({text}); is the server running and the port open?"
@@ -131,6 +135,17 @@ def _tls_failure(url: str, text: str) -> CheckResult:
         f"the TLS handshake with {url} failed ({text}); check the certificate and that the URL's "
         "scheme matches what the server speaks",
         final=True,
+    )
+
+
+def _untrusted_certificate(url: str, text: str) -> CheckResult:
+    # Right after an Ingress is created its controller serves a placeholder certificate until
+    # cert-manager has one issued: worth waiting for, within the budget.
+    return CheckResult(
+        "reachable",
+        False,
+        f"{url} presented a certificate that is not trusted ({text}); if it was just deployed, "
+        "its certificate may not be issued yet, otherwise fix the certificate",
     )
 
 

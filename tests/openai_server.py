@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -128,18 +129,27 @@ def build_app(behaviour: EndpointBehaviour) -> Starlette:
 
 
 @contextmanager
-def serve_endpoint(behaviour: EndpointBehaviour) -> Iterator[str]:
-    """Serve on a free loopback port in a thread; yields the base URL (`http://127.0.0.1:P/v1`)."""
+def serve_endpoint(
+    behaviour: EndpointBehaviour, tls: tuple[Path, Path] | None = None
+) -> Iterator[str]:
+    """Serve on a free loopback port in a thread; yields the base URL (`http://127.0.0.1:P/v1`,
+    https with `tls=(key, certificate)`)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(build_app(behaviour), log_level="warning"))
+    config = uvicorn.Config(
+        build_app(behaviour),
+        log_level="warning",
+        ssl_keyfile=str(tls[0]) if tls else None,
+        ssl_certfile=str(tls[1]) if tls else None,
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}/v1"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}/v1"
     finally:
         server.should_exit = True
         thread.join(10)

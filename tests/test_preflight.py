@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -238,3 +240,39 @@ def test_verify_endpoint_false_skips_the_preflight(convai: EmulatorProcess) -> N
     engine = Engine(stack_config(convai))
     engine.up(declare_model(f"http://127.0.0.1:{free_port()}/v1", KEY, verify_endpoint=False))
     assert list(live(convai)) == ["g"]
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    key, cert = tmp / "key.pem", tmp / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return key, cert
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a certificate")
+def test_an_untrusted_certificate_is_waited_for_then_reported(tmp_path: Path) -> None:
+    key, cert = self_signed(tmp_path)
+    with serve_endpoint(EndpointBehaviour(), tls=(key, cert)) as url:
+        report = run(url, wait=0.5)
+    failure = report.failure
+    assert failure is not None and failure.name == "reachable"
+    assert "certificate that is not trusted" in failure.detail
+    assert report.attempts >= 2  # a placeholder certificate may be replaced soon: retried
