@@ -16,9 +16,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FuturesTimeoutError
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from .errors import ConvaiTimeoutError
 from .wire import ListResponse
 
 
@@ -47,7 +49,6 @@ class SharedListing:
         self._newest: _Flight | None = None
         self._writes_started: dict[int, float] = {}
         self._last_write_done = float("-inf")
-        self.calls = 0
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -84,7 +85,12 @@ class SharedListing:
         if lead:
             self._run(flight, deadline)
         remaining = None if deadline is None else max(0.0, deadline - self._clock())
-        return flight.result.result(timeout=remaining)
+        try:
+            return flight.result.result(timeout=remaining)
+        except FuturesTimeoutError:
+            raise ConvaiTimeoutError(
+                "list", "Convai", "the shared list call did not finish within the operation's time"
+            ) from None
 
     def _find_or_start(self, not_before: float, window: float) -> tuple[_Flight, bool]:
         gather_until = self._clock() + window
@@ -100,7 +106,6 @@ class SharedListing:
                     continue
                 flight = _Flight(self._clock(), Future())
                 self._newest = flight
-                self.calls += 1
                 return flight, True
 
     def _run(self, flight: _Flight, deadline: float | None) -> None:

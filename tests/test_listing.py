@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from convai_provider.errors import ConvaiTimeoutError
 from convai_provider.listing import SharedListing
 from convai_provider.wire import ListResponse
 
@@ -102,3 +103,14 @@ def test_a_failed_listing_fails_its_waiters_and_the_next_call_retries() -> None:
             with pytest.raises(ConnectionError):
                 outcome.result()
     assert listing.current().count == 2
+
+
+def test_a_waiter_past_its_deadline_gets_a_timeout_error_not_a_hang() -> None:
+    listing = SharedListing(SlowList(delay=0.5))
+    with ThreadPoolExecutor(2) as pool:
+        leader = pool.submit(listing.current)
+        time.sleep(0.05)
+        joiner = pool.submit(listing.requested_after, 0.0, time.monotonic() + 0.1)
+        with pytest.raises(ConvaiTimeoutError, match="timed out"):
+            joiner.result()
+        assert leader.result().count == 1
