@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
@@ -11,6 +13,8 @@ from convai_provider.stack_config import VLLM_IMAGE, VllmEndpoint
 PORT = 8000
 CACHE_PATH = "/root/.cache/huggingface"
 COMPONENT_TYPE = "convai-models:inference:VllmDeployment"
+KEY_CHECKSUM = "convai-models/api-key-sha256"
+"""Pods read VLLM_API_KEY at start: a new key must roll them, and a changed template does."""
 ROLLOUT_TIMEOUT = "40m"
 """Pulling weights and loading a model can take far longer than Kubernetes' default 10 minutes."""
 
@@ -96,6 +100,7 @@ class VllmDeployment(pulumi.ComponentResource):
             secret=secret,
             cache=cache,
             with_hf_token=hf_token is not None,
+            key=key.result,
         )
         service = k8s.core.v1.Service(
             name,
@@ -127,6 +132,7 @@ class VllmDeployment(pulumi.ComponentResource):
         secret: k8s.core.v1.Secret,
         cache: k8s.core.v1.PersistentVolumeClaim,
         with_hf_token: bool,
+        key: pulumi.Output[str],
     ) -> k8s.apps.v1.Deployment:
         env = [_secret_env("VLLM_API_KEY", secret)]
         if with_hf_token:
@@ -174,7 +180,9 @@ class VllmDeployment(pulumi.ComponentResource):
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
                 template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=labels, annotations={KEY_CHECKSUM: key.apply(_sha256)}
+                    ),
                     spec=k8s.core.v1.PodSpecArgs(containers=[container], volumes=volumes),
                 ),
             ),
@@ -234,6 +242,10 @@ class VllmDeployment(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def _secret_env(key: str, secret: k8s.core.v1.Secret) -> k8s.core.v1.EnvVarArgs:

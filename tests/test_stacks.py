@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,9 @@ def test_vllm_deployments_follow_the_stack_config(stack: str) -> None:
         assert limits["memory"] == endpoint.memory
         (key_env,) = [e for e in container["env"] if e["name"] == "VLLM_API_KEY"]
         assert key_env["valueFrom"]["secretKeyRef"]["key"] == "VLLM_API_KEY"
+        annotations = unwrap(spec["template"]["metadata"]["annotations"])
+        digest = hashlib.sha256(GENERATED_PASSWORD.encode()).hexdigest()
+        assert annotations["convai-models/api-key-sha256"] == digest  # a new key rolls the pods
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
             assert container[probe]["httpGet"] == {"path": "/health", "port": 8000}
         volumes = {v["name"]: v for v in pod["volumes"]}
