@@ -436,3 +436,17 @@ def test_refresh_says_in_the_provider_log_that_a_vanished_model_was_dropped(
         client.deregister("turbo")
     engine.refresh()
     assert "convai: Convai private model turbo is gone; dropping it from state" in engine.logs[-1]
+
+
+def test_an_update_leaves_fields_it_did_not_change_alone(
+    engine: Engine, convai: EmulatorProcess
+) -> None:
+    engine.up(declare(m=turbo()))
+    with ConvaiClient(CONVAI_KEY, convai.url) as client:  # changed by hand, not refreshed
+        client.update(
+            UpdateRequest(model_group_name="turbo", base_url="https://by-hand.example.com/v1")
+        )
+    assert engine.up(declare(m=turbo(display_name="Turbo v2"))) == {"m": "update"}
+    model = live(convai)["turbo"]
+    assert model["display_name"] == "Turbo v2"
+    assert model["base_url"] == "https://by-hand.example.com/v1"  # only display_name was sent
