@@ -36,52 +36,38 @@ class SharedListing:
         fetch: Callable[[float | None], ListResponse],
         *,
         max_age: float = 30.0,
-        gather_window: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`fetch(deadline)` performs the list call; `max_age` bounds how old a reused listing may
-        be; `gather_window` bounds how long a request waits for writes in progress."""
+        be."""
         self._fetch = fetch
         self._max_age = max_age
-        self._gather_window = gather_window
         self._clock = clock
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         self._newest: _Flight | None = None
-        self._writes_started: dict[int, float] = {}
         self._last_write_done = float("-inf")
 
     @contextmanager
     def writing(self) -> Iterator[None]:
         """Wrap every write: listings requested before it completes are stale afterwards."""
-        token = object()
-        with self._changed:
-            self._writes_started[id(token)] = self._clock()
         try:
             yield
         finally:
-            with self._changed:
-                del self._writes_started[id(token)]
+            with self._lock:
                 self._last_write_done = self._clock()
-                self._changed.notify_all()
 
     def now(self) -> float:
         return self._clock()
 
     def current(self, deadline: float | None = None) -> ListResponse:
         """A listing no older than the last write this process completed, nor than max_age."""
-        with self._changed:
+        with self._lock:
             floor = max(self._last_write_done, self._clock() - self._max_age)
-        return self.requested_after(floor, deadline, gather=0.0)
+        return self.requested_after(floor, deadline)
 
-    def requested_after(
-        self, not_before: float, deadline: float | None = None, gather: float | None = None
-    ) -> ListResponse:
-        """A listing whose request was sent at or after `not_before` (a `clock()` value).
-
-        Before sending one, wait up to `gather` seconds (default: the gather window) for the
-        writes that started before `not_before` to land, so one listing serves them too."""
-        window = self._gather_window if gather is None else min(gather, self._gather_window)
-        flight, lead = self._find_or_start(not_before, window)
+    def requested_after(self, not_before: float, deadline: float | None = None) -> ListResponse:
+        """A listing whose request was sent at or after `not_before` (a `clock()` value)."""
+        flight, lead = self._find_or_start(not_before)
         if lead:
             self._run(flight, deadline)
         remaining = None if deadline is None else max(0.0, deadline - self._clock())
@@ -92,27 +78,20 @@ class SharedListing:
                 "list", "Convai", "the shared list call did not finish within the operation's time"
             ) from None
 
-    def _find_or_start(self, not_before: float, window: float) -> tuple[_Flight, bool]:
-        gather_until = self._clock() + window
-        with self._changed:
-            while True:
-                newest = self._newest
-                if newest is not None and newest.requested_at >= not_before:
-                    return newest, False
-                peers = any(start <= not_before for start in self._writes_started.values())
-                if peers and self._clock() < gather_until:
-                    # Writes of the same wave are landing now: one listing serves them all.
-                    self._changed.wait(gather_until - self._clock())
-                    continue
-                flight = _Flight(self._clock(), Future())
-                self._newest = flight
-                return flight, True
+    def _find_or_start(self, not_before: float) -> tuple[_Flight, bool]:
+        with self._lock:
+            newest = self._newest
+            if newest is not None and newest.requested_at >= not_before:
+                return newest, False
+            flight = _Flight(self._clock(), Future())
+            self._newest = flight
+            return flight, True
 
     def _run(self, flight: _Flight, deadline: float | None) -> None:
         try:
             flight.result.set_result(self._fetch(deadline))
         except BaseException as exc:
             flight.result.set_exception(exc)
-            with self._changed:
+            with self._lock:
                 if self._newest is flight:
                     self._newest = None

@@ -35,10 +35,6 @@ from .wire import PrivateModel, UpdateRequest
 
 log = logging.getLogger("convai_provider")
 
-GATHER_SHARE = 0.25
-"""How long, as a share of its own register's round trip, a create waits for concurrent
-registers to land so that one list call serves them all."""
-
 
 class PrivateModelProvider(ConvaiProvider):
     """Convai private models, managed with Terraform's semantics."""
@@ -90,7 +86,7 @@ class PrivateModelProvider(ConvaiProvider):
 
     def _register(self, runtime: ConvaiRuntime, inputs: PrivateModelInputs) -> dict[str, Any]:
         deadline = runtime.deadline()
-        started = runtime.listing.now()
+        sent_at = runtime.listing.now()
         try:
             with runtime.listing.writing():
                 runtime.client.register(inputs.register_request(), deadline=deadline)
@@ -99,11 +95,7 @@ class PrivateModelProvider(ConvaiProvider):
             if recovered is None:
                 raise
             return recovered
-        written_at = runtime.listing.now()
-        # Peers of this wave finish within a fraction of a round trip; never wait for a whole one.
-        gather = GATHER_SHARE * (written_at - started)
-        listing = runtime.listing.requested_after(written_at, deadline, gather)
-        live = listing.find(inputs.model_group_name)
+        live = self._listed_after(runtime, inputs.model_group_name, sent_at, deadline)
         if live is None:
             raise ConvaiOperationError(
                 "create",
@@ -112,6 +104,22 @@ class PrivateModelProvider(ConvaiProvider):
                 "`pulumi refresh`, then `pulumi up` again",
             )
         return inputs.outputs(live)
+
+    @staticmethod
+    def _listed_after(
+        runtime: ConvaiRuntime, model_group_name: str, sent_at: float, deadline: float
+    ) -> PrivateModel | None:
+        """The model as a list call made after its register was sent reports it.
+
+        A list requested by a concurrent create after this register went out usually already
+        holds the model (Convai committed it before its reply travelled back): join that one, and
+        only when the model is not in it, ask for a list requested after the register's reply.
+        """
+        live = runtime.listing.requested_after(sent_at, deadline).find(model_group_name)
+        if live is None:
+            written_at = runtime.listing.now()
+            live = runtime.listing.requested_after(written_at, deadline).find(model_group_name)
+        return live
 
     def _recover_interrupted_create(
         self, runtime: ConvaiRuntime, inputs: PrivateModelInputs, deadline: float

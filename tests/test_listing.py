@@ -65,19 +65,18 @@ def test_requested_after_never_serves_an_older_request() -> None:
     assert fetch.started[1] >= asked_at
 
 
-def test_a_listing_after_writes_waits_for_the_writes_in_progress() -> None:
-    fetch = SlowList(delay=0.02)
-    listing = SharedListing(fetch, gather_window=1.0)
-    barrier = threading.Barrier(4)
+def test_creates_of_one_wave_share_the_list_requested_after_their_registers_went_out() -> None:
+    fetch = SlowList(delay=0.05)
+    listing = SharedListing(fetch)
+    sent = listing.now()  # four registers go out together and come back at different times
 
-    def create() -> int:
+    def create(finish_after: float) -> int:
         with listing.writing():
-            barrier.wait()
-            time.sleep(0.02)
-        return listing.requested_after(listing.now()).count
+            time.sleep(finish_after)
+        return listing.requested_after(sent).count
 
     with ThreadPoolExecutor(4) as pool:
-        counts = list(pool.map(lambda _: create(), range(4)))
+        counts = list(pool.map(create, [0.01, 0.02, 0.03, 0.04]))
     assert len(fetch.started) == 1 and counts == [1, 1, 1, 1]
 
 
