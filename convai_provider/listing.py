@@ -5,9 +5,7 @@ needs the account's whole list. Asking for it once per resource is O(N^2) traffi
 operation states how fresh its answer must be (`not_before`: the listing must have been requested
 at or after that instant) and is served by the newest listing that qualifies, by joining a request
 already in flight, or by starting one. Writes (register, update, deregister) are tracked so that
-no operation is ever served a listing requested before a write this process completed, and so
-that a listing wanted right after a write waits for the writes then in progress to land and
-serves them all with one call.
+a read is never served a listing requested before a write this process completed.
 """
 
 from __future__ import annotations
