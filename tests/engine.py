@@ -394,14 +394,7 @@ class Engine:
             urn=res.urn, properties=to_struct(inputs), name=res.name, type=res.type
         )
         reply = self._call("Create", res, request)
-        self.state[res.name] = StateEntry(
-            reply.id,
-            res.type,
-            dict(inputs),
-            from_struct(reply.properties),
-            res.property_deps,
-            res.depends_on,
-        )
+        self._record(res, reply.id, inputs, reply.properties)
 
     def update(self, res: Declared, entry: StateEntry, news: Mapping[str, Any]) -> None:
         request = provider_pb2.UpdateRequest(
@@ -414,18 +407,10 @@ class Engine:
             type=res.type,
         )
         reply = self._call("Update", res, request)
-        self.state[res.name] = StateEntry(
-            entry.id,
-            res.type,
-            dict(news),
-            from_struct(reply.properties),
-            res.property_deps,
-            res.depends_on,
-        )
+        self._record(res, entry.id, news, reply.properties)
 
     def delete(self, name: str) -> None:
-        entry = self.state[name]
-        res = Declared(name, entry.type, entry.inputs)
+        entry, res = self._existing(name)
         request = provider_pb2.DeleteRequest(
             id=entry.id,
             urn=res.urn,
@@ -438,8 +423,7 @@ class Engine:
         del self.state[name]
 
     def read(self, name: str) -> None:
-        entry = self.state[name]
-        res = Declared(name, entry.type, entry.inputs)
+        entry, res = self._existing(name)
         request = provider_pb2.ReadRequest(
             id=entry.id,
             urn=res.urn,
@@ -453,13 +437,20 @@ class Engine:
             del self.state[name]
             return
         inputs = from_struct(reply.inputs) if reply.HasField("inputs") else entry.inputs
-        self.state[name] = StateEntry(
-            reply.id,
-            entry.type,
-            inputs,
-            from_struct(reply.properties),
-            entry.property_deps,
-            entry.depends_on,
+        self._record(res, reply.id, inputs, reply.properties)
+
+    def _existing(self, name: str) -> tuple[StateEntry, Declared]:
+        """A resource in state, as the declaration it was created from."""
+        entry = self.state[name]
+        return entry, Declared(
+            name, entry.type, entry.inputs, entry.property_deps, entry.depends_on
+        )
+
+    def _record(
+        self, res: Declared, id_: str, inputs: Mapping[str, Any], outputs: struct_pb2.Struct
+    ) -> None:
+        self.state[res.name] = StateEntry(
+            id_, res.type, dict(inputs), from_struct(outputs), res.property_deps, res.depends_on
         )
 
     def _call(self, name: str, res: Declared, request: Any) -> Any:
@@ -529,7 +520,7 @@ class Engine:
             props = [p for p, deps in entry.property_deps.items() if name in deps]
             if not props:
                 continue
-            res = Declared(dependent, entry.type, entry.inputs)
+            _, res = self._existing(dependent)
             news = {**entry.inputs, **dict.fromkeys(props, UNKNOWN)}
             if self.diff(res, entry, news).replaces:
                 self._delete_replaced_dependents(dependent)
