@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from typing import Any
 
 from pulumi.dynamic import CheckFailure, CheckResult, ConfigureRequest, ResourceProvider
 from pulumi.output import Unknown
 from pydantic import BaseModel, ValidationError
 
+from .errors import ConvaiError
 from .runtime import ConvaiRuntime, runtime_for
 from .settings import CONFIG_KEYS, ConvaiSettings
 from .wire import field_problems
@@ -86,6 +88,15 @@ class ConvaiProvider(ResourceProvider):
     def configure(self, req: ConfigureRequest) -> None:
         self._config = {key: req.config.get(key) for key in CONFIG_KEYS}
         log_to_stderr()
+        self._prepare_runtime()
+
+    def _prepare_runtime(self) -> None:
+        """Build the client now, as a Terraform provider's Configure does: its TLS setup takes
+        ~0.1 s, paid once when the provider starts rather than inside the first create. Settings
+        that do not resolve are left for the first call that needs them to report: a preview
+        runs Check, which needs no key."""
+        with suppress(ConvaiError):
+            self._runtime()
 
     def _runtime(self) -> ConvaiRuntime:
         return runtime_for(ConvaiSettings.resolve(self._config))

@@ -354,6 +354,12 @@ def test_a_missing_convai_key_says_how_to_set_it(convai: EmulatorProcess) -> Non
     assert "pulumi config set --secret convai:apiKey" in caught.value.details
 
 
+def test_a_preview_needs_no_convai_key(convai: EmulatorProcess) -> None:
+    """configure() builds the client when it can, but a missing key must not fail a preview."""
+    engine = Engine({"convai:baseUrl": convai.url}, env={"CONVAI_API_KEY": ""})
+    assert engine.preview(declare(m=turbo())) == {"m": "create"}
+
+
 def test_the_environment_is_the_fallback_for_key_and_url(convai: EmulatorProcess) -> None:
     engine = Engine({}, env={"CONVAI_API_KEY": CONVAI_KEY, "CONVAI_BASE_URL": convai.url})
     engine.up(declare(m=turbo()))
