@@ -95,7 +95,8 @@ class PrivateModelProvider(ConvaiProvider):
             if recovered is None:
                 raise
             return recovered
-        live = self._listed_after(runtime, inputs.model_group_name, sent_at, deadline)
+        replied_at = runtime.listing.now()
+        live = self._listed_after(runtime, inputs.model_group_name, (sent_at, replied_at), deadline)
         if live is None:
             raise ConvaiOperationError(
                 "create",
@@ -107,18 +108,22 @@ class PrivateModelProvider(ConvaiProvider):
 
     @staticmethod
     def _listed_after(
-        runtime: ConvaiRuntime, model_group_name: str, sent_at: float, deadline: float
+        runtime: ConvaiRuntime,
+        model_group_name: str,
+        register_sent_and_replied: tuple[float, float],
+        deadline: float,
     ) -> PrivateModel | None:
         """The model as a list call made after its register was sent reports it.
 
         A list requested by a concurrent create after this register went out usually already
         holds the model (Convai committed it before its reply travelled back): join that one, and
-        only when the model is not in it, ask for a list requested after the register's reply.
+        only when the model is not in it, use a list requested after the register's reply, which
+        must hold it (one a concurrent create started since then, or a new one).
         """
+        sent_at, replied_at = register_sent_and_replied
         live = runtime.listing.requested_after(sent_at, deadline).find(model_group_name)
         if live is None:
-            written_at = runtime.listing.now()
-            live = runtime.listing.requested_after(written_at, deadline).find(model_group_name)
+            live = runtime.listing.requested_after(replied_at, deadline).find(model_group_name)
         return live
 
     def _recover_interrupted_create(
