@@ -9,6 +9,7 @@ import pulumi
 from pulumi.dynamic import Resource
 
 from .character_provider import CharacterModelProvider
+from .pulumi_pickling import provider_serialization
 from .resource import merge_args
 
 CHARACTER_TYPE_TOKEN = "pulumi-python:dynamic/convai:CharacterModel"
@@ -52,4 +53,5 @@ class ConvaiCharacterModel(Resource, module="convai", name="CharacterModel"):
         props = merge_args(args, keywords)
         for output in keywords:
             props.setdefault(output, None)
-        super().__init__(CharacterModelProvider(), resource_name, props, opts)
+        with provider_serialization():
+            super().__init__(CharacterModelProvider(), resource_name, props, opts)

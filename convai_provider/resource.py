@@ -9,6 +9,7 @@ import pulumi
 from pulumi.dynamic import Resource
 
 from .provider import PrivateModelProvider
+from .pulumi_pickling import provider_serialization
 
 TYPE_TOKEN = "pulumi-python:dynamic/convai:PrivateModel"
 """Stable: renaming the type would make Pulumi replace every model declared with it."""
@@ -83,12 +84,13 @@ class ConvaiPrivateModel(Resource, module="convai", name="PrivateModel"):
         for output in (*keywords, "category", "created_at"):
             props.setdefault(output, None)  # None declares an output Pulumi fills after create
         secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=["api_key"])
-        super().__init__(
-            PrivateModelProvider(),
-            resource_name,
-            props,
-            pulumi.ResourceOptions.merge(opts, secret_outputs),
-        )
+        with provider_serialization():
+            super().__init__(
+                PrivateModelProvider(),
+                resource_name,
+                props,
+                pulumi.ResourceOptions.merge(opts, secret_outputs),
+            )
 
 
 def merge_args(args: object | None, keywords: dict[str, Any]) -> dict[str, Any]:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import base64
+import sys
 from typing import Any
 
 import pytest
 
-from convai_provider import TYPE_TOKEN, ConvaiPrivateModel, ConvaiPrivateModelArgs
+from convai_provider import (
+    TYPE_TOKEN,
+    ConvaiCharacterModel,
+    ConvaiPrivateModel,
+    ConvaiPrivateModelArgs,
+)
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.wire import RegisterRequest, UpdateRequest
@@ -85,6 +91,19 @@ def test_keyword_and_args_forms_declare_the_same_inputs() -> None:
 
     kw, args = run_program(program)
     assert {k: v for k, v in kw.inputs.items()} == {k: v for k, v in args.inputs.items()}
+
+
+def test_a_program_may_declare_more_resources_than_the_recursion_limit() -> None:
+    """Pulumi 3.272 nests one pickling wrapper per dynamic resource it serializes; past the
+    recursion limit (~985 resources) each further one would fail (see pulumi_pickling.py)."""
+    pairs = sys.getrecursionlimit() // 2 + 50
+
+    def program() -> None:
+        for i in range(pairs):
+            model = ConvaiPrivateModel(f"m{i}", **turbo(model_group_name=f"g{i}"))
+            ConvaiCharacterModel(f"c{i}", char_id=f"char-{i}", model_group_name=model.id)
+
+    assert len(run_program(program)) == 2 * pairs
 
 
 def test_the_endpoint_key_is_a_secret_even_when_passed_in_plain() -> None:
