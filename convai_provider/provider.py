@@ -96,7 +96,7 @@ class PrivateModelProvider(ConvaiProvider):
                 raise
             return recovered
         replied_at = runtime.listing.now()
-        live = self._listed_after(runtime, inputs.model_group_name, (sent_at, replied_at), deadline)
+        live = self._listed_after(runtime, inputs.model_group_name, sent_at, replied_at, deadline)
         if live is None:
             raise ConvaiOperationError(
                 "create",
@@ -110,7 +110,8 @@ class PrivateModelProvider(ConvaiProvider):
     def _listed_after(
         runtime: ConvaiRuntime,
         model_group_name: str,
-        register_sent_and_replied: tuple[float, float],
+        sent_at: float,
+        replied_at: float,
         deadline: float,
     ) -> PrivateModel | None:
         """The model as a list call made after its register was sent reports it.
@@ -120,7 +121,6 @@ class PrivateModelProvider(ConvaiProvider):
         only when the model is not in it, use a list requested after the register's reply, which
         must hold it (one a concurrent create started since then, or a new one).
         """
-        sent_at, replied_at = register_sent_and_replied
         live = runtime.listing.requested_after(sent_at, deadline).find(model_group_name)
         if live is None:
             live = runtime.listing.requested_after(replied_at, deadline).find(model_group_name)

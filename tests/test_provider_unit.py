@@ -174,7 +174,7 @@ def test_a_create_missing_from_the_list_it_joined_takes_one_requested_after_its_
         ours = threading.Thread(
             name="ours",
             target=lambda: result.append(
-                PrivateModelProvider._listed_after(runtime, "mine", (1.0, 10.0), deadline=60.0)
+                PrivateModelProvider._listed_after(runtime, "mine", 1.0, 10.0, deadline=60.0)
             ),
         )
         ours.start()
