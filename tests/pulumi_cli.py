@@ -1,0 +1,214 @@
+"""The real `pulumi` CLI, run on this project's program in a project of a test's own.
+
+Each project lives in a temporary directory: a Pulumi.yaml whose `main` is this checkout (so the
+program under test is the real one) and whose virtualenv is the checkout's, a stack file the test
+writes, a file backend and a PULUMI_HOME of its own. Nothing is downloaded: the CLI comes from
+`scripts/install-pulumi`, plugins from beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK = "e2e"
+PASSPHRASE = "convai-models-e2e"
+COMMAND_TIMEOUT = 600.0
+"""Seconds one CLI command may take before the test fails (a 100-model `up` takes about 20)."""
+
+
+def pulumi_bin() -> Path:
+    """The CLI's bin directory, or a skip (a failure under CI) saying why there is none."""
+    given = os.environ.get("CONVAI_PULUMI_BIN")
+    if given:
+        return Path(given)
+    found = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "install-pulumi"), "--no-build"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if found.returncode == 0:
+        return Path(found.stdout.strip().splitlines()[-1])
+    reason = f"no Pulumi CLI: {found.stderr.strip()}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI must run the real-engine tests)", pytrace=False)
+    pytest.skip(reason)
+
+
+def cli_environment(bin_dir: Path, home: Path, backend: Path) -> dict[str, str]:
+    venv_bin = Path(sys.executable).parent
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PULUMI_", "CONVAI_")) and k != "VIRTUAL_ENV"
+    }
+    return {
+        **inherited,
+        "PATH": f"{bin_dir}:{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "PULUMI_HOME": str(home),
+        "PULUMI_BACKEND_URL": f"file://{backend}",
+        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PULUMI_PYTHON_CMD": sys.executable,
+        # Unlocks `--event-log`, the engine's own record of each step in order.
+        "PULUMI_DEBUG_COMMANDS": "true",
+    }
+
+
+@dataclass
+class Event:
+    """One engine event of `--event-log`: its kind, the step's operation and resource name."""
+
+    kind: str
+    op: str
+    name: str
+
+
+def read_events(path: Path) -> list[Event]:
+    events = []
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        for kind in ("resourcePreEvent", "resOutputsEvent", "resOpFailedEvent"):
+            if kind in record:
+                meta = record[kind]["metadata"]
+                events.append(Event(kind, meta["op"], meta["urn"].rsplit("::", 1)[-1]))
+    return events
+
+
+class CommandFailedError(AssertionError):
+    pass
+
+
+class PulumiProject:
+    """A project running this checkout's program on stack `e2e` with the real CLI."""
+
+    def __init__(self, directory: Path, bin_dir: Path, env: Mapping[str, str]) -> None:
+        self.dir = directory
+        self.bin = bin_dir
+        self.env = cli_environment(bin_dir, directory / "home", directory / "state") | dict(env)
+        (directory / "state").mkdir(parents=True, exist_ok=True)
+        self.stack_file = directory / f"Pulumi.{STACK}.yaml"
+        self.transcript: list[str] = []
+        self._write_project_file()
+        self.run("stack", "init", STACK, stack_flag=False)
+
+    def _write_project_file(self) -> None:
+        project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+        project["main"] = str(ROOT)
+        project.pop("stackConfigDir", None)
+        project["runtime"]["options"]["virtualenv"] = str(Path(sys.executable).parent.parent)
+        (self.dir / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
+
+    # configuration ----------------------------------------------------------------------------
+
+    def configure(self, values: Mapping[str, Any]) -> None:
+        """Sets the stack's plain config to `values`, keeping the secrets set before."""
+        document = self._stack_document()
+        secrets = {k: v for k, v in document.get("config", {}).items() if _is_secure(v)}
+        document["config"] = {**dict(values), **secrets}
+        self.stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
+
+    def set_secret(self, key: str, value: str) -> None:
+        """On standard input, so the value is in no command line (nor this transcript)."""
+        self.run("config", "set", "--secret", key, stdin=value)
+
+    def _stack_document(self) -> dict[str, Any]:
+        if not self.stack_file.exists():
+            return {}
+        return dict(yaml.safe_load(self.stack_file.read_text()) or {})
+
+    # commands ---------------------------------------------------------------------------------
+
+    def run(
+        self,
+        *args: str,
+        stack_flag: bool = True,
+        check: bool = True,
+        timeout: float | None = None,
+        stdin: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        command = [str(self.bin / "pulumi"), *args, "--non-interactive"]
+        if stack_flag:
+            command += ["--stack", STACK]
+        done = subprocess.run(
+            command,
+            cwd=self.dir,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout or COMMAND_TIMEOUT,
+            check=False,
+        )
+        self.transcript.append(f"$ pulumi {' '.join(args)}\n{done.stdout}\n{done.stderr}")
+        if check and done.returncode != 0:
+            raise CommandFailedError(
+                f"pulumi {' '.join(args)} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
+            )
+        return done
+
+    def up(self, *flags: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("up", "--yes", "--skip-preview", *flags, check=check)
+
+    def up_with_events(self, *flags: str) -> list[Event]:
+        log = self.dir / "events.jsonl"
+        log.unlink(missing_ok=True)
+        self.up("--event-log", str(log), *flags)
+        return read_events(log)
+
+    def preview(self, *flags: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("preview", "--diff", *flags, check=check)
+
+    def refresh(self, *flags: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("refresh", "--yes", "--skip-preview", *flags, check=check)
+
+    def destroy(self, *flags: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("destroy", "--yes", "--skip-preview", *flags, check=check)
+
+    def destroy_with_events(self) -> list[Event]:
+        log = self.dir / "events.jsonl"
+        log.unlink(missing_ok=True)
+        self.destroy("--event-log", str(log))
+        return read_events(log)
+
+    def export(self) -> dict[str, Any]:
+        state: dict[str, Any] = json.loads(self.run("stack", "export").stdout)
+        return state
+
+    def resources(self) -> dict[str, dict[str, Any]]:
+        """Resources in state by name (their URN's last part)."""
+        deployment = self.export()["deployment"]
+        return {r["urn"].rsplit("::", 1)[-1]: r for r in deployment.get("resources") or []}
+
+    def pending_operations(self) -> list[dict[str, Any]]:
+        operations: list[dict[str, Any]] = (
+            self.export()["deployment"].get("pending_operations") or []
+        )
+        return operations
+
+    def outputs(self) -> dict[str, Any]:
+        done = self.run("stack", "output", "--json", "--show-secrets")
+        values: dict[str, Any] = json.loads(done.stdout)
+        return values
+
+    def logs(self) -> Iterator[str]:
+        """Every file the CLI wrote under PULUMI_HOME (logs, plugins' output), as text."""
+        for path in (self.dir / "home").rglob("*"):
+            if path.is_file() and path.stat().st_size < 50_000_000:
+                yield path.read_text(errors="replace")
+
+
+def _is_secure(value: Any) -> bool:
+    return isinstance(value, dict) and "secure" in value

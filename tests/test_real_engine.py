@@ -1,0 +1,349 @@
+"""The lifecycle through the real `pulumi` CLI: this project's program, on the local emulator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from convai_provider.client import ConvaiClient
+from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.emulator.store import ConvaiStore, account_for_key
+from convai_provider.wire import CharacterCreateRequest, RegisterRequest, UpdateRequest
+
+from .conftest import CONVAI_KEY
+from .pulumi_cli import Event, PulumiProject, pulumi_bin
+
+ENDPOINT_KEY = "sk-e2e-endpoint-81c4d2"
+ROTATED_KEY = "sk-e2e-rotated-3b9f70"
+FALLBACK = "gpt-4o-mini"
+MODEL_TYPE = "pulumi-python:dynamic/convai:PrivateModel"
+
+
+@pytest.fixture(scope="session")
+def cli_bin() -> Path:
+    return pulumi_bin()
+
+
+@pytest.fixture
+def project(tmp_path: Path, cli_bin: Path, convai: EmulatorProcess) -> Iterator[PulumiProject]:
+    proj = PulumiProject(tmp_path, cli_bin, {"CONVAI_API_KEY": CONVAI_KEY})
+    proj.set_secret("endpointKey", ENDPOINT_KEY)
+    yield proj
+    orphans = convai.orphaned_characters()
+    assert orphans == [], f"characters left on missing models: {orphans}"
+
+
+def endpoint(name: str = "llm", model_name: str = "llama-3.1-8b") -> dict[str, Any]:
+    return {
+        "name": name,
+        "kind": "external",
+        "base_url": "https://llm.example.com/v1",
+        "model_name": model_name,
+        "api_key_config": "endpointKey",
+    }
+
+
+def model(group: str, *characters: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "model_group_name": group,
+        "endpoint": "llm",
+        "display_name": f"{group} model",
+        "verify_endpoint": False,  # the preflight has tests of its own
+        "characters": list(characters),
+        **fields,
+    }
+
+
+def stack(
+    convai: EmulatorProcess,
+    *models: dict[str, Any],
+    endpoints: list[dict[str, Any]] | None = None,
+    protect: bool = False,
+) -> dict[str, Any]:
+    return {
+        "convai:baseUrl": convai.url,
+        "convai-models:protectModels": protect,
+        "convai-models:fallbackModel": FALLBACK,
+        "convai-models:endpoints": endpoints or [endpoint()],
+        "convai-models:models": list(models),
+    }
+
+
+def live(convai: EmulatorProcess) -> dict[str, dict[str, Any]]:
+    with ConvaiClient(CONVAI_KEY, convai.url) as client:
+        return {m.model_group_name: m.model_dump() for m in client.list_models().models}
+
+
+def stored_endpoint_key(convai: EmulatorProcess, group: str) -> str | None:
+    store = ConvaiStore(convai.db)
+    try:
+        return store.endpoint_key(account_for_key(CONVAI_KEY), group)
+    finally:
+        store.close()
+
+
+def new_characters(convai: EmulatorProcess, *names: str) -> list[str]:
+    with ConvaiClient(CONVAI_KEY, convai.url) as client:
+        return [client.create_character(CharacterCreateRequest(charName=n)).charID for n in names]
+
+
+def models_of(convai: EmulatorProcess, chars: list[str]) -> list[str | None]:
+    with ConvaiClient(CONVAI_KEY, convai.url) as client:
+        return [client.get_character(c).model_group_name for c in chars]
+
+
+def finished(events: list[Event], name: str, *ops: str) -> int:
+    """Position of the event that says the step `op` on `name` completed."""
+    return next(
+        i
+        for i, e in enumerate(events)
+        if e.kind == "resOutputsEvent" and e.name == name and e.op in ops
+    )
+
+
+def started(events: list[Event], name: str, *ops: str) -> int:
+    return next(
+        i
+        for i, e in enumerate(events)
+        if e.kind == "resourcePreEvent" and e.name == name and e.op in ops
+    )
+
+
+def ops_on(events: list[Event], name: str) -> set[str]:
+    return {e.op for e in events if e.name == name and e.kind == "resOutputsEvent"}
+
+
+DELETES = ("delete", "delete-replaced")
+CREATES = ("create", "create-replacement")
+
+
+# A plan, an apply, and an empty plan -------------------------------------------------------------
+
+
+def test_up_then_a_second_plan_is_empty(project: PulumiProject, convai: EmulatorProcess) -> None:
+    project.configure(stack(convai, model("alpha"), model("beta", is_uncensored=True)))
+    project.up()
+    assert set(live(convai)) == {"alpha", "beta"}
+    assert live(convai)["beta"]["is_uncensored"] is True
+    project.run("preview", "--expect-no-changes")
+    outputs = project.outputs()
+    assert outputs["models"]["alpha"]["model_name"] == "llama-3.1-8b"
+    assert outputs["endpointKeys"] == {"alpha": ENDPOINT_KEY, "beta": ENDPOINT_KEY}
+
+
+# Drift ------------------------------------------------------------------------------------------
+
+
+def test_refresh_shows_a_change_by_hand_and_up_puts_the_declaration_back(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    project.configure(stack(convai, model("alpha")))
+    project.up()
+    with ConvaiClient(CONVAI_KEY, convai.url) as client:
+        client.update(UpdateRequest(model_group_name="alpha", display_name="Renamed by hand"))
+    project.refresh()
+    assert project.resources()["alpha"]["outputs"]["display_name"] == "Renamed by hand"
+    drift = project.preview("--expect-no-changes", check=False)
+    assert drift.returncode != 0
+    assert "Renamed by hand" in drift.stdout and "alpha model" in drift.stdout
+    project.up()
+    assert live(convai)["alpha"]["display_name"] == "alpha model"
+    project.run("preview", "--expect-no-changes")
+
+
+def test_refresh_drops_a_model_deregistered_by_hand_and_up_registers_it_again(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    project.configure(stack(convai, model("alpha"), model("beta")))
+    project.up()
+    with ConvaiClient(CONVAI_KEY, convai.url) as client:
+        client.deregister("beta")
+    project.refresh()
+    assert "beta" not in project.resources()
+    events = project.up_with_events()
+    assert ops_on(events, "beta") == {"create"}
+    assert ops_on(events, "alpha") == {"same"}
+    assert set(live(convai)) == {"alpha", "beta"}
+
+
+# Updates, replacements and characters -----------------------------------------------------------
+
+
+def test_display_name_and_key_change_in_place(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    project.configure(stack(convai, model("alpha")))
+    project.up()
+    created_at = live(convai)["alpha"]["created_at"]
+    project.configure(stack(convai, model("alpha", display_name="Alpha v2")))
+    project.set_secret("endpointKey", ROTATED_KEY)
+    events = project.up_with_events()
+    assert ops_on(events, "alpha") == {"update"}
+    assert live(convai)["alpha"]["display_name"] == "Alpha v2"
+    assert live(convai)["alpha"]["created_at"] == created_at  # the same model, not a new one
+    assert stored_endpoint_key(convai, "alpha") == ROTATED_KEY
+
+
+def test_a_replaced_model_moves_its_characters_to_the_fallback_first(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    a, b, c = new_characters(convai, "Ada", "Bo", "Cy")
+    project.configure(
+        stack(
+            convai,
+            model("alpha", a, b),
+            model("beta", c, endpoint="other"),
+            endpoints=[endpoint(), endpoint("other", "qwen-7b")],
+        )
+    )
+    project.up()
+    assert models_of(convai, [a, b, c]) == ["alpha", "alpha", "beta"]
+    project.configure(
+        stack(
+            convai,
+            model("alpha", a, b),
+            model("beta", c, endpoint="other"),
+            endpoints=[endpoint(model_name="llama-70b"), endpoint("other", "qwen-7b")],
+        )
+    )
+    events = project.up_with_events()
+    assert "delete-replaced" in ops_on(events, "alpha")
+    for char in (a, b):
+        binding = f"character-{char}"
+        assert finished(events, binding, *DELETES) < started(events, "alpha", *DELETES)
+        assert finished(events, "alpha", *CREATES) < started(events, binding, *CREATES)
+    assert ops_on(events, f"character-{c}") == {"same"}
+    assert live(convai)["alpha"]["model_name"] == "llama-70b"
+    assert models_of(convai, [a, b, c]) == ["alpha", "alpha", "beta"]
+
+
+def test_a_removed_model_and_a_moved_character(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    a, b, c = new_characters(convai, "Ada", "Bo", "Cy")
+    project.configure(stack(convai, model("alpha", a, b), model("beta", c)))
+    project.up()
+    project.configure(stack(convai, model("alpha", a), model("beta", c, b)))
+    events = project.up_with_events()
+    assert ops_on(events, f"character-{b}") >= {"delete-replaced", "create-replacement"}
+    assert models_of(convai, [a, b, c]) == ["alpha", "beta", "beta"]
+    project.configure(stack(convai, model("alpha", a)))
+    events = project.up_with_events()
+    for char in (b, c):
+        binding = f"character-{char}"
+        assert finished(events, binding, "delete") < started(events, "beta", "delete")
+    assert set(live(convai)) == {"alpha"}
+    assert models_of(convai, [a, b, c]) == ["alpha", FALLBACK, FALLBACK]
+    events = project.destroy_with_events()
+    assert finished(events, f"character-{a}", "delete") < started(events, "alpha", "delete")
+    assert live(convai) == {}
+    assert models_of(convai, [a, b, c]) == [FALLBACK] * 3
+
+
+# protect and adoption ---------------------------------------------------------------------------
+
+
+def test_a_protected_model_is_not_deleted_until_protect_is_lifted(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    project.configure(stack(convai, model("alpha"), model("beta"), protect=True))
+    project.up()
+    project.configure(stack(convai, model("alpha"), protect=True))
+    refused = project.up(check=False)
+    assert refused.returncode != 0
+    assert "protected" in refused.stdout + refused.stderr
+    assert set(live(convai)) == {"alpha", "beta"}
+    refused = project.destroy(check=False)
+    assert refused.returncode != 0 and set(live(convai)) == {"alpha", "beta"}
+    project.configure(stack(convai, model("alpha"), model("beta"), protect=False))
+    project.up()
+    project.destroy()
+    assert live(convai) == {}
+
+
+def test_state_unprotect_lifts_protect_for_destroy(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    project.configure(stack(convai, model("alpha"), protect=True))
+    project.up()
+    urn = project.resources()["alpha"]["urn"]
+    project.run("state", "unprotect", urn, "--yes")
+    project.destroy()
+    assert live(convai) == {}
+
+
+def test_adopt_existing_takes_over_a_model_registered_elsewhere(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    with ConvaiClient(CONVAI_KEY, convai.url) as client:
+        client.register(
+            RegisterRequest(
+                model_group_name="alpha",
+                model_name="llama-3.1-8b",
+                api_key="sk-old",
+                is_uncensored=False,
+                display_name="Legacy",
+            )
+        )
+    project.configure(stack(convai, model("alpha")))
+    refused = project.up(check=False)
+    assert refused.returncode != 0
+    assert "adopt_existing" in refused.stdout
+    project.configure(stack(convai, model("alpha", adopt_existing=True)))
+    project.up()
+    assert live(convai)["alpha"]["display_name"] == "alpha model"
+    assert stored_endpoint_key(convai, "alpha") == ENDPOINT_KEY
+    project.run("preview", "--expect-no-changes")
+
+
+def test_pulumi_import_of_a_dynamic_resource_fails_and_adopt_existing_is_the_way(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    with ConvaiClient(CONVAI_KEY, convai.url) as client:
+        client.register(
+            RegisterRequest(
+                model_group_name="alpha", model_name="m", api_key="k", is_uncensored=False
+            )
+        )
+    project.configure(stack(convai))
+    project.up()
+    imported = project.run("import", MODEL_TYPE, "alpha", "alpha", "--yes", check=False)
+    assert imported.returncode != 0
+    # pulumi/pulumi#16175: the engine reads an import with no properties, so the SDK finds no
+    # pickled provider. When this stops failing, the README's adoption section needs a look.
+    assert "KeyError: '__provider'" in imported.stdout + imported.stderr
+    assert "alpha" not in project.resources()
+    assert set(live(convai)) == {"alpha"}  # nothing was changed in Convai
+
+
+# Secrets ----------------------------------------------------------------------------------------
+
+
+def test_state_holds_the_endpoint_key_only_as_a_secret_and_the_convai_key_nowhere(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    a = new_characters(convai, "Ada")[0]
+    project.configure(stack(convai, model("alpha", a)))
+    project.set_secret("convai:apiKey", CONVAI_KEY)
+    project.env.pop("CONVAI_API_KEY")
+    project.up()
+    project.refresh()
+    project.configure(stack(convai, model("alpha", a, display_name="Alpha v2")))
+    project.up()
+    exported = project.run("stack", "export").stdout
+    assert ENDPOINT_KEY not in exported
+    assert CONVAI_KEY not in exported
+    state = project.resources()["alpha"]
+    assert state["outputs"]["api_key"]["4dabf18193072939515e22adb298388d"] == (
+        "1b47061264138c4ac30d75fd1eb44270"
+    )
+    assert state["inputs"]["api_key"]["4dabf18193072939515e22adb298388d"] == (
+        "1b47061264138c4ac30d75fd1eb44270"
+    )
+    project.destroy()
+    seen = "\n".join([*project.transcript, *project.logs()])
+    assert ENDPOINT_KEY not in seen
+    assert CONVAI_KEY not in seen
