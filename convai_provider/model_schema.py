@@ -79,10 +79,12 @@ class PrivateModelInputs(RegisterRequest):
             self.model_dump(include=set(RegisterRequest.model_fields))
         )
 
-    def outputs(self, live: PrivateModel) -> dict[str, Any]:
-        """Every input, with what Convai reports overriding what was declared."""
-        outputs = self.model_dump()
-        outputs.update(live.model_dump(include=set(PrivateModel.model_fields)))
+    def outputs(self, live: PrivateModel | None) -> dict[str, Any]:
+        """Every input, with what Convai reports overriding what was declared; without a listing
+        of the model, what Convai computes stays unknown until a refresh."""
+        outputs = self.model_dump() | dict.fromkeys(COMPUTED_FIELDS)
+        if live is not None:
+            outputs.update(live.model_dump(include=set(PrivateModel.model_fields)))
         return outputs
 
 

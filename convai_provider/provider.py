@@ -12,7 +12,7 @@ from typing import Any
 
 from pulumi.dynamic import CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
-from .client import build_request, same_model
+from .client import build_request
 from .errors import ConflictError, ConvaiError, NotFoundError
 from .model_schema import (
     COMPUTED_FIELDS,
@@ -34,6 +34,11 @@ from .runtime import ConvaiRuntime
 from .wire import PrivateModel, UpdateRequest
 
 log = logging.getLogger("convai_provider")
+
+INTERRUPTED_HINT = (
+    "If an interrupted `pulumi up` of this stack registered it (Pulumi warned of pending "
+    "operations), settle those with `convai-models recover` (README, 'Interrupted updates')."
+)
 
 
 class PrivateModelProvider(ConvaiProvider):
@@ -90,19 +95,28 @@ class PrivateModelProvider(ConvaiProvider):
         try:
             with runtime.listing.writing():
                 runtime.client.register(inputs.register_request(), deadline=deadline)
-        except ConflictError:
-            recovered = self._recover_interrupted_create(runtime, inputs, deadline)
-            if recovered is None:
-                raise
-            return recovered
-        replied_at = runtime.listing.now()
-        live = self._listed_after(runtime, inputs.model_group_name, sent_at, replied_at, deadline)
-        if live is None:
+        except ConflictError as conflict:
+            # The client already settled its own retried register; a model of this name that
+            # was there before this create may be another stack's: never take it silently.
             raise ConvaiOperationError(
-                "create",
-                _subject(inputs.model_group_name),
-                "Convai accepted the register call but does not list the model; run "
-                "`pulumi refresh`, then `pulumi up` again",
+                "create", _subject(inputs.model_group_name), f"{conflict} {INTERRUPTED_HINT}"
+            ) from None
+        replied_at = runtime.listing.now()
+        try:
+            live = self._listed_after(
+                runtime, inputs.model_group_name, sent_at, replied_at, deadline
+            )
+        except ConvaiError as exc:
+            live, why = None, f"the list after it failed: {exc}"
+        else:
+            why = "Convai does not list it yet"
+        if live is None:
+            # Convai answered that it registered the model: failing now would leave it in Convai
+            # and not in state. What Convai computes waits for the next refresh.
+            log.warning(
+                "registered %s, but %s; `pulumi refresh` reads its category and created_at",
+                inputs.model_group_name,
+                why,
             )
         return inputs.outputs(live)
 
@@ -125,25 +139,6 @@ class PrivateModelProvider(ConvaiProvider):
         if live is None:
             live = runtime.listing.requested_after(replied_at, deadline).find(model_group_name)
         return live
-
-    def _recover_interrupted_create(
-        self, runtime: ConvaiRuntime, inputs: PrivateModelInputs, deadline: float
-    ) -> dict[str, Any] | None:
-        """A create that failed after Convai registered the model (its reply or the list after it
-        lost) leaves the model in Convai but not in state. When `pulumi up` runs again and finds
-        a model of this name identical to the declaration, it is that model: take it, and send
-        the endpoint key, the one field that cannot be compared. Anything else stays a conflict
-        (None)."""
-        asked_at = runtime.listing.now()
-        live = runtime.listing.requested_after(asked_at, deadline).find(inputs.model_group_name)
-        wanted = inputs.register_request()
-        if live is None or not same_model(live, wanted):
-            return None
-        log.info("taking over %s, registered by an interrupted create", inputs.model_group_name)
-        request = UpdateRequest(model_group_name=inputs.model_group_name, api_key=inputs.api_key)
-        with runtime.listing.writing():
-            runtime.client.update(request, deadline=deadline)
-        return inputs.outputs(live)
 
     def _adopt(self, runtime: ConvaiRuntime, inputs: PrivateModelInputs) -> dict[str, Any]:
         deadline = runtime.deadline()

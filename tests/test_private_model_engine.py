@@ -436,21 +436,43 @@ def test_creating_many_models_shares_list_calls(engine: Engine, convai: Emulator
     assert all(engine.state[f"m{i}"].outputs["created_at"] for i in range(40))
 
 
-def test_a_create_interrupted_after_register_converges_when_run_again(
+def test_a_register_that_succeeded_is_a_create_that_succeeded_though_the_list_after_it_failed(
     convai: EmulatorProcess,
 ) -> None:
     engine = Engine({**stack_config(convai), "convai:maxRetries": "1"})
     convai.inject(path="/llm-models/list", status=503, count=10)
-    with pytest.raises(
-        ProviderError, match=r"Could not create Convai private model 'turbo'.*HTTP 503"
-    ):
-        engine.up(declare(m=turbo()))
-    assert "m" not in engine.state  # Pulumi records nothing: the model is in Convai only
-    convai.clear_faults()
     assert engine.up(declare(m=turbo())) == {"m": "create"}
-    assert list(live(convai)) == ["turbo"]
-    assert _stored_endpoint_key(convai, "turbo") == ENDPOINT_KEY
-    assert engine.state["m"].outputs["created_at"]
+    assert engine.state["m"].outputs.get("created_at") is None  # not listed yet
+    assert "registered turbo, but the list after it failed" in engine.logs[-1]
+    convai.clear_faults()
+    engine.refresh()
+    assert engine.state["m"].outputs["created_at"] == live(convai)["turbo"]["created_at"]
+    assert engine.preview(declare(m=turbo())) == {"m": "same"}
+
+
+def test_an_identical_model_registered_before_this_create_is_not_taken_over(
+    engine: Engine, convai: EmulatorProcess
+) -> None:
+    """Another stack declaring the same model, or a create that failed earlier: from its inputs
+    alone a create cannot tell, so it takes nothing it did not register itself."""
+    fields = turbo()
+    with ConvaiClient(CONVAI_KEY, convai.url) as client:
+        client.register(
+            RegisterRequest(
+                model_group_name="turbo",
+                model_name=fields["model_name"],
+                api_key="sk-other-stack",
+                is_uncensored=False,
+                display_name=fields["display_name"],
+                base_url=fields["base_url"],
+            )
+        )
+    with pytest.raises(ProviderError) as caught:
+        engine.up(declare(m=turbo()))
+    assert "HTTP 409" in caught.value.details
+    assert "adopt_existing=True" in caught.value.details
+    assert "convai-models recover" in caught.value.details
+    assert _stored_endpoint_key(convai, "turbo") == "sk-other-stack"
 
 
 def test_refresh_says_in_the_provider_log_that_a_vanished_model_was_dropped(
