@@ -1,4 +1,4 @@
-"""The operator commands: list, audit, adopt and health, with their output and exit codes."""
+"""The operator commands: list, audit, adopt, health and recover, with output and exit codes."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 from .client import DEFAULT_CONVAI_URL, ConvaiClient
 from .errors import ConvaiError
 from .operator import Audit, adoption_entries, adoption_yaml, audit, check_health
+from .recovery import Recovery, RecoveryError, recover_pending_creates
 from .settings import API_KEY_ENV, BASE_URL_CONFIG, BASE_URL_ENV
 from .stack_config import (
     StackConfig,
@@ -67,6 +68,26 @@ def add_operator_commands(commands: Commands) -> None:
         type=float,
         default=30.0,
         help="seconds each endpoint may take to become ready (default 30)",
+    )
+    recover = _command(
+        commands,
+        "recover",
+        "settle the creates an interrupted `pulumi up` left pending: reads `pulumi stack "
+        "export`, writes the state for `pulumi stack import` (exit 1 if a conflict remains)",
+        _run_recover,
+        json_flag=False,
+    )
+    recover.add_argument(
+        "--state",
+        required=True,
+        metavar="FILE",
+        help="`pulumi stack export --stack NAME` saved to FILE, or - for stdin",
+    )
+    recover.add_argument(
+        "--out",
+        default="-",
+        metavar="FILE",
+        help="where to write the settled state for `pulumi stack import --file` (default stdout)",
     )
 
 
@@ -263,3 +284,53 @@ def _run_health(args: argparse.Namespace) -> int:
     failed = sum(not h.ok for h in results)
     print(f"{len(results) - failed} of {len(results)} endpoints healthy.")
     return EXIT_DIFFERS if failed else EXIT_CLEAN
+
+
+# recover ----------------------------------------------------------------------------------------
+
+
+def _run_recover(args: argparse.Namespace) -> int:
+    exported = _read_export(args.state)
+    raw = None if args.base_url else _load_stack(args)[1]
+    live = {m.model_group_name: m for m in _live_models(_client(args, raw))}
+    try:
+        recovery = recover_pending_creates(exported, live)
+    except RecoveryError as exc:
+        raise OperatorError(f"{args.state}: {exc}") from None
+    text = json.dumps(recovery.state, indent=4) + "\n"
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.out).write_text(text)
+    print(_recovery_text(args, recovery), file=sys.stderr)
+    return EXIT_CLEAN if recovery.settled else EXIT_DIFFERS
+
+
+def _read_export(source: str) -> Any:
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        return json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise OperatorError(
+            f"could not read the exported state from {source}: {exc}; produce it with "
+            "`pulumi stack export --stack NAME --file FILE`"
+        ) from None
+
+
+def _recovery_text(args: argparse.Namespace, recovery: Recovery) -> str:
+    lines = [
+        *(f"  in state   {n}: Convai holds it as declared" for n in recovery.adopted),
+        *(f"  dropped    {n}: not in Convai, `pulumi up` creates it" for n in recovery.dropped),
+        *(
+            f"  conflict   {n}: Convai holds a different model of that name; still pending"
+            for n in recovery.conflicts
+        ),
+    ]
+    if not lines:
+        return "No pending creates of Convai resources: nothing to settle."
+    out = "FILE" if args.out == "-" else args.out
+    lines.append(
+        f"Next: `pulumi stack import --stack {args.stack} --file {out}`, then `pulumi refresh "
+        f"--stack {args.stack}` and `pulumi up --stack {args.stack}`."
+    )
+    return "\n".join(lines)

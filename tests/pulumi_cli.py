@@ -159,6 +159,17 @@ class PulumiProject:
             )
         return done
 
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """A command left running, for a test that interrupts it."""
+        return subprocess.Popen(
+            [str(self.bin / "pulumi"), *args, "--non-interactive", "--stack", STACK],
+            cwd=self.dir,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
     def up(self, *flags: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run("up", "--yes", "--skip-preview", *flags, check=check)
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +15,12 @@ import pytest
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.emulator.store import ConvaiStore, account_for_key
-from convai_provider.wire import CharacterCreateRequest, RegisterRequest, UpdateRequest
+from convai_provider.wire import (
+    REGISTER_PATH,
+    CharacterCreateRequest,
+    RegisterRequest,
+    UpdateRequest,
+)
 
 from .conftest import CONVAI_KEY
 from .pulumi_cli import Event, PulumiProject, pulumi_bin
@@ -347,3 +356,62 @@ def test_state_holds_the_endpoint_key_only_as_a_secret_and_the_convai_key_nowher
     seen = "\n".join([*project.transcript, *project.logs()])
     assert ENDPOINT_KEY not in seen
     assert CONVAI_KEY not in seen
+
+
+# An interrupted up ------------------------------------------------------------------------------
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_an_interrupted_up_is_settled_from_its_pending_creates(
+    project: PulumiProject, convai: EmulatorProcess, tmp_path: Path
+) -> None:
+    project.configure(stack(convai, model("alpha"), model("beta"), model("gamma")))
+    convai.inject(path=REGISTER_PATH, latency_ms=2000)
+    cli = project.start("up", "--yes", "--skip-preview")
+    wait_for(lambda: convai.request_counts().get(REGISTER_PATH, 0) >= 3, "three registers")
+    cli.kill()  # the CLI dies; its provider finishes the registers already sent
+    cli.communicate(timeout=60)
+    wait_for(lambda: len(live(convai)) == 3, "the registers to land")
+    convai.clear_faults()
+
+    pending = project.pending_operations()
+    assert sorted(op["resource"]["inputs"]["model_group_name"] for op in pending) == [
+        "alpha",
+        "beta",
+        "gamma",
+    ]
+    assert {op["type"] for op in pending} == {"creating"}
+    project.run("cancel", "--yes")  # the killed CLI's lock
+
+    refused = project.up(check=False)
+    assert refused.returncode != 0
+    assert "HTTP 409" in refused.stdout and "convai-models recover" in refused.stdout
+    assert set(live(convai)) == {"alpha", "beta", "gamma"}  # nothing taken over, nothing lost
+
+    exported, settled = tmp_path / "exported.json", tmp_path / "settled.json"
+    project.run("stack", "export", "--file", str(exported))
+    recovered = subprocess.run(
+        [
+            *(sys.executable, "-m", "convai_provider", "recover", "--stack", "e2e"),
+            *("--base-url", convai.url, "--state", str(exported), "--out", str(settled)),
+        ],
+        env={**os.environ, "CONVAI_API_KEY": CONVAI_KEY},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert recovered.returncode == 0, recovered.stderr
+    assert recovered.stderr.count("in state") == 3, recovered.stderr
+    project.run("stack", "import", "--file", str(settled))
+    project.refresh()
+    assert project.pending_operations() == []
+    assert all(project.resources()[n]["outputs"]["created_at"] for n in ("alpha", "beta", "gamma"))
+    project.run("preview", "--expect-no-changes")
+    project.destroy()
+    assert live(convai) == {}

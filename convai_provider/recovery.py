@@ -1,0 +1,108 @@
+"""After an interrupted `pulumi up`: settle the creates Pulumi recorded as pending.
+
+The engine writes a pending create into state before it calls a provider's create and removes it
+when the create returns, so a record that survives means the CLI died while the create was in
+flight: Convai may or may not hold the model. A dynamic provider never sees that record (`create`
+gets only its inputs), and Pulumi 3.274's `pulumi refresh --import-pending-creates` drops it
+without reading the resource. So the record is settled here, from `pulumi stack export`:
+
+- Convai holds a model of that name exactly as the record declares it: this stack registered it;
+  it becomes a resource in state (`pulumi refresh` then fills in what Convai computed).
+- Convai holds no model of that name: the create never reached Convai; the record is dropped and
+  the next `pulumi up` registers it.
+- Convai holds a different model of that name: someone else's; the record stays, and the model is
+  reported as a conflict for a person to decide (`adopt_existing`, or another name).
+
+A character binding's pending create is dropped: the next `pulumi up` sets the character again.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .character_resource import CHARACTER_TYPE_TOKEN
+from .client import same_model
+from .resource import TYPE_TOKEN
+from .wire import PrivateModel, RegisterRequest
+
+CREATING = "creating"
+COMPARED_FIELDS = ("model_group_name", "model_name", "base_url", "is_uncensored", "display_name")
+
+
+class RecoveryError(Exception):
+    """The exported state is not what `pulumi stack export` writes."""
+
+
+@dataclass
+class Recovery:
+    state: dict[str, Any]
+    """The deployment to give `pulumi stack import`."""
+    adopted: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+
+    @property
+    def settled(self) -> bool:
+        return not self.conflicts
+
+
+def recover_pending_creates(exported: Any, live: Mapping[str, PrivateModel]) -> Recovery:
+    """`exported`: what `pulumi stack export` printed; `live`: Convai's models by group name."""
+    state = copy.deepcopy(exported)
+    deployment = _deployment(state)
+    recovery = Recovery(state)
+    kept: list[dict[str, Any]] = []
+    for operation in deployment.get("pending_operations") or []:
+        resource = operation.get("resource") if isinstance(operation, dict) else None
+        if not isinstance(resource, dict):
+            raise RecoveryError("a pending operation has no resource: is this a Pulumi export?")
+        name = str(resource.get("urn", "")).rsplit("::", 1)[-1]
+        kind = resource.get("type")
+        if operation.get("type") != CREATING or kind not in (TYPE_TOKEN, CHARACTER_TYPE_TOKEN):
+            kept.append(operation)
+            continue
+        existing = _existing(resource, live) if kind == TYPE_TOKEN else None
+        if existing is None:
+            recovery.dropped.append(name)
+        elif _declares(existing, resource["inputs"]):
+            deployment.setdefault("resources", []).append(_created(resource, existing))
+            recovery.adopted.append(name)
+        else:
+            kept.append(operation)
+            recovery.conflicts.append(name)
+    deployment["pending_operations"] = kept
+    return recovery
+
+
+def _existing(resource: Mapping[str, Any], live: Mapping[str, PrivateModel]) -> PrivateModel | None:
+    group = (resource.get("inputs") or {}).get("model_group_name")
+    return live.get(group) if isinstance(group, str) else None
+
+
+def _created(resource: Mapping[str, Any], model: PrivateModel) -> dict[str, Any]:
+    """The resource as a finished create records it; refresh fills in Convai's computed fields."""
+    return {**resource, "id": model.model_group_name, "outputs": copy.deepcopy(resource["inputs"])}
+
+
+def _declares(live: PrivateModel, inputs: Mapping[str, Any]) -> bool:
+    """Whether the record declares this model (the key is a secret in state, never compared)."""
+    declared = {f: inputs.get(f) for f in COMPARED_FIELDS if inputs.get(f) is not None}
+    try:
+        wanted = RegisterRequest.model_validate(
+            {"api_key": "not-compared", "is_uncensored": False, **declared}
+        )
+    except ValueError:
+        return False
+    return live.model_group_name == wanted.model_group_name and same_model(live, wanted)
+
+
+def _deployment(state: Any) -> dict[str, Any]:
+    deployment = state.get("deployment") if isinstance(state, dict) else None
+    if not isinstance(deployment, dict):
+        raise RecoveryError(
+            "this is not the output of `pulumi stack export` (no `deployment` object)"
+        )
+    return deployment
