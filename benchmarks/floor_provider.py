@@ -1,8 +1,8 @@
-"""A dynamic provider whose create is nothing but two waits of the injected latency.
+"""A dynamic provider that calls nothing: a create waits 2 x the latency, a delete 1 x, a read 0.
 
-Driven through the same engine stand-in and provider server as ConvaiPrivateModel, it measures
-what the harness costs by itself (gRPC, Pulumi's provider server, the Python engine, the Check
-calls sharing the four workers): the floor under any create figure on this machine.
+Driven through the same engine and provider server as ConvaiPrivateModel, it measures what the
+engine, gRPC and Pulumi's provider server cost by themselves, plus the round trips a create and a
+delete cannot avoid (register then list; deregister): the floor under those figures.
 """
 
 from __future__ import annotations
@@ -11,9 +11,15 @@ import os
 import time
 from typing import Any
 
-from pulumi.dynamic import CheckResult, CreateResult, Resource, ResourceProvider
+from pulumi.dynamic import CheckResult, CreateResult, ReadResult, Resource, ResourceProvider
+
+from convai_provider.pulumi_pickling import provider_serialization
 
 LATENCY_ENV = "BENCH_FLOOR_LATENCY_MS"
+
+
+def _latency() -> float:
+    return int(os.environ.get(LATENCY_ENV, "50")) / 1000
 
 
 class TwoRoundTrips(ResourceProvider):
@@ -21,12 +27,18 @@ class TwoRoundTrips(ResourceProvider):
         return CheckResult(news, [])
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        latency = int(os.environ.get(LATENCY_ENV, "50")) / 1000
-        time.sleep(latency)  # "register"
-        time.sleep(latency)  # "list"
+        time.sleep(_latency())  # "register"
+        time.sleep(_latency())  # "list"
         return CreateResult(str(props["model_group_name"]), dict(props))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        return ReadResult(id_, props)
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        time.sleep(_latency())  # "deregister"
 
 
 class FloorModel(Resource):
     def __init__(self, name: str, **props: Any) -> None:
-        super().__init__(TwoRoundTrips(), name, props)
+        with provider_serialization():  # past ~985 resources, as ConvaiPrivateModel
+            super().__init__(TwoRoundTrips(), name, props)

@@ -9,8 +9,9 @@ create of N models (wall time against the bound set by 4 provider workers and th
 trips a create needs, ceil(N/4) x 2 x latency), destroy of N models, each repeated and reported
 with its median; the same create through the same harness with a provider that only waits
 2 x latency (what the harness costs by itself); refresh of M models (list calls in total); and
-provider cold start (process start to the first answered Check). Targets: refresh <= 2 list
-calls, create <= 1.2 x bound (median), cold start <= 1 s.
+provider cold start (process start to the first answered Check). These are diagnostics of the
+provider process alone, through the engine stand-in (tests/engine.py); the targets are judged
+through the real CLI, by benchmarks.cli. Cold start target: <= 1 s.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def main() -> None:
             destroys.append(timed_destroy(engine, small[0]))
         print(
             f"create {args.models}: bound ceil(N/4) x 2 x {args.latency_ms} ms = "
-            f"{create_bound:.2f} s; {ratios(creates, create_bound)} (target <= 1.20); "
+            f"{create_bound:.2f} s; {ratios(creates, create_bound)}; "
             f"list calls per create run {lists}"
         )
         print(
@@ -144,7 +145,7 @@ def main() -> None:
             refresh_lists = emu.request_counts().get(LIST_PATH, 0)
         print(
             f"refresh {args.refresh_models}: {refresh_s:.2f} s; "
-            f"list calls {refresh_lists} (target <= 2)"
+            f"list calls {refresh_lists}"
         )
         engine.destroy()
 

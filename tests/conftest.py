@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.retry import Backoff
+from testkit.pulumi_cli import NoPulumiError, find_pulumi_bin
 
 CONVAI_KEY = "convai-test-key-7f3a9c"
 """The test account's CONVAI-API-KEY; secrets tests search for it everywhere."""
@@ -26,6 +29,17 @@ def convai(emulator: EmulatorProcess) -> EmulatorProcess:
     """The shared emulator, emptied of models, faults and request counts."""
     emulator.reset()
     return emulator
+
+
+@pytest.fixture(scope="session")
+def cli_bin() -> Path:
+    """The real Pulumi CLI's bin directory; without one, the test is skipped (fails under CI)."""
+    try:
+        return find_pulumi_bin()
+    except NoPulumiError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{exc} (CI must run the real-engine tests)", pytrace=False)
+        pytest.skip(str(exc))
 
 
 @pytest.fixture

@@ -11,8 +11,6 @@ import pytest
 
 from convai_provider.emulator.store import ConvaiStore, account_for_key
 
-from .pulumi_cli import pulumi_bin
-
 ROOT = Path(__file__).resolve().parent.parent
 PORT = "18787"
 
@@ -65,10 +63,9 @@ def test_without_the_cli_or_go_it_says_how_to_install_and_fails(tmp_path: Path) 
 
 
 def test_up_preview_and_destroy_on_the_dev_stack_leave_tracked_files_alone(
-    tmp_path: Path,
+    tmp_path: Path, cli_bin: Path
 ) -> None:
-    bin_dir = pulumi_bin()
-    path = f"{bin_dir}:{os.environ['PATH']}"
+    path = f"{cli_bin}:{os.environ['PATH']}"
     before = tracked_changes()
 
     up = run_dev_up(tmp_path, path)

@@ -21,19 +21,14 @@ from convai_provider.wire import (
     RegisterRequest,
     UpdateRequest,
 )
+from testkit.pulumi_cli import Event, PulumiProject
 
 from .conftest import CONVAI_KEY
-from .pulumi_cli import Event, PulumiProject, pulumi_bin
 
 ENDPOINT_KEY = "sk-e2e-endpoint-81c4d2"
 ROTATED_KEY = "sk-e2e-rotated-3b9f70"
 FALLBACK = "gpt-4o-mini"
 MODEL_TYPE = "pulumi-python:dynamic/convai:PrivateModel"
-
-
-@pytest.fixture(scope="session")
-def cli_bin() -> Path:
-    return pulumi_bin()
 
 
 @pytest.fixture
