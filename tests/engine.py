@@ -3,7 +3,9 @@
 Half one runs a Pulumi program under `set_mocks` and records what it registers, including the
 real dill-pickled `__provider`. Half two starts the real dynamic provider server
 (`python -u -m pulumi.dynamic`, as the CLI does, from the project root) and drives it over gRPC
-with the engine's call sequences (see shared/ENGINE_PROTOCOL.md), keeping a state of its own.
+with the engine's call sequences (docs/pulumi-engine.md), keeping a state of its own. The
+engine's own behaviour is asserted through the real CLI (tests/test_real_engine.py); this drives
+the provider call by call, for faults between calls and checks after each one.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from convai_stack.program import main
 
 from .conftest import CONVAI_KEY
 from .engine import Declared, Engine, ProviderError, run_program_fully
-from .test_private_model_engine import live, stack_config
+from .test_private_model_engine import stack_config
 
 FALLBACK = "gpt-4o-mini"
 
@@ -169,73 +169,8 @@ def test_bindings_follow_the_declared_models(
     }
 
 
-def test_replacing_a_model_moves_its_characters_off_and_back(
-    guarded: Engine, convai: EmulatorProcess, client: ConvaiClient, chars: list[str]
-) -> None:
-    a, b, c = chars
-    models = alpha_and_beta([a, b], [c])
-    guarded.up(program(stack(convai, models, one="llama-8b", two="qwen-7b")))
-    guarded.calls.clear()
-    steps = guarded.up(program(stack(convai, models, one="llama-70b", two="qwen-7b")))
-    assert steps["alpha"] == "replace" and steps["beta"] == "same"
-    calls = guarded.calls
-    for char in (a, b):
-        assert calls.index(f"Delete:character-{char}") < calls.index("Delete:alpha")
-        assert calls.index("Create:alpha") < calls.index(f"Create:character-{char}")
-    assert f"Delete:character-{c}" not in calls
-    assert live(convai)["alpha"]["model_name"] == "llama-70b"
-    assert [model_of(client, x) for x in chars] == ["alpha", "alpha", "beta"]
-
-
-def test_removing_a_model_moves_its_characters_to_the_fallback_first(
-    guarded: Engine, convai: EmulatorProcess, client: ConvaiClient, chars: list[str]
-) -> None:
-    a, b, c = chars
-    both = alpha_and_beta([a, b], [c])
-    guarded.up(program(stack(convai, both, one="llama-8b", two="qwen-7b")))
-    guarded.calls.clear()
-    steps = guarded.up(program(stack(convai, both[:1], one="llama-8b", two="qwen-7b")))
-    assert steps["beta"] == "delete" and steps[f"character-{c}"] == "delete"
-    assert guarded.calls.index(f"Delete:character-{c}") < guarded.calls.index("Delete:beta")
-    assert set(live(convai)) == {"alpha"}
-    assert [model_of(client, x) for x in chars] == ["alpha", "alpha", FALLBACK]
-
-
-def test_moving_a_character_to_another_model(
-    guarded: Engine, convai: EmulatorProcess, client: ConvaiClient, chars: list[str]
-) -> None:
-    a, b, c = chars
-    before = alpha_and_beta([a, b], [c])
-    after = alpha_and_beta([a], [c, b])
-    guarded.up(program(stack(convai, before, one="llama-8b", two="qwen-7b")))
-    assert (
-        guarded.up(program(stack(convai, after, one="llama-8b", two="qwen-7b")))[f"character-{b}"]
-        == "replace"
-    )
-    assert [model_of(client, x) for x in chars] == ["alpha", "beta", "beta"]
-
-
-def test_destroy_leaves_every_character_on_the_fallback(
-    guarded: Engine, convai: EmulatorProcess, client: ConvaiClient, chars: list[str]
-) -> None:
-    a, b, c = chars
-    guarded.up(
-        program(
-            stack(
-                convai,
-                alpha_and_beta([a, b], [c]),
-                one="llama-8b",
-                two="qwen-7b",
-            )
-        )
-    )
-    guarded.calls.clear()
-    guarded.destroy()
-    deletes = guarded.calls
-    for char, model in ((a, "alpha"), (b, "alpha"), (c, "beta")):
-        assert deletes.index(f"Delete:character-{char}") < deletes.index(f"Delete:{model}")
-    assert live(convai) == {}
-    assert [model_of(client, x) for x in chars] == [FALLBACK] * 3
+# Replacement, removal, moves and destroy, and the order the engine puts them in, run through the
+# real Pulumi CLI: tests/test_real_engine.py.
 
 
 def test_refresh_detects_a_character_moved_by_hand(

@@ -141,21 +141,6 @@ def test_create_registers_and_outputs_every_input_plus_computed_fields(
     assert live(convai)["turbo"]["display_name"] == "Turbo"
 
 
-def test_a_second_plan_after_apply_is_empty(engine: Engine) -> None:
-    resources = declare(
-        m=turbo(),
-        plain={
-            "model_group_name": "plain",
-            "model_name": "m",
-            "api_key": "k",
-            "verify_endpoint": False,
-        },
-    )
-    engine.up(resources)
-    assert engine.preview(resources) == {"m": "same", "plain": "same"}
-    assert engine.up(resources) == {"m": "same", "plain": "same"}
-
-
 def test_a_server_default_is_no_perpetual_diff(engine: Engine, convai: EmulatorProcess) -> None:
     (res,) = declare(
         m={"model_group_name": "g", "model_name": "m", "api_key": "k", "verify_endpoint": False}
