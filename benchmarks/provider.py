@@ -143,10 +143,7 @@ def main() -> None:
             emu.clear_counts()
             refresh_s = timed(engine.refresh)
             refresh_lists = emu.request_counts().get(LIST_PATH, 0)
-        print(
-            f"refresh {args.refresh_models}: {refresh_s:.2f} s; "
-            f"list calls {refresh_lists}"
-        )
+        print(f"refresh {args.refresh_models}: {refresh_s:.2f} s; list calls {refresh_lists}")
         engine.destroy()
 
         starts = cold_start(emu, small[0])
