@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,8 @@ class PulumiProject:
         (directory / "state").mkdir(parents=True, exist_ok=True)
         self.stack_file = directory / f"Pulumi.{STACK}.yaml"
         self.transcript: list[str] = []
+        self.after_each_command: Callable[[str], None] = lambda _command: None
+        """Called with the command line after every command that ran to its end."""
         self._write_project_file()
         self.run("stack", "init", STACK, stack_flag=False)
 
@@ -156,6 +158,7 @@ class PulumiProject:
             check=False,
         )
         self.transcript.append(f"$ pulumi {' '.join(args)}\n{done.stdout}\n{done.stderr}")
+        self.after_each_command(" ".join(args))
         if check and done.returncode != 0:
             raise CommandFailedError(
                 f"pulumi {' '.join(args)} exited {done.returncode}\n{done.stdout}\n{done.stderr}"

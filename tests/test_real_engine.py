@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,16 @@ MODEL_TYPE = "pulumi-python:dynamic/convai:PrivateModel"
 
 
 @pytest.fixture
-def project(tmp_path: Path, cli_bin: Path, convai: EmulatorProcess) -> Iterator[PulumiProject]:
+def project(tmp_path: Path, cli_bin: Path, convai: EmulatorProcess) -> PulumiProject:
     proj = PulumiProject(tmp_path, cli_bin, {"CONVAI_API_KEY": CONVAI_KEY})
+
+    def no_orphans(command: str) -> None:
+        orphans = convai.orphaned_characters()
+        assert orphans == [], f"after `pulumi {command}`: characters on missing models: {orphans}"
+
+    proj.after_each_command = no_orphans
     proj.set_secret("endpointKey", ENDPOINT_KEY)
-    yield proj
-    orphans = convai.orphaned_characters()
-    assert orphans == [], f"characters left on missing models: {orphans}"
+    return proj
 
 
 def endpoint(name: str = "llm", model_name: str = "llama-3.1-8b") -> dict[str, Any]:
