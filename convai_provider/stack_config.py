@@ -8,6 +8,7 @@ with the same words: the config path, what is wrong, and the fix.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from .builtin_models import BUILTIN_MODEL_CODES, BUILTIN_MODELS
 from .model_schema import BaseUrl, Name
 from .wire import field_problems
 
@@ -34,7 +36,8 @@ ENDPOINTS_KEY = "endpoints"
 MODELS_KEY = "models"
 PROTECT_KEY = "protectModels"
 FALLBACK_KEY = "fallbackModel"
-STACK_KEYS = (ENDPOINTS_KEY, MODELS_KEY, PROTECT_KEY, FALLBACK_KEY)
+EXTRA_BUILTINS_KEY = "extraBuiltinModels"
+STACK_KEYS = (ENDPOINTS_KEY, MODELS_KEY, PROTECT_KEY, FALLBACK_KEY, EXTRA_BUILTINS_KEY)
 
 VLLM_IMAGE = "vllm/vllm-openai"
 VLLM_IMAGE_TAG = "v0.33.0"
@@ -159,6 +162,8 @@ class StackConfig(_Strict):
     models: list[ModelDeclaration] = Field(default_factory=list)
     protectModels: StrictBool = False  # noqa: N815 - the config key
     fallbackModel: Name = DEFAULT_FALLBACK_MODEL  # noqa: N815 - the config key
+    extraBuiltinModels: list[Name] = Field(default_factory=list)  # noqa: N815 - the config key
+    """Built-in Convai codes newer than convai_provider/builtin_models.py, accepted as fallback."""
 
     @model_validator(mode="after")
     def _references_are_consistent(self) -> StackConfig:
@@ -183,9 +188,40 @@ class StackConfig(_Strict):
                         f"add it to {PROJECT}:{ENDPOINTS_KEY} or fix the reference",
                     )
                 )
+        problems += self._fallback_problems()
         if problems:
             raise ValueError(_joined(problems))
         return self
+
+    def _fallback_problems(self) -> list[tuple[str, str]]:
+        """A fallback that does not exist strands characters: the outage bindings prevent."""
+        fallback = self.fallbackModel
+        own = {m.model_group_name: m for m in self.models}
+        known = [*BUILTIN_MODEL_CODES, *self.extraBuiltinModels, *own]
+        if fallback in BUILTIN_MODELS or fallback in self.extraBuiltinModels:
+            return []
+        if fallback in own:
+            if own[fallback].characters:
+                return [
+                    (
+                        FALLBACK_KEY,
+                        f"'{fallback}' has characters of its own, which would fall back to it "
+                        "while it goes away; choose a built-in Convai model such as "
+                        f"{DEFAULT_FALLBACK_MODEL} or a model without characters",
+                    )
+                ]
+            return []
+        close = difflib.get_close_matches(fallback, known, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return [
+            (
+                FALLBACK_KEY,
+                f"'{fallback}' is neither a built-in Convai model nor a model of this stack; "
+                f"{hint}use one of {', '.join(BUILTIN_MODEL_CODES)}, a model_group_name of "
+                f"{PROJECT}:{MODELS_KEY}, or name a code Convai added since in "
+                f"{PROJECT}:{EXTRA_BUILTINS_KEY}",
+            )
+        ]
 
     def endpoint(self, name: str) -> ExternalEndpoint | VllmEndpoint:
         return next(e for e in self.endpoints if e.name == name)

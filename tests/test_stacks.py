@@ -254,6 +254,23 @@ CASES = {
         lambda c: _endpoints(c)[0].update(gpus=0),
         "convai-models:endpoints[0].gpus: must be at least 1",
     ),
+    "misspelt fallbackModel": (
+        lambda c: c.update({"convai-models:fallbackModel": "gpt-4o-mnii"}),
+        "convai-models:fallbackModel: 'gpt-4o-mnii' is neither a built-in Convai model nor a "
+        "model of this stack; did you mean 'gpt-4o-mini'? use one of gpt-4.1, gpt-4.1-mini,",
+    ),
+    "fallbackModel Convai does not document": (
+        lambda c: c.update({"convai-models:fallbackModel": "claude-3-5-haiku"}),
+        "or name a code Convai added since in convai-models:extraBuiltinModels",
+    ),
+    "fallbackModel whose characters would fall back to it": (
+        lambda c: (
+            c.update({"convai-models:fallbackModel": "staging-llama-8b"}),
+            _models(c)[0].update(characters=["3f2a"]),
+        ),
+        "convai-models:fallbackModel: 'staging-llama-8b' has characters of its own, which would "
+        "fall back to it while it goes away",
+    ),
 }
 
 
@@ -265,6 +282,26 @@ def test_invalid_configuration_fails_before_any_resource_with_path_and_fix(case:
     assert expected in str(caught.value)
     with pytest.raises(StackConfigError, match=re.escape(expected)):
         parse_stack_config(project_values(broken(mutate)))
+
+
+@pytest.mark.parametrize(
+    ("fallback", "extra"),
+    [
+        ("llama-3-70B", []),  # a documented built-in code
+        ("staging-llama-8b", []),  # a model of the stack, without characters of its own
+        ("gpt-5", ["gpt-5"]),  # a code Convai added after builtin_models.py was written
+    ],
+)
+def test_a_fallback_model_may_be_built_in_of_the_stack_or_named_as_extra(
+    fallback: str, extra: list[str]
+) -> None:
+    def mutate(config: dict[str, Any]) -> None:
+        config["convai-models:fallbackModel"] = fallback
+        config["convai-models:extraBuiltinModels"] = extra
+
+    stack = parse_stack_config(project_values(broken(mutate)))
+    assert stack.fallbackModel == fallback
+    assert stack.extraBuiltinModels == extra
 
 
 def test_a_missing_endpoint_secret_names_the_command_that_sets_it() -> None:
