@@ -15,6 +15,9 @@ CACHE_PATH = "/root/.cache/huggingface"
 COMPONENT_TYPE = "convai-models:inference:VllmDeployment"
 KEY_CHECKSUM = "convai-models/api-key-sha256"
 """Pods read VLLM_API_KEY at start: a new key must roll them, and a changed template does."""
+API_PATH = "/v1"
+"""The only path published: vLLM's key guards /v1, while /invocations, /pause, /update_weights and
+/tokenize answer anyone (vLLM's security guide). Convai and the preflight call only /v1/*."""
 ROLLOUT_TIMEOUT = "40m"
 """Pulling weights and loading a model can take far longer than Kubernetes' default 10 minutes."""
 
@@ -206,6 +209,8 @@ class VllmDeployment(pulumi.ComponentResource):
             # Completions stream for a while; the default 60 s would cut long answers.
             "nginx.ingress.kubernetes.io/proxy-read-timeout": "600",
             "nginx.ingress.kubernetes.io/proxy-body-size": "16m",
+            # Streamed tokens go out as vLLM writes them, not when nginx's buffer fills.
+            "nginx.ingress.kubernetes.io/proxy-buffering": "off",
         }
         if endpoint.cluster_issuer:
             annotations["cert-manager.io/cluster-issuer"] = endpoint.cluster_issuer
@@ -233,7 +238,7 @@ class VllmDeployment(pulumi.ComponentResource):
                         http=k8s.networking.v1.HTTPIngressRuleValueArgs(
                             paths=[
                                 k8s.networking.v1.HTTPIngressPathArgs(
-                                    path="/", path_type="Prefix", backend=backend
+                                    path=API_PATH, path_type="Prefix", backend=backend
                                 )
                             ]
                         ),

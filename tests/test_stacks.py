@@ -15,6 +15,7 @@ from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.stack_config import (
     VLLM_IMAGE_TAG,
     StackConfigError,
+    VllmEndpoint,
     as_runtime_config,
     load_stack_file,
     parse_stack_config,
@@ -30,6 +31,7 @@ from .engine import (
     Declared,
     Engine,
     ProgramRun,
+    Registration,
     run_program_fully,
     strip_secrets,
 )
@@ -169,6 +171,28 @@ def test_vllm_deployments_follow_the_stack_config(stack: str) -> None:
             if r.type.endswith("VllmDeployment") and r.name == endpoint.name
         )
         assert deployment.parent == component.urn
+
+
+def vllm_endpoints(stack: str) -> list[VllmEndpoint]:
+    endpoints = load_stack_file(stack_file(stack, ROOT)).endpoints
+    return [e for e in endpoints if isinstance(e, VllmEndpoint)]
+
+
+def child(run: ProgramRun, type_suffix: str, name: str) -> Registration:
+    """The resource of a vLLM endpoint whose type token ends with type_suffix."""
+    return next(r for r in run.registrations if r.type.endswith(type_suffix) and r.name == name)
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_the_ingress_publishes_only_the_openai_api_unbuffered(stack: str) -> None:
+    run = run_stack(stack)
+    for endpoint in vllm_endpoints(stack):
+        ingress = child(run, "networking.k8s.io/v1:Ingress", endpoint.name)
+        (rule,) = ingress.inputs["spec"]["rules"]
+        # vLLM's key guards /v1 only: /invocations, /pause, /tokenize... must not be reachable.
+        assert [(p["path"], p["pathType"]) for p in rule["http"]["paths"]] == [("/v1", "Prefix")]
+        annotations = ingress.inputs["metadata"]["annotations"]
+        assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
 
 
 @pytest.mark.parametrize(
