@@ -20,6 +20,9 @@ API_PATH = "/v1"
 /tokenize answer anyone (vLLM's security guide). Convai and the preflight call only /v1/*."""
 ROLLOUT_TIMEOUT = "40m"
 """Pulling weights and loading a model can take far longer than Kubernetes' default 10 minutes."""
+ROLLOUT_TIMEOUTS = pulumi.CustomTimeouts(create=ROLLOUT_TIMEOUT, update=ROLLOUT_TIMEOUT)
+"""Also the Service's and the Ingress's: both await ready endpoints, which exist only once a pod
+has loaded its model; with pulumi-kubernetes' 10-minute default a cold start fails them."""
 
 
 def vllm_args(endpoint: VllmEndpoint) -> list[str]:
@@ -112,7 +115,7 @@ class VllmDeployment(pulumi.ComponentResource):
                 selector=labels,
                 ports=[k8s.core.v1.ServicePortArgs(name="http", port=PORT, target_port=PORT)],
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, custom_timeouts=ROLLOUT_TIMEOUTS),
         )
         ingress = self._ingress(name, endpoint, ns, labels, service)
 
@@ -189,12 +192,7 @@ class VllmDeployment(pulumi.ComponentResource):
                     spec=k8s.core.v1.PodSpecArgs(containers=[container], volumes=volumes),
                 ),
             ),
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                custom_timeouts=pulumi.CustomTimeouts(
-                    create=ROLLOUT_TIMEOUT, update=ROLLOUT_TIMEOUT
-                ),
-            ),
+            opts=pulumi.ResourceOptions(parent=self, custom_timeouts=ROLLOUT_TIMEOUTS),
         )
 
     def _ingress(
@@ -245,7 +243,7 @@ class VllmDeployment(pulumi.ComponentResource):
                     )
                 ],
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, custom_timeouts=ROLLOUT_TIMEOUTS),
         )
 
 

@@ -46,6 +46,7 @@ SECRETS = {
     "convai-models:hfToken": "hf-token-9a8b",
 }
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+WORKLOAD_KIND = "Deployment"
 
 
 def stack_runtime_config(stack: str, **overrides: Any) -> dict[str, str]:
@@ -193,6 +194,18 @@ def test_the_ingress_publishes_only_the_openai_api_unbuffered(stack: str) -> Non
         assert [(p["path"], p["pathType"]) for p in rule["http"]["paths"]] == [("/v1", "Prefix")]
         annotations = ingress.inputs["metadata"]["annotations"]
         assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_service_and_ingress_wait_as_long_as_the_rollout(stack: str) -> None:
+    run = run_stack(stack)
+    for endpoint in vllm_endpoints(stack):
+        workload = child(run, f":{WORKLOAD_KIND}", endpoint.name)
+        assert {"create", "update"} <= set(workload.custom_timeouts)
+        # Both await ready endpoints, which appear only once a pod has loaded its model.
+        for kind in ("core/v1:Service", "networking.k8s.io/v1:Ingress"):
+            awaited = child(run, kind, endpoint.name)
+            assert awaited.custom_timeouts == workload.custom_timeouts, kind
 
 
 @pytest.mark.parametrize(
