@@ -79,6 +79,20 @@ DnsLabel = Annotated[
         "lowercase letters, digits and '-' (a DNS label), such as llama-8b",
     ),
 ]
+
+
+def _fits_namespace(name: str) -> str:
+    if len(f"vllm-{name}") > 63:
+        raise ValueError(
+            f"must be at most 58 characters (got {len(name)}): the namespace vllm-<name> may "
+            "not exceed Kubernetes' 63; shorten it"
+        )
+    return name
+
+
+VllmName = Annotated[DnsLabel, AfterValidator(_fits_namespace)]
+"""Names the namespace `vllm-<name>` and every resource of the endpoint."""
+
 ConfigKey = Annotated[
     StrictStr,
     _matching(
@@ -111,7 +125,7 @@ class VllmEndpoint(_Strict):
     """A vLLM deployment on Kubernetes, published over TLS so Convai can reach it."""
 
     kind: Literal["vllm"]
-    name: DnsLabel
+    name: VllmName
     model: Name
     """The Hugging Face model id, e.g. meta-llama/Llama-3.1-8B-Instruct."""
     served_model_name: Name
@@ -121,6 +135,11 @@ class VllmEndpoint(_Strict):
     max_model_len: int = Field(default=8192, gt=0)
     gpus: int = Field(default=1, ge=1, le=16)
     replicas: int = Field(default=1, ge=1, le=64)
+    """Each replica owns its model cache (a StatefulSet claim): any count can start. With 2 or
+    more, changes roll one replica at a time; a single replica is down while it reloads."""
+    startup_timeout: int = Field(default=1800, ge=300, le=14400)
+    """Seconds a replica may spend downloading and loading its model before it is restarted;
+    the rollout's deadlines are derived from it."""
     cpu: Quantity = "8"
     memory: Quantity = "32Gi"
     shm_size: Quantity = "8Gi"

@@ -46,7 +46,7 @@ SECRETS = {
     "convai-models:hfToken": "hf-token-9a8b",
 }
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
-WORKLOAD_KIND = "Deployment"
+STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
 
 
 def stack_runtime_config(stack: str, **overrides: Any) -> dict[str, str]:
@@ -93,8 +93,8 @@ def test_every_declared_model_is_registered_and_wired_to_its_endpoint(stack: str
             assert unwrap(reg.inputs["api_key"]) == GENERATED_PASSWORD
             password = run.named(f"{endpoint.name}-api-key")
             assert password.urn in reg.property_dependencies["api_key"]
-            deployment = next(r for r in run.of_type(DEPLOYMENT) if r.name == endpoint.name)
-            assert deployment.urn in reg.dependencies  # registered only once it is ready
+            workload = next(r for r in run.of_type(STATEFUL_SET) if r.name == endpoint.name)
+            assert workload.urn in reg.dependencies  # registered only once it is ready
 
 
 @pytest.mark.parametrize(
@@ -118,14 +118,40 @@ def test_exports_name_each_model_and_keep_endpoint_keys_secret(stack: str) -> No
     assert "endpointKeys" in run.secret_exports and "models" not in run.secret_exports
 
 
+def vllm_endpoints(stack: str) -> list[VllmEndpoint]:
+    endpoints = load_stack_file(stack_file(stack, ROOT)).endpoints
+    return [e for e in endpoints if isinstance(e, VllmEndpoint)]
+
+
+def child(run: ProgramRun, type_suffix: str, name: str) -> Registration:
+    """The resource of a vLLM endpoint whose type token ends with type_suffix."""
+    return next(r for r in run.registrations if r.type.endswith(type_suffix) and r.name == name)
+
+
+def workload_spec(run: ProgramRun, endpoint: VllmEndpoint) -> dict[str, Any]:
+    spec: dict[str, Any] = child(run, STATEFUL_SET, endpoint.name).inputs["spec"]
+    return spec
+
+
+def vllm_container(run: ProgramRun, endpoint: VllmEndpoint) -> dict[str, Any]:
+    (container,) = workload_spec(run, endpoint)["template"]["spec"]["containers"]
+    assert isinstance(container, dict)
+    return container
+
+
+def seconds(duration: str) -> int:
+    """A Pulumi custom timeout ("45m", "2700s", "1h") in seconds."""
+    match = re.fullmatch(r"(\d+)([smh])", duration)
+    assert match is not None, duration
+    return int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]
+
+
 @pytest.mark.parametrize("stack", ["staging", "prod"])
-def test_vllm_deployments_follow_the_stack_config(stack: str) -> None:
-    declared = load_stack_file(stack_file(stack, ROOT))
+def test_vllm_workloads_follow_the_stack_config(stack: str) -> None:
     run = run_stack(stack)
-    for endpoint in declared.endpoints:
-        assert endpoint.kind == "vllm"
-        deployment = next(r for r in run.of_type(DEPLOYMENT) if r.name == endpoint.name)
-        spec = deployment.inputs["spec"]
+    for endpoint in vllm_endpoints(stack):
+        workload = child(run, STATEFUL_SET, endpoint.name)
+        spec = workload.inputs["spec"]
         assert spec["replicas"] == endpoint.replicas
         pod = spec["template"]["spec"]
         (container,) = pod["containers"]
@@ -148,40 +174,88 @@ def test_vllm_deployments_follow_the_stack_config(stack: str) -> None:
             assert container[probe]["httpGet"] == {"path": "/health", "port": 8000}
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["shm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": endpoint.shm_size}
-        assert "persistentVolumeClaim" in volumes["model-cache"]
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         assert mounts["shm"] == "/dev/shm"
         secret = run.named(f"{endpoint.name}-keys")
         assert unwrap(secret.inputs["stringData"])["VLLM_API_KEY"] == GENERATED_PASSWORD
-        pvc = run.named(f"{endpoint.name}-model-cache")
-        assert pvc.inputs["spec"]["resources"]["requests"]["storage"] == endpoint.cache_size
-        ingress = next(
-            r for r in run.registrations if r.type.endswith("Ingress") and r.name == endpoint.name
-        )
+        ingress = child(run, "networking.k8s.io/v1:Ingress", endpoint.name)
         assert ingress.inputs["spec"]["tls"][0]["hosts"] == [endpoint.host]
         assert ingress.inputs["spec"]["rules"][0]["host"] == endpoint.host
-        service = next(
-            r
-            for r in run.registrations
-            if r.type.endswith("core/v1:Service") and r.name == endpoint.name
-        )
+        service = child(run, "core/v1:Service", endpoint.name)
         assert service.inputs["spec"]["ports"][0]["targetPort"] == 8000
-        component = next(
-            r
-            for r in run.registrations
-            if r.type.endswith("VllmDeployment") and r.name == endpoint.name
-        )
-        assert deployment.parent == component.urn
+        assert spec["serviceName"] == service.inputs["metadata"]["name"]
+        component = child(run, "VllmDeployment", endpoint.name)
+        assert workload.parent == component.urn
 
 
-def vllm_endpoints(stack: str) -> list[VllmEndpoint]:
-    endpoints = load_stack_file(stack_file(stack, ROOT)).endpoints
-    return [e for e in endpoints if isinstance(e, VllmEndpoint)]
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_each_replica_owns_its_model_cache(stack: str) -> None:
+    run = run_stack(stack)
+    # One ReadWriteOnce claim mounted by replicas on two nodes never attaches (Multi-Attach).
+    assert run.of_type("kubernetes:core/v1:PersistentVolumeClaim") == []
+    assert run.of_type(DEPLOYMENT) == []
+    for endpoint in vllm_endpoints(stack):
+        spec = workload_spec(run, endpoint)
+        (claim,) = spec["volumeClaimTemplates"]
+        assert claim["metadata"]["name"] == "model-cache"
+        assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+        assert claim["spec"]["resources"]["requests"]["storage"] == endpoint.cache_size
+        pod = spec["template"]["spec"]
+        assert all("persistentVolumeClaim" not in volume for volume in pod["volumes"])
+        mounts = {m["name"] for m in vllm_container(run, endpoint)["volumeMounts"]}
+        assert "model-cache" in mounts
 
 
-def child(run: ProgramRun, type_suffix: str, name: str) -> Registration:
-    """The resource of a vLLM endpoint whose type token ends with type_suffix."""
-    return next(r for r in run.registrations if r.type.endswith(type_suffix) and r.name == name)
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "stacks").glob("Pulumi.*.yaml")), ids=lambda p: p.name
+)
+def test_every_stack_file_passes_the_schema(path: Path) -> None:
+    load_stack_file(path)
+
+
+def test_prod_runs_a_multi_replica_endpoint() -> None:
+    # The shape the per-replica caches exist for: keep it covered by the tests above.
+    assert any(e.replicas >= 2 for e in vllm_endpoints("prod"))
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_replicas_roll_one_at_a_time_and_spread_over_nodes(stack: str) -> None:
+    run = run_stack(stack)
+    budgets = {r.name: r for r in run.of_type("kubernetes:policy/v1:PodDisruptionBudget")}
+    for endpoint in vllm_endpoints(stack):
+        spec = workload_spec(run, endpoint)
+        assert spec["updateStrategy"] == {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 1, "partition": 0},
+        }
+        assert spec["podManagementPolicy"] == "Parallel"  # start together, replace one by one
+        labels = spec["selector"]["matchLabels"]
+        affinity = spec["template"]["spec"]["affinity"]["podAntiAffinity"]
+        (term,) = affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+        assert term["podAffinityTerm"] == {
+            "topologyKey": "kubernetes.io/hostname",
+            "labelSelector": {"matchLabels": labels},
+        }
+        if endpoint.replicas >= 2:
+            budget = budgets[endpoint.name].inputs["spec"]
+            assert budget == {"maxUnavailable": 1, "selector": {"matchLabels": labels}}
+        else:
+            assert endpoint.name not in budgets  # nothing else would keep serving
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_deadlines_leave_room_for_a_model_load(stack: str) -> None:
+    run = run_stack(stack)
+    for endpoint in vllm_endpoints(stack):
+        container = vllm_container(run, endpoint)
+        startup = container["startupProbe"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= endpoint.startup_timeout
+        assert 10 <= container["livenessProbe"]["timeoutSeconds"] <= 15  # a busy vLLM is slow
+        # StatefulSets have no progressDeadlineSeconds: Pulumi's await is the only deadline.
+        assert "progressDeadlineSeconds" not in workload_spec(run, endpoint)
+        timeouts = child(run, STATEFUL_SET, endpoint.name).custom_timeouts
+        assert seconds(timeouts["create"]) > endpoint.startup_timeout
+        assert seconds(timeouts["update"]) > endpoint.replicas * endpoint.startup_timeout
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
@@ -200,7 +274,7 @@ def test_the_ingress_publishes_only_the_openai_api_unbuffered(stack: str) -> Non
 def test_service_and_ingress_wait_as_long_as_the_rollout(stack: str) -> None:
     run = run_stack(stack)
     for endpoint in vllm_endpoints(stack):
-        workload = child(run, f":{WORKLOAD_KIND}", endpoint.name)
+        workload = child(run, STATEFUL_SET, endpoint.name)
         assert {"create", "update"} <= set(workload.custom_timeouts)
         # Both await ready endpoints, which appear only once a pod has loaded its model.
         for kind in ("core/v1:Service", "networking.k8s.io/v1:Ingress"):
@@ -290,6 +364,11 @@ CASES = {
     "zero gpus": (
         lambda c: _endpoints(c)[0].update(gpus=0),
         "convai-models:endpoints[0].gpus: must be at least 1",
+    ),
+    "name too long for its namespace": (
+        lambda c: _endpoints(c)[0].update(name="l" * 59),
+        "convai-models:endpoints[0].name: must be at most 58 characters (got 59): the namespace "
+        "vllm-<name> may not exceed Kubernetes' 63; shorten it",
     ),
     "misspelt fallbackModel": (
         lambda c: c.update({"convai-models:fallbackModel": "gpt-4o-mnii"}),

@@ -1,0 +1,122 @@
+"""The vLLM pod: its container, probes and volumes, and how its replicas spread over nodes."""
+
+from __future__ import annotations
+
+import math
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from convai_provider.stack_config import VLLM_IMAGE, VllmEndpoint
+
+PORT = 8000
+CACHE_VOLUME = "model-cache"
+"""The name of each replica's cache claim template, and of its mount."""
+CACHE_PATH = "/root/.cache/huggingface"
+PROBE_PERIOD = 10
+HEALTH_TIMEOUT = 10
+"""Seconds /health may take: a saturated vLLM misses 5 s, and a missed liveness probe restarts a
+pod that was only busy."""
+
+
+def vllm_args(endpoint: VllmEndpoint) -> list[str]:
+    return [
+        "--model",
+        endpoint.model,
+        "--served-model-name",
+        endpoint.served_model_name,
+        "--max-model-len",
+        str(endpoint.max_model_len),
+        "--tensor-parallel-size",
+        str(endpoint.gpus),
+        "--port",
+        str(PORT),
+    ]
+
+
+def startup_failures(endpoint: VllmEndpoint) -> int:
+    """Startup probe failures allowed: the endpoint's startup budget, in probe periods."""
+    return math.ceil(endpoint.startup_timeout / PROBE_PERIOD)
+
+
+def _probe(failures: int, period: int = PROBE_PERIOD) -> k8s.core.v1.ProbeArgs:
+    # /health answers without the API key; /v1/models would need it.
+    return k8s.core.v1.ProbeArgs(
+        http_get=k8s.core.v1.HTTPGetActionArgs(path="/health", port=PORT),
+        period_seconds=period,
+        failure_threshold=failures,
+        timeout_seconds=HEALTH_TIMEOUT,
+    )
+
+
+def _secret_env(key: str, secret_name: pulumi.Input[str]) -> k8s.core.v1.EnvVarArgs:
+    return k8s.core.v1.EnvVarArgs(
+        name=key,
+        value_from=k8s.core.v1.EnvVarSourceArgs(
+            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret_name, key=key)
+        ),
+    )
+
+
+def container(
+    endpoint: VllmEndpoint, secret_name: pulumi.Input[str], with_hf_token: bool
+) -> k8s.core.v1.ContainerArgs:
+    env = [_secret_env("VLLM_API_KEY", secret_name)]
+    if with_hf_token:
+        env.append(_secret_env("HF_TOKEN", secret_name))
+    limits = {
+        "nvidia.com/gpu": str(endpoint.gpus),
+        "memory": endpoint.memory,
+        "cpu": endpoint.cpu,
+    }
+    return k8s.core.v1.ContainerArgs(
+        name="vllm",
+        image=f"{VLLM_IMAGE}:{endpoint.image_tag}",
+        args=vllm_args(endpoint),
+        env=env,
+        ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT)],
+        resources=k8s.core.v1.ResourceRequirementsArgs(limits=limits, requests=limits),
+        volume_mounts=[
+            k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm"),
+            k8s.core.v1.VolumeMountArgs(name=CACHE_VOLUME, mount_path=CACHE_PATH),
+        ],
+        startup_probe=_probe(startup_failures(endpoint)),
+        readiness_probe=_probe(failures=3),
+        liveness_probe=_probe(failures=4, period=15),
+    )
+
+
+def _spread(labels: dict[str, str]) -> k8s.core.v1.AffinityArgs:
+    # Preferred, not required: a cluster with one GPU node still runs every replica. Present for
+    # one replica too, so that scaling up does not change the template (and restart the pod).
+    return k8s.core.v1.AffinityArgs(
+        pod_anti_affinity=k8s.core.v1.PodAntiAffinityArgs(
+            preferred_during_scheduling_ignored_during_execution=[
+                k8s.core.v1.WeightedPodAffinityTermArgs(
+                    weight=100,
+                    pod_affinity_term=k8s.core.v1.PodAffinityTermArgs(
+                        topology_key="kubernetes.io/hostname",
+                        label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+                    ),
+                )
+            ]
+        )
+    )
+
+
+def pod_template(
+    endpoint: VllmEndpoint,
+    labels: dict[str, str],
+    annotations: pulumi.Input[dict[str, pulumi.Input[str]]],
+    main: k8s.core.v1.ContainerArgs,
+) -> k8s.core.v1.PodTemplateSpecArgs:
+    shm = k8s.core.v1.VolumeArgs(
+        name="shm",
+        empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
+            medium="Memory", size_limit=endpoint.shm_size
+        ),
+    )
+    return k8s.core.v1.PodTemplateSpecArgs(
+        metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=annotations),
+        spec=k8s.core.v1.PodSpecArgs(containers=[main], volumes=[shm], affinity=_spread(labels)),
+    )
