@@ -105,6 +105,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Toleration(_Strict):
+    """A node taint the vLLM pods tolerate: Kubernetes' toleration, its fields in snake_case."""
+
+    key: StrictStr | None = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: StrictStr | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _as_kubernetes_accepts(self) -> Toleration:
+        if self.operator == "Exists" and self.value is not None:
+            raise ValueError("value must be left out when operator is Exists")
+        if self.key is None and self.operator != "Exists":
+            raise ValueError("without a key, operator must be Exists (tolerates every taint)")
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError("toleration_seconds applies only to effect NoExecute")
+        return self
+
+
+GPU_TOLERATIONS = (Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule"),)
+"""GPU nodes are usually tainted nvidia.com/gpu (the NVIDIA GPU operator, GKE, EKS's GPU AMIs)."""
+
+
 class ExternalEndpoint(_Strict):
     """An OpenAI-compatible endpoint that already runs somewhere (a hosted provider, a laptop)."""
 
@@ -145,6 +169,12 @@ class VllmEndpoint(_Strict):
     shm_size: Quantity = "8Gi"
     cache_size: Quantity = "100Gi"
     storage_class: str | None = None
+    tolerations: list[Toleration] = Field(default_factory=lambda: list(GPU_TOLERATIONS))
+    """Taints of the GPU nodes; replaces the default, so list nvidia.com/gpu too if needed."""
+    node_selector: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    """Node labels a replica's node must carry, e.g. the GPU model's."""
+    runtime_class_name: DnsLabel | None = None
+    """The RuntimeClass that exposes GPUs (e.g. nvidia) where it is not the node's default."""
     ingress_class: str = "nginx"
     cluster_issuer: str | None = "letsencrypt-prod"
     """cert-manager ClusterIssuer that issues the TLS certificate; null to bring your own."""

@@ -7,7 +7,7 @@ import math
 import pulumi
 import pulumi_kubernetes as k8s
 
-from convai_provider.stack_config import VLLM_IMAGE, VllmEndpoint
+from convai_provider.stack_config import VLLM_IMAGE, Toleration, VllmEndpoint
 
 PORT = 8000
 CACHE_VOLUME = "model-cache"
@@ -104,6 +104,16 @@ def _spread(labels: dict[str, str]) -> k8s.core.v1.AffinityArgs:
     )
 
 
+def _toleration(toleration: Toleration) -> k8s.core.v1.TolerationArgs:
+    return k8s.core.v1.TolerationArgs(
+        key=toleration.key,
+        operator=toleration.operator,
+        value=toleration.value,
+        effect=toleration.effect,
+        toleration_seconds=toleration.toleration_seconds,
+    )
+
+
 def pod_template(
     endpoint: VllmEndpoint,
     labels: dict[str, str],
@@ -118,5 +128,12 @@ def pod_template(
     )
     return k8s.core.v1.PodTemplateSpecArgs(
         metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=annotations),
-        spec=k8s.core.v1.PodSpecArgs(containers=[main], volumes=[shm], affinity=_spread(labels)),
+        spec=k8s.core.v1.PodSpecArgs(
+            containers=[main],
+            volumes=[shm],
+            affinity=_spread(labels),
+            tolerations=[_toleration(t) for t in endpoint.tolerations],
+            node_selector=endpoint.node_selector or None,
+            runtime_class_name=endpoint.runtime_class_name,
+        ),
     )

@@ -259,6 +259,44 @@ def test_deadlines_leave_room_for_a_model_load(stack: str) -> None:
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_replicas_tolerate_the_usual_gpu_taint_by_default(stack: str) -> None:
+    run = run_stack(stack)
+    for endpoint in vllm_endpoints(stack):
+        pod = workload_spec(run, endpoint)["template"]["spec"]
+        assert pod["tolerations"] == [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ]
+        assert "nodeSelector" not in pod and "runtimeClassName" not in pod
+
+
+def test_gpu_scheduling_follows_the_stack_config() -> None:
+    def mutate(config: dict[str, Any]) -> None:
+        _endpoints(config)[0].update(
+            tolerations=[
+                {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
+                {
+                    "key": "spot",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "toleration_seconds": 30,
+                },
+            ],
+            node_selector={"nvidia.com/gpu.product": "NVIDIA-L4"},
+            runtime_class_name="nvidia",
+        )
+
+    run = run_stack("staging", broken(mutate))
+    (endpoint,) = vllm_endpoints("staging")
+    pod = workload_spec(run, endpoint)["template"]["spec"]
+    assert pod["tolerations"] == [
+        {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
+        {"key": "spot", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30},
+    ]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-L4"}
+    assert pod["runtimeClassName"] == "nvidia"
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_the_ingress_publishes_only_the_openai_api_unbuffered(stack: str) -> None:
     run = run_stack(stack)
     for endpoint in vllm_endpoints(stack):
@@ -364,6 +402,12 @@ CASES = {
     "zero gpus": (
         lambda c: _endpoints(c)[0].update(gpus=0),
         "convai-models:endpoints[0].gpus: must be at least 1",
+    ),
+    "toleration with a value and Exists": (
+        lambda c: _endpoints(c)[0].update(
+            tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "value": "present"}]
+        ),
+        "convai-models:endpoints[0].tolerations[0]: value must be left out when operator is Exists",
     ),
     "name too long for its namespace": (
         lambda c: _endpoints(c)[0].update(name="l" * 59),
