@@ -19,7 +19,7 @@ KEY_CHECKSUM = "convai-models/api-key-sha256"
 
 class VllmDeployment(pulumi.ComponentResource):
     """Namespace, generated API key, Secret, StatefulSet (a model cache per replica), disruption
-    budget, Service and TLS Ingress.
+    budget, Service, TLS Ingress and its cert-manager Certificate.
 
     Outputs `base_url` (https://HOST/v1), `model_name` (the served name) and `api_key` (secret).
     """
@@ -74,12 +74,15 @@ class VllmDeployment(pulumi.ComponentResource):
         ingress = vllm_network.ingress(
             name, endpoint, ns, labels, backend_service=service, timeouts=timeouts, opts=child
         )
+        certificate = vllm_network.certificate(name, endpoint, ns, labels, child)
 
         base_url, model_name = endpoint.served_as
         self.base_url = pulumi.Output.from_input(base_url)
         self.model_name = pulumi.Output.from_input(model_name)
         self.api_key = pulumi.Output.secret(key.result)
         self.ready: list[pulumi.Resource] = [workload, ingress]
+        if certificate is not None:
+            self.ready.append(certificate)
         self.register_outputs(
             {"base_url": self.base_url, "model_name": self.model_name, "api_key": self.api_key}
         )

@@ -12,6 +12,11 @@ from .vllm_pod import PORT
 SERVICE_NAME = "vllm"
 """Fixed, so the StatefulSet can name it without waiting for the Service's await, which waits
 for the very pods the StatefulSet starts."""
+ISSUED_SECRET = "vllm-tls"
+"""Where cert-manager puts the certificate it issues. Not `<name>-tls`: on endpoints deployed
+before the Certificate was declared, cert-manager's ingress-shim still manages that one."""
+CERTIFICATE_TIMEOUTS = pulumi.CustomTimeouts(create="30m", update="30m")
+"""An ACME order takes minutes; far longer means DNS or the issuer is wrong."""
 API_PATH = "/v1"
 """The only path published: vLLM's key guards /v1, while /invocations, /pause, /update_weights and
 /tokenize answer anyone (vLLM's security guide). Convai and the preflight call only /v1/*."""
@@ -37,6 +42,47 @@ def service(
     )
 
 
+def tls_secret(name: str, endpoint: VllmEndpoint) -> str:
+    """The Secret the Ingress serves: issued by cert-manager, or brought by the operator."""
+    return ISSUED_SECRET if endpoint.cluster_issuer else f"{name}-tls"
+
+
+def certificate(
+    name: str,
+    endpoint: VllmEndpoint,
+    namespace: pulumi.Input[str],
+    labels: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.apiextensions.CustomResource | None:
+    """cert-manager's Certificate for the host, awaited until Ready: until then the Ingress
+    serves its controller's placeholder, which Convai would refuse."""
+    if not endpoint.cluster_issuer:
+        return None
+    return k8s.apiextensions.CustomResource(
+        f"{name}-certificate",
+        api_version="cert-manager.io/v1",
+        kind="Certificate",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name="vllm",
+            namespace=namespace,
+            labels=labels,
+            annotations={"pulumi.com/waitFor": "condition=Ready"},
+        ),
+        spec={
+            "secretName": ISSUED_SECRET,
+            "dnsNames": [endpoint.host],
+            "issuerRef": {
+                "name": endpoint.cluster_issuer,
+                "kind": "ClusterIssuer",
+                "group": "cert-manager.io",
+            },
+        },
+        opts=pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(custom_timeouts=CERTIFICATE_TIMEOUTS)
+        ),
+    )
+
+
 def ingress(
     name: str,
     endpoint: VllmEndpoint,
@@ -54,8 +100,6 @@ def ingress(
         # Streamed tokens go out as vLLM writes them, not when nginx's buffer fills.
         "nginx.ingress.kubernetes.io/proxy-buffering": "off",
     }
-    if endpoint.cluster_issuer:
-        annotations["cert-manager.io/cluster-issuer"] = endpoint.cluster_issuer
     backend = k8s.networking.v1.IngressBackendArgs(
         service=k8s.networking.v1.IngressServiceBackendArgs(
             name=backend_service.metadata.name,
@@ -71,7 +115,9 @@ def ingress(
         spec=k8s.networking.v1.IngressSpecArgs(
             ingress_class_name=endpoint.ingress_class,
             tls=[
-                k8s.networking.v1.IngressTLSArgs(hosts=[endpoint.host], secret_name=f"{name}-tls")
+                k8s.networking.v1.IngressTLSArgs(
+                    hosts=[endpoint.host], secret_name=tls_secret(name, endpoint)
+                )
             ],
             rules=[
                 k8s.networking.v1.IngressRuleArgs(

@@ -296,6 +296,51 @@ def test_gpu_scheduling_follows_the_stack_config() -> None:
     assert pod["runtimeClassName"] == "nvidia"
 
 
+CERTIFICATE = "kubernetes:cert-manager.io/v1:Certificate"
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_the_model_waits_for_a_ready_certificate_of_its_host(stack: str) -> None:
+    run = run_stack(stack)
+    models = {m.name: m for m in run.of_type(TYPE_TOKEN)}
+    declared = load_stack_file(stack_file(stack, ROOT))
+    for model in declared.models:
+        endpoint = declared.endpoint(model.endpoint)
+        assert isinstance(endpoint, VllmEndpoint)
+        certificate = child(run, "cert-manager.io/v1:Certificate", f"{endpoint.name}-certificate")
+        metadata, spec = certificate.inputs["metadata"], certificate.inputs["spec"]
+        assert metadata["annotations"]["pulumi.com/waitFor"] == "condition=Ready"
+        assert spec["dnsNames"] == [endpoint.host]
+        assert spec["issuerRef"] == {
+            "name": endpoint.cluster_issuer,
+            "kind": "ClusterIssuer",
+            "group": "cert-manager.io",
+        }
+        ingress = child(run, "networking.k8s.io/v1:Ingress", endpoint.name)
+        (tls,) = ingress.inputs["spec"]["tls"]
+        assert tls["secretName"] == spec["secretName"]
+        # ingress-shim would declare a second Certificate for the same host.
+        assert "cert-manager.io/cluster-issuer" not in ingress.inputs["metadata"]["annotations"]
+        assert certificate.urn in models[model.model_group_name].dependencies
+        assert certificate.custom_timeouts["create"]
+
+
+def test_a_brought_certificate_is_served_as_is() -> None:
+    config = broken(lambda c: _endpoints(c)[0].update(cluster_issuer=None))
+    run = run_stack("staging", config)
+    assert run.of_type(CERTIFICATE) == []
+    (endpoint,) = vllm_endpoints("staging")
+    ingress = child(run, "networking.k8s.io/v1:Ingress", endpoint.name)
+    assert ingress.inputs["spec"]["tls"][0]["secretName"] == f"{endpoint.name}-tls"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_stack_asks_a_staging_ca_for_its_certificates(stack: str) -> None:
+    # Their certificates are trusted by no client: Convai would refuse the endpoint.
+    for endpoint in vllm_endpoints(stack):
+        assert endpoint.cluster_issuer is None or "staging" not in endpoint.cluster_issuer
+
+
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_the_ingress_publishes_only_the_openai_api_unbuffered(stack: str) -> None:
     run = run_stack(stack)
