@@ -93,6 +93,12 @@ def _fits_namespace(name: str) -> str:
 VllmName = Annotated[DnsLabel, AfterValidator(_fits_namespace)]
 """Names the namespace `vllm-<name>` and every resource of the endpoint."""
 
+ImageDigest = Annotated[
+    StrictStr,
+    _matching(r"sha256:[0-9a-f]{64}", "an image digest such as sha256:<64 hex digits>"),
+]
+LabelMap = dict[StrictStr, StrictStr]
+
 ConfigKey = Annotated[
     StrictStr,
     _matching(
@@ -156,6 +162,8 @@ class VllmEndpoint(_Strict):
     host: Hostname
     """Public DNS name of the Ingress; base_url becomes https://HOST/v1."""
     image_tag: Name = VLLM_IMAGE_TAG
+    image_digest: ImageDigest | None = None
+    """Pins the exact image: a tag can be moved, a digest cannot. The tag stays for readers."""
     max_model_len: int = Field(default=8192, gt=0)
     gpus: int = Field(default=1, ge=1, le=16)
     replicas: int = Field(default=1, ge=1, le=64)
@@ -169,13 +177,25 @@ class VllmEndpoint(_Strict):
     shm_size: Quantity = "8Gi"
     cache_size: Quantity = "100Gi"
     storage_class: str | None = None
+    max_n_sequences: int = Field(default=64, ge=1, le=128)
+    """VLLM_MAX_N_SEQUENCES: the most sequences (`n`) one request may ask for. vLLM's default,
+    16384, lets one request of a public endpoint exhaust the server; its guide suggests 64-128."""
     tolerations: list[Toleration] = Field(default_factory=lambda: list(GPU_TOLERATIONS))
     """Taints of the GPU nodes; replaces the default, so list nvidia.com/gpu too if needed."""
-    node_selector: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    node_selector: LabelMap = Field(default_factory=dict)
     """Node labels a replica's node must carry, e.g. the GPU model's."""
     runtime_class_name: DnsLabel | None = None
     """The RuntimeClass that exposes GPUs (e.g. nvidia) where it is not the node's default."""
     ingress_class: str = "nginx"
+    ingress_namespace: DnsLabel = "ingress-nginx"
+    """The ingress controller's namespace: the only one whose pods may reach vLLM's port."""
+    ingress_pod_labels: LabelMap = Field(
+        default_factory=lambda: {
+            "app.kubernetes.io/name": "ingress-nginx",
+            "app.kubernetes.io/component": "controller",
+        }
+    )
+    """Labels of the ingress controller's pods (ingress-nginx's by default)."""
     cluster_issuer: str | None = "letsencrypt-prod"
     """cert-manager ClusterIssuer that issues the TLS certificate; null to bring your own."""
     hf_token_config: ConfigKey | None = None
@@ -185,6 +205,11 @@ class VllmEndpoint(_Strict):
     def served_as(self) -> tuple[str, str]:
         """(base_url, model_name) Convai is given for this endpoint."""
         return f"https://{self.host}/v1", self.served_model_name
+
+    @property
+    def image(self) -> str:
+        reference = f"{VLLM_IMAGE}:{self.image_tag}"
+        return f"{reference}@{self.image_digest}" if self.image_digest else reference
 
 
 Endpoint = Annotated[ExternalEndpoint | VllmEndpoint, Field(discriminator="kind")]

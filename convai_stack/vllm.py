@@ -18,8 +18,8 @@ KEY_CHECKSUM = "convai-models/api-key-sha256"
 
 
 class VllmDeployment(pulumi.ComponentResource):
-    """Namespace, generated API key, Secret, StatefulSet (a model cache per replica), disruption
-    budget, Service, TLS Ingress and its cert-manager Certificate.
+    """Namespace, generated API key, Secret, NetworkPolicy, StatefulSet (a model cache per
+    replica), disruption budget, Service, TLS Ingress and its cert-manager Certificate.
 
     Outputs `base_url` (https://HOST/v1), `model_name` (the served name) and `api_key` (secret).
     """
@@ -59,6 +59,7 @@ class VllmDeployment(pulumi.ComponentResource):
             annotations={KEY_CHECKSUM: key.result.apply(_sha256)},
             main=vllm_pod.container(endpoint, secret.metadata.name, hf_token is not None),
         )
+        fence = vllm_network.network_policy(name, endpoint, ns, labels, child)
         workload = vllm_workload.stateful_set(
             name,
             endpoint,
@@ -66,7 +67,8 @@ class VllmDeployment(pulumi.ComponentResource):
             labels,
             template,
             service_name=vllm_network.SERVICE_NAME,
-            opts=child,
+            # No replica runs before the policy that fences it in.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[fence]),
         )
         vllm_workload.disruption_budget(name, endpoint, ns, labels, child)
         timeouts = vllm_workload.rollout_timeouts(endpoint)

@@ -42,6 +42,38 @@ def service(
     )
 
 
+def network_policy(
+    name: str,
+    endpoint: VllmEndpoint,
+    namespace: pulumi.Input[str],
+    labels: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.networking.v1.NetworkPolicy:
+    """Only the ingress controller's pods may open vLLM's port, and nothing else may reach the
+    pods: the unauthenticated routes (/pause, /invocations...) stay out of the cluster's reach."""
+    controller = k8s.networking.v1.NetworkPolicyPeerArgs(
+        namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+            match_labels={"kubernetes.io/metadata.name": endpoint.ingress_namespace}
+        ),
+        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=endpoint.ingress_pod_labels),
+    )
+    return k8s.networking.v1.NetworkPolicy(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels),
+        spec=k8s.networking.v1.NetworkPolicySpecArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+            policy_types=["Ingress"],
+            ingress=[
+                k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                    from_=[controller],
+                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=PORT, protocol="TCP")],
+                )
+            ],
+        ),
+        opts=opts,
+    )
+
+
 def tls_secret(name: str, endpoint: VllmEndpoint) -> str:
     """The Secret the Ingress serves: issued by cert-manager, or brought by the operator."""
     return ISSUED_SECRET if endpoint.cluster_issuer else f"{name}-tls"

@@ -7,21 +7,28 @@ import math
 import pulumi
 import pulumi_kubernetes as k8s
 
-from convai_provider.stack_config import VLLM_IMAGE, Toleration, VllmEndpoint
+from convai_provider.stack_config import Toleration, VllmEndpoint
 
 PORT = 8000
 CACHE_VOLUME = "model-cache"
 """The name of each replica's cache claim template, and of its mount."""
-CACHE_PATH = "/root/.cache/huggingface"
+CACHE_PATH = "/cache/huggingface"
+"""Where each replica's cache claim is mounted, and HF_HOME: weights land on the claim whoever the
+image runs as. A claim from before this path (mounted at root's default HF_HOME) has the same
+layout, so its weights are found."""
 PROBE_PERIOD = 10
 HEALTH_TIMEOUT = 10
 """Seconds /health may take: a saturated vLLM misses 5 s, and a missed liveness probe restarts a
 pod that was only busy."""
 
 
+SERVE = ["vllm", "serve"]
+"""Explicit rather than the image's entrypoint, which has changed between vLLM releases."""
+
+
 def vllm_args(endpoint: VllmEndpoint) -> list[str]:
+    # The model is positional: `--model` is deprecated for `vllm serve`.
     return [
-        "--model",
         endpoint.model,
         "--served-model-name",
         endpoint.served_model_name,
@@ -61,7 +68,11 @@ def _secret_env(key: str, secret_name: pulumi.Input[str]) -> k8s.core.v1.EnvVarA
 def container(
     endpoint: VllmEndpoint, secret_name: pulumi.Input[str], with_hf_token: bool
 ) -> k8s.core.v1.ContainerArgs:
-    env = [_secret_env("VLLM_API_KEY", secret_name)]
+    env = [
+        _secret_env("VLLM_API_KEY", secret_name),
+        k8s.core.v1.EnvVarArgs(name="HF_HOME", value=CACHE_PATH),
+        k8s.core.v1.EnvVarArgs(name="VLLM_MAX_N_SEQUENCES", value=str(endpoint.max_n_sequences)),
+    ]
     if with_hf_token:
         env.append(_secret_env("HF_TOKEN", secret_name))
     limits = {
@@ -71,7 +82,8 @@ def container(
     }
     return k8s.core.v1.ContainerArgs(
         name="vllm",
-        image=f"{VLLM_IMAGE}:{endpoint.image_tag}",
+        image=endpoint.image,
+        command=SERVE,
         args=vllm_args(endpoint),
         env=env,
         ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT)],
@@ -83,6 +95,10 @@ def container(
         startup_probe=_probe(startup_failures(endpoint)),
         readiness_probe=_probe(failures=3),
         liveness_probe=_probe(failures=4, period=15),
+        security_context=k8s.core.v1.SecurityContextArgs(
+            allow_privilege_escalation=False,
+            capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        ),
     )
 
 
@@ -135,5 +151,8 @@ def pod_template(
             tolerations=[_toleration(t) for t in endpoint.tolerations],
             node_selector=endpoint.node_selector or None,
             runtime_class_name=endpoint.runtime_class_name,
+            security_context=k8s.core.v1.PodSecurityContextArgs(
+                seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")
+            ),
         ),
     )

@@ -157,7 +157,6 @@ def test_vllm_workloads_follow_the_stack_config(stack: str) -> None:
         (container,) = pod["containers"]
         assert container["image"] == f"vllm/vllm-openai:{VLLM_IMAGE_TAG}"
         args = container["args"]
-        assert args[args.index("--model") + 1] == endpoint.model
         assert args[args.index("--served-model-name") + 1] == endpoint.served_model_name
         assert args[args.index("--max-model-len") + 1] == str(endpoint.max_model_len)
         assert args[args.index("--port") + 1] == "8000"
@@ -342,6 +341,84 @@ def test_no_stack_asks_a_staging_ca_for_its_certificates(stack: str) -> None:
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_vllm_serves_its_model_positionally_with_bounded_requests(stack: str) -> None:
+    run = run_stack(stack)
+    for endpoint in vllm_endpoints(stack):
+        container = vllm_container(run, endpoint)
+        assert container["command"] == ["vllm", "serve"]
+        assert container["args"][0] == endpoint.model  # `--model` is deprecated
+        assert "--model" not in container["args"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["VLLM_MAX_N_SEQUENCES"] == str(endpoint.max_n_sequences)
+        assert 1 <= endpoint.max_n_sequences <= 128  # vLLM's guide: 64-128 when public
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert env["HF_HOME"] == mounts["model-cache"]  # weights land on the replica's claim
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_pods_run_without_privileges(stack: str) -> None:
+    run = run_stack(stack)
+    for endpoint in vllm_endpoints(stack):
+        pod = workload_spec(run, endpoint)["template"]["spec"]
+        assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+        assert vllm_container(run, endpoint)["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        }
+
+
+def fence_of(run: ProgramRun, endpoint: VllmEndpoint) -> dict[str, Any]:
+    policy = child(run, "networking.k8s.io/v1:NetworkPolicy", endpoint.name)
+    workload = child(run, STATEFUL_SET, endpoint.name)
+    assert policy.urn in workload.dependencies  # no replica runs unfenced
+    spec: dict[str, Any] = policy.inputs["spec"]
+    assert spec["podSelector"] == workload_spec(run, endpoint)["selector"]
+    assert spec["policyTypes"] == ["Ingress"]
+    (rule,) = spec["ingress"]
+    assert rule["ports"] == [{"port": 8000, "protocol": "TCP"}]
+    (peer,) = rule["from"]
+    assert isinstance(peer, dict)
+    return peer
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_only_the_ingress_controller_reaches_vllm(stack: str) -> None:
+    run = run_stack(stack)
+    for endpoint in vllm_endpoints(stack):
+        assert fence_of(run, endpoint) == {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "ingress-nginx",
+                    "app.kubernetes.io/component": "controller",
+                }
+            },
+        }
+
+
+def test_the_ingress_controller_and_the_image_digest_are_stack_settings() -> None:
+    digest = "sha256:" + "0123456789abcdef" * 4
+
+    def mutate(config: dict[str, Any]) -> None:
+        _endpoints(config)[0].update(
+            ingress_namespace="traefik",
+            ingress_pod_labels={"app.kubernetes.io/name": "traefik"},
+            image_digest=digest,
+            max_n_sequences=128,
+        )
+
+    run = run_stack("staging", broken(mutate))
+    (endpoint,) = vllm_endpoints("staging")
+    assert fence_of(run, endpoint) == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}},
+    }
+    container = vllm_container(run, endpoint)
+    assert container["image"] == f"vllm/vllm-openai:{VLLM_IMAGE_TAG}@{digest}"
+    assert {"name": "VLLM_MAX_N_SEQUENCES", "value": "128"} in container["env"]
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_the_ingress_publishes_only_the_openai_api_unbuffered(stack: str) -> None:
     run = run_stack(stack)
     for endpoint in vllm_endpoints(stack):
@@ -453,6 +530,15 @@ CASES = {
             tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "value": "present"}]
         ),
         "convai-models:endpoints[0].tolerations[0]: value must be left out when operator is Exists",
+    ),
+    "image digest that is a tag": (
+        lambda c: _endpoints(c)[0].update(image_digest="v0.33.0"),
+        "convai-models:endpoints[0].image_digest: must be an image digest such as "
+        "sha256:<64 hex digits> (got 'v0.33.0')",
+    ),
+    "unbounded max_n_sequences": (
+        lambda c: _endpoints(c)[0].update(max_n_sequences=16384),
+        "convai-models:endpoints[0].max_n_sequences: must be at most 128",
     ),
     "name too long for its namespace": (
         lambda c: _endpoints(c)[0].update(name="l" * 59),
