@@ -78,9 +78,9 @@ class VllmDeployment(pulumi.ComponentResource):
         )
         certificate = vllm_network.certificate(name, endpoint, ns, labels, child)
 
-        base_url, model_name = endpoint.served_as
-        self.base_url = pulumi.Output.from_input(base_url)
-        self.model_name = pulumi.Output.from_input(model_name)
+        # From the Ingress's output, so whatever takes base_url depends on the Ingress.
+        self.base_url = ingress.spec.apply(_base_url)
+        self.model_name = pulumi.Output.from_input(endpoint.served_model_name)
         self.api_key = pulumi.Output.secret(key.result)
         self.ready: list[pulumi.Resource] = [workload, ingress]
         if certificate is not None:
@@ -88,6 +88,11 @@ class VllmDeployment(pulumi.ComponentResource):
         self.register_outputs(
             {"base_url": self.base_url, "model_name": self.model_name, "api_key": self.api_key}
         )
+
+
+def _base_url(spec: k8s.networking.v1.outputs.IngressSpec) -> str:
+    (rule,) = spec.rules or []
+    return f"https://{rule.host}{vllm_network.API_PATH}"
 
 
 def _sha256(value: str) -> str:

@@ -419,6 +419,19 @@ def test_the_ingress_controller_and_the_image_digest_are_stack_settings() -> Non
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_base_url_is_the_ingress_output(stack: str) -> None:
+    run = run_stack(stack)
+    endpoint_of = {
+        m.model_group_name: m.endpoint for m in load_stack_file(stack_file(stack, ROOT)).models
+    }
+    for model in run.of_type(TYPE_TOKEN):
+        ingress = child(run, "networking.k8s.io/v1:Ingress", endpoint_of[model.name])
+        assert model.property_dependencies["base_url"] == [ingress.urn]
+        host = ingress.inputs["spec"]["rules"][0]["host"]
+        assert model.inputs["base_url"] == f"https://{host}/v1"
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_the_ingress_publishes_only_the_openai_api_unbuffered(stack: str) -> None:
     run = run_stack(stack)
     for endpoint in vllm_endpoints(stack):
