@@ -243,6 +243,12 @@ class StackConfig(_Strict):
     def _references_are_consistent(self) -> StackConfig:
         problems: list[tuple[str, str]] = []
         problems += _duplicates([e.name for e in self.endpoints], ENDPOINTS_KEY, "name")
+        # Two Ingresses and two Certificates for one host: the controller admits only one.
+        problems += _duplicates(
+            [e.host if isinstance(e, VllmEndpoint) else None for e in self.endpoints],
+            ENDPOINTS_KEY,
+            "host",
+        )
         problems += _duplicates(
             [m.model_group_name for m in self.models], MODELS_KEY, "model_group_name"
         )

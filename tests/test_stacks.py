@@ -553,6 +553,11 @@ CASES = {
         lambda c: _endpoints(c)[0].update(max_n_sequences=16384),
         "convai-models:endpoints[0].max_n_sequences: must be at most 128",
     ),
+    "two endpoints on one host": (
+        lambda c: _endpoints(c).append({**_endpoints(c)[0], "name": "llama-8b-b"}),
+        "convai-models:endpoints[1].host: 'llama-8b.staging.llm.example.com' is already used by "
+        "endpoints[0]; each host must be unique within a stack",
+    ),
     "name too long for its namespace": (
         lambda c: _endpoints(c)[0].update(name="l" * 59),
         "convai-models:endpoints[0].name: must be at most 58 characters (got 59): the namespace "
