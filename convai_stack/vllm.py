@@ -73,10 +73,15 @@ class VllmDeployment(pulumi.ComponentResource):
         vllm_workload.disruption_budget(name, endpoint, ns, labels, child)
         timeouts = vllm_workload.rollout_timeouts(endpoint)
         service = vllm_network.service(name, ns, labels, timeouts, child)
-        ingress = vllm_network.ingress(
-            name, endpoint, ns, labels, backend_service=service, timeouts=timeouts, opts=child
-        )
         certificate = vllm_network.certificate(name, endpoint, ns, labels, child)
+        # Not before its certificate is issued: an Ingress naming a Secret that does not exist
+        # yet serves the controller's placeholder, which Convai refuses.
+        issued = pulumi.ResourceOptions(
+            parent=self, depends_on=[certificate] if certificate else []
+        )
+        ingress = vllm_network.ingress(
+            name, endpoint, ns, labels, backend_service=service, timeouts=timeouts, opts=issued
+        )
 
         # From the Ingress's output, so whatever takes base_url depends on the Ingress.
         self.base_url = ingress.spec.apply(_base_url)

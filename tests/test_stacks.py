@@ -318,6 +318,7 @@ def test_the_model_waits_for_a_ready_certificate_of_its_host(stack: str) -> None
         ingress = child(run, "networking.k8s.io/v1:Ingress", endpoint.name)
         (tls,) = ingress.inputs["spec"]["tls"]
         assert tls["secretName"] == spec["secretName"]
+        assert certificate.urn in ingress.dependencies  # never serves a Secret not yet issued
         # ingress-shim would declare a second Certificate for the same host.
         assert "cert-manager.io/cluster-issuer" not in ingress.inputs["metadata"]["annotations"]
         assert certificate.urn in models[model.model_group_name].dependencies
