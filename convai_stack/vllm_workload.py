@@ -3,7 +3,7 @@
 One ReadWriteOnce claim mounted by every replica cannot work: replicas on different nodes stay
 in ContainerCreating (Multi-Attach). A claim per replica (volumeClaimTemplates) works on every
 cluster's default block storage, loads weights at local-disk speed, and lets replicas roll one
-at a time. See the README, "The vLLM endpoint", for the trade-offs and the migration.
+at a time. The README, "vLLM endpoints in production", gives the trade-offs and the migration.
 """
 
 from __future__ import annotations

@@ -612,6 +612,7 @@ def test_a_fallback_model_may_be_built_in_of_the_stack_or_named_as_extra(
     stack = parse_stack_config(project_values(broken(mutate)))
     assert stack.fallbackModel == fallback
     assert stack.extraBuiltinModels == extra
+    assert run_stack("staging", broken(mutate)).of_type(TYPE_TOKEN)  # as the runtime hands it
 
 
 def test_a_missing_endpoint_secret_names_the_command_that_sets_it() -> None:
