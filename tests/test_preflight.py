@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from convai_provider import ConvaiPrivateModel
+from convai_provider.certificates import is_staging_issuer
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.preflight import Preflight, PreflightReport, check_endpoint
 
@@ -313,3 +314,18 @@ def test_a_certificate_from_a_staging_ca_is_named_as_such_at_once(tmp_path: Path
     )
     assert "which no client trusts, Convai included" in failure.detail
     assert "cluster_issuer such as letsencrypt-prod" in failure.detail
+
+
+@pytest.mark.parametrize(
+    ("issuer", "staging"),
+    [
+        ("(STAGING) Let's Encrypt, (STAGING) Counterfeit Cashew R10", True),
+        ("Fake LE Intermediate X1", True),  # Let's Encrypt's staging names before 2020
+        ("Let's Encrypt, R11", False),
+        ("Acme Co, Kubernetes Ingress Controller Fake Certificate", False),  # a placeholder
+    ],
+)
+def test_staging_issuers_are_told_from_real_ones_and_placeholders(
+    issuer: str, staging: bool
+) -> None:
+    assert is_staging_issuer(issuer) is staging
