@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from .certificates import is_staging_issuer, presented_issuer
+
 DEFAULT_WAIT = 900.0
 """Seconds to wait for an endpoint to become ready: enough for vLLM to pull and load a model."""
 
@@ -101,12 +103,12 @@ def _served_models(response: httpx.Response) -> list[str] | None:
     return [str(item.get("id")) for item in body["data"] if isinstance(item, dict)]
 
 
-def _transport_failure(exc: httpx.HTTPError, url: str) -> CheckResult:
+def _transport_failure(exc: httpx.HTTPError, url: str, timeout: float) -> CheckResult:
     text = f"{type(exc).__name__}: {exc}"
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ssl.SSLCertVerificationError):
-            return _untrusted_certificate(url, text)
+            return _untrusted_certificate(url, text, timeout)
         if isinstance(cause, ssl.SSLError):
             return _tls_failure(url, text)
         cause = cause.__cause__ or cause.__context__
@@ -120,7 +122,7 @@ def _transport_failure(exc: httpx.HTTPError, url: str) -> CheckResult:
     ):
         detail = f"the host of {url} does not resolve (DNS); check base_url"
     elif "certificate verify failed" in lowered:
-        return _untrusted_certificate(url, text)
+        return _untrusted_certificate(url, text, timeout)
     elif "ssl" in lowered or "tls" in lowered:
         return _tls_failure(url, text)
     else:
@@ -138,14 +140,25 @@ def _tls_failure(url: str, text: str) -> CheckResult:
     )
 
 
-def _untrusted_certificate(url: str, text: str) -> CheckResult:
+def _untrusted_certificate(url: str, text: str, timeout: float) -> CheckResult:
+    issuer = presented_issuer(url, timeout)
+    if issuer is not None and is_staging_issuer(issuer):
+        return CheckResult(
+            "reachable",
+            False,
+            f"{url} presented a certificate issued by a staging CA ({issuer}), which no client "
+            "trusts, Convai included; have it issued by a production CA (cert-manager: a "
+            "cluster_issuer such as letsencrypt-prod)",
+            final=True,
+        )
     # Right after an Ingress is created its controller serves a placeholder certificate until
     # cert-manager has one issued: worth waiting for, within the budget.
+    issued_by = f", issued by {issuer}" if issuer else ""
     return CheckResult(
         "reachable",
         False,
-        f"{url} presented a certificate that is not trusted ({text}); if it was just deployed, "
-        "its certificate may not be issued yet, otherwise fix the certificate",
+        f"{url} presented a certificate that is not trusted ({text}{issued_by}); if it was just "
+        "deployed, its certificate may not be issued yet, otherwise fix the certificate",
     )
 
 
@@ -182,6 +195,7 @@ class Preflight:
         self.base_url = base_url.rstrip("/")
         self.model_name = model_name
         self.api_key = api_key
+        self._request_timeout = request_timeout
         self._http = httpx.Client(timeout=request_timeout, transport=transport)
         self._sleep = sleep
         self._clock = clock
@@ -231,7 +245,7 @@ class Preflight:
         try:
             return self._http.get(url, headers=self._headers(with_key))
         except httpx.HTTPError as exc:
-            return _transport_failure(exc, url)
+            return _transport_failure(exc, url, self._request_timeout)
 
     def _models_with_key(self) -> list[CheckResult]:
         url = f"{self.base_url}/models"
@@ -301,7 +315,7 @@ class Preflight:
         try:
             response = self._http.post(url, json=body, headers=self._headers())
         except httpx.HTTPError as exc:
-            return [_transport_failure(exc, url)]
+            return [_transport_failure(exc, url, self._request_timeout)]
         if response.status_code != 200:
             return [_status_failure("chat completion", response, url)]
         try:

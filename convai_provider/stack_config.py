@@ -8,6 +8,7 @@ with the same words: the config path, what is wrong, and the fix.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from .builtin_models import BUILTIN_MODEL_CODES, BUILTIN_MODELS
 from .model_schema import BaseUrl, Name
 from .wire import field_problems
 
@@ -34,7 +36,8 @@ ENDPOINTS_KEY = "endpoints"
 MODELS_KEY = "models"
 PROTECT_KEY = "protectModels"
 FALLBACK_KEY = "fallbackModel"
-STACK_KEYS = (ENDPOINTS_KEY, MODELS_KEY, PROTECT_KEY, FALLBACK_KEY)
+EXTRA_BUILTINS_KEY = "extraBuiltinModels"
+STACK_KEYS = (ENDPOINTS_KEY, MODELS_KEY, PROTECT_KEY, FALLBACK_KEY, EXTRA_BUILTINS_KEY)
 
 VLLM_IMAGE = "vllm/vllm-openai"
 VLLM_IMAGE_TAG = "v0.33.0"
@@ -76,6 +79,26 @@ DnsLabel = Annotated[
         "lowercase letters, digits and '-' (a DNS label), such as llama-8b",
     ),
 ]
+
+
+def _fits_namespace(name: str) -> str:
+    if len(f"vllm-{name}") > 63:
+        raise ValueError(
+            f"must be at most 58 characters (got {len(name)}): the namespace vllm-<name> may "
+            "not exceed Kubernetes' 63; shorten it"
+        )
+    return name
+
+
+VllmName = Annotated[DnsLabel, AfterValidator(_fits_namespace)]
+"""Names the namespace `vllm-<name>` and every resource of the endpoint."""
+
+ImageDigest = Annotated[
+    StrictStr,
+    _matching(r"sha256:[0-9a-f]{64}", "an image digest such as sha256:<64 hex digits>"),
+]
+LabelMap = dict[StrictStr, StrictStr]
+
 ConfigKey = Annotated[
     StrictStr,
     _matching(
@@ -86,6 +109,30 @@ ConfigKey = Annotated[
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Toleration(_Strict):
+    """A node taint the vLLM pods tolerate: Kubernetes' toleration, its fields in snake_case."""
+
+    key: StrictStr | None = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: StrictStr | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _as_kubernetes_accepts(self) -> Toleration:
+        if self.operator == "Exists" and self.value is not None:
+            raise ValueError("value must be left out when operator is Exists")
+        if self.key is None and self.operator != "Exists":
+            raise ValueError("without a key, operator must be Exists (tolerates every taint)")
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError("toleration_seconds applies only to effect NoExecute")
+        return self
+
+
+GPU_TOLERATIONS = (Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule"),)
+"""GPU nodes are usually tainted nvidia.com/gpu (the NVIDIA GPU operator, GKE, EKS's GPU AMIs)."""
 
 
 class ExternalEndpoint(_Strict):
@@ -108,22 +155,47 @@ class VllmEndpoint(_Strict):
     """A vLLM deployment on Kubernetes, published over TLS so Convai can reach it."""
 
     kind: Literal["vllm"]
-    name: DnsLabel
+    name: VllmName
     model: Name
     """The Hugging Face model id, e.g. meta-llama/Llama-3.1-8B-Instruct."""
     served_model_name: Name
     host: Hostname
     """Public DNS name of the Ingress; base_url becomes https://HOST/v1."""
     image_tag: Name = VLLM_IMAGE_TAG
+    image_digest: ImageDigest | None = None
+    """Pins the exact image: a tag can be moved, a digest cannot. The tag stays for readers."""
     max_model_len: int = Field(default=8192, gt=0)
     gpus: int = Field(default=1, ge=1, le=16)
     replicas: int = Field(default=1, ge=1, le=64)
+    """Each replica owns its model cache (a StatefulSet claim): any count can start. With 2 or
+    more, changes roll one replica at a time; a single replica is down while it reloads."""
+    startup_timeout: int = Field(default=1800, ge=300, le=14400)
+    """Seconds a replica may spend downloading and loading its model before it is restarted;
+    the rollout's deadlines are derived from it."""
     cpu: Quantity = "8"
     memory: Quantity = "32Gi"
     shm_size: Quantity = "8Gi"
     cache_size: Quantity = "100Gi"
     storage_class: str | None = None
+    max_n_sequences: int = Field(default=64, ge=1, le=128)
+    """VLLM_MAX_N_SEQUENCES: the most sequences (`n`) one request may ask for. vLLM's default,
+    16384, lets one request of a public endpoint exhaust the server; its guide suggests 64-128."""
+    tolerations: list[Toleration] = Field(default_factory=lambda: list(GPU_TOLERATIONS))
+    """Taints of the GPU nodes; replaces the default, so list nvidia.com/gpu too if needed."""
+    node_selector: LabelMap = Field(default_factory=dict)
+    """Node labels a replica's node must carry, e.g. the GPU model's."""
+    runtime_class_name: DnsLabel | None = None
+    """The RuntimeClass that exposes GPUs (e.g. nvidia) where it is not the node's default."""
     ingress_class: str = "nginx"
+    ingress_namespace: DnsLabel = "ingress-nginx"
+    """The ingress controller's namespace: the only one whose pods may reach vLLM's port."""
+    ingress_pod_labels: LabelMap = Field(
+        default_factory=lambda: {
+            "app.kubernetes.io/name": "ingress-nginx",
+            "app.kubernetes.io/component": "controller",
+        }
+    )
+    """Labels of the ingress controller's pods (ingress-nginx's by default)."""
     cluster_issuer: str | None = "letsencrypt-prod"
     """cert-manager ClusterIssuer that issues the TLS certificate; null to bring your own."""
     hf_token_config: ConfigKey | None = None
@@ -133,6 +205,11 @@ class VllmEndpoint(_Strict):
     def served_as(self) -> tuple[str, str]:
         """(base_url, model_name) Convai is given for this endpoint."""
         return f"https://{self.host}/v1", self.served_model_name
+
+    @property
+    def image(self) -> str:
+        reference = f"{VLLM_IMAGE}:{self.image_tag}"
+        return f"{reference}@{self.image_digest}" if self.image_digest else reference
 
 
 Endpoint = Annotated[ExternalEndpoint | VllmEndpoint, Field(discriminator="kind")]
@@ -159,11 +236,19 @@ class StackConfig(_Strict):
     models: list[ModelDeclaration] = Field(default_factory=list)
     protectModels: StrictBool = False  # noqa: N815 - the config key
     fallbackModel: Name = DEFAULT_FALLBACK_MODEL  # noqa: N815 - the config key
+    extraBuiltinModels: list[Name] = Field(default_factory=list)  # noqa: N815 - the config key
+    """Built-in Convai codes newer than convai_provider/builtin_models.py, accepted as fallback."""
 
     @model_validator(mode="after")
     def _references_are_consistent(self) -> StackConfig:
         problems: list[tuple[str, str]] = []
         problems += _duplicates([e.name for e in self.endpoints], ENDPOINTS_KEY, "name")
+        # Two Ingresses and two Certificates for one host: the controller admits only one.
+        problems += _duplicates(
+            [e.host if isinstance(e, VllmEndpoint) else None for e in self.endpoints],
+            ENDPOINTS_KEY,
+            "host",
+        )
         problems += _duplicates(
             [m.model_group_name for m in self.models], MODELS_KEY, "model_group_name"
         )
@@ -183,9 +268,40 @@ class StackConfig(_Strict):
                         f"add it to {PROJECT}:{ENDPOINTS_KEY} or fix the reference",
                     )
                 )
+        problems += self._fallback_problems()
         if problems:
             raise ValueError(_joined(problems))
         return self
+
+    def _fallback_problems(self) -> list[tuple[str, str]]:
+        """A fallback that does not exist strands characters: the outage bindings prevent."""
+        fallback = self.fallbackModel
+        own = {m.model_group_name: m for m in self.models}
+        known = [*BUILTIN_MODEL_CODES, *self.extraBuiltinModels, *own]
+        if fallback in BUILTIN_MODELS or fallback in self.extraBuiltinModels:
+            return []
+        if fallback in own:
+            if own[fallback].characters:
+                return [
+                    (
+                        FALLBACK_KEY,
+                        f"'{fallback}' has characters of its own, which would fall back to it "
+                        "while it goes away; choose a built-in Convai model such as "
+                        f"{DEFAULT_FALLBACK_MODEL} or a model without characters",
+                    )
+                ]
+            return []
+        close = difflib.get_close_matches(fallback, known, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return [
+            (
+                FALLBACK_KEY,
+                f"'{fallback}' is neither a built-in Convai model nor a model of this stack; "
+                f"{hint}use one of {', '.join(BUILTIN_MODEL_CODES)}, a model_group_name of "
+                f"{PROJECT}:{MODELS_KEY}, or name a code Convai added since in "
+                f"{PROJECT}:{EXTRA_BUILTINS_KEY}",
+            )
+        ]
 
     def endpoint(self, name: str) -> ExternalEndpoint | VllmEndpoint:
         return next(e for e in self.endpoints if e.name == name)

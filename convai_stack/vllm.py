@@ -8,45 +8,18 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from convai_provider.stack_config import VLLM_IMAGE, VllmEndpoint
+from convai_provider.stack_config import VllmEndpoint
 
-PORT = 8000
-CACHE_PATH = "/root/.cache/huggingface"
+from . import vllm_network, vllm_pod, vllm_workload
+
 COMPONENT_TYPE = "convai-models:inference:VllmDeployment"
 KEY_CHECKSUM = "convai-models/api-key-sha256"
 """Pods read VLLM_API_KEY at start: a new key must roll them, and a changed template does."""
-ROLLOUT_TIMEOUT = "40m"
-"""Pulling weights and loading a model can take far longer than Kubernetes' default 10 minutes."""
-
-
-def vllm_args(endpoint: VllmEndpoint) -> list[str]:
-    return [
-        "--model",
-        endpoint.model,
-        "--served-model-name",
-        endpoint.served_model_name,
-        "--max-model-len",
-        str(endpoint.max_model_len),
-        "--tensor-parallel-size",
-        str(endpoint.gpus),
-        "--port",
-        str(PORT),
-    ]
-
-
-def _probe(path: str, period: int, failures: int, delay: int = 0) -> k8s.core.v1.ProbeArgs:
-    # /health answers without the API key; /v1/models would need it.
-    return k8s.core.v1.ProbeArgs(
-        http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port=PORT),
-        initial_delay_seconds=delay,
-        period_seconds=period,
-        failure_threshold=failures,
-        timeout_seconds=5,
-    )
 
 
 class VllmDeployment(pulumi.ComponentResource):
-    """Namespace, generated API key, Secret, model cache PVC, Deployment, Service and TLS Ingress.
+    """Namespace, generated API key, Secret, NetworkPolicy, StatefulSet (a model cache per
+    replica), disruption budget, Service, TLS Ingress and its cert-manager Certificate.
 
     Outputs `base_url` (https://HOST/v1), `model_name` (the served name) and `api_key` (secret).
     """
@@ -80,178 +53,52 @@ class VllmDeployment(pulumi.ComponentResource):
             string_data=secret_data,
             opts=child,
         )
-        cache = k8s.core.v1.PersistentVolumeClaim(
-            f"{name}-model-cache",
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, labels=labels),
-            spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-                access_modes=["ReadWriteOnce"],
-                storage_class_name=endpoint.storage_class,
-                resources=k8s.core.v1.VolumeResourceRequirementsArgs(
-                    requests={"storage": endpoint.cache_size}
-                ),
-            ),
-            opts=child,
+        template = vllm_pod.pod_template(
+            endpoint,
+            labels,
+            annotations={KEY_CHECKSUM: key.result.apply(_sha256)},
+            main=vllm_pod.container(endpoint, secret.metadata.name, hf_token is not None),
         )
-        deployment = self._deployment(
+        fence = vllm_network.network_policy(name, endpoint, ns, labels, child)
+        workload = vllm_workload.stateful_set(
             name,
             endpoint,
             ns,
             labels,
-            secret=secret,
-            cache=cache,
-            with_hf_token=hf_token is not None,
-            key=key.result,
+            template,
+            service_name=vllm_network.SERVICE_NAME,
+            # No replica runs before the policy that fences it in.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[fence]),
         )
-        service = k8s.core.v1.Service(
-            name,
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, labels=labels),
-            spec=k8s.core.v1.ServiceSpecArgs(
-                selector=labels,
-                ports=[k8s.core.v1.ServicePortArgs(name="http", port=PORT, target_port=PORT)],
-            ),
-            opts=child,
+        vllm_workload.disruption_budget(name, endpoint, ns, labels, child)
+        timeouts = vllm_workload.rollout_timeouts(endpoint)
+        service = vllm_network.service(name, ns, labels, timeouts, child)
+        certificate = vllm_network.certificate(name, endpoint, ns, labels, child)
+        # Not before its certificate is issued: an Ingress naming a Secret that does not exist
+        # yet serves the controller's placeholder, which Convai refuses.
+        issued = pulumi.ResourceOptions(
+            parent=self, depends_on=[certificate] if certificate else []
         )
-        ingress = self._ingress(name, endpoint, ns, labels, service)
+        ingress = vllm_network.ingress(
+            name, endpoint, ns, labels, backend_service=service, timeouts=timeouts, opts=issued
+        )
 
-        base_url, model_name = endpoint.served_as
-        self.base_url = pulumi.Output.from_input(base_url)
-        self.model_name = pulumi.Output.from_input(model_name)
+        # From the Ingress's output, so whatever takes base_url depends on the Ingress.
+        self.base_url = ingress.spec.apply(_base_url)
+        self.model_name = pulumi.Output.from_input(endpoint.served_model_name)
         self.api_key = pulumi.Output.secret(key.result)
-        self.ready: list[pulumi.Resource] = [deployment, ingress]
+        self.ready: list[pulumi.Resource] = [workload, ingress]
+        if certificate is not None:
+            self.ready.append(certificate)
         self.register_outputs(
             {"base_url": self.base_url, "model_name": self.model_name, "api_key": self.api_key}
         )
 
-    def _deployment(
-        self,
-        name: str,
-        endpoint: VllmEndpoint,
-        namespace: pulumi.Input[str],
-        labels: dict[str, str],
-        *,
-        secret: k8s.core.v1.Secret,
-        cache: k8s.core.v1.PersistentVolumeClaim,
-        with_hf_token: bool,
-        key: pulumi.Output[str],
-    ) -> k8s.apps.v1.Deployment:
-        env = [_secret_env("VLLM_API_KEY", secret)]
-        if with_hf_token:
-            env.append(_secret_env("HF_TOKEN", secret))
-        limits = {
-            "nvidia.com/gpu": str(endpoint.gpus),
-            "memory": endpoint.memory,
-            "cpu": endpoint.cpu,
-        }
-        container = k8s.core.v1.ContainerArgs(
-            name="vllm",
-            image=f"{VLLM_IMAGE}:{endpoint.image_tag}",
-            args=vllm_args(endpoint),
-            env=env,
-            ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT)],
-            resources=k8s.core.v1.ResourceRequirementsArgs(limits=limits, requests=limits),
-            volume_mounts=[
-                k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm"),
-                k8s.core.v1.VolumeMountArgs(name="model-cache", mount_path=CACHE_PATH),
-            ],
-            startup_probe=_probe("/health", period=10, failures=180),
-            readiness_probe=_probe("/health", period=10, failures=3),
-            liveness_probe=_probe("/health", period=15, failures=4),
-        )
-        volumes = [
-            k8s.core.v1.VolumeArgs(
-                name="shm",
-                empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
-                    medium="Memory", size_limit=endpoint.shm_size
-                ),
-            ),
-            k8s.core.v1.VolumeArgs(
-                name="model-cache",
-                persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
-                    claim_name=cache.metadata.name
-                ),
-            ),
-        ]
-        return k8s.apps.v1.Deployment(
-            name,
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=endpoint.replicas,
-                # A ReadWriteOnce cache cannot be mounted by old and new pods at once.
-                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        labels=labels, annotations={KEY_CHECKSUM: key.apply(_sha256)}
-                    ),
-                    spec=k8s.core.v1.PodSpecArgs(containers=[container], volumes=volumes),
-                ),
-            ),
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                custom_timeouts=pulumi.CustomTimeouts(
-                    create=ROLLOUT_TIMEOUT, update=ROLLOUT_TIMEOUT
-                ),
-            ),
-        )
 
-    def _ingress(
-        self,
-        name: str,
-        endpoint: VllmEndpoint,
-        namespace: pulumi.Input[str],
-        labels: dict[str, str],
-        service: k8s.core.v1.Service,
-    ) -> k8s.networking.v1.Ingress:
-        annotations = {
-            # Completions stream for a while; the default 60 s would cut long answers.
-            "nginx.ingress.kubernetes.io/proxy-read-timeout": "600",
-            "nginx.ingress.kubernetes.io/proxy-body-size": "16m",
-        }
-        if endpoint.cluster_issuer:
-            annotations["cert-manager.io/cluster-issuer"] = endpoint.cluster_issuer
-        backend = k8s.networking.v1.IngressBackendArgs(
-            service=k8s.networking.v1.IngressServiceBackendArgs(
-                name=service.metadata.name,
-                port=k8s.networking.v1.ServiceBackendPortArgs(number=PORT),
-            )
-        )
-        return k8s.networking.v1.Ingress(
-            name,
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                namespace=namespace, labels=labels, annotations=annotations
-            ),
-            spec=k8s.networking.v1.IngressSpecArgs(
-                ingress_class_name=endpoint.ingress_class,
-                tls=[
-                    k8s.networking.v1.IngressTLSArgs(
-                        hosts=[endpoint.host], secret_name=f"{name}-tls"
-                    )
-                ],
-                rules=[
-                    k8s.networking.v1.IngressRuleArgs(
-                        host=endpoint.host,
-                        http=k8s.networking.v1.HTTPIngressRuleValueArgs(
-                            paths=[
-                                k8s.networking.v1.HTTPIngressPathArgs(
-                                    path="/", path_type="Prefix", backend=backend
-                                )
-                            ]
-                        ),
-                    )
-                ],
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+def _base_url(spec: k8s.networking.v1.outputs.IngressSpec) -> str:
+    (rule,) = spec.rules or []
+    return f"https://{rule.host}{vllm_network.API_PATH}"
 
 
 def _sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
-
-
-def _secret_env(key: str, secret: k8s.core.v1.Secret) -> k8s.core.v1.EnvVarArgs:
-    return k8s.core.v1.EnvVarArgs(
-        name=key,
-        value_from=k8s.core.v1.EnvVarSourceArgs(
-            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret.metadata.name, key=key)
-        ),
-    )

@@ -48,6 +48,8 @@ class Registration:
     dependencies: list[str] = field(default_factory=list)
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
     additional_secret_outputs: list[str] = field(default_factory=list)
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
+    """The engine's create/update/delete budgets, as duration strings ("45m"); unset ones absent."""
 
 
 GENERATED_PASSWORD = "generated-endpoint-key-0c9e"
@@ -95,6 +97,12 @@ class RecordingMonitor(MockMonitor):
                 key: list(deps.urns) for key, deps in request.propertyDependencies.items()
             }
             registration.additional_secret_outputs = list(request.additionalSecretOutputs)
+            timeouts = request.customTimeouts
+            registration.custom_timeouts = {
+                step: getattr(timeouts, step)
+                for step in ("create", "update", "delete")
+                if getattr(timeouts, step)
+            }
         return reply
 
 

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from convai_provider import CHARACTER_TYPE_TOKEN, TYPE_TOKEN, ConvaiCharacterModel
+from convai_provider.builtin_models import BUILTIN_MODEL_CODES
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.errors import AuthenticationError, BadRequestError
@@ -82,6 +83,45 @@ def test_the_orphan_view_shows_the_outage_this_prevents(
     client.deregister("mine")  # what the seed warns about: Convai lets it happen
     (orphan,) = convai.orphaned_characters()
     assert orphan["charID"] == char and orphan["model_group_name"] == "mine"
+
+
+DOCUMENTED_CODES = [
+    # Convai's Core AI Settings page (issue #15), the list a character may use.
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "gpt-4o",
+    "gpt-4o-mini",
+    "claude-opus-4.1",
+    "claude-opus-4",
+    "claude-4-sonnet",
+    "claude-3-7-sonnet",
+    "gemini-2.5-flash",
+    "gemini-2.5-flash-lite",
+    "gemini-2.0-flash",
+    "gemma-3n-e4b",
+    "gemma-3n-e2b",
+    "llama-4-maverick",
+    "llama-4-scout",
+    "llama-3-70B",
+]
+
+
+def test_characters_may_use_exactly_the_documented_built_in_codes(
+    client: ConvaiClient, convai: EmulatorProcess
+) -> None:
+    char = new_character(client, "Ada")
+    for code in DOCUMENTED_CODES:
+        client.set_character_model(char, code)
+        assert model_of(client, char) == code
+        assert convai.orphaned_characters() == []  # a built-in model never goes away
+    for undocumented in ("claude-3-5-haiku", "llama-3-70b", "gpt-5"):
+        with pytest.raises(BadRequestError, match=f"Invalid model_group_name '{undocumented}'"):
+            client.set_character_model(char, undocumented)
+
+
+def test_the_built_in_list_is_the_documented_one() -> None:
+    assert list(BUILTIN_MODEL_CODES) == DOCUMENTED_CODES
 
 
 # Through the engine, with the stack program ----------------------------------------------------

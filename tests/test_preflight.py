@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from convai_provider import ConvaiPrivateModel
+from convai_provider.certificates import is_staging_issuer
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.preflight import Preflight, PreflightReport, check_endpoint
 
@@ -275,4 +276,56 @@ def test_an_untrusted_certificate_is_waited_for_then_reported(tmp_path: Path) ->
     failure = report.failure
     assert failure is not None and failure.name == "reachable"
     assert "certificate that is not trusted" in failure.detail
+    assert "issued by 127.0.0.1" in failure.detail
+    assert "staging" not in failure.detail
     assert report.attempts >= 2  # a placeholder certificate may be replaced soon: retried
+
+
+def issued_by_a_staging_ca(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by a CA named the way Let's Encrypt's staging CAs are."""
+    ca_key, ca_cert = tmp / "ca-key.pem", tmp / "ca.pem"
+    key, request, cert = tmp / "key.pem", tmp / "request.pem", tmp / "cert.pem"
+    extensions = tmp / "san.cnf"
+    extensions.write_text("subjectAltName=IP:127.0.0.1\n")
+    staging = "/O=(STAGING) Let's Encrypt/CN=(STAGING) Wannabe Watercress R11"
+    for command in (
+        [
+            *f"req -x509 -newkey rsa:2048 -nodes -days 1 -keyout {ca_key} -out {ca_cert}".split(),
+            *("-subj", staging),
+        ],
+        f"req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout {key} -out {request}".split(),
+        f"x509 -req -in {request} -CA {ca_cert} -CAkey {ca_key} -CAcreateserial -days 1 "
+        f"-extfile {extensions} -out {cert}".split(),
+    ):
+        subprocess.run(["openssl", *command], check=True, capture_output=True)
+    return key, cert
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a certificate")
+def test_a_certificate_from_a_staging_ca_is_named_as_such_at_once(tmp_path: Path) -> None:
+    key, cert = issued_by_a_staging_ca(tmp_path)
+    with serve_endpoint(EndpointBehaviour(), tls=(key, cert)) as url:
+        report = run(url, wait=2)
+    failure = report.failure
+    assert failure is not None and failure.name == "reachable"
+    assert report.attempts == 1  # cert-manager will not replace what the issuer was asked for
+    assert "issued by a staging CA ((STAGING) Let's Encrypt, (STAGING) Wannabe Watercress R11)" in (
+        failure.detail
+    )
+    assert "which no client trusts, Convai included" in failure.detail
+    assert "cluster_issuer such as letsencrypt-prod" in failure.detail
+
+
+@pytest.mark.parametrize(
+    ("issuer", "staging"),
+    [
+        ("(STAGING) Let's Encrypt, (STAGING) Counterfeit Cashew R10", True),
+        ("Fake LE Intermediate X1", True),  # Let's Encrypt's staging names before 2020
+        ("Let's Encrypt, R11", False),
+        ("Acme Co, Kubernetes Ingress Controller Fake Certificate", False),  # a placeholder
+    ],
+)
+def test_staging_issuers_are_told_from_real_ones_and_placeholders(
+    issuer: str, staging: bool
+) -> None:
+    assert is_staging_issuer(issuer) is staging

@@ -15,6 +15,7 @@ from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.stack_config import (
     VLLM_IMAGE_TAG,
     StackConfigError,
+    VllmEndpoint,
     as_runtime_config,
     load_stack_file,
     parse_stack_config,
@@ -30,6 +31,7 @@ from .engine import (
     Declared,
     Engine,
     ProgramRun,
+    Registration,
     run_program_fully,
     strip_secrets,
 )
@@ -44,6 +46,7 @@ SECRETS = {
     "convai-models:hfToken": "hf-token-9a8b",
 }
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
 
 
 def stack_runtime_config(stack: str, **overrides: Any) -> dict[str, str]:
@@ -90,8 +93,8 @@ def test_every_declared_model_is_registered_and_wired_to_its_endpoint(stack: str
             assert unwrap(reg.inputs["api_key"]) == GENERATED_PASSWORD
             password = run.named(f"{endpoint.name}-api-key")
             assert password.urn in reg.property_dependencies["api_key"]
-            deployment = next(r for r in run.of_type(DEPLOYMENT) if r.name == endpoint.name)
-            assert deployment.urn in reg.dependencies  # registered only once it is ready
+            workload = next(r for r in run.of_type(STATEFUL_SET) if r.name == endpoint.name)
+            assert workload.urn in reg.dependencies  # registered only once it is ready
 
 
 @pytest.mark.parametrize(
@@ -115,20 +118,45 @@ def test_exports_name_each_model_and_keep_endpoint_keys_secret(stack: str) -> No
     assert "endpointKeys" in run.secret_exports and "models" not in run.secret_exports
 
 
+def vllm_endpoints(stack: str) -> list[VllmEndpoint]:
+    endpoints = load_stack_file(stack_file(stack, ROOT)).endpoints
+    return [e for e in endpoints if isinstance(e, VllmEndpoint)]
+
+
+def child(run: ProgramRun, type_suffix: str, name: str) -> Registration:
+    """The resource of a vLLM endpoint whose type token ends with type_suffix."""
+    return next(r for r in run.registrations if r.type.endswith(type_suffix) and r.name == name)
+
+
+def workload_spec(run: ProgramRun, endpoint: VllmEndpoint) -> dict[str, Any]:
+    spec: dict[str, Any] = child(run, STATEFUL_SET, endpoint.name).inputs["spec"]
+    return spec
+
+
+def vllm_container(run: ProgramRun, endpoint: VllmEndpoint) -> dict[str, Any]:
+    (container,) = workload_spec(run, endpoint)["template"]["spec"]["containers"]
+    assert isinstance(container, dict)
+    return container
+
+
+def seconds(duration: str) -> int:
+    """A Pulumi custom timeout ("45m", "2700s", "1h") in seconds."""
+    match = re.fullmatch(r"(\d+)([smh])", duration)
+    assert match is not None, duration
+    return int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]
+
+
 @pytest.mark.parametrize("stack", ["staging", "prod"])
-def test_vllm_deployments_follow_the_stack_config(stack: str) -> None:
-    declared = load_stack_file(stack_file(stack, ROOT))
+def test_vllm_workloads_follow_the_stack_config(stack: str) -> None:
     run = run_stack(stack)
-    for endpoint in declared.endpoints:
-        assert endpoint.kind == "vllm"
-        deployment = next(r for r in run.of_type(DEPLOYMENT) if r.name == endpoint.name)
-        spec = deployment.inputs["spec"]
+    for endpoint in vllm_endpoints(stack):
+        workload = child(run, STATEFUL_SET, endpoint.name)
+        spec = workload.inputs["spec"]
         assert spec["replicas"] == endpoint.replicas
         pod = spec["template"]["spec"]
         (container,) = pod["containers"]
         assert container["image"] == f"vllm/vllm-openai:{VLLM_IMAGE_TAG}"
         args = container["args"]
-        assert args[args.index("--model") + 1] == endpoint.model
         assert args[args.index("--served-model-name") + 1] == endpoint.served_model_name
         assert args[args.index("--max-model-len") + 1] == str(endpoint.max_model_len)
         assert args[args.index("--port") + 1] == "8000"
@@ -145,30 +173,287 @@ def test_vllm_deployments_follow_the_stack_config(stack: str) -> None:
             assert container[probe]["httpGet"] == {"path": "/health", "port": 8000}
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["shm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": endpoint.shm_size}
-        assert "persistentVolumeClaim" in volumes["model-cache"]
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         assert mounts["shm"] == "/dev/shm"
         secret = run.named(f"{endpoint.name}-keys")
         assert unwrap(secret.inputs["stringData"])["VLLM_API_KEY"] == GENERATED_PASSWORD
-        pvc = run.named(f"{endpoint.name}-model-cache")
-        assert pvc.inputs["spec"]["resources"]["requests"]["storage"] == endpoint.cache_size
-        ingress = next(
-            r for r in run.registrations if r.type.endswith("Ingress") and r.name == endpoint.name
-        )
+        ingress = child(run, "networking.k8s.io/v1:Ingress", endpoint.name)
         assert ingress.inputs["spec"]["tls"][0]["hosts"] == [endpoint.host]
         assert ingress.inputs["spec"]["rules"][0]["host"] == endpoint.host
-        service = next(
-            r
-            for r in run.registrations
-            if r.type.endswith("core/v1:Service") and r.name == endpoint.name
-        )
+        service = child(run, "core/v1:Service", endpoint.name)
         assert service.inputs["spec"]["ports"][0]["targetPort"] == 8000
-        component = next(
-            r
-            for r in run.registrations
-            if r.type.endswith("VllmDeployment") and r.name == endpoint.name
+        assert spec["serviceName"] == service.inputs["metadata"]["name"]
+        component = child(run, "VllmDeployment", endpoint.name)
+        assert workload.parent == component.urn
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_each_replica_owns_its_model_cache(stack: str) -> None:
+    run = run_stack(stack)
+    # One ReadWriteOnce claim mounted by replicas on two nodes never attaches (Multi-Attach).
+    assert run.of_type("kubernetes:core/v1:PersistentVolumeClaim") == []
+    assert run.of_type(DEPLOYMENT) == []
+    for endpoint in vllm_endpoints(stack):
+        spec = workload_spec(run, endpoint)
+        (claim,) = spec["volumeClaimTemplates"]
+        assert claim["metadata"]["name"] == "model-cache"
+        assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+        assert claim["spec"]["resources"]["requests"]["storage"] == endpoint.cache_size
+        pod = spec["template"]["spec"]
+        assert all("persistentVolumeClaim" not in volume for volume in pod["volumes"])
+        mounts = {m["name"] for m in vllm_container(run, endpoint)["volumeMounts"]}
+        assert "model-cache" in mounts
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "stacks").glob("Pulumi.*.yaml")), ids=lambda p: p.name
+)
+def test_every_stack_file_passes_the_schema(path: Path) -> None:
+    load_stack_file(path)
+
+
+def test_prod_runs_a_multi_replica_endpoint() -> None:
+    # The shape the per-replica caches exist for: keep it covered by the tests above.
+    assert any(e.replicas >= 2 for e in vllm_endpoints("prod"))
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_replicas_roll_one_at_a_time_and_spread_over_nodes(stack: str) -> None:
+    run = run_stack(stack)
+    budgets = {r.name: r for r in run.of_type("kubernetes:policy/v1:PodDisruptionBudget")}
+    for endpoint in vllm_endpoints(stack):
+        spec = workload_spec(run, endpoint)
+        assert spec["updateStrategy"] == {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 1, "partition": 0},
+        }
+        assert spec["podManagementPolicy"] == "Parallel"  # start together, replace one by one
+        labels = spec["selector"]["matchLabels"]
+        affinity = spec["template"]["spec"]["affinity"]["podAntiAffinity"]
+        (term,) = affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+        assert term["podAffinityTerm"] == {
+            "topologyKey": "kubernetes.io/hostname",
+            "labelSelector": {"matchLabels": labels},
+        }
+        if endpoint.replicas >= 2:
+            budget = budgets[endpoint.name].inputs["spec"]
+            assert budget == {"maxUnavailable": 1, "selector": {"matchLabels": labels}}
+        else:
+            assert endpoint.name not in budgets  # nothing else would keep serving
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_deadlines_leave_room_for_a_model_load(stack: str) -> None:
+    run = run_stack(stack)
+    for endpoint in vllm_endpoints(stack):
+        container = vllm_container(run, endpoint)
+        startup = container["startupProbe"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= endpoint.startup_timeout
+        assert 10 <= container["livenessProbe"]["timeoutSeconds"] <= 15  # a busy vLLM is slow
+        # StatefulSets have no progressDeadlineSeconds: Pulumi's await is the only deadline.
+        assert "progressDeadlineSeconds" not in workload_spec(run, endpoint)
+        timeouts = child(run, STATEFUL_SET, endpoint.name).custom_timeouts
+        assert seconds(timeouts["create"]) > endpoint.startup_timeout
+        assert seconds(timeouts["update"]) > endpoint.replicas * endpoint.startup_timeout
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_replicas_tolerate_the_usual_gpu_taint_by_default(stack: str) -> None:
+    run = run_stack(stack)
+    for endpoint in vllm_endpoints(stack):
+        pod = workload_spec(run, endpoint)["template"]["spec"]
+        assert pod["tolerations"] == [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ]
+        assert "nodeSelector" not in pod and "runtimeClassName" not in pod
+
+
+def test_gpu_scheduling_follows_the_stack_config() -> None:
+    def mutate(config: dict[str, Any]) -> None:
+        _endpoints(config)[0].update(
+            tolerations=[
+                {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
+                {
+                    "key": "spot",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "toleration_seconds": 30,
+                },
+            ],
+            node_selector={"nvidia.com/gpu.product": "NVIDIA-L4"},
+            runtime_class_name="nvidia",
         )
-        assert deployment.parent == component.urn
+
+    run = run_stack("staging", broken(mutate))
+    (endpoint,) = vllm_endpoints("staging")
+    pod = workload_spec(run, endpoint)["template"]["spec"]
+    assert pod["tolerations"] == [
+        {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
+        {"key": "spot", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30},
+    ]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-L4"}
+    assert pod["runtimeClassName"] == "nvidia"
+
+
+CERTIFICATE = "kubernetes:cert-manager.io/v1:Certificate"
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_the_model_waits_for_a_ready_certificate_of_its_host(stack: str) -> None:
+    run = run_stack(stack)
+    models = {m.name: m for m in run.of_type(TYPE_TOKEN)}
+    declared = load_stack_file(stack_file(stack, ROOT))
+    for model in declared.models:
+        endpoint = declared.endpoint(model.endpoint)
+        assert isinstance(endpoint, VllmEndpoint)
+        certificate = child(run, "cert-manager.io/v1:Certificate", f"{endpoint.name}-certificate")
+        metadata, spec = certificate.inputs["metadata"], certificate.inputs["spec"]
+        assert metadata["annotations"]["pulumi.com/waitFor"] == "condition=Ready"
+        assert spec["dnsNames"] == [endpoint.host]
+        assert spec["issuerRef"] == {
+            "name": endpoint.cluster_issuer,
+            "kind": "ClusterIssuer",
+            "group": "cert-manager.io",
+        }
+        ingress = child(run, "networking.k8s.io/v1:Ingress", endpoint.name)
+        (tls,) = ingress.inputs["spec"]["tls"]
+        assert tls["secretName"] == spec["secretName"]
+        assert certificate.urn in ingress.dependencies  # never serves a Secret not yet issued
+        # ingress-shim would declare a second Certificate for the same host.
+        assert "cert-manager.io/cluster-issuer" not in ingress.inputs["metadata"]["annotations"]
+        assert certificate.urn in models[model.model_group_name].dependencies
+        assert certificate.custom_timeouts["create"]
+
+
+def test_a_brought_certificate_is_served_as_is() -> None:
+    config = broken(lambda c: _endpoints(c)[0].update(cluster_issuer=None))
+    run = run_stack("staging", config)
+    assert run.of_type(CERTIFICATE) == []
+    (endpoint,) = vllm_endpoints("staging")
+    ingress = child(run, "networking.k8s.io/v1:Ingress", endpoint.name)
+    assert ingress.inputs["spec"]["tls"][0]["secretName"] == f"{endpoint.name}-tls"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_stack_asks_a_staging_ca_for_its_certificates(stack: str) -> None:
+    # Their certificates are trusted by no client: Convai would refuse the endpoint.
+    for endpoint in vllm_endpoints(stack):
+        assert endpoint.cluster_issuer is None or "staging" not in endpoint.cluster_issuer
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_vllm_serves_its_model_positionally_with_bounded_requests(stack: str) -> None:
+    run = run_stack(stack)
+    for endpoint in vllm_endpoints(stack):
+        container = vllm_container(run, endpoint)
+        assert container["command"] == ["vllm", "serve"]
+        assert container["args"][0] == endpoint.model  # `--model` is deprecated
+        assert "--model" not in container["args"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["VLLM_MAX_N_SEQUENCES"] == str(endpoint.max_n_sequences)
+        assert 1 <= endpoint.max_n_sequences <= 128  # vLLM's guide: 64-128 when public
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert env["HF_HOME"] == mounts["model-cache"]  # weights land on the replica's claim
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_pods_run_without_privileges(stack: str) -> None:
+    run = run_stack(stack)
+    for endpoint in vllm_endpoints(stack):
+        pod = workload_spec(run, endpoint)["template"]["spec"]
+        assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+        assert vllm_container(run, endpoint)["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        }
+
+
+def fence_of(run: ProgramRun, endpoint: VllmEndpoint) -> dict[str, Any]:
+    policy = child(run, "networking.k8s.io/v1:NetworkPolicy", endpoint.name)
+    workload = child(run, STATEFUL_SET, endpoint.name)
+    assert policy.urn in workload.dependencies  # no replica runs unfenced
+    spec: dict[str, Any] = policy.inputs["spec"]
+    assert spec["podSelector"] == workload_spec(run, endpoint)["selector"]
+    assert spec["policyTypes"] == ["Ingress"]
+    (rule,) = spec["ingress"]
+    assert rule["ports"] == [{"port": 8000, "protocol": "TCP"}]
+    (peer,) = rule["from"]
+    assert isinstance(peer, dict)
+    return peer
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_only_the_ingress_controller_reaches_vllm(stack: str) -> None:
+    run = run_stack(stack)
+    for endpoint in vllm_endpoints(stack):
+        assert fence_of(run, endpoint) == {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "ingress-nginx",
+                    "app.kubernetes.io/component": "controller",
+                }
+            },
+        }
+
+
+def test_the_ingress_controller_and_the_image_digest_are_stack_settings() -> None:
+    digest = "sha256:" + "0123456789abcdef" * 4
+
+    def mutate(config: dict[str, Any]) -> None:
+        _endpoints(config)[0].update(
+            ingress_namespace="traefik",
+            ingress_pod_labels={"app.kubernetes.io/name": "traefik"},
+            image_digest=digest,
+            max_n_sequences=128,
+        )
+
+    run = run_stack("staging", broken(mutate))
+    (endpoint,) = vllm_endpoints("staging")
+    assert fence_of(run, endpoint) == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}},
+    }
+    container = vllm_container(run, endpoint)
+    assert container["image"] == f"vllm/vllm-openai:{VLLM_IMAGE_TAG}@{digest}"
+    assert {"name": "VLLM_MAX_N_SEQUENCES", "value": "128"} in container["env"]
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_base_url_is_the_ingress_output(stack: str) -> None:
+    run = run_stack(stack)
+    endpoint_of = {
+        m.model_group_name: m.endpoint for m in load_stack_file(stack_file(stack, ROOT)).models
+    }
+    for model in run.of_type(TYPE_TOKEN):
+        ingress = child(run, "networking.k8s.io/v1:Ingress", endpoint_of[model.name])
+        assert model.property_dependencies["base_url"] == [ingress.urn]
+        host = ingress.inputs["spec"]["rules"][0]["host"]
+        assert model.inputs["base_url"] == f"https://{host}/v1"
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_the_ingress_publishes_only_the_openai_api_unbuffered(stack: str) -> None:
+    run = run_stack(stack)
+    for endpoint in vllm_endpoints(stack):
+        ingress = child(run, "networking.k8s.io/v1:Ingress", endpoint.name)
+        (rule,) = ingress.inputs["spec"]["rules"]
+        # vLLM's key guards /v1 only: /invocations, /pause, /tokenize... must not be reachable.
+        assert [(p["path"], p["pathType"]) for p in rule["http"]["paths"]] == [("/v1", "Prefix")]
+        annotations = ingress.inputs["metadata"]["annotations"]
+        assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_service_and_ingress_wait_as_long_as_the_rollout(stack: str) -> None:
+    run = run_stack(stack)
+    for endpoint in vllm_endpoints(stack):
+        workload = child(run, STATEFUL_SET, endpoint.name)
+        assert {"create", "update"} <= set(workload.custom_timeouts)
+        # Both await ready endpoints, which appear only once a pod has loaded its model.
+        for kind in ("core/v1:Service", "networking.k8s.io/v1:Ingress"):
+            awaited = child(run, kind, endpoint.name)
+            assert awaited.custom_timeouts == workload.custom_timeouts, kind
 
 
 @pytest.mark.parametrize(
@@ -254,6 +539,48 @@ CASES = {
         lambda c: _endpoints(c)[0].update(gpus=0),
         "convai-models:endpoints[0].gpus: must be at least 1",
     ),
+    "toleration with a value and Exists": (
+        lambda c: _endpoints(c)[0].update(
+            tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "value": "present"}]
+        ),
+        "convai-models:endpoints[0].tolerations[0]: value must be left out when operator is Exists",
+    ),
+    "image digest that is a tag": (
+        lambda c: _endpoints(c)[0].update(image_digest="v0.33.0"),
+        "convai-models:endpoints[0].image_digest: must be an image digest such as "
+        "sha256:<64 hex digits> (got 'v0.33.0')",
+    ),
+    "unbounded max_n_sequences": (
+        lambda c: _endpoints(c)[0].update(max_n_sequences=16384),
+        "convai-models:endpoints[0].max_n_sequences: must be at most 128",
+    ),
+    "two endpoints on one host": (
+        lambda c: _endpoints(c).append({**_endpoints(c)[0], "name": "llama-8b-b"}),
+        "convai-models:endpoints[1].host: 'llama-8b.staging.llm.example.com' is already used by "
+        "endpoints[0]; each host must be unique within a stack",
+    ),
+    "name too long for its namespace": (
+        lambda c: _endpoints(c)[0].update(name="l" * 59),
+        "convai-models:endpoints[0].name: must be at most 58 characters (got 59): the namespace "
+        "vllm-<name> may not exceed Kubernetes' 63; shorten it",
+    ),
+    "misspelt fallbackModel": (
+        lambda c: c.update({"convai-models:fallbackModel": "gpt-4o-mnii"}),
+        "convai-models:fallbackModel: 'gpt-4o-mnii' is neither a built-in Convai model nor a "
+        "model of this stack; did you mean 'gpt-4o-mini'? use one of gpt-4.1, gpt-4.1-mini,",
+    ),
+    "fallbackModel Convai does not document": (
+        lambda c: c.update({"convai-models:fallbackModel": "claude-3-5-haiku"}),
+        "or name a code Convai added since in convai-models:extraBuiltinModels",
+    ),
+    "fallbackModel whose characters would fall back to it": (
+        lambda c: (
+            c.update({"convai-models:fallbackModel": "staging-llama-8b"}),
+            _models(c)[0].update(characters=["3f2a"]),
+        ),
+        "convai-models:fallbackModel: 'staging-llama-8b' has characters of its own, which would "
+        "fall back to it while it goes away",
+    ),
 }
 
 
@@ -265,6 +592,27 @@ def test_invalid_configuration_fails_before_any_resource_with_path_and_fix(case:
     assert expected in str(caught.value)
     with pytest.raises(StackConfigError, match=re.escape(expected)):
         parse_stack_config(project_values(broken(mutate)))
+
+
+@pytest.mark.parametrize(
+    ("fallback", "extra"),
+    [
+        ("llama-3-70B", []),  # a documented built-in code
+        ("staging-llama-8b", []),  # a model of the stack, without characters of its own
+        ("gpt-5", ["gpt-5"]),  # a code Convai added after builtin_models.py was written
+    ],
+)
+def test_a_fallback_model_may_be_built_in_of_the_stack_or_named_as_extra(
+    fallback: str, extra: list[str]
+) -> None:
+    def mutate(config: dict[str, Any]) -> None:
+        config["convai-models:fallbackModel"] = fallback
+        config["convai-models:extraBuiltinModels"] = extra
+
+    stack = parse_stack_config(project_values(broken(mutate)))
+    assert stack.fallbackModel == fallback
+    assert stack.extraBuiltinModels == extra
+    assert run_stack("staging", broken(mutate)).of_type(TYPE_TOKEN)  # as the runtime hands it
 
 
 def test_a_missing_endpoint_secret_names_the_command_that_sets_it() -> None:

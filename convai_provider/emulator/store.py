@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..builtin_models import BUILTIN_MODELS
 from ..wire import (
     DEFAULT_BASE_URL,
     PRIVATE_CATEGORY,
@@ -45,11 +46,6 @@ CREATE TABLE IF NOT EXISTS characters (
     PRIMARY KEY (account, char_id)
 );
 """
-
-BUILTIN_MODELS = frozenset(
-    {"gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "claude-3-5-haiku", "gemini-2.0-flash"}
-)
-"""Built-in model codes the emulator accepts for characters (Convai's list is longer)."""
 
 DEFAULT_CHARACTER_MODEL = "gpt-4o-mini"
 

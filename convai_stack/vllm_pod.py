@@ -1,0 +1,158 @@
+"""The vLLM pod: its container, probes and volumes, and how its replicas spread over nodes."""
+
+from __future__ import annotations
+
+import math
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from convai_provider.stack_config import Toleration, VllmEndpoint
+
+PORT = 8000
+CACHE_VOLUME = "model-cache"
+"""The name of each replica's cache claim template, and of its mount."""
+CACHE_PATH = "/cache/huggingface"
+"""Where each replica's cache claim is mounted, and HF_HOME: weights land on the claim whoever the
+image runs as. A claim from before this path (mounted at root's default HF_HOME) has the same
+layout, so its weights are found."""
+PROBE_PERIOD = 10
+HEALTH_TIMEOUT = 10
+"""Seconds /health may take: a saturated vLLM misses 5 s, and a missed liveness probe restarts a
+pod that was only busy."""
+
+
+SERVE = ["vllm", "serve"]
+"""Explicit rather than the image's entrypoint, which has changed between vLLM releases."""
+
+
+def vllm_args(endpoint: VllmEndpoint) -> list[str]:
+    # The model is positional: `--model` is deprecated for `vllm serve`.
+    return [
+        endpoint.model,
+        "--served-model-name",
+        endpoint.served_model_name,
+        "--max-model-len",
+        str(endpoint.max_model_len),
+        "--tensor-parallel-size",
+        str(endpoint.gpus),
+        "--port",
+        str(PORT),
+    ]
+
+
+def startup_failures(endpoint: VllmEndpoint) -> int:
+    """Startup probe failures allowed: the endpoint's startup budget, in probe periods."""
+    return math.ceil(endpoint.startup_timeout / PROBE_PERIOD)
+
+
+def _probe(failures: int, period: int = PROBE_PERIOD) -> k8s.core.v1.ProbeArgs:
+    # /health answers without the API key; /v1/models would need it.
+    return k8s.core.v1.ProbeArgs(
+        http_get=k8s.core.v1.HTTPGetActionArgs(path="/health", port=PORT),
+        period_seconds=period,
+        failure_threshold=failures,
+        timeout_seconds=HEALTH_TIMEOUT,
+    )
+
+
+def _secret_env(key: str, secret_name: pulumi.Input[str]) -> k8s.core.v1.EnvVarArgs:
+    return k8s.core.v1.EnvVarArgs(
+        name=key,
+        value_from=k8s.core.v1.EnvVarSourceArgs(
+            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret_name, key=key)
+        ),
+    )
+
+
+def container(
+    endpoint: VllmEndpoint, secret_name: pulumi.Input[str], with_hf_token: bool
+) -> k8s.core.v1.ContainerArgs:
+    env = [
+        _secret_env("VLLM_API_KEY", secret_name),
+        k8s.core.v1.EnvVarArgs(name="HF_HOME", value=CACHE_PATH),
+        k8s.core.v1.EnvVarArgs(name="VLLM_MAX_N_SEQUENCES", value=str(endpoint.max_n_sequences)),
+    ]
+    if with_hf_token:
+        env.append(_secret_env("HF_TOKEN", secret_name))
+    limits = {
+        "nvidia.com/gpu": str(endpoint.gpus),
+        "memory": endpoint.memory,
+        "cpu": endpoint.cpu,
+    }
+    return k8s.core.v1.ContainerArgs(
+        name="vllm",
+        image=endpoint.image,
+        command=SERVE,
+        args=vllm_args(endpoint),
+        env=env,
+        ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT)],
+        resources=k8s.core.v1.ResourceRequirementsArgs(limits=limits, requests=limits),
+        volume_mounts=[
+            k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm"),
+            k8s.core.v1.VolumeMountArgs(name=CACHE_VOLUME, mount_path=CACHE_PATH),
+        ],
+        startup_probe=_probe(startup_failures(endpoint)),
+        readiness_probe=_probe(failures=3),
+        liveness_probe=_probe(failures=4, period=15),
+        security_context=k8s.core.v1.SecurityContextArgs(
+            allow_privilege_escalation=False,
+            capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        ),
+    )
+
+
+def _spread(labels: dict[str, str]) -> k8s.core.v1.AffinityArgs:
+    # Preferred, not required: a cluster with one GPU node still runs every replica. Present for
+    # one replica too, so that scaling up does not change the template (and restart the pod).
+    return k8s.core.v1.AffinityArgs(
+        pod_anti_affinity=k8s.core.v1.PodAntiAffinityArgs(
+            preferred_during_scheduling_ignored_during_execution=[
+                k8s.core.v1.WeightedPodAffinityTermArgs(
+                    weight=100,
+                    pod_affinity_term=k8s.core.v1.PodAffinityTermArgs(
+                        topology_key="kubernetes.io/hostname",
+                        label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+                    ),
+                )
+            ]
+        )
+    )
+
+
+def _toleration(toleration: Toleration) -> k8s.core.v1.TolerationArgs:
+    return k8s.core.v1.TolerationArgs(
+        key=toleration.key,
+        operator=toleration.operator,
+        value=toleration.value,
+        effect=toleration.effect,
+        toleration_seconds=toleration.toleration_seconds,
+    )
+
+
+def pod_template(
+    endpoint: VllmEndpoint,
+    labels: dict[str, str],
+    annotations: pulumi.Input[dict[str, pulumi.Input[str]]],
+    main: k8s.core.v1.ContainerArgs,
+) -> k8s.core.v1.PodTemplateSpecArgs:
+    shm = k8s.core.v1.VolumeArgs(
+        name="shm",
+        empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
+            medium="Memory", size_limit=endpoint.shm_size
+        ),
+    )
+    return k8s.core.v1.PodTemplateSpecArgs(
+        metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=annotations),
+        spec=k8s.core.v1.PodSpecArgs(
+            containers=[main],
+            volumes=[shm],
+            affinity=_spread(labels),
+            tolerations=[_toleration(t) for t in endpoint.tolerations],
+            node_selector=endpoint.node_selector or None,
+            runtime_class_name=endpoint.runtime_class_name,
+            security_context=k8s.core.v1.PodSecurityContextArgs(
+                seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")
+            ),
+        ),
+    )

@@ -1,0 +1,102 @@
+"""How vLLM replicas run and roll: a StatefulSet in which every replica owns its model cache.
+
+One ReadWriteOnce claim mounted by every replica cannot work: replicas on different nodes stay
+in ContainerCreating (Multi-Attach). A claim per replica (volumeClaimTemplates) works on every
+cluster's default block storage, loads weights at local-disk speed, and lets replicas roll one
+at a time. The README, "vLLM endpoints in production", gives the trade-offs and the migration.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from convai_provider.stack_config import VllmEndpoint
+
+from .vllm_pod import CACHE_VOLUME
+
+WORKLOAD_NAME = "vllm"
+"""Fixed (one workload per namespace), so pods and claims have names an operator can type:
+pod `vllm-0`, claim `model-cache-vllm-0`."""
+IMAGE_PULL_ALLOWANCE = 600
+"""Seconds for pulling the vLLM image (about 10 GB) onto a fresh node, before the model loads."""
+
+
+def replica_budget(endpoint: VllmEndpoint) -> int:
+    """Seconds one replica may take from scheduling to ready."""
+    return IMAGE_PULL_ALLOWANCE + endpoint.startup_timeout
+
+
+def rollout_timeouts(endpoint: VllmEndpoint) -> pulumi.CustomTimeouts:
+    """Replicas start together (Parallel) but are replaced one after another."""
+    budget = replica_budget(endpoint)
+    return pulumi.CustomTimeouts(create=f"{budget}s", update=f"{budget * endpoint.replicas}s")
+
+
+def _cache_claim(
+    endpoint: VllmEndpoint, labels: dict[str, str]
+) -> k8s.core.v1.PersistentVolumeClaimArgs:
+    return k8s.core.v1.PersistentVolumeClaimArgs(
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=CACHE_VOLUME, labels=labels),
+        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+            access_modes=["ReadWriteOnce"],
+            storage_class_name=endpoint.storage_class,
+            resources=k8s.core.v1.VolumeResourceRequirementsArgs(
+                requests={"storage": endpoint.cache_size}
+            ),
+        ),
+    )
+
+
+def stateful_set(
+    name: str,
+    endpoint: VllmEndpoint,
+    namespace: pulumi.Input[str],
+    labels: dict[str, str],
+    template: k8s.core.v1.PodTemplateSpecArgs,
+    *,
+    service_name: str,
+    opts: pulumi.ResourceOptions,
+) -> k8s.apps.v1.StatefulSet:
+    return k8s.apps.v1.StatefulSet(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=WORKLOAD_NAME, namespace=namespace, labels=labels),
+        spec=k8s.apps.v1.StatefulSetSpecArgs(
+            replicas=endpoint.replicas,
+            service_name=service_name,
+            # Start every replica at once; updates still replace one at a time.
+            pod_management_policy="Parallel",
+            update_strategy=k8s.apps.v1.StatefulSetUpdateStrategyArgs(
+                type="RollingUpdate",
+                rolling_update=k8s.apps.v1.RollingUpdateStatefulSetStrategyArgs(
+                    max_unavailable=1, partition=0
+                ),
+            ),
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+            template=template,
+            volume_claim_templates=[_cache_claim(endpoint, labels)],
+        ),
+        opts=pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(custom_timeouts=rollout_timeouts(endpoint))
+        ),
+    )
+
+
+def disruption_budget(
+    name: str,
+    endpoint: VllmEndpoint,
+    namespace: pulumi.Input[str],
+    labels: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.policy.v1.PodDisruptionBudget | None:
+    """Node drains take one replica at a time; a single replica has nothing to keep serving."""
+    if endpoint.replicas < 2:
+        return None
+    return k8s.policy.v1.PodDisruptionBudget(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels),
+        spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+            max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels)
+        ),
+        opts=opts,
+    )
