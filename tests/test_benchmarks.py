@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-RATIO = r"median \d+\.\d\d \(runs: \d+\.\d\d\)"
+RATIO = r"median \d+\.\d\d x bound \(runs: \d+\.\d\d\)"
 
 
 def run_benchmark(module: str, *args: str, env: dict[str, str] | None = None) -> str:
