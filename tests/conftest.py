@@ -1,20 +1,23 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.retry import Backoff
 from testkit.pulumi_cli import NoPulumiError, find_pulumi_bin
 
-# Hypothesis keeps no example database in the checkout: the test run leaves the tree as it was.
+# Hypothesis keeps nothing in the checkout (examples, caches): the run leaves the tree as it was.
 settings.register_profile("convai-models", database=None)
 settings.load_profile("convai-models")
+set_hypothesis_home_dir(tempfile.mkdtemp(prefix="convai-hypothesis-"))
 
 CONVAI_KEY = "convai-test-key-7f3a9c"
 """The test account's CONVAI-API-KEY; secrets tests search for it everywhere."""
