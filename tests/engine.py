@@ -140,8 +140,10 @@ def run_program_fully(
     config: Mapping[str, str] | None = None,
     secret_keys: Iterable[str] = (),
     preview: bool = False,
+    mocks: RecordingMocks | None = None,
 ) -> ProgramRun:
-    mocks = RecordingMocks()
+    """Runs `build` under mocks; pass `mocks` to see what it registered even when it fails."""
+    mocks = mocks or RecordingMocks()
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(
         mocks, project="convai-models", stack=stack, preview=preview, monitor=monitor

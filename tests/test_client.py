@@ -151,11 +151,9 @@ def counting_transport(calls: list[httpx.Request]) -> httpx.MockTransport:
 
 def test_empty_identifiers_are_refused_before_sending() -> None:
     calls: list[httpx.Request] = []
-    with (
-        ConvaiClient("k", transport=counting_transport(calls)) as c,
-        pytest.raises(InvalidRequestError, match="model_group_name must not be empty"),
-    ):
-        c.deregister("")
+    with ConvaiClient("k", transport=counting_transport(calls)) as c:
+        with pytest.raises(InvalidRequestError, match="model_group_name must not be empty"):
+            c.deregister("")
         with pytest.raises(InvalidRequestError, match="model_name must not be empty"):
             build_request(
                 RegisterRequest,

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 import yaml
 
@@ -31,6 +32,7 @@ from .engine import (
     Declared,
     Engine,
     ProgramRun,
+    RecordingMocks,
     Registration,
     run_program_fully,
     strip_secrets,
@@ -53,12 +55,15 @@ def stack_runtime_config(stack: str, **overrides: Any) -> dict[str, str]:
     return {**as_runtime_config(read_stack_file(stack_file(stack, ROOT))), **SECRETS, **overrides}
 
 
-def run_stack(stack: str, config: dict[str, str] | None = None) -> ProgramRun:
+def run_stack(
+    stack: str, config: dict[str, str] | None = None, mocks: RecordingMocks | None = None
+) -> ProgramRun:
     return run_program_fully(
         main,
         stack=stack,
         config=config if config is not None else stack_runtime_config(stack),
         secret_keys=list(SECRETS),
+        mocks=mocks,
     )
 
 
@@ -587,9 +592,11 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_invalid_configuration_fails_before_any_resource_with_path_and_fix(case: str) -> None:
     mutate, expected = CASES[case]
-    with pytest.raises(Exception) as caught:
-        run_stack("staging", broken(mutate))
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError) as caught:
+        run_stack("staging", broken(mutate), mocks)
     assert expected in str(caught.value)
+    assert mocks.registrations == []
     with pytest.raises(StackConfigError, match=re.escape(expected)):
         parse_stack_config(project_values(broken(mutate)))
 
@@ -618,7 +625,7 @@ def test_a_fallback_model_may_be_built_in_of_the_stack_or_named_as_extra(
 def test_a_missing_endpoint_secret_names_the_command_that_sets_it() -> None:
     config = stack_runtime_config("dev")
     del config["convai-models:localVllmApiKey"]
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(pulumi.RunError) as caught:
         run_stack("dev", config)
     message = str(caught.value)
     assert (
@@ -632,10 +639,10 @@ def test_a_missing_convai_key_fails_before_any_resource(monkeypatch: pytest.Monk
     monkeypatch.delenv("CONVAI_API_KEY", raising=False)
     config = stack_runtime_config("staging")
     del config["convai:apiKey"]
-    registered: list[Any] = []
-    with pytest.raises(Exception, match="pulumi config set --secret convai:apiKey"):
-        registered = run_stack("staging", config).registrations
-    assert registered == []
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError, match="pulumi config set --secret convai:apiKey"):
+        run_stack("staging", config, mocks)
+    assert mocks.registrations == []
 
 
 # The dev stack end to end ----------------------------------------------------------------------
