@@ -66,10 +66,10 @@ class CharacterModelProvider(ConvaiProvider):
         self._point(inputs.char_id, inputs.model_group_name, "bind")
         return CreateResult(inputs.char_id, inputs.model_dump())
 
-    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """Only the fallback can change in place (diff replaces on anything else): it is used
+        when the binding is deleted, so nothing is sent now."""
         inputs = CharacterBindingInputs.model_validate(_declared(news))
-        if olds.get("model_group_name") != inputs.model_group_name:
-            self._point(id_, inputs.model_group_name, "bind")
         return UpdateResult(inputs.model_dump())
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
