@@ -30,3 +30,8 @@ BUILTIN_MODEL_CODES = (
 """In the order Convai's page lists them; codes are case-sensitive (`llama-3-70B`)."""
 
 BUILTIN_MODELS = frozenset(BUILTIN_MODEL_CODES)
+
+DEFAULT_FALLBACK_MODEL = "gpt-4o-mini"
+"""Where characters go when their private model goes away, unless a stack says otherwise (and,
+in the emulator, the model a new character starts on). Pulumi.yaml repeats it as the default of
+`fallbackModel`, since YAML cannot import it; a test keeps the two equal."""

@@ -15,13 +15,13 @@ from typing import Any
 from pulumi.dynamic import CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 from pydantic import BaseModel, ConfigDict
 
+from .builtin_models import DEFAULT_FALLBACK_MODEL
 from .errors import BadRequestError, ConvaiError
 from .model_schema import Name
 from .provider_base import ConvaiOperationError, ConvaiProvider, check_inputs, differs
 
 log = logging.getLogger("convai_provider")
 
-DEFAULT_FALLBACK_MODEL = "gpt-4o-mini"
 """A built-in Convai model: always there, so a character on it always answers."""
 
 REPLACE_FIELDS = ("char_id", "model_group_name")

@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from .builtin_models import BUILTIN_MODEL_CODES, BUILTIN_MODELS
+from .builtin_models import BUILTIN_MODEL_CODES, BUILTIN_MODELS, DEFAULT_FALLBACK_MODEL
 from .model_schema import BaseUrl, Name
 from .wire import field_problems
 
@@ -42,9 +42,6 @@ STACK_KEYS = (ENDPOINTS_KEY, MODELS_KEY, PROTECT_KEY, FALLBACK_KEY, EXTRA_BUILTI
 VLLM_IMAGE = "vllm/vllm-openai"
 VLLM_IMAGE_TAG = "v0.33.0"
 """Pinned: an unpinned image changes what serves production on the next pod restart."""
-
-DEFAULT_FALLBACK_MODEL = "gpt-4o-mini"
-"""The built-in Convai model characters fall back to when their private model goes away."""
 
 
 def _matching(pattern: str, what: str) -> AfterValidator:

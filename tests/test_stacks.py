@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from convai_provider import TYPE_TOKEN
+from convai_provider.builtin_models import DEFAULT_FALLBACK_MODEL
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.stack_config import (
     VLLM_IMAGE_TAG,
@@ -674,4 +675,14 @@ def test_the_project_file_runs_this_program_with_these_stacks() -> None:
     assert set(project["config"]) == {"protectModels", "fallbackModel"}
     for stack in STACKS:
         keys = read_stack_file(stack_file(stack, ROOT))
-        assert "convai-models:protectModels" in keys and "convai-models:fallbackModel" in keys
+        assert not set(keys) & set(project["config"]), "stack files use the namespaced keys"
+
+
+def test_project_defaults_are_stated_once() -> None:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    defaults = {f"convai-models:{k}": v["default"] for k, v in project["config"].items()}
+    assert defaults["convai-models:fallbackModel"] == DEFAULT_FALLBACK_MODEL
+    for stack in STACKS:
+        config = yaml.safe_load(stack_file(stack, ROOT).read_text())["config"]
+        repeated = {k for k, v in config.items() if defaults.get(k) == v}
+        assert repeated == set(), f"stacks/Pulumi.{stack}.yaml repeats project defaults {repeated}"

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..builtin_models import BUILTIN_MODELS
+from ..builtin_models import BUILTIN_MODELS, DEFAULT_FALLBACK_MODEL
 from ..wire import (
     DEFAULT_BASE_URL,
     PRIVATE_CATEGORY,
@@ -46,8 +46,6 @@ CREATE TABLE IF NOT EXISTS characters (
     PRIMARY KEY (account, char_id)
 );
 """
-
-DEFAULT_CHARACTER_MODEL = "gpt-4o-mini"
 
 
 class StoreError(Exception):
@@ -185,7 +183,7 @@ class ConvaiStore:
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO characters VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (account, char_id, name, voice_type, backstory, DEFAULT_CHARACTER_MODEL, iso_now()),
+                (account, char_id, name, voice_type, backstory, DEFAULT_FALLBACK_MODEL, iso_now()),
             )
         return char_id
 
