@@ -10,13 +10,16 @@ import pulumi
 from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
 from convai_provider.settings import API_KEY_ENV
 from convai_provider.stack_config import (
+    ENDPOINTS_KEY,
+    EXTRA_BUILTINS_KEY,
+    FALLBACK_KEY,
+    MODELS_KEY,
     PROJECT,
-    STACK_KEYS,
+    PROTECT_KEY,
     ModelDeclaration,
     StackConfig,
     StackConfigError,
     parse_stack_config,
-    project_values,
 )
 
 from .endpoints import EndpointOutputs, build_endpoint
@@ -24,9 +27,21 @@ from .endpoints import EndpointOutputs, build_endpoint
 
 def load_stack_config() -> StackConfig:
     config = pulumi.Config(PROJECT)
-    raw = {f"{PROJECT}:{key}": config.get(key) for key in STACK_KEYS}
-    values = project_values({k: v for k, v in raw.items() if v is not None})
-    return parse_stack_config(values, f"configuration of stack '{pulumi.get_stack()}'")
+    readers = {
+        ENDPOINTS_KEY: config.get_object,
+        MODELS_KEY: config.get_object,
+        EXTRA_BUILTINS_KEY: config.get_object,
+        PROTECT_KEY: config.get_bool,
+        FALLBACK_KEY: config.get,
+    }
+    try:
+        values = {key: read(key) for key, read in readers.items()}
+    except pulumi.ConfigTypeError as exc:
+        raise StackConfigError(
+            f"{exc}: fix it in stacks/Pulumi.{pulumi.get_stack()}.yaml"
+        ) from None
+    present = {k: v for k, v in values.items() if v is not None}
+    return parse_stack_config(present, f"configuration of stack '{pulumi.get_stack()}'")
 
 
 def require_convai_key() -> None:

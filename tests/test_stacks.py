@@ -686,3 +686,16 @@ def test_project_defaults_are_stated_once() -> None:
         config = yaml.safe_load(stack_file(stack, ROOT).read_text())["config"]
         repeated = {k for k, v in config.items() if defaults.get(k) == v}
         assert repeated == set(), f"stacks/Pulumi.{stack}.yaml repeats project defaults {repeated}"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("protectModels", "maybe"), ("models", "[{not json"), ("endpoints", "{")],
+)
+def test_config_of_the_wrong_type_names_the_key_and_the_file(key: str, value: str) -> None:
+    config = stack_runtime_config("staging")
+    config[f"convai-models:{key}"] = value
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError, match=f"convai-models:{key}.*stacks/Pulumi.staging.yaml"):
+        run_stack("staging", config, mocks)
+    assert mocks.registrations == []
