@@ -10,7 +10,7 @@ trips a create needs, ceil(N/4) x 2 x latency), destroy of N models, each repeat
 with its median; the same create through the same harness with a provider that only waits
 2 x latency (what the harness costs by itself); refresh of M models (list calls in total); and
 provider cold start (process start to the first answered Check). These are diagnostics of the
-provider process alone, through the engine stand-in (tests/engine.py); the targets are judged
+provider process alone, through the engine stand-in (testkit/engine.py); the targets are judged
 through the real CLI, by benchmarks.cli. Cold start target: <= 1 s.
 """
 
@@ -30,8 +30,8 @@ from benchmarks.floor_provider import LATENCY_ENV, FloorModel
 from convai_provider import ConvaiPrivateModel
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.wire import LIST_PATH
-from tests.engine import Declared, Engine, ProviderProcess, run_program
-from tests.test_private_model_engine import stack_config
+from testkit.convai import stack_config
+from testkit.engine import Declared, Engine, ProviderProcess, run_program
 
 WORKERS = 4
 

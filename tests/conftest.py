@@ -11,18 +11,13 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.retry import Backoff
+from testkit.convai import CONVAI_KEY, FAST_BACKOFF
 from testkit.pulumi_cli import NoPulumiError, find_pulumi_bin
 
 # Hypothesis keeps nothing in the checkout (examples, caches): the run leaves the tree as it was.
 settings.register_profile("convai-models", database=None)
 settings.load_profile("convai-models")
 set_hypothesis_home_dir(tempfile.mkdtemp(prefix="convai-hypothesis-"))
-
-CONVAI_KEY = "convai-test-key-7f3a9c"
-"""The test account's CONVAI-API-KEY; secrets tests search for it everywhere."""
-
-FAST_BACKOFF = Backoff(initial=0.01, maximum=0.05, retry_after_cap=0.2)
 
 
 @pytest.fixture(scope="session")

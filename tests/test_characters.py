@@ -14,10 +14,8 @@ from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.errors import AuthenticationError, BadRequestError
 from convai_provider.wire import CharacterCreateRequest, RegisterRequest
 from convai_stack.program import main
-
-from .conftest import CONVAI_KEY
-from .engine import Declared, Engine, ProviderError, run_program_fully
-from .test_private_model_engine import stack_config
+from testkit.convai import CONVAI_KEY, stack_config
+from testkit.engine import Declared, Engine, ProviderError, run_program_fully
 
 FALLBACK = "gpt-4o-mini"
 

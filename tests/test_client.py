@@ -26,8 +26,7 @@ from convai_provider.errors import (
 )
 from convai_provider.retry import Backoff, parse_retry_after
 from convai_provider.wire import RegisterRequest, UpdateRequest
-
-from .conftest import CONVAI_KEY, FAST_BACKOFF
+from testkit.convai import CONVAI_KEY, FAST_BACKOFF
 
 TURBO = RegisterRequest(
     model_group_name="my-turbo",

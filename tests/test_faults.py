@@ -18,10 +18,8 @@ import pytest
 from convai_provider import ConvaiPrivateModel
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
-
-from .conftest import CONVAI_KEY
-from .engine import Declared, Engine, ProviderError, run_program
-from .test_private_model_engine import stack_config
+from testkit.convai import CONVAI_KEY, stack_config
+from testkit.engine import Declared, Engine, ProviderError, run_program
 
 CLEAR_ERROR = re.compile(
     r"ConvaiOperationError: Could not (create|update|read|delete) Convai private model '[^']+': "

@@ -16,10 +16,9 @@ from convai_provider import ConvaiPrivateModel
 from convai_provider.certificates import is_staging_issuer
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.preflight import Preflight, PreflightReport, check_endpoint
-
-from .engine import Declared, Engine, ProviderError, run_program
-from .openai_server import EndpointBehaviour, serve_endpoint
-from .test_private_model_engine import live, stack_config
+from testkit.convai import live, stack_config
+from testkit.engine import Declared, Engine, ProviderError, run_program
+from testkit.openai_server import EndpointBehaviour, serve_endpoint
 
 KEY = "sk-endpoint"
 MODEL = "llama-3.1-8b"

@@ -17,9 +17,8 @@ from convai_provider import (
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.wire import RegisterRequest, UpdateRequest
-
-from .conftest import CONVAI_KEY
-from .engine import (
+from testkit.convai import CONVAI_KEY, live, stack_config
+from testkit.engine import (
     UNKNOWN,
     CheckFailedError,
     Declared,
@@ -53,30 +52,9 @@ def turbo(**changes: Any) -> dict[str, Any]:
     }
 
 
-def stack_config(convai: EmulatorProcess) -> dict[str, Any]:
-    """The whole stack config, as the engine sends it to Configure (secrets still wrapped)."""
-    return {
-        "convai:apiKey": _secret(CONVAI_KEY),
-        "convai:baseUrl": convai.url,
-        "convai:requestTimeout": "5",
-        "aws:region": "eu-west-1",
-    }
-
-
 @pytest.fixture
 def engine(convai: EmulatorProcess) -> Engine:
     return Engine(stack_config(convai))
-
-
-def _secret(value: str) -> dict[str, str]:
-    from pulumi.runtime import rpc
-
-    return {rpc._special_sig_key: rpc._special_secret_sig, "value": value}
-
-
-def live(convai: EmulatorProcess) -> dict[str, dict[str, Any]]:
-    with ConvaiClient(CONVAI_KEY, convai.url) as client:
-        return {m.model_group_name: m.model_dump() for m in client.list_models().models}
 
 
 def test_the_type_token_names_convai() -> None:

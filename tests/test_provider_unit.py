@@ -22,8 +22,7 @@ from convai_provider.provider_base import ConvaiOperationError
 from convai_provider.runtime import ConvaiRuntime
 from convai_provider.settings import ConvaiSettings
 from convai_provider.wire import ListResponse, PrivateModel
-
-from .conftest import CONVAI_KEY
+from testkit.convai import CONVAI_KEY
 
 
 @pytest.fixture

@@ -21,9 +21,8 @@ from convai_provider.wire import (
     RegisterRequest,
     UpdateRequest,
 )
+from testkit.convai import CONVAI_KEY
 from testkit.pulumi_cli import Event, PulumiProject
-
-from .conftest import CONVAI_KEY
 
 ENDPOINT_KEY = "sk-e2e-endpoint-81c4d2"
 ROTATED_KEY = "sk-e2e-rotated-3b9f70"

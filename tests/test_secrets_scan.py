@@ -21,10 +21,8 @@ from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.wire import CharacterCreateRequest
 from convai_stack.program import main
-
-from .conftest import CONVAI_KEY
-from .engine import Declared, Engine, ProgramRun, Registration, run_program_fully
-from .test_private_model_engine import stack_config
+from testkit.convai import CONVAI_KEY, stack_config
+from testkit.engine import Declared, Engine, ProgramRun, Registration, run_program_fully
 
 FIRST_KEY = "sk-endpoint-first-61c0f7"
 ROTATED_KEY = "sk-endpoint-rotated-93ad2e"

@@ -26,9 +26,8 @@ from convai_provider.stack_config import (
     stack_file,
 )
 from convai_stack.program import main
-
-from .conftest import CONVAI_KEY
-from .engine import (
+from testkit.convai import CONVAI_KEY, live, stack_config
+from testkit.engine import (
     GENERATED_PASSWORD,
     Declared,
     Engine,
@@ -38,7 +37,6 @@ from .engine import (
     run_program_fully,
     strip_secrets,
 )
-from .test_private_model_engine import live, stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ["dev", "staging", "prod"]
