@@ -322,15 +322,24 @@ def _recovery_text(args: argparse.Namespace, recovery: Recovery) -> str:
         *(f"  in state   {n}: Convai holds it as declared" for n in recovery.adopted),
         *(f"  dropped    {n}: not in Convai, `pulumi up` creates it" for n in recovery.dropped),
         *(
-            f"  conflict   {n}: Convai holds a different model of that name; still pending"
-            for n in recovery.conflicts
+            f"  conflict   {n}: Convai holds a different model of that name ({'; '.join(d)})"
+            for n, d in recovery.conflicts.items()
         ),
     ]
     if not lines:
         return "No pending creates of Convai resources: nothing to settle."
+    if recovery.conflicts:
+        lines.append(
+            f"Decide each conflict before importing (`pulumi stack import` forgets pending "
+            f"creates): `convai-models audit --stack {args.stack}` shows the model; if it is this "
+            "stack's, set adopt_existing: true for one `pulumi up`, else choose another "
+            "model_group_name."
+        )
+        return "\n".join(lines)
     out = "FILE" if args.out == "-" else args.out
     lines.append(
         f"Next: `pulumi stack import --stack {args.stack} --file {out}`, then `pulumi refresh "
-        f"--stack {args.stack}` and `pulumi up --stack {args.stack}`."
+        f"--yes --stack {args.stack}` and `pulumi up --stack {args.stack}` (the dev stack: "
+        "`scripts/dev-up recover` does all of it)."
     )
     return "\n".join(lines)

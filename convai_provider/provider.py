@@ -86,7 +86,6 @@ class PrivateModelProvider(ConvaiProvider):
                 outputs = self._register(runtime, inputs)
         except ConvaiError as exc:
             raise ConvaiOperationError("create", _subject(inputs.model_group_name), exc) from None
-        log.info("registered Convai private model %s", inputs.model_group_name)
         return CreateResult(inputs.model_group_name, outputs)
 
     def _register(self, runtime: ConvaiRuntime, inputs: PrivateModelInputs) -> dict[str, Any]:
@@ -101,6 +100,7 @@ class PrivateModelProvider(ConvaiProvider):
             raise ConvaiOperationError(
                 "create", _subject(inputs.model_group_name), f"{conflict} {INTERRUPTED_HINT}"
             ) from None
+        log.info("registered Convai private model %s", inputs.model_group_name)
         replied_at = runtime.listing.now()
         try:
             live = self._listed_after(
@@ -155,7 +155,14 @@ class PrivateModelProvider(ConvaiProvider):
                 f"'{live.model_name}' or choose another model_group_name",
             )
         old = live.model_dump() | {"api_key": None}
-        self._send_update(runtime, inputs.model_group_name, old, inputs.model_dump(), deadline)
+        sent = self._send_update(
+            runtime, inputs.model_group_name, old, inputs.model_dump(), deadline
+        )
+        log.info(
+            "adopted Convai private model %s (updated: %s)",
+            inputs.model_group_name,
+            ", ".join(sent),
+        )
         adopted = live.model_copy(update=_declared_updates(inputs))
         return inputs.outputs(adopted)
 
@@ -218,13 +225,15 @@ class PrivateModelProvider(ConvaiProvider):
         olds: Mapping[str, Any],
         news: Mapping[str, Any],
         deadline: float,
-    ) -> None:
+    ) -> list[str]:
+        """Sends the fields that changed; returns their names."""
         changed = {f: news[f] for f in self._updated_fields(olds, news)}
         if not changed:
-            return
+            return []
         request = build_request(UpdateRequest, model_group_name=model_group_name, **changed)
         with runtime.listing.writing():
             runtime.client.update(request, deadline=deadline)
+        return list(changed)
 
     # delete ---------------------------------------------------------------------------------
 

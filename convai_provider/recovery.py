@@ -10,8 +10,10 @@ without reading the resource. So the record is settled here, from `pulumi stack 
   it becomes a resource in state (`pulumi refresh` then fills in what Convai computed).
 - Convai holds no model of that name: the create never reached Convai; the record is dropped and
   the next `pulumi up` registers it.
-- Convai holds a different model of that name: someone else's; the record stays, and the model is
-  reported as a conflict for a person to decide (`adopt_existing`, or another name).
+- Convai holds a different model of that name: perhaps someone else's; the model is reported as a
+  conflict, naming what differs, for a person to decide (`adopt_existing` if it is this stack's,
+  or another name). `pulumi stack import` keeps no pending operation, so importing the settled
+  state forgets that record: decide first.
 
 A character binding's pending create is dropped: the next `pulumi up` sets the character again.
 """
@@ -26,7 +28,7 @@ from typing import Any
 from .character_resource import CHARACTER_TYPE_TOKEN
 from .client import same_model
 from .resource import TYPE_TOKEN
-from .wire import PrivateModel, RegisterRequest
+from .wire import DEFAULT_BASE_URL, PrivateModel, RegisterRequest
 
 CREATING = "creating"
 COMPARED_FIELDS = ("model_group_name", "model_name", "base_url", "is_uncensored", "display_name")
@@ -42,7 +44,8 @@ class Recovery:
     """The deployment to give `pulumi stack import`."""
     adopted: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)
+    conflicts: dict[str, list[str]] = field(default_factory=dict)
+    """Resource name -> the fields in which Convai's model differs from the record."""
 
     @property
     def settled(self) -> bool:
@@ -65,14 +68,15 @@ def recover_pending_creates(exported: Any, live: Mapping[str, PrivateModel]) -> 
             kept.append(operation)
             continue
         existing = _existing(resource, live) if kind == TYPE_TOKEN else None
+        differences = _differences(existing, resource["inputs"]) if existing else []
         if existing is None:
             recovery.dropped.append(name)
-        elif _declares(existing, resource["inputs"]):
+        elif not differences:
             deployment.setdefault("resources", []).append(_created(resource, existing))
             recovery.adopted.append(name)
         else:
             kept.append(operation)
-            recovery.conflicts.append(name)
+            recovery.conflicts[name] = differences
     deployment["pending_operations"] = kept
     return recovery
 
@@ -87,16 +91,25 @@ def _created(resource: Mapping[str, Any], model: PrivateModel) -> dict[str, Any]
     return {**resource, "id": model.model_group_name, "outputs": copy.deepcopy(resource["inputs"])}
 
 
-def _declares(live: PrivateModel, inputs: Mapping[str, Any]) -> bool:
-    """Whether the record declares this model (the key is a secret in state, never compared)."""
+def _differences(live: PrivateModel, inputs: Mapping[str, Any]) -> list[str]:
+    """Fields the record declares otherwise than Convai holds them (the key is a secret in state
+    and never compared; a display name left to Convai matches any)."""
     declared = {f: inputs.get(f) for f in COMPARED_FIELDS if inputs.get(f) is not None}
     try:
         wanted = RegisterRequest.model_validate(
             {"api_key": "not-compared", "is_uncensored": False, **declared}
         )
     except ValueError:
-        return False
-    return live.model_group_name == wanted.model_group_name and same_model(live, wanted)
+        return ["the record is not a valid declaration"]
+    if live.model_group_name == wanted.model_group_name and same_model(live, wanted):
+        return []
+    expected = wanted.model_dump() | {"base_url": wanted.base_url or DEFAULT_BASE_URL}
+    held = live.model_dump()
+    return [
+        f"{f}: declared {expected[f]!r}, Convai has {held.get(f)!r}"
+        for f in COMPARED_FIELDS
+        if expected.get(f) is not None and held.get(f) != expected[f]
+    ]
 
 
 def _deployment(state: Any) -> dict[str, Any]:

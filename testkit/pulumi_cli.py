@@ -174,6 +174,7 @@ class PulumiProject:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # its plugins too can be ended: os.killpg(process.pid, ...)
         )
 
     def up(self, *flags: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -12,7 +14,6 @@ import pytest
 from convai_provider.emulator.store import ConvaiStore, account_for_key
 
 ROOT = Path(__file__).resolve().parent.parent
-PORT = "18787"
 
 
 def run_dev_up(
@@ -21,7 +22,7 @@ def run_dev_up(
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "CONVAI_"))},
         "PATH": path,
-        "CONVAI_EMULATOR_PORT": PORT,
+        "CONVAI_EMULATOR_PORT": "0",  # any free port: other runs may share the machine
         "CONVAI_DEV_DIR": str(tmp_path / "dev"),
         "HOME": str(tmp_path / "home"),
         "XDG_CACHE_HOME": str(cache or tmp_path / "cache"),
@@ -73,11 +74,18 @@ def test_up_preview_and_destroy_on_the_dev_stack_leave_tracked_files_alone(
     assert dev_models(tmp_path) == ["dev-llama"]
     preview = run_dev_up(tmp_path, path, "preview", "--expect-no-changes")
     assert preview.returncode == 0, preview.stdout + preview.stderr
+    outputs = run_dev_up(tmp_path, path, "stack", "output", "--json")
+    assert json.loads(outputs.stdout)["models"]["dev-llama"]["model_name"] == "llama-3.1-8b"
+    recover = run_dev_up(tmp_path, path, "recover")
+    assert recover.returncode == 0, recover.stdout + recover.stderr
+    assert "nothing to settle" in recover.stderr
     destroy = run_dev_up(tmp_path, path, "destroy", "--yes")
     assert destroy.returncode == 0, destroy.stdout + destroy.stderr
     assert dev_models(tmp_path) == []
+    url = re.search(r"Convai emulator on (http://\S+)", destroy.stderr)
+    assert url, destroy.stderr
 
     assert tracked_changes() == before
     assert not (tmp_path / "home" / ".pulumi").exists()  # your own Pulumi login is not touched
     with pytest.raises(httpx.ConnectError):
-        httpx.post(f"http://127.0.0.1:{PORT}/llm-models/list", timeout=2)  # stopped afterwards
+        httpx.post(f"{url.group(1)}/llm-models/list", timeout=2)  # stopped afterwards

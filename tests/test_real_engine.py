@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -304,7 +306,12 @@ def test_adopt_existing_takes_over_a_model_registered_elsewhere(
     assert refused.returncode != 0
     assert "adopt_existing" in refused.stdout
     project.configure(stack(convai, model("alpha", adopt_existing=True)))
-    project.up()
+    adopted = project.up()
+    assert (
+        "adopted Convai private model alpha (updated: display_name, base_url, api_key)"
+        in adopted.stdout
+    )
+    assert "registered Convai private model alpha" not in adopted.stdout
     assert live(convai)["alpha"]["display_name"] == "alpha model"
     assert stored_endpoint_key(convai, "alpha") == ENDPOINT_KEY
     project.run("preview", "--expect-no-changes")
@@ -380,6 +387,8 @@ def test_an_interrupted_up_is_settled_from_its_pending_creates(
     cli.kill()  # the CLI dies; its provider finishes the registers already sent
     cli.communicate(timeout=60)
     wait_for(lambda: len(live(convai)) == 3, "the registers to land")
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(cli.pid, signal.SIGKILL)  # the orphaned provider and language host
     convai.clear_faults()
 
     pending = project.pending_operations()

@@ -101,14 +101,18 @@ def test_a_model_convai_does_not_hold_is_dropped_for_the_next_up() -> None:
         {"display_name": "Someone else's"},
     ],
 )
-def test_a_different_model_of_that_name_stays_pending_as_a_conflict(
+def test_a_different_model_of_that_name_is_a_conflict_naming_what_differs(
     difference: dict[str, Any],
 ) -> None:
     operation = pending(TYPE_TOKEN, "alpha", model_inputs("alpha"))
     recovery = recover_pending_creates(
         exported(operation), {"alpha": listed("alpha", **difference)}
     )
-    assert recovery.conflicts == ["alpha"] and not recovery.settled
+    (field,) = difference
+    assert list(recovery.conflicts) == ["alpha"] and not recovery.settled
+    (reason,) = recovery.conflicts["alpha"]
+    assert reason.startswith(f"{field}: declared ")
+    assert reason.endswith(f"Convai has {difference[field]!r}")
     assert recovery.state["deployment"]["pending_operations"] == [operation]
     assert len(recovery.state["deployment"]["resources"]) == 1
 
