@@ -16,6 +16,8 @@ from .errors import (
     ConvaiError,
     ConvaiTimeoutError,
     InvalidRequestError,
+    RedirectError,
+    UnexpectedReplyError,
     error_for_status,
 )
 from .retry import Backoff, is_retryable_status, parse_retry_after
@@ -44,11 +46,13 @@ from .wire import (
     UpdateRequest,
     UpdateResponse,
     describe_validation_error,
+    field_problems,
 )
 
 DEFAULT_CONVAI_URL = "https://api.convai.com"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 5
+_SHOWN_BYTES = 120
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 ReplyT = TypeVar("ReplyT", bound=BaseModel)
@@ -141,6 +145,7 @@ class ConvaiClient:
             if live is None or not same_model(live, request):
                 raise
             return RegisterResponse(
+                status="success",
                 model_group_name=live.model_group_name,
                 model_name=live.model_name,
                 display_name=live.display_name,
@@ -242,18 +247,23 @@ class ConvaiClient:
         return min(self.timeout, remaining)
 
     def _parse(self, operation: str, response: httpx.Response, reply: type[ReplyT]) -> ReplyT:
+        if 300 <= response.status_code < 400:
+            raise RedirectError(operation, response.status_code, _redirect_target(response))
         payload = _json_or_none(response)
         if response.status_code >= 400 or (
             isinstance(payload, dict) and payload.get("status") == "error"
         ):
             raise self._api_error(operation, response, payload)
         if not isinstance(payload, dict):
-            raise ConvaiAPIError(operation, response.status_code, "the reply was not a JSON object")
+            raise UnexpectedReplyError(
+                operation, response.status_code, f"not a JSON object; {describe_reply(response)}"
+            )
         try:
             return reply.model_validate(payload)
         except ValidationError as exc:
-            raise ConvaiAPIError(
-                operation, response.status_code, f"the reply did not have the expected shape: {exc}"
+            problems = "; ".join(f"{f} {reason}" for f, reason in field_problems(exc))
+            raise UnexpectedReplyError(
+                operation, response.status_code, f"{problems}; {describe_reply(response)}"
             ) from None
 
     @staticmethod
@@ -287,6 +297,21 @@ class ConvaiClient:
         if deadline is not None and self._clock() + delay >= deadline:
             return None
         return delay
+
+
+def describe_reply(response: httpx.Response) -> str:
+    """What came back, in a few words: for an error that says what the server sent instead."""
+    kind = response.headers.get("content-type") or "no content type"
+    text = response.content[:_SHOWN_BYTES].decode("utf-8", "replace")
+    more = "…" if len(response.content) > _SHOWN_BYTES else ""
+    return f"it sent {len(response.content)} bytes ({kind}): {text!r}{more}"
+
+
+def _redirect_target(response: httpx.Response) -> str:
+    location = response.headers.get("location")
+    if not location:
+        return "without saying where (no Location header)"
+    return f"to {response.url.join(location)}"
 
 
 def _json_or_none(response: httpx.Response) -> Any:

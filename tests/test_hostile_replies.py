@@ -1,0 +1,145 @@
+"""Replies no real Convai sends: each is an error naming what came back, never an empty result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from convai_provider.client import ConvaiClient
+from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.errors import RedirectError, UnexpectedReplyError
+from convai_provider.wire import RegisterRequest, UpdateRequest
+
+from .conftest import CONVAI_KEY
+from .engine import Engine, ProviderError
+from .hostile_server import http_answer, serve_answer
+from .test_private_model_engine import declare, live, stack_config, turbo
+
+TURBO = RegisterRequest(model_group_name="g", model_name="m", api_key="k", is_uncensored=False)
+
+CALLS: dict[str, Callable[[ConvaiClient], object]] = {
+    "list": lambda c: c.list_models(),
+    "register": lambda c: c.register(TURBO),
+    "update": lambda c: c.update(UpdateRequest(model_group_name="g", display_name="d")),
+    "deregister": lambda c: c.deregister("g"),
+    "character get": lambda c: c.get_character("c"),
+    "character update": lambda c: c.set_character_model("c", "g"),
+}
+
+
+def answering(status: int, body: Any = None, **headers: str) -> httpx.MockTransport:
+    content = b"" if body is None else httpx.Response(200, json=body).content
+    return httpx.MockTransport(
+        lambda request: httpx.Response(status, content=content, headers=headers)
+    )
+
+
+def call(name: str, transport: httpx.BaseTransport) -> Exception:
+    with ConvaiClient("k", "https://convai.test", transport=transport, max_retries=0) as client:
+        try:
+            CALLS[name](client)
+        except Exception as exc:
+            return exc
+    raise AssertionError(f"{name} accepted a reply Convai never sends")
+
+
+@pytest.mark.parametrize("name", list(CALLS))
+@pytest.mark.parametrize("body", [{}, {"STATUS": "FAILED"}, {"status": "ok", "models": []}, []])
+def test_a_reply_without_the_documented_shape_is_an_error_naming_it(name: str, body: Any) -> None:
+    error = call(name, answering(200, body))
+    assert isinstance(error, UnexpectedReplyError)
+    assert f"Convai {name} answered HTTP 200 with a reply that is not Convai's" in str(error)
+    assert repr(httpx.Response(200, json=body).text) in str(error)  # what came back
+    assert "convai:baseUrl" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"status": "success"}, "models is required"),
+        ({"status": "success", "models": [{"model_name": "m"}]}, "model_group_name is required"),
+        ({"status": "success", "models": [], "count": 3}, "count is 3 but the reply lists 0"),
+    ],
+)
+def test_a_list_that_does_not_account_for_every_model_is_an_error(body: Any, problem: str) -> None:
+    error = call("list", answering(200, body))
+    assert isinstance(error, UnexpectedReplyError) and problem in str(error)
+
+
+def test_the_character_calls_need_their_own_success_shape() -> None:
+    assert isinstance(call("character update", answering(200, {"status": "success"})), Exception)
+    with ConvaiClient(
+        "k", "https://convai.test", transport=answering(200, {"STATUS": "SUCCESS"})
+    ) as client:
+        assert client.set_character_model("c", "g").STATUS == "SUCCESS"
+
+
+@pytest.mark.parametrize("status", [300, 301, 302, 303, 304, 307, 308])
+@pytest.mark.parametrize("name", list(CALLS))
+def test_any_redirect_is_an_error_saying_where_it_pointed(name: str, status: int) -> None:
+    error = call(name, answering(status, {}, location="/elsewhere/list"))
+    assert isinstance(error, RedirectError)
+    assert f"was redirected (HTTP {status}) to https://convai.test/elsewhere/list" in str(error)
+    assert "not followed" in str(error)
+
+
+def test_a_redirect_without_a_location_says_so() -> None:
+    error = call("list", answering(302))
+    assert isinstance(error, RedirectError) and "no Location header" in str(error)
+
+
+def test_a_redirect_is_never_followed_so_the_key_stays_home() -> None:
+    target = http_answer(200, {"status": "success", "models": [], "count": 0})
+    with serve_answer(target) as elsewhere:
+        moved = http_answer(307, {}, {"Location": f"{elsewhere}/llm-models/list"})
+        with (
+            serve_answer(moved) as url,
+            ConvaiClient(CONVAI_KEY, url, max_retries=0) as client,
+            pytest.raises(RedirectError, match=f"to {elsewhere}/llm-models/list"),
+        ):
+            client.list_models()
+    assert target.requests == []
+
+
+# Through the provider: refresh and destroy against a server that answers `200 {}` -------------
+
+
+def hostile(convai: EmulatorProcess, url: str) -> dict[str, Any]:
+    return {**stack_config(convai), "convai:baseUrl": url, "convai:maxRetries": "0"}
+
+
+WRONG_SERVERS = {
+    "200 {}": http_answer(200, {}),
+    "307 {}": http_answer(307, {}),
+    "status without models": http_answer(200, {"status": "success"}),
+}
+
+
+@pytest.mark.parametrize("wrong", list(WRONG_SERVERS))
+def test_refresh_against_a_wrong_server_drops_nothing_from_state(
+    convai: EmulatorProcess, wrong: str
+) -> None:
+    engine = Engine(stack_config(convai))
+    engine.up(declare(a=turbo(model_group_name="a", display_name="A"), b=turbo(display_name="B")))
+    with serve_answer(WRONG_SERVERS[wrong]) as url:
+        engine.config = hostile(convai, url)
+        with pytest.raises(ProviderError, match="Could not read Convai private model"):
+            engine.refresh()
+    assert sorted(engine.state) == ["a", "b"]
+
+
+@pytest.mark.parametrize("wrong", ["200 {}", "307 {}"])
+def test_destroy_against_a_wrong_server_fails_and_keeps_state(
+    convai: EmulatorProcess, wrong: str
+) -> None:
+    engine = Engine(stack_config(convai))
+    engine.up(declare(a=turbo(model_group_name="a", display_name="A"), b=turbo(display_name="B")))
+    with serve_answer(WRONG_SERVERS[wrong]) as url:
+        engine.config = hostile(convai, url)
+        with pytest.raises(ProviderError, match="Could not delete Convai private model"):
+            engine.destroy()
+    assert sorted(engine.state) == ["a", "b"]
+    assert sorted(live(convai)) == ["a", "turbo"]
