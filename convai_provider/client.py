@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from .documents import DocumentError, parse_json
 from .errors import (
     ConflictError,
     ConvaiAPIError,
@@ -19,6 +20,7 @@ from .errors import (
     RedirectError,
     UnexpectedReplyError,
     error_for_status,
+    server_text,
 )
 from .retry import Backoff, is_retryable_status, parse_retry_after
 from .wire import (
@@ -249,14 +251,16 @@ class ConvaiClient:
     def _parse(self, operation: str, response: httpx.Response, reply: type[ReplyT]) -> ReplyT:
         if 300 <= response.status_code < 400:
             raise RedirectError(operation, response.status_code, _redirect_target(response))
-        payload = _json_or_none(response)
+        payload, unreadable = _json_payload(response)
         if response.status_code >= 400 or (
             isinstance(payload, dict) and payload.get("status") == "error"
         ):
             raise self._api_error(operation, response, payload)
         if not isinstance(payload, dict):
             raise UnexpectedReplyError(
-                operation, response.status_code, f"not a JSON object; {describe_reply(response)}"
+                operation,
+                response.status_code,
+                f"{unreadable or 'not a JSON object'}; {describe_reply(response)}",
             )
         try:
             return reply.model_validate(payload)
@@ -269,12 +273,12 @@ class ConvaiClient:
     @staticmethod
     def _api_error(operation: str, response: httpx.Response, payload: Any) -> ConvaiAPIError:
         if isinstance(payload, dict):
-            message = str(
+            message = server_text(
                 payload.get("message") or payload.get("ERROR") or payload.get("API_ERROR") or ""
             )
-            transaction_id = str(payload.get("transactionID") or "")
+            transaction_id = server_text(payload.get("transactionID") or "", 100)
         else:
-            message, transaction_id = response.text[:200].strip(), ""
+            message, transaction_id = server_text(response.text.strip(), 200), ""
         status = response.status_code if response.status_code >= 400 else 400
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return error_for_status(operation, status, message, transaction_id, retry_after)
@@ -304,7 +308,7 @@ def describe_reply(response: httpx.Response) -> str:
     kind = response.headers.get("content-type") or "no content type"
     text = response.content[:_SHOWN_BYTES].decode("utf-8", "replace")
     more = "…" if len(response.content) > _SHOWN_BYTES else ""
-    return f"it sent {len(response.content)} bytes ({kind}): {text!r}{more}"
+    return f"it sent {len(response.content)} bytes ({server_text(kind, 100)}): {text!r}{more}"
 
 
 def _redirect_target(response: httpx.Response) -> str:
@@ -314,8 +318,11 @@ def _redirect_target(response: httpx.Response) -> str:
     return f"to {response.url.join(location)}"
 
 
-def _json_or_none(response: httpx.Response) -> Any:
+def _json_payload(response: httpx.Response) -> tuple[Any, str]:
+    """The reply's JSON, or None and why it could not be read ('' for an empty body)."""
+    if not response.content.strip():
+        return None, ""
     try:
-        return response.json()
-    except ValueError:
-        return None
+        return parse_json(response.content), ""
+    except DocumentError as exc:
+        return None, str(exc)

@@ -12,6 +12,13 @@ def sentence(text: str) -> str:
     return text.rstrip(".").rstrip() + "."
 
 
+def server_text(value: object, limit: int = 300) -> str:
+    """What a server said, made safe to quote in a one-line message: control characters
+    escaped, at most `limit` characters."""
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(value)[: limit + 1])
+    return text[:limit] + "…" if len(text) > limit else text
+
+
 class ConvaiError(Exception):
     """Base of every error this package raises about Convai."""
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from .client import DEFAULT_CONVAI_URL, ConvaiClient
+from .documents import parse_json
 from .errors import ConvaiError
 from .operator import Audit, adoption_entries, adoption_yaml, audit, check_health
 from .settings import API_KEY_ENV, BASE_URL_CONFIG, BASE_URL_ENV
@@ -235,7 +236,7 @@ def _read_outputs(source: str | None) -> dict[str, Any] | None:
         return None
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text()
-        outputs = json.loads(text)
+        outputs = parse_json(text)
     except (OSError, ValueError) as exc:
         raise OperatorError(
             f"could not read stack outputs from {source}: {exc}; produce them with "

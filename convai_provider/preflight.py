@@ -16,6 +16,9 @@ from typing import Any
 
 import httpx
 
+from .documents import DocumentError, parse_json
+from .errors import server_text
+
 DEFAULT_WAIT = 900.0
 """Seconds to wait for an endpoint to become ready: enough for vLLM to pull and load a model."""
 
@@ -76,29 +79,34 @@ def error_message(response: httpx.Response) -> str:
     older vLLM and SGLang: {"object": "error", "message": ..}; FastAPI defaults: {"detail": ..}.
     """
     try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:200] or response.reason_phrase
+        body = parse_json(response.content)
+    except DocumentError:
+        return server_text(response.text.strip(), 200) or response.reason_phrase
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
+            return server_text(error["message"])
         if isinstance(error, str):
-            return error
+            return server_text(error)
         for key in ("message", "detail"):
             if body.get(key):
-                return str(body[key])
-    return str(body)[:200]
+                return server_text(body[key])
+    return server_text(body, 200)
 
 
 def _served_models(response: httpx.Response) -> list[str] | None:
     try:
-        body = response.json()
-    except ValueError:
+        body = parse_json(response.content)
+    except DocumentError:
         return None
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         return None
     return [str(item.get("id")) for item in body["data"] if isinstance(item, dict)]
+
+
+def _listed_names(served: list[str], shown: int = 20) -> str:
+    names = ", ".join(repr(server_text(n, 100)) for n in served[:shown]) or "none"
+    return names + (f" and {len(served) - shown} more" if len(served) > shown else "")
 
 
 def _transport_failure(exc: httpx.HTTPError, url: str) -> CheckResult:
@@ -257,7 +265,7 @@ class Preflight:
             ]
         accepted = CheckResult("key accepted", True, "GET /models succeeded with the key")
         if self.model_name not in served:
-            names = ", ".join(repr(n) for n in served) or "none"
+            names = _listed_names(served)
             return [
                 reachable,
                 accepted,
@@ -305,9 +313,10 @@ class Preflight:
         if response.status_code != 200:
             return [_status_failure("chat completion", response, url)]
         try:
-            choices = response.json().get("choices")
-        except (ValueError, AttributeError):
-            choices = None
+            reply = parse_json(response.content)
+        except DocumentError:
+            reply = None
+        choices = reply.get("choices") if isinstance(reply, dict) else None
         if not choices:
             return [
                 CheckResult(

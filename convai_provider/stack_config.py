@@ -7,7 +7,6 @@ with the same words: the config path, what is wrong, and the fix.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections.abc import Mapping
@@ -26,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from .documents import DocumentError, TooDeepError, parse_json
 from .model_schema import BaseUrl, Name
 from .wire import field_problems
 
@@ -279,8 +279,12 @@ def project_values(config: Mapping[str, Any]) -> dict[str, Any]:
         value = raw
         if isinstance(raw, str) and name != FALLBACK_KEY:
             # The Pulumi runtime hands objects and booleans to programs as JSON text.
-            with contextlib.suppress(ValueError):
-                value = json.loads(raw)
+            try:
+                value = parse_json(raw)
+            except TooDeepError as exc:
+                raise StackConfigError(f"{key}: {exc}; a stack's lists nest a few levels") from None
+            except DocumentError:
+                value = raw  # not JSON: the schema says what it must be
         values[name] = value
     return values
 

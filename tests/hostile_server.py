@@ -82,10 +82,17 @@ def _read_request(conn: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + rest
 
 
-def _answer(conn: socket.socket, answer: Answer, stop: threading.Event) -> None:
+def _path(request: bytes) -> str:
+    parts = request.split(b"\r\n", 1)[0].split(b" ")
+    return parts[1].decode("latin-1") if len(parts) > 1 else ""
+
+
+def _answer(conn: socket.socket, answers: Answers, stop: threading.Event) -> None:
     with conn:
         try:
-            answer.requests.append(_read_request(conn))
+            request = _read_request(conn)
+            answer = answers if isinstance(answers, Answer) else answers[_path(request)]
+            answer.requests.append(request)
             conn.sendall(answer.head)
             for _ in range(answer.repeat):
                 for start in range(0, len(answer.body), answer.chunk):
@@ -98,8 +105,12 @@ def _answer(conn: socket.socket, answer: Answer, stop: threading.Event) -> None:
             return  # the client hung up
 
 
+Answers = Answer | dict[str, Answer]
+"""One answer for every request, or one per request path."""
+
+
 @contextmanager
-def serve_answer(answer: Answer) -> Iterator[str]:
+def serve_answer(answer: Answers) -> Iterator[str]:
     """Serve `answer` to every connection on a free loopback port; yields `http://127.0.0.1:P`."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

@@ -8,9 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
+from convai_provider.cli import main as cli_main
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.errors import RedirectError, UnexpectedReplyError
+from convai_provider.errors import ConvaiError, RedirectError, UnexpectedReplyError
+from convai_provider.preflight import check_endpoint
 from convai_provider.wire import RegisterRequest, UpdateRequest
 
 from .conftest import CONVAI_KEY
@@ -143,3 +145,58 @@ def test_destroy_against_a_wrong_server_fails_and_keeps_state(
             engine.destroy()
     assert sorted(engine.state) == ["a", "b"]
     assert sorted(live(convai)) == ["a", "turbo"]
+
+
+# Deeply nested JSON: one clear error, never a RecursionError ---------------------------------
+
+DEEP = b"[" * 100_000
+
+
+@pytest.mark.parametrize("name", list(CALLS))
+@pytest.mark.parametrize("status", [200, 400, 503])
+def test_a_deeply_nested_reply_is_one_clear_error(name: str, status: int) -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(status, content=DEEP))
+    error = call(name, transport)
+    assert isinstance(error, ConvaiError), repr(error)
+    if status == 200:
+        assert "JSON nested deeper than 64 levels" in str(error)
+
+
+@pytest.mark.parametrize("operation", ["refresh", "destroy"])
+def test_refresh_and_destroy_meeting_deep_json_fail_with_one_line(
+    convai: EmulatorProcess, operation: str
+) -> None:
+    engine = Engine(stack_config(convai))
+    engine.up(declare(a=turbo(model_group_name="a", display_name="A")))
+    with serve_answer(http_answer(200, raw_body=DEEP)) as url:
+        engine.config = hostile(convai, url)
+        with pytest.raises(ProviderError) as caught:
+            getattr(engine, operation)()
+    assert "JSON nested deeper than 64 levels" in caught.value.details
+    assert "RecursionError" not in caught.value.details
+    assert list(engine.state) == ["a"]
+
+
+def test_the_list_command_meeting_deep_json_prints_one_error_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serve_answer(http_answer(200, raw_body=DEEP)) as url:
+        monkeypatch.setenv("CONVAI_API_KEY", CONVAI_KEY)
+        monkeypatch.setenv("CONVAI_BASE_URL", url)
+        code = cli_main(["list"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ")
+    assert "JSON nested deeper than 64 levels" in err
+
+
+@pytest.mark.parametrize("deep", ["/v1/models", "/v1/chat/completions"])
+def test_the_preflight_meeting_deep_json_reports_a_failed_check(deep: str) -> None:
+    answers = {
+        "/v1/models": http_answer(200, {"object": "list", "data": [{"id": "llama-3.1-8b"}]}),
+        "/v1/chat/completions": http_answer(200, {"choices": [{"index": 0}]}),
+    }
+    answers[deep] = http_answer(200, raw_body=DEEP)
+    with serve_answer(answers) as url:
+        report = check_endpoint(f"{url}/v1", "llama-3.1-8b", "sk-endpoint", wait=0)
+    failure = report.failure
+    assert failure is not None and failure.final, report.summary()

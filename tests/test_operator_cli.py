@@ -348,3 +348,19 @@ def test_the_console_script_and_module_run(convai: EmulatorProcess) -> None:
         )
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("outputs", "fragment"),
+    [
+        ("[" * 100_000, "JSON nested deeper than 64 levels"),
+        ('{"endpointKeys": ' + "[" * 20_000 + "]" * 20_000 + "}", "nested deeper"),
+    ],
+)
+def test_health_refuses_deeply_nested_outputs_in_one_line(
+    cli: Any, root: Path, monkeypatch: pytest.MonkeyPatch, outputs: str, fragment: str
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(outputs))
+    code, out, err = cli("health", "--stack", "test", "--root", str(root), "--outputs", "-")
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1 and fragment in err

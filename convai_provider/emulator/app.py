@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import uuid
@@ -17,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..documents import DocumentError, TooDeepError, parse_json
 from ..wire import (
     API_KEY_HEADER,
     CHARACTER_CREATE_PATH,
@@ -202,9 +202,9 @@ class ConvaiEmulator:
 
     async def admin_add_fault(self, request: Request) -> Response:
         try:
-            rule = FaultRule.model_validate(await request.json())
+            rule = FaultRule.model_validate(parse_json(await request.body()))
         except (ValidationError, ValueError) as exc:
-            return JSONResponse({"status": "error", "message": str(exc)}, status_code=400)
+            return envelope_error(400, str(exc))
         self.faults.add(rule)
         return JSONResponse({"status": "added", "rule": rule.model_dump()})
 
@@ -232,8 +232,10 @@ def _unauthenticated() -> Response:
 async def _parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
     raw = await request.body()
     try:
-        data = json.loads(raw) if raw.strip() else {}
-    except ValueError:
+        data = parse_json(raw) if raw.strip() else {}
+    except TooDeepError as exc:
+        raise InvalidInputError(f"Request body must be valid JSON: {exc}") from None
+    except DocumentError:
         raise InvalidInputError("Request body must be valid JSON") from None
     if not isinstance(data, dict):
         raise InvalidInputError("Request body must be a JSON object")
