@@ -9,12 +9,14 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from .bounded_http import MIB, ReplyTooLargeError, bounded_client, send, what_went_wrong
 from .documents import DocumentError, parse_json
 from .errors import (
     ConflictError,
     ConvaiAPIError,
     ConvaiConnectionError,
     ConvaiError,
+    ConvaiProtocolError,
     ConvaiTimeoutError,
     InvalidRequestError,
     RedirectError,
@@ -54,6 +56,8 @@ from .wire import (
 DEFAULT_CONVAI_URL = "https://api.convai.com"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 5
+REPLY_CAP = 32 * MIB
+"""Bytes read from one Convai reply at most: a list of 10,000 models takes a fraction of it."""
 _SHOWN_BYTES = 120
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
@@ -111,7 +115,7 @@ class ConvaiClient:
         self._backoff = backoff or Backoff()
         self._sleep = sleep
         self._clock = clock
-        self._http = httpx.Client(
+        self._http = bounded_client(
             base_url=self.base_url,
             timeout=timeout,
             headers={API_KEY_HEADER: api_key, "Content-Type": "application/json"},
@@ -226,17 +230,25 @@ class ConvaiClient:
     def _post(
         self, operation: str, path: str, body: dict[str, Any] | None, deadline: float | None
     ) -> httpx.Response:
-        timeout = self._request_timeout(operation, deadline)
+        seconds = self._request_timeout(operation, deadline)
         try:
-            return self._http.post(path, json=body, timeout=timeout)
+            return send(self._http, "POST", path, seconds=seconds, cap=REPLY_CAP, json=body)
+        except ReplyTooLargeError as exc:
+            raise UnexpectedReplyError(
+                operation, exc.status_code, f"{exc}, more than any Convai reply holds"
+            ) from None
         except httpx.TimeoutException as exc:
             raise ConvaiTimeoutError(
-                operation, self.base_url, f"no reply within {timeout:.1f}s ({type(exc).__name__})"
+                operation,
+                self.base_url,
+                f"the server {what_went_wrong(exc)}; {seconds:.1f}s allowed",
             ) from None
-        except httpx.TransportError as exc:
+        except httpx.ConnectError as exc:
             raise ConvaiConnectionError(
                 operation, self.base_url, f"{type(exc).__name__}: {exc}"
             ) from None
+        except httpx.TransportError as exc:
+            raise ConvaiProtocolError(operation, self.base_url, what_went_wrong(exc)) from None
 
     def _request_timeout(self, operation: str, deadline: float | None) -> float:
         if deadline is None:

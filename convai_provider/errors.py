@@ -137,6 +137,16 @@ class ConvaiConnectionError(ConvaiError):
         )
 
 
+class ConvaiProtocolError(ConvaiConnectionError):
+    """A connection was made, but what came back was not a complete HTTP reply."""
+
+    def __str__(self) -> str:
+        return (
+            f"Convai {self.operation} at {self.base_url}: the server {sentence(self.detail)} "
+            "Check convai:baseUrl / CONVAI_BASE_URL, or run again."
+        )
+
+
 class ConvaiTimeoutError(ConvaiConnectionError):
     def __str__(self) -> str:
         return (

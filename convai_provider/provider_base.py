@@ -16,7 +16,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, ConfigureRequest, Resource
 from pulumi.output import Unknown
 from pydantic import BaseModel, ValidationError
 
-from .errors import ConvaiError
+from .errors import ConvaiError, sentence
 from .runtime import ConvaiRuntime, runtime_for
 from .settings import CONFIG_KEYS, ConvaiSettings
 from .wire import field_problems
@@ -28,7 +28,7 @@ class ConvaiOperationError(Exception):
     """A failed provider operation, in one sentence: which resource, which operation, and why."""
 
     def __init__(self, operation: str, subject: str, cause: Exception | str) -> None:
-        super().__init__(f"Could not {operation} {subject}: {cause}")
+        super().__init__(f"Could not {operation} {subject}: {sentence(str(cause))}")
 
 
 def is_unknown(value: Any) -> bool:
