@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from .client import DEFAULT_CONVAI_URL, ConvaiClient
+from .client import DEFAULT_CONVAI_URL, ConvaiClient, convai_url_problem, shown_url
 from .documents import parse_json
 from .errors import ConvaiError
 from .operator import Audit, adoption_entries, adoption_yaml, audit, check_health
@@ -122,11 +122,24 @@ def _load_stack(args: argparse.Namespace) -> tuple[StackConfig, dict[str, Any]]:
 def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -> ConvaiClient:
     if not args.api_key:
         raise OperatorError(f"no Convai API key: pass --api-key or export {API_KEY_ENV}")
-    base_url = args.base_url or (stack_raw or {}).get(BASE_URL_CONFIG) or DEFAULT_CONVAI_URL
+    base_url, source = _base_url(args, stack_raw or {})
+    problem = convai_url_problem(base_url)
+    if problem is not None:
+        raise OperatorError(f"{source} is {shown_url(base_url)!r}: {problem}")
     try:
-        return ConvaiClient(args.api_key, str(base_url), timeout=30, max_retries=3)
+        return ConvaiClient(args.api_key, base_url, timeout=30, max_retries=3)
     except ConvaiError as exc:
         raise OperatorError(str(exc)) from None
+
+
+def _base_url(args: argparse.Namespace, stack_raw: dict[str, Any]) -> tuple[str, str]:
+    """The Convai URL and where it came from: --base-url, CONVAI_BASE_URL, the stack file."""
+    if args.base_url:
+        from_env = args.base_url == os.environ.get(BASE_URL_ENV)
+        return args.base_url, BASE_URL_ENV if from_env else "--base-url"
+    if stack_raw.get(BASE_URL_CONFIG):
+        return str(stack_raw[BASE_URL_CONFIG]), BASE_URL_CONFIG
+    return DEFAULT_CONVAI_URL, "--base-url"
 
 
 def _live_models(client: ConvaiClient) -> list[PrivateModel]:

@@ -7,7 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import DEFAULT_CONVAI_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from .client import (
+    DEFAULT_CONVAI_URL,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    convai_url_problem,
+    shown_url,
+)
 from .errors import ConvaiError
 from .preflight import DEFAULT_WAIT
 
@@ -64,12 +70,10 @@ class ConvaiSettings:
         api_key = str(config.get(API_KEY_CONFIG) or env.get(API_KEY_ENV) or "").strip()
         if not api_key:
             raise MissingApiKeyError()
-        base_url = str(config.get(BASE_URL_CONFIG) or env.get(BASE_URL_ENV) or DEFAULT_CONVAI_URL)
-        if not base_url.startswith(("http://", "https://")):
-            raise InvalidSettingError(
-                f"{BASE_URL_CONFIG} is {base_url!r}: it must be an http(s) URL such as "
-                f"{DEFAULT_CONVAI_URL}."
-            )
+        base_url, source = _base_url(config, env)
+        problem = convai_url_problem(base_url)
+        if problem is not None:
+            raise InvalidSettingError(f"{source} is {shown_url(base_url)!r}: {problem}.")
         return cls(
             api_key=api_key,
             base_url=base_url.rstrip("/"),
@@ -78,6 +82,15 @@ class ConvaiSettings:
             operation_timeout=_number(config, OPERATION_TIMEOUT_CONFIG, DEFAULT_OPERATION_TIMEOUT),
             verify_timeout=_number(config, VERIFY_TIMEOUT_CONFIG, DEFAULT_WAIT),
         )
+
+
+def _base_url(config: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, str]:
+    """The Convai URL and the setting it came from."""
+    if config.get(BASE_URL_CONFIG):
+        return str(config[BASE_URL_CONFIG]), BASE_URL_CONFIG
+    if env.get(BASE_URL_ENV):
+        return env[BASE_URL_ENV], BASE_URL_ENV
+    return DEFAULT_CONVAI_URL, BASE_URL_CONFIG
 
 
 def _number(config: Mapping[str, Any], key: str, default: float) -> float:
