@@ -8,8 +8,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .keys import key_problem, redacted_output
 from .operator_cli import OperatorError, add_operator_commands
 from .preflight import DEFAULT_WAIT
+
+ENDPOINT_KEY_ENV = "ENDPOINT_API_KEY"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,8 +76,8 @@ def _add_preflight(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     preflight.add_argument("--model", required=True, help="the served model name")
     preflight.add_argument(
         "--api-key",
-        default=os.environ.get("ENDPOINT_API_KEY"),
-        help="the endpoint's key (default: $ENDPOINT_API_KEY)",
+        default=os.environ.get(ENDPOINT_KEY_ENV),
+        help=f"the endpoint's key (default: ${ENDPOINT_KEY_ENV})",
     )
     preflight.add_argument(
         "--timeout",
@@ -87,6 +90,12 @@ def _add_preflight(commands: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def _run_preflight(args: argparse.Namespace) -> int:
     from .preflight import PreflightReport, check_endpoint
+
+    problem = None if args.api_key is None else key_problem(args.api_key)
+    if problem is not None:
+        from_env = args.api_key == os.environ.get(ENDPOINT_KEY_ENV)
+        source = ENDPOINT_KEY_ENV if from_env else "--api-key"
+        raise OperatorError(f"{source} {problem}: give the key without it")
 
     def progress(report: PreflightReport) -> None:
         if sys.stderr.isatty():
@@ -102,13 +111,14 @@ def _run_preflight(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        code: int = args.run(args)
-    except OperatorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return code
+    with redacted_output():
+        args = build_parser().parse_args(argv)
+        try:
+            code: int = args.run(args)
+        except OperatorError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return code
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from .errors import (
     error_for_status,
     server_text,
 )
+from .keys import key_problem, remember
 from .retry import Backoff, is_retryable_status, parse_retry_after
 from .wire import (
     API_KEY_HEADER,
@@ -152,6 +153,10 @@ class ConvaiClient:
             raise InvalidRequestError(
                 "The Convai API key is empty: set convai:apiKey or CONVAI_API_KEY."
             )
+        problem = key_problem(api_key)
+        if problem is not None:
+            raise InvalidRequestError(f"api_key {problem}: give the key without it.")
+        remember(api_key)
         problem = convai_url_problem(base_url)
         if problem is not None:
             raise InvalidRequestError(f"base_url is {shown_url(base_url)!r}: {problem}.")

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, ConfigDict, Field, StrictBool, StrictStr
 
+from .keys import key_problem
 from .wire import DEFAULT_BASE_URL, PrivateModel, RegisterRequest
 
 
@@ -32,10 +33,20 @@ def _http_url(value: str) -> str:
 
 Name = Annotated[StrictStr, AfterValidator(_no_blank_or_padding)]
 BaseUrl = Annotated[StrictStr, AfterValidator(_http_url)]
+
+
+def _header_safe(value: str) -> str:
+    problem = key_problem(value)
+    if problem is not None:
+        raise ValueError(f"{problem}; give the key without it")
+    return value
+
+
 EndpointKey = Annotated[
     StrictStr,
     Field(min_length=1),
     AfterValidator(_no_blank_or_padding),
+    AfterValidator(_header_safe),
 ]
 
 REPLACE_FIELDS = ("model_group_name", "model_name")

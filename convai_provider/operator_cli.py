@@ -13,7 +13,16 @@ from typing import Any, TypeAlias
 from .client import DEFAULT_CONVAI_URL, ConvaiClient, convai_url_problem, shown_url
 from .documents import parse_json
 from .errors import ConvaiError
-from .operator import Audit, adoption_entries, adoption_yaml, audit, check_health
+from .keys import key_problem
+from .operator import (
+    Audit,
+    InvalidEndpointKeyError,
+    adoption_entries,
+    adoption_yaml,
+    audit,
+    check_health,
+    stack_outputs_problem,
+)
 from .settings import API_KEY_ENV, BASE_URL_CONFIG, BASE_URL_ENV
 from .stack_config import (
     StackConfig,
@@ -120,14 +129,19 @@ def _load_stack(args: argparse.Namespace) -> tuple[StackConfig, dict[str, Any]]:
 
 
 def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -> ConvaiClient:
-    if not args.api_key:
+    api_key = (args.api_key or "").strip()
+    if not api_key:
         raise OperatorError(f"no Convai API key: pass --api-key or export {API_KEY_ENV}")
+    problem = key_problem(api_key)
+    if problem is not None:
+        source = API_KEY_ENV if args.api_key == os.environ.get(API_KEY_ENV) else "--api-key"
+        raise OperatorError(f"{source} {problem}: give the key without it")
     base_url, source = _base_url(args, stack_raw or {})
     problem = convai_url_problem(base_url)
     if problem is not None:
         raise OperatorError(f"{source} is {shown_url(base_url)!r}: {problem}")
     try:
-        return ConvaiClient(args.api_key, base_url, timeout=30, max_retries=3)
+        return ConvaiClient(api_key, base_url, timeout=30, max_retries=3)
     except ConvaiError as exc:
         raise OperatorError(str(exc)) from None
 
@@ -255,9 +269,10 @@ def _read_outputs(source: str | None) -> dict[str, Any] | None:
             f"could not read stack outputs from {source}: {exc}; produce them with "
             "`pulumi stack output --json --show-secrets`"
         ) from None
-    if not isinstance(outputs, dict):
-        raise OperatorError(f"stack outputs from {source} must be a JSON object")
-    return outputs
+    problem = stack_outputs_problem(outputs)
+    if problem is not None:
+        raise OperatorError(f"stack outputs from {source}: {problem}")
+    return dict(outputs)
 
 
 def _run_health(args: argparse.Namespace) -> int:
@@ -268,7 +283,10 @@ def _run_health(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print(f"[{done}/{total}] checking {group}...", file=sys.stderr)
 
-    results = check_health(stack, outputs, wait=args.timeout, progress=progress)
+    try:
+        results = check_health(stack, outputs, wait=args.timeout, progress=progress)
+    except InvalidEndpointKeyError as exc:
+        raise OperatorError(str(exc)) from None
     for health in results:
         status = "OK  " if health.ok else "FAIL"
         print(f"{status}  {health.model_group_name}  {health.model_name} at {health.base_url}")

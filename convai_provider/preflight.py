@@ -19,6 +19,7 @@ import httpx
 from .bounded_http import MIB, ReplyTooLargeError, bounded_client, send, what_went_wrong
 from .documents import DocumentError, parse_json
 from .errors import sentence, server_text
+from .keys import key_problem, remember
 
 DEFAULT_WAIT = 900.0
 """Seconds to wait for an endpoint to become ready: enough for vLLM to pull and load a model."""
@@ -215,6 +216,10 @@ class Preflight:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        problem = None if api_key is None else key_problem(api_key)
+        if problem is not None:
+            raise ValueError(f"the endpoint's api_key {problem}")
+        remember(api_key)
         self.base_url = base_url.rstrip("/")
         self.model_name = model_name
         self.api_key = api_key

@@ -15,6 +15,7 @@ from .client import (
     shown_url,
 )
 from .errors import ConvaiError
+from .keys import key_problem, remember
 from .preflight import DEFAULT_WAIT
 
 API_KEY_CONFIG = "convai:apiKey"
@@ -70,6 +71,14 @@ class ConvaiSettings:
         api_key = str(config.get(API_KEY_CONFIG) or env.get(API_KEY_ENV) or "").strip()
         if not api_key:
             raise MissingApiKeyError()
+        problem = key_problem(api_key)
+        if problem is not None:
+            source = API_KEY_CONFIG if config.get(API_KEY_CONFIG) else API_KEY_ENV
+            raise InvalidSettingError(
+                f"{source} {problem}: set it again without it "
+                f"(`pulumi config set --secret {API_KEY_CONFIG} <key>`)."
+            )
+        remember(api_key)
         base_url, source = _base_url(config, env)
         problem = convai_url_problem(base_url)
         if problem is not None:

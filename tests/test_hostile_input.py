@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from pulumi.dynamic import ConfigureRequest
+from pulumi.dynamic.config import Config
 
 from convai_provider.cli import main
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.errors import InvalidRequestError
+from convai_provider.keys import RedactingFilter, remember
+from convai_provider.provider import PrivateModelProvider
 from convai_provider.settings import ConvaiSettings, InvalidSettingError
 
 from .conftest import CONVAI_KEY
 from .engine import Engine, ProviderError
-from .test_private_model_engine import declare, stack_config, turbo
+from .hostile_server import http_answer, serve_answer
+from .test_private_model_engine import ENDPOINT_KEY, declare, stack_config, turbo
 
 # Plain http to Convai only on loopback --------------------------------------------------------
 
@@ -97,3 +106,176 @@ def test_a_stack_pointing_at_convai_over_plain_http_fails_naming_the_setting(
     engine = Engine({**stack_config(convai), "convai:baseUrl": "http://convai.invalid"})
     with pytest.raises(ProviderError, match=r"convai:baseUrl .*in clear"):
         engine.up(declare(m=turbo()))
+
+
+# Keys that cannot go in a header are refused without being repeated -------------------------
+
+SECRET = "SECRET-7c1e9b44"
+BAD_KEYS = {
+    "LF": f"{SECRET}\n",
+    "CR LF header": f"{SECRET}\r\nX-Injected: 1",
+    "NUL": f"{SECRET}\x00",
+    "tab": f"{SECRET}\tx",
+    "DEL": f"{SECRET}\x7f",
+    "non-ASCII": f"{SECRET}é",
+    "zero-width": f"{SECRET}\u200b",
+}
+
+
+def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_error_line_without(secret: str, code: int, out: str, err: str, *names: str) -> None:
+    assert code == 2, out + err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert any(name in err for name in names), err
+    assert secret not in out + err
+
+
+@pytest.mark.parametrize("bad", list(BAD_KEYS))
+def test_preflight_refuses_such_an_endpoint_key(
+    bad: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["preflight", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--timeout", "0"]
+    result = cli([*argv, "--api-key", BAD_KEYS[bad]], capsys)
+    assert_one_error_line_without(SECRET, *result, "--api-key")
+    if "\x00" in BAD_KEYS[bad]:
+        return  # an environment variable cannot hold NUL
+    monkeypatch.setenv("ENDPOINT_API_KEY", BAD_KEYS[bad])
+    assert_one_error_line_without(SECRET, *cli(argv, capsys), "ENDPOINT_API_KEY")
+
+
+@pytest.mark.parametrize("bad", list(BAD_KEYS))
+def test_list_refuses_such_a_convai_key(
+    bad: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CONVAI_BASE_URL", "http://127.0.0.1:9")
+    key = BAD_KEYS[bad].rstrip("\n\t")  # surrounding whitespace is trimmed, as the provider does
+    if key == SECRET:
+        key += "\x01"
+    assert_one_error_line_without(SECRET, *cli(["list", "--api-key", key], capsys), "--api-key")
+    if "\x00" in key:
+        return  # an environment variable cannot hold NUL
+    monkeypatch.setenv("CONVAI_API_KEY", key)
+    assert_one_error_line_without(SECRET, *cli(["list"], capsys), "CONVAI_API_KEY")
+
+
+@pytest.mark.parametrize("bad", list(BAD_KEYS))
+def test_the_provider_settings_and_client_refuse_such_a_convai_key(bad: str) -> None:
+    key = f"{BAD_KEYS[bad]}tail"  # inside the key, past what strip() removes
+    with pytest.raises(InvalidSettingError) as caught:
+        ConvaiSettings.resolve({"convai:apiKey": key})
+    assert str(caught.value).startswith("convai:apiKey ") and SECRET not in str(caught.value)
+    with pytest.raises(InvalidRequestError) as refused:
+        ConvaiClient(key)
+    assert SECRET not in str(refused.value)
+
+
+@pytest.mark.parametrize("bad", list(BAD_KEYS))
+def test_check_refuses_such_an_endpoint_key_naming_the_field(bad: str) -> None:
+    result = PrivateModelProvider().check({}, turbo(api_key=BAD_KEYS[bad]))
+    (failure,) = result.failures
+    assert failure.property == "api_key" and SECRET not in failure.reason
+    assert "character" in failure.reason or "whitespace" in failure.reason
+
+
+def test_a_create_handed_such_a_key_anyway_does_not_repeat_it(convai: EmulatorProcess) -> None:
+    """The engine runs check first; a create that is handed the key all the same (verifying
+    the endpoint, whose request would quote the header) still never repeats it."""
+    provider = PrivateModelProvider()
+    config = {"convai:apiKey": CONVAI_KEY, "convai:baseUrl": convai.url, "convai:verifyTimeout": 0}
+    provider.configure(ConfigureRequest(Config(config, "convai-models")))
+    with serve_answer(http_answer(200, {})) as url, pytest.raises(Exception) as caught:
+        key = BAD_KEYS["CR LF header"]
+        provider.create(turbo(api_key=key, base_url=f"{url}/v1", verify_endpoint=True))
+    assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize("where", ["environment", "outputs"])
+@pytest.mark.parametrize("bad", ["CR LF header", "non-ASCII"])
+def test_health_refuses_such_an_endpoint_key_naming_where_it_came_from(
+    bad: str,
+    where: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    write_stack(tmp_path, "http://127.0.0.1:9/v1")
+    argv = ["health", "--stack", "s", "--root", str(tmp_path), "--timeout", "0"]
+    if where == "environment":
+        monkeypatch.setenv("LOCAL_VLLM_API_KEY", BAD_KEYS[bad])
+        name = "LOCAL_VLLM_API_KEY"
+    else:
+        outputs = json.dumps({"endpointKeys": {"alpha": BAD_KEYS[bad]}})
+        monkeypatch.setattr(sys, "stdin", io.StringIO(outputs))
+        argv += ["--outputs", "-"]
+        name = "endpointKeys.alpha"
+    assert_one_error_line_without(SECRET, *cli(argv, capsys), name)
+
+
+# The last line of defence: a key a server echoes never leaves the process -----------------
+
+
+def test_a_key_echoed_by_convai_is_redacted_from_the_list_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    echo = http_answer(401, {"status": "error", "message": f"Invalid key {CONVAI_KEY}"})
+    with serve_answer(echo) as url:
+        monkeypatch.setenv("CONVAI_API_KEY", CONVAI_KEY)
+        code, out, err = cli(["list", "--base-url", url], capsys)
+    assert code == 2 and "Invalid key [secret]" in err
+    assert CONVAI_KEY not in out + err
+
+
+def test_an_endpoint_key_echoed_by_the_endpoint_is_redacted_from_health(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = "sk-endpoint-echoed-40c2"
+    echo = http_answer(401, {"error": {"message": f"Incorrect API key provided: {key}"}})
+    with serve_answer(echo) as url:
+        write_stack(tmp_path, f"{url}/v1")
+        monkeypatch.setenv("LOCAL_VLLM_API_KEY", key)
+        code, out, err = cli(["health", "--stack", "s", "--root", str(tmp_path)], capsys)
+    assert code == 1 and "Incorrect API key provided: [secret]" in out
+    assert key not in out + err
+
+
+def test_a_key_echoed_by_convai_is_redacted_from_provider_errors(convai: EmulatorProcess) -> None:
+    echo = http_answer(400, {"status": "error", "message": f"bad {CONVAI_KEY} / {ENDPOINT_KEY}"})
+    engine = Engine(stack_config(convai))
+    with serve_answer(echo) as url:
+        engine.config = {**stack_config(convai), "convai:baseUrl": url}
+        with pytest.raises(ProviderError) as caught:
+            engine.up(declare(m=turbo()))
+    assert "bad [secret] / [secret]" in caught.value.details
+    assert CONVAI_KEY not in caught.value.details and ENDPOINT_KEY not in caught.value.details
+
+
+def test_the_provider_log_is_redacted() -> None:
+    remember("sk-logged-key-88f1")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    log = logging.getLogger("convai_provider.test_redaction")
+    log.addHandler(handler)
+    log.warning("key %s and %r", "sk-logged-key-88f1", "sk-logged-key-88f1\n")
+    assert "sk-logged-key" not in stream.getvalue() and stream.getvalue().count("[secret]") == 2
+
+
+def write_stack(root: Path, base_url: str) -> None:
+    endpoint = {
+        "name": "local",
+        "kind": "external",
+        "base_url": base_url,
+        "model_name": "llama-3.1-8b",
+        "api_key_config": "localVllmApiKey",
+    }
+    config = {
+        "convai-models:endpoints": [endpoint],
+        "convai-models:models": [{"model_group_name": "alpha", "endpoint": "local"}],
+    }
+    (root / "stacks").mkdir(exist_ok=True)
+    (root / "stacks" / "Pulumi.s.yaml").write_text(yaml.safe_dump({"config": config}))
