@@ -8,15 +8,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .durations import seconds_argument
 from .keys import key_problem, redacted_output
-from .operator_cli import OperatorError, add_operator_commands
+from .operator_cli import CommandLine, Commands, OperatorError, add_operator_commands
 from .preflight import DEFAULT_WAIT
 
 ENDPOINT_KEY_ENV = "ENDPOINT_API_KEY"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandLine(
         prog="python -m convai_provider",
         description="Convai private LLM models: local emulator and operator tools.",
     )
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_emulator(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_emulator(commands: Commands) -> None:
     emulator = commands.add_parser(
         "emulator",
         help="run a local Convai /llm-models server backed by SQLite",
@@ -60,7 +61,7 @@ def _run_emulator(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_preflight(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_preflight(commands: Commands) -> None:
     preflight = commands.add_parser(
         "preflight",
         help="check that an endpoint is OpenAI-compatible, keyed and serving a model",
@@ -81,7 +82,7 @@ def _add_preflight(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     preflight.add_argument(
         "--timeout",
-        type=float,
+        type=seconds_argument,
         default=DEFAULT_WAIT,
         help=f"seconds to wait for the endpoint to become ready (default {DEFAULT_WAIT:.0f})",
     )

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from .bounded_http import MIB, ReplyTooLargeError, bounded_client, send, what_went_wrong
 from .documents import DocumentError, parse_json
+from .durations import retries, seconds
 from .errors import (
     ConflictError,
     ConvaiAPIError,
@@ -161,8 +162,11 @@ class ConvaiClient:
         if problem is not None:
             raise InvalidRequestError(f"base_url is {shown_url(base_url)!r}: {problem}.")
         self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-        self.max_retries = max_retries
+        try:
+            self.timeout = seconds(timeout, "timeout", zero_ok=False)
+            self.max_retries = retries(max_retries, "max_retries")
+        except ValueError as exc:
+            raise InvalidRequestError(f"{exc}.") from None
         self._backoff = backoff or Backoff()
         self._sleep = sleep
         self._clock = clock

@@ -8,10 +8,11 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
 from .client import DEFAULT_CONVAI_URL, ConvaiClient, convai_url_problem, shown_url
 from .documents import parse_json
+from .durations import seconds_argument
 from .errors import ConvaiError
 from .keys import key_problem
 from .operator import (
@@ -36,7 +37,15 @@ from .wire import PrivateModel
 
 EXIT_CLEAN, EXIT_DIFFERS, EXIT_ERROR = 0, 1, 2
 
-Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+class CommandLine(argparse.ArgumentParser):
+    """Usage mistakes are one `error:` line too, like every other error of these commands."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+Commands: TypeAlias = "argparse._SubParsersAction[CommandLine]"
 
 
 class OperatorError(Exception):
@@ -74,7 +83,7 @@ def add_operator_commands(commands: Commands) -> None:
     )
     health.add_argument(
         "--timeout",
-        type=float,
+        type=seconds_argument,
         default=30.0,
         help="seconds each endpoint may take to become ready (default 30)",
     )

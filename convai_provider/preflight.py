@@ -18,6 +18,7 @@ import httpx
 
 from .bounded_http import MIB, ReplyTooLargeError, bounded_client, send, what_went_wrong
 from .documents import DocumentError, parse_json
+from .durations import seconds
 from .errors import sentence, server_text
 from .keys import key_problem, remember
 
@@ -223,7 +224,7 @@ class Preflight:
         self.base_url = base_url.rstrip("/")
         self.model_name = model_name
         self.api_key = api_key
-        self.request_timeout = request_timeout
+        self.request_timeout = seconds(request_timeout, "request_timeout", zero_ok=False)
         self._http = bounded_client(transport=transport)
         self._sleep = sleep
         self._clock = clock
@@ -240,6 +241,7 @@ class Preflight:
     ) -> PreflightReport:
         """Retry transient failures until the checks pass or `wait` seconds are spent; every
         request ends by then too. `wait=0` checks once, within one request timeout."""
+        wait, interval = seconds(wait, "wait"), seconds(interval, "interval")
         started = self._clock()
         budget = wait if wait > 0 else self.request_timeout
         self._until = time.monotonic() + budget

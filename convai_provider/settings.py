@@ -14,6 +14,7 @@ from .client import (
     convai_url_problem,
     shown_url,
 )
+from .durations import retries, seconds
 from .errors import ConvaiError
 from .keys import key_problem, remember
 from .preflight import DEFAULT_WAIT
@@ -83,14 +84,29 @@ class ConvaiSettings:
         problem = convai_url_problem(base_url)
         if problem is not None:
             raise InvalidSettingError(f"{source} is {shown_url(base_url)!r}: {problem}.")
-        return cls(
-            api_key=api_key,
-            base_url=base_url.rstrip("/"),
-            request_timeout=_number(config, REQUEST_TIMEOUT_CONFIG, DEFAULT_TIMEOUT),
-            max_retries=int(_number(config, MAX_RETRIES_CONFIG, DEFAULT_MAX_RETRIES)),
-            operation_timeout=_number(config, OPERATION_TIMEOUT_CONFIG, DEFAULT_OPERATION_TIMEOUT),
-            verify_timeout=_number(config, VERIFY_TIMEOUT_CONFIG, DEFAULT_WAIT),
-        )
+        try:
+            return cls(
+                api_key=api_key,
+                base_url=base_url.rstrip("/"),
+                request_timeout=seconds(
+                    _given(config, REQUEST_TIMEOUT_CONFIG, DEFAULT_TIMEOUT),
+                    REQUEST_TIMEOUT_CONFIG,
+                    zero_ok=False,
+                ),
+                max_retries=retries(
+                    _given(config, MAX_RETRIES_CONFIG, DEFAULT_MAX_RETRIES), MAX_RETRIES_CONFIG
+                ),
+                operation_timeout=seconds(
+                    _given(config, OPERATION_TIMEOUT_CONFIG, DEFAULT_OPERATION_TIMEOUT),
+                    OPERATION_TIMEOUT_CONFIG,
+                    zero_ok=False,
+                ),
+                verify_timeout=seconds(
+                    _given(config, VERIFY_TIMEOUT_CONFIG, DEFAULT_WAIT), VERIFY_TIMEOUT_CONFIG
+                ),
+            )
+        except ValueError as exc:
+            raise InvalidSettingError(f"{exc}.") from None
 
 
 def _base_url(config: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, str]:
@@ -102,14 +118,6 @@ def _base_url(config: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, s
     return DEFAULT_CONVAI_URL, BASE_URL_CONFIG
 
 
-def _number(config: Mapping[str, Any], key: str, default: float) -> float:
+def _given(config: Mapping[str, Any], key: str, default: float) -> object:
     raw = config.get(key)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise InvalidSettingError(f"{key} is {raw!r}: it must be a number.") from None
-    if value < 0:
-        raise InvalidSettingError(f"{key} is {raw!r}: it must not be negative.")
-    return value
+    return default if raw is None or raw == "" else raw

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,9 @@ from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.errors import InvalidRequestError
 from convai_provider.keys import RedactingFilter, remember
+from convai_provider.preflight import check_endpoint
 from convai_provider.provider import PrivateModelProvider
+from convai_provider.retry import parse_retry_after
 from convai_provider.settings import ConvaiSettings, InvalidSettingError
 
 from .conftest import CONVAI_KEY
@@ -279,3 +283,88 @@ def write_stack(root: Path, base_url: str) -> None:
     }
     (root / "stacks").mkdir(exist_ok=True)
     (root / "stacks" / "Pulumi.s.yaml").write_text(yaml.safe_dump({"config": config}))
+
+
+# nan and inf are no timeouts ----------------------------------------------------------------
+
+TIMEOUTS = ["convai:requestTimeout", "convai:operationTimeout", "convai:verifyTimeout"]
+NOT_A_NUMBER_OF_SECONDS = ["nan", "NaN", "inf", "-inf", "1e999", "1e300", "-1", "ten", True]
+
+
+@pytest.mark.parametrize("setting", [*TIMEOUTS, "convai:maxRetries"])
+@pytest.mark.parametrize("value", NOT_A_NUMBER_OF_SECONDS)
+def test_every_timeout_and_retry_setting_refuses_what_is_not_a_sane_number(
+    setting: str, value: object
+) -> None:
+    with pytest.raises(InvalidSettingError) as caught:
+        ConvaiSettings.resolve({"convai:apiKey": "k", setting: value})
+    assert str(caught.value).startswith(f"{setting} is ")
+
+
+@pytest.mark.parametrize("value", ["2.5", "0.5", 1.25])
+def test_max_retries_must_be_a_whole_number(value: str) -> None:
+    with pytest.raises(InvalidSettingError, match="whole number"):
+        ConvaiSettings.resolve({"convai:apiKey": "k", "convai:maxRetries": value})
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "expected"),
+    [
+        ("convai:requestTimeout", "2.5", 2.5),
+        ("convai:operationTimeout", "600", 600.0),
+        ("convai:verifyTimeout", "0", 0.0),
+        ("convai:maxRetries", "0", 0),
+        ("convai:maxRetries", "7", 7),
+    ],
+)
+def test_sane_numbers_are_accepted(setting: str, value: str, expected: float) -> None:
+    settings = ConvaiSettings.resolve({"convai:apiKey": "k", setting: value})
+    field = {
+        "convai:requestTimeout": "request_timeout",
+        "convai:operationTimeout": "operation_timeout",
+        "convai:verifyTimeout": "verify_timeout",
+        "convai:maxRetries": "max_retries",
+    }[setting]
+    assert getattr(settings, field) == expected
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999", "-1", "90000"])
+@pytest.mark.parametrize("command", ["preflight", "health"])
+def test_the_commands_refuse_a_timeout_that_is_not_a_number_of_seconds(
+    command: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_stack(tmp_path, "http://127.0.0.1:9/v1")
+    argv = {
+        "preflight": ["preflight", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"],
+        "health": ["health", "--stack", "s", "--root", str(tmp_path)],
+    }[command]
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--timeout", value])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert err.startswith("error: argument --timeout: ") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    ("build", "name"),
+    [
+        (lambda: ConvaiClient("k", timeout=float("nan")), "timeout"),
+        (lambda: ConvaiClient("k", timeout=float("inf")), "timeout"),
+        (lambda: ConvaiClient("k", max_retries=-1), "max_retries"),
+        (lambda: check_endpoint("http://127.0.0.1:9/v1", "m", None, wait=float("nan")), "wait"),
+        (
+            lambda: check_endpoint("http://127.0.0.1:9/v1", "m", None, request_timeout=math.inf),
+            "request_timeout",
+        ),
+    ],
+)
+def test_the_library_refuses_nan_and_inf_naming_the_argument(
+    build: Callable[[], object], name: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{name} "):
+        build()
+
+
+@pytest.mark.parametrize("header", ["nan", "inf", "-inf", "1e999"])
+def test_a_retry_after_that_is_not_a_number_of_seconds_is_ignored(header: str) -> None:
+    assert parse_retry_after(header) is None
