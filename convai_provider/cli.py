@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             code: int = args.run(args)
         except OperatorError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
             return 2
         return code
 

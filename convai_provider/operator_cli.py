@@ -134,7 +134,8 @@ def _load_stack(args: argparse.Namespace) -> tuple[StackConfig, dict[str, Any]]:
         raw = read_stack_file(path)
         return parse_stack_config(project_values(raw), str(path)), raw
     except StackConfigError as exc:
-        raise OperatorError(str(exc)) from None
+        heading, *problems = str(exc).splitlines()
+        raise OperatorError(" ".join([heading, "; ".join(problems)]).strip()) from None
 
 
 def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -> ConvaiClient:

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -25,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from .documents import DocumentError, TooDeepError, parse_json
+from .documents import DocumentError, TooDeepError, load_yaml, parse_json
 from .model_schema import BaseUrl, Name
 from .wire import field_problems
 
@@ -257,16 +256,37 @@ def stack_file(stack: str, root: Path = Path()) -> Path:
 def read_stack_file(path: Path) -> dict[str, Any]:
     """The `config:` map of a stack file, every key fully namespaced."""
     try:
-        document = yaml.safe_load(path.read_text()) or {}
+        data = path.read_bytes()
     except FileNotFoundError:
         raise StackConfigError(
             f"{path} does not exist: create it (see README, 'Adding an environment')"
         ) from None
-    except yaml.YAMLError as exc:
-        raise StackConfigError(f"{path} is not valid YAML: {exc}") from None
+    except IsADirectoryError:
+        raise StackConfigError(
+            f"{path} is a directory, not a stack file: stacks/Pulumi.NAME.yaml must be a file"
+        ) from None
+    except OSError as exc:
+        raise StackConfigError(f"{path} could not be read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise StackConfigError(
+            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
+            "save it as UTF-8"
+        ) from None
+    try:
+        document = load_yaml(text, str(path)) or {}
+    except DocumentError as exc:
+        raise StackConfigError(str(exc)) from None
     if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
         raise StackConfigError(f"{path} must be a mapping with a `config:` mapping inside")
-    return dict(document.get("config") or {})
+    config = dict(document.get("config") or {})
+    for key in config:
+        if not isinstance(key, str):
+            raise StackConfigError(
+                f"{path}: config key {key!r} is not a string: keys read like `project:name`"
+            )
+    return config
 
 
 def project_values(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -178,7 +178,7 @@ def test_audit_reads_the_real_stack_files(cli: Any, convai: EmulatorProcess) -> 
     ("setup", "fragment"),
     [
         ("no-file", "does not exist"),
-        ("bad-yaml", "is not valid YAML"),
+        ("bad-yaml", "Pulumi.test.yaml:2:1: invalid YAML"),
         ("bad-config", "convai-models:models[0].endpoint: 'nowhere' is not a declared endpoint"),
         ("no-key", "no Convai API key"),
         ("unreachable", "could not reach http://127.0.0.1:9"),
