@@ -42,7 +42,7 @@ def _add_emulator(commands: Commands) -> None:
     )
     emulator.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     emulator.add_argument(
-        "--port", type=int, default=8787, help="port; 0 picks a free one (default 8787)"
+        "--port", type=port_argument, default=8787, help="port; 0 picks a free one (default 8787)"
     )
     emulator.add_argument(
         "--db",
@@ -55,10 +55,20 @@ def _add_emulator(commands: Commands) -> None:
 
 
 def _run_emulator(args: argparse.Namespace) -> int:
-    from .emulator.server import serve
+    from .emulator.server import EmulatorStartError, serve
 
-    serve(args.host, args.port, args.db, access_log=not args.no_access_log)
+    try:
+        serve(args.host, args.port, args.db, access_log=not args.no_access_log)
+    except EmulatorStartError as exc:
+        raise OperatorError(str(exc)) from None
     return 0
+
+
+def port_argument(text: str) -> int:
+    """argparse's `type` for --port: a TCP port, 0 for any free one."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port from 0 to 65535")
+    return int(text)
 
 
 def _add_preflight(commands: Commands) -> None:

@@ -78,9 +78,9 @@ def test_the_orphan_view_shows_the_outage_this_prevents(
     )
     char = new_character(client, "Ada")
     client.set_character_model(char, "mine")
-    assert convai.orphaned_characters() == []
+    assert convai.orphaned_characters(CONVAI_KEY) == []
     client.deregister("mine")  # what the seed warns about: Convai lets it happen
-    (orphan,) = convai.orphaned_characters()
+    (orphan,) = convai.orphaned_characters(CONVAI_KEY)
     assert orphan["charID"] == char and orphan["model_group_name"] == "mine"
 
 
@@ -137,7 +137,7 @@ def guarded(convai: EmulatorProcess) -> Engine:
     """An engine that checks after every Create, Update and Delete that no character is orphaned."""
 
     def no_orphans(call: str) -> None:
-        orphans = convai.orphaned_characters()
+        orphans = convai.orphaned_characters(CONVAI_KEY)
         assert orphans == [], f"after {call}: characters on missing models: {orphans}"
 
     return Engine(stack_config(convai), after_each_change=no_orphans)
