@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -10,16 +11,31 @@ from pydantic import AfterValidator, ConfigDict, Field, StrictBool, StrictStr
 from .keys import key_problem
 from .wire import DEFAULT_BASE_URL, PrivateModel, RegisterRequest
 
+_CONTROL = frozenset({"Cc", "Cs", "Zl", "Zp"})
+"""Control characters, lone surrogates and line or paragraph separators: no name holds one."""
+
+_INVISIBLE = frozenset({"Cf", "Zs", "Mn", "Me"})
+"""Format characters (zero-width space, joiners, BOM), spaces and combining marks: a name of
+these only looks empty. Within visible text they are fine (emoji sequences, RTL marks)."""
+
 
 def _no_blank_or_padding(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty")
     if value != value.strip():
         raise ValueError("must not start or end with whitespace")
+    control = next((ch for ch in value if unicodedata.category(ch) in _CONTROL), None)
+    if control is not None:
+        raise ValueError(f"must not contain control characters (found U+{ord(control):04X})")
+    if all(unicodedata.category(ch) in _INVISIBLE for ch in value):
+        raise ValueError("must contain a visible character (it holds only invisible ones)")
     return value
 
 
 def _http_url(value: str) -> str:
+    if any(ch.isspace() or unicodedata.category(ch) in _CONTROL for ch in value):
+        # urlsplit would drop a tab or newline silently, and Convai would store it.
+        raise ValueError("must not contain spaces or control characters")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(

@@ -121,9 +121,9 @@ class VllmEndpoint(_Strict):
     memory: Quantity = "32Gi"
     shm_size: Quantity = "8Gi"
     cache_size: Quantity = "100Gi"
-    storage_class: str | None = None
-    ingress_class: str = "nginx"
-    cluster_issuer: str | None = "letsencrypt-prod"
+    storage_class: Name | None = None
+    ingress_class: Name = "nginx"
+    cluster_issuer: Name | None = "letsencrypt-prod"
     """cert-manager ClusterIssuer that issues the TLS certificate; null to bring your own."""
     hf_token_config: ConfigKey | None = None
     """Stack config key of a secret Hugging Face token, for gated models."""

@@ -16,6 +16,7 @@ import yaml
 from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config
 
+from convai_provider.character_provider import CharacterModelProvider
 from convai_provider.cli import main
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
@@ -25,6 +26,7 @@ from convai_provider.preflight import check_endpoint
 from convai_provider.provider import PrivateModelProvider
 from convai_provider.retry import parse_retry_after
 from convai_provider.settings import ConvaiSettings, InvalidSettingError
+from convai_provider.stack_config import StackConfigError, parse_stack_config
 
 from .conftest import CONVAI_KEY
 from .engine import Engine, ProviderError
@@ -368,3 +370,82 @@ def test_the_library_refuses_nan_and_inf_naming_the_argument(
 @pytest.mark.parametrize("header", ["nan", "inf", "-inf", "1e999"])
 def test_a_retry_after_that_is_not_a_number_of_seconds_is_ignored(header: str) -> None:
     assert parse_retry_after(header) is None
+
+
+# Names a user cannot see, or that hold control characters ---------------------------------
+
+INVISIBLE_OR_CONTROL = {
+    "zero-width space": "\u200b",
+    "zero-width joiners": "\u200d\u200c\ufeff",
+    "word joiner and space": "\u2060 \u200b",
+    "newline inside": "a\nb",
+    "NUL inside": "a\x00b",
+    "escape inside": "a\x1b[31mb",
+    "line separator inside": "a\u2028b",
+    "lone surrogate": "a\ud800b",
+}
+PRIVATE_MODEL_NAMES = ["model_group_name", "model_name", "display_name"]
+
+
+@pytest.mark.parametrize("field", PRIVATE_MODEL_NAMES)
+@pytest.mark.parametrize("name", list(INVISIBLE_OR_CONTROL))
+def test_check_refuses_invisible_names_and_control_characters_naming_the_field(
+    field: str, name: str
+) -> None:
+    result = PrivateModelProvider().check({}, turbo(**{field: INVISIBLE_OR_CONTROL[name]}))
+    assert [f.property for f in result.failures] == [field]
+    reason = result.failures[0].reason
+    assert reason.startswith(f"{field} must ") and ("visible" in reason or "control" in reason)
+
+
+@pytest.mark.parametrize("field", ["char_id", "model_group_name", "fallback_model_group_name"])
+@pytest.mark.parametrize("name", list(INVISIBLE_OR_CONTROL))
+def test_the_character_binding_refuses_them_too(field: str, name: str) -> None:
+    news = {"char_id": "c1", "model_group_name": "g", field: INVISIBLE_OR_CONTROL[name]}
+    result = CharacterModelProvider().check({}, news)
+    assert [f.property for f in result.failures] == [field]
+
+
+@pytest.mark.parametrize(
+    "name", ["Llama 3.1 (8B)", "Ünïcödé", "模型", "👩\u200d💻 coder", "a\u200bb", "عربي\u200f"]
+)
+def test_visible_names_with_any_script_or_joiner_are_accepted(name: str) -> None:
+    assert PrivateModelProvider().check({}, turbo(display_name=name)).failures == []
+
+
+@pytest.mark.parametrize("url", ["https://llm.example.com/v1\n", "https://llm.exa\tmple.com/v1"])
+def test_check_refuses_a_base_url_with_control_characters(url: str) -> None:
+    (failure,) = PrivateModelProvider().check({}, turbo(base_url=url)).failures
+    assert failure.property == "base_url" and "control" in failure.reason
+
+
+@pytest.mark.parametrize("name", list(INVISIBLE_OR_CONTROL))
+def test_the_stack_schema_refuses_them_naming_the_path(name: str) -> None:
+    config = {
+        "endpoints": [
+            {
+                "name": "local",
+                "kind": "external",
+                "base_url": "http://127.0.0.1:8000/v1",
+                "model_name": "m",
+                "api_key_config": "localVllmApiKey",
+            }
+        ],
+        "models": [{"model_group_name": INVISIBLE_OR_CONTROL[name], "endpoint": "local"}],
+    }
+    with pytest.raises(StackConfigError, match=r"convai-models:models\[0\]\.model_group_name"):
+        parse_stack_config(config)
+
+
+@pytest.mark.parametrize("field", ["storage_class", "ingress_class", "cluster_issuer"])
+def test_kubernetes_names_in_the_stack_refuse_control_characters(field: str) -> None:
+    endpoint = {
+        "name": "big",
+        "kind": "vllm",
+        "model": "meta-llama/Llama-3.1-8B-Instruct",
+        "served_model_name": "llama",
+        "host": "llama.example.com",
+        field: "nginx\nx",
+    }
+    with pytest.raises(StackConfigError, match=rf"endpoints\[0\]\.{field}: must not contain"):
+        parse_stack_config({"endpoints": [endpoint]})
