@@ -298,12 +298,12 @@ class ConvaiClient:
                 self.base_url,
                 f"the server {what_went_wrong(exc)}; {seconds:.1f}s allowed",
             ) from None
-        except httpx.ConnectError as exc:
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            raise ConvaiProtocolError(operation, self.base_url, what_went_wrong(exc)) from None
+        except httpx.TransportError as exc:
             raise ConvaiConnectionError(
                 operation, self.base_url, f"{type(exc).__name__}: {exc}"
             ) from None
-        except httpx.TransportError as exc:
-            raise ConvaiProtocolError(operation, self.base_url, what_went_wrong(exc)) from None
 
     def _request_timeout(self, operation: str, deadline: float | None) -> float:
         if deadline is None:

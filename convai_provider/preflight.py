@@ -116,6 +116,10 @@ def _listed_names(served: list[str], shown: int = 20) -> str:
     return names + (f" and {len(served) - shown} more" if len(served) > shown else "")
 
 
+_REACHED = (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+"""Transport failures that happen after a connection was made."""
+
+
 def _transport_failure(exc: httpx.TransportError, url: str) -> CheckResult:
     text = f"{type(exc).__name__}: {exc}"
     cause: BaseException | None = exc
@@ -128,7 +132,7 @@ def _transport_failure(exc: httpx.TransportError, url: str) -> CheckResult:
     lowered = text.lower()
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
         detail = f"{url} {what_went_wrong(exc)}; is it up and reachable?"
-    elif not isinstance(exc, httpx.ConnectError):
+    elif isinstance(exc, _REACHED):
         # The connection was made: a slow, broken or non-HTTP server, not a network problem.
         not_http = isinstance(exc, httpx.RemoteProtocolError) and "HTTP/1.1" in what_went_wrong(exc)
         return CheckResult("reachable", False, f"{url} {what_went_wrong(exc)}", final=not_http)
