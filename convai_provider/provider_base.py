@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from typing import Any
@@ -49,10 +50,11 @@ def _keeping_keys_out(operation: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return operation(self, *args)
         except Exception as exc:
-            shown = redact(str(exc))
-            if shown == str(exc):
+            # Pulumi shows the traceback, chained exceptions included: look at all of it.
+            printed = "".join(traceback.format_exception(exc))
+            if redact(printed) == printed:
                 raise
-            raise RedactedError(shown) from None
+            raise RedactedError(redact(str(exc))) from None
 
     return run
 

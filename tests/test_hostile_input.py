@@ -7,13 +7,14 @@ import json
 import logging
 import math
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from pulumi.dynamic import ConfigureRequest
+from pulumi.dynamic import ConfigureRequest, ReadResult
 from pulumi.dynamic.config import Config
 
 from convai_provider.character_provider import CharacterModelProvider
@@ -24,6 +25,7 @@ from convai_provider.errors import InvalidRequestError
 from convai_provider.keys import RedactingFilter, remember
 from convai_provider.preflight import check_endpoint
 from convai_provider.provider import PrivateModelProvider
+from convai_provider.provider_base import ConvaiProvider
 from convai_provider.retry import parse_retry_after
 from convai_provider.settings import ConvaiSettings, InvalidSettingError
 from convai_provider.stack_config import StackConfigError, parse_stack_config
@@ -449,3 +451,21 @@ def test_kubernetes_names_in_the_stack_refuse_control_characters(field: str) -> 
     }
     with pytest.raises(StackConfigError, match=rf"endpoints\[0\]\.{field}: must not contain"):
         parse_stack_config({"endpoints": [endpoint]})
+
+
+class ChainingProvider(ConvaiProvider):
+    """A provider whose read fails with an error caused by one that quotes the key."""
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        try:
+            raise ValueError(f"header {props['api_key']!r} refused")
+        except ValueError:
+            raise RuntimeError("read failed")  # noqa: B904 - the implicit chain is the point
+
+
+def test_no_key_reaches_pulumi_through_a_chained_exception() -> None:
+    key = "sk-chained-key-5e0d"
+    with pytest.raises(Exception) as caught:
+        ChainingProvider().read("m", {"api_key": key})
+    printed = "".join(traceback.format_exception(caught.value))
+    assert key not in printed and "read failed" in printed
