@@ -13,11 +13,14 @@ from .errors import (
     ConvaiAPIError,
     ConvaiConnectionError,
     ConvaiError,
+    ConvaiProtocolError,
     ConvaiTimeoutError,
     InvalidRequestError,
     NotFoundError,
     RateLimitError,
+    RedirectError,
     ServerError,
+    UnexpectedReplyError,
 )
 from .resource import TYPE_TOKEN, ConvaiPrivateModel, ConvaiPrivateModelArgs
 
@@ -35,9 +38,12 @@ __all__ = [
     "ConvaiError",
     "ConvaiPrivateModel",
     "ConvaiPrivateModelArgs",
+    "ConvaiProtocolError",
     "ConvaiTimeoutError",
     "InvalidRequestError",
     "NotFoundError",
     "RateLimitError",
+    "RedirectError",
     "ServerError",
+    "UnexpectedReplyError",
 ]

@@ -8,12 +8,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .operator_cli import OperatorError, add_operator_commands
+from .durations import seconds_argument
+from .keys import key_problem, redacted_output
+from .operator_cli import CommandLine, Commands, OperatorError, add_operator_commands
 from .preflight import DEFAULT_WAIT
+
+ENDPOINT_KEY_ENV = "ENDPOINT_API_KEY"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandLine(
         prog="python -m convai_provider",
         description="Convai private LLM models: local emulator and operator tools.",
     )
@@ -24,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_emulator(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_emulator(commands: Commands) -> None:
     emulator = commands.add_parser(
         "emulator",
         help="run a local Convai /llm-models server backed by SQLite",
@@ -38,7 +42,7 @@ def _add_emulator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     emulator.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     emulator.add_argument(
-        "--port", type=int, default=8787, help="port; 0 picks a free one (default 8787)"
+        "--port", type=port_argument, default=8787, help="port; 0 picks a free one (default 8787)"
     )
     emulator.add_argument(
         "--db",
@@ -51,13 +55,23 @@ def _add_emulator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _run_emulator(args: argparse.Namespace) -> int:
-    from .emulator.server import serve
+    from .emulator.server import EmulatorStartError, serve
 
-    serve(args.host, args.port, args.db, access_log=not args.no_access_log)
+    try:
+        serve(args.host, args.port, args.db, access_log=not args.no_access_log)
+    except EmulatorStartError as exc:
+        raise OperatorError(str(exc)) from None
     return 0
 
 
-def _add_preflight(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def port_argument(text: str) -> int:
+    """argparse's `type` for --port: a TCP port, 0 for any free one."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port from 0 to 65535")
+    return int(text)
+
+
+def _add_preflight(commands: Commands) -> None:
     preflight = commands.add_parser(
         "preflight",
         help="check that an endpoint is OpenAI-compatible, keyed and serving a model",
@@ -73,12 +87,12 @@ def _add_preflight(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     preflight.add_argument("--model", required=True, help="the served model name")
     preflight.add_argument(
         "--api-key",
-        default=os.environ.get("ENDPOINT_API_KEY"),
-        help="the endpoint's key (default: $ENDPOINT_API_KEY)",
+        default=os.environ.get(ENDPOINT_KEY_ENV),
+        help=f"the endpoint's key (default: ${ENDPOINT_KEY_ENV})",
     )
     preflight.add_argument(
         "--timeout",
-        type=float,
+        type=seconds_argument,
         default=DEFAULT_WAIT,
         help=f"seconds to wait for the endpoint to become ready (default {DEFAULT_WAIT:.0f})",
     )
@@ -87,6 +101,12 @@ def _add_preflight(commands: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def _run_preflight(args: argparse.Namespace) -> int:
     from .preflight import PreflightReport, check_endpoint
+
+    problem = None if args.api_key is None else key_problem(args.api_key)
+    if problem is not None:
+        from_env = args.api_key == os.environ.get(ENDPOINT_KEY_ENV)
+        source = ENDPOINT_KEY_ENV if from_env else "--api-key"
+        raise OperatorError(f"{source} {problem}: give the key without it")
 
     def progress(report: PreflightReport) -> None:
         if sys.stderr.isatty():
@@ -102,13 +122,14 @@ def _run_preflight(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        code: int = args.run(args)
-    except OperatorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return code
+    with redacted_output():
+        args = build_parser().parse_args(argv)
+        try:
+            code: int = args.run(args)
+        except OperatorError as exc:
+            print(f"error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
+            return 2
+        return code
 
 
 if __name__ == "__main__":

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from .bounded_http import MIB, ReplyTooLargeError, bounded_client, send, what_went_wrong
+from .documents import DocumentError, parse_json
+from .durations import retries, seconds
 from .errors import (
     ConflictError,
     ConvaiAPIError,
     ConvaiConnectionError,
     ConvaiError,
+    ConvaiProtocolError,
     ConvaiTimeoutError,
     InvalidRequestError,
+    RedirectError,
+    UnexpectedReplyError,
     error_for_status,
+    server_text,
 )
+from .keys import key_problem, remember
 from .retry import Backoff, is_retryable_status, parse_retry_after
 from .wire import (
     API_KEY_HEADER,
@@ -44,11 +54,15 @@ from .wire import (
     UpdateRequest,
     UpdateResponse,
     describe_validation_error,
+    field_problems,
 )
 
 DEFAULT_CONVAI_URL = "https://api.convai.com"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 5
+REPLY_CAP = 32 * MIB
+"""Bytes read from one Convai reply at most: a list of 10,000 models takes a fraction of it."""
+_SHOWN_BYTES = 120
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 ReplyT = TypeVar("ReplyT", bound=BaseModel)
@@ -70,6 +84,51 @@ def same_model(live: PrivateModel, wanted: RegisterRequest) -> bool:
         and live.is_uncensored == wanted.is_uncensored
         and (wanted.display_name is None or live.display_name == wanted.display_name)
     )
+
+
+def convai_url_problem(url: str) -> str | None:
+    """What keeps `url` from being Convai's base URL, or None. The API key travels to it, so
+    plain http is for loopback addresses only (the emulator)."""
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        return "it must not contain spaces or control characters"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return f"it is not a URL; give one such as {DEFAULT_CONVAI_URL}"
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        return f"it must start with https://, such as {DEFAULT_CONVAI_URL}"
+    if not host:
+        return f"it needs a host, such as {DEFAULT_CONVAI_URL}"
+    if parts.username is not None or parts.password is not None:
+        return "it must not carry credentials: the API key goes in a header"
+    if parts.query or parts.fragment:
+        return "it must not carry a query string or fragment"
+    if scheme == "http" and not _is_loopback(host):
+        return (
+            "plain http would send the Convai API key in clear: use https (plain http is "
+            "accepted only to a loopback address such as 127.0.0.1, for the emulator)"
+        )
+    return None
+
+
+def shown_url(url: str) -> str:
+    """`url` fit for a message: credentials in it are not repeated."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if sep and "@" in authority:
+        return f"{scheme}://…@{authority.rpartition('@')[2]}{slash}{path}"
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ConvaiClient:
@@ -95,17 +154,23 @@ class ConvaiClient:
             raise InvalidRequestError(
                 "The Convai API key is empty: set convai:apiKey or CONVAI_API_KEY."
             )
-        if not base_url.startswith(("http://", "https://")):
-            raise InvalidRequestError(
-                f"The Convai base URL {base_url!r} must start with http:// or https://."
-            )
+        problem = key_problem(api_key)
+        if problem is not None:
+            raise InvalidRequestError(f"api_key {problem}: give the key without it.")
+        remember(api_key)
+        problem = convai_url_problem(base_url)
+        if problem is not None:
+            raise InvalidRequestError(f"base_url is {shown_url(base_url)!r}: {problem}.")
         self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-        self.max_retries = max_retries
+        try:
+            self.timeout = seconds(timeout, "timeout", zero_ok=False)
+            self.max_retries = retries(max_retries, "max_retries")
+        except ValueError as exc:
+            raise InvalidRequestError(f"{exc}.") from None
         self._backoff = backoff or Backoff()
         self._sleep = sleep
         self._clock = clock
-        self._http = httpx.Client(
+        self._http = bounded_client(
             base_url=self.base_url,
             timeout=timeout,
             headers={API_KEY_HEADER: api_key, "Content-Type": "application/json"},
@@ -141,6 +206,7 @@ class ConvaiClient:
             if live is None or not same_model(live, request):
                 raise
             return RegisterResponse(
+                status="success",
                 model_group_name=live.model_group_name,
                 model_name=live.model_name,
                 display_name=live.display_name,
@@ -219,13 +285,21 @@ class ConvaiClient:
     def _post(
         self, operation: str, path: str, body: dict[str, Any] | None, deadline: float | None
     ) -> httpx.Response:
-        timeout = self._request_timeout(operation, deadline)
+        seconds = self._request_timeout(operation, deadline)
         try:
-            return self._http.post(path, json=body, timeout=timeout)
+            return send(self._http, "POST", path, seconds=seconds, cap=REPLY_CAP, json=body)
+        except ReplyTooLargeError as exc:
+            raise UnexpectedReplyError(
+                operation, exc.status_code, f"{exc}, more than any Convai reply holds"
+            ) from None
         except httpx.TimeoutException as exc:
             raise ConvaiTimeoutError(
-                operation, self.base_url, f"no reply within {timeout:.1f}s ({type(exc).__name__})"
+                operation,
+                self.base_url,
+                f"the server {what_went_wrong(exc)}; {seconds:.1f}s allowed",
             ) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            raise ConvaiProtocolError(operation, self.base_url, what_went_wrong(exc)) from None
         except httpx.TransportError as exc:
             raise ConvaiConnectionError(
                 operation, self.base_url, f"{type(exc).__name__}: {exc}"
@@ -242,29 +316,36 @@ class ConvaiClient:
         return min(self.timeout, remaining)
 
     def _parse(self, operation: str, response: httpx.Response, reply: type[ReplyT]) -> ReplyT:
-        payload = _json_or_none(response)
+        if 300 <= response.status_code < 400:
+            raise RedirectError(operation, response.status_code, _redirect_target(response))
+        payload, unreadable = _json_payload(response)
         if response.status_code >= 400 or (
             isinstance(payload, dict) and payload.get("status") == "error"
         ):
             raise self._api_error(operation, response, payload)
         if not isinstance(payload, dict):
-            raise ConvaiAPIError(operation, response.status_code, "the reply was not a JSON object")
+            raise UnexpectedReplyError(
+                operation,
+                response.status_code,
+                f"{unreadable or 'not a JSON object'}; {describe_reply(response)}",
+            )
         try:
             return reply.model_validate(payload)
         except ValidationError as exc:
-            raise ConvaiAPIError(
-                operation, response.status_code, f"the reply did not have the expected shape: {exc}"
+            problems = "; ".join(f"{f} {reason}" for f, reason in field_problems(exc))
+            raise UnexpectedReplyError(
+                operation, response.status_code, f"{problems}; {describe_reply(response)}"
             ) from None
 
     @staticmethod
     def _api_error(operation: str, response: httpx.Response, payload: Any) -> ConvaiAPIError:
         if isinstance(payload, dict):
-            message = str(
+            message = server_text(
                 payload.get("message") or payload.get("ERROR") or payload.get("API_ERROR") or ""
             )
-            transaction_id = str(payload.get("transactionID") or "")
+            transaction_id = server_text(payload.get("transactionID") or "", 100)
         else:
-            message, transaction_id = response.text[:200].strip(), ""
+            message, transaction_id = server_text(response.text.strip(), 200), ""
         status = response.status_code if response.status_code >= 400 else 400
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return error_for_status(operation, status, message, transaction_id, retry_after)
@@ -289,8 +370,26 @@ class ConvaiClient:
         return delay
 
 
-def _json_or_none(response: httpx.Response) -> Any:
+def describe_reply(response: httpx.Response) -> str:
+    """What came back, in a few words: for an error that says what the server sent instead."""
+    kind = response.headers.get("content-type") or "no content type"
+    text = response.content[:_SHOWN_BYTES].decode("utf-8", "replace")
+    more = "…" if len(response.content) > _SHOWN_BYTES else ""
+    return f"it sent {len(response.content)} bytes ({server_text(kind, 100)}): {text!r}{more}"
+
+
+def _redirect_target(response: httpx.Response) -> str:
+    location = response.headers.get("location")
+    if not location:
+        return "without saying where (no Location header)"
+    return f"to {response.url.join(location)}"
+
+
+def _json_payload(response: httpx.Response) -> tuple[Any, str]:
+    """The reply's JSON, or None and why it could not be read ('' for an empty body)."""
+    if not response.content.strip():
+        return None, ""
     try:
-        return response.json()
-    except ValueError:
-        return None
+        return parse_json(response.content), ""
+    except DocumentError as exc:
+        return None, str(exc)

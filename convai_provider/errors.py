@@ -3,6 +3,22 @@
 from __future__ import annotations
 
 
+def sentence(text: str) -> str:
+    """`text` ending in exactly one full stop (or its own `?` or `!`), whatever it ended with:
+    joined messages never read `..`."""
+    text = text.rstrip()
+    if text.endswith(("?", "!")):
+        return text
+    return text.rstrip(".").rstrip() + "."
+
+
+def server_text(value: object, limit: int = 300) -> str:
+    """What a server said, made safe to quote in a one-line message: control characters
+    escaped, at most `limit` characters."""
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(value)[: limit + 1])
+    return text[:limit] + "…" if len(text) > limit else text
+
+
 class ConvaiError(Exception):
     """Base of every error this package raises about Convai."""
 
@@ -35,11 +51,11 @@ class ConvaiAPIError(ConvaiError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        server_said = self.message or "no message"
+        server_said = self.message.strip() or "no message"
         tx = f", transactionID {self.transaction_id}" if self.transaction_id else ""
         return (
-            f"Convai {self.operation} failed with HTTP {self.status_code}: {server_said}{tx}. "
-            f"{self.hint}"
+            f"Convai {self.operation} failed with HTTP {self.status_code}: "
+            f"{sentence(server_said + tx)} {self.hint}"
         )
 
 
@@ -73,6 +89,38 @@ class ServerError(ConvaiAPIError):
     hint = "Convai had an internal error and retries were exhausted; run again later."
 
 
+class UnexpectedReplyError(ConvaiAPIError):
+    """Convai's address answered, but not with the documented reply of the endpoint: a proxy, a
+    captive portal or a wrong URL. Never read as an empty result; never retried."""
+
+    hint = (
+        "Check that convai:baseUrl, --base-url or CONVAI_BASE_URL is Convai's API "
+        "(a proxy, a captive portal or a wrong URL answers like this)."
+    )
+
+    def __str__(self) -> str:
+        return (
+            f"Convai {self.operation} answered HTTP {self.status_code} with a reply that is not "
+            f"Convai's: {sentence(self.message)} {self.hint}"
+        )
+
+
+class RedirectError(UnexpectedReplyError):
+    """Convai's API does not redirect; a redirect means the base URL is not the API's. It is not
+    followed: the key would go wherever it points."""
+
+    hint = (
+        "The redirect was not followed (the API key would go with it): set convai:baseUrl, "
+        "--base-url or CONVAI_BASE_URL to Convai's API itself."
+    )
+
+    def __str__(self) -> str:
+        return (
+            f"Convai {self.operation} was redirected (HTTP {self.status_code}) "
+            f"{sentence(self.message)} {self.hint}"
+        )
+
+
 class ConvaiConnectionError(ConvaiError):
     """Convai could not be reached, or the connection broke before a full reply arrived."""
 
@@ -84,15 +132,25 @@ class ConvaiConnectionError(ConvaiError):
 
     def __str__(self) -> str:
         return (
-            f"Convai {self.operation} could not reach {self.base_url}: {self.detail}. "
+            f"Convai {self.operation} could not reach {self.base_url}: {sentence(self.detail)} "
             "Check the network and convai:baseUrl / CONVAI_BASE_URL."
+        )
+
+
+class ConvaiProtocolError(ConvaiConnectionError):
+    """A connection was made, but what came back was not a complete HTTP reply."""
+
+    def __str__(self) -> str:
+        return (
+            f"Convai {self.operation} at {self.base_url}: the server {sentence(self.detail)} "
+            "Check convai:baseUrl / CONVAI_BASE_URL, or run again."
         )
 
 
 class ConvaiTimeoutError(ConvaiConnectionError):
     def __str__(self) -> str:
         return (
-            f"Convai {self.operation} at {self.base_url} timed out: {self.detail}. "
+            f"Convai {self.operation} at {self.base_url} timed out: {sentence(self.detail)} "
             "Convai may be slow or unreachable; run again, or raise convai:requestTimeout."
         )
 

@@ -13,10 +13,14 @@ from typing import Any
 
 import yaml
 
+from .keys import key_problem, remember
 from .model_schema import UPDATE_FIELDS
 from .preflight import PreflightReport, check_endpoint
 from .stack_config import ExternalEndpoint, ModelDeclaration, StackConfig, VllmEndpoint
 from .wire import PrivateModel
+
+ENDPOINT_KEYS = "endpointKeys"
+"""The stack output holding each model's endpoint key (secret), by model_group_name."""
 
 COMPARED_FIELDS = ("model_name", *(f for f in UPDATE_FIELDS if f != "api_key"))
 KEY_NOT_COMPARABLE = "api_key cannot be compared: Convai never returns endpoint keys"
@@ -173,6 +177,25 @@ class MissingEndpointKeyError(Exception):
     pass
 
 
+class InvalidEndpointKeyError(ValueError):
+    """An endpoint key that cannot go in a header; the message names where it came from."""
+
+
+def stack_outputs_problem(outputs: Any) -> str | None:
+    """What is wrong with `pulumi stack output --json` as health reads it, or None."""
+    if not isinstance(outputs, dict):
+        return "must be a JSON object"
+    keys = outputs.get(ENDPOINT_KEYS, {})
+    if not isinstance(keys, dict) or not all(isinstance(k, str) for k in keys.values()):
+        return f"{ENDPOINT_KEYS} must map each model_group_name to its key (a string)"
+    for group, key in keys.items():
+        problem = key_problem(key)
+        if problem is not None:
+            return f"{ENDPOINT_KEYS}.{group} {problem}"
+    remember(*keys.values())
+    return None
+
+
 def env_name_for(config_key: str) -> str:
     """localVllmApiKey -> LOCAL_VLLM_API_KEY: where health looks for an external endpoint's key."""
     name = config_key.rpartition(":")[2]
@@ -186,12 +209,16 @@ def endpoint_key(
     environ: Mapping[str, str] | None = None,
 ) -> str:
     env = os.environ if environ is None else environ
-    keys = (outputs or {}).get("endpointKeys") or {}
+    keys = (outputs or {}).get(ENDPOINT_KEYS) or {}
     if model.model_group_name in keys:
         return str(keys[model.model_group_name])
     if isinstance(endpoint, ExternalEndpoint):
         variable = env_name_for(endpoint.api_key_config)
         if variable in env:
+            problem = key_problem(env[variable])
+            if problem is not None:
+                raise InvalidEndpointKeyError(f"{variable} {problem}: export it without it")
+            remember(env[variable])
             return env[variable]
         raise MissingEndpointKeyError(
             f"no key for {model.model_group_name}: pipe in `pulumi stack output --json "

@@ -8,11 +8,22 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
-from .client import DEFAULT_CONVAI_URL, ConvaiClient
+from .client import DEFAULT_CONVAI_URL, ConvaiClient, convai_url_problem, shown_url
+from .documents import parse_json
+from .durations import seconds_argument
 from .errors import ConvaiError
-from .operator import Audit, adoption_entries, adoption_yaml, audit, check_health
+from .keys import key_problem
+from .operator import (
+    Audit,
+    InvalidEndpointKeyError,
+    adoption_entries,
+    adoption_yaml,
+    audit,
+    check_health,
+    stack_outputs_problem,
+)
 from .recovery import Recovery, RecoveryError, recover_pending_creates
 from .settings import API_KEY_ENV, BASE_URL_CONFIG, BASE_URL_ENV
 from .stack_config import (
@@ -27,7 +38,15 @@ from .wire import PrivateModel
 
 EXIT_CLEAN, EXIT_DIFFERS, EXIT_ERROR = 0, 1, 2
 
-Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+class CommandLine(argparse.ArgumentParser):
+    """Usage mistakes are one `error:` line too, like every other error of these commands."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+Commands: TypeAlias = "argparse._SubParsersAction[CommandLine]"
 
 
 class OperatorError(Exception):
@@ -65,7 +84,7 @@ def add_operator_commands(commands: Commands) -> None:
     )
     health.add_argument(
         "--timeout",
-        type=float,
+        type=seconds_argument,
         default=30.0,
         help="seconds each endpoint may take to become ready (default 30)",
     )
@@ -136,17 +155,36 @@ def _load_stack(args: argparse.Namespace) -> tuple[StackConfig, dict[str, Any]]:
         raw = read_stack_file(path)
         return parse_stack_config(project_values(raw), str(path)), raw
     except StackConfigError as exc:
-        raise OperatorError(str(exc)) from None
+        heading, *problems = str(exc).splitlines()
+        raise OperatorError(" ".join([heading, "; ".join(problems)]).strip()) from None
 
 
 def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -> ConvaiClient:
-    if not args.api_key:
+    api_key = (args.api_key or "").strip()
+    if not api_key:
         raise OperatorError(f"no Convai API key: pass --api-key or export {API_KEY_ENV}")
-    base_url = args.base_url or (stack_raw or {}).get(BASE_URL_CONFIG) or DEFAULT_CONVAI_URL
+    problem = key_problem(api_key)
+    if problem is not None:
+        source = API_KEY_ENV if args.api_key == os.environ.get(API_KEY_ENV) else "--api-key"
+        raise OperatorError(f"{source} {problem}: give the key without it")
+    base_url, source = _base_url(args, stack_raw or {})
+    problem = convai_url_problem(base_url)
+    if problem is not None:
+        raise OperatorError(f"{source} is {shown_url(base_url)!r}: {problem}")
     try:
-        return ConvaiClient(args.api_key, str(base_url), timeout=30, max_retries=3)
+        return ConvaiClient(api_key, base_url, timeout=30, max_retries=3)
     except ConvaiError as exc:
         raise OperatorError(str(exc)) from None
+
+
+def _base_url(args: argparse.Namespace, stack_raw: dict[str, Any]) -> tuple[str, str]:
+    """The Convai URL and where it came from: --base-url, CONVAI_BASE_URL, the stack file."""
+    if args.base_url:
+        from_env = args.base_url == os.environ.get(BASE_URL_ENV)
+        return args.base_url, BASE_URL_ENV if from_env else "--base-url"
+    if stack_raw.get(BASE_URL_CONFIG):
+        return str(stack_raw[BASE_URL_CONFIG]), BASE_URL_CONFIG
+    return DEFAULT_CONVAI_URL, "--base-url"
 
 
 def _live_models(client: ConvaiClient) -> list[PrivateModel]:
@@ -256,15 +294,16 @@ def _read_outputs(source: str | None) -> dict[str, Any] | None:
         return None
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text()
-        outputs = json.loads(text)
+        outputs = parse_json(text)
     except (OSError, ValueError) as exc:
         raise OperatorError(
             f"could not read stack outputs from {source}: {exc}; produce them with "
             "`pulumi stack output --json --show-secrets`"
         ) from None
-    if not isinstance(outputs, dict):
-        raise OperatorError(f"stack outputs from {source} must be a JSON object")
-    return outputs
+    problem = stack_outputs_problem(outputs)
+    if problem is not None:
+        raise OperatorError(f"stack outputs from {source}: {problem}")
+    return dict(outputs)
 
 
 def _run_health(args: argparse.Namespace) -> int:
@@ -275,7 +314,10 @@ def _run_health(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print(f"[{done}/{total}] checking {group}...", file=sys.stderr)
 
-    results = check_health(stack, outputs, wait=args.timeout, progress=progress)
+    try:
+        results = check_health(stack, outputs, wait=args.timeout, progress=progress)
+    except InvalidEndpointKeyError as exc:
+        raise OperatorError(str(exc)) from None
     for health in results:
         status = "OK  " if health.ok else "FAIL"
         print(f"{status}  {health.model_group_name}  {health.model_name} at {health.base_url}")
@@ -309,7 +351,7 @@ def _run_recover(args: argparse.Namespace) -> int:
 def _read_export(source: str) -> Any:
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text()
-        return json.loads(text)
+        return parse_json(text)
     except (OSError, ValueError) as exc:
         raise OperatorError(
             f"could not read the exported state from {source}: {exc}; produce it with "

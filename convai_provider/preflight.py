@@ -16,12 +16,21 @@ from typing import Any
 
 import httpx
 
+from .bounded_http import MIB, ReplyTooLargeError, bounded_client, send, what_went_wrong
 from .certificates import is_staging_issuer, presented_issuer
+from .documents import DocumentError, parse_json
+from .durations import seconds
+from .errors import sentence, server_text
+from .keys import key_problem, remember
 
 DEFAULT_WAIT = 900.0
 """Seconds to wait for an endpoint to become ready: enough for vLLM to pull and load a model."""
 
 DEFAULT_REQUEST_TIMEOUT = 30.0
+"""Seconds one request may take, from connecting to the last byte of its reply."""
+
+REPLY_CAP = 16 * MIB
+"""Bytes read from one endpoint reply at most: far more than any model list."""
 
 CHECKS = ("reachable", "key accepted", "key enforced", "model listed", "chat completion")
 
@@ -60,7 +69,7 @@ class PreflightReport:
             if self.attempts > 1
             else ""
         )
-        return (
+        return sentence(
             f"Endpoint check '{failure.name}' failed for {self.base_url}{tries}: {failure.detail}"
         )
 
@@ -78,32 +87,41 @@ def error_message(response: httpx.Response) -> str:
     older vLLM and SGLang: {"object": "error", "message": ..}; FastAPI defaults: {"detail": ..}.
     """
     try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:200] or response.reason_phrase
+        body = parse_json(response.content)
+    except DocumentError:
+        return server_text(response.text.strip(), 200) or response.reason_phrase
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
+            return server_text(error["message"])
         if isinstance(error, str):
-            return error
+            return server_text(error)
         for key in ("message", "detail"):
             if body.get(key):
-                return str(body[key])
-    return str(body)[:200]
+                return server_text(body[key])
+    return server_text(body, 200)
 
 
 def _served_models(response: httpx.Response) -> list[str] | None:
     try:
-        body = response.json()
-    except ValueError:
+        body = parse_json(response.content)
+    except DocumentError:
         return None
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         return None
     return [str(item.get("id")) for item in body["data"] if isinstance(item, dict)]
 
 
-def _transport_failure(exc: httpx.HTTPError, url: str, timeout: float) -> CheckResult:
+def _listed_names(served: list[str], shown: int = 20) -> str:
+    names = ", ".join(repr(server_text(n, 100)) for n in served[:shown]) or "none"
+    return names + (f" and {len(served) - shown} more" if len(served) > shown else "")
+
+
+_REACHED = (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+"""Transport failures that happen after a connection was made."""
+
+
+def _transport_failure(exc: httpx.TransportError, url: str, timeout: float) -> CheckResult:
     text = f"{type(exc).__name__}: {exc}"
     cause: BaseException | None = exc
     while cause is not None:
@@ -113,8 +131,12 @@ def _transport_failure(exc: httpx.HTTPError, url: str, timeout: float) -> CheckR
             return _tls_failure(url, text)
         cause = cause.__cause__ or cause.__context__
     lowered = text.lower()
-    if isinstance(exc, httpx.TimeoutException):
-        detail = f"{url} did not answer in time ({type(exc).__name__}); is it up and reachable?"
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        detail = f"{url} {what_went_wrong(exc)}; is it up and reachable?"
+    elif isinstance(exc, _REACHED):
+        # The connection was made: a slow, broken or non-HTTP server, not a network problem.
+        not_http = isinstance(exc, httpx.RemoteProtocolError) and "HTTP/1.1" in what_went_wrong(exc)
+        return CheckResult("reachable", False, f"{url} {what_went_wrong(exc)}", final=not_http)
     elif (
         "name or service not known" in lowered
         or "nodename nor servname" in lowered
@@ -128,6 +150,15 @@ def _transport_failure(exc: httpx.HTTPError, url: str, timeout: float) -> CheckR
     else:
         detail = f"could not connect to {url} ({text}); is the server running and the port open?"
     return CheckResult("reachable", False, detail)
+
+
+def _too_large(exc: ReplyTooLargeError, url: str) -> CheckResult:
+    return CheckResult(
+        "reachable",
+        False,
+        f"{url} answered HTTP {exc.status_code} with {exc}: not an OpenAI-compatible reply",
+        final=True,
+    )
 
 
 def _tls_failure(url: str, text: str) -> CheckResult:
@@ -175,6 +206,16 @@ def _status_failure(name: str, response: httpx.Response, url: str) -> CheckResul
             "the server was started with (vLLM: --api-key or VLLM_API_KEY)",
             final=True,
         )
+    if 300 <= status < 400:
+        location = response.headers.get("location")
+        where = f"to {response.url.join(location)}" if location else "without a Location header"
+        return CheckResult(
+            name,
+            False,
+            f"{url} answered HTTP {status}, redirecting {where} (redirects are not followed: "
+            "the key would go with them)",
+            final=True,
+        )
     return CheckResult(name, False, f"{url} answered HTTP {status}: {message}", final=status < 500)
 
 
@@ -192,13 +233,18 @@ class Preflight:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        problem = None if api_key is None else key_problem(api_key)
+        if problem is not None:
+            raise ValueError(f"the endpoint's api_key {problem}")
+        remember(api_key)
         self.base_url = base_url.rstrip("/")
         self.model_name = model_name
         self.api_key = api_key
-        self._request_timeout = request_timeout
-        self._http = httpx.Client(timeout=request_timeout, transport=transport)
+        self.request_timeout = seconds(request_timeout, "request_timeout", zero_ok=False)
+        self._http = bounded_client(transport=transport)
         self._sleep = sleep
         self._clock = clock
+        self._until: float | None = None
 
     def close(self) -> None:
         self._http.close()
@@ -209,23 +255,30 @@ class Preflight:
         interval: float = 5.0,
         on_retry: Callable[[PreflightReport], None] | None = None,
     ) -> PreflightReport:
-        """Retry transient failures until the checks pass or `wait` seconds are spent."""
+        """Retry transient failures until the checks pass or `wait` seconds are spent; every
+        request ends by then too. `wait=0` checks once, within one request timeout."""
+        wait, interval = seconds(wait, "wait"), seconds(interval, "interval")
         started = self._clock()
+        budget = wait if wait > 0 else self.request_timeout
+        self._until = time.monotonic() + budget
         attempts = 0
-        while True:
-            attempts += 1
-            report = self.run_once()
-            report.attempts = attempts
-            report.waited = self._clock() - started
-            failure = report.failure
-            if failure is None or failure.final:
-                return report
-            pause = min(interval * 2 ** min(attempts - 1, 3), 30.0)
-            if self._clock() - started + pause > wait:
-                return report
-            if on_retry is not None:
-                on_retry(report)
-            self._sleep(pause)
+        try:
+            while True:
+                attempts += 1
+                report = self.run_once()
+                report.attempts = attempts
+                report.waited = self._clock() - started
+                failure = report.failure
+                if failure is None or failure.final:
+                    return report
+                pause = min(interval * 2 ** min(attempts - 1, 3), 30.0)
+                if self._clock() - started + pause > wait:
+                    return report
+                if on_retry is not None:
+                    on_retry(report)
+                self._sleep(pause)
+        finally:
+            self._until = None
 
     def run_once(self) -> PreflightReport:
         report = PreflightReport(self.base_url, self.model_name)
@@ -241,11 +294,38 @@ class Preflight:
             return {"Authorization": f"Bearer {self.api_key}"}
         return {}
 
-    def _get(self, url: str, with_key: bool) -> httpx.Response | CheckResult:
+    def _send(
+        self, method: str, url: str, with_key: bool, **options: Any
+    ) -> httpx.Response | CheckResult:
+        """One request, within the request timeout and what is left of `run`'s wait."""
+        seconds = self.request_timeout
+        if self._until is not None:
+            seconds = min(seconds, self._until - time.monotonic())
+        if seconds <= 0:
+            return CheckResult(
+                "reachable", False, f"the preflight's time ran out before {url} was checked"
+            )
+        started = time.monotonic()
         try:
-            return self._http.get(url, headers=self._headers(with_key))
-        except httpx.HTTPError as exc:
-            return _transport_failure(exc, url, self._request_timeout)
+            return send(
+                self._http,
+                method,
+                url,
+                seconds=seconds,
+                cap=REPLY_CAP,
+                headers=self._headers(with_key),
+                **options,
+            )
+        except ReplyTooLargeError as exc:
+            return _too_large(exc, url)
+        except httpx.TransportError as exc:
+            # Reading an untrusted certificate's issuer takes one more handshake: within what is
+            # left of this request's time.
+            left = max(seconds - (time.monotonic() - started), 0.1)
+            return _transport_failure(exc, url, left)
+
+    def _get(self, url: str, with_key: bool) -> httpx.Response | CheckResult:
+        return self._send("GET", url, with_key)
 
     def _models_with_key(self) -> list[CheckResult]:
         url = f"{self.base_url}/models"
@@ -271,7 +351,7 @@ class Preflight:
             ]
         accepted = CheckResult("key accepted", True, "GET /models succeeded with the key")
         if self.model_name not in served:
-            names = ", ".join(repr(n) for n in served) or "none"
+            names = _listed_names(served)
             return [
                 reachable,
                 accepted,
@@ -312,16 +392,16 @@ class Preflight:
             "messages": [{"role": "user", "content": "ping"}],
             "max_tokens": 1,
         }
-        try:
-            response = self._http.post(url, json=body, headers=self._headers())
-        except httpx.HTTPError as exc:
-            return [_transport_failure(exc, url, self._request_timeout)]
+        response = self._send("POST", url, with_key=True, json=body)
+        if isinstance(response, CheckResult):
+            return [response]
         if response.status_code != 200:
             return [_status_failure("chat completion", response, url)]
         try:
-            choices = response.json().get("choices")
-        except (ValueError, AttributeError):
-            choices = None
+            reply = parse_json(response.content)
+        except DocumentError:
+            reply = None
+        choices = reply.get("choices") if isinstance(reply, dict) else None
         if not choices:
             return [
                 CheckResult(

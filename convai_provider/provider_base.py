@@ -6,9 +6,11 @@ the provider process, and even that is dropped when pickled.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
-from collections.abc import Iterable, Mapping
+import traceback
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from typing import Any
 
@@ -16,7 +18,8 @@ from pulumi.dynamic import CheckFailure, CheckResult, ConfigureRequest, Resource
 from pulumi.output import Unknown
 from pydantic import BaseModel, ValidationError
 
-from .errors import ConvaiError
+from .errors import ConvaiError, sentence
+from .keys import RedactingFilter, redact, remember
 from .runtime import ConvaiRuntime, runtime_for
 from .settings import CONFIG_KEYS, ConvaiSettings
 from .wire import field_problems
@@ -24,11 +27,36 @@ from .wire import field_problems
 PROVIDER_KEY = "__provider"
 
 
+OPERATIONS = ("check", "diff", "create", "read", "update", "delete")
+
+
 class ConvaiOperationError(Exception):
     """A failed provider operation, in one sentence: which resource, which operation, and why."""
 
     def __init__(self, operation: str, subject: str, cause: Exception | str) -> None:
-        super().__init__(f"Could not {operation} {subject}: {cause}")
+        super().__init__(redact(f"Could not {operation} {subject}: {sentence(str(cause))}"))
+
+
+class RedactedError(Exception):
+    """An error whose message held a key: raised in its place, with the key replaced."""
+
+
+def _keeping_keys_out(operation: Callable[..., Any]) -> Callable[..., Any]:
+    """Pulumi prints what a provider raises: no key may be in it, whatever raised it."""
+
+    @functools.wraps(operation)
+    def run(self: ConvaiProvider, *args: Any) -> Any:
+        remember(*(arg.get("api_key") for arg in args if isinstance(arg, Mapping)))
+        try:
+            return operation(self, *args)
+        except Exception as exc:
+            # Pulumi shows the traceback, chained exceptions included: look at all of it.
+            printed = "".join(traceback.format_exception(exc))
+            if redact(printed) == printed:
+                raise
+            raise RedactedError(redact(str(exc))) from None
+
+    return run
 
 
 def is_unknown(value: Any) -> bool:
@@ -54,7 +82,7 @@ def check_inputs(
     except ValidationError as exc:
         checked = dict(known)
         failures = [
-            CheckFailure(field, f"{field} {reason}")
+            CheckFailure(field, redact(f"{field} {reason}"))
             for field, reason in field_problems(exc)
             if field.split(".")[0] not in unknown
         ]
@@ -69,11 +97,19 @@ def log_to_stderr() -> None:
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("convai: %(message)s"))
+        handler.addFilter(RedactingFilter())
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
 
 
 class ConvaiProvider(ResourceProvider):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every operation a provider defines keeps keys out of what it raises."""
+        super().__init_subclass__(**kwargs)
+        for name in OPERATIONS:
+            if name in vars(cls):
+                setattr(cls, name, _keeping_keys_out(vars(cls)[name]))
+
     def __init__(self) -> None:
         super().__init__()
         self._config: dict[str, Any] = {}

@@ -7,8 +7,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import DEFAULT_CONVAI_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from .client import (
+    DEFAULT_CONVAI_URL,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    convai_url_problem,
+    shown_url,
+)
+from .durations import retries, seconds
 from .errors import ConvaiError
+from .keys import key_problem, remember
 from .preflight import DEFAULT_WAIT
 
 API_KEY_CONFIG = "convai:apiKey"
@@ -64,30 +72,52 @@ class ConvaiSettings:
         api_key = str(config.get(API_KEY_CONFIG) or env.get(API_KEY_ENV) or "").strip()
         if not api_key:
             raise MissingApiKeyError()
-        base_url = str(config.get(BASE_URL_CONFIG) or env.get(BASE_URL_ENV) or DEFAULT_CONVAI_URL)
-        if not base_url.startswith(("http://", "https://")):
+        problem = key_problem(api_key)
+        if problem is not None:
+            source = API_KEY_CONFIG if config.get(API_KEY_CONFIG) else API_KEY_ENV
             raise InvalidSettingError(
-                f"{BASE_URL_CONFIG} is {base_url!r}: it must be an http(s) URL such as "
-                f"{DEFAULT_CONVAI_URL}."
+                f"{source} {problem}: set it again without it "
+                f"(`pulumi config set --secret {API_KEY_CONFIG} <key>`)."
             )
-        return cls(
-            api_key=api_key,
-            base_url=base_url.rstrip("/"),
-            request_timeout=_number(config, REQUEST_TIMEOUT_CONFIG, DEFAULT_TIMEOUT),
-            max_retries=int(_number(config, MAX_RETRIES_CONFIG, DEFAULT_MAX_RETRIES)),
-            operation_timeout=_number(config, OPERATION_TIMEOUT_CONFIG, DEFAULT_OPERATION_TIMEOUT),
-            verify_timeout=_number(config, VERIFY_TIMEOUT_CONFIG, DEFAULT_WAIT),
-        )
+        remember(api_key)
+        base_url, source = _base_url(config, env)
+        problem = convai_url_problem(base_url)
+        if problem is not None:
+            raise InvalidSettingError(f"{source} is {shown_url(base_url)!r}: {problem}.")
+        try:
+            return cls(
+                api_key=api_key,
+                base_url=base_url.rstrip("/"),
+                request_timeout=seconds(
+                    _given(config, REQUEST_TIMEOUT_CONFIG, DEFAULT_TIMEOUT),
+                    REQUEST_TIMEOUT_CONFIG,
+                    zero_ok=False,
+                ),
+                max_retries=retries(
+                    _given(config, MAX_RETRIES_CONFIG, DEFAULT_MAX_RETRIES), MAX_RETRIES_CONFIG
+                ),
+                operation_timeout=seconds(
+                    _given(config, OPERATION_TIMEOUT_CONFIG, DEFAULT_OPERATION_TIMEOUT),
+                    OPERATION_TIMEOUT_CONFIG,
+                    zero_ok=False,
+                ),
+                verify_timeout=seconds(
+                    _given(config, VERIFY_TIMEOUT_CONFIG, DEFAULT_WAIT), VERIFY_TIMEOUT_CONFIG
+                ),
+            )
+        except ValueError as exc:
+            raise InvalidSettingError(f"{exc}.") from None
 
 
-def _number(config: Mapping[str, Any], key: str, default: float) -> float:
+def _base_url(config: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, str]:
+    """The Convai URL and the setting it came from."""
+    if config.get(BASE_URL_CONFIG):
+        return str(config[BASE_URL_CONFIG]), BASE_URL_CONFIG
+    if env.get(BASE_URL_ENV):
+        return env[BASE_URL_ENV], BASE_URL_ENV
+    return DEFAULT_CONVAI_URL, BASE_URL_CONFIG
+
+
+def _given(config: Mapping[str, Any], key: str, default: float) -> object:
     raw = config.get(key)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise InvalidSettingError(f"{key} is {raw!r}: it must be a number.") from None
-    if value < 0:
-        raise InvalidSettingError(f"{key} is {raw!r}: it must not be negative.")
-    return value
+    return default if raw is None or raw == "" else raw

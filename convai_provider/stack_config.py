@@ -7,7 +7,6 @@ with the same words: the config path, what is wrong, and the fix.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import json
 import re
@@ -15,7 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -28,6 +26,7 @@ from pydantic import (
 )
 
 from .builtin_models import BUILTIN_MODEL_CODES, BUILTIN_MODELS, DEFAULT_FALLBACK_MODEL
+from .documents import DocumentError, TooDeepError, load_yaml, parse_json
 from .model_schema import BaseUrl, Name
 from .wire import field_problems
 
@@ -173,7 +172,7 @@ class VllmEndpoint(_Strict):
     memory: Quantity = "32Gi"
     shm_size: Quantity = "8Gi"
     cache_size: Quantity = "100Gi"
-    storage_class: str | None = None
+    storage_class: Name | None = None
     max_n_sequences: int = Field(default=64, ge=1, le=128)
     """VLLM_MAX_N_SEQUENCES: the most sequences (`n`) one request may ask for. vLLM's default,
     16384, lets one request of a public endpoint exhaust the server; its guide suggests 64-128."""
@@ -183,7 +182,7 @@ class VllmEndpoint(_Strict):
     """Node labels a replica's node must carry, e.g. the GPU model's."""
     runtime_class_name: DnsLabel | None = None
     """The RuntimeClass that exposes GPUs (e.g. nvidia) where it is not the node's default."""
-    ingress_class: str = "nginx"
+    ingress_class: Name = "nginx"
     ingress_namespace: DnsLabel = "ingress-nginx"
     """The ingress controller's namespace: the only one whose pods may reach vLLM's port."""
     ingress_pod_labels: LabelMap = Field(
@@ -193,7 +192,7 @@ class VllmEndpoint(_Strict):
         }
     )
     """Labels of the ingress controller's pods (ingress-nginx's by default)."""
-    cluster_issuer: str | None = "letsencrypt-prod"
+    cluster_issuer: Name | None = "letsencrypt-prod"
     """cert-manager ClusterIssuer that issues the TLS certificate; null to bring your own."""
     hf_token_config: ConfigKey | None = None
     """Stack config key of a secret Hugging Face token, for gated models."""
@@ -370,16 +369,37 @@ def stack_file(stack: str, root: Path = Path()) -> Path:
 def read_stack_file(path: Path) -> dict[str, Any]:
     """The `config:` map of a stack file, every key fully namespaced."""
     try:
-        document = yaml.safe_load(path.read_text()) or {}
+        data = path.read_bytes()
     except FileNotFoundError:
         raise StackConfigError(
             f"{path} does not exist: create it (see README, 'Adding an environment')"
         ) from None
-    except yaml.YAMLError as exc:
-        raise StackConfigError(f"{path} is not valid YAML: {exc}") from None
+    except IsADirectoryError:
+        raise StackConfigError(
+            f"{path} is a directory, not a stack file: stacks/Pulumi.NAME.yaml must be a file"
+        ) from None
+    except OSError as exc:
+        raise StackConfigError(f"{path} could not be read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise StackConfigError(
+            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
+            "save it as UTF-8"
+        ) from None
+    try:
+        document = load_yaml(text, str(path)) or {}
+    except DocumentError as exc:
+        raise StackConfigError(str(exc)) from None
     if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
         raise StackConfigError(f"{path} must be a mapping with a `config:` mapping inside")
-    return dict(document.get("config") or {})
+    config = dict(document.get("config") or {})
+    for key in config:
+        if not isinstance(key, str):
+            raise StackConfigError(
+                f"{path}: config key {key!r} is not a string: keys read like `project:name`"
+            )
+    return config
 
 
 def project_values(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -392,8 +412,12 @@ def project_values(config: Mapping[str, Any]) -> dict[str, Any]:
         value = raw
         if isinstance(raw, str) and name != FALLBACK_KEY:
             # The Pulumi runtime hands objects and booleans to programs as JSON text.
-            with contextlib.suppress(ValueError):
-                value = json.loads(raw)
+            try:
+                value = parse_json(raw)
+            except TooDeepError as exc:
+                raise StackConfigError(f"{key}: {exc}; a stack's lists nest a few levels") from None
+            except DocumentError:
+                value = raw  # not JSON: the schema says what it must be
         values[name] = value
     return values
 

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 """What Convai stores as `base_url` when register is sent without one."""
@@ -66,11 +74,12 @@ class DeregisterRequest(_Request):
 
 
 class _Reply(BaseModel):
-    """Replies accept fields the server may add later."""
+    """Replies accept fields the server may add later, but not the lack of a documented one: a
+    reply without `status: success` is not a success, whatever its HTTP status."""
 
     model_config = ConfigDict(extra="allow")
 
-    status: str = "success"
+    status: Literal["success"]
     transactionID: str = ""  # noqa: N815 - the wire name
 
 
@@ -105,8 +114,19 @@ class PrivateModel(BaseModel):
 
 
 class ListResponse(_Reply):
-    models: list[PrivateModel] = Field(default_factory=list)
-    count: int = 0
+    models: list[PrivateModel]
+    """Required: a list reply without it says nothing about which models exist."""
+    count: int | None = None
+    """When sent, the number of models: a list holding fewer is not the whole account."""
+
+    @model_validator(mode="after")
+    def _count_matches(self) -> ListResponse:
+        if self.count is not None and self.count != len(self.models):
+            raise ValueError(
+                f"count is {self.count} but the reply lists {len(self.models)} models: "
+                "not the whole account"
+            )
+        return self
 
     def find(self, model_group_name: str) -> PrivateModel | None:
         return next((m for m in self.models if m.model_group_name == model_group_name), None)
@@ -143,6 +163,7 @@ _BOUNDS = {
     "less_than_equal": ("le", "must be at most {}"),
     "union_tag_invalid": ("expected_tags", "kind must be one of {}"),
     "union_tag_not_found": ("discriminator", "needs a {} field"),
+    "literal_error": ("expected", "must be {}"),
 }
 
 
@@ -206,7 +227,7 @@ class CharacterUpdateRequest(_Request):
 class CharacterUpdateResponse(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    STATUS: str = ""
+    STATUS: Literal["SUCCESS"]
 
 
 class Character(BaseModel):

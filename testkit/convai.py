@@ -7,9 +7,12 @@ from typing import Any
 
 from pulumi.runtime import rpc
 
+from convai_provider import ConvaiPrivateModel
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.retry import Backoff
+
+from .engine import Declared, run_program
 
 CONVAI_KEY = "convai-test-key-7f3a9c"
 """The test account's CONVAI-API-KEY; secrets tests search for it everywhere."""
@@ -36,3 +39,30 @@ def live(convai: EmulatorProcess) -> dict[str, dict[str, Any]]:
     """Convai's models in the test account, by group name."""
     with ConvaiClient(CONVAI_KEY, convai.url) as client:
         return {m.model_group_name: m.model_dump() for m in client.list_models().models}
+
+
+ENDPOINT_KEY = "sk-endpoint-5d21e0"
+"""The endpoint key `turbo` declares; secrets tests search for it too."""
+
+
+def declare(**models: dict[str, Any]) -> list[Declared]:
+    """Run a program declaring one ConvaiPrivateModel per keyword; return what it registered."""
+
+    def program() -> None:
+        for name, fields in models.items():
+            ConvaiPrivateModel(name, **fields)
+
+    return [Declared.from_registration(r) for r in run_program(program)]
+
+
+def turbo(**changes: Any) -> dict[str, Any]:
+    """A model declaration the provider tests vary one field at a time."""
+    return {
+        "model_group_name": "turbo",
+        "model_name": "llama-3.1-8b",
+        "api_key": ENDPOINT_KEY,
+        "display_name": "Turbo",
+        "base_url": "https://llm.example.com/v1",
+        "verify_endpoint": False,  # the preflight has tests of its own (test_preflight.py)
+        **changes,
+    }

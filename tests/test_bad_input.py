@@ -15,7 +15,12 @@ from pulumi.output import Unknown
 from convai_provider.character_provider import CharacterBindingInputs, CharacterModelProvider
 from convai_provider.model_schema import INPUT_FIELDS, PrivateModelInputs
 from convai_provider.provider import PrivateModelProvider
-from convai_provider.stack_config import StackConfigError, load_stack_file, parse_stack_config
+from convai_provider.stack_config import (
+    StackConfigError,
+    load_stack_file,
+    parse_stack_config,
+    project_values,
+)
 
 scalars = st.one_of(
     st.none(),
@@ -153,3 +158,9 @@ def test_any_text_as_a_stack_file_is_a_stack_or_a_clear_error(text: str) -> None
     path.write_text(text)
     with contextlib.suppress(StackConfigError):
         load_stack_file(path)
+
+
+def test_a_config_value_of_deeply_nested_json_is_a_clear_error() -> None:
+    deep = "[" * 20_000 + "]" * 20_000
+    with pytest.raises(StackConfigError, match="convai-models:models: JSON nested deeper"):
+        project_values({"convai-models:models": deep})

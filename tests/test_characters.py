@@ -77,9 +77,9 @@ def test_the_orphan_view_shows_the_outage_this_prevents(
     )
     char = new_character(client, "Ada")
     client.set_character_model(char, "mine")
-    assert convai.orphaned_characters() == []
+    assert convai.orphaned_characters(CONVAI_KEY) == []
     client.deregister("mine")  # what the seed warns about: Convai lets it happen
-    (orphan,) = convai.orphaned_characters()
+    (orphan,) = convai.orphaned_characters(CONVAI_KEY)
     assert orphan["charID"] == char and orphan["model_group_name"] == "mine"
 
 
@@ -112,7 +112,7 @@ def test_characters_may_use_exactly_the_documented_built_in_codes(
     for code in DOCUMENTED_CODES:
         client.set_character_model(char, code)
         assert model_of(client, char) == code
-        assert convai.orphaned_characters() == []  # a built-in model never goes away
+        assert convai.orphaned_characters(CONVAI_KEY) == []  # a built-in model never goes away
     for undocumented in ("claude-3-5-haiku", "llama-3-70b", "gpt-5"):
         with pytest.raises(BadRequestError, match=f"Invalid model_group_name '{undocumented}'"):
             client.set_character_model(char, undocumented)
@@ -175,7 +175,7 @@ def guarded(convai: EmulatorProcess) -> Engine:
     """An engine that checks after every Create, Update and Delete that no character is orphaned."""
 
     def no_orphans(call: str) -> None:
-        orphans = convai.orphaned_characters()
+        orphans = convai.orphaned_characters(CONVAI_KEY)
         assert orphans == [], f"after {call}: characters on missing models: {orphans}"
 
     return Engine(stack_config(convai), after_each_change=no_orphans)

@@ -229,3 +229,20 @@ def test_the_emulator_log_holds_no_key(convai: EmulatorProcess) -> None:
     assert "POST /llm-models/update" in log
     for secret in ("emulator-test-account", "sk-proxy-123", "sk-rotated-999"):
         assert secret not in log
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"model_group_name": ' + b"[" * 5000])
+@pytest.mark.parametrize("path", ["register", "update", "deregister", "list"])
+def test_deeply_nested_json_is_a_400_in_the_envelope(
+    convai: EmulatorProcess, path: str, body: bytes
+) -> None:
+    response = httpx.post(f"{convai.url}/llm-models/{path}", content=body, headers=KEY, timeout=10)
+    if path == "list":  # list reads no body
+        assert response.status_code == 200
+    else:
+        assert_error(response, 400, "Request body must be valid JSON")
+
+
+def test_a_deeply_nested_fault_rule_is_a_400_in_the_envelope(convai: EmulatorProcess) -> None:
+    response = httpx.post(f"{convai.url}/_emulator/faults", content=b"[" * 100_000, timeout=10)
+    assert_error(response, 400, "nested deeper")

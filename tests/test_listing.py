@@ -10,7 +10,7 @@ import pytest
 
 from convai_provider.errors import ConvaiTimeoutError
 from convai_provider.listing import SharedListing
-from convai_provider.wire import ListResponse
+from convai_provider.wire import ListResponse, PrivateModel
 
 
 class SlowList:
@@ -30,7 +30,8 @@ class SlowList:
         time.sleep(self.delay)
         if fail:
             raise ConnectionError("list failed")
-        return ListResponse(count=number)
+        models = [PrivateModel(model_group_name=f"g{i}", model_name="m") for i in range(number)]
+        return ListResponse(status="success", models=models, count=number)
 
 
 def test_concurrent_reads_share_one_call() -> None:
@@ -73,7 +74,7 @@ def test_creates_of_one_wave_share_the_list_requested_after_their_registers_went
     def create(finish_after: float) -> int:
         with listing.writing():
             time.sleep(finish_after)
-        return listing.requested_after(sent).count
+        return len(listing.requested_after(sent).models)
 
     with ThreadPoolExecutor(4) as pool:
         counts = list(pool.map(create, [0.01, 0.02, 0.03, 0.04]))

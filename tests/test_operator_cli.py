@@ -177,7 +177,7 @@ def test_audit_reads_the_real_stack_files(cli: Any, convai: EmulatorProcess) -> 
     ("setup", "fragment"),
     [
         ("no-file", "does not exist"),
-        ("bad-yaml", "is not valid YAML"),
+        ("bad-yaml", "Pulumi.test.yaml:2:1: invalid YAML"),
         ("bad-config", "convai-models:models[0].endpoint: 'nowhere' is not a declared endpoint"),
         ("no-key", "no Convai API key"),
         ("unreachable", "could not reach http://127.0.0.1:9"),
@@ -347,3 +347,19 @@ def test_the_console_script_and_module_run(convai: EmulatorProcess) -> None:
         )
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("outputs", "fragment"),
+    [
+        ("[" * 100_000, "JSON nested deeper than 64 levels"),
+        ('{"endpointKeys": ' + "[" * 20_000 + "]" * 20_000 + "}", "nested deeper"),
+    ],
+)
+def test_health_refuses_deeply_nested_outputs_in_one_line(
+    cli: Any, root: Path, monkeypatch: pytest.MonkeyPatch, outputs: str, fragment: str
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(outputs))
+    code, out, err = cli("health", "--stack", "test", "--root", str(root), "--outputs", "-")
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1 and fragment in err

@@ -17,39 +17,14 @@ from convai_provider import (
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.wire import RegisterRequest, UpdateRequest
-from testkit.convai import CONVAI_KEY, live, stack_config
+from testkit.convai import CONVAI_KEY, ENDPOINT_KEY, declare, live, stack_config, turbo
 from testkit.engine import (
     UNKNOWN,
     CheckFailedError,
-    Declared,
     Engine,
     ProviderError,
     run_program,
 )
-
-ENDPOINT_KEY = "sk-endpoint-5d21e0"
-
-
-def declare(**models: dict[str, Any]) -> list[Declared]:
-    """Run a program declaring one ConvaiPrivateModel per keyword; return what it registered."""
-
-    def program() -> None:
-        for name, fields in models.items():
-            ConvaiPrivateModel(name, **fields)
-
-    return [Declared.from_registration(r) for r in run_program(program)]
-
-
-def turbo(**changes: Any) -> dict[str, Any]:
-    return {
-        "model_group_name": "turbo",
-        "model_name": "llama-3.1-8b",
-        "api_key": ENDPOINT_KEY,
-        "display_name": "Turbo",
-        "base_url": "https://llm.example.com/v1",
-        "verify_endpoint": False,  # the preflight has tests of its own (test_preflight.py)
-        **changes,
-    }
 
 
 @pytest.fixture

@@ -144,7 +144,8 @@ class GatedLists:
         self.gates[number].wait(timeout=10)
         groups = self.replies[number]
         return ListResponse(
-            models=[PrivateModel(model_group_name=g, model_name="m") for g in groups]
+            status="success",
+            models=[PrivateModel(model_group_name=g, model_name="m") for g in groups],
         )
 
 

@@ -22,6 +22,9 @@ EXPECTED = {
     "ServerError",
     "ConvaiConnectionError",
     "ConvaiTimeoutError",
+    "ConvaiProtocolError",
+    "UnexpectedReplyError",
+    "RedirectError",
     "InvalidRequestError",
 }
 

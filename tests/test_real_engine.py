@@ -37,7 +37,7 @@ def project(tmp_path: Path, cli_bin: Path, convai: EmulatorProcess) -> PulumiPro
     proj = PulumiProject(tmp_path, cli_bin, {"CONVAI_API_KEY": CONVAI_KEY})
 
     def no_orphans(command: str) -> None:
-        orphans = convai.orphaned_characters()
+        orphans = convai.orphaned_characters(CONVAI_KEY)
         assert orphans == [], f"after `pulumi {command}`: characters on missing models: {orphans}"
 
     proj.after_each_command = no_orphans

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import uuid
@@ -12,11 +11,14 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..documents import DocumentError, TooDeepError, parse_json
 from ..wire import (
     API_KEY_HEADER,
     CHARACTER_CREATE_PATH,
@@ -47,14 +49,34 @@ class InjectedDropError(Exception):
     """Raised after a committed request to make the server close the connection mid-reply."""
 
 
+CONVAI_PATHS = frozenset(
+    {
+        REGISTER_PATH,
+        UPDATE_PATH,
+        DEREGISTER_PATH,
+        LIST_PATH,
+        CHARACTER_CREATE_PATH,
+        CHARACTER_GET_PATH,
+        CHARACTER_UPDATE_PATH,
+    }
+)
+OTHER_PATHS = "(other paths)"
+
+MAX_BODY = 1 << 20
+"""Bytes a request body may hold: far more than any Convai request, far less than memory."""
+
+
 class RequestCounter:
+    """Requests per Convai path; every other path shares one entry, so a scan of a million
+    paths costs one counter, not a million."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
 
     def add(self, path: str) -> None:
         with self._lock:
-            self._counts[path] += 1
+            self._counts[path if path in CONVAI_PATHS else OTHER_PATHS] += 1
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
@@ -100,8 +122,19 @@ class ConvaiEmulator:
             Route(f"{ADMIN_PREFIX}/stats", self.admin_stats, methods=["GET"]),
             Route(f"{ADMIN_PREFIX}/stats", self.admin_clear_stats, methods=["DELETE"]),
         ]
-        app = Starlette(routes=routes)
-        return FaultMiddleware(app, self.faults, self.requests)
+        app = Starlette(
+            routes=routes,
+            exception_handlers={
+                HTTPException: _http_error,
+                BodyTooLargeError: _body_too_large,
+                Exception: _internal_error,
+            },
+        )
+        # Starlette would answer `/llm-models/list/` with a redirect to the request's own Host
+        # header, which is whatever the caller says: a path is served or it is a 404.
+        app.router.redirect_slashes = False
+        faulted = FaultMiddleware(app, self.faults, self.requests)
+        return BodyLimit(LocalAdminOnly(faulted))
 
     # Convai endpoints -------------------------------------------------------------------------
 
@@ -196,15 +229,20 @@ class ConvaiEmulator:
         self.requests.clear()
         return JSONResponse({"status": "reset"})
 
-    async def admin_orphans(self, _: Request) -> Response:
-        orphans = await asyncio.to_thread(self.store.orphaned_characters)
+    async def admin_orphans(self, request: Request) -> Response:
+        account = _account(request)
+        if account is None:
+            return _unauthenticated()
+        orphans = await asyncio.to_thread(self.store.orphaned_characters, account)
         return JSONResponse({"characters": orphans})
 
     async def admin_add_fault(self, request: Request) -> Response:
         try:
-            rule = FaultRule.model_validate(await request.json())
-        except (ValidationError, ValueError) as exc:
-            return JSONResponse({"status": "error", "message": str(exc)}, status_code=400)
+            rule = FaultRule.model_validate(parse_json(await request.body()))
+        except ValidationError as exc:
+            return envelope_error(400, describe_validation_error(exc))
+        except ValueError as exc:
+            return envelope_error(400, str(exc))
         self.faults.add(rule)
         return JSONResponse({"status": "added", "rule": rule.model_dump()})
 
@@ -232,8 +270,10 @@ def _unauthenticated() -> Response:
 async def _parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
     raw = await request.body()
     try:
-        data = json.loads(raw) if raw.strip() else {}
-    except ValueError:
+        data = parse_json(raw) if raw.strip() else {}
+    except TooDeepError as exc:
+        raise InvalidInputError(f"Request body must be valid JSON: {exc}") from None
+    except DocumentError:
         raise InvalidInputError("Request body must be valid JSON") from None
     if not isinstance(data, dict):
         raise InvalidInputError("Request body must be a JSON object")
@@ -241,6 +281,89 @@ async def _parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
         return model.model_validate(data)
     except ValidationError as exc:
         raise InvalidInputError(describe_validation_error(exc)) from None
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = str(exc.detail)
+    if exc.status_code == 404:
+        message = f"{message}: no endpoint at {request.url.path}"
+    return envelope_error(exc.status_code, message, dict(exc.headers or {}))
+
+
+async def _body_too_large(_: Request, __: Exception) -> Response:
+    return envelope_error(413, f"Request body larger than {MAX_BODY >> 20} MiB")
+
+
+async def _internal_error(_: Request, exc: Exception) -> Response:
+    log.error("internal error: %s: %s", type(exc).__name__, exc)
+    return envelope_error(500, "The emulator had an internal error; see its log")
+
+
+class BodyLimit:
+    """Refuses a request body over MAX_BODY with 413: at once when Content-Length says so,
+    otherwise as soon as the bytes received pass the limit."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        announced = Headers(scope=scope).get("content-length", "")
+        if announced.isdigit() and int(announced) > MAX_BODY:
+            reply = await _body_too_large(Request(scope), BodyTooLargeError())
+            await reply(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY:
+                raise BodyTooLargeError()
+            return message
+
+        await self.app(scope, limited, send)
+
+
+class LocalAdminOnly:
+    """`/_emulator/*` refuses requests whose Origin is another site's: a browser sends Origin
+    with every cross-origin POST, so no web page can reset or fault a running emulator, while
+    curl and the test helpers, which send none, keep working."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(ADMIN_PREFIX):
+            origin = Headers(scope=scope).get("origin")
+            if origin is not None and origin not in _own_origins(scope):
+                reply = envelope_error(
+                    403,
+                    f"Origin {origin!r} is not this emulator: its admin surface is for local "
+                    "use (curl, tests), not for web pages",
+                )
+                await reply(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _own_origins(scope: Scope) -> set[str]:
+    server = scope.get("server")
+    if not server or server[1] is None:
+        return set()
+    host, port = server
+    hosts = {f"[{host}]" if ":" in host else host}
+    if host in ("127.0.0.1", "::1"):
+        hosts.add("localhost")
+    return {f"http://{h}:{port}" for h in hosts}
 
 
 class FaultMiddleware:

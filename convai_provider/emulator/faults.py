@@ -6,7 +6,9 @@ import random
 import threading
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..keys import key_problem
 
 
 class FaultRule(BaseModel):
@@ -30,6 +32,14 @@ class FaultRule(BaseModel):
     count: int | None = Field(default=None, ge=1)
     fraction: float | None = Field(default=None, ge=0.0, le=1.0)
     seed: int | None = None
+
+    @field_validator("retry_after")
+    @classmethod
+    def _fits_a_header(cls, value: str | None) -> str | None:
+        problem = None if value is None else key_problem(value)
+        if problem is not None:
+            raise ValueError(f"{problem}: it is sent as the Retry-After header")
+        return value
 
 
 @dataclass

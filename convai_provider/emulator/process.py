@@ -11,6 +11,7 @@ from types import TracebackType
 
 import httpx
 
+from ..wire import API_KEY_HEADER
 from .server import READY_PREFIX
 
 
@@ -86,8 +87,15 @@ class EmulatorProcess:
         self.stop()
         self.start(port)
 
-    def admin(self, method: str, path: str, json: object = None) -> httpx.Response:
-        response = httpx.request(method, f"{self.url}/_emulator{path}", json=json, timeout=10)
+    def admin(
+        self,
+        method: str,
+        path: str,
+        json: object = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        url = f"{self.url}/_emulator{path}"
+        response = httpx.request(method, url, json=json, headers=headers, timeout=10)
         response.raise_for_status()
         return response
 
@@ -104,11 +112,10 @@ class EmulatorProcess:
         counts: dict[str, int] = self.admin("GET", "/stats").json()["requests"]
         return counts
 
-    def orphaned_characters(self) -> list[dict[str, str]]:
-        """Characters whose model no longer exists (in any account)."""
-        orphans: list[dict[str, str]] = self.admin("GET", "/characters/orphaned").json()[
-            "characters"
-        ]
+    def orphaned_characters(self, api_key: str) -> list[dict[str, str]]:
+        """The characters of `api_key`'s account whose model no longer exists."""
+        response = self.admin("GET", "/characters/orphaned", headers={API_KEY_HEADER: api_key})
+        orphans: list[dict[str, str]] = response.json()["characters"]
         return orphans
 
     def clear_counts(self) -> None:

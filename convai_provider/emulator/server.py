@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -15,14 +17,18 @@ from .store import ConvaiStore
 READY_PREFIX = "Convai emulator listening on "
 
 
+class EmulatorStartError(Exception):
+    """The emulator cannot start: one sentence naming the option to change."""
+
+
 def serve(host: str, port: int, db: Path, access_log: bool = True) -> None:
-    store = ConvaiStore(db)
+    sock = listening_socket(host, port)
+    try:
+        store = open_store(db)
+    except EmulatorStartError:
+        sock.close()
+        raise
     app = ConvaiEmulator(store).asgi()
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted connections inherit it: without it, Nagle holds each reply ~40 ms.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
     bound_port = sock.getsockname()[1]
     config = uvicorn.Config(
         app, log_level="info", access_log=access_log, timeout_graceful_shutdown=1
@@ -35,3 +41,51 @@ def serve(host: str, port: int, db: Path, access_log: bool = True) -> None:
     finally:
         store.close()
         sys.stdout.flush()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to HOST:PORT, or an EmulatorStartError that says which option to fix."""
+    if not host.strip():
+        raise EmulatorStartError(
+            "--host is empty, which would listen on every interface: give 127.0.0.1 (this "
+            "machine only) or, deliberately, 0.0.0.0"
+        )
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise EmulatorStartError(
+            f"--host {host!r} does not resolve ({exc}): give an address such as 127.0.0.1"
+        ) from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: without it, Nagle holds each reply ~40 ms.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise EmulatorStartError(_bind_failure(host, port, exc)) from None
+    return sock
+
+
+def _bind_failure(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is in use: stop what listens there, or pass another --port "
+            "(0 picks a free one)"
+        )
+    if exc.errno == errno.EACCES:
+        return f"port {port} needs privileges: pass a --port above 1023 (0 picks a free one)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"--host {host} is not an address of this machine: give 127.0.0.1"
+    return f"cannot listen on {host}:{port} ({exc.strerror or exc}): check --host and --port"
+
+
+def open_store(db: Path) -> ConvaiStore:
+    try:
+        return ConvaiStore(db)
+    except sqlite3.Error as exc:
+        raise EmulatorStartError(
+            f"--db {db} cannot be used as the emulator's database ({exc}): give the path of a "
+            "new or existing SQLite file in a writable directory"
+        ) from None

@@ -204,18 +204,19 @@ class ConvaiStore:
                 (model_group_name, account, char_id),
             )
 
-    def orphaned_characters(self) -> list[dict[str, str]]:
-        """Characters, in any account, whose model no longer exists: the outage to prevent."""
+    def orphaned_characters(self, account: str) -> list[dict[str, str]]:
+        """The account's characters whose model no longer exists: the outage to prevent."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT c.account, c.char_id, c.model_group_name FROM characters c "
+                "SELECT c.char_id, c.model_group_name FROM characters c "
                 "LEFT JOIN models m ON m.account = c.account "
                 "AND m.model_group_name = c.model_group_name "
-                "WHERE m.model_group_name IS NULL ORDER BY c.account, c.char_id"
+                "WHERE c.account = ? AND m.model_group_name IS NULL ORDER BY c.char_id",
+                (account,),
             ).fetchall()
         return [
-            {"account": str(a), "charID": str(c), "model_group_name": str(g)}
-            for a, c, g in rows
+            {"charID": str(c), "model_group_name": str(g)}
+            for c, g in rows
             if g not in BUILTIN_MODELS
         ]
 

@@ -1,0 +1,397 @@
+"""Replies no real Convai sends: each is an error naming what came back, never an empty result."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from convai_provider.bounded_http import MIB
+from convai_provider.cli import main as cli_main
+from convai_provider.client import ConvaiClient
+from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.errors import (
+    ConvaiConnectionError,
+    ConvaiError,
+    ConvaiProtocolError,
+    ConvaiTimeoutError,
+    RedirectError,
+    UnexpectedReplyError,
+    error_for_status,
+)
+from convai_provider.preflight import check_endpoint
+from convai_provider.provider_base import ConvaiOperationError
+from convai_provider.wire import RegisterRequest, UpdateRequest
+from testkit.convai import CONVAI_KEY, FAST_BACKOFF, declare, live, stack_config, turbo
+from testkit.engine import Engine, ProviderError
+from testkit.hostile_server import Answer, dribbled, endless, http_answer, serve_answer
+
+TURBO = RegisterRequest(model_group_name="g", model_name="m", api_key="k", is_uncensored=False)
+
+CALLS: dict[str, Callable[[ConvaiClient], object]] = {
+    "list": lambda c: c.list_models(),
+    "register": lambda c: c.register(TURBO),
+    "update": lambda c: c.update(UpdateRequest(model_group_name="g", display_name="d")),
+    "deregister": lambda c: c.deregister("g"),
+    "character get": lambda c: c.get_character("c"),
+    "character update": lambda c: c.set_character_model("c", "g"),
+}
+
+
+def answering(status: int, body: Any = None, **headers: str) -> httpx.MockTransport:
+    content = b"" if body is None else httpx.Response(200, json=body).content
+    return httpx.MockTransport(
+        lambda request: httpx.Response(status, content=content, headers=headers)
+    )
+
+
+def call(name: str, transport: httpx.BaseTransport) -> Exception:
+    with ConvaiClient("k", "https://convai.test", transport=transport, max_retries=0) as client:
+        try:
+            CALLS[name](client)
+        except Exception as exc:
+            return exc
+    raise AssertionError(f"{name} accepted a reply Convai never sends")
+
+
+@pytest.mark.parametrize("name", list(CALLS))
+@pytest.mark.parametrize("body", [{}, {"STATUS": "FAILED"}, {"status": "ok", "models": []}, []])
+def test_a_reply_without_the_documented_shape_is_an_error_naming_it(name: str, body: Any) -> None:
+    error = call(name, answering(200, body))
+    assert isinstance(error, UnexpectedReplyError)
+    assert f"Convai {name} answered HTTP 200 with a reply that is not Convai's" in str(error)
+    assert repr(httpx.Response(200, json=body).text) in str(error)  # what came back
+    assert "convai:baseUrl" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"status": "success"}, "models is required"),
+        ({"status": "success", "models": [{"model_name": "m"}]}, "model_group_name is required"),
+        ({"status": "success", "models": [], "count": 3}, "count is 3 but the reply lists 0"),
+    ],
+)
+def test_a_list_that_does_not_account_for_every_model_is_an_error(body: Any, problem: str) -> None:
+    error = call("list", answering(200, body))
+    assert isinstance(error, UnexpectedReplyError) and problem in str(error)
+
+
+def test_the_character_calls_need_their_own_success_shape() -> None:
+    assert isinstance(call("character update", answering(200, {"status": "success"})), Exception)
+    with ConvaiClient(
+        "k", "https://convai.test", transport=answering(200, {"STATUS": "SUCCESS"})
+    ) as client:
+        assert client.set_character_model("c", "g").STATUS == "SUCCESS"
+
+
+@pytest.mark.parametrize("status", [300, 301, 302, 303, 304, 307, 308])
+@pytest.mark.parametrize("name", list(CALLS))
+def test_any_redirect_is_an_error_saying_where_it_pointed(name: str, status: int) -> None:
+    error = call(name, answering(status, {}, location="/elsewhere/list"))
+    assert isinstance(error, RedirectError)
+    assert f"was redirected (HTTP {status}) to https://convai.test/elsewhere/list" in str(error)
+    assert "not followed" in str(error)
+
+
+def test_a_redirect_without_a_location_says_so() -> None:
+    error = call("list", answering(302))
+    assert isinstance(error, RedirectError) and "no Location header" in str(error)
+
+
+def test_a_redirect_is_never_followed_so_the_key_stays_home() -> None:
+    target = http_answer(200, {"status": "success", "models": [], "count": 0})
+    with serve_answer(target) as elsewhere:
+        moved = http_answer(307, {}, {"Location": f"{elsewhere}/llm-models/list"})
+        with (
+            serve_answer(moved) as url,
+            ConvaiClient(CONVAI_KEY, url, max_retries=0) as client,
+            pytest.raises(RedirectError, match=f"to {elsewhere}/llm-models/list"),
+        ):
+            client.list_models()
+    assert target.requests == []
+
+
+# Through the provider: refresh and destroy against a server that answers `200 {}` -------------
+
+
+def hostile(convai: EmulatorProcess, url: str) -> dict[str, Any]:
+    return {**stack_config(convai), "convai:baseUrl": url, "convai:maxRetries": "0"}
+
+
+WRONG_SERVERS = {
+    "200 {}": http_answer(200, {}),
+    "307 {}": http_answer(307, {}),
+    "status without models": http_answer(200, {"status": "success"}),
+}
+
+
+@pytest.mark.parametrize("wrong", list(WRONG_SERVERS))
+def test_refresh_against_a_wrong_server_drops_nothing_from_state(
+    convai: EmulatorProcess, wrong: str
+) -> None:
+    engine = Engine(stack_config(convai))
+    engine.up(declare(a=turbo(model_group_name="a", display_name="A"), b=turbo(display_name="B")))
+    with serve_answer(WRONG_SERVERS[wrong]) as url:
+        engine.config = hostile(convai, url)
+        with pytest.raises(ProviderError, match="Could not read Convai private model"):
+            engine.refresh()
+    assert sorted(engine.state) == ["a", "b"]
+
+
+@pytest.mark.parametrize("wrong", ["200 {}", "307 {}"])
+def test_destroy_against_a_wrong_server_fails_and_keeps_state(
+    convai: EmulatorProcess, wrong: str
+) -> None:
+    engine = Engine(stack_config(convai))
+    engine.up(declare(a=turbo(model_group_name="a", display_name="A"), b=turbo(display_name="B")))
+    with serve_answer(WRONG_SERVERS[wrong]) as url:
+        engine.config = hostile(convai, url)
+        with pytest.raises(ProviderError, match="Could not delete Convai private model"):
+            engine.destroy()
+    assert sorted(engine.state) == ["a", "b"]
+    assert sorted(live(convai)) == ["a", "turbo"]
+
+
+# Deeply nested JSON: one clear error, never a RecursionError ---------------------------------
+
+DEEP = b"[" * 100_000
+
+
+@pytest.mark.parametrize("name", list(CALLS))
+@pytest.mark.parametrize("status", [200, 400, 503])
+def test_a_deeply_nested_reply_is_one_clear_error(name: str, status: int) -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(status, content=DEEP))
+    error = call(name, transport)
+    assert isinstance(error, ConvaiError), repr(error)
+    if status == 200:
+        assert "JSON nested deeper than 64 levels" in str(error)
+
+
+@pytest.mark.parametrize("operation", ["refresh", "destroy"])
+def test_refresh_and_destroy_meeting_deep_json_fail_with_one_line(
+    convai: EmulatorProcess, operation: str
+) -> None:
+    engine = Engine(stack_config(convai))
+    engine.up(declare(a=turbo(model_group_name="a", display_name="A")))
+    with serve_answer(http_answer(200, raw_body=DEEP)) as url:
+        engine.config = hostile(convai, url)
+        with pytest.raises(ProviderError) as caught:
+            getattr(engine, operation)()
+    assert "JSON nested deeper than 64 levels" in caught.value.details
+    assert "RecursionError" not in caught.value.details
+    assert list(engine.state) == ["a"]
+
+
+def test_the_list_command_meeting_deep_json_prints_one_error_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serve_answer(http_answer(200, raw_body=DEEP)) as url:
+        monkeypatch.setenv("CONVAI_API_KEY", CONVAI_KEY)
+        monkeypatch.setenv("CONVAI_BASE_URL", url)
+        code = cli_main(["list"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ")
+    assert "JSON nested deeper than 64 levels" in err
+
+
+@pytest.mark.parametrize("deep", ["/v1/models", "/v1/chat/completions"])
+def test_the_preflight_meeting_deep_json_reports_a_failed_check(deep: str) -> None:
+    answers = {
+        "/v1/models": http_answer(200, {"object": "list", "data": [{"id": "llama-3.1-8b"}]}),
+        "/v1/chat/completions": http_answer(200, {"choices": [{"index": 0}]}),
+    }
+    answers[deep] = http_answer(200, raw_body=DEEP)
+    with serve_answer(answers) as url:
+        report = check_endpoint(f"{url}/v1", "llama-3.1-8b", "sk-endpoint", wait=0)
+    failure = report.failure
+    assert failure is not None and failure.final, report.summary()
+
+
+# Every call ends by its deadline, whatever the server does ---------------------------------
+
+LIST_REPLY = {"status": "success", "models": [], "count": 0, "transactionID": "t"}
+
+
+def test_a_dribbled_reply_ends_the_call_by_its_deadline() -> None:
+    """One byte every 0.25 s never trips a per-read timeout; the call's deadline still holds,
+    retries included (a timeout is retried while time is left)."""
+    with (
+        serve_answer(dribbled(http_answer(200, LIST_REPLY), 0.25)) as url,
+        ConvaiClient(CONVAI_KEY, url, timeout=30, backoff=FAST_BACKOFF) as client,
+        pytest.raises(ConvaiTimeoutError) as caught,
+    ):
+        client.list_models(deadline=time.monotonic() + 1.5)
+    assert "accepted the connection but did not complete its reply in time" in str(caught.value)
+
+
+def test_without_a_deadline_each_attempt_ends_within_the_request_timeout() -> None:
+    with (
+        serve_answer(dribbled(http_answer(200, LIST_REPLY), 0.25)) as url,
+        ConvaiClient(CONVAI_KEY, url, timeout=1, max_retries=0) as client,
+        pytest.raises(ConvaiTimeoutError, match=r"1\.0s allowed"),
+    ):
+        client.list_models()
+
+
+def test_refresh_against_a_dribbling_convai_ends_by_the_operation_timeout(
+    convai: EmulatorProcess,
+) -> None:
+    engine = Engine(stack_config(convai))
+    engine.up(declare(a=turbo(model_group_name="a", display_name="A")))
+    with serve_answer(dribbled(http_answer(200, LIST_REPLY), 0.25)) as url:
+        engine.config = {**hostile(convai, url), "convai:operationTimeout": "2"}
+        with pytest.raises(ProviderError, match="timed out"):
+            engine.refresh()
+    assert list(engine.state) == ["a"]
+
+
+def test_the_preflight_command_ends_by_its_timeout_against_a_dribbling_endpoint() -> None:
+    models = http_answer(200, {"object": "list", "data": [{"id": "llama-3.1-8b"}]})
+    with serve_answer(dribbled(models, 0.25)) as url:
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "convai_provider", "preflight", "--base-url", f"{url}/v1"),
+                *("--model", "llama-3.1-8b", "--api-key", "sk-endpoint", "--timeout", "3"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "accepted the connection but did not complete its reply in time" in done.stdout
+    assert "is the server running" not in done.stdout
+
+
+# What is read from any server is capped ------------------------------------------------------
+
+
+def test_an_endless_convai_reply_is_cut_off_at_the_cap_and_said_so() -> None:
+    with (
+        serve_answer(endless()) as url,
+        ConvaiClient(CONVAI_KEY, url, max_retries=0) as client,
+        pytest.raises(
+            UnexpectedReplyError, match=r"a reply larger than 32 MiB \(reading stopped there\)"
+        ),
+    ):
+        client.list_models()
+
+
+def test_a_reply_announcing_more_than_the_cap_is_not_read() -> None:
+    answer = Answer(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n", b"{}")
+    with (
+        serve_answer(answer) as url,
+        ConvaiClient(CONVAI_KEY, url, max_retries=0) as client,
+        pytest.raises(UnexpectedReplyError, match="larger than 32 MiB"),
+    ):
+        client.list_models()
+
+
+def test_the_cap_counts_decompressed_bytes() -> None:
+    bomb = gzip.compress(b" " * (64 * MIB))
+    answer = http_answer(200, raw_body=bomb, headers={"Content-Encoding": "gzip"})
+    with (
+        serve_answer(answer) as url,
+        ConvaiClient(CONVAI_KEY, url, max_retries=0) as client,
+        pytest.raises(UnexpectedReplyError, match="larger than 32 MiB"),
+    ):
+        client.list_models()
+
+
+def test_the_cap_holds_a_list_of_ten_thousand_models() -> None:
+    models = [
+        {
+            "model_group_name": f"group-{i:05d}-" + "g" * 52,
+            "model_name": "meta-llama/Llama-3.1-70B-Instruct-" + "m" * 30,
+            "display_name": f"Display {i:05d} " + "d" * 110,
+            "base_url": f"https://llm-{i:05d}.inference.example.com/" + "p" * 150 + "/v1",
+            "is_uncensored": False,
+            "category": "Private",
+            "created_at": "2025-07-08T09:41:38.123Z",
+        }
+        for i in range(10_000)
+    ]
+    body = {"status": "success", "models": models, "count": 10_000, "transactionID": "t"}
+    with serve_answer(http_answer(200, body)) as url, ConvaiClient(CONVAI_KEY, url) as client:
+        assert len(client.list_models().models) == 10_000
+
+
+def test_an_endless_endpoint_reply_fails_the_preflight_once() -> None:
+    with serve_answer({"/v1/models": endless()}) as url:
+        report = check_endpoint(f"{url}/v1", "llama-3.1-8b", "sk-endpoint", wait=30)
+    failure = report.failure
+    assert failure is not None and failure.final and report.attempts == 1
+    assert "a reply larger than 16 MiB (reading stopped there)" in failure.detail
+
+
+# Messages say what actually went wrong ---------------------------------------------------------
+
+NOT_HTTP = {
+    "HTTP/0.9": Answer(b"hello, this is not HTTP\n"),
+    "garbage status line": Answer(b"FOO BAR BAZ\r\nContent-Length: 0\r\n\r\n"),
+}
+
+
+@pytest.mark.parametrize("kind", list(NOT_HTTP))
+def test_a_reply_that_is_not_http_is_called_that(kind: str) -> None:
+    with serve_answer(NOT_HTTP[kind]) as url:
+        report = check_endpoint(f"{url}/v1", "m", "sk-endpoint", wait=30)
+        with (
+            ConvaiClient(CONVAI_KEY, url, max_retries=0) as client,
+            pytest.raises(ConvaiProtocolError) as caught,
+        ):
+            client.list_models()
+    failure = report.failure
+    assert failure is not None and failure.final and report.attempts == 1
+    for message in (failure.detail, str(caught.value)):
+        assert "answered, but not in HTTP/1.1" in message
+        assert "is the server running" not in message and "could not reach" not in message
+
+
+def test_a_server_that_hangs_up_without_a_reply_is_called_that() -> None:
+    with serve_answer(Answer(b"")) as url:
+        report = check_endpoint(f"{url}/v1", "m", "sk-endpoint", wait=0)
+    failure = report.failure
+    assert failure is not None
+    assert "accepted the connection but closed it before its reply was complete" in failure.detail
+
+
+def test_a_redirecting_endpoint_names_the_location() -> None:
+    moved = http_answer(302, {}, {"Location": "https://elsewhere.example.com/v1/models"})
+    with serve_answer(moved) as url:
+        report = check_endpoint(f"{url}/v1", "m", "sk-endpoint", wait=0)
+    failure = report.failure
+    assert failure is not None and failure.final
+    assert "HTTP 302, redirecting to https://elsewhere.example.com/v1/models" in failure.detail
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        error_for_status("list", 400, "Bad field."),
+        error_for_status("list", 503, "Try later.", "tx-1."),
+        error_for_status("list", 401, ""),
+        ConvaiConnectionError("list", "https://convai.test", "refused."),
+        ConvaiTimeoutError("list", "https://convai.test", "slow."),
+        ConvaiProtocolError("list", "https://convai.test", "hung up."),
+        UnexpectedReplyError("list", 200, "odd."),
+        RedirectError("list", 302, "to https://elsewhere.test/."),
+        ConvaiOperationError("create", "model 'm'", error_for_status("register", 409, "Taken.")),
+        ConvaiOperationError("create", "model 'm'", "the endpoint said no."),
+    ],
+    ids=repr,
+)
+def test_no_message_holds_two_full_stops_in_a_row(error: Exception) -> None:
+    assert ".." not in str(error).replace("...", "")
+
+
+def test_a_preflight_summary_is_one_sentence() -> None:
+    report = check_endpoint("http://127.0.0.1:9/v1", "m", "sk-endpoint", wait=0)
+    assert report.summary().endswith((".", "?")) and ".." not in report.summary()
