@@ -25,6 +25,10 @@ from .settings import CONFIG_KEYS, ConvaiSettings
 from .wire import field_problems
 
 PROVIDER_KEY = "__provider"
+FULL_TRACEBACK = 1000
+"""Frames shown where a traceback is wanted whole (the process shows none by default)."""
+
+log = logging.getLogger("convai_provider")
 
 
 OPERATIONS = ("check", "diff", "create", "read", "update", "delete")
@@ -51,7 +55,9 @@ def _keeping_keys_out(operation: Callable[..., Any]) -> Callable[..., Any]:
             return operation(self, *args)
         except Exception as exc:
             # Pulumi shows the traceback, chained exceptions included: look at all of it.
-            printed = "".join(traceback.format_exception(exc))
+            printed = "".join(traceback.format_exception(exc, limit=FULL_TRACEBACK))
+            if not isinstance(exc, ConvaiOperationError):
+                log.error("%s failed unexpectedly:\n%s", operation.__name__, redact(printed))
             if redact(printed) == printed:
                 raise
             raise RedactedError(redact(str(exc))) from None
@@ -102,6 +108,14 @@ def log_to_stderr() -> None:
         logger.setLevel(logging.INFO)
 
 
+def show_errors_without_tracebacks() -> None:
+    """Pulumi prints `traceback.format_exc()` of whatever a provider raises: ten lines of SDK and
+    provider frames before the one sentence a ConvaiOperationError says. configure() runs only in
+    the provider process, so there frames are left out of every printed traceback; an unexpected
+    error's frames are logged in full by the operation that met it."""
+    sys.tracebacklimit = 0
+
+
 class ConvaiProvider(ResourceProvider):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Every operation a provider defines keeps keys out of what it raises."""
@@ -124,6 +138,7 @@ class ConvaiProvider(ResourceProvider):
     def configure(self, req: ConfigureRequest) -> None:
         self._config = {key: req.config.get(key) for key in CONFIG_KEYS}
         log_to_stderr()
+        show_errors_without_tracebacks()
         self._prepare_runtime()
 
     def _prepare_runtime(self) -> None:
