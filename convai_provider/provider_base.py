@@ -108,12 +108,18 @@ def log_to_stderr() -> None:
         logger.setLevel(logging.INFO)
 
 
+PROVIDER_SERVER = "pulumi.dynamic.__main__"
+"""The module Pulumi runs as `python -m pulumi.dynamic`: the provider process."""
+
+
 def show_errors_without_tracebacks() -> None:
     """Pulumi prints `traceback.format_exc()` of whatever a provider raises: ten lines of SDK and
-    provider frames before the one sentence a ConvaiOperationError says. configure() runs only in
-    the provider process, so there frames are left out of every printed traceback; an unexpected
-    error's frames are logged in full by the operation that met it."""
-    sys.tracebacklimit = 0
+    provider frames before the one sentence a ConvaiOperationError says. In the provider process
+    (and only there: the setting is process-wide) frames are left out of every printed traceback;
+    an unexpected error's frames are logged in full by the operation that met it."""
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None) == PROVIDER_SERVER:
+        sys.tracebacklimit = 0
 
 
 class ConvaiProvider(ResourceProvider):
