@@ -8,7 +8,6 @@ with the same words: the config path, what is wrong, and the fix.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -420,12 +419,3 @@ def project_values(config: Mapping[str, Any]) -> dict[str, Any]:
                 value = raw  # not JSON: the schema says what it must be
         values[name] = value
     return values
-
-
-def load_stack_file(path: Path) -> StackConfig:
-    return parse_stack_config(project_values(read_stack_file(path)), str(path))
-
-
-def as_runtime_config(config: Mapping[str, Any]) -> dict[str, str]:
-    """Stack file values as the Pulumi runtime hands them to a program: strings, objects as JSON."""
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}

@@ -132,14 +132,6 @@ class ListResponse(_Reply):
         return next((m for m in self.models if m.model_group_name == model_group_name), None)
 
 
-class ErrorResponse(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    status: Literal["error"] = "error"
-    message: str = ""
-    transactionID: str = ""  # noqa: N815 - the wire name
-
-
 _REASONS = {
     "missing": "is required",
     "string_too_short": "must not be empty",

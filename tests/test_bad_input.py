@@ -17,10 +17,10 @@ from convai_provider.model_schema import INPUT_FIELDS, PrivateModelInputs
 from convai_provider.provider import PrivateModelProvider
 from convai_provider.stack_config import (
     StackConfigError,
-    load_stack_file,
     parse_stack_config,
     project_values,
 )
+from testkit.stacks import load_stack_file
 
 scalars = st.one_of(
     st.none(),

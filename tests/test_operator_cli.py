@@ -17,10 +17,10 @@ from convai_provider.cli import main
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.operator import config_key_for, env_name_for
-from convai_provider.stack_config import load_stack_file
 from convai_provider.wire import RegisterRequest
 from testkit.convai import CONVAI_KEY
 from testkit.openai_server import EndpointBehaviour, serve_endpoint
+from testkit.stacks import load_stack_file
 
 ENDPOINT_KEY = "sk-endpoint"
 

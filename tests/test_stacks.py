@@ -18,8 +18,6 @@ from convai_provider.stack_config import (
     VLLM_IMAGE_TAG,
     StackConfigError,
     VllmEndpoint,
-    as_runtime_config,
-    load_stack_file,
     parse_stack_config,
     project_values,
     read_stack_file,
@@ -37,6 +35,7 @@ from testkit.engine import (
     run_program_fully,
     strip_secrets,
 )
+from testkit.stacks import as_runtime_config, load_stack_file
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ["dev", "staging", "prod"]
