@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, ConfigDict, Field, StrictBool, StrictStr
 
 from .keys import key_problem
-from .wire import DEFAULT_BASE_URL, PrivateModel, RegisterRequest
+from .wire import DEFAULT_BASE_URL, UPDATABLE_FIELDS, PrivateModel, RegisterRequest
 
 _CONTROL = frozenset({"Cc", "Cs", "Zl", "Zp"})
 """Control characters, lone surrogates and line or paragraph separators: no name holds one."""
@@ -68,8 +68,8 @@ EndpointKey = Annotated[
 REPLACE_FIELDS = ("model_group_name", "model_name")
 """The update API cannot change these: a change deletes the model, then registers it anew."""
 
-UPDATE_FIELDS = ("display_name", "base_url", "api_key", "is_uncensored")
-"""Changed in place with `/llm-models/update`."""
+UPDATE_FIELDS = UPDATABLE_FIELDS
+"""Changed in place with `/llm-models/update`: the fields its request carries."""
 
 ENDPOINT_FIELDS = ("base_url", "model_name", "api_key")
 """A change to any of these points Convai at a different endpoint: the preflight runs again."""
