@@ -81,15 +81,16 @@ class PrivateModelProvider(ConvaiProvider):
             self._verify_endpoint(runtime, "create", inputs)
         try:
             if inputs.adopt_existing:
-                outputs = self._adopt(runtime, inputs)
+                outputs = self._adopt(runtime, inputs, runtime.deadline())
             else:
-                outputs = self._register(runtime, inputs)
+                outputs = self._register(runtime, inputs, runtime.deadline())
         except ConvaiError as exc:
             raise ConvaiOperationError("create", _subject(inputs.model_group_name), exc) from None
         return CreateResult(inputs.model_group_name, outputs)
 
-    def _register(self, runtime: ConvaiRuntime, inputs: PrivateModelInputs) -> dict[str, Any]:
-        deadline = runtime.deadline()
+    def _register(
+        self, runtime: ConvaiRuntime, inputs: PrivateModelInputs, deadline: float
+    ) -> dict[str, Any]:
         sent_at = runtime.listing.now()
         try:
             with runtime.listing.writing():
@@ -140,12 +141,14 @@ class PrivateModelProvider(ConvaiProvider):
             live = runtime.listing.requested_after(replied_at, deadline).find(model_group_name)
         return live
 
-    def _adopt(self, runtime: ConvaiRuntime, inputs: PrivateModelInputs) -> dict[str, Any]:
-        deadline = runtime.deadline()
+    def _adopt(
+        self, runtime: ConvaiRuntime, inputs: PrivateModelInputs, deadline: float
+    ) -> dict[str, Any]:
+        """One operation, one deadline: a register it falls back to gets what is left of it."""
         started = runtime.listing.now()
         live = runtime.listing.requested_after(started, deadline).find(inputs.model_group_name)
         if live is None:
-            return self._register(runtime, inputs)
+            return self._register(runtime, inputs, deadline)
         if live.model_name != inputs.model_name:
             raise ConvaiOperationError(
                 "adopt",
