@@ -18,7 +18,7 @@ from __future__ import annotations
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -87,6 +87,48 @@ class _DeadlineStream(httpcore.NetworkStream):
         return self._inner.get_extra_info(info)
 
 
+class _Connect:
+    """A connect that returns by its deadline although the name lookup inside it does not heed
+    timeouts (`getaddrinfo` waits for the system resolver). It runs in a thread of its own; one
+    that finishes after the caller gave up closes what it opened."""
+
+    def __init__(self, connect: Callable[[], httpcore.NetworkStream]) -> None:
+        self._connect = connect
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._stream: httpcore.NetworkStream | None = None
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+
+    def within(self, seconds: float | None, where: str) -> httpcore.NetworkStream:
+        threading.Thread(target=self._run, daemon=True, name=f"connect {where}").start()
+        if not self._done.wait(seconds):
+            with self._lock:
+                self._abandoned = True
+                stream = self._stream
+            if stream is not None:
+                stream.close()
+            raise httpcore.ConnectTimeout(
+                f"connecting to {where} (name lookup included) outlasted the call's deadline"
+            )
+        if self._error is not None:
+            raise self._error
+        assert self._stream is not None
+        return self._stream
+
+    def _run(self) -> None:
+        try:
+            stream = self._connect()
+        except BaseException as exc:
+            self._error = exc
+        else:
+            with self._lock:
+                self._stream = stream
+                if self._abandoned:
+                    stream.close()
+        self._done.set()
+
+
 class _DeadlineBackend(httpcore.NetworkBackend):
     def __init__(self, inner: httpcore.NetworkBackend) -> None:
         self._inner = inner
@@ -100,9 +142,10 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         left = _time_left(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(
-            self._inner.connect_tcp(host, port, left, local_address, socket_options)
+        connecting = _Connect(
+            lambda: self._inner.connect_tcp(host, port, left, local_address, socket_options)
         )
+        return _DeadlineStream(connecting.within(left, f"{host}:{port}"))
 
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None

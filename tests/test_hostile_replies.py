@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -229,6 +231,28 @@ def test_a_dribbled_reply_ends_the_call_by_its_deadline() -> None:
     ):
         client.list_models(deadline=time.monotonic() + 1.5)
     assert "accepted the connection but did not complete its reply in time" in str(caught.value)
+
+
+def test_a_name_lookup_that_hangs_ends_the_call_by_its_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """getaddrinfo heeds no timeout: the system resolver can hold a connect for as long as it
+    likes. The call returns by its deadline, before the lookup does."""
+    resolver_answers = threading.Event()
+    real_lookup = socket.getaddrinfo
+
+    def stuck_lookup(*args: Any, **kwargs: Any) -> Any:
+        resolver_answers.wait(30)
+        return real_lookup(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", stuck_lookup)
+    with (
+        ConvaiClient(CONVAI_KEY, "http://localhost:9", timeout=30, backoff=FAST_BACKOFF) as client,
+        pytest.raises(ConvaiTimeoutError, match="name lookup included"),
+    ):
+        client.list_models(deadline=time.monotonic() + 1)
+    assert not resolver_answers.is_set()  # the call ended first
+    resolver_answers.set()
 
 
 def test_without_a_deadline_each_attempt_ends_within_the_request_timeout() -> None:
