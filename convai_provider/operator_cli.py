@@ -284,7 +284,7 @@ def _run_adopt(args: argparse.Namespace) -> int:
         print(f"Every model in Convai is already declared in stack '{args.stack}'.")
     else:
         print(f"# Add to stacks/Pulumi.{args.stack}.yaml under config:")
-        print(adoption_yaml(entries))
+        print(adoption_yaml(entries, args.stack))
     return EXIT_CLEAN
 
 

@@ -284,6 +284,7 @@ def test_adopt_prints_entries_that_bring_unmanaged_models_under_the_stack(
             "model_group_name": "hosted",
             "endpoint": "hosted",
             "is_uncensored": False,
+            "verify_endpoint": True,
             "adopt_existing": True,
         },
         {
@@ -291,6 +292,7 @@ def test_adopt_prints_entries_that_bring_unmanaged_models_under_the_stack(
             "endpoint": "local",
             "display_name": "Stray",
             "is_uncensored": False,
+            "verify_endpoint": True,
             "adopt_existing": True,
         },
     ]
@@ -327,7 +329,44 @@ def test_adopt_text_is_yaml_with_the_secret_to_set(
     register(convai, "hosted", model_name="gpt-4o-mini", base_url="https://api.openai.com/v1")
     _, out, _ = cli("adopt", "--stack", "test", "--root", str(root))
     assert "adopt_existing: true" in out
-    assert "pulumi config set --secret hostedApiKey" in out
+    assert "# then: pulumi config set --stack test --secret hostedApiKey <" in out
+
+
+def test_two_unmanaged_models_on_one_endpoint_share_one_entry(
+    cli: Any, convai: EmulatorProcess, root: Path
+) -> None:
+    for group in ("hosted-a", "hosted-b"):
+        register(convai, group, model_name="gpt-4o-mini", base_url="https://api.openai.com/v1")
+    _, out, _ = cli("adopt", "--stack", "test", "--root", str(root), "--json")
+    entries = json.loads(out)
+    assert [e["name"] for e in entries["endpoints"]] == ["hosted-a"]
+    assert [m["endpoint"] for m in entries["models"]] == ["hosted-a", "hosted-a"]
+
+
+def test_adopt_copies_the_stacks_verify_endpoint_when_its_models_agree(
+    cli: Any, convai: EmulatorProcess, tmp_path: Path
+) -> None:
+    models = [{"model_group_name": "alpha", "endpoint": "local", "verify_endpoint": False}]
+    write_stack(tmp_path, "dev", "http://127.0.0.1:8000/v1", models)
+    register(convai, "stray")
+    _, out, _ = cli("adopt", "--stack", "dev", "--root", str(tmp_path), "--json")
+    assert [m["verify_endpoint"] for m in json.loads(out)["models"]] == [False]
+    _, out, _ = cli("adopt", "--stack", "dev", "--root", str(tmp_path))
+    assert "verify_endpoint: false" in out and "preflight" not in out
+
+
+def test_adopt_says_the_preflight_will_run_when_the_stack_does_not_agree(
+    cli: Any, convai: EmulatorProcess, tmp_path: Path
+) -> None:
+    models = [
+        {"model_group_name": "alpha", "endpoint": "local", "verify_endpoint": False},
+        {"model_group_name": "beta", "endpoint": "local"},
+    ]
+    write_stack(tmp_path, "mixed", "http://127.0.0.1:8000/v1", models)
+    register(convai, "stray")
+    _, out, _ = cli("adopt", "--stack", "mixed", "--root", str(tmp_path))
+    assert "verify_endpoint:" not in out.split("# verify_endpoint")[0]
+    assert "`pulumi up` first runs the endpoint preflight" in out
 
 
 def test_key_names_derive_from_names() -> None:
