@@ -358,7 +358,7 @@ def test_adopt_copies_the_stacks_verify_endpoint_when_its_models_agree(
 def test_adopt_says_the_preflight_will_run_when_the_stack_does_not_agree(
     cli: Any, convai: EmulatorProcess, tmp_path: Path
 ) -> None:
-    models = [
+    models: list[dict[str, Any]] = [
         {"model_group_name": "alpha", "endpoint": "local", "verify_endpoint": False},
         {"model_group_name": "beta", "endpoint": "local"},
     ]
