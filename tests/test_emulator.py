@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -246,3 +247,20 @@ def test_deeply_nested_json_is_a_400_in_the_envelope(
 def test_a_deeply_nested_fault_rule_is_a_400_in_the_envelope(convai: EmulatorProcess) -> None:
     response = httpx.post(f"{convai.url}/_emulator/faults", content=b"[" * 100_000, timeout=10)
     assert_error(response, 400, "nested deeper")
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_the_emulator_stops_cleanly_leaving_only_its_database(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    db = tmp_path / "X.sqlite3"
+    emu = EmulatorProcess(db, log_path=tmp_path / "emulator.log")
+    emu.start()
+    assert httpx.post(f"{emu.url}/llm-models/list", headers=KEY, timeout=10).status_code == 200
+    assert emu._proc is not None
+    emu._proc.send_signal(stop)
+    code = emu._proc.wait(timeout=30)
+    emu._proc = None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["X.sqlite3", "emulator.log"]
+    log = (tmp_path / "emulator.log").read_text()
+    assert code == 0 and "Traceback" not in log, log
