@@ -264,3 +264,41 @@ def test_the_emulator_stops_cleanly_leaving_only_its_database(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["X.sqlite3", "emulator.log"]
     log = (tmp_path / "emulator.log").read_text()
     assert code == 0 and "Traceback" not in log, log
+
+
+@pytest.mark.parametrize(
+    ("rule", "sentence"),
+    [
+        ({"status": 200}, "Field status must be at least 400"),
+        ({"statsu": 503}, "Field statsu is not a known field; remove it or check its spelling"),
+        ({"latency_ms": "x"}, "Field latency_ms must be a whole number"),
+        ({"count": 0}, "Field count must be at least 1"),
+        ([1], "The request body must be a mapping of fields"),
+    ],
+)
+def test_a_bad_fault_rule_is_refused_with_a_sentence_in_the_envelope(
+    convai: EmulatorProcess, rule: object, sentence: str
+) -> None:
+    response = httpx.post(f"{convai.url}/_emulator/faults", json=rule, timeout=10)
+    assert_error(response, 400, sentence)
+    assert "pydantic" not in response.text and "validation error" not in response.text
+
+
+def test_the_active_fault_rules_can_be_read(convai: EmulatorProcess) -> None:
+    faults = f"{convai.url}/_emulator/faults"
+    assert httpx.get(faults, timeout=10).json() == {"faults": []}
+    convai.inject(path="/llm-models/list", status=503, count=2)
+    convai.inject(latency_ms=5)
+    post(convai, "list")
+    assert httpx.get(faults, timeout=10).json() == {
+        "faults": [
+            {"rule": {"path": "/llm-models/list", "status": 503, "count": 2}, "remaining": 1},
+            {"rule": {"latency_ms": 5}, "remaining": None},
+        ]
+    }
+    post(convai, "list")
+    assert [f["rule"] for f in httpx.get(faults, timeout=10).json()["faults"]] == [
+        {"latency_ms": 5}
+    ]
+    foreign = httpx.get(faults, headers={"Origin": "https://evil.example"}, timeout=10)
+    assert_error(foreign, 403, "is not this emulator")
