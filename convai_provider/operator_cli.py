@@ -135,7 +135,7 @@ def _command(
             help=f"Convai API key (default: ${API_KEY_ENV}; the stack's {API_KEY_CONFIG} is "
             "ciphertext these commands cannot read)",
         )
-        parser.add_argument("--base-url", help=f"Convai API URL (default: {BASE_URL_ORDER})")
+        parser.add_argument("--base-url", help=f"Convai API URL; without it, {BASE_URL_ORDER}")
     if stack:
         parser.add_argument(
             "--stack",

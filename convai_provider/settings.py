@@ -110,10 +110,10 @@ class ConvaiSettings:
 
 
 BASE_URL_ORDER = (
-    f"--base-url if given, else the stack's {BASE_URL_CONFIG}, else ${BASE_URL_ENV}, "
-    f"else {DEFAULT_CONVAI_URL}"
+    f"the stack's {BASE_URL_CONFIG} (with --stack), else ${BASE_URL_ENV}, "
+    f"else {DEFAULT_CONVAI_URL}: the provider's order"
 )
-"""Where the Convai URL comes from, in words for help texts (the provider has no --base-url)."""
+"""Where the Convai URL comes from without --base-url, in words for help texts."""
 
 
 def convai_base_url(

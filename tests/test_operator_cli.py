@@ -148,9 +148,9 @@ def test_an_explicit_base_url_outranks_the_stack(
     cli: Any, convai: EmulatorProcess, tmp_path: Path
 ) -> None:
     dev_like_stack(tmp_path, convai.url)
-    argv = ("list", "--stack", "dev", "--root", str(tmp_path), "--base-url", "http://127.0.0.1:9")
+    argv = ("list", "--stack", "dev", "--root", str(tmp_path), "--base-url", "http://x.invalid")
     code, _, err = cli(*argv)
-    assert code == 2 and "127.0.0.1:9" in err
+    assert code == 2 and err.startswith("error: --base-url is 'http://x.invalid': plain http")
 
 
 def test_the_provider_and_the_commands_resolve_the_url_in_one_order() -> None:
@@ -171,7 +171,10 @@ def test_help_says_where_the_url_and_the_key_come_from(
     with pytest.raises(SystemExit):
         main([command, "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "--base-url if given, else the stack's convai:baseUrl, else $CONVAI_BASE_URL" in text
+    assert (
+        "--base-url BASE_URL Convai API URL; without it, the stack's convai:baseUrl (with "
+        "--stack), else $CONVAI_BASE_URL, else https://api.convai.com: the provider's order"
+    ) in text
     assert "convai:apiKey is ciphertext these commands cannot read" in text
 
 
