@@ -11,7 +11,7 @@ from pathlib import Path
 from .durations import seconds_argument
 from .keys import key_problem, redacted_output
 from .operator_cli import CommandLine, Commands, OperatorError, add_operator_commands
-from .preflight import DEFAULT_WAIT
+from .preflight import DEFAULT_WAIT, PreflightReport
 
 ENDPOINT_KEY_ENV = "ENDPOINT_API_KEY"
 
@@ -100,25 +100,46 @@ def _add_preflight(commands: Commands) -> None:
 
 
 def _run_preflight(args: argparse.Namespace) -> int:
-    from .preflight import PreflightReport, check_endpoint
+    from .preflight import check_endpoint, endpoint_url_problem
 
     problem = None if args.api_key is None else key_problem(args.api_key)
     if problem is not None:
         from_env = args.api_key == os.environ.get(ENDPOINT_KEY_ENV)
         source = ENDPOINT_KEY_ENV if from_env else "--api-key"
         raise OperatorError(f"{source} {problem}: give the key without it")
-
-    def progress(report: PreflightReport) -> None:
-        if sys.stderr.isatty():
-            print(f"waiting ({report.waited:.0f}s): {report.summary()}", file=sys.stderr)
-
+    problem = endpoint_url_problem(args.base_url)
+    if problem is not None:
+        raise OperatorError(f"--base-url {args.base_url!r} {problem}")
     report = check_endpoint(
-        args.base_url, args.model, args.api_key, wait=args.timeout, on_retry=progress
+        args.base_url,
+        args.model,
+        args.api_key,
+        wait=args.timeout,
+        on_retry=Progress(sys.stderr.isatty()),
     )
     for check in report.checks:
-        print(f"{'PASS' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+        status = "FAIL" if not check.ok else "WARN" if check.warning else "PASS"
+        print(f"{status}  {check.name}: {check.detail}")
     print(report.summary())
     return 0 if report.ok else 1
+
+
+class Progress:
+    """Says why the preflight is still waiting: at every retry on a terminal; piped (CI, `pulumi
+    up` logs) at most every PIPED_EVERY seconds, so a long wait is neither silent nor a flood."""
+
+    PIPED_EVERY = 10.0
+
+    def __init__(self, terminal: bool) -> None:
+        self.terminal = terminal
+        self.shown_at: float | None = None
+
+    def __call__(self, report: PreflightReport) -> None:
+        if not self.terminal:
+            if self.shown_at is not None and report.waited - self.shown_at < self.PIPED_EVERY:
+                return
+            self.shown_at = report.waited
+        print(f"waiting ({report.waited:.0f}s): {report.summary()}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

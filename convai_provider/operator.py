@@ -119,17 +119,21 @@ def adoption_entries(stack: StackConfig, live: list[PrivateModel]) -> dict[str, 
     """Stack config that brings every unmanaged model under the stack, unchanged."""
     declared = {m.model_group_name for m in stack.models}
     taken = {e.name for e in stack.endpoints}
+    verify = _agreed_verify_endpoint(stack)
     endpoints: list[dict[str, Any]] = []
     models: list[dict[str, Any]] = []
+    new_endpoints: dict[tuple[str, str], str] = {}
     for model in sorted(live, key=lambda m: m.model_group_name):
         if model.model_group_name in declared:
             continue
-        endpoint = _endpoint_serving(stack, model)
+        served_as = (model.base_url, model.model_name)
+        endpoint = _endpoint_serving(stack, model) or new_endpoints.get(served_as)
         if endpoint is None:
             endpoint = _free_name(
                 re.sub(r"[^a-z0-9-]+", "-", model.model_group_name.lower()), taken
             )
             taken.add(endpoint)
+            new_endpoints[served_as] = endpoint
             endpoints.append(
                 {
                     "name": endpoint,
@@ -143,9 +147,18 @@ def adoption_entries(stack: StackConfig, live: list[PrivateModel]) -> dict[str, 
         if model.display_name is not None:
             entry["display_name"] = model.display_name
         entry["is_uncensored"] = model.is_uncensored
+        if verify is not None:
+            entry["verify_endpoint"] = verify
         entry["adopt_existing"] = True
         models.append(entry)
     return {"endpoints": endpoints, "models": models}
+
+
+def _agreed_verify_endpoint(stack: StackConfig) -> bool | None:
+    """The stack's verify_endpoint if all its models agree (a dev stack whose laptop vLLM may be
+    down says false), else None: adopted entries then keep the default, the preflight."""
+    values = {m.verify_endpoint for m in stack.models}
+    return values.pop() if len(values) == 1 else None
 
 
 def _free_name(base: str, taken: set[str]) -> str:
@@ -156,17 +169,25 @@ def _free_name(base: str, taken: set[str]) -> str:
     return name
 
 
-def adoption_yaml(entries: Mapping[str, Any]) -> str:
-    """The entries as lines to append under the stack file's lists."""
+def adoption_yaml(entries: Mapping[str, Any], stack_name: str) -> str:
+    """The entries as lines to append under the stack file's lists, then what to run."""
     out = []
     for key in ("endpoints", "models"):
         if entries[key]:
             out.append(f"  convai-models:{key}:  # append to the existing list")
             body = yaml.safe_dump(entries[key], sort_keys=False, default_flow_style=False)
             out.extend(f"    {line}" for line in body.splitlines())
-    secrets = [e["api_key_config"] for e in entries["endpoints"]]
-    for key in secrets:
-        out.append(f"# then: pulumi config set --secret {key} <the endpoint's key>")
+    if any("verify_endpoint" not in m for m in entries["models"]):
+        out.append(
+            "# verify_endpoint is left at its default (true): `pulumi up` first runs the "
+            "endpoint preflight on each adopted model's endpoint and stops if it is down; add "
+            "verify_endpoint: false to an entry to skip it"
+        )
+    for endpoint in entries["endpoints"]:
+        out.append(
+            f"# then: pulumi config set --stack {stack_name} --secret "
+            f"{endpoint['api_key_config']} <the endpoint's key>"
+        )
     return "\n".join(out)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeAlias
 
-from .client import DEFAULT_CONVAI_URL, ConvaiClient, convai_url_problem, shown_url
+from .client import ConvaiClient, convai_url_problem, shown_url
 from .documents import parse_json
 from .durations import seconds_argument
 from .errors import ConvaiError
@@ -25,7 +25,13 @@ from .operator import (
     stack_outputs_problem,
 )
 from .recovery import Recovery, RecoveryError, recover_pending_creates
-from .settings import API_KEY_ENV, BASE_URL_CONFIG, BASE_URL_ENV
+from .settings import (
+    API_KEY_CONFIG,
+    API_KEY_ENV,
+    BASE_URL_CONFIG,
+    BASE_URL_ORDER,
+    convai_base_url,
+)
 from .stack_config import (
     StackConfig,
     StackConfigError,
@@ -54,7 +60,7 @@ class OperatorError(Exception):
 
 
 def add_operator_commands(commands: Commands) -> None:
-    _command(commands, "list", "list the account's private models", _run_list, stack=False)
+    _command(commands, "list", "list the account's private models", _run_list, stack_required=False)
     _command(
         commands,
         "audit",
@@ -117,6 +123,7 @@ def _command(
     run: Callable[[argparse.Namespace], int],
     *,
     stack: bool = True,
+    stack_required: bool = True,
     convai: bool = True,
     json_flag: bool = True,
 ) -> argparse.ArgumentParser:
@@ -125,17 +132,16 @@ def _command(
         parser.add_argument(
             "--api-key",
             default=os.environ.get(API_KEY_ENV),
-            help=f"Convai API key (default: ${API_KEY_ENV})",
+            help=f"Convai API key (default: ${API_KEY_ENV}; the stack's {API_KEY_CONFIG} is "
+            "ciphertext these commands cannot read)",
         )
-        parser.add_argument(
-            "--base-url",
-            default=os.environ.get(BASE_URL_ENV),
-            help=f"Convai API URL (default: ${BASE_URL_ENV}, else the stack's "
-            f"{BASE_URL_CONFIG}, else {DEFAULT_CONVAI_URL})",
-        )
+        parser.add_argument("--base-url", help=f"Convai API URL; without it, {BASE_URL_ORDER}")
     if stack:
         parser.add_argument(
-            "--stack", required=True, help="stack name: reads stacks/Pulumi.NAME.yaml"
+            "--stack",
+            required=stack_required,
+            help="stack name: reads stacks/Pulumi.NAME.yaml"
+            + ("" if stack_required else f" for its {BASE_URL_CONFIG}"),
         )
         parser.add_argument(
             "--root", type=Path, default=Path(), help="project root holding stacks/ (default .)"
@@ -151,6 +157,11 @@ def _command(
 
 def _load_stack(args: argparse.Namespace) -> tuple[StackConfig, dict[str, Any]]:
     path = stack_file(args.stack, args.root)
+    if not path.exists():
+        raise OperatorError(
+            f"{path} does not exist: run from the project root or pass --root with the "
+            "directory holding stacks/ (a new stack: see README, 'Adding an environment')"
+        )
     try:
         raw = read_stack_file(path)
         return parse_stack_config(project_values(raw), str(path)), raw
@@ -167,7 +178,7 @@ def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -
     if problem is not None:
         source = API_KEY_ENV if args.api_key == os.environ.get(API_KEY_ENV) else "--api-key"
         raise OperatorError(f"{source} {problem}: give the key without it")
-    base_url, source = _base_url(args, stack_raw or {})
+    base_url, source = convai_base_url(stack_raw or {}, os.environ, flag=args.base_url)
     problem = convai_url_problem(base_url)
     if problem is not None:
         raise OperatorError(f"{source} is {shown_url(base_url)!r}: {problem}")
@@ -175,16 +186,6 @@ def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -
         return ConvaiClient(api_key, base_url, timeout=30, max_retries=3)
     except ConvaiError as exc:
         raise OperatorError(str(exc)) from None
-
-
-def _base_url(args: argparse.Namespace, stack_raw: dict[str, Any]) -> tuple[str, str]:
-    """The Convai URL and where it came from: --base-url, CONVAI_BASE_URL, the stack file."""
-    if args.base_url:
-        from_env = args.base_url == os.environ.get(BASE_URL_ENV)
-        return args.base_url, BASE_URL_ENV if from_env else "--base-url"
-    if stack_raw.get(BASE_URL_CONFIG):
-        return str(stack_raw[BASE_URL_CONFIG]), BASE_URL_CONFIG
-    return DEFAULT_CONVAI_URL, "--base-url"
 
 
 def _live_models(client: ConvaiClient) -> list[PrivateModel]:
@@ -212,7 +213,8 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def _run_list(args: argparse.Namespace) -> int:
-    models = _live_models(_client(args))
+    raw = None if args.stack is None or args.base_url else _load_stack(args)[1]
+    models = _live_models(_client(args, raw))
     if args.json:
         _print_json({"models": [m.model_dump() for m in models], "count": len(models)})
         return EXIT_CLEAN
@@ -282,7 +284,7 @@ def _run_adopt(args: argparse.Namespace) -> int:
         print(f"Every model in Convai is already declared in stack '{args.stack}'.")
     else:
         print(f"# Add to stacks/Pulumi.{args.stack}.yaml under config:")
-        print(adoption_yaml(entries))
+        print(adoption_yaml(entries, args.stack))
     return EXIT_CLEAN
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -32,6 +33,9 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 REPLY_CAP = 16 * MIB
 """Bytes read from one endpoint reply at most: far more than any model list."""
 
+LAST_ATTEMPT = 0.5
+"""Seconds of the wait budget kept for the last attempt's requests (a tenth of short budgets)."""
+
 CHECKS = ("reachable", "key accepted", "key enforced", "model listed", "chat completion")
 
 
@@ -42,6 +46,8 @@ class CheckResult:
     detail: str
     final: bool = False
     """A failure that waiting will not fix (a wrong key, a model that is not served)."""
+    warning: bool = False
+    """Passed, but worth fixing (an endpoint anyone can use)."""
 
 
 @dataclass
@@ -117,6 +123,18 @@ def _listed_names(served: list[str], shown: int = 20) -> str:
     return names + (f" and {len(served) - shown} more" if len(served) > shown else "")
 
 
+def endpoint_url_problem(url: str) -> str | None:
+    """What keeps `url` from being an endpoint's API root, or None."""
+    try:
+        parts = urlsplit(url)
+        usable = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        usable = False
+    if not usable:
+        return "is not a URL: give the endpoint's API root, such as https://llm.example.com/v1"
+    return None
+
+
 _REACHED = (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 """Transport failures that happen after a connection was made."""
 
@@ -131,6 +149,8 @@ def _transport_failure(exc: httpx.TransportError, url: str, timeout: float) -> C
             return _tls_failure(url, text)
         cause = cause.__cause__ or cause.__context__
     lowered = text.lower()
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return CheckResult("reachable", False, f"{url} {endpoint_url_problem('')}", final=True)
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
         detail = f"{url} {what_went_wrong(exc)}; is it up and reachable?"
     elif isinstance(exc, _REACHED):
@@ -193,11 +213,22 @@ def _untrusted_certificate(url: str, text: str, timeout: float) -> CheckResult:
     )
 
 
-def _status_failure(name: str, response: httpx.Response, url: str) -> CheckResult:
+def _status_failure(
+    name: str, response: httpx.Response, url: str, *, key_given: bool = True
+) -> CheckResult:
     message = error_message(response)
     status = response.status_code
     if status in (502, 503, 504):
         return CheckResult(name, False, f"{url} answered HTTP {status} ({message}): not ready yet")
+    if status in (401, 403) and not key_given:
+        return CheckResult(
+            name,
+            False,
+            f"no API key was given and the endpoint requires one (HTTP {status}: {message}); "
+            "give the key the server was started with (preflight: --api-key or "
+            "$ENDPOINT_API_KEY; a stack: the model's api_key)",
+            final=True,
+        )
     if status in (401, 403):
         return CheckResult(
             name,
@@ -217,6 +248,20 @@ def _status_failure(name: str, response: httpx.Response, url: str) -> CheckResul
             final=True,
         )
     return CheckResult(name, False, f"{url} answered HTTP {status}: {message}", final=status < 500)
+
+
+def _not_the_api_root(response: httpx.Response, url: str, base_url: str) -> CheckResult:
+    hint = (
+        f"is base_url the API root? it usually ends in /v1 (try {base_url}/v1)"
+        if not base_url.endswith("/v1")
+        else "is base_url the API root of an OpenAI-compatible server?"
+    )
+    return CheckResult(
+        "key accepted",
+        False,
+        f"{url} answered HTTP 404 ({error_message(response)}); {hint}",
+        final=True,
+    )
 
 
 class Preflight:
@@ -271,12 +316,13 @@ class Preflight:
                 failure = report.failure
                 if failure is None or failure.final:
                     return report
-                pause = min(interval * 2 ** min(attempts - 1, 3), 30.0)
-                if self._clock() - started + pause > wait:
+                # The last attempt comes just before the budget ends, not a whole pause early.
+                left = wait - (self._clock() - started) - min(LAST_ATTEMPT, wait / 10)
+                if left <= 0:
                     return report
                 if on_retry is not None:
                     on_retry(report)
-                self._sleep(pause)
+                self._sleep(min(interval * 2 ** min(attempts - 1, 3), 30.0, left))
         finally:
             self._until = None
 
@@ -335,8 +381,11 @@ class Preflight:
         if response.status_code in (502, 503, 504):
             return [_status_failure("reachable", response, url)]
         reachable = CheckResult("reachable", True, f"{url} answered HTTP {response.status_code}")
+        if response.status_code == 404:
+            return [reachable, _not_the_api_root(response, url, self.base_url)]
         if response.status_code != 200:
-            return [reachable, _status_failure("key accepted", response, url)]
+            failure = _status_failure("key accepted", response, url, key_given=bool(self.api_key))
+            return [reachable, failure]
         served = _served_models(response)
         if served is None:
             return [
@@ -382,6 +431,7 @@ class Preflight:
                 True,
                 "the endpoint does not check keys: anyone who finds it can use it "
                 "(vLLM: start it with --api-key)",
+                warning=True,
             )
         ]
 

@@ -1,4 +1,4 @@
-"""Where the provider finds Convai: stack config first, then the environment."""
+"""Where the provider finds Convai: stack config first, then the environment, then defaults."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ class ConvaiSettings:
                 f"(`pulumi config set --secret {API_KEY_CONFIG} <key>`)."
             )
         remember(api_key)
-        base_url, source = _base_url(config, env)
+        base_url, source = convai_base_url(config, env)
         problem = convai_url_problem(base_url)
         if problem is not None:
             raise InvalidSettingError(f"{source} is {shown_url(base_url)!r}: {problem}.")
@@ -109,8 +109,21 @@ class ConvaiSettings:
             raise InvalidSettingError(f"{exc}.") from None
 
 
-def _base_url(config: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, str]:
-    """The Convai URL and the setting it came from."""
+BASE_URL_ORDER = (
+    f"the stack's {BASE_URL_CONFIG} (with --stack), else ${BASE_URL_ENV}, "
+    f"else {DEFAULT_CONVAI_URL}: the provider's order"
+)
+"""Where the Convai URL comes from without --base-url, in words for help texts."""
+
+
+def convai_base_url(
+    config: Mapping[str, Any], env: Mapping[str, str], flag: str | None = None
+) -> tuple[str, str]:
+    """The Convai URL and the setting it came from, in the one order the provider and the
+    operator commands share: an explicit `flag` (the commands' --base-url), the stack's
+    convai:baseUrl, $CONVAI_BASE_URL, the default."""
+    if flag:
+        return flag, "--base-url"
     if config.get(BASE_URL_CONFIG):
         return str(config[BASE_URL_CONFIG]), BASE_URL_CONFIG
     if env.get(BASE_URL_ENV):

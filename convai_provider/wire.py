@@ -178,7 +178,9 @@ def describe_validation_error(error: ValidationError) -> str:
     """One sentence naming every bad field of a request and what it must be."""
     sentences = []
     for field, reason in field_problems(error):
-        if reason == "is required":
+        if not field:
+            sentences.append(f"The request body {reason}")
+        elif reason == "is required":
             sentences.append(f"Missing required field: {field}")
         else:
             sentences.append(f"Field {field} {reason}")

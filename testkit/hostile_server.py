@@ -39,7 +39,9 @@ def http_answer(
 ) -> Answer:
     """A well-formed HTTP/1.1 reply; `body` is sent as JSON unless `raw_body` is given."""
     content = raw_body if raw_body is not None else json.dumps(body).encode()
-    lines = [f"HTTP/1.1 {status} Whatever", f"Content-Length: {len(content)}"]
+    # The server answers one request per connection: saying so keeps clients from reusing a
+    # connection it is closing, which raced into "connection reset" now and then.
+    lines = [f"HTTP/1.1 {status} Whatever", f"Content-Length: {len(content)}", "Connection: close"]
     if raw_body is None:
         lines.append("Content-Type: application/json")
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]

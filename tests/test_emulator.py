@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -246,3 +247,58 @@ def test_deeply_nested_json_is_a_400_in_the_envelope(
 def test_a_deeply_nested_fault_rule_is_a_400_in_the_envelope(convai: EmulatorProcess) -> None:
     response = httpx.post(f"{convai.url}/_emulator/faults", content=b"[" * 100_000, timeout=10)
     assert_error(response, 400, "nested deeper")
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_the_emulator_stops_cleanly_leaving_only_its_database(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    db = tmp_path / "X.sqlite3"
+    emu = EmulatorProcess(db, log_path=tmp_path / "emulator.log")
+    emu.start()
+    assert httpx.post(f"{emu.url}/llm-models/list", headers=KEY, timeout=10).status_code == 200
+    assert emu._proc is not None
+    emu._proc.send_signal(stop)
+    code = emu._proc.wait(timeout=30)
+    emu._proc = None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["X.sqlite3", "emulator.log"]
+    log = (tmp_path / "emulator.log").read_text()
+    assert code == 0 and "Traceback" not in log, log
+
+
+@pytest.mark.parametrize(
+    ("rule", "sentence"),
+    [
+        ({"status": 200}, "Field status must be at least 400"),
+        ({"statsu": 503}, "Field statsu is not a known field; remove it or check its spelling"),
+        ({"latency_ms": "x"}, "Field latency_ms must be a whole number"),
+        ({"count": 0}, "Field count must be at least 1"),
+        ([1], "The request body must be a mapping of fields"),
+    ],
+)
+def test_a_bad_fault_rule_is_refused_with_a_sentence_in_the_envelope(
+    convai: EmulatorProcess, rule: object, sentence: str
+) -> None:
+    response = httpx.post(f"{convai.url}/_emulator/faults", json=rule, timeout=10)
+    assert_error(response, 400, sentence)
+    assert "pydantic" not in response.text and "validation error" not in response.text
+
+
+def test_the_active_fault_rules_can_be_read(convai: EmulatorProcess) -> None:
+    faults = f"{convai.url}/_emulator/faults"
+    assert httpx.get(faults, timeout=10).json() == {"faults": []}
+    convai.inject(path="/llm-models/list", status=503, count=2)
+    convai.inject(latency_ms=5)
+    post(convai, "list")
+    assert httpx.get(faults, timeout=10).json() == {
+        "faults": [
+            {"rule": {"path": "/llm-models/list", "status": 503, "count": 2}, "remaining": 1},
+            {"rule": {"latency_ms": 5}, "remaining": None},
+        ]
+    }
+    post(convai, "list")
+    assert [f["rule"] for f in httpx.get(faults, timeout=10).json()["faults"]] == [
+        {"latency_ms": 5}
+    ]
+    foreign = httpx.get(faults, headers={"Origin": "https://evil.example"}, timeout=10)
+    assert_error(foreign, 403, "is not this emulator")

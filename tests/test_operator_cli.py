@@ -17,6 +17,7 @@ from convai_provider.cli import main
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.operator import config_key_for, env_name_for
+from convai_provider.settings import ConvaiSettings, convai_base_url
 from convai_provider.wire import RegisterRequest
 from testkit.convai import CONVAI_KEY
 from testkit.openai_server import EndpointBehaviour, serve_endpoint
@@ -119,6 +120,67 @@ def test_list_json_shape(cli: Any, convai: EmulatorProcess) -> None:
         "category",
         "created_at",
     }
+
+
+def dev_like_stack(root: Path, convai_url: str) -> None:
+    """A stack file as stacks/Pulumi.dev.yaml is: the Convai URL and a key Pulumi encrypted."""
+    config = {
+        "convai:baseUrl": convai_url,
+        "convai:apiKey": {"secure": "v1:ciphertext-the-commands-cannot-read"},
+        "convai-models:models": [],
+    }
+    (root / "stacks").mkdir(exist_ok=True)
+    (root / "stacks" / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": config}))
+
+
+def test_list_takes_the_convai_url_from_the_stack_before_the_environment(
+    cli: Any, convai: EmulatorProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register(convai, "alpha")
+    dev_like_stack(tmp_path, convai.url)
+    monkeypatch.setenv("CONVAI_BASE_URL", "http://127.0.0.1:9")  # the provider's order too
+    code, out, err = cli("list", "--stack", "dev", "--root", str(tmp_path), "--json")
+    assert code == 0, err
+    assert [m["model_group_name"] for m in json.loads(out)["models"]] == ["alpha"]
+
+
+def test_an_explicit_base_url_outranks_the_stack(
+    cli: Any, convai: EmulatorProcess, tmp_path: Path
+) -> None:
+    dev_like_stack(tmp_path, convai.url)
+    argv = ("list", "--stack", "dev", "--root", str(tmp_path), "--base-url", "http://x.invalid")
+    code, _, err = cli(*argv)
+    assert code == 2 and err.startswith("error: --base-url is 'http://x.invalid': plain http")
+
+
+def test_the_provider_and_the_commands_resolve_the_url_in_one_order() -> None:
+    stack = {"convai:baseUrl": "http://127.0.0.1:1"}
+    env = {"CONVAI_BASE_URL": "http://127.0.0.1:2"}
+    assert convai_base_url(stack, env, flag="http://127.0.0.1:3")[0] == "http://127.0.0.1:3"
+    assert convai_base_url(stack, env) == ("http://127.0.0.1:1", "convai:baseUrl")
+    assert convai_base_url({}, env) == ("http://127.0.0.1:2", "CONVAI_BASE_URL")
+    assert convai_base_url({}, {})[0] == "https://api.convai.com"
+    settings = ConvaiSettings.resolve({"convai:apiKey": "k", **stack}, env)
+    assert settings.base_url == "http://127.0.0.1:1"
+
+
+@pytest.mark.parametrize("command", ["list", "audit", "adopt", "recover"])
+def test_help_says_where_the_url_and_the_key_come_from(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert (
+        "--base-url BASE_URL Convai API URL; without it, the stack's convai:baseUrl (with "
+        "--stack), else $CONVAI_BASE_URL, else https://api.convai.com: the provider's order"
+    ) in text
+    assert "convai:apiKey is ciphertext these commands cannot read" in text
+
+
+def test_a_stack_missing_from_outside_the_root_names_root(cli: Any, tmp_path: Path) -> None:
+    code, _, err = cli("audit", "--stack", "dev", "--root", str(tmp_path))
+    assert code == 2 and "does not exist: run from the project root or pass --root" in err
 
 
 def test_list_of_an_empty_account(cli: Any) -> None:
@@ -225,6 +287,7 @@ def test_adopt_prints_entries_that_bring_unmanaged_models_under_the_stack(
             "model_group_name": "hosted",
             "endpoint": "hosted",
             "is_uncensored": False,
+            "verify_endpoint": True,
             "adopt_existing": True,
         },
         {
@@ -232,6 +295,7 @@ def test_adopt_prints_entries_that_bring_unmanaged_models_under_the_stack(
             "endpoint": "local",
             "display_name": "Stray",
             "is_uncensored": False,
+            "verify_endpoint": True,
             "adopt_existing": True,
         },
     ]
@@ -268,7 +332,44 @@ def test_adopt_text_is_yaml_with_the_secret_to_set(
     register(convai, "hosted", model_name="gpt-4o-mini", base_url="https://api.openai.com/v1")
     _, out, _ = cli("adopt", "--stack", "test", "--root", str(root))
     assert "adopt_existing: true" in out
-    assert "pulumi config set --secret hostedApiKey" in out
+    assert "# then: pulumi config set --stack test --secret hostedApiKey <" in out
+
+
+def test_two_unmanaged_models_on_one_endpoint_share_one_entry(
+    cli: Any, convai: EmulatorProcess, root: Path
+) -> None:
+    for group in ("hosted-a", "hosted-b"):
+        register(convai, group, model_name="gpt-4o-mini", base_url="https://api.openai.com/v1")
+    _, out, _ = cli("adopt", "--stack", "test", "--root", str(root), "--json")
+    entries = json.loads(out)
+    assert [e["name"] for e in entries["endpoints"]] == ["hosted-a"]
+    assert [m["endpoint"] for m in entries["models"]] == ["hosted-a", "hosted-a"]
+
+
+def test_adopt_copies_the_stacks_verify_endpoint_when_its_models_agree(
+    cli: Any, convai: EmulatorProcess, tmp_path: Path
+) -> None:
+    models = [{"model_group_name": "alpha", "endpoint": "local", "verify_endpoint": False}]
+    write_stack(tmp_path, "dev", "http://127.0.0.1:8000/v1", models)
+    register(convai, "stray")
+    _, out, _ = cli("adopt", "--stack", "dev", "--root", str(tmp_path), "--json")
+    assert [m["verify_endpoint"] for m in json.loads(out)["models"]] == [False]
+    _, out, _ = cli("adopt", "--stack", "dev", "--root", str(tmp_path))
+    assert "verify_endpoint: false" in out and "preflight" not in out
+
+
+def test_adopt_says_the_preflight_will_run_when_the_stack_does_not_agree(
+    cli: Any, convai: EmulatorProcess, tmp_path: Path
+) -> None:
+    models: list[dict[str, Any]] = [
+        {"model_group_name": "alpha", "endpoint": "local", "verify_endpoint": False},
+        {"model_group_name": "beta", "endpoint": "local"},
+    ]
+    write_stack(tmp_path, "mixed", "http://127.0.0.1:8000/v1", models)
+    register(convai, "stray")
+    _, out, _ = cli("adopt", "--stack", "mixed", "--root", str(tmp_path))
+    assert "verify_endpoint:" not in out.split("# verify_endpoint")[0]
+    assert "`pulumi up` first runs the endpoint preflight" in out
 
 
 def test_key_names_derive_from_names() -> None:

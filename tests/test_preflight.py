@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 
 from convai_provider import ConvaiPrivateModel
 from convai_provider.certificates import is_staging_issuer
+from convai_provider.cli import Progress
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.preflight import Preflight, PreflightReport, check_endpoint
 from testkit.convai import live, stack_config
@@ -93,7 +95,7 @@ def test_an_endpoint_without_auth_passes_but_is_called_out() -> None:
         report = run(url, key="EMPTY")
     assert report.ok
     enforced = next(c for c in report.checks if c.name == "key enforced")
-    assert "does not check keys" in enforced.detail
+    assert "does not check keys" in enforced.detail and enforced.warning
 
 
 def test_a_closed_port_is_unreachable() -> None:
@@ -134,8 +136,54 @@ def test_a_base_url_that_is_not_the_api_root_is_explained() -> None:
     with serve_endpoint(EndpointBehaviour()) as url:
         report = run(url.removesuffix("/v1"))
     failure = report.failure
-    assert failure is not None
-    assert "HTTP 404" in failure.detail or "API root" in failure.detail
+    assert failure is not None and failure.name == "key accepted"
+    root = url.removesuffix("/v1")
+    assert f"{root}/models answered HTTP 404" in failure.detail
+    assert f"it usually ends in /v1 (try {root}/v1)" in failure.detail
+    assert report.attempts == 1
+
+
+def test_no_key_is_said_to_be_missing_not_refused() -> None:
+    with serve_endpoint(EndpointBehaviour()) as url:
+        report = run(url, key=None, wait=30)
+    failure = report.failure
+    assert failure is not None and failure.name == "key accepted"
+    assert "no API key was given and the endpoint requires one (HTTP 401" in failure.detail
+    assert "--api-key or $ENDPOINT_API_KEY" in failure.detail
+    assert "refused" not in failure.detail
+    assert report.attempts == 1
+
+
+def test_a_base_url_that_is_not_a_url_is_said_to_be_one() -> None:
+    report = run("not-a-url", wait=30)
+    failure = report.failure
+    assert failure is not None and "is not a URL" in failure.detail
+    assert report.attempts == 1
+
+
+class FakeTime:
+    """A clock that moves only when the preflight sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.mark.parametrize("wait", [10.0, 30.0, 100.0])
+def test_the_whole_wait_budget_is_used(wait: float) -> None:
+    fake = FakeTime()
+    with serve_endpoint(EndpointBehaviour(ready_at=time.monotonic() + 600)) as url:
+        preflight = Preflight(url, MODEL, KEY, sleep=fake.sleep, clock=fake.clock)
+        report = preflight.run(wait=wait, interval=5.0)
+        preflight.close()
+    assert report.failure is not None and "HTTP 503" in report.failure.detail
+    assert wait - 1 <= report.waited <= wait
+    assert report.attempts >= 3
 
 
 def test_waits_until_a_loading_model_is_ready() -> None:
@@ -177,6 +225,42 @@ def test_cli_prints_each_check_and_exits_zero_when_healthy() -> None:
     for name in ("reachable", "key accepted", "model listed", "key enforced", "chat completion"):
         assert name in done.stdout
     assert KEY not in done.stdout + done.stderr
+
+
+def test_cli_retries_for_its_whole_timeout_and_says_so_when_piped() -> None:
+    with serve_endpoint(EndpointBehaviour(ready_at=time.monotonic() + 600)) as url:
+        done = preflight_cli(
+            "--base-url", url, "--model", MODEL, "--api-key", KEY, "--timeout", "4"
+        )
+    assert done.returncode == 1
+    attempts, waited = re.search(r"after (\d+) attempts over (\d+)s", done.stdout).groups()  # type: ignore[union-attr]
+    assert int(attempts) >= 2 and int(waited) >= 3
+    assert "waiting (0s): Endpoint check 'reachable' failed" in done.stderr
+
+
+def test_piped_progress_is_shown_every_ten_seconds(capsys: pytest.CaptureFixture[str]) -> None:
+    progress = Progress(terminal=False)
+    for waited in (0.0, 5.0, 10.0, 12.0, 21.0, 25.0):
+        progress(PreflightReport("http://127.0.0.1:1/v1", MODEL, attempts=2, waited=waited))
+    shown = [line.split(")")[0] for line in capsys.readouterr().err.splitlines()]
+    assert shown == ["waiting (0s", "waiting (10s", "waiting (21s"]
+
+
+def test_cli_refuses_a_base_url_that_is_not_a_url() -> None:
+    done = preflight_cli("--base-url", "not-a-url", "--model", MODEL, "--timeout", "30")
+    assert done.returncode == 2
+    assert done.stderr == (
+        "error: --base-url 'not-a-url' is not a URL: give the endpoint's API root, such as "
+        "https://llm.example.com/v1\n"
+    )
+
+
+def test_cli_shows_a_keyless_endpoint_as_a_warning() -> None:
+    with serve_endpoint(EndpointBehaviour(api_key=None)) as url:
+        done = preflight_cli("--base-url", url, "--model", MODEL, "--timeout", "5")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "WARN  key enforced: the endpoint does not check keys" in done.stdout
+    assert "PASS  key enforced" not in done.stdout
 
 
 def test_cli_exits_non_zero_with_the_reason() -> None:

@@ -117,6 +117,7 @@ class ConvaiEmulator:
             Route(CHARACTER_UPDATE_PATH, self.update_character, methods=["POST"]),
             Route(f"{ADMIN_PREFIX}/reset", self.admin_reset, methods=["POST"]),
             Route(f"{ADMIN_PREFIX}/characters/orphaned", self.admin_orphans, methods=["GET"]),
+            Route(f"{ADMIN_PREFIX}/faults", self.admin_faults, methods=["GET"]),
             Route(f"{ADMIN_PREFIX}/faults", self.admin_add_fault, methods=["POST"]),
             Route(f"{ADMIN_PREFIX}/faults", self.admin_clear_faults, methods=["DELETE"]),
             Route(f"{ADMIN_PREFIX}/stats", self.admin_stats, methods=["GET"]),
@@ -245,6 +246,9 @@ class ConvaiEmulator:
             return envelope_error(400, str(exc))
         self.faults.add(rule)
         return JSONResponse({"status": "added", "rule": rule.model_dump()})
+
+    async def admin_faults(self, _: Request) -> Response:
+        return JSONResponse({"faults": self.faults.active()})
 
     async def admin_clear_faults(self, _: Request) -> Response:
         self.faults.clear()

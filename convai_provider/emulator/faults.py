@@ -85,6 +85,15 @@ class FaultPlan:
         with self._lock:
             self._rules.clear()
 
+    def active(self) -> list[dict[str, object]]:
+        """The rules in force as posted, each with how many firings it has left (None: no
+        count, it stays until cleared)."""
+        with self._lock:
+            return [
+                {"rule": a.rule.model_dump(exclude_defaults=True), "remaining": a.remaining}
+                for a in self._rules
+            ]
+
     def decide(self, path: str) -> FaultDecision:
         decision = FaultDecision()
         with self._lock:
