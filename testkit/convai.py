@@ -10,6 +10,7 @@ from pulumi.runtime import rpc
 from convai_provider import ConvaiPrivateModel
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.emulator.store import ConvaiStore, account_for_key
 from convai_provider.retry import Backoff
 
 from .engine import Declared, run_program
@@ -66,3 +67,12 @@ def turbo(**changes: Any) -> dict[str, Any]:
         "verify_endpoint": False,  # the preflight has tests of its own (test_preflight.py)
         **changes,
     }
+
+
+def stored_endpoint_key(convai: EmulatorProcess, group: str) -> str | None:
+    """The endpoint key Convai holds for a model: never returned by its API, read from the store."""
+    store = ConvaiStore(convai.db)
+    try:
+        return store.endpoint_key(account_for_key(CONVAI_KEY), group)
+    finally:
+        store.close()

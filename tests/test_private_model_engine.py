@@ -17,7 +17,15 @@ from convai_provider import (
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.wire import RegisterRequest, UpdateRequest
-from testkit.convai import CONVAI_KEY, ENDPOINT_KEY, declare, live, stack_config, turbo
+from testkit.convai import (
+    CONVAI_KEY,
+    ENDPOINT_KEY,
+    declare,
+    live,
+    stack_config,
+    stored_endpoint_key,
+    turbo,
+)
 from testkit.engine import (
     UNKNOWN,
     CheckFailedError,
@@ -122,18 +130,8 @@ def test_in_place_update_sends_only_the_changed_fields(
 def test_the_endpoint_key_rotation_reaches_convai(engine: Engine, convai: EmulatorProcess) -> None:
     engine.up(declare(m=turbo()))
     engine.up(declare(m=turbo(api_key="sk-rotated")))
-    db_key = _stored_endpoint_key(convai, "turbo")
+    db_key = stored_endpoint_key(convai, "turbo")
     assert db_key == "sk-rotated"
-
-
-def _stored_endpoint_key(convai: EmulatorProcess, group: str) -> str | None:
-    from convai_provider.emulator.store import ConvaiStore, account_for_key
-
-    store = ConvaiStore(convai.db)
-    try:
-        return store.endpoint_key(account_for_key(CONVAI_KEY), group)
-    finally:
-        store.close()
 
 
 @pytest.mark.parametrize("field", ["model_group_name", "model_name"])
@@ -227,7 +225,7 @@ def test_adopt_takes_over_an_existing_model(engine: Engine, convai: EmulatorProc
     assert model["created_at"] == created_before
     assert model["display_name"] == "Turbo" and model["is_uncensored"] is False
     assert model["base_url"] == "https://llm.example.com/v1"
-    assert _stored_endpoint_key(convai, "turbo") == ENDPOINT_KEY
+    assert stored_endpoint_key(convai, "turbo") == ENDPOINT_KEY
     assert engine.state["m"].outputs["created_at"] == created_before
     assert engine.preview([res]) == {"m": "same"}
 
@@ -410,7 +408,7 @@ def test_an_identical_model_registered_before_this_create_is_not_taken_over(
     assert "HTTP 409" in caught.value.details
     assert "adopt_existing=True" in caught.value.details
     assert "convai-models recover" in caught.value.details
-    assert _stored_endpoint_key(convai, "turbo") == "sk-other-stack"
+    assert stored_endpoint_key(convai, "turbo") == "sk-other-stack"
 
 
 def test_refresh_says_in_the_provider_log_that_a_vanished_model_was_dropped(

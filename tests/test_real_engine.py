@@ -16,14 +16,13 @@ import pytest
 
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.emulator.store import ConvaiStore, account_for_key
 from convai_provider.wire import (
     REGISTER_PATH,
     CharacterCreateRequest,
     RegisterRequest,
     UpdateRequest,
 )
-from testkit.convai import CONVAI_KEY
+from testkit.convai import CONVAI_KEY, live, stored_endpoint_key
 from testkit.pulumi_cli import Event, PulumiProject
 
 ENDPOINT_KEY = "sk-e2e-endpoint-81c4d2"
@@ -79,19 +78,6 @@ def stack(
         "convai-models:endpoints": endpoints or [endpoint()],
         "convai-models:models": list(models),
     }
-
-
-def live(convai: EmulatorProcess) -> dict[str, dict[str, Any]]:
-    with ConvaiClient(CONVAI_KEY, convai.url) as client:
-        return {m.model_group_name: m.model_dump() for m in client.list_models().models}
-
-
-def stored_endpoint_key(convai: EmulatorProcess, group: str) -> str | None:
-    store = ConvaiStore(convai.db)
-    try:
-        return store.endpoint_key(account_for_key(CONVAI_KEY), group)
-    finally:
-        store.close()
 
 
 def new_characters(convai: EmulatorProcess, *names: str) -> list[str]:
