@@ -75,7 +75,7 @@ class CharacterModelProvider(ConvaiProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         runtime = self._runtime()
         try:
-            character = runtime.client.get_character(id_, deadline=runtime.deadline())
+            character = runtime.operation().character(id_)
         except ConvaiError as exc:
             if _character_gone(exc):
                 log.info("Convai character %s is gone; dropping its binding from state", id_)
@@ -96,9 +96,7 @@ class CharacterModelProvider(ConvaiProvider):
     ) -> None:
         runtime = self._runtime()
         try:
-            runtime.client.set_character_model(
-                char_id, model_group_name, deadline=runtime.deadline()
-            )
+            runtime.operation().set_character_model(char_id, model_group_name)
         except ConvaiError as exc:
             if missing_ok and _character_gone(exc):
                 log.info("Convai character %s was already gone", char_id)

@@ -15,7 +15,6 @@ from .bounded_http import MIB, ReplyTooLargeError, bounded_client, send, what_we
 from .documents import DocumentError, parse_json
 from .durations import retries, seconds
 from .errors import (
-    ConflictError,
     ConvaiAPIError,
     ConvaiConnectionError,
     ConvaiError,
@@ -34,7 +33,6 @@ from .wire import (
     CHARACTER_CREATE_PATH,
     CHARACTER_GET_PATH,
     CHARACTER_UPDATE_PATH,
-    DEFAULT_BASE_URL,
     DEREGISTER_PATH,
     LIST_PATH,
     REGISTER_PATH,
@@ -48,7 +46,6 @@ from .wire import (
     DeregisterRequest,
     DeregisterResponse,
     ListResponse,
-    PrivateModel,
     RegisterRequest,
     RegisterResponse,
     UpdateRequest,
@@ -74,16 +71,6 @@ def build_request(model: type[RequestT], **fields: Any) -> RequestT:
         return model(**fields)
     except ValidationError as exc:
         raise InvalidRequestError(describe_validation_error(exc)) from None
-
-
-def same_model(live: PrivateModel, wanted: RegisterRequest) -> bool:
-    """Whether a listed model is what `wanted` registers (the api_key cannot be compared)."""
-    return (
-        live.model_name == wanted.model_name
-        and live.base_url == (wanted.base_url or DEFAULT_BASE_URL)
-        and live.is_uncensored == wanted.is_uncensored
-        and (wanted.display_name is None or live.display_name == wanted.display_name)
-    )
 
 
 def convai_url_problem(url: str) -> str | None:
@@ -189,30 +176,9 @@ class ConvaiClient:
     def register(
         self, request: RegisterRequest, *, deadline: float | None = None
     ) -> RegisterResponse:
-        """Register a model; a lost reply followed by a retry never yields a duplicate or an error.
-
-        When a retried register meets 409, the earlier attempt may have succeeded unseen: the model
-        is looked up, and an identical one counts as this call's success.
-        """
-        try:
-            return self._call(
-                "register", REGISTER_PATH, request.to_body(), RegisterResponse, deadline
-            )
-        except ConflictError as conflict:
-            if conflict.attempts < 2:
-                raise
-            listing = self.list_models(deadline=deadline)
-            live = listing.find(request.model_group_name)
-            if live is None or not same_model(live, request):
-                raise
-            return RegisterResponse(
-                status="success",
-                model_group_name=live.model_group_name,
-                model_name=live.model_name,
-                display_name=live.display_name,
-                message=f"Model '{live.model_group_name}' registered successfully",
-                transactionID=listing.transactionID,
-            )
+        """Register a model. A 409 after a retry (`ConflictError.attempts > 1`) may answer an
+        earlier attempt that succeeded with its reply lost: `ConvaiAccount` settles that case."""
+        return self._call("register", REGISTER_PATH, request.to_body(), RegisterResponse, deadline)
 
     def update(self, request: UpdateRequest, *, deadline: float | None = None) -> UpdateResponse:
         return self._call("update", UPDATE_PATH, request.to_body(), UpdateResponse, deadline)

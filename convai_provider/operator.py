@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from .keys import key_problem, remember
-from .model_schema import UPDATE_FIELDS
+from .matching import differences
 from .preflight import PreflightReport, check_endpoint
 from .stack_config import ExternalEndpoint, ModelDeclaration, StackConfig, VllmEndpoint
 from .wire import PrivateModel
@@ -22,7 +22,6 @@ from .wire import PrivateModel
 ENDPOINT_KEYS = "endpointKeys"
 """The stack output holding each model's endpoint key (secret), by model_group_name."""
 
-COMPARED_FIELDS = ("model_name", *(f for f in UPDATE_FIELDS if f != "api_key"))
 KEY_NOT_COMPARABLE = "api_key cannot be compared: Convai never returns endpoint keys"
 
 
@@ -87,15 +86,10 @@ def audit(stack_name: str, stack: StackConfig, live: list[PrivateModel]) -> Audi
 
 
 def _differences(expected: Expected, live: PrivateModel) -> list[FieldDrift]:
-    drift = []
-    for name in COMPARED_FIELDS:
-        declared = getattr(expected, name)
-        if declared is None:
-            continue  # left to Convai: nothing to compare
-        actual = getattr(live, name)
-        if declared != actual:
-            drift.append(FieldDrift(expected.model_group_name, name, declared, actual))
-    return drift
+    return [
+        FieldDrift(expected.model_group_name, d.field, d.declared, d.held)
+        for d in differences(live.model_dump(), asdict(expected))
+    ]
 
 
 # adopt ------------------------------------------------------------------------------------------

@@ -12,8 +12,10 @@ from typing import Any
 
 from pulumi.dynamic import CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
+from .account import Operation
 from .client import build_request
 from .errors import ConflictError, ConvaiError, NotFoundError
+from .matching import differences
 from .model_schema import (
     COMPUTED_FIELDS,
     ENDPOINT_FIELDS,
@@ -63,14 +65,8 @@ class PrivateModelProvider(ConvaiProvider):
 
     @staticmethod
     def _updated_fields(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
-        changed = []
-        for field in UPDATE_FIELDS:
-            new = news.get(field)
-            if new is None:
-                continue  # left out: whatever Convai holds is accepted, never a perpetual diff
-            if differs(olds.get(field), new):
-                changed.append(field)
-        return changed
+        """An unknown value differs from anything; one left out is Convai's to keep."""
+        return [d.field for d in differences(olds, news, UPDATE_FIELDS)]
 
     # create ---------------------------------------------------------------------------------
 
@@ -79,76 +75,41 @@ class PrivateModelProvider(ConvaiProvider):
         runtime = self._runtime()
         if inputs.verify_endpoint:
             self._verify_endpoint(runtime, "create", inputs)
+        convai = runtime.operation()
         try:
             if inputs.adopt_existing:
-                outputs = self._adopt(runtime, inputs, runtime.deadline())
+                outputs = self._adopt(convai, inputs)
             else:
-                outputs = self._register(runtime, inputs, runtime.deadline())
+                outputs = self._register(convai, inputs)
         except ConvaiError as exc:
             raise ConvaiOperationError("create", _subject(inputs.model_group_name), exc) from None
         return CreateResult(inputs.model_group_name, outputs)
 
-    def _register(
-        self, runtime: ConvaiRuntime, inputs: PrivateModelInputs, deadline: float
-    ) -> dict[str, Any]:
-        sent_at = runtime.listing.now()
+    @staticmethod
+    def _register(convai: Operation, inputs: PrivateModelInputs) -> dict[str, Any]:
         try:
-            with runtime.listing.writing():
-                runtime.client.register(inputs.register_request(), deadline=deadline)
+            registered = convai.register(inputs.register_request())
         except ConflictError as conflict:
-            # The client already settled its own retried register; a model of this name that
-            # was there before this create may be another stack's: never take it silently.
+            # A model of this name that was there before this create may be another stack's:
+            # never take it silently.
             raise ConvaiOperationError(
                 "create", _subject(inputs.model_group_name), f"{conflict} {INTERRUPTED_HINT}"
             ) from None
         log.info("registered Convai private model %s", inputs.model_group_name)
-        replied_at = runtime.listing.now()
-        try:
-            live = self._listed_after(
-                runtime, inputs.model_group_name, sent_at, replied_at, deadline
-            )
-        except ConvaiError as exc:
-            live, why = None, f"the list after it failed: {exc}"
-        else:
-            why = "Convai does not list it yet"
-        if live is None:
+        if registered.model is None:
             # Convai answered that it registered the model: failing now would leave it in Convai
             # and not in state. What Convai computes waits for the next refresh.
             log.warning(
                 "registered %s, but %s; `pulumi refresh` reads its category and created_at",
                 inputs.model_group_name,
-                why,
+                registered.unlisted_because,
             )
-        return inputs.outputs(live)
+        return inputs.outputs(registered.model)
 
-    @staticmethod
-    def _listed_after(
-        runtime: ConvaiRuntime,
-        model_group_name: str,
-        sent_at: float,
-        replied_at: float,
-        deadline: float,
-    ) -> PrivateModel | None:
-        """The model as a list call made after its register was sent reports it.
-
-        A list requested by a concurrent create after this register went out usually already
-        holds the model (Convai committed it before its reply travelled back): join that one, and
-        only when the model is not in it, use a list requested after the register's reply, which
-        must hold it (one a concurrent create started since then, or a new one).
-        """
-        live = runtime.listing.requested_after(sent_at, deadline).find(model_group_name)
+    def _adopt(self, convai: Operation, inputs: PrivateModelInputs) -> dict[str, Any]:
+        live = convai.listed_from_now(inputs.model_group_name)
         if live is None:
-            live = runtime.listing.requested_after(replied_at, deadline).find(model_group_name)
-        return live
-
-    def _adopt(
-        self, runtime: ConvaiRuntime, inputs: PrivateModelInputs, deadline: float
-    ) -> dict[str, Any]:
-        """One operation, one deadline: a register it falls back to gets what is left of it."""
-        started = runtime.listing.now()
-        live = runtime.listing.requested_after(started, deadline).find(inputs.model_group_name)
-        if live is None:
-            return self._register(runtime, inputs, deadline)
+            return self._register(convai, inputs)
         if live.model_name != inputs.model_name:
             raise ConvaiOperationError(
                 "adopt",
@@ -158,9 +119,7 @@ class PrivateModelProvider(ConvaiProvider):
                 f"'{live.model_name}' or choose another model_group_name",
             )
         old = live.model_dump() | {"api_key": None}
-        sent = self._send_update(
-            runtime, inputs.model_group_name, old, inputs.model_dump(), deadline
-        )
+        sent = self._send_update(convai, inputs.model_group_name, old, inputs.model_dump())
         log.info(
             "adopted Convai private model %s (updated: %s)",
             inputs.model_group_name,
@@ -192,7 +151,7 @@ class PrivateModelProvider(ConvaiProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         runtime = self._runtime()
         try:
-            live = runtime.listing.current(runtime.deadline()).find(id_)
+            live = runtime.operation().listed(id_)
         except ConvaiError as exc:
             raise ConvaiOperationError("read", _subject(id_), exc) from None
         if live is None:
@@ -212,7 +171,7 @@ class PrivateModelProvider(ConvaiProvider):
         ):
             self._verify_endpoint(runtime, "update", inputs)
         try:
-            self._send_update(runtime, id_, olds, news, runtime.deadline())
+            self._send_update(runtime.operation(), id_, olds, news)
         except ConvaiError as exc:
             raise ConvaiOperationError("update", _subject(id_), exc) from None
         outputs = inputs.model_dump()
@@ -223,19 +182,16 @@ class PrivateModelProvider(ConvaiProvider):
 
     def _send_update(
         self,
-        runtime: ConvaiRuntime,
+        convai: Operation,
         model_group_name: str,
         olds: Mapping[str, Any],
         news: Mapping[str, Any],
-        deadline: float,
     ) -> list[str]:
         """Sends the fields that changed; returns their names."""
         changed = {f: news[f] for f in self._updated_fields(olds, news)}
         if not changed:
             return []
-        request = build_request(UpdateRequest, model_group_name=model_group_name, **changed)
-        with runtime.listing.writing():
-            runtime.client.update(request, deadline=deadline)
+        convai.update(build_request(UpdateRequest, model_group_name=model_group_name, **changed))
         return list(changed)
 
     # delete ---------------------------------------------------------------------------------
@@ -243,8 +199,7 @@ class PrivateModelProvider(ConvaiProvider):
     def delete(self, id_: str, _props: dict[str, Any]) -> None:
         runtime = self._runtime()
         try:
-            with runtime.listing.writing():
-                runtime.client.deregister(id_, deadline=runtime.deadline())
+            runtime.operation().deregister(id_)
         except NotFoundError:
             log.info("Convai private model %s was already gone", id_)
         except ConvaiError as exc:

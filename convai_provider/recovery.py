@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .character_resource import CHARACTER_TYPE_TOKEN
-from .client import same_model
+from .matching import LISTED_FIELDS, as_declared, differences
 from .resource import TYPE_TOKEN
-from .wire import DEFAULT_BASE_URL, PrivateModel, RegisterRequest
+from .wire import PrivateModel, RegisterRequest
 
 CREATING = "creating"
-COMPARED_FIELDS = ("model_group_name", "model_name", "base_url", "is_uncensored", "display_name")
 
 
 class RecoveryError(Exception):
@@ -94,22 +93,14 @@ def _created(resource: Mapping[str, Any], model: PrivateModel) -> dict[str, Any]
 def _differences(live: PrivateModel, inputs: Mapping[str, Any]) -> list[str]:
     """Fields the record declares otherwise than Convai holds them (the key is a secret in state
     and never compared; a display name left to Convai matches any)."""
-    declared = {f: inputs.get(f) for f in COMPARED_FIELDS if inputs.get(f) is not None}
+    declared = {f: inputs.get(f) for f in LISTED_FIELDS if inputs.get(f) is not None}
     try:
         wanted = RegisterRequest.model_validate(
             {"api_key": "not-compared", "is_uncensored": False, **declared}
         )
     except ValueError:
         return ["the record is not a valid declaration"]
-    if live.model_group_name == wanted.model_group_name and same_model(live, wanted):
-        return []
-    expected = wanted.model_dump() | {"base_url": wanted.base_url or DEFAULT_BASE_URL}
-    held = live.model_dump()
-    return [
-        f"{f}: declared {expected[f]!r}, Convai has {held.get(f)!r}"
-        for f in COMPARED_FIELDS
-        if expected.get(f) is not None and held.get(f) != expected[f]
-    ]
+    return [str(d) for d in differences(live.model_dump(), as_declared(wanted))]
 
 
 def _deployment(state: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Per-process state of the provider: one client and one shared listing per Convai account.
+"""Per-process state of the provider: one Convai account (client and shared listing) per setting.
 
 The provider object is pickled into Pulumi state, so it holds none of this; the provider server
 process looks it up here at call time, keyed by the resolved settings.
@@ -7,23 +7,21 @@ process looks it up here at call time, keyed by the resolved settings.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 
+from .account import ConvaiAccount, Operation
 from .client import ConvaiClient
-from .listing import SharedListing
 from .settings import ConvaiSettings
 
 
 @dataclass
 class ConvaiRuntime:
     settings: ConvaiSettings
-    client: ConvaiClient
-    listing: SharedListing
+    account: ConvaiAccount
 
-    def deadline(self) -> float:
-        """The instant the current operation must be done by."""
-        return time.monotonic() + self.settings.operation_timeout
+    def operation(self) -> Operation:
+        """What one provider operation uses of Convai, under one deadline."""
+        return self.account.operation()
 
 
 _RUNTIMES: dict[ConvaiSettings, ConvaiRuntime] = {}
@@ -40,7 +38,7 @@ def runtime_for(settings: ConvaiSettings) -> ConvaiRuntime:
                 timeout=settings.request_timeout,
                 max_retries=settings.max_retries,
             )
-            listing = SharedListing(lambda deadline: client.list_models(deadline=deadline))
-            runtime = ConvaiRuntime(settings, client, listing)
+            account = ConvaiAccount(client, operation_timeout=settings.operation_timeout)
+            runtime = ConvaiRuntime(settings, account)
             _RUNTIMES[settings] = runtime
         return runtime

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .account import DEFAULT_OPERATION_TIMEOUT
 from .client import (
     DEFAULT_CONVAI_URL,
     DEFAULT_MAX_RETRIES,
@@ -27,9 +28,6 @@ OPERATION_TIMEOUT_CONFIG = "convai:operationTimeout"
 VERIFY_TIMEOUT_CONFIG = "convai:verifyTimeout"
 API_KEY_ENV = "CONVAI_API_KEY"
 BASE_URL_ENV = "CONVAI_BASE_URL"
-
-DEFAULT_OPERATION_TIMEOUT = 300.0
-"""Seconds one provider operation may take, retries included (custom_timeouts do not apply)."""
 
 CONFIG_KEYS = (
     API_KEY_CONFIG,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,14 +12,9 @@ from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config
 from pulumi.output import Unknown
 
-from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.listing import SharedListing
 from convai_provider.provider import PrivateModelProvider
 from convai_provider.provider_base import ConvaiOperationError
-from convai_provider.runtime import ConvaiRuntime
-from convai_provider.settings import ConvaiSettings
-from convai_provider.wire import ListResponse, PrivateModel
 from testkit.convai import CONVAI_KEY
 
 
@@ -126,66 +119,3 @@ def test_a_configured_provider_pickles_without_its_configuration(
     pickled = dill.dumps(provider, protocol=pickle.DEFAULT_PROTOCOL, recurse=True)
     assert CONVAI_KEY.encode() not in pickled
     assert b"httpx" not in pickled
-
-
-class GatedLists:
-    """A list fetch whose calls each block until the test opens their gate; records the clock
-    value at which each call was requested."""
-
-    def __init__(self, clock: list[float], replies: list[list[str]]) -> None:
-        self.clock = clock
-        self.replies = replies
-        self.requested_at: list[float] = []
-        self.gates = [threading.Event() for _ in replies]
-
-    def __call__(self, _deadline: float | None) -> ListResponse:
-        number = len(self.requested_at)
-        self.requested_at.append(self.clock[0])
-        self.gates[number].wait(timeout=10)
-        groups = self.replies[number]
-        return ListResponse(
-            status="success",
-            models=[PrivateModel(model_group_name=g, model_name="m") for g in groups],
-        )
-
-
-def test_a_create_missing_from_the_list_it_joined_takes_one_requested_after_its_reply() -> None:
-    """Our register went out at 1 and came back at 10. It joins the list a concurrent create
-    requested at 5, which lacks the model; meanwhile another create requested a list at 11,
-    after our reply, which must hold it: we take that one rather than asking for a third."""
-    clock = [5.0]
-    fetch = GatedLists(clock, [["other"], ["other", "mine"], ["never asked for"]])
-    waiting = threading.Event()
-
-    def now() -> float:
-        if threading.current_thread().name == "ours":
-            waiting.set()  # requested_after reads the clock once it has joined a flight
-        return clock[0]
-
-    listing = SharedListing(fetch, clock=now)
-    runtime = ConvaiRuntime(
-        ConvaiSettings(api_key="unused"), ConvaiClient("unused", "http://127.0.0.1:9"), listing
-    )
-    with ThreadPoolExecutor(3, thread_name_prefix="others") as others:
-        others.submit(listing.requested_after, 0.0)  # the list requested at 5
-        while not fetch.requested_at:
-            time.sleep(0.001)
-        result: list[PrivateModel | None] = []
-        ours = threading.Thread(
-            name="ours",
-            target=lambda: result.append(
-                PrivateModelProvider._listed_after(runtime, "mine", 1.0, 10.0, deadline=60.0)
-            ),
-        )
-        ours.start()
-        assert waiting.wait(timeout=10)
-        clock[0] = 11.0
-        others.submit(listing.requested_after, 11.0)  # the list requested at 11
-        while len(fetch.requested_at) < 2:
-            time.sleep(0.001)
-        clock[0] = 12.0
-        fetch.gates[0].set()
-        fetch.gates[1].set()
-        ours.join(timeout=10)
-    assert result and result[0] is not None and result[0].model_group_name == "mine"
-    assert fetch.requested_at == [5.0, 11.0]

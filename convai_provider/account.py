@@ -1,0 +1,139 @@
+"""One Convai account as the providers use it: the client, one shared listing, and their rules.
+
+Everything the providers ask of Convai goes through an `Operation`, which makes three rules code
+rather than conventions:
+- every write (register, update, deregister) runs inside the listing's `writing()`, so no read
+  is served a listing requested before a write this process completed;
+- an operation has one deadline, fixed when it starts: every call it makes, retries and waits
+  included, shares it;
+- a register whose reply was lost is settled here, and only here: when a retried register meets
+  409, the earlier attempt may have registered the model unseen, and a model listed exactly as
+  declared counts as this register's success.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .client import ConvaiClient
+from .errors import ConflictError, ConvaiError
+from .listing import SharedListing
+from .matching import matches
+from .wire import Character, PrivateModel, RegisterRequest, UpdateRequest
+
+DEFAULT_OPERATION_TIMEOUT = 300.0
+"""Seconds one provider operation may take, retries included (custom_timeouts do not apply)."""
+
+
+class ConvaiAccount:
+    """Thread-safe: the provider process serves concurrent operations from one account."""
+
+    def __init__(
+        self,
+        client: ConvaiClient,
+        *,
+        operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.operation_timeout = operation_timeout
+        self._clock = clock
+        self._listing = SharedListing(
+            lambda deadline: client.list_models(deadline=deadline), clock=clock
+        )
+
+    def operation(self) -> Operation:
+        """Start one operation: it must be done `operation_timeout` seconds from now."""
+        return Operation(self.client, self._listing, self._clock() + self.operation_timeout)
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A register Convai confirmed, and the model as a list made after it reports it."""
+
+    model: PrivateModel | None
+    unlisted_because: str = ""
+    """Why `model` is None: Convai does not list it yet, or the list after the register failed."""
+
+
+class Operation:
+    def __init__(self, client: ConvaiClient, listing: SharedListing, deadline: float) -> None:
+        self._client = client
+        self._listing = listing
+        self.deadline = deadline
+
+    # reads ------------------------------------------------------------------------------------
+
+    def listed(self, model_group_name: str) -> PrivateModel | None:
+        """The model as a listing no older than this process's last write reports it."""
+        return self._listing.current(self.deadline).find(model_group_name)
+
+    def listed_from_now(self, model_group_name: str) -> PrivateModel | None:
+        """The model as a listing requested from now on reports it."""
+        return self._listing.requested_after(self._listing.now(), self.deadline).find(
+            model_group_name
+        )
+
+    def character(self, char_id: str) -> Character:
+        return self._client.get_character(char_id, deadline=self.deadline)
+
+    # writes -----------------------------------------------------------------------------------
+
+    def register(self, request: RegisterRequest) -> Registered:
+        """Register the model, then read it back from a list made after the register was sent.
+
+        Raises ConflictError when a model of this name was there before this register.
+        """
+        sent_at = self._listing.now()
+        with self._listing.writing():
+            try:
+                self._client.register(request, deadline=self.deadline)
+            except ConflictError as conflict:
+                if not self._registered_unseen(conflict, request):
+                    raise
+        replied_at = self._listing.now()
+        try:
+            model = self._listed_after(request.model_group_name, sent_at, replied_at)
+        except ConvaiError as exc:
+            return Registered(None, f"the list after it failed: {exc}")
+        return Registered(model, "" if model else "Convai does not list it yet")
+
+    def update(self, request: UpdateRequest) -> None:
+        with self._listing.writing():
+            self._client.update(request, deadline=self.deadline)
+
+    def deregister(self, model_group_name: str) -> None:
+        with self._listing.writing():
+            self._client.deregister(model_group_name, deadline=self.deadline)
+
+    def set_character_model(self, char_id: str, model_group_name: str) -> None:
+        """Characters are not listed models: the listing stays valid."""
+        self._client.set_character_model(char_id, model_group_name, deadline=self.deadline)
+
+    # lost replies -----------------------------------------------------------------------------
+
+    def _registered_unseen(self, conflict: ConflictError, request: RegisterRequest) -> bool:
+        """Whether a 409 answers a retry of a register that succeeded with its reply lost.
+
+        A 409 on the first attempt is someone else's model. After a retry it may be ours: the
+        model is read from a list requested after the 409 (which must hold it) and counts as ours
+        only if Convai holds exactly what was sent.
+        """
+        if conflict.attempts < 2:
+            return False
+        live = self.listed_from_now(request.model_group_name)
+        return live is not None and matches(live, request)
+
+    def _listed_after(
+        self, model_group_name: str, sent_at: float, replied_at: float
+    ) -> PrivateModel | None:
+        """A list requested by a concurrent operation after this register went out usually
+        already holds the model (Convai committed it before its reply travelled back): join that
+        one, and only when the model is not in it, use a list requested after the reply, which
+        must hold it (one a concurrent operation started since then, or a new one)."""
+        live = self._listing.requested_after(sent_at, self.deadline).find(model_group_name)
+        if live is None:
+            live = self._listing.requested_after(replied_at, self.deadline).find(model_group_name)
+        return live
