@@ -1,6 +1,6 @@
 """Convai private LLM models as Pulumi resources, with a typed client and a local emulator."""
 
-from .character_resource import (
+from .character_model import (
     CHARACTER_TYPE_TOKEN,
     ConvaiCharacterModel,
     ConvaiCharacterModelArgs,
@@ -22,7 +22,7 @@ from .errors import (
     ServerError,
     UnexpectedReplyError,
 )
-from .resource import TYPE_TOKEN, ConvaiPrivateModel, ConvaiPrivateModelArgs
+from .private_model import TYPE_TOKEN, ConvaiPrivateModel, ConvaiPrivateModelArgs
 
 __all__ = [
     "CHARACTER_TYPE_TOKEN",

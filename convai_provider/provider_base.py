@@ -157,3 +157,10 @@ class ConvaiProvider(ResourceProvider):
 
     def _runtime(self) -> ConvaiRuntime:
         return runtime_for(ConvaiSettings.resolve(self._config))
+
+
+def merge_args(args: object | None, keywords: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments win over the Args object; unset ones are left for check() to default."""
+    merged = dict(vars(args)) if args is not None else {}
+    merged.update({k: v for k, v in keywords.items() if v is not None})
+    return merged

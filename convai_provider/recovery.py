@@ -25,9 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .character_resource import CHARACTER_TYPE_TOKEN
+from .character_model import CHARACTER_TYPE_TOKEN
 from .matching import LISTED_FIELDS, as_declared, differences
-from .resource import TYPE_TOKEN
+from .private_model import TYPE_TOKEN
 from .wire import PrivateModel, RegisterRequest
 
 CREATING = "creating"

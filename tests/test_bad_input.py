@@ -12,9 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pulumi.output import Unknown
 
-from convai_provider.character_provider import CharacterBindingInputs, CharacterModelProvider
-from convai_provider.model_schema import INPUT_FIELDS, PrivateModelInputs
-from convai_provider.provider import PrivateModelProvider
+from convai_provider.character_model import CharacterModelInputs, CharacterModelProvider
+from convai_provider.private_model import INPUT_FIELDS, PrivateModelInputs, PrivateModelProvider
 from convai_provider.stack_config import (
     StackConfigError,
     parse_stack_config,
@@ -65,10 +64,10 @@ def test_private_model_check_never_crashes(news: dict[str, Any]) -> None:
 
 
 @settings(max_examples=500, deadline=None)
-@given(inputs_for(tuple(CharacterBindingInputs.model_fields)))
+@given(inputs_for(tuple(CharacterModelInputs.model_fields)))
 def test_character_binding_check_never_crashes(news: dict[str, Any]) -> None:
     result = CharacterModelProvider().check({}, news)
-    assert_answered(result, news, CharacterBindingInputs)
+    assert_answered(result, news, CharacterModelInputs)
 
 
 @settings(max_examples=300, deadline=None)

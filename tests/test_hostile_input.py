@@ -17,14 +17,14 @@ import yaml
 from pulumi.dynamic import ConfigureRequest, ReadResult
 from pulumi.dynamic.config import Config
 
-from convai_provider.character_provider import CharacterModelProvider
+from convai_provider.character_model import CharacterModelProvider
 from convai_provider.cli import main
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.errors import InvalidRequestError
 from convai_provider.keys import RedactingFilter, remember
 from convai_provider.preflight import check_endpoint
-from convai_provider.provider import PrivateModelProvider
+from convai_provider.private_model import PrivateModelProvider
 from convai_provider.provider_base import ConvaiProvider
 from convai_provider.retry import parse_retry_after
 from convai_provider.settings import ConvaiSettings, InvalidSettingError

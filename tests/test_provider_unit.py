@@ -13,7 +13,7 @@ from pulumi.dynamic.config import Config
 from pulumi.output import Unknown
 
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.provider import PrivateModelProvider
+from convai_provider.private_model import PrivateModelProvider
 from convai_provider.provider_base import ConvaiOperationError
 from testkit.convai import CONVAI_KEY
 

@@ -1,0 +1,183 @@
+"""`ConvaiCharacterModel`: a character bound to the model it uses, with a safe fallback.
+
+While the binding exists, the character uses `model_group_name`; deleting the binding moves the
+character to `fallback_model_group_name`. Because the binding's diff asks for replacement when its
+model changes or is unknown, Pulumi deletes it (fallback) before it deregisters a model it
+depends on, and creates it again (back to the model) afterwards.
+
+Schema (`CharacterModelInputs`), provider (`CharacterModelProvider`), resource class
+(`ConvaiCharacterModel`), in that order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import (
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    UpdateResult,
+)
+from pydantic import BaseModel, ConfigDict
+
+from .builtin_models import DEFAULT_FALLBACK_MODEL
+from .errors import BadRequestError, ConvaiError
+from .fields import Name
+from .provider_base import (
+    ConvaiOperationError,
+    ConvaiProvider,
+    check_inputs,
+    differs,
+    merge_args,
+)
+from .pulumi_pickling import provider_serialization
+
+log = logging.getLogger("convai_provider")
+
+CHARACTER_TYPE_TOKEN = "pulumi-python:dynamic/convai:CharacterModel"
+"""Stable: renaming the type would make Pulumi replace every binding."""
+
+# schema -----------------------------------------------------------------------------------------
+
+REPLACE_FIELDS = ("char_id", "model_group_name")
+"""A change moves the character to the fallback, then binds it anew."""
+
+
+class CharacterModelInputs(BaseModel):
+    """What a ConvaiCharacterModel declares, validated for plan time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    char_id: Name
+    """Required, replaces on change: the Convai character ID."""
+    model_group_name: Name
+    """Required, replaces on change (fallback, then the new model): a private model's group
+    name or a built-in model code."""
+    fallback_model_group_name: Name = DEFAULT_FALLBACK_MODEL
+    """Optional: where the character goes when the binding is deleted. Updates in place."""
+
+
+# provider ---------------------------------------------------------------------------------------
+
+
+def _subject(char_id: str, model_group_name: str | None = None) -> str:
+    if model_group_name is None:
+        return f"Convai character '{char_id}'"
+    return f"Convai character '{char_id}' to model '{model_group_name}'"
+
+
+def _character_gone(exc: ConvaiError) -> bool:
+    return isinstance(exc, BadRequestError) and "not found" in exc.message.lower()
+
+
+class CharacterModelProvider(ConvaiProvider):
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        return check_inputs(CharacterModelInputs, news)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = [f for f in REPLACE_FIELDS if differs(olds.get(f), news.get(f))]
+        fallback = "fallback_model_group_name"
+        changed = bool(replaces) or differs(olds.get(fallback), news.get(fallback))
+        return DiffResult(
+            changes=changed, replaces=replaces, stables=[], delete_before_replace=True
+        )
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        inputs = CharacterModelInputs.model_validate(_declared(props))
+        self._point(inputs.char_id, inputs.model_group_name, "bind")
+        return CreateResult(inputs.char_id, inputs.model_dump())
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """Only the fallback can change in place (diff replaces on anything else): it is used
+        when the binding is deleted, so nothing is sent now."""
+        inputs = CharacterModelInputs.model_validate(_declared(news))
+        return UpdateResult(inputs.model_dump())
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        runtime = self._runtime()
+        try:
+            character = runtime.operation().character(id_)
+        except ConvaiError as exc:
+            if _character_gone(exc):
+                log.info("Convai character %s is gone; dropping its binding from state", id_)
+                return ReadResult("", {})
+            raise ConvaiOperationError("read", _subject(id_), exc) from None
+        outputs = {k: v for k, v in props.items() if k in CharacterModelInputs.model_fields}
+        if character.model_group_name is not None:
+            # Convai reported the model: refresh records drift. Absent, state is kept as is.
+            outputs["model_group_name"] = character.model_group_name
+        return ReadResult(id_, outputs, dict(outputs))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        fallback = str(props.get("fallback_model_group_name") or DEFAULT_FALLBACK_MODEL)
+        self._point(id_, fallback, "move to the fallback", missing_ok=True)
+
+    def _point(
+        self, char_id: str, model_group_name: str, operation: str, missing_ok: bool = False
+    ) -> None:
+        runtime = self._runtime()
+        try:
+            runtime.operation().set_character_model(char_id, model_group_name)
+        except ConvaiError as exc:
+            if missing_ok and _character_gone(exc):
+                log.info("Convai character %s was already gone", char_id)
+                return
+            raise ConvaiOperationError(
+                operation, _subject(char_id, model_group_name), exc
+            ) from None
+
+
+def _declared(props: Mapping[str, Any]) -> dict[str, Any]:
+    fields = CharacterModelInputs.model_fields
+    return {k: v for k, v in props.items() if k in fields and v is not None}
+
+
+# resource ---------------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class ConvaiCharacterModelArgs:
+    char_id: pulumi.Input[str]
+    model_group_name: pulumi.Input[str]
+    fallback_model_group_name: pulumi.Input[str] | None = None
+    """Default gpt-4o-mini, a built-in Convai model."""
+
+
+class ConvaiCharacterModel(Resource, module="convai", name="CharacterModel"):
+    """While this exists, character `char_id` uses `model_group_name`; deleted, it falls back.
+
+    Pass the model's output (`model.model_group_name`) so Pulumi knows the binding depends on the
+    model: then a model replacement or removal first moves the character to the fallback.
+    """
+
+    char_id: pulumi.Output[str]
+    model_group_name: pulumi.Output[str]
+    fallback_model_group_name: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        args: ConvaiCharacterModelArgs | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        char_id: pulumi.Input[str] | None = None,
+        model_group_name: pulumi.Input[str] | None = None,
+        fallback_model_group_name: pulumi.Input[str] | None = None,
+    ) -> None:
+        keywords: dict[str, Any] = {
+            "char_id": char_id,
+            "model_group_name": model_group_name,
+            "fallback_model_group_name": fallback_model_group_name,
+        }
+        props = merge_args(args, keywords)
+        for output in keywords:
+            props.setdefault(output, None)
+        with provider_serialization():
+            super().__init__(CharacterModelProvider(), resource_name, props, opts)

@@ -1,0 +1,378 @@
+"""`ConvaiPrivateModel`: a Convai private LLM model as a Pulumi resource.
+
+In the order of a Terraform provider's resource file: the schema (`PrivateModelInputs`), the
+provider (`PrivateModelProvider`: check, diff, create, read, update, delete) and the resource
+class the program declares (`ConvaiPrivateModel`). The resource class runs in the program; the
+provider runs in Pulumi's provider process (`python -m pulumi.dynamic`), four calls at a time on
+one instance, which is pickled into state and so carries no key, client or lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import (
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    UpdateResult,
+)
+from pydantic import ConfigDict, StrictBool
+
+from .account import Operation
+from .client import build_request
+from .errors import ConflictError, ConvaiError, NotFoundError
+from .fields import BaseUrl, EndpointKey, Name
+from .matching import differences
+from .preflight import check_endpoint
+from .provider_base import (
+    PROVIDER_KEY,
+    ConvaiOperationError,
+    ConvaiProvider,
+    check_inputs,
+    differs,
+    merge_args,
+)
+from .pulumi_pickling import provider_serialization
+from .runtime import ConvaiRuntime
+from .wire import DEFAULT_BASE_URL, UPDATABLE_FIELDS, PrivateModel, RegisterRequest, UpdateRequest
+
+TYPE_TOKEN = "pulumi-python:dynamic/convai:PrivateModel"
+"""Stable: renaming the type would make Pulumi replace every model declared with it."""
+
+# schema -----------------------------------------------------------------------------------------
+
+REPLACE_FIELDS = ("model_group_name", "model_name")
+"""The update API cannot change these: a change deletes the model, then registers it anew."""
+
+UPDATE_FIELDS = UPDATABLE_FIELDS
+"""Changed in place with `/llm-models/update`: the fields its request carries."""
+
+ENDPOINT_FIELDS = ("base_url", "model_name", "api_key")
+"""A change to any of these points Convai at a different endpoint: the preflight runs again."""
+
+COMPUTED_FIELDS = ("category", "created_at")
+"""Set by Convai; outputs only."""
+
+
+class PrivateModelInputs(RegisterRequest):
+    """What a ConvaiPrivateModel declares: the register request, validated for plan time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_group_name: Name
+    """Required, replaces on change. Unique in the account; characters refer to it."""
+    model_name: Name
+    """Required, replaces on change. The name the endpoint serves."""
+    api_key: EndpointKey
+    """Required, secret, updates in place. Use a placeholder such as EMPTY for keyless endpoints."""
+    is_uncensored: StrictBool = False
+    """Optional (false), updates in place."""
+    display_name: Name | None = None
+    """Optional, updates in place; left out, Convai's own label is kept and never diffed."""
+    base_url: BaseUrl = DEFAULT_BASE_URL
+    """Optional (Convai's default `https://api.openai.com/v1`), updates in place."""
+    adopt_existing: StrictBool = False
+    """Optional (false): on create, take over a model of this group name instead of failing."""
+    verify_endpoint: StrictBool = True
+    """Optional (true): run the endpoint preflight before create, and before an update that
+    changes base_url or api_key; a failing endpoint is never registered."""
+
+    def register_request(self) -> RegisterRequest:
+        return RegisterRequest.model_validate(
+            self.model_dump(include=set(RegisterRequest.model_fields))
+        )
+
+    def outputs(self, live: PrivateModel | None) -> dict[str, Any]:
+        """Every input, with what Convai reports overriding what was declared; without a listing
+        of the model, what Convai computes stays unknown until a refresh."""
+        outputs = self.model_dump() | dict.fromkeys(COMPUTED_FIELDS)
+        if live is not None:
+            outputs.update(live.model_dump(include=set(PrivateModel.model_fields)))
+        return outputs
+
+
+INPUT_FIELDS = tuple(PrivateModelInputs.model_fields)
+
+
+# provider ---------------------------------------------------------------------------------------
+
+log = logging.getLogger("convai_provider")
+
+INTERRUPTED_HINT = (
+    "If an interrupted `pulumi up` of this stack registered it (Pulumi warned of pending "
+    "operations), settle those with `convai-models recover` (README, 'Interrupted updates')."
+)
+
+
+class PrivateModelProvider(ConvaiProvider):
+    """Convai private models, managed with Terraform's semantics."""
+
+    # check ----------------------------------------------------------------------------------
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        return check_inputs(PrivateModelInputs, news, COMPUTED_FIELDS)
+
+    # diff -----------------------------------------------------------------------------------
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = [f for f in REPLACE_FIELDS if differs(olds.get(f), news.get(f))]
+        updates = self._updated_fields(olds, news)
+        return DiffResult(
+            changes=bool(replaces or updates),
+            replaces=replaces,
+            stables=[],
+            delete_before_replace=True,
+        )
+
+    @staticmethod
+    def _updated_fields(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+        """An unknown value differs from anything; one left out is Convai's to keep."""
+        return [d.field for d in differences(olds, news, UPDATE_FIELDS)]
+
+    # create ---------------------------------------------------------------------------------
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        inputs = PrivateModelInputs.model_validate(_declared(props))
+        runtime = self._runtime()
+        if inputs.verify_endpoint:
+            self._verify_endpoint(runtime, "create", inputs)
+        convai = runtime.operation()
+        try:
+            if inputs.adopt_existing:
+                outputs = self._adopt(convai, inputs)
+            else:
+                outputs = self._register(convai, inputs)
+        except ConvaiError as exc:
+            raise ConvaiOperationError("create", _subject(inputs.model_group_name), exc) from None
+        return CreateResult(inputs.model_group_name, outputs)
+
+    @staticmethod
+    def _register(convai: Operation, inputs: PrivateModelInputs) -> dict[str, Any]:
+        try:
+            registered = convai.register(inputs.register_request())
+        except ConflictError as conflict:
+            # A model of this name that was there before this create may be another stack's:
+            # never take it silently.
+            raise ConvaiOperationError(
+                "create", _subject(inputs.model_group_name), f"{conflict} {INTERRUPTED_HINT}"
+            ) from None
+        log.info("registered Convai private model %s", inputs.model_group_name)
+        if registered.model is None:
+            # Convai answered that it registered the model: failing now would leave it in Convai
+            # and not in state. What Convai computes waits for the next refresh.
+            log.warning(
+                "registered %s, but %s; `pulumi refresh` reads its category and created_at",
+                inputs.model_group_name,
+                registered.unlisted_because,
+            )
+        return inputs.outputs(registered.model)
+
+    def _adopt(self, convai: Operation, inputs: PrivateModelInputs) -> dict[str, Any]:
+        live = convai.listed_from_now(inputs.model_group_name)
+        if live is None:
+            return self._register(convai, inputs)
+        if live.model_name != inputs.model_name:
+            raise ConvaiOperationError(
+                "adopt",
+                _subject(inputs.model_group_name),
+                f"Convai serves it as model_name '{live.model_name}' but the resource declares "
+                f"'{inputs.model_name}'; model_name cannot be updated, so declare "
+                f"'{live.model_name}' or choose another model_group_name",
+            )
+        old = live.model_dump() | {"api_key": None}
+        sent = self._send_update(convai, inputs.model_group_name, old, inputs.model_dump())
+        log.info(
+            "adopted Convai private model %s (updated: %s)",
+            inputs.model_group_name,
+            ", ".join(sent),
+        )
+        adopted = live.model_copy(update=_declared_updates(inputs))
+        return inputs.outputs(adopted)
+
+    @staticmethod
+    def _verify_endpoint(
+        runtime: ConvaiRuntime, operation: str, inputs: PrivateModelInputs
+    ) -> None:
+        report = check_endpoint(
+            inputs.base_url,
+            inputs.model_name,
+            inputs.api_key,
+            wait=runtime.settings.verify_timeout,
+        )
+        if not report.ok:
+            raise ConvaiOperationError(
+                operation,
+                _subject(inputs.model_group_name),
+                f"{report.summary()} Nothing was sent to Convai. Fix the endpoint, or set "
+                "verify_endpoint=False to register it unchecked.",
+            )
+
+    # read -----------------------------------------------------------------------------------
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        runtime = self._runtime()
+        try:
+            live = runtime.operation().listed(id_)
+        except ConvaiError as exc:
+            raise ConvaiOperationError("read", _subject(id_), exc) from None
+        if live is None:
+            log.info("Convai private model %s is gone; dropping it from state", id_)
+            return ReadResult("", {})
+        outputs = _live_outputs(live, props)
+        inputs = {k: v for k, v in outputs.items() if k not in COMPUTED_FIELDS}
+        return ReadResult(id_, outputs, inputs)
+
+    # update ---------------------------------------------------------------------------------
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        inputs = PrivateModelInputs.model_validate(_declared(news))
+        runtime = self._runtime()
+        if inputs.verify_endpoint and any(
+            differs(olds.get(f), news.get(f)) for f in ENDPOINT_FIELDS
+        ):
+            self._verify_endpoint(runtime, "update", inputs)
+        try:
+            self._send_update(runtime.operation(), id_, olds, news)
+        except ConvaiError as exc:
+            raise ConvaiOperationError("update", _subject(id_), exc) from None
+        outputs = inputs.model_dump()
+        for field in (*UPDATE_FIELDS, *COMPUTED_FIELDS):
+            if outputs.get(field) is None:
+                outputs[field] = olds.get(field)
+        return UpdateResult(outputs)
+
+    def _send_update(
+        self,
+        convai: Operation,
+        model_group_name: str,
+        olds: Mapping[str, Any],
+        news: Mapping[str, Any],
+    ) -> list[str]:
+        """Sends the fields that changed; returns their names."""
+        changed = {f: news[f] for f in self._updated_fields(olds, news)}
+        if not changed:
+            return []
+        convai.update(build_request(UpdateRequest, model_group_name=model_group_name, **changed))
+        return list(changed)
+
+    # delete ---------------------------------------------------------------------------------
+
+    def delete(self, id_: str, _props: dict[str, Any]) -> None:
+        runtime = self._runtime()
+        try:
+            runtime.operation().deregister(id_)
+        except NotFoundError:
+            log.info("Convai private model %s was already gone", id_)
+        except ConvaiError as exc:
+            raise ConvaiOperationError("delete", _subject(id_), exc) from None
+
+
+def _subject(model_group_name: str) -> str:
+    return f"Convai private model '{model_group_name}'"
+
+
+def _declared(props: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in props.items() if k in INPUT_FIELDS and v is not None}
+
+
+def _declared_updates(inputs: PrivateModelInputs) -> dict[str, Any]:
+    return {
+        f: getattr(inputs, f)
+        for f in UPDATE_FIELDS
+        if f != "api_key" and getattr(inputs, f) is not None
+    }
+
+
+def _live_outputs(live: PrivateModel, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """What refresh records: Convai's view, plus what the API never returns, kept from state."""
+    outputs = {k: v for k, v in stored.items() if k in INPUT_FIELDS and k != PROVIDER_KEY}
+    outputs.update(live.model_dump(include=set(PrivateModel.model_fields)))
+    return outputs
+
+
+# resource ---------------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class ConvaiPrivateModelArgs:
+    """Inputs of a ConvaiPrivateModel (see PrivateModelInputs for each field's meaning)."""
+
+    model_group_name: pulumi.Input[str]
+    model_name: pulumi.Input[str]
+    api_key: pulumi.Input[str]
+    is_uncensored: pulumi.Input[bool] | None = None
+    """Default false."""
+    display_name: pulumi.Input[str] | None = None
+    base_url: pulumi.Input[str] | None = None
+    """Default https://api.openai.com/v1, as Convai's."""
+    adopt_existing: pulumi.Input[bool] | None = None
+    """Default false."""
+    verify_endpoint: pulumi.Input[bool] | None = None
+    """Default true: the endpoint preflight runs before create and endpoint-changing updates."""
+
+
+class ConvaiPrivateModel(Resource, module="convai", name="PrivateModel"):
+    """A private, OpenAI-compatible LLM endpoint registered with Convai.
+
+    `model_group_name` and `model_name` replace the model when changed (Convai deletes it first:
+    characters using it stop working meanwhile); the other inputs update in place. `api_key` is
+    always a secret. Deregistering a model breaks the characters that use it: protect production
+    models with `opts=pulumi.ResourceOptions(protect=True)`.
+    """
+
+    model_group_name: pulumi.Output[str]
+    model_name: pulumi.Output[str]
+    api_key: pulumi.Output[str]
+    is_uncensored: pulumi.Output[bool]
+    display_name: pulumi.Output[str | None]
+    base_url: pulumi.Output[str]
+    adopt_existing: pulumi.Output[bool]
+    verify_endpoint: pulumi.Output[bool]
+    category: pulumi.Output[str]
+    created_at: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        args: ConvaiPrivateModelArgs | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        model_group_name: pulumi.Input[str] | None = None,
+        model_name: pulumi.Input[str] | None = None,
+        api_key: pulumi.Input[str] | None = None,
+        is_uncensored: pulumi.Input[bool] | None = None,
+        display_name: pulumi.Input[str] | None = None,
+        base_url: pulumi.Input[str] | None = None,
+        adopt_existing: pulumi.Input[bool] | None = None,
+        verify_endpoint: pulumi.Input[bool] | None = None,
+    ) -> None:
+        keywords: dict[str, Any] = {
+            "model_group_name": model_group_name,
+            "model_name": model_name,
+            "api_key": api_key,
+            "is_uncensored": is_uncensored,
+            "display_name": display_name,
+            "base_url": base_url,
+            "adopt_existing": adopt_existing,
+            "verify_endpoint": verify_endpoint,
+        }
+        props = merge_args(args, keywords)
+        if props.get("api_key") is not None:
+            props["api_key"] = pulumi.Output.secret(props["api_key"])
+        for output in (*keywords, "category", "created_at"):
+            props.setdefault(output, None)  # None declares an output Pulumi fills after create
+        secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=["api_key"])
+        with provider_serialization():
+            super().__init__(
+                PrivateModelProvider(),
+                resource_name,
+                props,
+                pulumi.ResourceOptions.merge(opts, secret_outputs),
+            )
