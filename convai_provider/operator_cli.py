@@ -10,20 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeAlias
 
+from .adoption import adoption_entries, adoption_yaml
+from .audit import Audit, audit
 from .client import ConvaiClient, convai_url_problem, shown_url
 from .documents import parse_json
 from .durations import seconds_argument
 from .errors import ConvaiError
+from .health import InvalidEndpointKeyError, check_health, stack_outputs_problem
 from .keys import key_problem
-from .operator import (
-    Audit,
-    InvalidEndpointKeyError,
-    adoption_entries,
-    adoption_yaml,
-    audit,
-    check_health,
-    stack_outputs_problem,
-)
 from .recovery import Recovery, RecoveryError, recover_pending_creates
 from .settings import (
     API_KEY_CONFIG,

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
+from convai_provider.adoption import config_key_for
 from convai_provider.cli import main
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.operator import config_key_for, env_name_for
+from convai_provider.health import env_name_for
 from convai_provider.settings import ConvaiSettings, convai_base_url
 from convai_provider.wire import RegisterRequest
 from testkit.convai import CONVAI_KEY

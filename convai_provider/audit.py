@@ -1,0 +1,79 @@
+"""`audit`: how a stack's declared models compare with what Convai holds."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .matching import differences
+from .stack_config import StackConfig
+from .wire import PrivateModel
+
+KEY_NOT_COMPARABLE = "api_key cannot be compared: Convai never returns endpoint keys"
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What Convai should hold for one declared model."""
+
+    model_group_name: str
+    model_name: str
+    base_url: str
+    display_name: str | None
+    is_uncensored: bool
+
+
+def expected_models(stack: StackConfig) -> dict[str, Expected]:
+    expected = {}
+    for model in stack.models:
+        base_url, model_name = stack.endpoint(model.endpoint).served_as
+        expected[model.model_group_name] = Expected(
+            model.model_group_name, model_name, base_url, model.display_name, model.is_uncensored
+        )
+    return expected
+
+
+@dataclass(frozen=True)
+class FieldDrift:
+    model_group_name: str
+    field: str
+    declared: Any
+    in_convai: Any
+
+
+@dataclass
+class Audit:
+    stack: str
+    unmanaged: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    drift: list[FieldDrift] = field(default_factory=list)
+    in_sync: list[str] = field(default_factory=list)
+    note: str = KEY_NOT_COMPARABLE
+
+    @property
+    def clean(self) -> bool:
+        return not (self.unmanaged or self.missing or self.drift)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "clean": self.clean}
+
+
+def audit(stack_name: str, stack: StackConfig, live: list[PrivateModel]) -> Audit:
+    expected = expected_models(stack)
+    held = {m.model_group_name: m for m in live}
+    result = Audit(stack_name)
+    result.unmanaged = sorted(set(held) - set(expected))
+    result.missing = sorted(set(expected) - set(held))
+    for group in sorted(set(expected) & set(held)):
+        differences = _differences(expected[group], held[group])
+        result.drift.extend(differences)
+        if not differences:
+            result.in_sync.append(group)
+    return result
+
+
+def _differences(expected: Expected, live: PrivateModel) -> list[FieldDrift]:
+    return [
+        FieldDrift(expected.model_group_name, d.field, d.declared, d.held)
+        for d in differences(live.model_dump(), asdict(expected))
+    ]
