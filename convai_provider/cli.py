@@ -14,6 +14,9 @@ from .operator_cli import CommandLine, Commands, OperatorError, add_operator_com
 from .preflight import DEFAULT_WAIT, PreflightReport
 
 ENDPOINT_KEY_ENV = "ENDPOINT_API_KEY"
+# What the emulator imports from its extra (pyproject.toml); a deployment installs neither, so
+# this module and every other command must not import them.
+EMULATOR_EXTRA_MODULES = frozenset({"starlette", "uvicorn"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,8 +58,15 @@ def _add_emulator(commands: Commands) -> None:
 
 
 def _run_emulator(args: argparse.Namespace) -> int:
-    from .emulator.server import EmulatorStartError, serve
-
+    try:
+        from .emulator.server import EmulatorStartError, serve
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in EMULATOR_EXTRA_MODULES:
+            raise
+        raise OperatorError(
+            f"the emulator needs its extra ({exc.name} is not installed): "
+            "pip install 'convai-models[emulator]'"
+        ) from None
     try:
         serve(args.host, args.port, args.db, access_log=not args.no_access_log)
     except EmulatorStartError as exc:

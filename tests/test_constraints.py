@@ -23,7 +23,8 @@ def pins() -> dict[str, str]:
 
 def declared() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    specs = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    extras = project["optional-dependencies"].values()
+    specs = [*project["dependencies"], *(spec for extra in extras for spec in extra)]
     return [Requirement(spec) for spec in specs]
 
 
