@@ -12,6 +12,7 @@ from .durations import seconds_argument
 from .keys import key_problem, redacted_output
 from .operator_cli import CommandLine, Commands, OperatorError, add_operator_commands
 from .preflight import DEFAULT_WAIT, PreflightReport
+from .urls import endpoint_url_problem, refusal
 
 ENDPOINT_KEY_ENV = "ENDPOINT_API_KEY"
 
@@ -100,7 +101,7 @@ def _add_preflight(commands: Commands) -> None:
 
 
 def _run_preflight(args: argparse.Namespace) -> int:
-    from .preflight import check_endpoint, endpoint_url_problem
+    from .preflight import check_endpoint
 
     problem = None if args.api_key is None else key_problem(args.api_key)
     if problem is not None:
@@ -109,7 +110,7 @@ def _run_preflight(args: argparse.Namespace) -> int:
         raise OperatorError(f"{source} {problem}: give the key without it")
     problem = endpoint_url_problem(args.base_url)
     if problem is not None:
-        raise OperatorError(f"--base-url {args.base_url!r} {problem}")
+        raise OperatorError(refusal("--base-url", args.base_url, problem))
     report = check_endpoint(
         args.base_url,
         args.model,

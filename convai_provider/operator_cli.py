@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeAlias
 
-from .client import ConvaiClient, convai_url_problem, shown_url
+from .client import ConvaiClient
 from .documents import parse_json
 from .durations import seconds_argument
 from .errors import ConvaiError
@@ -40,6 +40,7 @@ from .stack_config import (
     read_stack_file,
     stack_file,
 )
+from .urls import convai_url_problem, refusal
 from .wire import PrivateModel
 
 EXIT_CLEAN, EXIT_DIFFERS, EXIT_ERROR = 0, 1, 2
@@ -181,7 +182,7 @@ def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -
     base_url, source = convai_base_url(stack_raw or {}, os.environ, flag=args.base_url)
     problem = convai_url_problem(base_url)
     if problem is not None:
-        raise OperatorError(f"{source} is {shown_url(base_url)!r}: {problem}")
+        raise OperatorError(refusal(source, base_url, problem))
     try:
         return ConvaiClient(api_key, base_url, timeout=30, max_retries=3)
     except ConvaiError as exc:

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -23,6 +22,7 @@ from .documents import DocumentError, parse_json
 from .durations import seconds
 from .errors import sentence, server_text
 from .keys import key_problem, remember
+from .urls import endpoint_url_problem, refusal
 
 DEFAULT_WAIT = 900.0
 """Seconds to wait for an endpoint to become ready: enough for vLLM to pull and load a model."""
@@ -123,18 +123,6 @@ def _listed_names(served: list[str], shown: int = 20) -> str:
     return names + (f" and {len(served) - shown} more" if len(served) > shown else "")
 
 
-def endpoint_url_problem(url: str) -> str | None:
-    """What keeps `url` from being an endpoint's API root, or None."""
-    try:
-        parts = urlsplit(url)
-        usable = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        usable = False
-    if not usable:
-        return "is not a URL: give the endpoint's API root, such as https://llm.example.com/v1"
-    return None
-
-
 _REACHED = (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 """Transport failures that happen after a connection was made."""
 
@@ -149,8 +137,6 @@ def _transport_failure(exc: httpx.TransportError, url: str, timeout: float) -> C
             return _tls_failure(url, text)
         cause = cause.__cause__ or cause.__context__
     lowered = text.lower()
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        return CheckResult("reachable", False, f"{url} {endpoint_url_problem('')}", final=True)
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
         detail = f"{url} {what_went_wrong(exc)}; is it up and reachable?"
     elif isinstance(exc, _REACHED):
@@ -328,6 +314,11 @@ class Preflight:
 
     def run_once(self) -> PreflightReport:
         report = PreflightReport(self.base_url, self.model_name)
+        problem = endpoint_url_problem(self.base_url)
+        if problem is not None:
+            refused = refusal("base_url", self.base_url, problem)
+            report.checks.append(CheckResult("reachable", False, refused, final=True))
+            return report
         for check in (self._models_with_key, self._models_without_key, self._chat_completion):
             results = check()
             report.checks.extend(results)

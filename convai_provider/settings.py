@@ -7,17 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import (
-    DEFAULT_CONVAI_URL,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_TIMEOUT,
-    convai_url_problem,
-    shown_url,
-)
+from .client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from .durations import retries, seconds
 from .errors import ConvaiError
 from .keys import key_problem, remember
 from .preflight import DEFAULT_WAIT
+from .urls import DEFAULT_CONVAI_URL, convai_url_problem, refusal
 
 API_KEY_CONFIG = "convai:apiKey"
 BASE_URL_CONFIG = "convai:baseUrl"
@@ -83,7 +78,7 @@ class ConvaiSettings:
         base_url, source = convai_base_url(config, env)
         problem = convai_url_problem(base_url)
         if problem is not None:
-            raise InvalidSettingError(f"{source} is {shown_url(base_url)!r}: {problem}.")
+            raise InvalidSettingError(f"{refusal(source, base_url, problem)}.")
         try:
             return cls(
                 api_key=api_key,

@@ -150,7 +150,8 @@ def test_an_explicit_base_url_outranks_the_stack(
     dev_like_stack(tmp_path, convai.url)
     argv = ("list", "--stack", "dev", "--root", str(tmp_path), "--base-url", "http://x.invalid")
     code, _, err = cli(*argv)
-    assert code == 2 and err.startswith("error: --base-url is 'http://x.invalid': plain http")
+    assert code == 2
+    assert err.startswith("error: --base-url 'http://x.invalid' must use https: plain http")
 
 
 def test_the_provider_and_the_commands_resolve_the_url_in_one_order() -> None:
