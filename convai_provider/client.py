@@ -25,7 +25,7 @@ from .errors import (
     error_for_status,
     server_text,
 )
-from .keys import key_problem, remember
+from .keys import key_problem, missing_convai_key, remember
 from .retry import Backoff, is_retryable_status, parse_retry_after
 from .urls import DEFAULT_CONVAI_URL, convai_url_problem, refusal
 from .wire import (
@@ -103,10 +103,9 @@ class ConvaiClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not api_key.strip():
-            raise InvalidRequestError(
-                "The Convai API key is empty: set convai:apiKey or CONVAI_API_KEY."
-            )
+        missing = missing_convai_key(api_key)
+        if missing is not None:
+            raise InvalidRequestError(missing)
         problem = key_problem(api_key)
         if problem is not None:
             raise InvalidRequestError(f"api_key {problem}: give the key without it.")

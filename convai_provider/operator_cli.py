@@ -14,7 +14,7 @@ from .client import ConvaiClient
 from .documents import parse_json
 from .durations import seconds_argument
 from .errors import ConvaiError
-from .keys import key_problem
+from .keys import API_KEY_CONFIG, API_KEY_ENV, key_problem, missing_convai_key
 from .operator import (
     Audit,
     InvalidEndpointKeyError,
@@ -25,13 +25,7 @@ from .operator import (
     stack_outputs_problem,
 )
 from .recovery import Recovery, RecoveryError, recover_pending_creates
-from .settings import (
-    API_KEY_CONFIG,
-    API_KEY_ENV,
-    BASE_URL_CONFIG,
-    BASE_URL_ORDER,
-    convai_base_url,
-)
+from .settings import BASE_URL_CONFIG, BASE_URL_ORDER, convai_base_url
 from .stack_config import (
     StackConfig,
     StackConfigError,
@@ -172,9 +166,10 @@ def _load_stack(args: argparse.Namespace) -> tuple[StackConfig, dict[str, Any]]:
 
 
 def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -> ConvaiClient:
-    api_key = (args.api_key or "").strip()
-    if not api_key:
-        raise OperatorError(f"no Convai API key: pass --api-key or export {API_KEY_ENV}")
+    missing = missing_convai_key(args.api_key, flag="--api-key")
+    if missing is not None:
+        raise OperatorError(missing)
+    api_key = args.api_key.strip()
     problem = key_problem(api_key)
     if problem is not None:
         source = API_KEY_ENV if args.api_key == os.environ.get(API_KEY_ENV) else "--api-key"

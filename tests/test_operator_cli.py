@@ -242,7 +242,7 @@ def test_audit_reads_the_real_stack_files(cli: Any, convai: EmulatorProcess) -> 
         ("no-file", "does not exist"),
         ("bad-yaml", "Pulumi.test.yaml:2:1: invalid YAML"),
         ("bad-config", "convai-models:models[0].endpoint: 'nowhere' is not a declared endpoint"),
-        ("no-key", "no Convai API key"),
+        ("no-key", "No Convai API key: pass --api-key or export CONVAI_API_KEY.\n"),
         ("unreachable", "could not reach http://127.0.0.1:9"),
     ],
 )
