@@ -33,7 +33,6 @@ from .wire import (
     CHARACTER_CREATE_PATH,
     CHARACTER_GET_PATH,
     CHARACTER_UPDATE_PATH,
-    DEFAULT_BASE_URL,
     DEREGISTER_PATH,
     LIST_PATH,
     REGISTER_PATH,
@@ -55,6 +54,7 @@ from .wire import (
     describe_validation_error,
     field_problems,
 )
+from .wire import OPENAI_BASE_URL as DEFAULT_BASE_URL  # same_model's name, until it is replaced
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 5

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, ConfigDict, Field, StrictBool, StrictStr
 
 from .keys import key_problem
 from .urls import endpoint_url_problem, shown_url
-from .wire import DEFAULT_BASE_URL, UPDATABLE_FIELDS, PrivateModel, RegisterRequest
+from .wire import OPENAI_BASE_URL, UPDATABLE_FIELDS, PrivateModel, RegisterRequest
 
 _CONTROL = frozenset({"Cc", "Cs", "Zl", "Zp"})
 """Control characters, lone surrogates and line or paragraph separators: no name holds one."""
@@ -85,7 +85,7 @@ class PrivateModelInputs(RegisterRequest):
     """Optional (false), updates in place."""
     display_name: Name | None = None
     """Optional, updates in place; left out, Convai's own label is kept and never diffed."""
-    base_url: BaseUrl = DEFAULT_BASE_URL
+    base_url: BaseUrl = OPENAI_BASE_URL
     """Optional (Convai's default `https://api.openai.com/v1`), updates in place."""
     adopt_existing: StrictBool = False
     """Optional (false): on create, take over a model of this group name instead of failing."""

@@ -28,7 +28,8 @@ from typing import Any
 from .character_resource import CHARACTER_TYPE_TOKEN
 from .client import same_model
 from .resource import TYPE_TOKEN
-from .wire import DEFAULT_BASE_URL, PrivateModel, RegisterRequest
+from .wire import OPENAI_BASE_URL as DEFAULT_BASE_URL  # _differences' name, until it is replaced
+from .wire import PrivateModel, RegisterRequest
 
 CREATING = "creating"
 COMPARED_FIELDS = ("model_group_name", "model_name", "base_url", "is_uncensored", "display_name")

@@ -18,8 +18,9 @@ from pydantic import (
     model_validator,
 )
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-"""What Convai stores as `base_url` when register is sent without one."""
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+"""OpenAI's API root: what Convai stores as a model's `base_url` when register is sent without
+one. Not Convai's own address (that is `urls.DEFAULT_CONVAI_URL`)."""
 
 PRIVATE_CATEGORY = "Private"
 
@@ -52,7 +53,7 @@ class RegisterRequest(_Request):
     display_name: Identifier | None = None
     """Label in Core AI Settings; unique per account."""
     base_url: Identifier | None = None
-    """OpenAI-style base URL (`https://host/v1`); Convai defaults it to `DEFAULT_BASE_URL`."""
+    """OpenAI-style base URL (`https://host/v1`); Convai defaults it to `OPENAI_BASE_URL`."""
 
 
 UPDATABLE_FIELDS = ("display_name", "base_url", "api_key", "is_uncensored")
@@ -107,7 +108,7 @@ class PrivateModel(BaseModel):
     model_group_name: str
     model_name: str
     display_name: str | None = None
-    base_url: str = DEFAULT_BASE_URL
+    base_url: str = OPENAI_BASE_URL
     is_uncensored: bool = False
     category: str = PRIVATE_CATEGORY
     created_at: str = ""
