@@ -28,6 +28,7 @@ from .errors import (
 from .keys import key_problem, missing_convai_key, remember
 from .retry import Backoff, is_retryable_status, parse_retry_after
 from .urls import DEFAULT_CONVAI_URL, convai_url_problem, refusal
+from .validation import describe_validation_error, field_problems
 from .wire import (
     API_KEY_HEADER,
     CHARACTER_CREATE_PATH,
@@ -51,8 +52,6 @@ from .wire import (
     RegisterResponse,
     UpdateRequest,
     UpdateResponse,
-    describe_validation_error,
-    field_problems,
 )
 from .wire import OPENAI_BASE_URL as DEFAULT_BASE_URL  # same_model's name, until it is replaced
 
