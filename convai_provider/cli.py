@@ -10,7 +10,13 @@ from pathlib import Path
 
 from .durations import seconds_argument
 from .keys import key_problem, redacted_output
-from .operator_cli import CommandLine, Commands, OperatorError, add_operator_commands
+from .operator_cli import (
+    EXIT_ERROR,
+    CommandLine,
+    Commands,
+    OperatorError,
+    add_operator_commands,
+)
 from .preflight import DEFAULT_WAIT, PreflightReport
 from .urls import endpoint_url_problem, refusal
 
@@ -150,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             code: int = args.run(args)
         except OperatorError as exc:
             print(f"error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
-            return 2
+            return EXIT_ERROR
         return code
 
 

@@ -44,7 +44,7 @@ class CommandLine(argparse.ArgumentParser):
     """Usage mistakes are one `error:` line too, like every other error of these commands."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+        self.exit(EXIT_ERROR, f"error: {message} (see {self.prog} --help)\n")
 
 
 Commands: TypeAlias = "argparse._SubParsersAction[CommandLine]"

@@ -36,8 +36,6 @@ REPLY_CAP = 16 * MIB
 LAST_ATTEMPT = 0.5
 """Seconds of the wait budget kept for the last attempt's requests (a tenth of short budgets)."""
 
-CHECKS = ("reachable", "key accepted", "key enforced", "model listed", "chat completion")
-
 
 @dataclass(frozen=True)
 class EndpointCheck:
@@ -81,12 +79,6 @@ class PreflightReport:
         return sentence(
             f"Endpoint check '{failure.name}' failed for {self.base_url}{tries}: {failure.detail}"
         )
-
-
-class PreflightError(Exception):
-    def __init__(self, report: PreflightReport) -> None:
-        self.report = report
-        super().__init__(report.summary())
 
 
 def error_message(response: httpx.Response) -> str:
