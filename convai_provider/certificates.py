@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import socket
 import ssl
-from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+
+from .urls import split_url
 
 STAGING_MARKERS = ("staging", "fake le ")
 """Lower-case fragments of issuer names that only test CAs use."""
@@ -24,10 +25,10 @@ def presented_issuer(url: str, timeout: float) -> str | None:
 
     A handshake that does not verify, made only to read the name; None when it cannot be read.
     """
-    parts = urlsplit(url)
-    host = parts.hostname
-    if parts.scheme != "https" or not host:
+    parts = split_url(url)
+    if parts is None or parts.scheme != "https" or not parts.hostname:
         return None
+    host = parts.hostname
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE

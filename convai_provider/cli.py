@@ -10,8 +10,15 @@ from pathlib import Path
 
 from .durations import seconds_argument
 from .keys import key_problem, redacted_output
-from .operator_cli import CommandLine, Commands, OperatorError, add_operator_commands
+from .operator_cli import (
+    EXIT_ERROR,
+    CommandLine,
+    Commands,
+    OperatorError,
+    add_operator_commands,
+)
 from .preflight import DEFAULT_WAIT, PreflightReport
+from .urls import endpoint_url_problem, refusal
 
 ENDPOINT_KEY_ENV = "ENDPOINT_API_KEY"
 # What the emulator imports from its extra (pyproject.toml); a deployment installs neither, so
@@ -110,7 +117,7 @@ def _add_preflight(commands: Commands) -> None:
 
 
 def _run_preflight(args: argparse.Namespace) -> int:
-    from .preflight import check_endpoint, endpoint_url_problem
+    from .preflight import check_endpoint
 
     problem = None if args.api_key is None else key_problem(args.api_key)
     if problem is not None:
@@ -119,7 +126,7 @@ def _run_preflight(args: argparse.Namespace) -> int:
         raise OperatorError(f"{source} {problem}: give the key without it")
     problem = endpoint_url_problem(args.base_url)
     if problem is not None:
-        raise OperatorError(f"--base-url {args.base_url!r} {problem}")
+        raise OperatorError(refusal("--base-url", args.base_url, problem))
     report = check_endpoint(
         args.base_url,
         args.model,
@@ -159,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             code: int = args.run(args)
         except OperatorError as exc:
             print(f"error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
-            return 2
+            return EXIT_ERROR
         return code
 
 

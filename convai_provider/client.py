@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -26,8 +24,10 @@ from .errors import (
     error_for_status,
     server_text,
 )
-from .keys import key_problem, remember
+from .keys import key_problem, missing_convai_key, remember
 from .retry import Backoff, is_retryable_status, parse_retry_after
+from .urls import DEFAULT_CONVAI_URL, convai_url_problem, refusal
+from .validation import describe_validation_error, field_problems
 from .wire import (
     API_KEY_HEADER,
     CHARACTER_CREATE_PATH,
@@ -50,11 +50,8 @@ from .wire import (
     RegisterResponse,
     UpdateRequest,
     UpdateResponse,
-    describe_validation_error,
-    field_problems,
 )
 
-DEFAULT_CONVAI_URL = "https://api.convai.com"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 5
 REPLY_CAP = 32 * MIB
@@ -71,51 +68,6 @@ def build_request(model: type[RequestT], **fields: Any) -> RequestT:
         return model(**fields)
     except ValidationError as exc:
         raise InvalidRequestError(describe_validation_error(exc)) from None
-
-
-def convai_url_problem(url: str) -> str | None:
-    """What keeps `url` from being Convai's base URL, or None. The API key travels to it, so
-    plain http is for loopback addresses only (the emulator)."""
-    if any(ch.isspace() or not ch.isprintable() for ch in url):
-        return "it must not contain spaces or control characters"
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:
-        return f"it is not a URL; give one such as {DEFAULT_CONVAI_URL}"
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        return f"it must start with https://, such as {DEFAULT_CONVAI_URL}"
-    if not host:
-        return f"it needs a host, such as {DEFAULT_CONVAI_URL}"
-    if parts.username is not None or parts.password is not None:
-        return "it must not carry credentials: the API key goes in a header"
-    if parts.query or parts.fragment:
-        return "it must not carry a query string or fragment"
-    if scheme == "http" and not _is_loopback(host):
-        return (
-            "plain http would send the Convai API key in clear: use https (plain http is "
-            "accepted only to a loopback address such as 127.0.0.1, for the emulator)"
-        )
-    return None
-
-
-def shown_url(url: str) -> str:
-    """`url` fit for a message: credentials in it are not repeated."""
-    scheme, sep, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    if sep and "@" in authority:
-        return f"{scheme}://…@{authority.rpartition('@')[2]}{slash}{path}"
-    return url
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class ConvaiClient:
@@ -137,17 +89,16 @@ class ConvaiClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not api_key.strip():
-            raise InvalidRequestError(
-                "The Convai API key is empty: set convai:apiKey or CONVAI_API_KEY."
-            )
+        missing = missing_convai_key(api_key)
+        if missing is not None:
+            raise InvalidRequestError(missing)
         problem = key_problem(api_key)
         if problem is not None:
             raise InvalidRequestError(f"api_key {problem}: give the key without it.")
         remember(api_key)
         problem = convai_url_problem(base_url)
         if problem is not None:
-            raise InvalidRequestError(f"base_url is {shown_url(base_url)!r}: {problem}.")
+            raise InvalidRequestError(f"{refusal('base_url', base_url, problem)}.")
         self.base_url = base_url.rstrip("/")
         try:
             self.timeout = seconds(timeout, "timeout", zero_ok=False)

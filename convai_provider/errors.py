@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .keys import where_to_set_convai_key
+
 
 def sentence(text: str) -> str:
     """`text` ending in exactly one full stop (or its own `?` or `!`), whatever it ended with:
@@ -64,10 +66,7 @@ class BadRequestError(ConvaiAPIError):
 
 
 class AuthenticationError(ConvaiAPIError):
-    hint = (
-        "The CONVAI-API-KEY was refused: set a valid key with "
-        "`pulumi config set --secret convai:apiKey ...` or CONVAI_API_KEY."
-    )
+    hint = f"The CONVAI-API-KEY was refused; to set a valid one, {where_to_set_convai_key()}."
 
 
 class NotFoundError(ConvaiAPIError):

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import unicodedata
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, StrictStr
 
 from .keys import key_problem
+from .urls import endpoint_url_problem, shown_url
 
 _CONTROL = frozenset({"Cc", "Cs", "Zl", "Zp"})
 """Control characters, lone surrogates and line or paragraph separators: no name holds one."""
@@ -34,23 +34,15 @@ def _no_blank_or_padding(value: str) -> str:
     return value
 
 
-def _http_url(value: str) -> str:
-    if any(ch.isspace() or unicodedata.category(ch) in _CONTROL for ch in value):
-        # urlsplit would drop a tab or newline silently, and Convai would store it.
-        raise ValueError("must not contain spaces or control characters")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(
-            "must be an http(s) URL with a host, such as https://llm.example.com/v1 "
-            f"(got {value!r})"
-        )
-    if parts.query or parts.fragment:
-        raise ValueError("must not carry a query string or fragment: give the API root (…/v1)")
+def _endpoint_url(value: str) -> str:
+    problem = endpoint_url_problem(value)
+    if problem is not None:
+        raise ValueError(f"{problem} (got {shown_url(value)!r})")
     return value
 
 
 Name = Annotated[StrictStr, AfterValidator(_no_blank_or_padding)]
-BaseUrl = Annotated[StrictStr, AfterValidator(_http_url)]
+BaseUrl = Annotated[StrictStr, AfterValidator(_endpoint_url)]
 
 
 def _header_safe(value: str) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .wire import DEFAULT_BASE_URL, PrivateModel, RegisterRequest
+from .wire import OPENAI_BASE_URL, PrivateModel, RegisterRequest
 
 LISTED_FIELDS = ("model_group_name", "model_name", "base_url", "is_uncensored", "display_name")
 """What `/llm-models/list` reports of a declaration: all of it but the api_key."""
@@ -41,7 +41,7 @@ def differences(
 
 def as_declared(request: RegisterRequest) -> dict[str, Any]:
     """A register request's fields as Convai will hold them (it fills in the default base_url)."""
-    return request.model_dump() | {"base_url": request.base_url or DEFAULT_BASE_URL}
+    return request.model_dump() | {"base_url": request.base_url or OPENAI_BASE_URL}
 
 
 def matches(live: PrivateModel, declared: RegisterRequest) -> bool:

@@ -12,20 +12,14 @@ from typing import Any, NoReturn, TypeAlias
 
 from .adoption import adoption_entries, adoption_yaml
 from .audit import Audit, audit
-from .client import ConvaiClient, convai_url_problem, shown_url
+from .client import ConvaiClient
 from .documents import parse_json
 from .durations import seconds_argument
 from .errors import ConvaiError
 from .health import InvalidEndpointKeyError, check_health, stack_outputs_problem
-from .keys import key_problem
+from .keys import API_KEY_CONFIG, API_KEY_ENV, key_problem, missing_convai_key
 from .recovery import Recovery, RecoveryError, recover_pending_creates
-from .settings import (
-    API_KEY_CONFIG,
-    API_KEY_ENV,
-    BASE_URL_CONFIG,
-    BASE_URL_ORDER,
-    convai_base_url,
-)
+from .settings import BASE_URL_CONFIG, BASE_URL_ORDER, convai_base_url
 from .stack_config import (
     StackConfig,
     StackConfigError,
@@ -34,6 +28,7 @@ from .stack_config import (
     read_stack_file,
     stack_file,
 )
+from .urls import convai_url_problem, refusal
 from .wire import PrivateModel
 
 EXIT_CLEAN, EXIT_DIFFERS, EXIT_ERROR = 0, 1, 2
@@ -43,7 +38,7 @@ class CommandLine(argparse.ArgumentParser):
     """Usage mistakes are one `error:` line too, like every other error of these commands."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+        self.exit(EXIT_ERROR, f"error: {message} (see {self.prog} --help)\n")
 
 
 Commands: TypeAlias = "argparse._SubParsersAction[CommandLine]"
@@ -165,9 +160,10 @@ def _load_stack(args: argparse.Namespace) -> tuple[StackConfig, dict[str, Any]]:
 
 
 def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -> ConvaiClient:
-    api_key = (args.api_key or "").strip()
-    if not api_key:
-        raise OperatorError(f"no Convai API key: pass --api-key or export {API_KEY_ENV}")
+    missing = missing_convai_key(args.api_key, flag="--api-key")
+    if missing is not None:
+        raise OperatorError(missing)
+    api_key = args.api_key.strip()
     problem = key_problem(api_key)
     if problem is not None:
         source = API_KEY_ENV if args.api_key == os.environ.get(API_KEY_ENV) else "--api-key"
@@ -175,7 +171,7 @@ def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -
     base_url, source = convai_base_url(stack_raw or {}, os.environ, flag=args.base_url)
     problem = convai_url_problem(base_url)
     if problem is not None:
-        raise OperatorError(f"{source} is {shown_url(base_url)!r}: {problem}")
+        raise OperatorError(refusal(source, base_url, problem))
     try:
         return ConvaiClient(api_key, base_url, timeout=30, max_retries=3)
     except ConvaiError as exc:

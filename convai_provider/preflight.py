@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -23,6 +22,7 @@ from .documents import DocumentError, parse_json
 from .durations import seconds
 from .errors import sentence, server_text
 from .keys import key_problem, remember
+from .urls import endpoint_url_problem, refusal
 
 DEFAULT_WAIT = 900.0
 """Seconds to wait for an endpoint to become ready: enough for vLLM to pull and load a model."""
@@ -36,12 +36,13 @@ REPLY_CAP = 16 * MIB
 LAST_ATTEMPT = 0.5
 """Seconds of the wait budget kept for the last attempt's requests (a tenth of short budgets)."""
 
-CHECKS = ("reachable", "key accepted", "key enforced", "model listed", "chat completion")
-
 
 @dataclass(frozen=True)
-class CheckResult:
+class EndpointCheck:
+    """One check's outcome (not Pulumi's `dynamic.CheckResult`, which is a provider's check)."""
+
     name: str
+    """reachable, key accepted, key enforced, model listed or chat completion."""
     ok: bool
     detail: str
     final: bool = False
@@ -54,7 +55,7 @@ class CheckResult:
 class PreflightReport:
     base_url: str
     model_name: str
-    checks: list[CheckResult] = field(default_factory=list)
+    checks: list[EndpointCheck] = field(default_factory=list)
     attempts: int = 0
     waited: float = 0.0
 
@@ -63,7 +64,7 @@ class PreflightReport:
         return bool(self.checks) and all(c.ok for c in self.checks)
 
     @property
-    def failure(self) -> CheckResult | None:
+    def failure(self) -> EndpointCheck | None:
         return next((c for c in self.checks if not c.ok), None)
 
     def summary(self) -> str:
@@ -78,12 +79,6 @@ class PreflightReport:
         return sentence(
             f"Endpoint check '{failure.name}' failed for {self.base_url}{tries}: {failure.detail}"
         )
-
-
-class PreflightError(Exception):
-    def __init__(self, report: PreflightReport) -> None:
-        self.report = report
-        super().__init__(report.summary())
 
 
 def error_message(response: httpx.Response) -> str:
@@ -123,23 +118,11 @@ def _listed_names(served: list[str], shown: int = 20) -> str:
     return names + (f" and {len(served) - shown} more" if len(served) > shown else "")
 
 
-def endpoint_url_problem(url: str) -> str | None:
-    """What keeps `url` from being an endpoint's API root, or None."""
-    try:
-        parts = urlsplit(url)
-        usable = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        usable = False
-    if not usable:
-        return "is not a URL: give the endpoint's API root, such as https://llm.example.com/v1"
-    return None
-
-
 _REACHED = (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 """Transport failures that happen after a connection was made."""
 
 
-def _transport_failure(exc: httpx.TransportError, url: str, timeout: float) -> CheckResult:
+def _transport_failure(exc: httpx.TransportError, url: str, timeout: float) -> EndpointCheck:
     text = f"{type(exc).__name__}: {exc}"
     cause: BaseException | None = exc
     while cause is not None:
@@ -149,14 +132,12 @@ def _transport_failure(exc: httpx.TransportError, url: str, timeout: float) -> C
             return _tls_failure(url, text)
         cause = cause.__cause__ or cause.__context__
     lowered = text.lower()
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        return CheckResult("reachable", False, f"{url} {endpoint_url_problem('')}", final=True)
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
         detail = f"{url} {what_went_wrong(exc)}; is it up and reachable?"
     elif isinstance(exc, _REACHED):
         # The connection was made: a slow, broken or non-HTTP server, not a network problem.
         not_http = isinstance(exc, httpx.RemoteProtocolError) and "HTTP/1.1" in what_went_wrong(exc)
-        return CheckResult("reachable", False, f"{url} {what_went_wrong(exc)}", final=not_http)
+        return EndpointCheck("reachable", False, f"{url} {what_went_wrong(exc)}", final=not_http)
     elif (
         "name or service not known" in lowered
         or "nodename nor servname" in lowered
@@ -169,11 +150,11 @@ def _transport_failure(exc: httpx.TransportError, url: str, timeout: float) -> C
         return _tls_failure(url, text)
     else:
         detail = f"could not connect to {url} ({text}); is the server running and the port open?"
-    return CheckResult("reachable", False, detail)
+    return EndpointCheck("reachable", False, detail)
 
 
-def _too_large(exc: ReplyTooLargeError, url: str) -> CheckResult:
-    return CheckResult(
+def _too_large(exc: ReplyTooLargeError, url: str) -> EndpointCheck:
+    return EndpointCheck(
         "reachable",
         False,
         f"{url} answered HTTP {exc.status_code} with {exc}: not an OpenAI-compatible reply",
@@ -181,8 +162,8 @@ def _too_large(exc: ReplyTooLargeError, url: str) -> CheckResult:
     )
 
 
-def _tls_failure(url: str, text: str) -> CheckResult:
-    return CheckResult(
+def _tls_failure(url: str, text: str) -> EndpointCheck:
+    return EndpointCheck(
         "reachable",
         False,
         f"the TLS handshake with {url} failed ({text}); check the certificate and that the URL's "
@@ -191,10 +172,10 @@ def _tls_failure(url: str, text: str) -> CheckResult:
     )
 
 
-def _untrusted_certificate(url: str, text: str, timeout: float) -> CheckResult:
+def _untrusted_certificate(url: str, text: str, timeout: float) -> EndpointCheck:
     issuer = presented_issuer(url, timeout)
     if issuer is not None and is_staging_issuer(issuer):
-        return CheckResult(
+        return EndpointCheck(
             "reachable",
             False,
             f"{url} presented a certificate issued by a staging CA ({issuer}), which no client "
@@ -205,7 +186,7 @@ def _untrusted_certificate(url: str, text: str, timeout: float) -> CheckResult:
     # Right after an Ingress is created its controller serves a placeholder certificate until
     # cert-manager has one issued: worth waiting for, within the budget.
     issued_by = f", issued by {issuer}" if issuer else ""
-    return CheckResult(
+    return EndpointCheck(
         "reachable",
         False,
         f"{url} presented a certificate that is not trusted ({text}{issued_by}); if it was just "
@@ -215,13 +196,15 @@ def _untrusted_certificate(url: str, text: str, timeout: float) -> CheckResult:
 
 def _status_failure(
     name: str, response: httpx.Response, url: str, *, key_given: bool = True
-) -> CheckResult:
+) -> EndpointCheck:
     message = error_message(response)
     status = response.status_code
     if status in (502, 503, 504):
-        return CheckResult(name, False, f"{url} answered HTTP {status} ({message}): not ready yet")
+        return EndpointCheck(
+            name, False, f"{url} answered HTTP {status} ({message}): not ready yet"
+        )
     if status in (401, 403) and not key_given:
-        return CheckResult(
+        return EndpointCheck(
             name,
             False,
             f"no API key was given and the endpoint requires one (HTTP {status}: {message}); "
@@ -230,7 +213,7 @@ def _status_failure(
             final=True,
         )
     if status in (401, 403):
-        return CheckResult(
+        return EndpointCheck(
             name,
             False,
             f"the endpoint refused the API key (HTTP {status}: {message}); set api_key to the key "
@@ -240,23 +223,25 @@ def _status_failure(
     if 300 <= status < 400:
         location = response.headers.get("location")
         where = f"to {response.url.join(location)}" if location else "without a Location header"
-        return CheckResult(
+        return EndpointCheck(
             name,
             False,
             f"{url} answered HTTP {status}, redirecting {where} (redirects are not followed: "
             "the key would go with them)",
             final=True,
         )
-    return CheckResult(name, False, f"{url} answered HTTP {status}: {message}", final=status < 500)
+    return EndpointCheck(
+        name, False, f"{url} answered HTTP {status}: {message}", final=status < 500
+    )
 
 
-def _not_the_api_root(response: httpx.Response, url: str, base_url: str) -> CheckResult:
+def _not_the_api_root(response: httpx.Response, url: str, base_url: str) -> EndpointCheck:
     hint = (
         f"is base_url the API root? it usually ends in /v1 (try {base_url}/v1)"
         if not base_url.endswith("/v1")
         else "is base_url the API root of an OpenAI-compatible server?"
     )
-    return CheckResult(
+    return EndpointCheck(
         "key accepted",
         False,
         f"{url} answered HTTP 404 ({error_message(response)}); {hint}",
@@ -328,6 +313,11 @@ class Preflight:
 
     def run_once(self) -> PreflightReport:
         report = PreflightReport(self.base_url, self.model_name)
+        problem = endpoint_url_problem(self.base_url)
+        if problem is not None:
+            refused = refusal("base_url", self.base_url, problem)
+            report.checks.append(EndpointCheck("reachable", False, refused, final=True))
+            return report
         for check in (self._models_with_key, self._models_without_key, self._chat_completion):
             results = check()
             report.checks.extend(results)
@@ -342,13 +332,13 @@ class Preflight:
 
     def _send(
         self, method: str, url: str, with_key: bool, **options: Any
-    ) -> httpx.Response | CheckResult:
+    ) -> httpx.Response | EndpointCheck:
         """One request, within the request timeout and what is left of `run`'s wait."""
         seconds = self.request_timeout
         if self._until is not None:
             seconds = min(seconds, self._until - time.monotonic())
         if seconds <= 0:
-            return CheckResult(
+            return EndpointCheck(
                 "reachable", False, f"the preflight's time ran out before {url} was checked"
             )
         started = time.monotonic()
@@ -370,17 +360,17 @@ class Preflight:
             left = max(seconds - (time.monotonic() - started), 0.1)
             return _transport_failure(exc, url, left)
 
-    def _get(self, url: str, with_key: bool) -> httpx.Response | CheckResult:
+    def _get(self, url: str, with_key: bool) -> httpx.Response | EndpointCheck:
         return self._send("GET", url, with_key)
 
-    def _models_with_key(self) -> list[CheckResult]:
+    def _models_with_key(self) -> list[EndpointCheck]:
         url = f"{self.base_url}/models"
         response = self._get(url, with_key=True)
-        if isinstance(response, CheckResult):
+        if isinstance(response, EndpointCheck):
             return [response]
         if response.status_code in (502, 503, 504):
             return [_status_failure("reachable", response, url)]
-        reachable = CheckResult("reachable", True, f"{url} answered HTTP {response.status_code}")
+        reachable = EndpointCheck("reachable", True, f"{url} answered HTTP {response.status_code}")
         if response.status_code == 404:
             return [reachable, _not_the_api_root(response, url, self.base_url)]
         if response.status_code != 200:
@@ -390,7 +380,7 @@ class Preflight:
         if served is None:
             return [
                 reachable,
-                CheckResult(
+                EndpointCheck(
                     "key accepted",
                     False,
                     f"{url} did not answer with an OpenAI model list; is base_url the API root "
@@ -398,13 +388,13 @@ class Preflight:
                     final=True,
                 ),
             ]
-        accepted = CheckResult("key accepted", True, "GET /models succeeded with the key")
+        accepted = EndpointCheck("key accepted", True, "GET /models succeeded with the key")
         if self.model_name not in served:
             names = _listed_names(served)
             return [
                 reachable,
                 accepted,
-                CheckResult(
+                EndpointCheck(
                     "model listed",
                     False,
                     f"model '{self.model_name}' is not served there; it serves {names}. Set "
@@ -415,18 +405,18 @@ class Preflight:
         return [
             reachable,
             accepted,
-            CheckResult("model listed", True, f"'{self.model_name}' is served"),
+            EndpointCheck("model listed", True, f"'{self.model_name}' is served"),
         ]
 
-    def _models_without_key(self) -> list[CheckResult]:
+    def _models_without_key(self) -> list[EndpointCheck]:
         url = f"{self.base_url}/models"
         response = self._get(url, with_key=False)
-        if isinstance(response, CheckResult):
+        if isinstance(response, EndpointCheck):
             return [response]
         if response.status_code in (401, 403):
-            return [CheckResult("key enforced", True, "requests without the key are refused")]
+            return [EndpointCheck("key enforced", True, "requests without the key are refused")]
         return [
-            CheckResult(
+            EndpointCheck(
                 "key enforced",
                 True,
                 "the endpoint does not check keys: anyone who finds it can use it "
@@ -435,7 +425,7 @@ class Preflight:
             )
         ]
 
-    def _chat_completion(self) -> list[CheckResult]:
+    def _chat_completion(self) -> list[EndpointCheck]:
         url = f"{self.base_url}/chat/completions"
         body: dict[str, Any] = {
             "model": self.model_name,
@@ -443,7 +433,7 @@ class Preflight:
             "max_tokens": 1,
         }
         response = self._send("POST", url, with_key=True, json=body)
-        if isinstance(response, CheckResult):
+        if isinstance(response, EndpointCheck):
             return [response]
         if response.status_code != 200:
             return [_status_failure("chat completion", response, url)]
@@ -454,14 +444,14 @@ class Preflight:
         choices = reply.get("choices") if isinstance(reply, dict) else None
         if not choices:
             return [
-                CheckResult(
+                EndpointCheck(
                     "chat completion",
                     False,
                     f"{url} answered 200 without choices: not an OpenAI-compatible reply",
                     final=True,
                 )
             ]
-        return [CheckResult("chat completion", True, "a 1-token completion succeeded")]
+        return [EndpointCheck("chat completion", True, "a 1-token completion succeeded")]
 
 
 def check_endpoint(

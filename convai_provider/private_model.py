@@ -41,7 +41,7 @@ from .provider_base import (
 )
 from .pulumi_pickling import provider_serialization
 from .runtime import ConvaiRuntime
-from .wire import DEFAULT_BASE_URL, UPDATABLE_FIELDS, PrivateModel, RegisterRequest, UpdateRequest
+from .wire import OPENAI_BASE_URL, UPDATABLE_FIELDS, PrivateModel, RegisterRequest, UpdateRequest
 
 TYPE_TOKEN = "pulumi-python:dynamic/convai:PrivateModel"
 """Stable: renaming the type would make Pulumi replace every model declared with it."""
@@ -76,7 +76,7 @@ class PrivateModelInputs(RegisterRequest):
     """Optional (false), updates in place."""
     display_name: Name | None = None
     """Optional, updates in place; left out, Convai's own label is kept and never diffed."""
-    base_url: BaseUrl = DEFAULT_BASE_URL
+    base_url: BaseUrl = OPENAI_BASE_URL
     """Optional (Convai's default `https://api.openai.com/v1`), updates in place."""
     adopt_existing: StrictBool = False
     """Optional (false): on create, take over a model of this group name instead of failing."""

@@ -22,7 +22,7 @@ from .errors import ConvaiError, sentence
 from .keys import RedactingFilter, redact, remember
 from .runtime import ConvaiRuntime, runtime_for
 from .settings import CONFIG_KEYS, ConvaiSettings
-from .wire import field_problems
+from .validation import field_problems
 
 PROVIDER_KEY = "__provider"
 FULL_TRACEBACK = 1000

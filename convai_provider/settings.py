@@ -8,25 +8,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .account import DEFAULT_OPERATION_TIMEOUT
-from .client import (
-    DEFAULT_CONVAI_URL,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_TIMEOUT,
-    convai_url_problem,
-    shown_url,
-)
+from .client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from .durations import retries, seconds
 from .errors import ConvaiError
-from .keys import key_problem, remember
+from .keys import API_KEY_CONFIG, API_KEY_ENV, key_problem, missing_convai_key, remember
 from .preflight import DEFAULT_WAIT
+from .urls import DEFAULT_CONVAI_URL, convai_url_problem, refusal
 
-API_KEY_CONFIG = "convai:apiKey"
 BASE_URL_CONFIG = "convai:baseUrl"
 REQUEST_TIMEOUT_CONFIG = "convai:requestTimeout"
 MAX_RETRIES_CONFIG = "convai:maxRetries"
 OPERATION_TIMEOUT_CONFIG = "convai:operationTimeout"
 VERIFY_TIMEOUT_CONFIG = "convai:verifyTimeout"
-API_KEY_ENV = "CONVAI_API_KEY"
 BASE_URL_ENV = "CONVAI_BASE_URL"
 
 CONFIG_KEYS = (
@@ -40,11 +33,7 @@ CONFIG_KEYS = (
 
 
 class MissingApiKeyError(ConvaiError):
-    def __str__(self) -> str:
-        return (
-            "No Convai API key: run `pulumi config set --secret convai:apiKey <key>` "
-            f"(or export {API_KEY_ENV}) and try again."
-        )
+    """Neither the stack's convai:apiKey nor $CONVAI_API_KEY holds a key."""
 
 
 class InvalidSettingError(ConvaiError):
@@ -68,8 +57,9 @@ class ConvaiSettings:
     ) -> ConvaiSettings:
         env = os.environ if environ is None else environ
         api_key = str(config.get(API_KEY_CONFIG) or env.get(API_KEY_ENV) or "").strip()
-        if not api_key:
-            raise MissingApiKeyError()
+        missing = missing_convai_key(api_key)
+        if missing is not None:
+            raise MissingApiKeyError(missing)
         problem = key_problem(api_key)
         if problem is not None:
             source = API_KEY_CONFIG if config.get(API_KEY_CONFIG) else API_KEY_ENV
@@ -81,7 +71,7 @@ class ConvaiSettings:
         base_url, source = convai_base_url(config, env)
         problem = convai_url_problem(base_url)
         if problem is not None:
-            raise InvalidSettingError(f"{source} is {shown_url(base_url)!r}: {problem}.")
+            raise InvalidSettingError(f"{refusal(source, base_url, problem)}.")
         try:
             return cls(
                 api_key=api_key,

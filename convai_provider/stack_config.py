@@ -27,7 +27,7 @@ from pydantic import (
 from .builtin_models import BUILTIN_MODEL_CODES, BUILTIN_MODELS, DEFAULT_FALLBACK_MODEL
 from .documents import DocumentError, TooDeepError, load_yaml, parse_json
 from .fields import BaseUrl, Name
-from .wire import field_problems
+from .validation import field_problems
 
 PROJECT = "convai-models"
 ENDPOINTS_KEY = "endpoints"

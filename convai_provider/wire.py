@@ -14,12 +14,12 @@ from pydantic import (
     Field,
     StrictBool,
     StrictStr,
-    ValidationError,
     model_validator,
 )
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-"""What Convai stores as `base_url` when register is sent without one."""
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+"""OpenAI's API root: what Convai stores as a model's `base_url` when register is sent without
+one. Not Convai's own address (that is `urls.DEFAULT_CONVAI_URL`)."""
 
 PRIVATE_CATEGORY = "Private"
 
@@ -52,7 +52,7 @@ class RegisterRequest(_Request):
     display_name: Identifier | None = None
     """Label in Core AI Settings; unique per account."""
     base_url: Identifier | None = None
-    """OpenAI-style base URL (`https://host/v1`); Convai defaults it to `DEFAULT_BASE_URL`."""
+    """OpenAI-style base URL (`https://host/v1`); Convai defaults it to `OPENAI_BASE_URL`."""
 
 
 UPDATABLE_FIELDS = ("display_name", "base_url", "api_key", "is_uncensored")
@@ -107,7 +107,7 @@ class PrivateModel(BaseModel):
     model_group_name: str
     model_name: str
     display_name: str | None = None
-    base_url: str = DEFAULT_BASE_URL
+    base_url: str = OPENAI_BASE_URL
     is_uncensored: bool = False
     category: str = PRIVATE_CATEGORY
     created_at: str = ""
@@ -130,61 +130,6 @@ class ListResponse(_Reply):
 
     def find(self, model_group_name: str) -> PrivateModel | None:
         return next((m for m in self.models if m.model_group_name == model_group_name), None)
-
-
-_REASONS = {
-    "missing": "is required",
-    "string_too_short": "must not be empty",
-    "bool_type": "must be a boolean (true or false)",
-    "bool_parsing": "must be a boolean (true or false)",
-    "string_type": "must be a string",
-    "extra_forbidden": "is not a known field; remove it or check its spelling",
-    "list_type": "must be a list",
-    "dict_type": "must be a mapping of fields",
-    "model_type": "must be a mapping of fields",
-    "model_attributes_type": "must be a mapping of fields",
-    "int_type": "must be a whole number",
-    "int_parsing": "must be a whole number",
-    "int_from_float": "must be a whole number",
-}
-
-
-_BOUNDS = {
-    "greater_than_equal": ("ge", "must be at least {}"),
-    "greater_than": ("gt", "must be greater than {}"),
-    "less_than_equal": ("le", "must be at most {}"),
-    "union_tag_invalid": ("expected_tags", "kind must be one of {}"),
-    "union_tag_not_found": ("discriminator", "needs a {} field"),
-    "literal_error": ("expected", "must be {}"),
-}
-
-
-def field_problems(error: ValidationError) -> list[tuple[str, str]]:
-    """(field, what it must be) for every bad field, in words a user can act on."""
-    problems = []
-    for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"])
-        reason = _REASONS.get(item["type"])
-        if reason is None and item["type"] in _BOUNDS:
-            key, template = _BOUNDS[item["type"]]
-            reason = template.format((item.get("ctx") or {}).get(key, "?"))
-        if reason is None:
-            reason = str(item["msg"]).removeprefix("Value error, ")
-        problems.append((field, reason))
-    return problems
-
-
-def describe_validation_error(error: ValidationError) -> str:
-    """One sentence naming every bad field of a request and what it must be."""
-    sentences = []
-    for field, reason in field_problems(error):
-        if not field:
-            sentences.append(f"The request body {reason}")
-        elif reason == "is required":
-            sentences.append(f"Missing required field: {field}")
-        else:
-            sentences.append(f"Field {field} {reason}")
-    return "; ".join(sentences)
 
 
 # Characters: Convai's older Character API, without the /llm-models envelope ---------------

@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 
 from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
-from convai_provider.settings import API_KEY_ENV
+from convai_provider.keys import API_KEY_ENV, missing_convai_key
 from convai_provider.stack_config import (
     ENDPOINTS_KEY,
     EXTRA_BUILTINS_KEY,
@@ -46,11 +46,10 @@ def load_stack_config() -> StackConfig:
 
 def require_convai_key() -> None:
     """Fail before any resource exists, rather than on the first model's create."""
-    if pulumi.Config("convai").get("apiKey") is None and not os.environ.get(API_KEY_ENV):
-        raise StackConfigError(
-            "convai:apiKey is not set: run `pulumi config set --secret convai:apiKey <key>` "
-            f"(or export {API_KEY_ENV})"
-        )
+    key = pulumi.Config("convai").get("apiKey") or os.environ.get(API_KEY_ENV)
+    missing = missing_convai_key(key)
+    if missing is not None:
+        raise StackConfigError(missing)
 
 
 def declare_model(

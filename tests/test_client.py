@@ -86,7 +86,10 @@ def test_a_refused_key_is_an_authentication_error_that_says_how_to_fix_it() -> N
     ):
         c.list_models()
     assert len(seen) == 1
-    assert "convai:apiKey" in str(caught.value)
+    assert str(caught.value).endswith(
+        "The CONVAI-API-KEY was refused; to set a valid one, run "
+        "`pulumi config set --secret convai:apiKey <key>` or export CONVAI_API_KEY."
+    )
 
 
 def test_unreachable_convai_is_a_connection_error() -> None:

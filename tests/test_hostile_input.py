@@ -22,12 +22,12 @@ from convai_provider.cli import main
 from convai_provider.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.errors import InvalidRequestError
-from convai_provider.keys import RedactingFilter, remember
+from convai_provider.keys import RedactingFilter, missing_convai_key, remember
 from convai_provider.preflight import check_endpoint
 from convai_provider.private_model import PrivateModelProvider
 from convai_provider.provider_base import ConvaiProvider
 from convai_provider.retry import parse_retry_after
-from convai_provider.settings import ConvaiSettings, InvalidSettingError
+from convai_provider.settings import ConvaiSettings, InvalidSettingError, MissingApiKeyError
 from convai_provider.stack_config import StackConfigError, parse_stack_config
 from testkit.convai import CONVAI_KEY, ENDPOINT_KEY, declare, stack_config, turbo
 from testkit.engine import Engine, ProviderError
@@ -112,6 +112,33 @@ def test_a_stack_pointing_at_convai_over_plain_http_fails_naming_the_setting(
     engine = Engine({**stack_config(convai), "convai:baseUrl": "http://convai.invalid"})
     with pytest.raises(ProviderError, match=r"convai:baseUrl .*in clear"):
         engine.up(declare(m=turbo()))
+
+
+# No Convai key: one sentence, saying where to set one ----------------------------------------
+
+NO_KEY = (
+    "No Convai API key: run `pulumi config set --secret convai:apiKey <key>` "
+    "or export CONVAI_API_KEY."
+)
+
+
+@pytest.mark.parametrize("blank", [None, "", "  ", "\t\n"])
+def test_no_convai_key_is_one_sentence_with_the_command_that_sets_it(blank: str | None) -> None:
+    assert missing_convai_key(blank) == NO_KEY
+    assert missing_convai_key(blank, flag="--api-key") == (
+        "No Convai API key: pass --api-key or export CONVAI_API_KEY."
+    )
+    assert missing_convai_key("k") is None
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_the_provider_settings_and_the_client_say_the_same_of_a_missing_key(blank: str) -> None:
+    with pytest.raises(MissingApiKeyError) as missing:
+        ConvaiSettings.resolve({"convai:apiKey": blank}, {"CONVAI_API_KEY": blank})
+    assert str(missing.value) == NO_KEY
+    with pytest.raises(InvalidRequestError) as refused:
+        ConvaiClient(blank)
+    assert str(refused.value) == NO_KEY
 
 
 # Keys that cannot go in a header are refused without being repeated -------------------------

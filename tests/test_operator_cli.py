@@ -151,7 +151,8 @@ def test_an_explicit_base_url_outranks_the_stack(
     dev_like_stack(tmp_path, convai.url)
     argv = ("list", "--stack", "dev", "--root", str(tmp_path), "--base-url", "http://x.invalid")
     code, _, err = cli(*argv)
-    assert code == 2 and err.startswith("error: --base-url is 'http://x.invalid': plain http")
+    assert code == 2
+    assert err.startswith("error: --base-url 'http://x.invalid' must use https: plain http")
 
 
 def test_the_provider_and_the_commands_resolve_the_url_in_one_order() -> None:
@@ -242,7 +243,7 @@ def test_audit_reads_the_real_stack_files(cli: Any, convai: EmulatorProcess) -> 
         ("no-file", "does not exist"),
         ("bad-yaml", "Pulumi.test.yaml:2:1: invalid YAML"),
         ("bad-config", "convai-models:models[0].endpoint: 'nowhere' is not a declared endpoint"),
-        ("no-key", "no Convai API key"),
+        ("no-key", "No Convai API key: pass --api-key or export CONVAI_API_KEY.\n"),
         ("unreachable", "could not reach http://127.0.0.1:9"),
     ],
 )

@@ -157,7 +157,11 @@ def test_no_key_is_said_to_be_missing_not_refused() -> None:
 def test_a_base_url_that_is_not_a_url_is_said_to_be_one() -> None:
     report = run("not-a-url", wait=30)
     failure = report.failure
-    assert failure is not None and "is not a URL" in failure.detail
+    assert failure is not None and failure.final
+    assert failure.detail == (
+        "base_url 'not-a-url' must be an http(s) URL with a host, such as "
+        "https://llm.example.com/v1"
+    )
     assert report.attempts == 1
 
 
@@ -250,7 +254,7 @@ def test_cli_refuses_a_base_url_that_is_not_a_url() -> None:
     done = preflight_cli("--base-url", "not-a-url", "--model", MODEL, "--timeout", "30")
     assert done.returncode == 2
     assert done.stderr == (
-        "error: --base-url 'not-a-url' is not a URL: give the endpoint's API root, such as "
+        "error: --base-url 'not-a-url' must be an http(s) URL with a host, such as "
         "https://llm.example.com/v1\n"
     )
 

@@ -633,13 +633,22 @@ def test_a_missing_endpoint_secret_names_the_command_that_sets_it() -> None:
     assert "pulumi config set --secret localVllmApiKey" in message
 
 
-def test_a_missing_convai_key_fails_before_any_resource(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("blank", [None, " "])
+def test_a_missing_convai_key_fails_before_any_resource(
+    monkeypatch: pytest.MonkeyPatch, blank: str | None
+) -> None:
     monkeypatch.delenv("CONVAI_API_KEY", raising=False)
     config = stack_runtime_config("staging")
     del config["convai:apiKey"]
+    if blank is not None:
+        config["convai:apiKey"] = blank
     mocks = RecordingMocks()
-    with pytest.raises(pulumi.RunError, match="pulumi config set --secret convai:apiKey"):
+    with pytest.raises(pulumi.RunError) as caught:
         run_stack("staging", config, mocks)
+    assert str(caught.value) == (
+        "No Convai API key: run `pulumi config set --secret convai:apiKey <key>` "
+        "or export CONVAI_API_KEY."
+    )
     assert mocks.registrations == []
 
 

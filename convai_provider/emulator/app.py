@@ -19,6 +19,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..documents import DocumentError, TooDeepError, parse_json
+from ..validation import describe_validation_error
 from ..wire import (
     API_KEY_HEADER,
     CHARACTER_CREATE_PATH,
@@ -35,7 +36,6 @@ from ..wire import (
     DeregisterRequest,
     RegisterRequest,
     UpdateRequest,
-    describe_validation_error,
 )
 from .faults import FaultPlan, FaultRule
 from .store import ConvaiStore, InvalidInputError, StoreError, account_for_key

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..builtin_models import BUILTIN_MODELS, DEFAULT_FALLBACK_MODEL
 from ..wire import (
-    DEFAULT_BASE_URL,
+    OPENAI_BASE_URL,
     PRIVATE_CATEGORY,
     Character,
     PrivateModel,
@@ -117,7 +117,7 @@ class ConvaiStore:
                     request.model_group_name,
                     request.model_name,
                     request.display_name,
-                    request.base_url or DEFAULT_BASE_URL,
+                    request.base_url or OPENAI_BASE_URL,
                     request.api_key,
                     int(request.is_uncensored),
                     iso_now(),
