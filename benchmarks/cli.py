@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.floor_provider import LATENCY_ENV
+from convai_provider.api.wire import DEREGISTER_PATH, LIST_PATH, REGISTER_PATH
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.wire import DEREGISTER_PATH, LIST_PATH, REGISTER_PATH
 from testkit.pulumi_cli import ROOT, NoPulumiError, PulumiProject, find_pulumi_bin
 
 KINDS = ("ours", "naive", "floor")

@@ -13,7 +13,7 @@ from typing import Any
 
 from pulumi.dynamic import CheckResult, CreateResult, ReadResult, Resource, ResourceProvider
 
-from convai_provider.pulumi_pickling import provider_serialization
+from convai_provider.resources.pulumi_pickling import provider_serialization
 
 LATENCY_ENV = "BENCH_FLOOR_LATENCY_MS"
 

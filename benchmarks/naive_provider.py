@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 from pulumi.dynamic import CreateResult, ReadResult, Resource, ResourceProvider
 
-from convai_provider.pulumi_pickling import provider_serialization
-from convai_provider.wire import (
+from convai_provider.api.wire import (
     API_KEY_HEADER,
     DEREGISTER_PATH,
     LIST_PATH,
@@ -23,6 +22,7 @@ from convai_provider.wire import (
     ListResponse,
     RegisterRequest,
 )
+from convai_provider.resources.pulumi_pickling import provider_serialization
 
 
 def _post(path: str, body: dict[str, Any]) -> dict[str, Any]:

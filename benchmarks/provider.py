@@ -28,8 +28,8 @@ from typing import Any
 
 from benchmarks.floor_provider import LATENCY_ENV, FloorModel
 from convai_provider import ConvaiPrivateModel
+from convai_provider.api.wire import LIST_PATH
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.wire import LIST_PATH
 from testkit.convai import stack_config
 from testkit.engine import Declared, Engine, ProviderProcess, run_program
 

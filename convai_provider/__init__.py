@@ -1,12 +1,7 @@
 """Convai private LLM models as Pulumi resources, with a typed client and a local emulator."""
 
-from .character_model import (
-    CHARACTER_TYPE_TOKEN,
-    ConvaiCharacterModel,
-    ConvaiCharacterModelArgs,
-)
-from .client import ConvaiClient
-from .errors import (
+from convai_provider.api.client import ConvaiClient
+from convai_provider.api.errors import (
     AuthenticationError,
     BadRequestError,
     ConflictError,
@@ -22,7 +17,16 @@ from .errors import (
     ServerError,
     UnexpectedReplyError,
 )
-from .private_model import TYPE_TOKEN, ConvaiPrivateModel, ConvaiPrivateModelArgs
+from convai_provider.resources.character_model import (
+    CHARACTER_TYPE_TOKEN,
+    ConvaiCharacterModel,
+    ConvaiCharacterModelArgs,
+)
+from convai_provider.resources.private_model import (
+    TYPE_TOKEN,
+    ConvaiPrivateModel,
+    ConvaiPrivateModelArgs,
+)
 
 __all__ = [
     "CHARACTER_TYPE_TOKEN",

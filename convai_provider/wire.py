@@ -1,183 +1,62 @@
-"""Convai `/llm-models/*` wire format: every field name of the API, defined once.
+"""Old home of the wire models, kept because the README showed imports from it (such as
+`from convai_provider.wire import RegisterRequest`): they live in `convai_provider.api.wire`."""
 
-The client sends these requests and parses these replies; the emulator parses the same requests
-and sends the same replies; the provider builds its state from `PrivateModel`.
-"""
-
-from __future__ import annotations
-
-from typing import Annotated, Any, Literal
-
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictStr,
-    model_validator,
+from convai_provider.api.wire import (
+    API_KEY_HEADER,
+    CHARACTER_CREATE_PATH,
+    CHARACTER_GET_PATH,
+    CHARACTER_SUCCESS,
+    CHARACTER_UPDATE_PATH,
+    DEREGISTER_PATH,
+    LIST_PATH,
+    OPENAI_BASE_URL,
+    PRIVATE_CATEGORY,
+    REGISTER_PATH,
+    UPDATABLE_FIELDS,
+    UPDATE_PATH,
+    Character,
+    CharacterCreateRequest,
+    CharacterCreateResponse,
+    CharacterGetRequest,
+    CharacterUpdateRequest,
+    CharacterUpdateResponse,
+    DeregisterRequest,
+    DeregisterResponse,
+    Identifier,
+    ListResponse,
+    PrivateModel,
+    RegisterRequest,
+    RegisterResponse,
+    UpdateRequest,
+    UpdateResponse,
 )
 
-OPENAI_BASE_URL = "https://api.openai.com/v1"
-"""OpenAI's API root: what Convai stores as a model's `base_url` when register is sent without
-one. Not Convai's own address (that is `urls.DEFAULT_CONVAI_URL`)."""
-
-PRIVATE_CATEGORY = "Private"
-
-REGISTER_PATH = "/llm-models/register"
-UPDATE_PATH = "/llm-models/update"
-DEREGISTER_PATH = "/llm-models/deregister"
-LIST_PATH = "/llm-models/list"
-API_KEY_HEADER = "CONVAI-API-KEY"
-
-Identifier = Annotated[StrictStr, Field(min_length=1)]
-"""A name Convai keys on; an empty one is refused before anything is sent."""
-
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    def to_body(self) -> dict[str, Any]:
-        """The JSON body: optional fields the caller left out are not sent at all."""
-        return self.model_dump(exclude_none=True)
-
-
-class RegisterRequest(_Request):
-    model_group_name: Identifier
-    """Unique per account and immutable: the handle characters refer to."""
-    model_name: Identifier
-    """The model name the endpoint serves (`--served-model-name` in vLLM)."""
-    api_key: StrictStr
-    """The endpoint's key; Convai stores it and never returns it."""
-    is_uncensored: StrictBool
-    display_name: Identifier | None = None
-    """Label in Core AI Settings; unique per account."""
-    base_url: Identifier | None = None
-    """OpenAI-style base URL (`https://host/v1`); Convai defaults it to `OPENAI_BASE_URL`."""
-
-
-UPDATABLE_FIELDS = ("display_name", "base_url", "api_key", "is_uncensored")
-
-
-class UpdateRequest(_Request):
-    model_group_name: Identifier
-    display_name: Identifier | None = None
-    base_url: Identifier | None = None
-    api_key: StrictStr | None = None
-    is_uncensored: StrictBool | None = None
-
-    def fields_to_update(self) -> list[str]:
-        return [name for name in UPDATABLE_FIELDS if getattr(self, name) is not None]
-
-
-class DeregisterRequest(_Request):
-    model_group_name: Identifier
-
-
-class _Reply(BaseModel):
-    """Replies accept fields the server may add later, but not the lack of a documented one: a
-    reply without `status: success` is not a success, whatever its HTTP status."""
-
-    model_config = ConfigDict(extra="allow")
-
-    status: Literal["success"]
-    transactionID: str = ""  # noqa: N815 - the wire name
-
-
-class RegisterResponse(_Reply):
-    model_group_name: str
-    model_name: str
-    display_name: str | None = None
-    message: str = ""
-
-
-class UpdateResponse(_Reply):
-    message: str = ""
-    updated_fields: list[str] = Field(default_factory=list)
-
-
-class DeregisterResponse(_Reply):
-    message: str = ""
-
-
-class PrivateModel(BaseModel):
-    """One model as `/llm-models/list` reports it (the api_key is never returned)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model_group_name: str
-    model_name: str
-    display_name: str | None = None
-    base_url: str = OPENAI_BASE_URL
-    is_uncensored: bool = False
-    category: str = PRIVATE_CATEGORY
-    created_at: str = ""
-
-
-class ListResponse(_Reply):
-    models: list[PrivateModel]
-    """Required: a list reply without it says nothing about which models exist."""
-    count: int | None = None
-    """When sent, the number of models: a list holding fewer is not the whole account."""
-
-    @model_validator(mode="after")
-    def _count_matches(self) -> ListResponse:
-        if self.count is not None and self.count != len(self.models):
-            raise ValueError(
-                f"count is {self.count} but the reply lists {len(self.models)} models: "
-                "not the whole account"
-            )
-        return self
-
-    def find(self, model_group_name: str) -> PrivateModel | None:
-        return next((m for m in self.models if m.model_group_name == model_group_name), None)
-
-
-# Characters: Convai's older Character API, without the /llm-models envelope ---------------
-
-CHARACTER_CREATE_PATH = "/character/create"
-CHARACTER_GET_PATH = "/character/get"
-CHARACTER_UPDATE_PATH = "/character/update"
-CHARACTER_SUCCESS = {"STATUS": "SUCCESS"}
-
-
-class CharacterCreateRequest(_Request):
-    charName: Identifier  # noqa: N815 - the wire name
-    voiceType: StrictStr = "MALE"  # noqa: N815 - the wire name
-    backstory: StrictStr = ""
-
-
-class CharacterCreateResponse(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    charID: str  # noqa: N815 - the wire name
-
-
-class CharacterGetRequest(_Request):
-    charID: Identifier  # noqa: N815 - the wire name
-
-
-class CharacterUpdateRequest(_Request):
-    """Sets the LLM a character uses: a built-in model code or a private model's group name."""
-
-    charID: Identifier  # noqa: N815 - the wire name
-    model_group_name: Identifier
-
-
-class CharacterUpdateResponse(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    STATUS: Literal["SUCCESS"]
-
-
-class Character(BaseModel):
-    """`/character/get`'s reply. Whether it reports the model is undocumented: it is optional."""
-
-    model_config = ConfigDict(extra="allow")
-
-    character_id: str
-    character_name: str = ""
-    user_id: str = ""
-    voice_type: str = ""
-    timestamp: str = ""
-    backstory: str = ""
-    model_group_name: str | None = None
+__all__ = [
+    "API_KEY_HEADER",
+    "CHARACTER_CREATE_PATH",
+    "CHARACTER_GET_PATH",
+    "CHARACTER_SUCCESS",
+    "CHARACTER_UPDATE_PATH",
+    "DEREGISTER_PATH",
+    "LIST_PATH",
+    "OPENAI_BASE_URL",
+    "PRIVATE_CATEGORY",
+    "REGISTER_PATH",
+    "UPDATABLE_FIELDS",
+    "UPDATE_PATH",
+    "Character",
+    "CharacterCreateRequest",
+    "CharacterCreateResponse",
+    "CharacterGetRequest",
+    "CharacterUpdateRequest",
+    "CharacterUpdateResponse",
+    "DeregisterRequest",
+    "DeregisterResponse",
+    "Identifier",
+    "ListResponse",
+    "PrivateModel",
+    "RegisterRequest",
+    "RegisterResponse",
+    "UpdateRequest",
+    "UpdateResponse",
+]

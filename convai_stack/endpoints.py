@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from convai_provider.stack_config import ExternalEndpoint, StackConfigError, VllmEndpoint
+from convai_stack.stack_config import ExternalEndpoint, StackConfigError, VllmEndpoint
 
 from .vllm import VllmDeployment
 

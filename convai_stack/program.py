@@ -8,8 +8,8 @@ from typing import Any
 import pulumi
 
 from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
-from convai_provider.keys import API_KEY_ENV, missing_convai_key
-from convai_provider.stack_config import (
+from convai_provider.guards.keys import API_KEY_ENV, missing_convai_key
+from convai_stack.stack_config import (
     ENDPOINTS_KEY,
     EXTRA_BUILTINS_KEY,
     FALLBACK_KEY,

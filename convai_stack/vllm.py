@@ -8,7 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from convai_provider.stack_config import VllmEndpoint
+from convai_stack.stack_config import VllmEndpoint
 
 from . import vllm_network, vllm_pod, vllm_workload
 

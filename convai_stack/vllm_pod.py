@@ -7,7 +7,7 @@ import math
 import pulumi
 import pulumi_kubernetes as k8s
 
-from convai_provider.stack_config import Toleration, VllmEndpoint
+from convai_stack.stack_config import Toleration, VllmEndpoint
 
 PORT = 8000
 CACHE_VOLUME = "model-cache"

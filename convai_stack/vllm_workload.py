@@ -11,7 +11,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from convai_provider.stack_config import VllmEndpoint
+from convai_stack.stack_config import VllmEndpoint
 
 from .vllm_pod import CACHE_VOLUME
 

@@ -8,10 +8,10 @@ from typing import Any
 from pulumi.runtime import rpc
 
 from convai_provider import ConvaiPrivateModel
-from convai_provider.client import ConvaiClient
+from convai_provider.api.client import ConvaiClient
+from convai_provider.api.retry import Backoff
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.emulator.store import ConvaiStore, account_for_key
-from convai_provider.retry import Backoff
 
 from .engine import Declared, run_program
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from convai_provider.stack_config import (
+from convai_stack.stack_config import (
     StackConfig,
     parse_stack_config,
     project_values,

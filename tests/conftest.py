@@ -9,7 +9,7 @@ import pytest
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from convai_provider.client import ConvaiClient
+from convai_provider.api.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from testkit.convai import CONVAI_KEY, FAST_BACKOFF
 from testkit.pulumi_cli import NoPulumiError, find_pulumi_bin

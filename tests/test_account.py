@@ -8,12 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from convai_provider.account import ConvaiAccount, Operation
-from convai_provider.client import ConvaiClient
+from convai_provider.api.account import ConvaiAccount, Operation
+from convai_provider.api.client import ConvaiClient
+from convai_provider.api.errors import ConflictError, ConvaiTimeoutError
+from convai_provider.api.listing import SharedListing
+from convai_provider.api.wire import ListResponse, PrivateModel, RegisterRequest, UpdateRequest
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.errors import ConflictError, ConvaiTimeoutError
-from convai_provider.listing import SharedListing
-from convai_provider.wire import ListResponse, PrivateModel, RegisterRequest, UpdateRequest
 from testkit.convai import CONVAI_KEY
 
 TURBO = RegisterRequest(

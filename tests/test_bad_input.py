@@ -12,9 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pulumi.output import Unknown
 
-from convai_provider.character_model import CharacterModelInputs, CharacterModelProvider
-from convai_provider.private_model import INPUT_FIELDS, PrivateModelInputs, PrivateModelProvider
-from convai_provider.stack_config import (
+from convai_provider.resources.character_model import CharacterModelInputs, CharacterModelProvider
+from convai_provider.resources.private_model import (
+    INPUT_FIELDS,
+    PrivateModelInputs,
+    PrivateModelProvider,
+)
+from convai_stack.stack_config import (
     StackConfigError,
     parse_stack_config,
     project_values,

@@ -8,11 +8,11 @@ import httpx
 import pytest
 
 from convai_provider import CHARACTER_TYPE_TOKEN, TYPE_TOKEN, ConvaiCharacterModel
-from convai_provider.builtin_models import BUILTIN_MODEL_CODES
-from convai_provider.client import ConvaiClient
+from convai_provider.api.builtin_models import BUILTIN_MODEL_CODES
+from convai_provider.api.client import ConvaiClient
+from convai_provider.api.errors import AuthenticationError, BadRequestError
+from convai_provider.api.wire import CharacterCreateRequest, RegisterRequest
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.errors import AuthenticationError, BadRequestError
-from convai_provider.wire import CharacterCreateRequest, RegisterRequest
 from convai_stack.program import main
 from testkit.convai import CONVAI_KEY, stack_config
 from testkit.engine import Declared, Engine, ProviderError, run_program_fully

@@ -9,9 +9,8 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from convai_provider.client import ConvaiClient, build_request
-from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.errors import (
+from convai_provider.api.client import ConvaiClient, build_request
+from convai_provider.api.errors import (
     AuthenticationError,
     BadRequestError,
     ConflictError,
@@ -24,8 +23,9 @@ from convai_provider.errors import (
     ServerError,
     error_for_status,
 )
-from convai_provider.retry import Backoff, parse_retry_after
-from convai_provider.wire import RegisterRequest, UpdateRequest
+from convai_provider.api.retry import Backoff, parse_retry_after
+from convai_provider.api.wire import RegisterRequest, UpdateRequest
+from convai_provider.emulator.process import EmulatorProcess
 from testkit.convai import CONVAI_KEY, FAST_BACKOFF
 
 TURBO = RegisterRequest(

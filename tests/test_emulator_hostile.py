@@ -16,11 +16,11 @@ import httpx
 import pytest
 from starlette.types import ASGIApp, Message
 
-from convai_provider.client import ConvaiClient
+from convai_provider.api.client import ConvaiClient
+from convai_provider.api.wire import CharacterCreateRequest, RegisterRequest
 from convai_provider.emulator.app import ConvaiEmulator
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.emulator.store import ConvaiStore
-from convai_provider.wire import CharacterCreateRequest, RegisterRequest
 from testkit.convai import CONVAI_KEY
 
 KEY = {"CONVAI-API-KEY": "emulator-hostile-account"}

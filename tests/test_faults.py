@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from convai_provider import ConvaiPrivateModel
-from convai_provider.client import ConvaiClient
+from convai_provider.api.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from testkit.convai import CONVAI_KEY, stack_config
 from testkit.engine import Declared, Engine, ProviderError, run_program

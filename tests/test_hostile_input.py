@@ -17,18 +17,22 @@ import yaml
 from pulumi.dynamic import ConfigureRequest, ReadResult
 from pulumi.dynamic.config import Config
 
-from convai_provider.character_model import CharacterModelProvider
-from convai_provider.cli import main
-from convai_provider.client import ConvaiClient
+from convai_provider.api.client import ConvaiClient
+from convai_provider.api.errors import InvalidRequestError
+from convai_provider.api.retry import parse_retry_after
+from convai_provider.commands.cli import main
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.errors import InvalidRequestError
-from convai_provider.keys import RedactingFilter, missing_convai_key, remember
-from convai_provider.preflight import check_endpoint
-from convai_provider.private_model import PrivateModelProvider
-from convai_provider.provider_base import ConvaiProvider
-from convai_provider.retry import parse_retry_after
-from convai_provider.settings import ConvaiSettings, InvalidSettingError, MissingApiKeyError
-from convai_provider.stack_config import StackConfigError, parse_stack_config
+from convai_provider.guards.keys import RedactingFilter, missing_convai_key, remember
+from convai_provider.preflight.checks import check_endpoint
+from convai_provider.resources.base import ConvaiProvider
+from convai_provider.resources.character_model import CharacterModelProvider
+from convai_provider.resources.private_model import PrivateModelProvider
+from convai_provider.resources.settings import (
+    ConvaiSettings,
+    InvalidSettingError,
+    MissingApiKeyError,
+)
+from convai_stack.stack_config import StackConfigError, parse_stack_config
 from testkit.convai import CONVAI_KEY, ENDPOINT_KEY, declare, stack_config, turbo
 from testkit.engine import Engine, ProviderError
 from testkit.hostile_server import http_answer, serve_answer

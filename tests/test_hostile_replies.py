@@ -14,11 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from convai_provider.bounded_http import MIB
-from convai_provider.cli import main as cli_main
-from convai_provider.client import ConvaiClient
-from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.errors import (
+from convai_provider.api.client import ConvaiClient
+from convai_provider.api.errors import (
     ConvaiConnectionError,
     ConvaiError,
     ConvaiProtocolError,
@@ -27,9 +24,12 @@ from convai_provider.errors import (
     UnexpectedReplyError,
     error_for_status,
 )
-from convai_provider.preflight import check_endpoint
-from convai_provider.provider_base import ConvaiOperationError
-from convai_provider.wire import RegisterRequest, UpdateRequest
+from convai_provider.api.wire import RegisterRequest, UpdateRequest
+from convai_provider.commands.cli import main as cli_main
+from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.guards.bounded_http import MIB
+from convai_provider.preflight.checks import check_endpoint
+from convai_provider.resources.base import ConvaiOperationError
 from testkit.convai import CONVAI_KEY, FAST_BACKOFF, declare, live, stack_config, turbo
 from testkit.engine import Engine, ProviderError
 from testkit.hostile_server import Answer, dribbled, endless, http_answer, serve_answer

@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from convai_provider.errors import ConvaiTimeoutError
-from convai_provider.listing import SharedListing
-from convai_provider.wire import ListResponse, PrivateModel
+from convai_provider.api.errors import ConvaiTimeoutError
+from convai_provider.api.listing import SharedListing
+from convai_provider.api.wire import ListResponse, PrivateModel
 
 
 class SlowList:

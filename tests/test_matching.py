@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pulumi.output import Unknown
 
-from convai_provider.matching import as_declared, differences, matches
-from convai_provider.wire import PrivateModel, RegisterRequest
+from convai_provider.api.matching import as_declared, differences, matches
+from convai_provider.api.wire import PrivateModel, RegisterRequest
 
 DECLARED = RegisterRequest(
     model_group_name="g", model_name="m", api_key="sk-1", is_uncensored=False

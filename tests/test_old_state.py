@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from convai_provider.client import ConvaiClient
+from convai_provider.api.client import ConvaiClient
+from convai_provider.api.wire import CharacterCreateRequest, RegisterRequest, UpdateRequest
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.wire import CharacterCreateRequest, RegisterRequest, UpdateRequest
 from testkit.convai import CONVAI_KEY, live
 from testkit.pulumi_cli import PulumiProject
 

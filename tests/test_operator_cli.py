@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 import yaml
 
-from convai_provider.adoption import config_key_for
-from convai_provider.cli import main
-from convai_provider.client import ConvaiClient
+from convai_provider.api.client import ConvaiClient
+from convai_provider.api.wire import RegisterRequest
+from convai_provider.commands.adoption import config_key_for
+from convai_provider.commands.cli import main
+from convai_provider.commands.health import env_name_for
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.health import env_name_for
-from convai_provider.settings import ConvaiSettings, convai_base_url
-from convai_provider.wire import RegisterRequest
+from convai_provider.resources.settings import ConvaiSettings, convai_base_url
 from testkit.convai import CONVAI_KEY
 from testkit.openai_server import EndpointBehaviour, serve_endpoint
 from testkit.stacks import load_stack_file

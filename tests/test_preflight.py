@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from convai_provider import ConvaiPrivateModel
-from convai_provider.certificates import is_staging_issuer
-from convai_provider.cli import Progress
+from convai_provider.commands.cli import Progress
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.preflight import Preflight, PreflightReport, check_endpoint
+from convai_provider.preflight.certificates import is_staging_issuer
+from convai_provider.preflight.checks import Preflight, PreflightReport, check_endpoint
 from testkit.convai import live, stack_config
 from testkit.engine import Declared, Engine, ProviderError, run_program
 from testkit.openai_server import EndpointBehaviour, serve_endpoint

@@ -14,9 +14,9 @@ from convai_provider import (
     ConvaiPrivateModel,
     ConvaiPrivateModelArgs,
 )
-from convai_provider.client import ConvaiClient
+from convai_provider.api.client import ConvaiClient
+from convai_provider.api.wire import RegisterRequest, UpdateRequest
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.wire import RegisterRequest, UpdateRequest
 from testkit.convai import (
     CONVAI_KEY,
     ENDPOINT_KEY,

@@ -13,8 +13,8 @@ from pulumi.dynamic.config import Config
 from pulumi.output import Unknown
 
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.private_model import PrivateModelProvider
-from convai_provider.provider_base import ConvaiOperationError
+from convai_provider.resources.base import ConvaiOperationError
+from convai_provider.resources.private_model import PrivateModelProvider
 from testkit.convai import CONVAI_KEY
 
 

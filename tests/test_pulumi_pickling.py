@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from convai_provider import pulumi_pickling
-from convai_provider.pulumi_pickling import provider_serialization
+from convai_provider.resources import pulumi_pickling
+from convai_provider.resources.pulumi_pickling import provider_serialization
 
 ORIGINAL = pickle._Pickler._batch_setitems  # type: ignore[attr-defined]
 

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from convai_provider.client import ConvaiClient
-from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.wire import (
+from convai_provider.api.client import ConvaiClient
+from convai_provider.api.wire import (
     REGISTER_PATH,
     CharacterCreateRequest,
     RegisterRequest,
     UpdateRequest,
 )
+from convai_provider.emulator.process import EmulatorProcess
 from testkit.convai import CONVAI_KEY, live, stored_endpoint_key
 from testkit.pulumi_cli import Event, PulumiProject
 

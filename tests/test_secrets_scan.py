@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from convai_provider import CHARACTER_TYPE_TOKEN, TYPE_TOKEN
-from convai_provider.cli import main as cli_main
-from convai_provider.client import ConvaiClient
+from convai_provider.api.client import ConvaiClient
+from convai_provider.api.wire import CharacterCreateRequest
+from convai_provider.commands.cli import main as cli_main
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.wire import CharacterCreateRequest
 from convai_stack.program import main
 from testkit.convai import CONVAI_KEY, stack_config
 from testkit.engine import Declared, Engine, ProgramRun, Registration, run_program_fully

@@ -12,9 +12,10 @@ import pytest
 import yaml
 
 from convai_provider import TYPE_TOKEN
-from convai_provider.builtin_models import DEFAULT_FALLBACK_MODEL
+from convai_provider.api.builtin_models import DEFAULT_FALLBACK_MODEL
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.stack_config import (
+from convai_stack.program import main
+from convai_stack.stack_config import (
     VLLM_IMAGE_TAG,
     StackConfigError,
     VllmEndpoint,
@@ -23,7 +24,6 @@ from convai_provider.stack_config import (
     read_stack_file,
     stack_file,
 )
-from convai_stack.program import main
 from testkit.convai import CONVAI_KEY, live, stack_config
 from testkit.engine import (
     GENERATED_PASSWORD,

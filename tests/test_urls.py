@@ -8,15 +8,15 @@ from collections.abc import Callable
 
 import pytest
 
-from convai_provider.certificates import presented_issuer
-from convai_provider.cli import main
-from convai_provider.client import ConvaiClient
-from convai_provider.errors import InvalidRequestError
-from convai_provider.preflight import Preflight
-from convai_provider.provider import PrivateModelProvider
-from convai_provider.settings import ConvaiSettings, InvalidSettingError
-from convai_provider.stack_config import StackConfigError, parse_stack_config
-from convai_provider.urls import convai_url_problem, endpoint_url_problem, shown_url
+from convai_provider.api.client import ConvaiClient
+from convai_provider.api.errors import InvalidRequestError
+from convai_provider.commands.cli import main
+from convai_provider.guards.urls import convai_url_problem, endpoint_url_problem, shown_url
+from convai_provider.preflight.certificates import presented_issuer
+from convai_provider.preflight.checks import Preflight
+from convai_provider.resources.private_model import PrivateModelProvider
+from convai_provider.resources.settings import ConvaiSettings, InvalidSettingError
+from convai_stack.stack_config import StackConfigError, parse_stack_config
 
 CONVAI = "such as https://api.convai.com"
 ENDPOINT = "such as https://llm.example.com/v1"

@@ -18,9 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..documents import DocumentError, TooDeepError, parse_json
-from ..validation import describe_validation_error
-from ..wire import (
+from convai_provider.api.wire import (
     API_KEY_HEADER,
     CHARACTER_CREATE_PATH,
     CHARACTER_GET_PATH,
@@ -37,8 +35,15 @@ from ..wire import (
     RegisterRequest,
     UpdateRequest,
 )
-from .faults import FaultPlan, FaultRule
-from .store import ConvaiStore, InvalidInputError, StoreError, account_for_key
+from convai_provider.emulator.faults import FaultPlan, FaultRule
+from convai_provider.emulator.store import (
+    ConvaiStore,
+    InvalidInputError,
+    StoreError,
+    account_for_key,
+)
+from convai_provider.guards.documents import DocumentError, TooDeepError, parse_json
+from convai_provider.guards.validation import describe_validation_error
 
 log = logging.getLogger("convai_provider.emulator")
 

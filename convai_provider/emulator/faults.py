@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..keys import key_problem
+from convai_provider.guards.keys import key_problem
 
 
 class FaultRule(BaseModel):

@@ -11,8 +11,8 @@ from types import TracebackType
 
 import httpx
 
-from ..wire import API_KEY_HEADER
-from .server import READY_PREFIX
+from convai_provider.api.wire import API_KEY_HEADER
+from convai_provider.emulator.server import READY_PREFIX
 
 
 class EmulatorProcess:

@@ -14,8 +14,8 @@ from typing import NoReturn
 
 import uvicorn
 
-from .app import ConvaiEmulator, HideInjectedDrops
-from .store import ConvaiStore
+from convai_provider.emulator.app import ConvaiEmulator, HideInjectedDrops
+from convai_provider.emulator.store import ConvaiStore
 
 READY_PREFIX = "Convai emulator listening on "
 

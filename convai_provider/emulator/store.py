@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..builtin_models import BUILTIN_MODELS, DEFAULT_FALLBACK_MODEL
-from ..wire import (
+from convai_provider.api.builtin_models import BUILTIN_MODELS, DEFAULT_FALLBACK_MODEL
+from convai_provider.api.wire import (
     OPENAI_BASE_URL,
     PRIVATE_CATEGORY,
     Character,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from .account import ConvaiAccount, Operation
-from .client import ConvaiClient
-from .settings import ConvaiSettings
+from convai_provider.api.account import ConvaiAccount, Operation
+from convai_provider.api.client import ConvaiClient
+from convai_provider.resources.settings import ConvaiSettings
 
 
 @dataclass

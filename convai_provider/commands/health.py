@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .keys import key_problem, remember
-from .preflight import PreflightReport, check_endpoint
-from .stack_config import ExternalEndpoint, ModelDeclaration, StackConfig, VllmEndpoint
+from convai_provider.guards.keys import key_problem, remember
+from convai_provider.preflight.checks import PreflightReport, check_endpoint
+from convai_stack.stack_config import ExternalEndpoint, ModelDeclaration, StackConfig, VllmEndpoint
 
 ENDPOINT_KEYS = "endpointKeys"
 """The stack output holding each model's endpoint key (secret), by model_group_name."""

@@ -8,17 +8,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .durations import seconds_argument
-from .keys import key_problem, redacted_output
-from .operator_cli import (
+from convai_provider.commands.stack_commands import (
     EXIT_ERROR,
     CommandLine,
     Commands,
     OperatorError,
     add_operator_commands,
 )
-from .preflight import DEFAULT_WAIT, PreflightReport
-from .urls import endpoint_url_problem, refusal
+from convai_provider.guards.durations import seconds_argument
+from convai_provider.guards.keys import key_problem, redacted_output
+from convai_provider.guards.urls import endpoint_url_problem, refusal
+from convai_provider.preflight.checks import DEFAULT_WAIT, PreflightReport
 
 ENDPOINT_KEY_ENV = "ENDPOINT_API_KEY"
 # What the emulator imports from its extra (pyproject.toml); a deployment installs neither, so
@@ -66,7 +66,7 @@ def _add_emulator(commands: Commands) -> None:
 
 def _run_emulator(args: argparse.Namespace) -> int:
     try:
-        from .emulator.server import EmulatorStartError, serve
+        from convai_provider.emulator.server import EmulatorStartError, serve
     except ModuleNotFoundError as exc:
         if (exc.name or "").partition(".")[0] not in EMULATOR_EXTRA_MODULES:
             raise
@@ -117,7 +117,7 @@ def _add_preflight(commands: Commands) -> None:
 
 
 def _run_preflight(args: argparse.Namespace) -> int:
-    from .preflight import check_endpoint
+    from convai_provider.preflight.checks import check_endpoint
 
     problem = None if args.api_key is None else key_problem(args.api_key)
     if problem is not None:

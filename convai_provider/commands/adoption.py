@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from .stack_config import StackConfig
-from .wire import PrivateModel
+from convai_provider.api.wire import PrivateModel
+from convai_stack.stack_config import StackConfig
 
 
 def config_key_for(group: str) -> str:

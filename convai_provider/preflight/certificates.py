@@ -14,7 +14,7 @@ import ssl
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from .urls import split_url
+from convai_provider.guards.urls import split_url
 
 STAGING_MARKERS = ("staging", "fake le ")
 """Lower-case fragments of issuer names that only test CAs use."""

@@ -24,10 +24,14 @@ from pydantic import (
     model_validator,
 )
 
-from .builtin_models import BUILTIN_MODEL_CODES, BUILTIN_MODELS, DEFAULT_FALLBACK_MODEL
-from .documents import DocumentError, TooDeepError, load_yaml, parse_json
-from .fields import BaseUrl, Name
-from .validation import field_problems
+from convai_provider.api.builtin_models import (
+    BUILTIN_MODEL_CODES,
+    BUILTIN_MODELS,
+    DEFAULT_FALLBACK_MODEL,
+)
+from convai_provider.guards.documents import DocumentError, TooDeepError, load_yaml, parse_json
+from convai_provider.guards.validation import field_problems
+from convai_provider.resources.fields import BaseUrl, Name
 
 PROJECT = "convai-models"
 ENDPOINTS_KEY = "endpoints"
@@ -232,7 +236,7 @@ class StackConfig(_Strict):
     protectModels: StrictBool = False  # noqa: N815 - the config key
     fallbackModel: Name = DEFAULT_FALLBACK_MODEL  # noqa: N815 - the config key
     extraBuiltinModels: list[Name] = Field(default_factory=list)  # noqa: N815 - the config key
-    """Built-in Convai codes newer than convai_provider/builtin_models.py, accepted as fallback."""
+    """Built-in Convai codes newer than api/builtin_models.py, accepted as fallback."""
 
     @model_validator(mode="after")
     def _references_are_consistent(self) -> StackConfig:

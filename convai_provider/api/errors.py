@@ -2,23 +2,8 @@
 
 from __future__ import annotations
 
-from .keys import where_to_set_convai_key
-
-
-def sentence(text: str) -> str:
-    """`text` ending in exactly one full stop (or its own `?` or `!`), whatever it ended with:
-    joined messages never read `..`."""
-    text = text.rstrip()
-    if text.endswith(("?", "!")):
-        return text
-    return text.rstrip(".").rstrip() + "."
-
-
-def server_text(value: object, limit: int = 300) -> str:
-    """What a server said, made safe to quote in a one-line message: control characters
-    escaped, at most `limit` characters."""
-    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(value)[: limit + 1])
-    return text[:limit] + "…" if len(text) > limit else text
+from convai_provider.guards.keys import where_to_set_convai_key
+from convai_provider.guards.text import sentence
 
 
 class ConvaiError(Exception):

@@ -25,13 +25,19 @@ from pulumi.dynamic import (
 )
 from pydantic import ConfigDict, StrictBool
 
-from .account import Operation
-from .client import build_request
-from .errors import ConflictError, ConvaiError, NotFoundError
-from .fields import BaseUrl, EndpointKey, Name
-from .matching import differences
-from .preflight import check_endpoint
-from .provider_base import (
+from convai_provider.api.account import Operation
+from convai_provider.api.client import build_request
+from convai_provider.api.errors import ConflictError, ConvaiError, NotFoundError
+from convai_provider.api.matching import differences
+from convai_provider.api.wire import (
+    OPENAI_BASE_URL,
+    UPDATABLE_FIELDS,
+    PrivateModel,
+    RegisterRequest,
+    UpdateRequest,
+)
+from convai_provider.preflight.checks import check_endpoint
+from convai_provider.resources.base import (
     PROVIDER_KEY,
     ConvaiOperationError,
     ConvaiProvider,
@@ -39,9 +45,9 @@ from .provider_base import (
     differs,
     merge_args,
 )
-from .pulumi_pickling import provider_serialization
-from .runtime import ConvaiRuntime
-from .wire import OPENAI_BASE_URL, UPDATABLE_FIELDS, PrivateModel, RegisterRequest, UpdateRequest
+from convai_provider.resources.fields import BaseUrl, EndpointKey, Name
+from convai_provider.resources.pulumi_pickling import provider_serialization
+from convai_provider.resources.runtime import ConvaiRuntime
 
 TYPE_TOKEN = "pulumi-python:dynamic/convai:PrivateModel"
 """Stable: renaming the type would make Pulumi replace every model declared with it."""

@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .client import ConvaiClient
-from .errors import ConflictError, ConvaiError
-from .listing import SharedListing
-from .matching import matches
-from .wire import Character, PrivateModel, RegisterRequest, UpdateRequest
+from convai_provider.api.client import ConvaiClient
+from convai_provider.api.errors import ConflictError, ConvaiError
+from convai_provider.api.listing import SharedListing
+from convai_provider.api.matching import matches
+from convai_provider.api.wire import Character, PrivateModel, RegisterRequest, UpdateRequest
 
 DEFAULT_OPERATION_TIMEOUT = 300.0
 """Seconds one provider operation may take, retries included (custom_timeouts do not apply)."""

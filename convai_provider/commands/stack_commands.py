@@ -10,17 +10,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeAlias
 
-from .adoption import adoption_entries, adoption_yaml
-from .audit import Audit, audit
-from .client import ConvaiClient
-from .documents import parse_json
-from .durations import seconds_argument
-from .errors import ConvaiError
-from .health import InvalidEndpointKeyError, check_health, stack_outputs_problem
-from .keys import API_KEY_CONFIG, API_KEY_ENV, key_problem, missing_convai_key
-from .recovery import Recovery, RecoveryError, recover_pending_creates
-from .settings import BASE_URL_CONFIG, BASE_URL_ORDER, convai_base_url
-from .stack_config import (
+from convai_provider.api.client import ConvaiClient
+from convai_provider.api.errors import ConvaiError
+from convai_provider.api.wire import PrivateModel
+from convai_provider.commands.adoption import adoption_entries, adoption_yaml
+from convai_provider.commands.audit import Audit, audit
+from convai_provider.commands.health import (
+    InvalidEndpointKeyError,
+    check_health,
+    stack_outputs_problem,
+)
+from convai_provider.commands.recovery import Recovery, RecoveryError, recover_pending_creates
+from convai_provider.guards.documents import parse_json
+from convai_provider.guards.durations import seconds_argument
+from convai_provider.guards.keys import API_KEY_CONFIG, API_KEY_ENV, key_problem, missing_convai_key
+from convai_provider.guards.urls import convai_url_problem, refusal
+from convai_provider.resources.settings import BASE_URL_CONFIG, BASE_URL_ORDER, convai_base_url
+from convai_stack.stack_config import (
     StackConfig,
     StackConfigError,
     parse_stack_config,
@@ -28,8 +34,6 @@ from .stack_config import (
     read_stack_file,
     stack_file,
 )
-from .urls import convai_url_problem, refusal
-from .wire import PrivateModel
 
 EXIT_CLEAN, EXIT_DIFFERS, EXIT_ERROR = 0, 1, 2
 

@@ -7,13 +7,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .account import DEFAULT_OPERATION_TIMEOUT
-from .client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
-from .durations import retries, seconds
-from .errors import ConvaiError
-from .keys import API_KEY_CONFIG, API_KEY_ENV, key_problem, missing_convai_key, remember
-from .preflight import DEFAULT_WAIT
-from .urls import DEFAULT_CONVAI_URL, convai_url_problem, refusal
+from convai_provider.api.account import DEFAULT_OPERATION_TIMEOUT
+from convai_provider.api.client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from convai_provider.api.errors import ConvaiError
+from convai_provider.guards.durations import retries, seconds
+from convai_provider.guards.keys import (
+    API_KEY_CONFIG,
+    API_KEY_ENV,
+    key_problem,
+    missing_convai_key,
+    remember,
+)
+from convai_provider.guards.urls import DEFAULT_CONVAI_URL, convai_url_problem, refusal
+from convai_provider.preflight.checks import DEFAULT_WAIT
 
 BASE_URL_CONFIG = "convai:baseUrl"
 REQUEST_TIMEOUT_CONFIG = "convai:requestTimeout"

@@ -9,10 +9,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from .bounded_http import MIB, ReplyTooLargeError, bounded_client, send, what_went_wrong
-from .documents import DocumentError, parse_json
-from .durations import retries, seconds
-from .errors import (
+from convai_provider.api.errors import (
     ConvaiAPIError,
     ConvaiConnectionError,
     ConvaiError,
@@ -22,13 +19,9 @@ from .errors import (
     RedirectError,
     UnexpectedReplyError,
     error_for_status,
-    server_text,
 )
-from .keys import key_problem, missing_convai_key, remember
-from .retry import Backoff, is_retryable_status, parse_retry_after
-from .urls import DEFAULT_CONVAI_URL, convai_url_problem, refusal
-from .validation import describe_validation_error, field_problems
-from .wire import (
+from convai_provider.api.retry import Backoff, is_retryable_status, parse_retry_after
+from convai_provider.api.wire import (
     API_KEY_HEADER,
     CHARACTER_CREATE_PATH,
     CHARACTER_GET_PATH,
@@ -51,6 +44,19 @@ from .wire import (
     UpdateRequest,
     UpdateResponse,
 )
+from convai_provider.guards.bounded_http import (
+    MIB,
+    ReplyTooLargeError,
+    bounded_client,
+    send,
+    what_went_wrong,
+)
+from convai_provider.guards.documents import DocumentError, parse_json
+from convai_provider.guards.durations import retries, seconds
+from convai_provider.guards.keys import key_problem, missing_convai_key, remember
+from convai_provider.guards.text import server_text
+from convai_provider.guards.urls import DEFAULT_CONVAI_URL, convai_url_problem, refusal
+from convai_provider.guards.validation import describe_validation_error, field_problems
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 5

@@ -25,10 +25,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .character_model import CHARACTER_TYPE_TOKEN
-from .matching import LISTED_FIELDS, as_declared, differences
-from .private_model import TYPE_TOKEN
-from .wire import PrivateModel, RegisterRequest
+from convai_provider.api.matching import LISTED_FIELDS, as_declared, differences
+from convai_provider.api.wire import PrivateModel, RegisterRequest
+from convai_provider.resources.character_model import CHARACTER_TYPE_TOKEN
+from convai_provider.resources.private_model import TYPE_TOKEN
 
 CREATING = "creating"
 

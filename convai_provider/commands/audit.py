@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .matching import differences
-from .stack_config import StackConfig
-from .wire import PrivateModel
+from convai_provider.api.matching import differences
+from convai_provider.api.wire import PrivateModel
+from convai_stack.stack_config import StackConfig
 
 KEY_NOT_COMPARABLE = "api_key cannot be compared: Convai never returns endpoint keys"
 

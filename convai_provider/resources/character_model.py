@@ -27,17 +27,17 @@ from pulumi.dynamic import (
 )
 from pydantic import BaseModel, ConfigDict
 
-from .builtin_models import DEFAULT_FALLBACK_MODEL
-from .errors import BadRequestError, ConvaiError
-from .fields import Name
-from .provider_base import (
+from convai_provider.api.builtin_models import DEFAULT_FALLBACK_MODEL
+from convai_provider.api.errors import BadRequestError, ConvaiError
+from convai_provider.resources.base import (
     ConvaiOperationError,
     ConvaiProvider,
     check_inputs,
     differs,
     merge_args,
 )
-from .pulumi_pickling import provider_serialization
+from convai_provider.resources.fields import Name
+from convai_provider.resources.pulumi_pickling import provider_serialization
 
 log = logging.getLogger("convai_provider")
 

@@ -18,8 +18,8 @@ from concurrent.futures import TimeoutError as FuturesTimeoutError
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .errors import ConvaiTimeoutError
-from .wire import ListResponse
+from convai_provider.api.errors import ConvaiTimeoutError
+from convai_provider.api.wire import ListResponse
 
 
 @dataclass

@@ -18,11 +18,12 @@ from pulumi.dynamic import CheckFailure, CheckResult, ConfigureRequest, Resource
 from pulumi.output import Unknown
 from pydantic import BaseModel, ValidationError
 
-from .errors import ConvaiError, sentence
-from .keys import RedactingFilter, redact, remember
-from .runtime import ConvaiRuntime, runtime_for
-from .settings import CONFIG_KEYS, ConvaiSettings
-from .validation import field_problems
+from convai_provider.api.errors import ConvaiError
+from convai_provider.guards.keys import RedactingFilter, redact, remember
+from convai_provider.guards.text import sentence
+from convai_provider.guards.validation import field_problems
+from convai_provider.resources.runtime import ConvaiRuntime, runtime_for
+from convai_provider.resources.settings import CONFIG_KEYS, ConvaiSettings
 
 PROVIDER_KEY = "__provider"
 FULL_TRACEBACK = 1000

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .wire import OPENAI_BASE_URL, PrivateModel, RegisterRequest
+from convai_provider.api.wire import OPENAI_BASE_URL, PrivateModel, RegisterRequest
 
 LISTED_FIELDS = ("model_group_name", "model_name", "base_url", "is_uncensored", "display_name")
 """What `/llm-models/list` reports of a declaration: all of it but the api_key."""

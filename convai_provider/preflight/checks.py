@@ -16,13 +16,19 @@ from typing import Any
 
 import httpx
 
-from .bounded_http import MIB, ReplyTooLargeError, bounded_client, send, what_went_wrong
-from .certificates import is_staging_issuer, presented_issuer
-from .documents import DocumentError, parse_json
-from .durations import seconds
-from .errors import sentence, server_text
-from .keys import key_problem, remember
-from .urls import endpoint_url_problem, refusal
+from convai_provider.guards.bounded_http import (
+    MIB,
+    ReplyTooLargeError,
+    bounded_client,
+    send,
+    what_went_wrong,
+)
+from convai_provider.guards.documents import DocumentError, parse_json
+from convai_provider.guards.durations import seconds
+from convai_provider.guards.keys import key_problem, remember
+from convai_provider.guards.text import sentence, server_text
+from convai_provider.guards.urls import endpoint_url_problem, refusal
+from convai_provider.preflight.certificates import is_staging_issuer, presented_issuer
 
 DEFAULT_WAIT = 900.0
 """Seconds to wait for an endpoint to become ready: enough for vLLM to pull and load a model."""

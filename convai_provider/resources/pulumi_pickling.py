@@ -54,12 +54,12 @@ def _report_on_newer_sdk() -> None:
     if still_leaks:
         log.info(
             "pulumi %s still leaves pickle wrapped after serializing a provider; "
-            "convai_provider.pulumi_pickling keeps undoing it",
+            "convai_provider.resources.pulumi_pickling keeps undoing it",
             version("pulumi"),
         )
     else:
         log.info(
             "pulumi %s no longer leaves pickle wrapped after serializing a provider; "
-            "convai_provider.pulumi_pickling can be removed",
+            "convai_provider.resources.pulumi_pickling can be removed",
             version("pulumi"),
         )

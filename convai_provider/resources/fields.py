@@ -10,8 +10,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, StrictStr
 
-from .keys import key_problem
-from .urls import endpoint_url_problem, shown_url
+from convai_provider.guards.keys import key_problem
+from convai_provider.guards.urls import endpoint_url_problem, shown_url
 
 _CONTROL = frozenset({"Cc", "Cs", "Zl", "Zp"})
 """Control characters, lone surrogates and line or paragraph separators: no name holds one."""

@@ -1,0 +1,1 @@
+"""The operator commands: `python -m convai_provider <command>` (also `convai-models`)."""

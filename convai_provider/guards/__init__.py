@@ -1,0 +1,2 @@
+"""Checks every product applies to what comes in: bounded HTTP calls, capped documents,
+checked numbers and URLs, keys kept out of messages, validation errors in words."""

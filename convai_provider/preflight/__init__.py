@@ -1,0 +1,1 @@
+"""The endpoint preflight: whether an OpenAI-compatible endpoint is fit to register."""
