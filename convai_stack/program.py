@@ -8,7 +8,8 @@ from typing import Any
 import pulumi
 
 from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
-from convai_provider.guards.keys import API_KEY_ENV, missing_convai_key
+from convai_provider.guards.keys import API_KEY_CONFIG, missing_convai_key
+from convai_provider.resources.settings import convai_api_key
 from convai_stack.stack_config import (
     ENDPOINTS_KEY,
     EXTRA_BUILTINS_KEY,
@@ -46,7 +47,8 @@ def load_stack_config() -> StackConfig:
 
 def require_convai_key() -> None:
     """Fail before any resource exists, rather than on the first model's create."""
-    key = pulumi.Config("convai").get("apiKey") or os.environ.get(API_KEY_ENV)
+    stack_key = pulumi.Config("convai").get("apiKey")
+    key, _source = convai_api_key({API_KEY_CONFIG: stack_key}, os.environ)
     missing = missing_convai_key(key)
     if missing is not None:
         raise StackConfigError(missing)

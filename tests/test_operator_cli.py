@@ -19,7 +19,7 @@ from convai_provider.commands.adoption import config_key_for
 from convai_provider.commands.cli import main
 from convai_provider.commands.health import env_name_for
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.resources.settings import ConvaiSettings, convai_base_url
+from convai_provider.resources.settings import ConvaiSettings, convai_api_key, convai_base_url
 from testkit.convai import CONVAI_KEY
 from testkit.openai_server import EndpointBehaviour, serve_endpoint
 from testkit.stacks import load_stack_file
@@ -164,6 +164,26 @@ def test_the_provider_and_the_commands_resolve_the_url_in_one_order() -> None:
     assert convai_base_url({}, {})[0] == "https://api.convai.com"
     settings = ConvaiSettings.resolve({"convai:apiKey": "k", **stack}, env)
     assert settings.base_url == "http://127.0.0.1:1"
+
+
+def test_the_provider_and_the_commands_resolve_the_key_in_one_order() -> None:
+    stack = {"convai:apiKey": "stack-key-1"}
+    env = {"CONVAI_API_KEY": "env-key-22"}
+    assert convai_api_key(stack, env, flag="flag-key-333") == ("flag-key-333", "--api-key")
+    assert convai_api_key(stack, env, flag="") == ("", "--api-key")  # given empty: refused
+    assert convai_api_key(stack, env) == ("stack-key-1", "convai:apiKey")
+    assert convai_api_key({}, env) == ("env-key-22", "CONVAI_API_KEY")
+    assert convai_api_key({}, {}) == ("", "convai:apiKey")
+    assert ConvaiSettings.resolve(stack, env).api_key == "stack-key-1"
+
+
+def test_an_explicit_key_outranks_the_environment(
+    cli: Any, convai: EmulatorProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVAI_API_KEY", "bad\nkey-from-env")
+    code, _, err = cli("list", "--base-url", convai.url, "--api-key", "")
+    assert code == 2
+    assert err.startswith("error: No Convai API key: pass --api-key or export CONVAI_API_KEY")
 
 
 @pytest.mark.parametrize("command", ["list", "audit", "adopt", "recover"])

@@ -25,7 +25,12 @@ from convai_provider.guards.documents import parse_json
 from convai_provider.guards.durations import seconds_argument
 from convai_provider.guards.keys import API_KEY_CONFIG, API_KEY_ENV, key_problem, missing_convai_key
 from convai_provider.guards.urls import convai_url_problem, refusal
-from convai_provider.resources.settings import BASE_URL_CONFIG, BASE_URL_ORDER, convai_base_url
+from convai_provider.resources.settings import (
+    BASE_URL_CONFIG,
+    BASE_URL_ORDER,
+    convai_api_key,
+    convai_base_url,
+)
 from convai_stack.stack_config import (
     StackConfig,
     StackConfigError,
@@ -124,7 +129,6 @@ def _command(
     if convai:
         parser.add_argument(
             "--api-key",
-            default=os.environ.get(API_KEY_ENV),
             help=f"Convai API key (default: ${API_KEY_ENV}; the stack's {API_KEY_CONFIG} is "
             "ciphertext these commands cannot read)",
         )
@@ -164,13 +168,13 @@ def _load_stack(args: argparse.Namespace) -> tuple[StackConfig, dict[str, Any]]:
 
 
 def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -> ConvaiClient:
-    missing = missing_convai_key(args.api_key, flag="--api-key")
+    api_key, source = convai_api_key({}, os.environ, flag=args.api_key)
+    missing = missing_convai_key(api_key, flag="--api-key")
     if missing is not None:
         raise OperatorError(missing)
-    api_key = args.api_key.strip()
+    api_key = api_key.strip()
     problem = key_problem(api_key)
     if problem is not None:
-        source = API_KEY_ENV if args.api_key == os.environ.get(API_KEY_ENV) else "--api-key"
         raise OperatorError(f"{source} {problem}: give the key without it")
     base_url, source = convai_base_url(stack_raw or {}, os.environ, flag=args.base_url)
     problem = convai_url_problem(base_url)

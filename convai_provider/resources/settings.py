@@ -62,13 +62,13 @@ class ConvaiSettings:
         cls, config: Mapping[str, Any], environ: Mapping[str, str] | None = None
     ) -> ConvaiSettings:
         env = os.environ if environ is None else environ
-        api_key = str(config.get(API_KEY_CONFIG) or env.get(API_KEY_ENV) or "").strip()
+        api_key, source = convai_api_key(config, env)
         missing = missing_convai_key(api_key)
         if missing is not None:
             raise MissingApiKeyError(missing)
+        api_key = api_key.strip()
         problem = key_problem(api_key)
         if problem is not None:
-            source = API_KEY_CONFIG if config.get(API_KEY_CONFIG) else API_KEY_ENV
             raise InvalidSettingError(
                 f"{source} {problem}: set it again without it "
                 f"(`pulumi config set --secret {API_KEY_CONFIG} <key>`)."
@@ -108,6 +108,21 @@ BASE_URL_ORDER = (
     f"else {DEFAULT_CONVAI_URL}: the provider's order"
 )
 """Where the Convai URL comes from without --base-url, in words for help texts."""
+
+
+def convai_api_key(
+    config: Mapping[str, Any], env: Mapping[str, str], flag: str | None = None
+) -> tuple[str, str]:
+    """The Convai API key and the setting it came from, in the one order the provider, the
+    program and the operator commands share: an explicit `flag` (the commands' --api-key), the
+    stack's convai:apiKey (the commands cannot decrypt it), $CONVAI_API_KEY. None set: ''."""
+    if flag is not None:
+        return flag, "--api-key"
+    if config.get(API_KEY_CONFIG):
+        return str(config[API_KEY_CONFIG]), API_KEY_CONFIG
+    if env.get(API_KEY_ENV):
+        return env[API_KEY_ENV], API_KEY_ENV
+    return "", API_KEY_CONFIG
 
 
 def convai_base_url(
