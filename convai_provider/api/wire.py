@@ -56,6 +56,8 @@ class RegisterRequest(_Request):
 
 
 UPDATABLE_FIELDS = ("display_name", "base_url", "api_key", "is_uncensored")
+"""What `/llm-models/update` can change: a private model updates these in place, and a change
+to any other field replaces it."""
 
 
 class UpdateRequest(_Request):

@@ -57,9 +57,6 @@ TYPE_TOKEN = "pulumi-python:dynamic/convai:PrivateModel"
 REPLACE_FIELDS = ("model_group_name", "model_name")
 """The update API cannot change these: a change deletes the model, then registers it anew."""
 
-UPDATE_FIELDS = UPDATABLE_FIELDS
-"""Changed in place with `/llm-models/update`: the fields its request carries."""
-
 ENDPOINT_FIELDS = ("base_url", "model_name", "api_key")
 """A change to any of these points Convai at a different endpoint: the preflight runs again."""
 
@@ -140,7 +137,7 @@ class PrivateModelProvider(ConvaiProvider):
     @staticmethod
     def _updated_fields(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
         """An unknown value differs from anything; one left out is Convai's to keep."""
-        return [d.field for d in differences(olds, news, UPDATE_FIELDS)]
+        return [d.field for d in differences(olds, news, UPDATABLE_FIELDS)]
 
     # create ---------------------------------------------------------------------------------
 
@@ -249,7 +246,7 @@ class PrivateModelProvider(ConvaiProvider):
         except ConvaiError as exc:
             raise ConvaiOperationError("update", _subject(id_), exc) from None
         outputs = inputs.model_dump()
-        for field in (*UPDATE_FIELDS, *COMPUTED_FIELDS):
+        for field in (*UPDATABLE_FIELDS, *COMPUTED_FIELDS):
             if outputs.get(field) is None:
                 outputs[field] = olds.get(field)
         return UpdateResult(outputs)
@@ -291,7 +288,7 @@ def _declared(props: Mapping[str, Any]) -> dict[str, Any]:
 def _declared_updates(inputs: PrivateModelInputs) -> dict[str, Any]:
     return {
         f: getattr(inputs, f)
-        for f in UPDATE_FIELDS
+        for f in UPDATABLE_FIELDS
         if f != "api_key" and getattr(inputs, f) is not None
     }
 
