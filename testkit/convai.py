@@ -10,6 +10,7 @@ from pulumi.runtime import rpc
 from convai_provider import ConvaiPrivateModel
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.retry import Backoff
+from convai_provider.api.wire import RegisterRequest
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.emulator.store import ConvaiStore, account_for_key
 
@@ -17,6 +18,15 @@ from .engine import Declared, run_program
 
 CONVAI_KEY = "convai-test-key-7f3a9c"
 """The test account's CONVAI-API-KEY; secrets tests search for it everywhere."""
+
+TURBO = RegisterRequest(
+    model_group_name="my-turbo",
+    model_name="gpt-4o-mini",
+    api_key="sk-proxy-123",
+    is_uncensored=False,
+    display_name="Turbo (Private)",
+)
+"""A register request the client tests send."""
 
 FAST_BACKOFF = Backoff(initial=0.01, maximum=0.05, retry_after_cap=0.2)
 

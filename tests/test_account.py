@@ -12,17 +12,9 @@ from convai_provider.api.account import ConvaiAccount, Operation
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import ConflictError, ConvaiTimeoutError
 from convai_provider.api.listing import SharedListing
-from convai_provider.api.wire import ListResponse, PrivateModel, RegisterRequest, UpdateRequest
+from convai_provider.api.wire import ListResponse, PrivateModel, UpdateRequest
 from convai_provider.emulator.process import EmulatorProcess
-from testkit.convai import CONVAI_KEY
-
-TURBO = RegisterRequest(
-    model_group_name="my-turbo",
-    model_name="gpt-4o-mini",
-    api_key="sk-proxy-123",
-    is_uncensored=False,
-    display_name="Turbo (Private)",
-)
+from testkit.convai import CONVAI_KEY, TURBO
 
 
 @pytest.fixture

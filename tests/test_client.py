@@ -26,16 +26,7 @@ from convai_provider.api.errors import (
 from convai_provider.api.retry import Backoff, parse_retry_after
 from convai_provider.api.wire import RegisterRequest, UpdateRequest
 from convai_provider.emulator.process import EmulatorProcess
-from testkit.convai import CONVAI_KEY, FAST_BACKOFF
-
-TURBO = RegisterRequest(
-    model_group_name="my-turbo",
-    model_name="gpt-4o-mini",
-    api_key="sk-proxy-123",
-    is_uncensored=False,
-    display_name="Turbo (Private)",
-)
-
+from testkit.convai import CONVAI_KEY, FAST_BACKOFF, TURBO
 
 # Against the emulator ---------------------------------------------------------------------------
 
