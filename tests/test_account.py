@@ -25,42 +25,34 @@ def account(client: ConvaiClient) -> ConvaiAccount:
 # Lost replies -----------------------------------------------------------------------------------
 
 
-def test_a_lost_register_reply_is_settled_without_a_duplicate(
-    convai: EmulatorProcess, account: ConvaiAccount
+def test_a_lost_register_reply_is_settled_from_the_shared_listing(
+    convai: EmulatorProcess, client: ConvaiClient, account: ConvaiAccount
 ) -> None:
     convai.inject(path="/llm-models/register", drop_after_commit=True, count=1)
     registered = account.operation().register(TURBO)
     assert registered.model is not None and registered.model.model_name == "gpt-4o-mini"
     assert convai.request_counts()["/llm-models/register"] == 2
     assert convai.request_counts()["/llm-models/list"] == 1  # the same list settles and reads
-    assert account.client.list_models().count == 1
-
-
-def test_the_client_alone_reports_the_retried_conflict(
-    convai: EmulatorProcess, client: ConvaiClient
-) -> None:
-    convai.inject(path="/llm-models/register", drop_after_commit=True, count=1)
-    with pytest.raises(ConflictError) as caught:
-        client.register(TURBO)
-    assert caught.value.attempts == 2
+    assert client.list_models().count == 1
 
 
 def test_a_first_attempt_conflict_is_never_swallowed(
-    convai: EmulatorProcess, account: ConvaiAccount
+    convai: EmulatorProcess, client: ConvaiClient, account: ConvaiAccount
 ) -> None:
-    account.client.register(TURBO)
+    client.register(TURBO)
     with pytest.raises(ConflictError):
         account.operation().register(TURBO)
     assert "/llm-models/list" not in convai.request_counts()
 
 
 def test_a_retried_conflict_with_a_different_model_is_raised(
-    convai: EmulatorProcess, account: ConvaiAccount
+    convai: EmulatorProcess, client: ConvaiClient, account: ConvaiAccount
 ) -> None:
-    account.client.register(TURBO.model_copy(update={"model_name": "someone-elses"}))
+    client.register(TURBO.model_copy(update={"model_name": "someone-elses"}))
     convai.inject(path="/llm-models/register", status=503, count=1)
     with pytest.raises(ConflictError):
         account.operation().register(TURBO)
+    assert convai.request_counts()["/llm-models/list"] == 1  # looked, and it was not ours
 
 
 # Writes and listings ----------------------------------------------------------------------------

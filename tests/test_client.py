@@ -83,6 +83,35 @@ def test_a_refused_key_is_an_authentication_error_that_says_how_to_fix_it() -> N
     )
 
 
+def test_a_lost_register_reply_is_recovered_without_a_duplicate(
+    convai: EmulatorProcess, client: ConvaiClient
+) -> None:
+    convai.inject(path="/llm-models/register", drop_after_commit=True, count=1)
+    reply = client.register(TURBO)
+    assert reply.model_group_name == "my-turbo"
+    assert client.list_models().count == 1
+    assert convai.request_counts()["/llm-models/register"] == 2
+
+
+def test_a_first_attempt_conflict_is_never_swallowed(
+    convai: EmulatorProcess, client: ConvaiClient
+) -> None:
+    client.register(TURBO)
+    with pytest.raises(ConflictError):
+        client.register(TURBO)
+    assert "/llm-models/list" not in convai.request_counts()
+
+
+def test_a_retried_conflict_with_a_different_model_is_raised(
+    convai: EmulatorProcess, client: ConvaiClient
+) -> None:
+    client.register(TURBO.model_copy(update={"model_name": "someone-elses"}))
+    convai.inject(path="/llm-models/register", status=503, count=1)
+    with pytest.raises(ConflictError):
+        client.register(TURBO)
+    assert convai.request_counts()["/llm-models/list"] == 1
+
+
 def test_unreachable_convai_is_a_connection_error() -> None:
     with (
         ConvaiClient("k", "http://127.0.0.1:9", max_retries=1, backoff=FAST_BACKOFF) as c,

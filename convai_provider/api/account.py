@@ -6,9 +6,10 @@ rather than conventions:
   is served a listing requested before a write this process completed;
 - an operation has one deadline, fixed when it starts: every call it makes, retries and waits
   included, shares it;
-- a register whose reply was lost is settled here, and only here: when a retried register meets
-  409, the earlier attempt may have registered the model unseen, and a model listed exactly as
-  declared counts as this register's success.
+- a register whose reply was lost is settled from the shared listing: when a retried register
+  meets 409, the earlier attempt may have registered the model unseen, and the client's rule
+  (a model listed exactly as sent is this register's success) reads it from a list requested
+  after the 409, which the operation's own read-back then joins.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from convai_provider.api.client import ConvaiClient
-from convai_provider.api.errors import ConflictError, ConvaiError
+from convai_provider.api.errors import ConvaiError
 from convai_provider.api.listing import SharedListing
-from convai_provider.api.matching import matches
 from convai_provider.api.wire import Character, PrivateModel, RegisterRequest, UpdateRequest
 
 DEFAULT_OPERATION_TIMEOUT = 300.0
@@ -37,7 +37,7 @@ class ConvaiAccount:
         operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.client = client
+        self._client = client
         self.operation_timeout = operation_timeout
         self._clock = clock
         self._listing = SharedListing(
@@ -46,7 +46,7 @@ class ConvaiAccount:
 
     def operation(self) -> Operation:
         """Start one operation: it must be done `operation_timeout` seconds from now."""
-        return Operation(self.client, self._listing, self._clock() + self.operation_timeout)
+        return Operation(self._client, self._listing, self._clock() + self.operation_timeout)
 
 
 @dataclass(frozen=True)
@@ -88,11 +88,7 @@ class Operation:
         """
         sent_at = self._listing.now()
         with self._listing.writing():
-            try:
-                self._client.register(request, deadline=self.deadline)
-            except ConflictError as conflict:
-                if not self._registered_unseen(conflict, request):
-                    raise
+            self._client.register(request, deadline=self.deadline, listed=self.listed_from_now)
         replied_at = self._listing.now()
         try:
             model = self._listed_after(request.model_group_name, sent_at, replied_at)
@@ -112,19 +108,7 @@ class Operation:
         """Characters are not listed models: the listing stays valid."""
         self._client.set_character_model(char_id, model_group_name, deadline=self.deadline)
 
-    # lost replies -----------------------------------------------------------------------------
-
-    def _registered_unseen(self, conflict: ConflictError, request: RegisterRequest) -> bool:
-        """Whether a 409 answers a retry of a register that succeeded with its reply lost.
-
-        A 409 on the first attempt is someone else's model. After a retry it may be ours: the
-        model is read from a list requested after the 409 (which must hold it) and counts as ours
-        only if Convai holds exactly what was sent.
-        """
-        if conflict.attempts < 2:
-            return False
-        live = self.listed_from_now(request.model_group_name)
-        return live is not None and matches(live, request)
+    # reading a register back -----------------------------------------------------------------
 
     def _listed_after(
         self, model_group_name: str, sent_at: float, replied_at: float

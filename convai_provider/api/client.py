@@ -10,6 +10,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from convai_provider.api.errors import (
+    ConflictError,
     ConvaiAPIError,
     ConvaiConnectionError,
     ConvaiError,
@@ -20,6 +21,7 @@ from convai_provider.api.errors import (
     UnexpectedReplyError,
     error_for_status,
 )
+from convai_provider.api.matching import matches
 from convai_provider.api.retry import Backoff, is_retryable_status, parse_retry_after
 from convai_provider.api.wire import (
     API_KEY_HEADER,
@@ -39,6 +41,7 @@ from convai_provider.api.wire import (
     DeregisterRequest,
     DeregisterResponse,
     ListResponse,
+    PrivateModel,
     RegisterRequest,
     RegisterResponse,
     UpdateRequest,
@@ -131,11 +134,36 @@ class ConvaiClient:
         self.close()
 
     def register(
-        self, request: RegisterRequest, *, deadline: float | None = None
+        self,
+        request: RegisterRequest,
+        *,
+        deadline: float | None = None,
+        listed: Callable[[str], PrivateModel | None] | None = None,
     ) -> RegisterResponse:
-        """Register a model. A 409 after a retry (`ConflictError.attempts > 1`) may answer an
-        earlier attempt that succeeded with its reply lost: `ConvaiAccount` settles that case."""
-        return self._call("register", REGISTER_PATH, request.to_body(), RegisterResponse, deadline)
+        """Register a model; a lost reply followed by a retry never yields a duplicate or an error.
+
+        When a retried register meets 409, the earlier attempt may have succeeded unseen: the
+        model is looked up with `listed` (by default, a list call made now), and one listed
+        exactly as sent counts as this call's success. `ConvaiAccount` passes its shared listing.
+        """
+        try:
+            return self._call(
+                "register", REGISTER_PATH, request.to_body(), RegisterResponse, deadline
+            )
+        except ConflictError as conflict:
+            if conflict.attempts < 2:
+                raise  # a first attempt's 409: the model was there before this call
+            find = listed or (lambda group: self.list_models(deadline=deadline).find(group))
+            live = find(request.model_group_name)
+            if live is None or not matches(live, request):
+                raise
+            return RegisterResponse(
+                status="success",
+                model_group_name=live.model_group_name,
+                model_name=live.model_name,
+                display_name=live.display_name,
+                message=f"Model '{live.model_group_name}' registered successfully",
+            )
 
     def update(self, request: UpdateRequest, *, deadline: float | None = None) -> UpdateResponse:
         return self._call("update", UPDATE_PATH, request.to_body(), UpdateResponse, deadline)
