@@ -1,5 +1,6 @@
-"""Old home of the wire models, kept because the README showed imports from it (such as
-`from convai_provider.wire import RegisterRequest`): they live in `convai_provider.api.wire`."""
+"""Old home of the wire models (0.1.0), kept because its README imported them from here (such as
+`from convai_provider.wire import RegisterRequest`). They live in `convai_provider.api.wire`; the
+validation-message helpers in `convai_provider.guards.validation`."""
 
 from convai_provider.api.wire import (
     API_KEY_HEADER,
@@ -30,6 +31,10 @@ from convai_provider.api.wire import (
     UpdateRequest,
     UpdateResponse,
 )
+from convai_provider.guards.validation import describe_validation_error, field_problems
+
+DEFAULT_BASE_URL = OPENAI_BASE_URL
+"""0.1.0's name for `OPENAI_BASE_URL`."""
 
 __all__ = [
     "API_KEY_HEADER",
@@ -37,6 +42,7 @@ __all__ = [
     "CHARACTER_GET_PATH",
     "CHARACTER_SUCCESS",
     "CHARACTER_UPDATE_PATH",
+    "DEFAULT_BASE_URL",
     "DEREGISTER_PATH",
     "LIST_PATH",
     "OPENAI_BASE_URL",
@@ -59,4 +65,6 @@ __all__ = [
     "RegisterResponse",
     "UpdateRequest",
     "UpdateResponse",
+    "describe_validation_error",
+    "field_problems",
 ]

@@ -232,7 +232,8 @@ def test_audit_finds_unmanaged_missing_and_drift(
     assert body["clean"] is False
     assert body["unmanaged"] == ["stray"]
     assert body["missing"] == ["beta"]
-    assert sorted((d["field"], d["declared"], d["in_convai"]) for d in body["drift"]) == [
+    # in the order audit has always reported them: model_name, display_name, base_url, is_uncensored
+    assert [(d["field"], d["declared"], d["in_convai"]) for d in body["drift"]] == [
         ("display_name", "Alpha", "Renamed"),
         ("is_uncensored", False, True),
     ]

@@ -14,7 +14,7 @@ from typing import Any
 
 from convai_provider.api.wire import OPENAI_BASE_URL, PrivateModel, RegisterRequest
 
-LISTED_FIELDS = ("model_group_name", "model_name", "base_url", "is_uncensored", "display_name")
+LISTED_FIELDS = ("model_group_name", "model_name", "display_name", "base_url", "is_uncensored")
 """What `/llm-models/list` reports of a declaration: all of it but the api_key."""
 
 
