@@ -12,6 +12,7 @@ from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config
 from pulumi.output import Unknown
 
+from convai_provider.api.account import ConvaiAccount, Operation
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.resources.base import ConvaiOperationError
 from convai_provider.resources.private_model import PrivateModelProvider
@@ -119,3 +120,22 @@ def test_a_configured_provider_pickles_without_its_configuration(
     pickled = dill.dumps(provider, protocol=pickle.DEFAULT_PROTOCOL, recurse=True)
     assert CONVAI_KEY.encode() not in pickled
     assert b"httpx" not in pickled
+
+
+@pytest.mark.parametrize("adopt_existing", [False, True])
+def test_a_create_is_one_operation_with_one_deadline(
+    provider: PrivateModelProvider, monkeypatch: pytest.MonkeyPatch, adopt_existing: bool
+) -> None:
+    """Adopting a model that is not there falls back to registering it: within the deadline
+    the create started with, not a fresh one."""
+    started: list[Operation] = []
+    start = ConvaiAccount.operation
+
+    def counted(account: ConvaiAccount) -> Operation:
+        started.append(start(account))
+        return started[-1]
+
+    monkeypatch.setattr(ConvaiAccount, "operation", counted)
+    created = provider.create(provider.check({}, inputs(adopt_existing=adopt_existing)).inputs)
+    assert created.id == "g"
+    assert len(started) == 1
