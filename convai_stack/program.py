@@ -8,8 +8,7 @@ from typing import Any
 import pulumi
 
 from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
-from convai_provider.guards.keys import API_KEY_CONFIG, missing_convai_key
-from convai_provider.resources.settings import convai_api_key
+from convai_provider.api.access import API_KEY_CONFIG, convai_api_key, missing_convai_key
 from convai_stack.stack_config import (
     ENDPOINTS_KEY,
     EXTRA_BUILTINS_KEY,

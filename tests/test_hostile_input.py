@@ -17,12 +17,13 @@ import yaml
 from pulumi.dynamic import ConfigureRequest, ReadResult
 from pulumi.dynamic.config import Config
 
+from convai_provider.api.access import missing_convai_key
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import InvalidRequestError
 from convai_provider.api.retry import parse_retry_after
 from convai_provider.commands.cli import main
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.guards.keys import RedactingFilter, missing_convai_key, remember
+from convai_provider.guards.keys import RedactingFilter, remember
 from convai_provider.preflight.checks import check_endpoint
 from convai_provider.resources.base import ConvaiProvider
 from convai_provider.resources.character_model import CharacterModelProvider

@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 import yaml
 
+from convai_provider.api.access import convai_api_key, convai_base_url
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.wire import RegisterRequest
 from convai_provider.commands.adoption import config_key_for
 from convai_provider.commands.cli import main
 from convai_provider.commands.health import env_name_for
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.resources.settings import ConvaiSettings, convai_api_key, convai_base_url
+from convai_provider.resources.settings import ConvaiSettings
 from testkit.convai import CONVAI_KEY
 from testkit.openai_server import EndpointBehaviour, serve_endpoint
 from testkit.stacks import load_stack_file
@@ -177,13 +178,15 @@ def test_the_provider_and_the_commands_resolve_the_key_in_one_order() -> None:
     assert ConvaiSettings.resolve(stack, env).api_key == "stack-key-1"
 
 
-def test_an_explicit_key_outranks_the_environment(
-    cli: Any, convai: EmulatorProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_an_empty_api_key_flag_is_refused_not_replaced_by_the_environment(
+    cli: Any, convai: EmulatorProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CONVAI_API_KEY", "bad\nkey-from-env")
+    monkeypatch.setenv("CONVAI_API_KEY", "env-key-that-must-not-be-used")
     code, _, err = cli("list", "--base-url", convai.url, "--api-key", "")
     assert code == 2
-    assert err.startswith("error: No Convai API key: pass --api-key or export CONVAI_API_KEY")
+    assert err.strip() == (
+        "error: --api-key is empty: give the key, or leave it out to use $CONVAI_API_KEY"
+    )
 
 
 @pytest.mark.parametrize("command", ["list", "audit", "adopt", "recover"])

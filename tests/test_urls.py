@@ -8,10 +8,11 @@ from collections.abc import Callable
 
 import pytest
 
+from convai_provider.api.access import convai_url_problem
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import InvalidRequestError
 from convai_provider.commands.cli import main
-from convai_provider.guards.urls import convai_url_problem, endpoint_url_problem, shown_url
+from convai_provider.guards.urls import endpoint_url_problem, shown_url
 from convai_provider.preflight.certificates import presented_issuer
 from convai_provider.preflight.checks import Preflight
 from convai_provider.resources.private_model import PrivateModelProvider

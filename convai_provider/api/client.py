@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from convai_provider.api.access import DEFAULT_CONVAI_URL, convai_url_problem, missing_convai_key
 from convai_provider.api.errors import (
     ConflictError,
     ConvaiAPIError,
@@ -56,9 +57,9 @@ from convai_provider.guards.bounded_http import (
 )
 from convai_provider.guards.documents import DocumentError, parse_json
 from convai_provider.guards.durations import retries, seconds
-from convai_provider.guards.keys import key_problem, missing_convai_key, remember
+from convai_provider.guards.keys import key_problem, remember
 from convai_provider.guards.text import server_text
-from convai_provider.guards.urls import DEFAULT_CONVAI_URL, convai_url_problem, refusal
+from convai_provider.guards.urls import refusal
 from convai_provider.guards.validation import describe_validation_error, field_problems
 
 DEFAULT_TIMEOUT = 30.0

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from convai_provider.guards.keys import where_to_set_convai_key
+from convai_provider.api.access import (
+    BASE_URL_SETTINGS,
+    REQUEST_TIMEOUT_CONFIG,
+    where_to_set_convai_key,
+)
 from convai_provider.guards.text import sentence
 
 
@@ -78,7 +82,7 @@ class UnexpectedReplyError(ConvaiAPIError):
     captive portal or a wrong URL. Never read as an empty result; never retried."""
 
     hint = (
-        "Check that convai:baseUrl, --base-url or CONVAI_BASE_URL is Convai's API "
+        f"Check that {BASE_URL_SETTINGS} is Convai's API "
         "(a proxy, a captive portal or a wrong URL answers like this)."
     )
 
@@ -94,8 +98,8 @@ class RedirectError(UnexpectedReplyError):
     followed: the key would go wherever it points."""
 
     hint = (
-        "The redirect was not followed (the API key would go with it): set convai:baseUrl, "
-        "--base-url or CONVAI_BASE_URL to Convai's API itself."
+        "The redirect was not followed (the API key would go with it): set "
+        f"{BASE_URL_SETTINGS} to Convai's API itself."
     )
 
     def __str__(self) -> str:
@@ -117,7 +121,7 @@ class ConvaiConnectionError(ConvaiError):
     def __str__(self) -> str:
         return (
             f"Convai {self.operation} could not reach {self.base_url}: {sentence(self.detail)} "
-            "Check the network and convai:baseUrl / CONVAI_BASE_URL."
+            f"Check the network and {BASE_URL_SETTINGS}."
         )
 
 
@@ -127,7 +131,7 @@ class ConvaiProtocolError(ConvaiConnectionError):
     def __str__(self) -> str:
         return (
             f"Convai {self.operation} at {self.base_url}: the server {sentence(self.detail)} "
-            "Check convai:baseUrl / CONVAI_BASE_URL, or run again."
+            f"Check {BASE_URL_SETTINGS}, or run again."
         )
 
 
@@ -135,7 +139,7 @@ class ConvaiTimeoutError(ConvaiConnectionError):
     def __str__(self) -> str:
         return (
             f"Convai {self.operation} at {self.base_url} timed out: {sentence(self.detail)} "
-            "Convai may be slow or unreachable; run again, or raise convai:requestTimeout."
+            f"Convai may be slow or unreachable; run again, or raise {REQUEST_TIMEOUT_CONFIG}."
         )
 
 

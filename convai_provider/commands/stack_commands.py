@@ -10,6 +10,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeAlias
 
+from convai_provider.api.access import (
+    API_KEY_CONFIG,
+    API_KEY_ENV,
+    API_KEY_FLAG,
+    BASE_URL_CONFIG,
+    BASE_URL_ORDER,
+    convai_api_key,
+    convai_base_url,
+    convai_url_problem,
+    missing_convai_key,
+)
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import ConvaiError
 from convai_provider.api.wire import PrivateModel
@@ -23,14 +34,8 @@ from convai_provider.commands.health import (
 from convai_provider.commands.recovery import Recovery, RecoveryError, recover_pending_creates
 from convai_provider.guards.documents import parse_json
 from convai_provider.guards.durations import seconds_argument
-from convai_provider.guards.keys import API_KEY_CONFIG, API_KEY_ENV, key_problem, missing_convai_key
-from convai_provider.guards.urls import convai_url_problem, refusal
-from convai_provider.resources.settings import (
-    BASE_URL_CONFIG,
-    BASE_URL_ORDER,
-    convai_api_key,
-    convai_base_url,
-)
+from convai_provider.guards.keys import key_problem
+from convai_provider.guards.urls import refusal
 from convai_stack.stack_config import (
     StackConfig,
     StackConfigError,
@@ -169,7 +174,11 @@ def _load_stack(args: argparse.Namespace) -> tuple[StackConfig, dict[str, Any]]:
 
 def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -> ConvaiClient:
     api_key, source = convai_api_key({}, os.environ, flag=args.api_key)
-    missing = missing_convai_key(api_key, flag="--api-key")
+    if source == API_KEY_FLAG and not api_key.strip():
+        raise OperatorError(
+            f"{API_KEY_FLAG} is empty: give the key, or leave it out to use ${API_KEY_ENV}"
+        )
+    missing = missing_convai_key(api_key, flag=API_KEY_FLAG)
     if missing is not None:
         raise OperatorError(missing)
     api_key = api_key.strip()

@@ -24,9 +24,6 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 from urllib.parse import quote
 
-API_KEY_CONFIG = "convai:apiKey"
-API_KEY_ENV = "CONVAI_API_KEY"
-
 SHOWN_AS = "[secret]"
 MIN_REDACTED = 8
 
@@ -41,21 +38,6 @@ def key_problem(key: str) -> str | None:
     if not key.isascii():
         return "contains a non-ASCII character, which HTTP headers cannot carry"
     return None
-
-
-def where_to_set_convai_key(flag: str | None = None) -> str:
-    """How to give the Convai API key: the stack's secret config, or `flag` where a command takes
-    the key instead (a stack file holds it as ciphertext); the environment either way."""
-    given = f"pass {flag}" if flag else f"run `pulumi config set --secret {API_KEY_CONFIG} <key>`"
-    return f"{given} or export {API_KEY_ENV}"
-
-
-def missing_convai_key(key: str | None, flag: str | None = None) -> str | None:
-    """Why `key` is no Convai API key (none, or only blanks), saying where to set one; None when
-    it is given. `flag`: the command line option that takes it, if any."""
-    if key is not None and key.strip():
-        return None
-    return f"No Convai API key: {where_to_set_convai_key(flag)}."
 
 
 def remember(*keys: object) -> None:

@@ -1,4 +1,5 @@
-"""http(s) URLs: how they are parsed, and the rules for Convai's URL and for an endpoint's.
+"""http(s) URLs: how they are parsed, and the rules for an endpoint's URL and for Convai's
+(`api.access.convai_url_problem` applies these with Convai's example).
 
 Both kinds share the rules (an http(s) URL with a host, no credentials, no query or fragment, no
 spaces or control characters) and the words that explain them. They differ in two ways only:
@@ -12,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import SplitResult, urlsplit
 
-DEFAULT_CONVAI_URL = "https://api.convai.com"
 ENDPOINT_URL_EXAMPLE = "https://llm.example.com/v1"
 """An OpenAI-compatible API root, as an endpoint's base_url is given."""
 
@@ -27,14 +27,9 @@ def split_url(url: str) -> SplitResult | None:
     return parts
 
 
-def convai_url_problem(url: str) -> str | None:
-    """What keeps `url` from being Convai's base URL, or None; plain http to loopback only."""
-    return _url_problem(url, example=DEFAULT_CONVAI_URL, plain_http_to_loopback_only=True)
-
-
 def endpoint_url_problem(url: str) -> str | None:
     """What keeps `url` from being an endpoint's API root (its base_url), or None."""
-    return _url_problem(url, example=ENDPOINT_URL_EXAMPLE, plain_http_to_loopback_only=False)
+    return url_problem(url, example=ENDPOINT_URL_EXAMPLE, plain_http_to_loopback_only=False)
 
 
 def refusal(setting: str, url: str, problem: str) -> str:
@@ -51,8 +46,9 @@ def shown_url(url: str) -> str:
     return url
 
 
-def _url_problem(url: str, *, example: str, plain_http_to_loopback_only: bool) -> str | None:
-    """Each problem reads after the setting's name and value: `base_url 'x' must ...`."""
+def url_problem(url: str, *, example: str, plain_http_to_loopback_only: bool) -> str | None:
+    """What keeps `url` from being an API root like `example`, or None. Each problem reads
+    after the setting's name and value: `base_url 'x' must ...`."""
     if any(ch.isspace() or not ch.isprintable() for ch in url):
         # urlsplit would drop a tab or newline silently, and the server would be sent the rest.
         return "must not contain spaces or control characters"

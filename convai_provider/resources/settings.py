@@ -1,4 +1,5 @@
-"""Where the provider finds Convai: stack config first, then the environment, then defaults."""
+"""The provider's settings, resolved in its process: the Convai key and URL (in the order of
+`api.access`), timeouts and retries, each checked, with a message naming the setting."""
 
 from __future__ import annotations
 
@@ -7,26 +8,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from convai_provider.api.access import (
+    API_KEY_CONFIG,
+    BASE_URL_CONFIG,
+    DEFAULT_CONVAI_URL,
+    MAX_RETRIES_CONFIG,
+    OPERATION_TIMEOUT_CONFIG,
+    REQUEST_TIMEOUT_CONFIG,
+    VERIFY_TIMEOUT_CONFIG,
+    convai_api_key,
+    convai_base_url,
+    convai_url_problem,
+    missing_convai_key,
+)
 from convai_provider.api.account import DEFAULT_OPERATION_TIMEOUT
 from convai_provider.api.client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from convai_provider.api.errors import ConvaiError
 from convai_provider.guards.durations import retries, seconds
-from convai_provider.guards.keys import (
-    API_KEY_CONFIG,
-    API_KEY_ENV,
-    key_problem,
-    missing_convai_key,
-    remember,
-)
-from convai_provider.guards.urls import DEFAULT_CONVAI_URL, convai_url_problem, refusal
+from convai_provider.guards.keys import key_problem, remember
+from convai_provider.guards.urls import refusal
 from convai_provider.preflight.checks import DEFAULT_WAIT
-
-BASE_URL_CONFIG = "convai:baseUrl"
-REQUEST_TIMEOUT_CONFIG = "convai:requestTimeout"
-MAX_RETRIES_CONFIG = "convai:maxRetries"
-OPERATION_TIMEOUT_CONFIG = "convai:operationTimeout"
-VERIFY_TIMEOUT_CONFIG = "convai:verifyTimeout"
-BASE_URL_ENV = "CONVAI_BASE_URL"
 
 CONFIG_KEYS = (
     API_KEY_CONFIG,
@@ -101,43 +102,6 @@ class ConvaiSettings:
             )
         except ValueError as exc:
             raise InvalidSettingError(f"{exc}.") from None
-
-
-BASE_URL_ORDER = (
-    f"the stack's {BASE_URL_CONFIG} (with --stack), else ${BASE_URL_ENV}, "
-    f"else {DEFAULT_CONVAI_URL}: the provider's order"
-)
-"""Where the Convai URL comes from without --base-url, in words for help texts."""
-
-
-def convai_api_key(
-    config: Mapping[str, Any], env: Mapping[str, str], flag: str | None = None
-) -> tuple[str, str]:
-    """The Convai API key and the setting it came from, in the one order the provider, the
-    program and the operator commands share: an explicit `flag` (the commands' --api-key), the
-    stack's convai:apiKey (the commands cannot decrypt it), $CONVAI_API_KEY. None set: ''."""
-    if flag is not None:
-        return flag, "--api-key"
-    if config.get(API_KEY_CONFIG):
-        return str(config[API_KEY_CONFIG]), API_KEY_CONFIG
-    if env.get(API_KEY_ENV):
-        return env[API_KEY_ENV], API_KEY_ENV
-    return "", API_KEY_CONFIG
-
-
-def convai_base_url(
-    config: Mapping[str, Any], env: Mapping[str, str], flag: str | None = None
-) -> tuple[str, str]:
-    """The Convai URL and the setting it came from, in the one order the provider and the
-    operator commands share: an explicit `flag` (the commands' --base-url), the stack's
-    convai:baseUrl, $CONVAI_BASE_URL, the default."""
-    if flag:
-        return flag, "--base-url"
-    if config.get(BASE_URL_CONFIG):
-        return str(config[BASE_URL_CONFIG]), BASE_URL_CONFIG
-    if env.get(BASE_URL_ENV):
-        return env[BASE_URL_ENV], BASE_URL_ENV
-    return DEFAULT_CONVAI_URL, BASE_URL_CONFIG
 
 
 def _given(config: Mapping[str, Any], key: str, default: float) -> object:

@@ -1,0 +1,84 @@
+"""How to reach Convai: the settings that say where it is and which key opens it.
+
+Their names, the one order in which the provider, the program and the operator commands read
+them, and the sentences that tell a user where to set them, all defined here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from convai_provider.guards.urls import url_problem
+
+API_KEY_CONFIG = "convai:apiKey"
+API_KEY_ENV = "CONVAI_API_KEY"
+API_KEY_FLAG = "--api-key"
+BASE_URL_CONFIG = "convai:baseUrl"
+BASE_URL_ENV = "CONVAI_BASE_URL"
+BASE_URL_FLAG = "--base-url"
+REQUEST_TIMEOUT_CONFIG = "convai:requestTimeout"
+MAX_RETRIES_CONFIG = "convai:maxRetries"
+OPERATION_TIMEOUT_CONFIG = "convai:operationTimeout"
+VERIFY_TIMEOUT_CONFIG = "convai:verifyTimeout"
+
+DEFAULT_CONVAI_URL = "https://api.convai.com"
+
+BASE_URL_SETTINGS = f"{BASE_URL_CONFIG}, {BASE_URL_FLAG} or {BASE_URL_ENV}"
+"""Every place a Convai URL may come from, for messages about a URL that did not work."""
+
+BASE_URL_ORDER = (
+    f"the stack's {BASE_URL_CONFIG} (with --stack), else ${BASE_URL_ENV}, "
+    f"else {DEFAULT_CONVAI_URL}: the provider's order"
+)
+"""Where the Convai URL comes from without --base-url, in words for help texts."""
+
+
+def convai_api_key(
+    config: Mapping[str, Any], env: Mapping[str, str], flag: str | None = None
+) -> tuple[str, str]:
+    """The Convai API key and the setting it came from: an explicit `flag` (the commands'
+    --api-key), the stack's convai:apiKey (the commands cannot decrypt it), $CONVAI_API_KEY.
+    None set: ''."""
+    if flag is not None:
+        return flag, API_KEY_FLAG
+    if config.get(API_KEY_CONFIG):
+        return str(config[API_KEY_CONFIG]), API_KEY_CONFIG
+    if env.get(API_KEY_ENV):
+        return env[API_KEY_ENV], API_KEY_ENV
+    return "", API_KEY_CONFIG
+
+
+def convai_base_url(
+    config: Mapping[str, Any], env: Mapping[str, str], flag: str | None = None
+) -> tuple[str, str]:
+    """The Convai URL and the setting it came from: an explicit `flag` (the commands'
+    --base-url), the stack's convai:baseUrl, $CONVAI_BASE_URL, the default."""
+    if flag is not None:
+        return flag, BASE_URL_FLAG
+    if config.get(BASE_URL_CONFIG):
+        return str(config[BASE_URL_CONFIG]), BASE_URL_CONFIG
+    if env.get(BASE_URL_ENV):
+        return env[BASE_URL_ENV], BASE_URL_ENV
+    return DEFAULT_CONVAI_URL, BASE_URL_CONFIG
+
+
+def convai_url_problem(url: str) -> str | None:
+    """What keeps `url` from being Convai's base URL, or None. The API key travels to it, so
+    plain http is for loopback addresses only (the emulator)."""
+    return url_problem(url, example=DEFAULT_CONVAI_URL, plain_http_to_loopback_only=True)
+
+
+def where_to_set_convai_key(flag: str | None = None) -> str:
+    """How to give the Convai API key: the stack's secret config, or `flag` where a command takes
+    the key instead (a stack file holds it as ciphertext); the environment either way."""
+    given = f"pass {flag}" if flag else f"run `pulumi config set --secret {API_KEY_CONFIG} <key>`"
+    return f"{given} or export {API_KEY_ENV}"
+
+
+def missing_convai_key(key: str | None, flag: str | None = None) -> str | None:
+    """Why `key` is no Convai API key (none, or only blanks), saying where to set one; None when
+    it is given. `flag`: the command line option that takes it, if any."""
+    if key is not None and key.strip():
+        return None
+    return f"No Convai API key: {where_to_set_convai_key(flag)}."
