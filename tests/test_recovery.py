@@ -117,6 +117,12 @@ def test_a_different_model_of_that_name_is_a_conflict_naming_what_differs(
     assert len(recovery.state["deployment"]["resources"]) == 1
 
 
+def test_a_record_whose_fields_are_not_a_declaration_is_a_conflict() -> None:
+    operation = pending(TYPE_TOKEN, "alpha", model_inputs("alpha", display_name=["not", "a"]))
+    recovery = recover_pending_creates(exported(operation), {"alpha": listed("alpha")})
+    assert recovery.conflicts == {"alpha": ["the record is not a valid declaration"]}
+
+
 def test_bindings_are_dropped_and_other_operations_kept() -> None:
     binding = pending(CHARACTER_TYPE_TOKEN, "character-c1", {"char_id": "c1"})
     foreign = pending("kubernetes:apps/v1:Deployment", "vllm", {})

@@ -31,7 +31,8 @@ class Difference:
 def differences(
     held: Mapping[str, Any], declared: Mapping[str, Any], fields: Iterable[str] = LISTED_FIELDS
 ) -> list[Difference]:
-    """The `fields` declared otherwise than held, in the order of `fields`."""
+    """The `fields` declared otherwise than held, in the order of `fields`. A value Pulumi does
+    not know yet (a `pulumi.output.Unknown`, which equals only itself) differs from any held."""
     return [
         Difference(name, declared[name], held.get(name))
         for name in fields
@@ -39,9 +40,10 @@ def differences(
     ]
 
 
-def as_declared(request: RegisterRequest) -> dict[str, Any]:
-    """A register request's fields as Convai will hold them (it fills in the default base_url)."""
-    return request.model_dump() | {"base_url": request.base_url or OPENAI_BASE_URL}
+def as_declared(declared: RegisterRequest | Mapping[str, Any]) -> dict[str, Any]:
+    """A declaration's fields as Convai will hold them: it fills in the default base_url."""
+    fields = declared.model_dump() if isinstance(declared, RegisterRequest) else dict(declared)
+    return fields | {"base_url": fields.get("base_url") or OPENAI_BASE_URL}
 
 
 def matches(live: PrivateModel, declared: RegisterRequest) -> bool:

@@ -65,14 +65,14 @@ def audit(stack_name: str, stack: StackConfig, live: list[PrivateModel]) -> Audi
     result.unmanaged = sorted(set(held) - set(expected))
     result.missing = sorted(set(expected) - set(held))
     for group in sorted(set(expected) & set(held)):
-        differences = _differences(expected[group], held[group])
-        result.drift.extend(differences)
-        if not differences:
+        drift = _drift(expected[group], held[group])
+        result.drift.extend(drift)
+        if not drift:
             result.in_sync.append(group)
     return result
 
 
-def _differences(expected: Expected, live: PrivateModel) -> list[FieldDrift]:
+def _drift(expected: Expected, live: PrivateModel) -> list[FieldDrift]:
     return [
         FieldDrift(expected.model_group_name, d.field, d.declared, d.held)
         for d in differences(live.model_dump(), asdict(expected))

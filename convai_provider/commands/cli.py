@@ -8,13 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from convai_provider.commands.stack_commands import (
-    EXIT_ERROR,
-    CommandLine,
-    Commands,
-    OperatorError,
-    add_operator_commands,
-)
+from convai_provider.commands.command_line import EXIT_ERROR, CommandLine, Commands, OperatorError
+from convai_provider.commands.operator_commands import add_operator_commands
 from convai_provider.guards.durations import seconds_argument
 from convai_provider.guards.keys import key_problem, redacted_output
 from convai_provider.guards.urls import endpoint_url_problem, refusal

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convai_provider.api.matching import LISTED_FIELDS, as_declared, differences
-from convai_provider.api.wire import PrivateModel, RegisterRequest
+from convai_provider.api.wire import PrivateModel
 from convai_provider.resources.character_model import CHARACTER_TYPE_TOKEN
 from convai_provider.resources.private_model import TYPE_TOKEN
 
@@ -67,15 +67,15 @@ def recover_pending_creates(exported: Any, live: Mapping[str, PrivateModel]) -> 
             kept.append(operation)
             continue
         existing = _existing(resource, live) if kind == TYPE_TOKEN else None
-        differences = _differences(existing, resource["inputs"]) if existing else []
+        conflicts = _differences(existing, resource["inputs"]) if existing else []
         if existing is None:
             recovery.dropped.append(name)
-        elif not differences:
+        elif not conflicts:
             deployment.setdefault("resources", []).append(_created(resource, existing))
             recovery.adopted.append(name)
         else:
             kept.append(operation)
-            recovery.conflicts[name] = differences
+            recovery.conflicts[name] = conflicts
     deployment["pending_operations"] = kept
     return recovery
 
@@ -93,14 +93,12 @@ def _created(resource: Mapping[str, Any], model: PrivateModel) -> dict[str, Any]
 def _differences(live: PrivateModel, inputs: Mapping[str, Any]) -> list[str]:
     """Fields the record declares otherwise than Convai holds them (the key is a secret in state
     and never compared; a display name left to Convai matches any)."""
-    declared = {f: inputs.get(f) for f in LISTED_FIELDS if inputs.get(f) is not None}
-    try:
-        wanted = RegisterRequest.model_validate(
-            {"api_key": "not-compared", "is_uncensored": False, **declared}
-        )
-    except ValueError:
+    declared = {"is_uncensored": False} | {
+        f: inputs[f] for f in LISTED_FIELDS if inputs.get(f) is not None
+    }
+    if not all(isinstance(value, str | bool) for value in declared.values()):
         return ["the record is not a valid declaration"]
-    return [str(d) for d in differences(live.model_dump(), as_declared(wanted))]
+    return [str(d) for d in differences(live.model_dump(), as_declared(declared))]
 
 
 def _deployment(state: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeAlias
+from typing import Any
 
 from convai_provider.api.access import (
     API_KEY_CONFIG,
@@ -26,6 +26,12 @@ from convai_provider.api.errors import ConvaiError
 from convai_provider.api.wire import PrivateModel
 from convai_provider.commands.adoption import adoption_entries, adoption_yaml
 from convai_provider.commands.audit import Audit, audit
+from convai_provider.commands.command_line import (
+    EXIT_CLEAN,
+    EXIT_DIFFERS,
+    Commands,
+    OperatorError,
+)
 from convai_provider.commands.health import (
     InvalidEndpointKeyError,
     check_health,
@@ -44,22 +50,6 @@ from convai_stack.stack_config import (
     read_stack_file,
     stack_file,
 )
-
-EXIT_CLEAN, EXIT_DIFFERS, EXIT_ERROR = 0, 1, 2
-
-
-class CommandLine(argparse.ArgumentParser):
-    """Usage mistakes are one `error:` line too, like every other error of these commands."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_ERROR, f"error: {message} (see {self.prog} --help)\n")
-
-
-Commands: TypeAlias = "argparse._SubParsersAction[CommandLine]"
-
-
-class OperatorError(Exception):
-    """A failure the user can fix, printed as one sentence (exit status 2)."""
 
 
 def add_operator_commands(commands: Commands) -> None:
@@ -274,8 +264,8 @@ def _audit_text(result: Audit) -> str:
             f"Convai has {d.in_convai!r}"
         )
     lines.append(f"  note       {result.note}")
-    differences = len(result.missing) + len(result.unmanaged) + len(result.drift)
-    lines.append("Clean." if result.clean else f"{differences} difference(s).")
+    found = len(result.missing) + len(result.unmanaged) + len(result.drift)
+    lines.append("Clean." if result.clean else f"{found} difference(s).")
     return "\n".join(lines)
 
 
