@@ -8,6 +8,9 @@ one it should not is a design change, to be made here on purpose rather than by 
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,21 +38,34 @@ THIRD_PARTY_BANNED = {
 
 
 def imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports, relative imports resolved."""
+    package = ".".join(path.relative_to(PACKAGE.parent).parts[:-1])
+    return imports_in(path.read_text(), package)
+
+
+def imports_in(source: str, package: str) -> set[str]:
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")
+            base = parts[: len(parts) - node.level + 1]
+            if not node.level:
+                found.add(str(node.module))
+            else:
+                found.add(".".join([*base, node.module] if node.module else base))
     return found
 
 
 def product_of(module: str) -> str | None:
+    """`convai_provider` alone is the public surface, which loads the resources: no product may
+    import it, so it counts as a product of its own."""
     parts = module.split(".")
     if parts[0] == "convai_stack":
         return "convai_stack"
-    if parts[0] == "convai_provider" and len(parts) > 1:
-        return parts[1]
+    if parts[0] == "convai_provider":
+        return parts[1] if len(parts) > 1 else "the public surface"
     return None
 
 
@@ -75,3 +91,34 @@ def test_every_module_belongs_to_a_product_or_is_a_kept_path() -> None:
         "provider.py",  # state pickles PrivateModelProvider by this path
         "character_provider.py",  # and CharacterModelProvider by this one
     }
+
+
+def test_relative_imports_are_resolved_to_their_product() -> None:
+    source = "from . import faults\nfrom .store import x\nfrom ..resources import base\n"
+    assert imports_in(source, "convai_provider.emulator") == {
+        "convai_provider.emulator",
+        "convai_provider.emulator.store",
+        "convai_provider.resources",
+    }
+    assert product_of("convai_provider.resources") == "resources"
+
+
+PULUMI_FREE = ("guards", "api", "preflight", "commands")
+
+
+def test_the_client_the_preflight_and_the_commands_load_no_pulumi() -> None:
+    """They run where Pulumi may be absent, and `import pulumi` costs about 0.2 s per command."""
+    modules = [
+        ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        for product in PULUMI_FREE
+        for path in sorted((PACKAGE / product).glob("*.py"))
+    ]
+    program = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'pulumi')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(done.stdout) == []

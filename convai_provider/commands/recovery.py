@@ -27,8 +27,7 @@ from typing import Any
 
 from convai_provider.api.matching import LISTED_FIELDS, as_declared, differences
 from convai_provider.api.wire import PrivateModel
-from convai_provider.resources.character_model import CHARACTER_TYPE_TOKEN
-from convai_provider.resources.private_model import TYPE_TOKEN
+from convai_provider.resources.type_tokens import CHARACTER_TYPE_TOKEN, TYPE_TOKEN
 
 CREATING = "creating"
 

@@ -38,11 +38,10 @@ from convai_provider.resources.base import (
 )
 from convai_provider.resources.fields import Name
 from convai_provider.resources.pulumi_pickling import provider_serialization
+from convai_provider.resources.type_tokens import MODULE
 
 log = logging.getLogger("convai_provider")
 
-CHARACTER_TYPE_TOKEN = "pulumi-python:dynamic/convai:CharacterModel"
-"""Stable: renaming the type would make Pulumi replace every binding."""
 
 # schema -----------------------------------------------------------------------------------------
 
@@ -150,7 +149,7 @@ class ConvaiCharacterModelArgs:
     """Default gpt-4o-mini, a built-in Convai model."""
 
 
-class ConvaiCharacterModel(Resource, module="convai", name="CharacterModel"):
+class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
     """While this exists, character `char_id` uses `model_group_name`; deleted, it falls back.
 
     Pass the model's output (`model.model_group_name`) so Pulumi knows the binding depends on the

@@ -48,9 +48,7 @@ from convai_provider.resources.base import (
 from convai_provider.resources.fields import BaseUrl, EndpointKey, Name
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.runtime import ConvaiRuntime
-
-TYPE_TOKEN = "pulumi-python:dynamic/convai:PrivateModel"
-"""Stable: renaming the type would make Pulumi replace every model declared with it."""
+from convai_provider.resources.type_tokens import MODULE
 
 # schema -----------------------------------------------------------------------------------------
 
@@ -321,7 +319,7 @@ class ConvaiPrivateModelArgs:
     """Default true: the endpoint preflight runs before create and endpoint-changing updates."""
 
 
-class ConvaiPrivateModel(Resource, module="convai", name="PrivateModel"):
+class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
     """A private, OpenAI-compatible LLM endpoint registered with Convai.
 
     `model_group_name` and `model_name` replace the model when changed (Convai deletes it first:
