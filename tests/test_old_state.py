@@ -2,7 +2,7 @@
 
 Pulumi pickles each dynamic provider into state by reference to its class's module path, and
 unpickles the one in state for `refresh` and `destroy`. `fixtures/state-before-recut` is a stack
-that convai-models 0.1.0 wrote (`pulumi stack export`, a model and a character bound to it), whose
+that convai-models 0.1.0 (commit 6eaaf4e) wrote (`pulumi stack export`, a model and a character bound to it), whose
 providers name `convai_provider.provider` and `convai_provider.character_provider`: those paths
 stay importable, and this test holds them to it.
 """
@@ -87,6 +87,10 @@ def test_providers_pickled_at_the_old_module_paths_refresh_and_destroy(
     for prefix, old_path in OLD_PATHS.items():
         [name] = [n for n in pickled if n.startswith(prefix)]
         assert old_path in pickled[name], f"{name}'s provider does not name {old_path!r}"
+
+    # The program, declaring what the old version declared, finds every resource as it stands:
+    # type tokens, names and URNs are what they were.
+    project.run("preview", "--expect-no-changes")
 
     with ConvaiClient(CONVAI_KEY, convai.url) as client:
         client.update(UpdateRequest(model_group_name="legacy", display_name="Renamed by hand"))
