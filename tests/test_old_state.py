@@ -2,9 +2,10 @@
 
 Pulumi pickles each dynamic provider into state by reference to its class's module path, and
 unpickles the one in state for `refresh` and `destroy`. `fixtures/state-before-recut` is a stack
-that convai-models 0.1.0 (commit 6eaaf4e) wrote (`pulumi stack export`, a model and a character bound to it), whose
-providers name `convai_provider.provider` and `convai_provider.character_provider`: those paths
-stay importable, and this test holds them to it.
+that convai-models 0.1.0 (commit 6eaaf4e) wrote (`pulumi stack export`, a model and a character
+bound to it), whose providers name `convai_provider.provider` and
+`convai_provider.character_provider`: those paths stay importable, and this test holds them to
+it.
 """
 
 from __future__ import annotations
