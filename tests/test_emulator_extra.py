@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from convai_provider.commands.cli import EMULATOR_EXTRA_MODULES
+
 ROOT = Path(__file__).resolve().parent.parent
 WEB_SERVER = {"starlette", "uvicorn", "httptools", "uvloop"}
 
@@ -144,3 +146,21 @@ def test_a_missing_module_outside_the_extra_is_not_blamed_on_it(tmp_path: Path) 
     assert done.returncode == 1
     assert "ModuleNotFoundError: No module named 'sqlite3'" in done.stderr
     assert "[emulator]" not in done.stderr
+
+
+def test_the_modules_the_command_blames_on_the_extra_are_what_the_extra_installs() -> None:
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    installs = {normalized(Requirement(spec).name) for spec in extra["emulator"]}
+    provided = {
+        module
+        for module, distributions in metadata.packages_distributions().items()
+        if any(normalized(name) in installs for name in distributions)
+    }
+    assert set(EMULATOR_EXTRA_MODULES) <= provided
+    imported = {
+        line.split()[1].split(".")[0]
+        for path in (ROOT / "convai_provider" / "emulator").glob("*.py")
+        for line in path.read_text().splitlines()
+        if line.startswith(("import ", "from "))
+    }
+    assert imported & provided <= set(EMULATOR_EXTRA_MODULES)

@@ -59,6 +59,9 @@ class Registered:
 
 
 class Operation:
+    """What one provider operation asks of Convai, every call under the deadline it started
+    with; writes inside the listing's `writing()`."""
+
     def __init__(self, client: ConvaiClient, listing: SharedListing, deadline: float) -> None:
         self._client = client
         self._listing = listing

@@ -1,4 +1,4 @@
-"""A typed, retrying client for Convai's `/llm-models/*` endpoints."""
+"""A typed, retrying client for Convai's `/llm-models/*` and `/character/*` calls."""
 
 from __future__ import annotations
 
@@ -183,7 +183,7 @@ class ConvaiClient:
     def create_character(
         self, request: CharacterCreateRequest, *, deadline: float | None = None
     ) -> CharacterCreateResponse:
-        """Create a character (the emulator's tests use it; stacks only bind existing ones)."""
+        """Create a character. Stacks only bind characters that exist; this makes some to bind."""
         return self._call(
             "character create",
             CHARACTER_CREATE_PATH,

@@ -12,7 +12,9 @@ from types import TracebackType
 import httpx
 
 from convai_provider.api.wire import API_KEY_HEADER
-from convai_provider.emulator.server import READY_PREFIX
+
+READY_PREFIX = "Convai emulator listening on "
+"""What the emulator prints, then its URL, once it accepts connections."""
 
 
 class EmulatorProcess:

@@ -15,9 +15,8 @@ from typing import NoReturn
 import uvicorn
 
 from convai_provider.emulator.app import ConvaiEmulator, HideInjectedDrops
+from convai_provider.emulator.process import READY_PREFIX
 from convai_provider.emulator.store import ConvaiStore
-
-READY_PREFIX = "Convai emulator listening on "
 
 
 class EmulatorStartError(Exception):

@@ -1,4 +1,5 @@
-"""What every Convai dynamic provider shares: configuration, the per-process runtime, check.
+"""What both resources share: their providers' configuration, runtime, check and key redaction,
+and `merge_args` for their resource classes.
 
 Providers are pickled into Pulumi state, so they hold nothing but what configure() learns in
 the provider process, and even that is dropped when pickled.
