@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.emulator.server import listening_socket
 
 KEY = {"CONVAI-API-KEY": "emulator-test-account"}
 MODEL = {
@@ -302,3 +304,14 @@ def test_the_active_fault_rules_can_be_read(convai: EmulatorProcess) -> None:
     ]
     foreign = httpx.get(faults, headers={"Origin": "https://evil.example"}, timeout=10)
     assert_error(foreign, 403, "is not this emulator")
+
+
+def test_the_socket_accepts_connections_before_the_address_is_announced() -> None:
+    """The address is printed before uvicorn's loop runs: a client that reads it and connects at
+    once must be queued, not refused."""
+    sock = listening_socket("127.0.0.1", 0)
+    try:
+        with socket.create_connection(sock.getsockname(), timeout=5):
+            pass
+    finally:
+        sock.close()

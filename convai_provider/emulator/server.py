@@ -77,6 +77,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise EmulatorStartError(_bind_failure(host, port, exc)) from None
+    # Listening now, before the address is announced: uvicorn starts listening only once its
+    # loop runs, and a client that connects in between would be refused, not queued.
+    sock.listen(2048)
     return sock
 
 
