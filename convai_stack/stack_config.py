@@ -31,7 +31,13 @@ from convai_provider.api.builtin_models import (
 )
 from convai_provider.guards.documents import DocumentError, TooDeepError, load_yaml, parse_json
 from convai_provider.guards.validation import field_problems
-from convai_provider.resources.fields import BaseUrl, Name
+from convai_provider.resources.fields import (
+    DEFAULT_ADOPT_EXISTING,
+    DEFAULT_IS_UNCENSORED,
+    DEFAULT_VERIFY_ENDPOINT,
+    BaseUrl,
+    Name,
+)
 
 PROJECT = "convai-models"
 ENDPOINTS_KEY = "endpoints"
@@ -220,9 +226,9 @@ class ModelDeclaration(_Strict):
     model_group_name: Name
     endpoint: DnsLabel
     display_name: Name | None = None
-    is_uncensored: StrictBool = False
-    verify_endpoint: StrictBool = True
-    adopt_existing: StrictBool = False
+    is_uncensored: StrictBool = DEFAULT_IS_UNCENSORED
+    verify_endpoint: StrictBool = DEFAULT_VERIFY_ENDPOINT
+    adopt_existing: StrictBool = DEFAULT_ADOPT_EXISTING
     protect: StrictBool | None = None
     """Defaults to the stack's protectModels."""
     characters: list[Name] = Field(default_factory=list)

@@ -1,4 +1,4 @@
-"""Field types of the resources' inputs, checked at plan time: names, endpoint URLs and keys.
+"""Field types and defaults of the resources' inputs, checked at plan time: names, URLs, keys.
 
 The private model, the character binding and the stack configuration schema all use them.
 """
@@ -58,3 +58,9 @@ EndpointKey = Annotated[
     AfterValidator(_no_blank_or_padding),
     AfterValidator(_header_safe),
 ]
+
+
+# What a private model's optional inputs default to; the stack schema declares the same.
+DEFAULT_IS_UNCENSORED = False
+DEFAULT_ADOPT_EXISTING = False
+DEFAULT_VERIFY_ENDPOINT = True

@@ -45,7 +45,14 @@ from convai_provider.resources.base import (
     differs,
     merge_args,
 )
-from convai_provider.resources.fields import BaseUrl, EndpointKey, Name
+from convai_provider.resources.fields import (
+    DEFAULT_ADOPT_EXISTING,
+    DEFAULT_IS_UNCENSORED,
+    DEFAULT_VERIFY_ENDPOINT,
+    BaseUrl,
+    EndpointKey,
+    Name,
+)
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.runtime import ConvaiRuntime
 from convai_provider.resources.type_tokens import MODULE
@@ -73,15 +80,15 @@ class PrivateModelInputs(RegisterRequest):
     """Required, replaces on change. The name the endpoint serves."""
     api_key: EndpointKey
     """Required, secret, updates in place. Use a placeholder such as EMPTY for keyless endpoints."""
-    is_uncensored: StrictBool = False
+    is_uncensored: StrictBool = DEFAULT_IS_UNCENSORED
     """Optional (false), updates in place."""
     display_name: Name | None = None
     """Optional, updates in place; left out, Convai's own label is kept and never diffed."""
     base_url: BaseUrl = OPENAI_BASE_URL
     """Optional (Convai's default `https://api.openai.com/v1`), updates in place."""
-    adopt_existing: StrictBool = False
+    adopt_existing: StrictBool = DEFAULT_ADOPT_EXISTING
     """Optional (false): on create, take over a model of this group name instead of failing."""
-    verify_endpoint: StrictBool = True
+    verify_endpoint: StrictBool = DEFAULT_VERIFY_ENDPOINT
     """Optional (true): run the endpoint preflight before create, and before an update that
     changes base_url or api_key; a failing endpoint is never registered."""
 
