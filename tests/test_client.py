@@ -112,6 +112,21 @@ def test_a_retried_conflict_with_a_different_model_is_raised(
     assert convai.request_counts()["/llm-models/list"] == 1
 
 
+@pytest.mark.parametrize(
+    ("operation", "hint"),
+    [
+        ("deregister", "No model of that model_group_name exists in this Convai account."),
+        ("update", "No model of that model_group_name exists in this Convai account."),
+        ("list", "No such call there: check that convai:baseUrl, --base-url or CONVAI_BASE_URL"),
+        ("register", "No such call there: check that convai:baseUrl"),
+    ],
+)
+def test_a_404_blames_the_model_only_for_calls_that_name_one(operation: str, hint: str) -> None:
+    error = error_for_status(operation, 404, "Not Found")
+    assert isinstance(error, NotFoundError)
+    assert hint in str(error)
+
+
 def test_unreachable_convai_is_a_connection_error() -> None:
     with (
         ConvaiClient("k", "http://127.0.0.1:9", max_retries=1, backoff=FAST_BACKOFF) as c,

@@ -23,6 +23,7 @@ CONVAI = "such as https://api.convai.com"
 ENDPOINT = "such as https://llm.example.com/v1"
 NOT_A_CONVAI_URL = f"must be an https URL with a host, {CONVAI}"
 NOT_AN_ENDPOINT_URL = f"must be an http(s) URL with a host, {ENDPOINT}"
+UNREADABLE = "cannot be read as a URL"
 CREDENTIALS = "must not carry credentials: the API key goes in a header"
 SPACES = "must not contain spaces or control characters"
 IN_CLEAR = "must use https: plain http would send the Convai API key in clear"
@@ -39,8 +40,12 @@ CASES = [
     ("ftp://llm.example.com/v1", NOT_A_CONVAI_URL, NOT_AN_ENDPOINT_URL),
     ("llm.example.com/v1", NOT_A_CONVAI_URL, NOT_AN_ENDPOINT_URL),
     ("https://", NOT_A_CONVAI_URL, NOT_AN_ENDPOINT_URL),
-    ("https://[::1/v1", NOT_A_CONVAI_URL, NOT_AN_ENDPOINT_URL),
-    ("https://llm.example.com:99999/v1", NOT_A_CONVAI_URL, NOT_AN_ENDPOINT_URL),
+    ("https://[::1/v1", f"{UNREADABLE} (Invalid IPv6 URL)", f"{UNREADABLE} (Invalid IPv6 URL)"),
+    (
+        "https://llm.example.com:99999/v1",
+        f"{UNREADABLE} (Port out of range 0-65535): give one {CONVAI}",
+        f"{UNREADABLE} (Port out of range 0-65535): give one {ENDPOINT}",
+    ),
     ("https://u:hunter22@llm.example.com/v1", CREDENTIALS, CREDENTIALS),
     (
         "https://llm.example.com/v1?key=1",

@@ -59,7 +59,14 @@ class AuthenticationError(ConvaiAPIError):
 
 
 class NotFoundError(ConvaiAPIError):
-    hint = "No model of that model_group_name exists in this Convai account."
+    MODEL_OPERATIONS = ("update", "deregister")
+    """The calls that name a model: their 404 is about the model, any other's about the URL."""
+
+    @property
+    def hint(self) -> str:  # type: ignore[override]
+        if self.operation in self.MODEL_OPERATIONS:
+            return "No model of that model_group_name exists in this Convai account."
+        return f"No such call there: check that {BASE_URL_SETTINGS} is Convai's API root."
 
 
 class ConflictError(ConvaiAPIError):

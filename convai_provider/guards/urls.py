@@ -19,12 +19,17 @@ ENDPOINT_URL_EXAMPLE = "https://llm.example.com/v1"
 
 def split_url(url: str) -> SplitResult | None:
     """`url`'s parts, or None when it cannot be parsed (an unclosed `[`, a port out of range)."""
+    return None if unreadable(url) else urlsplit(url)
+
+
+def unreadable(url: str) -> str | None:
+    """Why `url` cannot be parsed at all, in the parser's words; None when it can."""
     try:
         parts = urlsplit(url)
         _ = parts.hostname, parts.port
-    except ValueError:
-        return None
-    return parts
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def endpoint_url_problem(url: str) -> str | None:
@@ -52,6 +57,9 @@ def url_problem(url: str, *, example: str, plain_http_to_loopback_only: bool) ->
     if any(ch.isspace() or not ch.isprintable() for ch in url):
         # urlsplit would drop a tab or newline silently, and the server would be sent the rest.
         return "must not contain spaces or control characters"
+    why = unreadable(url)
+    if why is not None:
+        return f"cannot be read as a URL ({why}): give one such as {example}"
     parts = split_url(url)
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         schemes = "https" if plain_http_to_loopback_only else "http(s)"
