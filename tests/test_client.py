@@ -176,7 +176,7 @@ def test_empty_identifiers_are_refused_before_sending() -> None:
 
 def test_an_empty_convai_key_is_refused_with_the_fix() -> None:
     for empty in ("", "  "):
-        with pytest.raises(InvalidRequestError, match="CONVAI_API_KEY"):
+        with pytest.raises(InvalidRequestError, match="pass api_key to ConvaiClient"):
             ConvaiClient(empty)
 
 

@@ -137,13 +137,13 @@ def test_no_convai_key_is_one_sentence_with_the_command_that_sets_it(blank: str 
 
 
 @pytest.mark.parametrize("blank", ["", "  "])
-def test_the_provider_settings_and_the_client_say_the_same_of_a_missing_key(blank: str) -> None:
+def test_the_provider_settings_and_the_client_say_where_their_key_comes_from(blank: str) -> None:
     with pytest.raises(MissingApiKeyError) as missing:
         ConvaiSettings.resolve({"convai:apiKey": blank}, {"CONVAI_API_KEY": blank})
     assert str(missing.value) == NO_KEY
     with pytest.raises(InvalidRequestError) as refused:
-        ConvaiClient(blank)
-    assert str(refused.value) == NO_KEY
+        ConvaiClient(blank)  # a library caller: the client reads neither config nor environment
+    assert str(refused.value) == "No Convai API key: pass api_key to ConvaiClient."
 
 
 # Keys that cannot go in a header are refused without being repeated -------------------------

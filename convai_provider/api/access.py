@@ -69,16 +69,19 @@ def convai_url_problem(url: str) -> str | None:
     return url_problem(url, example=DEFAULT_CONVAI_URL, plain_http_to_loopback_only=True)
 
 
-def where_to_set_convai_key(flag: str | None = None) -> str:
-    """How to give the Convai API key: the stack's secret config, or `flag` where a command takes
-    the key instead (a stack file holds it as ciphertext); the environment either way."""
+def where_to_set_convai_key(flag: str | None = None, *, environment: bool = True) -> str:
+    """How to give the Convai API key: the stack's secret config, or `flag` where a command or
+    the client takes the key instead (a stack file holds it as ciphertext); the environment too
+    where it is read (the client alone does not read it)."""
     given = f"pass {flag}" if flag else f"run `pulumi config set --secret {API_KEY_CONFIG} <key>`"
-    return f"{given} or export {API_KEY_ENV}"
+    return f"{given} or export {API_KEY_ENV}" if environment else given
 
 
-def missing_convai_key(key: str | None, flag: str | None = None) -> str | None:
+def missing_convai_key(
+    key: str | None, flag: str | None = None, *, environment: bool = True
+) -> str | None:
     """Why `key` is no Convai API key (none, or only blanks), saying where to set one; None when
-    it is given. `flag`: the command line option that takes it, if any."""
+    it is given. `flag`: what takes it instead of the stack's config, if anything."""
     if key is not None and key.strip():
         return None
-    return f"No Convai API key: {where_to_set_convai_key(flag)}."
+    return f"No Convai API key: {where_to_set_convai_key(flag, environment=environment)}."

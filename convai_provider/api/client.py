@@ -99,7 +99,7 @@ class ConvaiClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        missing = missing_convai_key(api_key)
+        missing = missing_convai_key(api_key, "api_key to ConvaiClient", environment=False)
         if missing is not None:
             raise InvalidRequestError(missing)
         problem = key_problem(api_key)

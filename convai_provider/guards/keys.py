@@ -1,8 +1,5 @@
 """Keys (the Convai API key, endpoint keys): what one may hold, and keeping them out of messages.
 
-The Convai key is set in the stack's convai:apiKey or $CONVAI_API_KEY; every place that needs it
-and finds none says so in the one sentence of `missing_convai_key`.
-
 A key travels in an HTTP header, so it must be ASCII without control characters: a CR or LF
 would end the header, and httpx, refusing it, quotes the header, key included. Such keys are
 refused up front with words that describe the key, never repeat it.
