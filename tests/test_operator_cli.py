@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,15 @@ from convai_provider.api.access import convai_api_key, convai_base_url
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.wire import RegisterRequest
 from convai_provider.commands.adoption import config_key_for
-from convai_provider.commands.cli import main
+from convai_provider.commands.cli import ENTRY_POINT, main, program_name
 from convai_provider.commands.health import env_name_for
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.resources.settings import ConvaiSettings
 from testkit.convai import CONVAI_KEY
 from testkit.openai_server import EndpointBehaviour, serve_endpoint
 from testkit.stacks import load_stack_file
+
+ROOT = Path(__file__).resolve().parent.parent
 
 ENDPOINT_KEY = "sk-endpoint"
 
@@ -490,3 +493,10 @@ def test_health_refuses_deeply_nested_outputs_in_one_line(
     code, out, err = cli("health", "--stack", "test", "--root", str(root), "--outputs", "-")
     assert code == 2 and out == ""
     assert err.startswith("error: ") and err.count("\n") == 1 and fragment in err
+
+
+def test_usage_names_the_command_the_way_it_was_run() -> None:
+    assert program_name("/venv/bin/convai-models") == "convai-models"
+    assert program_name("/work/convai_provider/__main__.py") == "python -m convai_provider"
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert ENTRY_POINT in scripts

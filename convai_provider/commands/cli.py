@@ -21,9 +21,18 @@ ENDPOINT_KEY_ENV = "ENDPOINT_API_KEY"
 EMULATOR_EXTRA_MODULES = frozenset({"starlette", "uvicorn"})
 
 
+ENTRY_POINT = "convai-models"
+"""The installed command (pyproject.toml's [project.scripts]); otherwise `python -m`."""
+
+
+def program_name(argv0: str) -> str:
+    """What usage lines and error hints call the command: the way it was run."""
+    return ENTRY_POINT if Path(argv0).name == ENTRY_POINT else "python -m convai_provider"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = CommandLine(
-        prog="python -m convai_provider",
+        prog=program_name(sys.argv[0]),
         description="Convai private LLM models: local emulator and operator tools.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
