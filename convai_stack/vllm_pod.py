@@ -146,6 +146,10 @@ def pod_template(
         metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=annotations),
         spec=k8s.core.v1.PodSpecArgs(
             containers=[main],
+            # The Service `vllm` would inject VLLM_PORT=tcp://<ip>:8000 and more VLLM_*
+            # variables, which vLLM reads as its own settings and refuses: no pod would start.
+            # vLLM reaches nothing through service links.
+            enable_service_links=False,
             volumes=[shm],
             affinity=_spread(labels),
             tolerations=[_toleration(t) for t in endpoint.tolerations],

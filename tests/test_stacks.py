@@ -35,6 +35,7 @@ from testkit.engine import (
     run_program_fully,
     strip_secrets,
 )
+from testkit.service_links import injected_variables, service_variables
 from testkit.stacks import as_runtime_config, load_stack_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -369,6 +370,45 @@ def test_pods_run_without_privileges(stack: str) -> None:
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
         }
+
+
+def test_service_variables_follow_the_kubelet() -> None:
+    kubernetes = {
+        "metadata": {"name": "kubernetes"},
+        "spec": {"ports": [{"name": "https", "port": 443, "protocol": "TCP"}]},
+    }
+    assert service_variables(kubernetes) == {
+        "KUBERNETES_SERVICE_HOST",
+        "KUBERNETES_SERVICE_PORT",
+        "KUBERNETES_SERVICE_PORT_HTTPS",
+        "KUBERNETES_PORT",
+        "KUBERNETES_PORT_443_TCP",
+        "KUBERNETES_PORT_443_TCP_PROTO",
+        "KUBERNETES_PORT_443_TCP_PORT",
+        "KUBERNETES_PORT_443_TCP_ADDR",
+    }
+    headless = {"metadata": {"name": "db"}, "spec": {"clusterIP": "None", "ports": []}}
+    assert service_variables(headless) == set()
+
+
+VLLM_VARIABLES_SET_ON_PURPOSE = {"VLLM_API_KEY", "VLLM_MAX_N_SEQUENCES"}
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_no_service_link_variable_reaches_vllm(stack: str) -> None:
+    """vLLM reads VLLM_* variables as its settings: the Service `vllm` would inject
+    VLLM_PORT=tcp://<ip>:8000, which vLLM refuses, and no pod would start."""
+    run = run_stack(stack)
+    services = run.of_type("kubernetes:core/v1:Service")
+    for endpoint in vllm_endpoints(stack):
+        workload = child(run, STATEFUL_SET, endpoint.name)
+        namespace = workload.inputs["metadata"]["namespace"]
+        neighbours = [s.inputs for s in services if s.inputs["metadata"]["namespace"] == namespace]
+        assert neighbours, f"no Service in {namespace}"
+        pod = workload.inputs["spec"]["template"]["spec"]
+        for container in pod["containers"]:
+            seen = {e["name"] for e in container["env"]} | injected_variables(pod, neighbours)
+            assert {n for n in seen if n.startswith("VLLM_")} == VLLM_VARIABLES_SET_ON_PURPOSE
 
 
 def fence_of(run: ProgramRun, endpoint: VllmEndpoint) -> dict[str, Any]:
