@@ -23,7 +23,8 @@ from convai_provider.api.errors import InvalidRequestError
 from convai_provider.api.retry import parse_retry_after
 from convai_provider.commands.cli import main
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.guards.keys import RedactingFilter, remember
+from convai_provider.guards.keys import remember
+from convai_provider.guards.text import SafeLogFilter
 from convai_provider.preflight.checks import check_endpoint
 from convai_provider.resources.base import ConvaiProvider, RedactedError
 from convai_provider.resources.character_model import CharacterModelProvider
@@ -307,7 +308,7 @@ def test_the_provider_log_is_redacted() -> None:
     remember("sk-logged-key-88f1")
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    handler.addFilter(RedactingFilter())
+    handler.addFilter(SafeLogFilter())
     log = logging.getLogger("convai_provider.test_redaction")
     log.addHandler(handler)
     log.warning("key %s and %r", "sk-logged-key-88f1", "sk-logged-key-88f1\n")

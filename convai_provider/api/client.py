@@ -66,7 +66,7 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 5
 REPLY_CAP = 32 * MIB
 """Bytes read from one Convai reply at most: a list of 10,000 models takes a fraction of it."""
-_SHOWN_BYTES = 120
+_SHOWN_CHARACTERS = 120
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 ReplyT = TypeVar("ReplyT", bound=BaseModel)
@@ -325,9 +325,8 @@ class ConvaiClient:
 def describe_reply(response: httpx.Response) -> str:
     """What came back, in a few words: for an error that says what the server sent instead."""
     kind = response.headers.get("content-type") or "no content type"
-    text = response.content[:_SHOWN_BYTES].decode("utf-8", "replace")
-    more = "…" if len(response.content) > _SHOWN_BYTES else ""
-    return f"it sent {len(response.content)} bytes ({server_text(kind, 100)}): {text!r}{more}"
+    text = server_text(response.content.decode("utf-8", "replace"), _SHOWN_CHARACTERS)
+    return f"it sent {len(response.content)} bytes ({server_text(kind, 100)}): '{text}'"
 
 
 def _redirect_target(response: httpx.Response) -> str:

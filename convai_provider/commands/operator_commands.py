@@ -41,6 +41,7 @@ from convai_provider.commands.recovery import Recovery, RecoveryError, recover_p
 from convai_provider.guards.documents import parse_json
 from convai_provider.guards.durations import seconds_argument
 from convai_provider.guards.keys import key_problem
+from convai_provider.guards.text import server_text
 from convai_provider.guards.urls import refusal
 from convai_stack.stack_config import (
     StackConfig,
@@ -198,6 +199,12 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True))
 
 
+def shown(value: object) -> str:
+    """A field Convai sent (a name, a URL), fit for one cell or line of output: a newline in it
+    would fake a row, an ESC start an escape sequence."""
+    return server_text(value, limit=None)
+
+
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
@@ -221,12 +228,12 @@ def _run_list(args: argparse.Namespace) -> int:
     header = ["GROUP", "MODEL", "DISPLAY NAME", "BASE URL", "UNCENSORED", "CREATED"]
     rows = [
         [
-            m.model_group_name,
-            m.model_name,
-            m.display_name or "-",
-            m.base_url,
+            shown(m.model_group_name),
+            shown(m.model_name),
+            shown(m.display_name or "-"),
+            shown(m.base_url),
             "yes" if m.is_uncensored else "no",
-            m.created_at,
+            shown(m.created_at),
         ]
         for m in models
     ]
@@ -250,18 +257,20 @@ def _run_audit(args: argparse.Namespace) -> int:
 def _audit_text(result: Audit) -> str:
     lines = [f"Stack '{result.stack}' against Convai:"]
     for group in result.in_sync:
-        lines.append(f"  in sync    {group}")
+        lines.append(f"  in sync    {shown(group)}")
     for group in result.missing:
-        lines.append(f"  missing    {group}: declared but not in Convai (pulumi up registers it)")
+        lines.append(
+            f"  missing    {shown(group)}: declared but not in Convai (pulumi up registers it)"
+        )
     for group in result.unmanaged:
         lines.append(
-            f"  unmanaged  {group}: in Convai but not in the stack "
+            f"  unmanaged  {shown(group)}: in Convai but not in the stack "
             f"(adopt --stack {result.stack} prints its entry)"
         )
     for d in result.drift:
         lines.append(
-            f"  drift      {d.model_group_name}.{d.field}: declared {d.declared!r}, "
-            f"Convai has {d.in_convai!r}"
+            f"  drift      {shown(d.model_group_name)}.{d.field}: declared {d.declared!r}, "
+            f"Convai has {shown(repr(d.in_convai))}"
         )
     lines.append(f"  note       {result.note}")
     found = len(result.missing) + len(result.unmanaged) + len(result.drift)
@@ -360,10 +369,14 @@ def _read_export(source: str) -> Any:
 
 def _recovery_text(args: argparse.Namespace, recovery: Recovery) -> str:
     lines = [
-        *(f"  in state   {n}: Convai holds it as declared" for n in recovery.adopted),
-        *(f"  dropped    {n}: not in Convai, `pulumi up` creates it" for n in recovery.dropped),
+        *(f"  in state   {shown(n)}: Convai holds it as declared" for n in recovery.adopted),
         *(
-            f"  conflict   {n}: Convai holds a different model of that name ({'; '.join(d)})"
+            f"  dropped    {shown(n)}: not in Convai, `pulumi up` creates it"
+            for n in recovery.dropped
+        ),
+        *(
+            f"  conflict   {shown(n)}: Convai holds a different model of that name "
+            f"({shown('; '.join(d))})"
             for n, d in recovery.conflicts.items()
         ),
     ]

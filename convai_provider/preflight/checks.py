@@ -120,7 +120,7 @@ def _served_models(response: httpx.Response) -> list[str] | None:
 
 
 def _listed_names(served: list[str], shown: int = 20) -> str:
-    names = ", ".join(repr(server_text(n, 100)) for n in served[:shown]) or "none"
+    names = ", ".join(f"'{server_text(n, 100)}'" for n in served[:shown]) or "none"
     return names + (f" and {len(served) - shown} more" if len(served) > shown else "")
 
 
