@@ -192,7 +192,7 @@ def test_list_refuses_such_a_convai_key(
     bad: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("CONVAI_BASE_URL", "http://127.0.0.1:9")
-    key = BAD_KEYS[bad].rstrip("\n\t")  # surrounding whitespace is trimmed, as the provider does
+    key = BAD_KEYS[bad].rstrip("\n\t")  # inside the key (surrounding whitespace: test_convai_key)
     if key == SECRET:
         key += "\x01"
     assert_one_error_line_without(SECRET, *cli(["list", "--api-key", key], capsys), "--api-key")

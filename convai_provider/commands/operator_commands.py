@@ -16,10 +16,10 @@ from convai_provider.api.access import (
     API_KEY_FLAG,
     BASE_URL_CONFIG,
     BASE_URL_ORDER,
-    convai_api_key,
+    ConvaiKeyError,
     convai_base_url,
+    convai_key,
     convai_url_problem,
-    missing_convai_key,
 )
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import ConvaiError
@@ -40,7 +40,6 @@ from convai_provider.commands.health import (
 from convai_provider.commands.recovery import Recovery, RecoveryError, recover_pending_creates
 from convai_provider.guards.documents import parse_json
 from convai_provider.guards.durations import seconds_argument
-from convai_provider.guards.keys import key_problem
 from convai_provider.guards.text import server_text
 from convai_provider.guards.urls import refusal
 from convai_stack.stack_config import (
@@ -164,24 +163,20 @@ def _load_stack(args: argparse.Namespace) -> tuple[StackConfig, dict[str, Any]]:
 
 
 def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -> ConvaiClient:
-    api_key, source = convai_api_key({}, os.environ, flag=args.api_key)
-    if source == API_KEY_FLAG and not api_key.strip():
+    if args.api_key is not None and not args.api_key.strip():
         raise OperatorError(
             f"{API_KEY_FLAG} is empty: give the key, or leave it out to use ${API_KEY_ENV}"
         )
-    missing = missing_convai_key(api_key, flag=API_KEY_FLAG)
-    if missing is not None:
-        raise OperatorError(missing)
-    api_key = api_key.strip()
-    problem = key_problem(api_key)
-    if problem is not None:
-        raise OperatorError(f"{source} {problem}: give the key without it")
+    try:
+        api_key, key_source = convai_key({}, os.environ, flag=args.api_key, instead=API_KEY_FLAG)
+    except ConvaiKeyError as exc:
+        raise OperatorError(str(exc)) from None
     base_url, source = convai_base_url(stack_raw or {}, os.environ, flag=args.base_url)
     problem = convai_url_problem(base_url)
     if problem is not None:
         raise OperatorError(refusal(source, base_url, problem))
     try:
-        return ConvaiClient(api_key, base_url, timeout=30, max_retries=3)
+        return ConvaiClient(api_key, base_url, timeout=30, max_retries=3, key_source=key_source)
     except ConvaiError as exc:
         raise OperatorError(str(exc)) from None
 

@@ -1,8 +1,9 @@
 """Keys (the Convai API key, endpoint keys): what one may hold, and keeping them out of messages.
 
-A key travels in an HTTP header, so it must be ASCII without control characters: a CR or LF
-would end the header, and httpx, refusing it, quotes the header, key included. Such keys are
-refused up front with words that describe the key, never repeat it.
+A key travels in an HTTP header, so it must be ASCII without control characters or surrounding
+whitespace: a CR or LF would end the header, a header's value has no surrounding whitespace, and
+httpx, refusing such a value, quotes the header, key included. Such keys are refused up front
+with words that describe the key, never repeat it.
 
 As a last line of defence, every key this process has been given is replaced by `[secret]` in
 whatever leaves the process: the operator commands' output, the provider's errors (which Pulumi
@@ -31,6 +32,8 @@ _lock = threading.Lock()
 
 def key_problem(key: str) -> str | None:
     """What makes `key` unfit for an HTTP header, in words that do not repeat it; None if fit."""
+    if key != key.strip():
+        return "starts or ends with whitespace (a space, a line break), which a header cannot carry"
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
         return "contains a control character (CR, LF, tab or another)"
     if not key.isascii():
