@@ -99,7 +99,7 @@ def _bind_failure(host: str, port: int, exc: OSError) -> str:
 def open_store(db: Path) -> ConvaiStore:
     try:
         return ConvaiStore(db)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         raise EmulatorStartError(
             f"--db {db} cannot be used as the emulator's database ({exc}): give the path of a "
             "new or existing SQLite file in a writable directory"
