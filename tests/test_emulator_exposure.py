@@ -4,14 +4,17 @@ to a web page that reaches it by name (DNS rebinding) or from another origin."""
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from convai_provider.api.client import ConvaiClient
+from convai_provider.emulator.app import served_authorities
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.emulator.store import ConvaiStore
 from testkit.convai import CONVAI_KEY, TURBO
@@ -64,3 +67,124 @@ def test_an_existing_database_readable_by_others_is_tightened(tmp_path: Path) ->
     finally:
         store.close()
         old.close()
+
+
+# Host and Origin: a web page cannot reach it -------------------------------------------------
+
+ACCOUNT = {"CONVAI-API-KEY": "emulator-exposure-account"}
+MODEL = {"model_group_name": "g", "model_name": "m", "api_key": "k", "is_uncensored": False}
+ROUTES = [
+    ("POST", "/llm-models/register"),
+    ("POST", "/llm-models/update"),
+    ("POST", "/llm-models/deregister"),
+    ("POST", "/llm-models/list"),
+    ("POST", "/character/create"),
+    ("POST", "/character/get"),
+    ("POST", "/character/update"),
+    ("POST", "/_emulator/reset"),
+    ("GET", "/_emulator/characters/orphaned"),
+    ("GET", "/_emulator/faults"),
+    ("POST", "/_emulator/faults"),
+    ("DELETE", "/_emulator/faults"),
+    ("GET", "/_emulator/stats"),
+    ("DELETE", "/_emulator/stats"),
+    ("POST", "/no/such/path"),
+]
+
+
+def port_of(emulator: EmulatorProcess) -> int:
+    return int(emulator.url.rsplit(":", 1)[1])
+
+
+def foreign_hosts(port: int) -> list[str]:
+    """What a page's requests name after rebinding its own name to 127.0.0.1."""
+    return [
+        f"attacker.example:{port}",
+        "attacker.example",
+        f"127.0.0.1.nip.io:{port}",
+        f"127.0.0.1:{port + 1}",
+        f"0.0.0.0:{port}",
+    ]
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_every_route_refuses_a_host_it_does_not_serve_on(
+    convai: EmulatorProcess, method: str, path: str
+) -> None:
+    for host in foreign_hosts(port_of(convai)):
+        response = httpx.request(
+            method, f"{convai.url}{path}", headers={**ACCOUNT, "Host": host}, json=MODEL
+        )
+        assert response.status_code == 403, (host, response.text)
+        assert "names none of the addresses this emulator serves on" in response.json()["message"]
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_every_route_refuses_another_origin(
+    convai: EmulatorProcess, method: str, path: str
+) -> None:
+    for origin in ["https://evil.example", "null", f"http://attacker.example:{port_of(convai)}"]:
+        headers = {**ACCOUNT, "Origin": origin, "Content-Type": "text/plain"}
+        response = httpx.request(method, f"{convai.url}{path}", headers=headers, json=MODEL)
+        assert response.status_code == 403, (origin, response.text)
+        assert "Origin" in response.json()["message"]
+
+
+def test_a_refused_request_changes_nothing(convai: EmulatorProcess) -> None:
+    elsewhere = {**ACCOUNT, "Host": f"attacker.example:{port_of(convai)}"}
+    httpx.post(f"{convai.url}/llm-models/register", headers=elsewhere, json=MODEL)
+    from_a_page = {**ACCOUNT, "Origin": "https://evil.example"}
+    httpx.post(f"{convai.url}/llm-models/register", headers=from_a_page, json=MODEL)
+    listed = httpx.post(f"{convai.url}/llm-models/list", headers=ACCOUNT).json()
+    assert listed["models"] == []
+    assert convai.request_counts().get("/llm-models/register", 0) == 0
+
+
+def test_a_request_without_a_host_header_is_refused(convai: EmulatorProcess) -> None:
+    with socket.create_connection(("127.0.0.1", port_of(convai)), timeout=10) as conn:
+        conn.sendall(b"POST /llm-models/list HTTP/1.0\r\nCONVAI-API-KEY: k\r\n\r\n")
+        reply = b""
+        while piece := conn.recv(65536):
+            reply += piece
+    assert reply.startswith(b"HTTP/1.1 403") and b"No Host header" in reply
+
+
+def test_its_own_names_and_origins_are_served(convai: EmulatorProcess) -> None:
+    port = port_of(convai)
+    for name in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}"):
+        for origin in (None, f"http://{name.lower()}"):
+            headers = {**ACCOUNT, "Host": name, **({"Origin": origin} if origin else {})}
+            response = httpx.post(f"{convai.url}/llm-models/list", headers=headers)
+            assert response.status_code == 200, (name, origin, response.text)
+
+
+def test_on_ipv6_loopback_it_serves_its_bracketed_address_and_localhost(tmp_path: Path) -> None:
+    with EmulatorProcess(tmp_path / "v6.sqlite3", host="::1") as emulator:
+        port = port_of(emulator)
+        url = f"http://[::1]:{port}"
+        assert emulator.url == url
+        for name in (f"[::1]:{port}", f"localhost:{port}"):
+            response = httpx.post(f"{url}/llm-models/list", headers={**ACCOUNT, "Host": name})
+            assert response.status_code == 200, (name, response.text)
+        refused = httpx.post(
+            f"{url}/llm-models/list", headers={**ACCOUNT, "Host": f"127.0.0.1:{port}"}
+        )
+        assert refused.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("server", "name", "served"),
+    [
+        (("127.0.0.1", 8787), None, {"127.0.0.1:8787", "localhost:8787"}),
+        (("::1", 8787), "::1", {"[::1]:8787", "localhost:8787"}),
+        (("192.168.1.5", 8787), "0.0.0.0", {"192.168.1.5:8787"}),
+        (("127.0.0.1", 8787), "0.0.0.0", {"127.0.0.1:8787", "localhost:8787"}),
+        (("10.0.0.2", 8787), "emu.lan", {"10.0.0.2:8787", "emu.lan:8787"}),
+        (("127.0.0.1", 80), None, {"127.0.0.1:80", "localhost:80", "127.0.0.1", "localhost"}),
+        (None, None, set()),
+    ],
+)
+def test_the_names_it_serves_on(
+    server: tuple[str, int] | None, name: str | None, served: set[str]
+) -> None:
+    assert served_authorities(server, name) == served

@@ -30,14 +30,17 @@ def serve(host: str, port: int, db: Path, access_log: bool = True) -> None:
     except EmulatorStartError:
         sock.close()
         raise
-    app = ConvaiEmulator(store).asgi()
+    app = ConvaiEmulator(store).asgi(served_name=host)
     bound_port = sock.getsockname()[1]
     config = uvicorn.Config(
         app, log_level="info", access_log=access_log, timeout_graceful_shutdown=1
     )
     server = uvicorn.Server(config)
     logging.getLogger("uvicorn.error").addFilter(HideInjectedDrops())
-    print(f"{READY_PREFIX}http://{host}:{bound_port} (db: {db})", flush=True)
+    shown_host = (
+        f"[{host.strip('[]')}]" if ":" in host else host
+    )  # an IPv6 address, as URLs write it
+    print(f"{READY_PREFIX}http://{shown_host}:{bound_port} (db: {db})", flush=True)
     # uvicorn shuts down gracefully on SIGTERM and SIGINT, then raises the signal again once it
     # restored the previous handler: with the default SIGTERM one the process dies before
     # `finally` closes the store, leaving its -shm and -wal files; with the default SIGINT one,
