@@ -37,7 +37,12 @@ from convai_provider.commands.health import (
     check_health,
     stack_outputs_problem,
 )
-from convai_provider.commands.recovery import Recovery, RecoveryError, recover_pending_creates
+from convai_provider.commands.recovery import (
+    Recovery,
+    RecoveryError,
+    checked_export,
+    recover_pending_creates,
+)
 from convai_provider.guards.documents import parse_json
 from convai_provider.guards.durations import seconds_argument
 from convai_provider.guards.text import server_text
@@ -336,6 +341,10 @@ def _run_health(args: argparse.Namespace) -> int:
 
 def _run_recover(args: argparse.Namespace) -> int:
     exported = _read_export(args.state)
+    try:
+        checked_export(exported)  # before Convai is asked anything
+    except RecoveryError as exc:
+        raise OperatorError(f"{args.state}: {exc}") from None
     raw = None if args.base_url else _load_stack(args)[1]
     live = {m.model_group_name: m for m in _live_models(_client(args, raw))}
     try:
