@@ -13,11 +13,14 @@ from hypothesis import strategies as st
 from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config
 
+from convai_provider.api.client import ConvaiClient
+from convai_provider.api.errors import RedirectError
 from convai_provider.api.wire import LIST_PATH
 from convai_provider.commands.cli import main
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.guards.keys import remember
 from convai_provider.guards.text import SafeLogFilter, server_text
+from convai_provider.preflight.checks import check_endpoint
 from convai_provider.resources.base import ConvaiOperationError
 from convai_provider.resources.private_model import PrivateModelProvider
 from testkit.convai import turbo
@@ -225,3 +228,17 @@ def test_a_text_shorter_than_the_limit_is_shown_whole_with_its_keys_redacted() -
     remember(CONVAI_KEY_39)
     assert server_text(f"a {CONVAI_KEY_39} b\n", 300) == "a [secret] b\\n"
     assert server_text("y" * 301, 300) == "y" * 300 + "…"
+
+
+def test_a_redirect_location_is_quoted_percent_encoded_by_the_client_and_the_preflight() -> None:
+    redirect = http_answer(302, {}, headers={"Location": "/elsewhere\x9b2J\u202e"})
+    with serve_answer(redirect) as url:
+        with (
+            ConvaiClient(CONVAI_KEY_39, url, max_retries=0) as client,
+            pytest.raises(RedirectError) as caught,
+        ):
+            client.list_models()
+        report = check_endpoint(f"{url}/v1", "m", ENDPOINT_KEY_41, wait=0)
+    assert "/elsewhere%C2%9B2J%E2%80%AE" in str(caught.value)
+    assert report.failure is not None and "/elsewhere%C2%9B2J%E2%80%AE" in report.failure.detail
+    assert_nothing_acts(str(caught.value) + report.summary())

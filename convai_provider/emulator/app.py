@@ -397,6 +397,7 @@ def served_authorities(server: Iterable[Any] | None, served_name: str | None = N
     address, port = tuple(server)
     if port is None:
         return set()
+    address = _unmapped(address)
     hosts = {f"[{address}]" if ":" in address else address}
     if _is_loopback(address):
         hosts.add("localhost")
@@ -405,6 +406,15 @@ def served_authorities(server: Iterable[Any] | None, served_name: str | None = N
         hosts.add(f"[{name}]" if ":" in name else name)
     authorities = {f"{host}:{port}" for host in hosts}
     return authorities | hosts if port == 80 else authorities
+
+
+def _unmapped(address: str) -> str:
+    """An IPv4 client of a dual-stack socket reaches `::ffff:127.0.0.1`: it names 127.0.0.1."""
+    try:
+        mapped = getattr(ipaddress.ip_address(address), "ipv4_mapped", None)
+    except ValueError:
+        return address
+    return str(mapped) if mapped is not None else address
 
 
 def _is_loopback(address: str) -> bool:

@@ -245,9 +245,7 @@ def _status_failure(
     return EndpointCheck(name, False, f"{url} answered HTTP {status}: {message}", final=True)
 
 
-def _transient_status(
-    name: str, response: httpx.Response, url: str, message: str
-) -> EndpointCheck:
+def _transient_status(name: str, response: httpx.Response, url: str, message: str) -> EndpointCheck:
     """A status worth another attempt (the one classifier: `api.retry`), and when to make it."""
     status = response.status_code
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
