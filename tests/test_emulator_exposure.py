@@ -4,9 +4,13 @@ to a web page that reaches it by name (DNS rebinding) or from another origin."""
 from __future__ import annotations
 
 import os
+import pty
+import select
 import socket
 import sqlite3
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,3 +193,35 @@ def test_the_names_it_serves_on(
     server: tuple[str, int] | None, name: str | None, served: set[str]
 ) -> None:
     assert served_authorities(server, name) == served
+
+
+def read_until(terminal: int, marker: bytes, shown: bytes = b"") -> bytes:
+    """What the terminal showed, read until `marker` appears (20 s at most per read)."""
+    while marker not in shown:
+        ready, _, _ = select.select([terminal], [], [], 20)
+        assert ready, shown
+        shown += os.read(terminal, 65536)
+    return shown
+
+
+def test_on_a_terminal_the_emulator_prints_plain_lines(tmp_path: Path) -> None:
+    """Its output escapes escape sequences, so uvicorn's colours would show as `\\x1b[32m`."""
+    terminal, its_end = pty.openpty()
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "convai_provider", "emulator", "--port", "0", "--db", "e.sqlite3"],
+        stdout=its_end,
+        stderr=its_end,
+        cwd=tmp_path,
+    )
+    os.close(its_end)
+    try:
+        shown = read_until(terminal, b"Application startup complete")
+        url = shown.split(b"listening on ", 1)[1].split()[0].decode()
+        httpx.post(f"{url}/llm-models/list", headers=ACCOUNT, timeout=10)
+        shown = read_until(terminal, b"POST /llm-models/list", shown)
+    finally:
+        emulator.terminate()
+        emulator.wait(10)
+        os.close(terminal)
+    assert b"\\x1b" not in shown and b"\x1b" not in shown, shown
+    assert b"INFO:" in shown

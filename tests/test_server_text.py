@@ -242,3 +242,18 @@ def test_a_redirect_location_is_quoted_percent_encoded_by_the_client_and_the_pre
     assert "/elsewhere%C2%9B2J%E2%80%AE" in str(caught.value)
     assert report.failure is not None and "/elsewhere%C2%9B2J%E2%80%AE" in report.failure.detail
     assert_nothing_acts(str(caught.value) + report.summary())
+
+
+@pytest.mark.parametrize(
+    "quoted",
+    [
+        "ab/cd&ef<gh>ij-q7",  # as sent
+        "ab\\/cd&ef<gh>ij-q7",  # PHP's json_encode
+        "ab/cd\\u0026ef\\u003cgh\\u003eij-q7",  # Go's encoding/json
+        "ab/cd&amp;ef&lt;gh&gt;ij-q7",  # an HTML page
+        "ab%2Fcd%26ef%3Cgh%3Eij-q7",  # a URL
+    ],
+)
+def test_a_key_is_found_in_the_forms_servers_quote_it(quoted: str) -> None:
+    remember("ab/cd&ef<gh>ij-q7")
+    assert server_text(f"echo: {quoted}!") == "echo: [secret]!"

@@ -32,8 +32,14 @@ def serve(host: str, port: int, db: Path, access_log: bool = True) -> None:
         raise
     app = ConvaiEmulator(store).asgi(served_name=host)
     bound_port = sock.getsockname()[1]
+    # No colours: the command's output escapes every escape sequence (guards.text.safe_output),
+    # and uvicorn's would show as `\x1b[32mINFO` on a terminal.
     config = uvicorn.Config(
-        app, log_level="info", access_log=access_log, timeout_graceful_shutdown=1
+        app,
+        log_level="info",
+        access_log=access_log,
+        timeout_graceful_shutdown=1,
+        use_colors=False,
     )
     server = uvicorn.Server(config)
     logging.getLogger("uvicorn.error").addFilter(HideInjectedDrops())

@@ -84,6 +84,10 @@ def _longest_form() -> int:
     return max((len(form) for key in keys for form in _quoted_forms(key)), default=0)
 
 
+def _go_json(quoted: str) -> str:
+    return quoted.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def _quoted_forms(key: str) -> list[str]:
     forms = {
         key,
@@ -91,6 +95,7 @@ def _quoted_forms(key: str) -> list[str]:
         ascii(key)[1:-1],
         json.dumps(key)[1:-1],
         json.dumps(key)[1:-1].replace("/", "\\/"),  # as PHP's json_encode writes it
+        _go_json(json.dumps(key)[1:-1]),  # as Go's encoding/json writes it
         repr(key.encode("utf-8", "replace"))[2:-1],
         quote(key, safe=""),
         html.escape(key),  # an HTML error page quoting a header
