@@ -43,6 +43,8 @@ def escaped(text: str, keep: str = "") -> str:
     """`text` with each character a terminal acts on rather than shows (control characters,
     ESC and CSI that start escape sequences, line and paragraph separators, bidirectional
     overrides) written as its Python escape (`\\x1b`, `\\n`, `\\u202e`); those in `keep` stay."""
+    if text.translate(dict.fromkeys(map(ord, keep))).isprintable():
+        return text  # the usual case, checked at C speed: a command's output is megabytes
     return "".join(ch if ch.isprintable() or ch in keep else repr(ch)[1:-1] for ch in text)
 
 
