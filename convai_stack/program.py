@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 
 from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
-from convai_provider.api.access import API_KEY_CONFIG, convai_api_key, missing_convai_key
+from convai_provider.api.access import API_KEY_CONFIG, ConvaiKeyError, convai_key
 from convai_stack.stack_config import (
     ENDPOINTS_KEY,
     EXTRA_BUILTINS_KEY,
@@ -45,12 +45,13 @@ def load_stack_config() -> StackConfig:
 
 
 def require_convai_key() -> None:
-    """Fail before any resource exists, rather than on the first model's create."""
+    """Fail before any resource exists, rather than on the first model's create: no key, or
+    one the provider would refuse (the same rule, the same words)."""
     stack_key = pulumi.Config("convai").get("apiKey")
-    key, _source = convai_api_key({API_KEY_CONFIG: stack_key}, os.environ)
-    missing = missing_convai_key(key)
-    if missing is not None:
-        raise StackConfigError(missing)
+    try:
+        convai_key({API_KEY_CONFIG: stack_key}, os.environ)
+    except ConvaiKeyError as exc:
+        raise StackConfigError(str(exc)) from None
 
 
 def declare_model(

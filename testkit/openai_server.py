@@ -32,9 +32,14 @@ class EndpointBehaviour:
     ready_at: float = 0.0  # time.monotonic() before which every call answers 503
     chat_status: int = 200
     chats: int = 0
+    rate_limited: int = 0  # how many requests, the first ones, answer 429
+    retry_after: str | None = None  # the Retry-After header of those 429s
+    keyless_unready: int = 0  # how many requests without a key, the first ones, answer 503
 
 
-def _error(flavour: str, status: int, message: str, kind: str) -> Response:
+def _error(
+    flavour: str, status: int, message: str, kind: str, headers: dict[str, str] | None = None
+) -> Response:
     if flavour in ("vllm-legacy", "sglang"):
         body: dict[str, Any] = {
             "object": "error",
@@ -45,7 +50,7 @@ def _error(flavour: str, status: int, message: str, kind: str) -> Response:
         }
     else:
         body = {"error": {"message": message, "type": kind, "param": None, "code": status}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _unauthorized(flavour: str) -> Response:
@@ -64,7 +69,14 @@ def _unauthorized(flavour: str) -> Response:
 
 def build_app(behaviour: EndpointBehaviour) -> Starlette:
     def gate(request: Request) -> Response | None:
+        if behaviour.rate_limited > 0:
+            behaviour.rate_limited -= 1
+            headers = {"Retry-After": behaviour.retry_after} if behaviour.retry_after else None
+            return _error(behaviour.flavour, 429, "Too many requests", "RateLimitError", headers)
         if time.monotonic() < behaviour.ready_at:
+            return JSONResponse({"detail": "Service Unavailable"}, status_code=503)
+        if behaviour.keyless_unready > 0 and "authorization" not in request.headers:
+            behaviour.keyless_unready -= 1
             return JSONResponse({"detail": "Service Unavailable"}, status_code=503)
         if (
             behaviour.api_key

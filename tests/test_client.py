@@ -69,18 +69,37 @@ def test_server_refusals_become_typed_errors(
     assert caught.value.transaction_id in str(caught.value)
 
 
-def test_a_refused_key_is_an_authentication_error_that_says_how_to_fix_it() -> None:
-    transport, seen = scripted([err(401)])
+@pytest.mark.parametrize(
+    ("source", "hint"),
+    [
+        (
+            "api_key",
+            "The CONVAI-API-KEY passed as api_key to ConvaiClient was refused; pass a valid one.",
+        ),
+        (
+            "convai:apiKey",
+            "The CONVAI-API-KEY from the stack's convai:apiKey was refused; set a valid one with "
+            "`pulumi config set --secret convai:apiKey <key>`.",
+        ),
+        (
+            "CONVAI_API_KEY",
+            "The CONVAI-API-KEY from $CONVAI_API_KEY was refused; export a valid one.",
+        ),
+        ("--api-key", "The CONVAI-API-KEY given with --api-key was refused; pass a valid one."),
+    ],
+)
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_is_an_authentication_error_naming_where_the_key_came_from(
+    status: int, source: str, hint: str
+) -> None:
+    transport, seen = scripted([err(status)])
     with (
-        ConvaiClient("revoked", transport=transport) as c,
+        ConvaiClient("revoked", transport=transport, key_source=source) as c,
         pytest.raises(AuthenticationError) as caught,
     ):
         c.list_models()
     assert len(seen) == 1
-    assert str(caught.value).endswith(
-        "The CONVAI-API-KEY was refused; to set a valid one, run "
-        "`pulumi config set --secret convai:apiKey <key>` or export CONVAI_API_KEY."
-    )
+    assert str(caught.value).endswith(hint)
 
 
 def test_a_lost_register_reply_is_recovered_without_a_duplicate(

@@ -55,13 +55,13 @@ def test_unknown_paths_and_methods_answer_in_the_envelope(
 def test_a_trailing_slash_is_a_404_never_a_redirect_to_the_callers_host(
     convai: EmulatorProcess,
 ) -> None:
-    response = httpx.post(
-        f"{convai.url}/llm-models/list/",
-        headers={**KEY, "Host": "attacker.example"},
-        timeout=10,
-    )
+    response = httpx.post(f"{convai.url}/llm-models/list/", headers=KEY, timeout=10)
     assert "location" not in response.headers
     assert_envelope(response, 404, "/llm-models/list/")
+    # Another Host is refused before any route (test_emulator_exposure.py): never redirected.
+    elsewhere = {**KEY, "Host": "attacker.example"}
+    response = httpx.post(f"{convai.url}/llm-models/list/", headers=elsewhere, timeout=10)
+    assert "location" not in response.headers and response.status_code == 403
 
 
 @pytest.mark.parametrize("path", ["/llm-models/register", "/character/create", "/_emulator/faults"])
@@ -101,7 +101,10 @@ def call_asgi(app: ASGIApp, path: str, headers: dict[str, str]) -> httpx.Respons
         "path": path,
         "raw_path": path.encode(),
         "query_string": b"",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "headers": [
+            (k.lower().encode(), v.encode())
+            for k, v in {"Host": "127.0.0.1:8787", **headers}.items()
+        ],
         "server": ("127.0.0.1", 8787),
     }
 

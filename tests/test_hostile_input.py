@@ -23,7 +23,8 @@ from convai_provider.api.errors import InvalidRequestError
 from convai_provider.api.retry import parse_retry_after
 from convai_provider.commands.cli import main
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.guards.keys import RedactingFilter, remember
+from convai_provider.guards.keys import remember
+from convai_provider.guards.text import SafeLogFilter
 from convai_provider.preflight.checks import check_endpoint
 from convai_provider.resources.base import ConvaiProvider, RedactedError
 from convai_provider.resources.character_model import CharacterModelProvider
@@ -191,7 +192,7 @@ def test_list_refuses_such_a_convai_key(
     bad: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("CONVAI_BASE_URL", "http://127.0.0.1:9")
-    key = BAD_KEYS[bad].rstrip("\n\t")  # surrounding whitespace is trimmed, as the provider does
+    key = BAD_KEYS[bad].rstrip("\n\t")  # inside the key (surrounding whitespace: test_convai_key)
     if key == SECRET:
         key += "\x01"
     assert_one_error_line_without(SECRET, *cli(["list", "--api-key", key], capsys), "--api-key")
@@ -307,7 +308,7 @@ def test_the_provider_log_is_redacted() -> None:
     remember("sk-logged-key-88f1")
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    handler.addFilter(RedactingFilter())
+    handler.addFilter(SafeLogFilter())
     log = logging.getLogger("convai_provider.test_redaction")
     log.addHandler(handler)
     log.warning("key %s and %r", "sk-logged-key-88f1", "sk-logged-key-88f1\n")

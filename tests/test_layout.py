@@ -21,7 +21,7 @@ PACKAGE = ROOT / "convai_provider"
 MAY_IMPORT = {
     "guards": set(),
     "api": {"guards"},
-    "preflight": {"guards"},
+    "preflight": {"guards", "api"},  # api.retry: one retry policy for the whole product
     "resources": {"guards", "api", "preflight"},
     "commands": {"guards", "api", "preflight", "resources", "emulator", "convai_stack"},
     "emulator": {"guards", "api"},

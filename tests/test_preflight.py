@@ -170,11 +170,13 @@ class FakeTime:
 
     def __init__(self) -> None:
         self.now = 0.0
+        self.slept: list[float] = []
 
     def clock(self) -> float:
         return self.now
 
     def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
         self.now += seconds
 
 
@@ -188,6 +190,63 @@ def test_the_whole_wait_budget_is_used(wait: float) -> None:
     assert report.failure is not None and "HTTP 503" in report.failure.detail
     assert wait - 1 <= report.waited <= wait
     assert report.attempts >= 3
+
+
+def run_on(fake: FakeTime, url: str, wait: float, interval: float = 0.05) -> PreflightReport:
+    preflight = Preflight(url, MODEL, KEY, sleep=fake.sleep, clock=fake.clock)
+    try:
+        return preflight.run(wait=wait, interval=interval)
+    finally:
+        preflight.close()
+
+
+@pytest.mark.parametrize("flavour", ["vllm", "openai"])
+def test_a_rate_limited_endpoint_is_asked_again_after_its_retry_after(flavour: str) -> None:
+    fake = FakeTime()
+    behaviour = EndpointBehaviour(flavour=flavour, rate_limited=2, retry_after="7")
+    with serve_endpoint(behaviour) as url:
+        report = run_on(fake, url, wait=60)
+    assert report.ok, report.summary()
+    assert fake.slept == [7.0, 7.0] and report.attempts == 3
+
+
+def test_a_retry_after_past_the_wait_ends_it_with_the_reason() -> None:
+    fake = FakeTime()
+    with serve_endpoint(EndpointBehaviour(rate_limited=1, retry_after="120")) as url:
+        report = run_on(fake, url, wait=60)
+    assert fake.slept == [] and report.attempts == 1
+    assert report.failure is not None and report.failure.name == "reachable"
+    assert "HTTP 429" in report.summary()
+    assert "rate limited, asked to retry after 120s" in report.summary()
+
+
+def test_a_rate_limit_without_retry_after_is_retried_with_the_backoff() -> None:
+    fake = FakeTime()
+    with serve_endpoint(EndpointBehaviour(rate_limited=3)) as url:
+        report = run_on(fake, url, wait=60, interval=2.0)
+    assert report.ok and report.attempts == 4
+    # Backoff: doubling from the interval, each cut by up to a quarter (jitter).
+    for retry, slept in enumerate(fake.slept):
+        assert 0.75 * 2.0 * 2**retry <= slept <= 2.0 * 2**retry
+
+
+def test_an_unready_answer_to_the_keyless_probe_is_no_verdict_on_keys() -> None:
+    """A 503 to the request without the key says nothing about whether keys are checked."""
+    fake = FakeTime()
+    with serve_endpoint(EndpointBehaviour(keyless_unready=1)) as url:
+        report = run_on(fake, url, wait=60)
+    assert report.ok and report.attempts == 2
+    (enforced,) = [c for c in report.checks if c.name == "key enforced"]
+    assert not enforced.warning and enforced.detail == "requests without the key are refused"
+
+
+def test_the_preflight_command_waits_out_a_rate_limit() -> None:
+    with serve_endpoint(EndpointBehaviour(rate_limited=1, retry_after="1")) as url:
+        done = preflight_cli(
+            "--base-url", url, "--model", MODEL, "--api-key", KEY, "--timeout", "30"
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "rate limited" in done.stderr  # the wait was said
 
 
 def test_waits_until_a_loading_model_is_ready() -> None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from convai_provider.guards.keys import key_problem, remember
 from convai_provider.guards.urls import url_problem
 
 API_KEY_CONFIG = "convai:apiKey"
 API_KEY_ENV = "CONVAI_API_KEY"
 API_KEY_FLAG = "--api-key"
+API_KEY_ARGUMENT = "api_key"
+"""Where a key handed to `ConvaiClient` directly comes from: its argument."""
 BASE_URL_CONFIG = "convai:baseUrl"
 BASE_URL_ENV = "CONVAI_BASE_URL"
 BASE_URL_FLAG = "--base-url"
@@ -75,6 +78,71 @@ def where_to_set_convai_key(flag: str | None = None, *, environment: bool = True
     where it is read (the client alone does not read it)."""
     given = f"pass {flag}" if flag else f"run `pulumi config set --secret {API_KEY_CONFIG} <key>`"
     return f"{given} or export {API_KEY_ENV}" if environment else given
+
+
+class ConvaiKeyError(ValueError):
+    """A Convai API key that cannot be used, in words naming where it came from and how to
+    set it, never repeating it. `missing`: there is none at all."""
+
+    def __init__(self, message: str, *, missing: bool) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+def convai_key(
+    config: Mapping[str, Any],
+    env: Mapping[str, str],
+    flag: str | None = None,
+    *,
+    instead: str | None = None,
+) -> tuple[str, str]:
+    """The Convai API key in the one order (`convai_api_key`), checked by the one rule
+    (`checked_convai_key`), and the setting it came from. `instead`: what takes the key in place
+    of the stack's config where that cannot be read (the commands' --api-key)."""
+    key, source = convai_api_key(config, env, flag)
+    return checked_convai_key(key, source, instead=instead), source
+
+
+def checked_convai_key(
+    key: str, source: str, *, instead: str | None = None, environment: bool = True
+) -> str:
+    """`key`, once it is known fit to be the Convai API key; else a ConvaiKeyError naming
+    `source`. The key goes in a header, as is: a key with surrounding whitespace or a character
+    a header cannot carry is refused, not trimmed (the HTTP library would refuse it with the key
+    in its message). A key that passes is kept out of every message from now on."""
+    missing = missing_convai_key(key, instead, environment=environment)
+    if missing is not None:
+        raise ConvaiKeyError(missing, missing=True)
+    problem = key_problem(key)
+    if problem is not None:
+        raise ConvaiKeyError(f"{source} {problem}: {_set_again(source)}.", missing=False)
+    remember(key)
+    return key
+
+
+def _set_again(source: str) -> str:
+    """How to give the key from `source` again, fixed."""
+    if source == API_KEY_CONFIG:
+        return f"set it again without it (`pulumi config set --secret {API_KEY_CONFIG} <key>`)"
+    if source == API_KEY_ENV:
+        return f"export {API_KEY_ENV} again without it"
+    return "give the key without it"
+
+
+def refused_convai_key(source: str) -> str:
+    """What to do when Convai refuses the key (401, 403), naming the setting it came from:
+    the stack's config, the environment (read only when the config holds none), a flag, or the
+    client's argument."""
+    if source == API_KEY_CONFIG:
+        return (
+            f"The CONVAI-API-KEY from the stack's {API_KEY_CONFIG} was refused; set a valid one "
+            f"with `pulumi config set --secret {API_KEY_CONFIG} <key>`."
+        )
+    if source == API_KEY_ENV:
+        return f"The CONVAI-API-KEY from ${API_KEY_ENV} was refused; export a valid one."
+    if source == API_KEY_FLAG:
+        return f"The CONVAI-API-KEY given with {API_KEY_FLAG} was refused; pass a valid one."
+    return f"The CONVAI-API-KEY passed as {source} to ConvaiClient was refused; pass a valid one."
 
 
 def missing_convai_key(

@@ -9,7 +9,13 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from convai_provider.api.access import DEFAULT_CONVAI_URL, convai_url_problem, missing_convai_key
+from convai_provider.api.access import (
+    API_KEY_ARGUMENT,
+    DEFAULT_CONVAI_URL,
+    ConvaiKeyError,
+    checked_convai_key,
+    convai_url_problem,
+)
 from convai_provider.api.errors import (
     ConflictError,
     ConvaiAPIError,
@@ -57,7 +63,6 @@ from convai_provider.guards.bounded_http import (
 )
 from convai_provider.guards.documents import DocumentError, parse_json
 from convai_provider.guards.durations import retries, seconds
-from convai_provider.guards.keys import key_problem, remember
 from convai_provider.guards.text import server_text
 from convai_provider.guards.urls import refusal
 from convai_provider.guards.validation import describe_validation_error, field_problems
@@ -66,7 +71,7 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 5
 REPLY_CAP = 32 * MIB
 """Bytes read from one Convai reply at most: a list of 10,000 models takes a fraction of it."""
-_SHOWN_BYTES = 120
+_SHOWN_CHARACTERS = 120
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 ReplyT = TypeVar("ReplyT", bound=BaseModel)
@@ -98,14 +103,19 @@ class ConvaiClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        key_source: str = API_KEY_ARGUMENT,
     ) -> None:
-        missing = missing_convai_key(api_key, "api_key to ConvaiClient", environment=False)
-        if missing is not None:
-            raise InvalidRequestError(missing)
-        problem = key_problem(api_key)
-        if problem is not None:
-            raise InvalidRequestError(f"api_key {problem}: give the key without it.")
-        remember(api_key)
+        """`key_source`: the setting `api_key` came from, which a refused key's error names."""
+        try:
+            checked_convai_key(
+                api_key,
+                key_source,
+                instead=f"{API_KEY_ARGUMENT} to ConvaiClient",
+                environment=False,
+            )
+        except ConvaiKeyError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        self.key_source = key_source
         problem = convai_url_problem(base_url)
         if problem is not None:
             raise InvalidRequestError(f"{refusal('base_url', base_url, problem)}.")
@@ -274,7 +284,7 @@ class ConvaiClient:
         if response.status_code >= 400 or (
             isinstance(payload, dict) and payload.get("status") == "error"
         ):
-            raise self._api_error(operation, response, payload)
+            raise self._api_error(operation, response, payload, self.key_source)
         if not isinstance(payload, dict):
             raise UnexpectedReplyError(
                 operation,
@@ -290,7 +300,9 @@ class ConvaiClient:
             ) from None
 
     @staticmethod
-    def _api_error(operation: str, response: httpx.Response, payload: Any) -> ConvaiAPIError:
+    def _api_error(
+        operation: str, response: httpx.Response, payload: Any, key_source: str
+    ) -> ConvaiAPIError:
         if isinstance(payload, dict):
             message = server_text(
                 payload.get("message") or payload.get("ERROR") or payload.get("API_ERROR") or ""
@@ -300,7 +312,9 @@ class ConvaiClient:
             message, transaction_id = server_text(response.text.strip(), 200), ""
         status = response.status_code if response.status_code >= 400 else 400
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return error_for_status(operation, status, message, transaction_id, retry_after)
+        return error_for_status(
+            operation, status, message, transaction_id, retry_after, key_source=key_source
+        )
 
     def _retry_delay(
         self, failure: ConvaiError, retries_done: int, deadline: float | None
@@ -325,9 +339,8 @@ class ConvaiClient:
 def describe_reply(response: httpx.Response) -> str:
     """What came back, in a few words: for an error that says what the server sent instead."""
     kind = response.headers.get("content-type") or "no content type"
-    text = response.content[:_SHOWN_BYTES].decode("utf-8", "replace")
-    more = "…" if len(response.content) > _SHOWN_BYTES else ""
-    return f"it sent {len(response.content)} bytes ({server_text(kind, 100)}): {text!r}{more}"
+    text = server_text(response.content.decode("utf-8", "replace"), _SHOWN_CHARACTERS)
+    return f"it sent {len(response.content)} bytes ({server_text(kind, 100)}): '{text}'"
 
 
 def _redirect_target(response: httpx.Response) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from convai_provider.api.access import (
+    API_KEY_ARGUMENT,
     BASE_URL_SETTINGS,
     REQUEST_TIMEOUT_CONFIG,
-    where_to_set_convai_key,
+    refused_convai_key,
 )
 from convai_provider.guards.text import sentence
 
@@ -55,7 +56,23 @@ class BadRequestError(ConvaiAPIError):
 
 
 class AuthenticationError(ConvaiAPIError):
-    hint = f"The CONVAI-API-KEY was refused; to set a valid one, {where_to_set_convai_key()}."
+    def __init__(
+        self,
+        operation: str,
+        status_code: int,
+        message: str,
+        transaction_id: str = "",
+        retry_after: float | None = None,
+        *,
+        key_source: str = API_KEY_ARGUMENT,
+    ) -> None:
+        self.key_source = key_source
+        """The setting the refused key came from, which the hint names."""
+        super().__init__(operation, status_code, message, transaction_id, retry_after)
+
+    @property
+    def hint(self) -> str:  # type: ignore[override]
+        return refused_convai_key(self.key_source)
 
 
 class NotFoundError(ConvaiAPIError):
@@ -166,10 +183,17 @@ def error_for_status(
     message: str,
     transaction_id: str = "",
     retry_after: float | None = None,
+    *,
+    key_source: str = API_KEY_ARGUMENT,
 ) -> ConvaiAPIError:
-    """The one mapping from an HTTP error status to the exception a caller catches."""
+    """The one mapping from an HTTP error status to the exception a caller catches;
+    `key_source`: the setting the request's key came from, for a refused key's hint."""
     if status_code >= 500:
         cls: type[ConvaiAPIError] = ServerError
     else:
         cls = _STATUS_ERRORS.get(status_code, ConvaiAPIError)
+    if cls is AuthenticationError:
+        return AuthenticationError(
+            operation, status_code, message, transaction_id, retry_after, key_source=key_source
+        )
     return cls(operation, status_code, message, transaction_id, retry_after)

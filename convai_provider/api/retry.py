@@ -1,4 +1,5 @@
-"""When to retry a Convai call and how long to wait first."""
+"""When to retry a call and how long to wait first: the one policy of every call this product
+retries, Convai's (the client) and an endpoint's (the preflight)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from convai_provider.commands.command_line import EXIT_ERROR, CommandLine, Commands, OperatorError
 from convai_provider.commands.operator_commands import add_operator_commands
 from convai_provider.guards.durations import seconds_argument
-from convai_provider.guards.keys import key_problem, redacted_output
+from convai_provider.guards.keys import key_problem
+from convai_provider.guards.text import safe_output
 from convai_provider.guards.urls import endpoint_url_problem, refusal
 from convai_provider.preflight.checks import DEFAULT_WAIT, PreflightReport
 
@@ -164,7 +165,7 @@ class Progress:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    with redacted_output():
+    with safe_output():
         args = build_parser().parse_args(argv)
         try:
             code: int = args.run(args)

@@ -16,10 +16,10 @@ from convai_provider.api.access import (
     API_KEY_FLAG,
     BASE_URL_CONFIG,
     BASE_URL_ORDER,
-    convai_api_key,
+    ConvaiKeyError,
     convai_base_url,
+    convai_key,
     convai_url_problem,
-    missing_convai_key,
 )
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import ConvaiError
@@ -37,10 +37,15 @@ from convai_provider.commands.health import (
     check_health,
     stack_outputs_problem,
 )
-from convai_provider.commands.recovery import Recovery, RecoveryError, recover_pending_creates
+from convai_provider.commands.recovery import (
+    Recovery,
+    RecoveryError,
+    checked_export,
+    recover_pending_creates,
+)
 from convai_provider.guards.documents import parse_json
 from convai_provider.guards.durations import seconds_argument
-from convai_provider.guards.keys import key_problem
+from convai_provider.guards.text import server_text
 from convai_provider.guards.urls import refusal
 from convai_stack.stack_config import (
     StackConfig,
@@ -163,24 +168,20 @@ def _load_stack(args: argparse.Namespace) -> tuple[StackConfig, dict[str, Any]]:
 
 
 def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -> ConvaiClient:
-    api_key, source = convai_api_key({}, os.environ, flag=args.api_key)
-    if source == API_KEY_FLAG and not api_key.strip():
+    if args.api_key is not None and not args.api_key.strip():
         raise OperatorError(
             f"{API_KEY_FLAG} is empty: give the key, or leave it out to use ${API_KEY_ENV}"
         )
-    missing = missing_convai_key(api_key, flag=API_KEY_FLAG)
-    if missing is not None:
-        raise OperatorError(missing)
-    api_key = api_key.strip()
-    problem = key_problem(api_key)
-    if problem is not None:
-        raise OperatorError(f"{source} {problem}: give the key without it")
+    try:
+        api_key, key_source = convai_key({}, os.environ, flag=args.api_key, instead=API_KEY_FLAG)
+    except ConvaiKeyError as exc:
+        raise OperatorError(str(exc)) from None
     base_url, source = convai_base_url(stack_raw or {}, os.environ, flag=args.base_url)
     problem = convai_url_problem(base_url)
     if problem is not None:
         raise OperatorError(refusal(source, base_url, problem))
     try:
-        return ConvaiClient(api_key, base_url, timeout=30, max_retries=3)
+        return ConvaiClient(api_key, base_url, timeout=30, max_retries=3, key_source=key_source)
     except ConvaiError as exc:
         raise OperatorError(str(exc)) from None
 
@@ -196,6 +197,12 @@ def _live_models(client: ConvaiClient) -> list[PrivateModel]:
 
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def shown(value: object) -> str:
+    """A field Convai sent (a name, a URL), fit for one cell or line of output: a newline in it
+    would fake a row, an ESC start an escape sequence."""
+    return server_text(value, limit=None)
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -221,12 +228,12 @@ def _run_list(args: argparse.Namespace) -> int:
     header = ["GROUP", "MODEL", "DISPLAY NAME", "BASE URL", "UNCENSORED", "CREATED"]
     rows = [
         [
-            m.model_group_name,
-            m.model_name,
-            m.display_name or "-",
-            m.base_url,
+            shown(m.model_group_name),
+            shown(m.model_name),
+            shown(m.display_name or "-"),
+            shown(m.base_url),
             "yes" if m.is_uncensored else "no",
-            m.created_at,
+            shown(m.created_at),
         ]
         for m in models
     ]
@@ -250,18 +257,20 @@ def _run_audit(args: argparse.Namespace) -> int:
 def _audit_text(result: Audit) -> str:
     lines = [f"Stack '{result.stack}' against Convai:"]
     for group in result.in_sync:
-        lines.append(f"  in sync    {group}")
+        lines.append(f"  in sync    {shown(group)}")
     for group in result.missing:
-        lines.append(f"  missing    {group}: declared but not in Convai (pulumi up registers it)")
+        lines.append(
+            f"  missing    {shown(group)}: declared but not in Convai (pulumi up registers it)"
+        )
     for group in result.unmanaged:
         lines.append(
-            f"  unmanaged  {group}: in Convai but not in the stack "
+            f"  unmanaged  {shown(group)}: in Convai but not in the stack "
             f"(adopt --stack {result.stack} prints its entry)"
         )
     for d in result.drift:
         lines.append(
-            f"  drift      {d.model_group_name}.{d.field}: declared {d.declared!r}, "
-            f"Convai has {d.in_convai!r}"
+            f"  drift      {shown(d.model_group_name)}.{d.field}: declared {d.declared!r}, "
+            f"Convai has {shown(repr(d.in_convai))}"
         )
     lines.append(f"  note       {result.note}")
     found = len(result.missing) + len(result.unmanaged) + len(result.drift)
@@ -332,6 +341,10 @@ def _run_health(args: argparse.Namespace) -> int:
 
 def _run_recover(args: argparse.Namespace) -> int:
     exported = _read_export(args.state)
+    try:
+        checked_export(exported)  # before Convai is asked anything
+    except RecoveryError as exc:
+        raise OperatorError(f"{args.state}: {exc}") from None
     raw = None if args.base_url else _load_stack(args)[1]
     live = {m.model_group_name: m for m in _live_models(_client(args, raw))}
     try:
@@ -360,10 +373,14 @@ def _read_export(source: str) -> Any:
 
 def _recovery_text(args: argparse.Namespace, recovery: Recovery) -> str:
     lines = [
-        *(f"  in state   {n}: Convai holds it as declared" for n in recovery.adopted),
-        *(f"  dropped    {n}: not in Convai, `pulumi up` creates it" for n in recovery.dropped),
+        *(f"  in state   {shown(n)}: Convai holds it as declared" for n in recovery.adopted),
         *(
-            f"  conflict   {n}: Convai holds a different model of that name ({'; '.join(d)})"
+            f"  dropped    {shown(n)}: not in Convai, `pulumi up` creates it"
+            for n in recovery.dropped
+        ),
+        *(
+            f"  conflict   {shown(n)}: Convai holds a different model of that name "
+            f"({shown('; '.join(d))})"
             for n, d in recovery.conflicts.items()
         ),
     ]

@@ -53,13 +53,11 @@ class Recovery:
 def recover_pending_creates(exported: Any, live: Mapping[str, PrivateModel]) -> Recovery:
     """`exported`: what `pulumi stack export` printed; `live`: Convai's models by group name."""
     state = copy.deepcopy(exported)
-    deployment = _deployment(state)
+    deployment = checked_export(state)
     recovery = Recovery(state)
     kept: list[dict[str, Any]] = []
     for operation in deployment.get("pending_operations") or []:
-        resource = operation.get("resource") if isinstance(operation, dict) else None
-        if not isinstance(resource, dict):
-            raise RecoveryError("a pending operation has no resource: is this a Pulumi export?")
+        resource = operation["resource"]
         name = str(resource.get("urn", "")).rsplit("::", 1)[-1]
         kind = resource.get("type")
         if operation.get("type") != CREATING or kind not in (TYPE_TOKEN, CHARACTER_TYPE_TOKEN):
@@ -70,7 +68,8 @@ def recover_pending_creates(exported: Any, live: Mapping[str, PrivateModel]) -> 
         if existing is None:
             recovery.dropped.append(name)
         elif not conflicts:
-            deployment.setdefault("resources", []).append(_created(resource, existing))
+            resources = deployment.get("resources") or []
+            deployment["resources"] = [*resources, _created(resource, existing)]
             recovery.adopted.append(name)
         else:
             kept.append(operation)
@@ -100,10 +99,26 @@ def _differences(live: PrivateModel, inputs: Mapping[str, Any]) -> list[str]:
     return [str(d) for d in differences(live.model_dump(), as_declared(declared))]
 
 
-def _deployment(state: Any) -> dict[str, Any]:
-    deployment = state.get("deployment") if isinstance(state, dict) else None
+def checked_export(exported: Any) -> dict[str, Any]:
+    """The deployment of `exported`, once every part of it recover reads has the shape `pulumi
+    stack export` writes; else a RecoveryError naming the first part that does not. Checked
+    before Convai is asked anything."""
+    deployment = exported.get("deployment") if isinstance(exported, dict) else None
     if not isinstance(deployment, dict):
         raise RecoveryError(
             "this is not the output of `pulumi stack export` (no `deployment` object)"
         )
+    for key in ("resources", "pending_operations"):
+        if deployment.get(key) is not None and not isinstance(deployment[key], list):
+            raise RecoveryError(f"deployment.{key} must be a list: is this a Pulumi export?")
+    for index, operation in enumerate(deployment.get("pending_operations") or []):
+        where = f"deployment.pending_operations[{index}]"
+        resource = operation.get("resource") if isinstance(operation, dict) else None
+        if not isinstance(resource, dict):
+            raise RecoveryError(f"{where} has no resource object: is this a Pulumi export?")
+        for key in ("urn", "type"):
+            if not isinstance(resource.get(key), str):
+                raise RecoveryError(f"{where}.resource.{key} must be a string")
+        if resource.get("inputs") is not None and not isinstance(resource["inputs"], dict):
+            raise RecoveryError(f"{where}.resource.inputs must be an object")
     return deployment

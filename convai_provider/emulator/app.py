@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -43,6 +45,7 @@ from convai_provider.emulator.store import (
     account_for_key,
 )
 from convai_provider.guards.documents import DocumentError, TooDeepError, parse_json
+from convai_provider.guards.text import server_text
 from convai_provider.guards.validation import describe_validation_error
 
 log = logging.getLogger("convai_provider.emulator")
@@ -111,7 +114,9 @@ class ConvaiEmulator:
         self.faults = FaultPlan()
         self.requests = RequestCounter()
 
-    def asgi(self) -> ASGIApp:
+    def asgi(self, served_name: str | None = None) -> ASGIApp:
+        """The ASGI app. `served_name`: the --host it listens on, a name requests may give in
+        their Host header besides the address they reached (`localhost` on loopback)."""
         routes = [
             Route(REGISTER_PATH, self.register, methods=["POST"]),
             Route(UPDATE_PATH, self.update, methods=["POST"]),
@@ -140,7 +145,7 @@ class ConvaiEmulator:
         # header, which is whatever the caller says: a path is served or it is a 404.
         app.router.redirect_slashes = False
         faulted = FaultMiddleware(app, self.faults, self.requests)
-        return BodyLimit(LocalAdminOnly(faulted))
+        return ServedHostsOnly(BodyLimit(faulted), served_name)
 
     # Convai endpoints -------------------------------------------------------------------------
 
@@ -342,37 +347,88 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-class LocalAdminOnly:
-    """`/_emulator/*` refuses requests whose Origin is another site's: a browser sends Origin
-    with every cross-origin POST, so no web page can reset or fault a running emulator, while
-    curl and the test helpers, which send none, keep working."""
+class ServedHostsOnly:
+    """Every route answers only requests that name this emulator: their Host header is an
+    address it serves on (the one the connection reached, `localhost` on loopback, or the name
+    it was started with), and their Origin, if any, is one of those too.
 
-    def __init__(self, app: ASGIApp) -> None:
+    A web page cannot reach it by DNS rebinding (its requests name the page's own host) nor by
+    posting from another origin (a browser sends Origin with every cross-origin POST), while
+    curl, ConvaiClient and the tests, which name the address and send no Origin, are served."""
+
+    def __init__(self, app: ASGIApp, served_name: str | None = None) -> None:
         self.app = app
+        self.served_name = served_name
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(ADMIN_PREFIX):
-            origin = Headers(scope=scope).get("origin")
-            if origin is not None and origin not in _own_origins(scope):
-                reply = envelope_error(
-                    403,
-                    f"Origin {origin!r} is not this emulator: its admin surface is for local "
-                    "use (curl, tests), not for web pages",
-                )
-                await reply(scope, receive, send)
+        if scope["type"] == "http":
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                await envelope_error(403, refusal)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
+    def _refusal(self, scope: Scope) -> str | None:
+        served = served_authorities(scope.get("server"), self.served_name)
+        headers = Headers(scope=scope)
+        host = headers.get("host", "").lower()
+        if host not in served:
+            named = f"Host {server_text(host, 100)!r}" if host else "No Host header"
+            return (
+                f"{named} names none of the addresses this emulator serves on "
+                f"({', '.join(sorted(served)) or 'none known'}): it answers requests to those "
+                "only, so a web page cannot reach it through a name of its own (DNS rebinding)"
+            )
+        origin = headers.get("origin")
+        if origin is not None and origin.lower() not in {f"http://{a}" for a in served}:
+            return (
+                f"Origin {server_text(origin, 100)!r} is not this emulator: it serves local tools "
+                "(curl, ConvaiClient, tests), not web pages"
+            )
+        return None
 
-def _own_origins(scope: Scope) -> set[str]:
-    server = scope.get("server")
-    if not server or server[1] is None:
+
+def served_authorities(server: Iterable[Any] | None, served_name: str | None = None) -> set[str]:
+    """The `host:port` a request to this emulator may name: the address the connection reached
+    (`server`, as ASGI gives it), `localhost` when that is a loopback address, and the name it was
+    started with unless that is the any-address (0.0.0.0 is where a page reaches every port)."""
+    if not server:
         return set()
-    host, port = server
-    hosts = {f"[{host}]" if ":" in host else host}
-    if host in ("127.0.0.1", "::1"):
+    address, port = tuple(server)
+    if port is None:
+        return set()
+    address = _unmapped(address)
+    hosts = {f"[{address}]" if ":" in address else address}
+    if _is_loopback(address):
         hosts.add("localhost")
-    return {f"http://{h}:{port}" for h in hosts}
+    if served_name and not _is_unspecified(served_name):
+        name = served_name.lower().strip("[]")
+        hosts.add(f"[{name}]" if ":" in name else name)
+    authorities = {f"{host}:{port}" for host in hosts}
+    return authorities | hosts if port == 80 else authorities
+
+
+def _unmapped(address: str) -> str:
+    """An IPv4 client of a dual-stack socket reaches `::ffff:127.0.0.1`: it names 127.0.0.1."""
+    try:
+        mapped = getattr(ipaddress.ip_address(address), "ipv4_mapped", None)
+    except ValueError:
+        return address
+    return str(mapped) if mapped is not None else address
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_unspecified(name: str) -> bool:
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_unspecified
+    except ValueError:
+        return False
 
 
 class FaultMiddleware:

@@ -30,14 +30,23 @@ def serve(host: str, port: int, db: Path, access_log: bool = True) -> None:
     except EmulatorStartError:
         sock.close()
         raise
-    app = ConvaiEmulator(store).asgi()
+    app = ConvaiEmulator(store).asgi(served_name=host)
     bound_port = sock.getsockname()[1]
+    # No colours: the command's output escapes every escape sequence (guards.text.safe_output),
+    # and uvicorn's would show as `\x1b[32mINFO` on a terminal.
     config = uvicorn.Config(
-        app, log_level="info", access_log=access_log, timeout_graceful_shutdown=1
+        app,
+        log_level="info",
+        access_log=access_log,
+        timeout_graceful_shutdown=1,
+        use_colors=False,
     )
     server = uvicorn.Server(config)
     logging.getLogger("uvicorn.error").addFilter(HideInjectedDrops())
-    print(f"{READY_PREFIX}http://{host}:{bound_port} (db: {db})", flush=True)
+    shown_host = (
+        f"[{host.strip('[]')}]" if ":" in host else host
+    )  # an IPv6 address, as URLs write it
+    print(f"{READY_PREFIX}http://{shown_host}:{bound_port} (db: {db})", flush=True)
     # uvicorn shuts down gracefully on SIGTERM and SIGINT, then raises the signal again once it
     # restored the previous handler: with the default SIGTERM one the process dies before
     # `finally` closes the store, leaving its -shm and -wal files; with the default SIGINT one,
@@ -99,7 +108,7 @@ def _bind_failure(host: str, port: int, exc: OSError) -> str:
 def open_store(db: Path) -> ConvaiStore:
     try:
         return ConvaiStore(db)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         raise EmulatorStartError(
             f"--db {db} cannot be used as the emulator's database ({exc}): give the path of a "
             "new or existing SQLite file in a writable directory"

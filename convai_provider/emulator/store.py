@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import threading
 import uuid
@@ -70,6 +71,25 @@ class TakenNameError(StoreError):
     status_code = 409
 
 
+OWNER_ONLY = 0o600
+"""The database holds endpoint keys in clear: only its owner may read it."""
+
+COMPANION_SUFFIXES = ("-wal", "-shm", "-journal")
+"""Files SQLite keeps beside a database, with the database's permissions."""
+
+
+def open_owner_only(path: Path) -> None:
+    """Create the database file readable and writable by its owner alone before SQLite first
+    writes to it; tighten one that exists, and the files beside it. SQLite creates its -wal and
+    -shm files with the permissions of the database, so they follow."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, OWNER_ONLY))
+    for file in (path, *(path.with_name(path.name + s) for s in COMPANION_SUFFIXES)):
+        try:
+            os.chmod(file, OWNER_ONLY)
+        except FileNotFoundError:
+            continue
+
+
 def account_for_key(api_key: str) -> str:
     """Accounts are keyed by a digest, so the emulator never stores a Convai key in clear."""
     return hashlib.sha256(api_key.encode()).hexdigest()[:24]
@@ -86,6 +106,7 @@ class ConvaiStore:
 
     def __init__(self, path: str | Path) -> None:
         self._lock = threading.Lock()
+        open_owner_only(Path(path))
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

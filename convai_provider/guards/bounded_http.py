@@ -25,13 +25,18 @@ from typing import Any
 import httpcore
 import httpx
 
+from convai_provider.guards.text import server_text
+
 MIB = 1 << 20
 
 _call = threading.local()
 """The deadline (a `time.monotonic()` value) of the call this thread is making, if any, and the
 first bytes its server sent (to say what came back instead of HTTP)."""
 
-_FIRST_BYTES = 60
+_FIRST_BYTES = 1024
+"""Bytes of a reply kept to say what came back instead of HTTP; the message shows the first
+`_SHOWN_CHARACTERS` of them, keys redacted (the rest lets a key the cut would split be found)."""
+_SHOWN_CHARACTERS = 60
 
 
 class ReplyTooLargeError(Exception):
@@ -195,8 +200,13 @@ def send(
         except httpx.RemoteProtocolError as exc:
             if first_bytes and "without sending a response" in str(exc):
                 # h11 read bytes but no status line in them (HTTP/0.9, another protocol).
+                sent = server_text(
+                    first_bytes.decode("latin-1"),
+                    _SHOWN_CHARACTERS,
+                    more_follows=len(first_bytes) == _FIRST_BYTES,
+                )
                 raise httpx.RemoteProtocolError(
-                    f"no HTTP status line in what it sent: {bytes(first_bytes)!r}"
+                    f"no HTTP status line in what it sent: '{sent}'"
                 ) from None
             raise
     headers = streamed.headers.copy()

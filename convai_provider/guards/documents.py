@@ -72,6 +72,16 @@ class _StrictLoader(_Loader):  # type: ignore[valid-type,misc]
     """Safe YAML, where a mapping may not give one key twice (YAML would keep the last one
     silently, so half of what was written would be ignored)."""
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """A scalar Python cannot hold (an integer past its 4300-digit limit, a date such as
+        2024-13-45) is an error at its line and column, like any other YAML mistake."""
+        try:
+            return super().construct_object(node, deep)
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, _unreadable_scalar(node, exc), node.start_mark
+            ) from None
+
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
             self._refuse_duplicate_keys(node)
@@ -93,6 +103,14 @@ class _StrictLoader(_Loader):  # type: ignore[valid-type,misc]
                     key_node.start_mark,
                 )
             first_seen[key] = key_node
+
+
+def _unreadable_scalar(node: yaml.Node, exc: ValueError) -> str:
+    value = node.value if isinstance(node.value, str) else ""
+    if "integer string conversion" in str(exc):
+        return f"a number of {len(value)} digits, more than any setting holds"
+    shown = value if len(value) <= 40 else value[:40] + "…"
+    return f"{shown!r} cannot be read ({exc})"
 
 
 def load_yaml(text: str, source: str) -> Any:

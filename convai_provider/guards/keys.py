@@ -1,24 +1,26 @@
 """Keys (the Convai API key, endpoint keys): what one may hold, and keeping them out of messages.
 
-A key travels in an HTTP header, so it must be ASCII without control characters: a CR or LF
-would end the header, and httpx, refusing it, quotes the header, key included. Such keys are
-refused up front with words that describe the key, never repeat it.
+A key travels in an HTTP header, so it must be ASCII without control characters or surrounding
+whitespace: a CR or LF would end the header, a header's value has no surrounding whitespace, and
+httpx, refusing such a value, quotes the header, key included. Such keys are refused up front
+with words that describe the key, never repeat it.
 
 As a last line of defence, every key this process has been given is replaced by `[secret]` in
 whatever leaves the process: the operator commands' output, the provider's errors (which Pulumi
-prints) and its log. Keys shorter than `MIN_REDACTED` characters are not replaced: they would
-blank out ordinary words (`EMPTY`, the keyless placeholder), and protect nothing.
+prints) and its log (`guards.text` applies it there). Keys shorter than `MIN_REDACTED`
+characters are not replaced: they would blank out ordinary words (`EMPTY`, the keyless
+placeholder), and protect nothing.
+
+A message quotes a server's reply only in part, so redacting comes before cutting: a cut made
+first can split an echoed key, and the piece before the cut no longer matches the key
+(`redacted_prefix`).
 """
 
 from __future__ import annotations
 
+import html
 import json
-import logging
-import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, TextIO
 from urllib.parse import quote
 
 SHOWN_AS = "[secret]"
@@ -30,6 +32,8 @@ _lock = threading.Lock()
 
 def key_problem(key: str) -> str | None:
     """What makes `key` unfit for an HTTP header, in words that do not repeat it; None if fit."""
+    if key != key.strip():
+        return "starts or ends with whitespace (a space, a line break), which a header cannot carry"
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
         return "contains a control character (CR, LF, tab or another)"
     if not key.isascii():
@@ -55,44 +59,46 @@ def redact(text: str) -> str:
     return text
 
 
+def redacted_prefix(text: str, length: int, *, more_follows: bool = False) -> tuple[str, bool]:
+    """The first `length` characters of `text` once its keys are redacted, and whether anything
+    was cut off. No cut splits a key: redacting comes first, over enough of `text` that the
+    characters kept cannot be the start of a key the window's end splits. `more_follows`:
+    `text` is itself the start of something longer (its end may split a key)."""
+    margin = _longest_form()
+    size = length + margin
+    while True:
+        window = text[:size]
+        complete = len(window) == len(text) and not more_follows
+        shown = redact(window)
+        if not complete:
+            shown = shown[: max(len(shown) - margin, 0)]
+        if len(shown) > length or len(window) == len(text):
+            return shown[:length], len(shown) > length or not complete
+        size *= 2
+
+
+def _longest_form() -> int:
+    """Characters of the longest form in which a remembered key may be quoted (0: none)."""
+    with _lock:
+        keys = list(_known)
+    return max((len(form) for key in keys for form in _quoted_forms(key)), default=0)
+
+
+def _go_json(quoted: str) -> str:
+    return quoted.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def _quoted_forms(key: str) -> list[str]:
     forms = {
         key,
         repr(key)[1:-1],
         ascii(key)[1:-1],
         json.dumps(key)[1:-1],
+        json.dumps(key)[1:-1].replace("/", "\\/"),  # as PHP's json_encode writes it
+        _go_json(json.dumps(key)[1:-1]),  # as Go's encoding/json writes it
         repr(key.encode("utf-8", "replace"))[2:-1],
         quote(key, safe=""),
+        html.escape(key),  # an HTML error page quoting a header
+        html.escape(key, quote=False),
     }
     return sorted(forms, key=len, reverse=True)
-
-
-class RedactingFilter(logging.Filter):
-    """Logs keep no key: the formatted message is redacted before any handler sees it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
-        record.args = None
-        return True
-
-
-class _RedactingStream:
-    def __init__(self, inner: TextIO) -> None:
-        self._inner = inner
-
-    def write(self, text: str) -> int:
-        return self._inner.write(redact(text))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-@contextmanager
-def redacted_output() -> Iterator[None]:
-    """Everything printed to stdout and stderr meanwhile has its keys redacted."""
-    out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _RedactingStream(out), _RedactingStream(err)
-    try:
-        yield
-    finally:
-        sys.stdout, sys.stderr = out, err

@@ -3,7 +3,9 @@
 Convai's FAQ: when an endpoint is down or wrong, characters on it just stop answering. The
 preflight runs the calls Convai will make (list models, a one-token chat completion) and says in
 one sentence what to fix. A freshly deployed vLLM needs minutes to load its model, so transient
-failures are retried until a wait budget runs out.
+failures are retried until a wait budget runs out, by the product's one retry policy
+(`api.retry`): the same statuses are transient as for Convai's calls, the same backoff spaces the
+attempts, and a server's Retry-After is honoured.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from convai_provider.api.retry import Backoff, is_retryable_status, parse_retry_after
 from convai_provider.guards.bounded_http import (
     MIB,
     ReplyTooLargeError,
@@ -42,6 +45,9 @@ REPLY_CAP = 16 * MIB
 LAST_ATTEMPT = 0.5
 """Seconds of the wait budget kept for the last attempt's requests (a tenth of short budgets)."""
 
+LONGEST_PAUSE = 30.0
+"""Seconds between attempts at most, unless the endpoint asks for longer (Retry-After)."""
+
 
 @dataclass(frozen=True)
 class EndpointCheck:
@@ -55,6 +61,8 @@ class EndpointCheck:
     """A failure that waiting will not fix (a wrong key, a model that is not served)."""
     warning: bool = False
     """Passed, but worth fixing (an endpoint anyone can use)."""
+    retry_after: float | None = None
+    """Seconds the endpoint asked to be left alone before the next attempt (Retry-After)."""
 
 
 @dataclass
@@ -120,7 +128,7 @@ def _served_models(response: httpx.Response) -> list[str] | None:
 
 
 def _listed_names(served: list[str], shown: int = 20) -> str:
-    names = ", ".join(repr(server_text(n, 100)) for n in served[:shown]) or "none"
+    names = ", ".join(f"'{server_text(n, 100)}'" for n in served[:shown]) or "none"
     return names + (f" and {len(served) - shown} more" if len(served) > shown else "")
 
 
@@ -205,10 +213,8 @@ def _status_failure(
 ) -> EndpointCheck:
     message = error_message(response)
     status = response.status_code
-    if status in (502, 503, 504):
-        return EndpointCheck(
-            name, False, f"{url} answered HTTP {status} ({message}): not ready yet"
-        )
+    if is_retryable_status(status):
+        return _transient_status(name, response, url, message)
     if status in (401, 403) and not key_given:
         return EndpointCheck(
             name,
@@ -236,8 +242,22 @@ def _status_failure(
             "the key would go with them)",
             final=True,
         )
+    return EndpointCheck(name, False, f"{url} answered HTTP {status}: {message}", final=True)
+
+
+def _transient_status(name: str, response: httpx.Response, url: str, message: str) -> EndpointCheck:
+    """A status worth another attempt (the one classifier: `api.retry`), and when to make it."""
+    status = response.status_code
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    asked = f", asked to retry after {retry_after:.0f}s" if retry_after is not None else ""
+    if status == 429:
+        why = f"rate limited{asked}"
+    elif status in (502, 503, 504):
+        why = f"not ready yet{asked}"
+    else:
+        why = f"a server error{asked}"
     return EndpointCheck(
-        name, False, f"{url} answered HTTP {status}: {message}", final=status < 500
+        name, False, f"{url} answered HTTP {status} ({message}): {why}", retry_after=retry_after
     )
 
 
@@ -281,6 +301,7 @@ class Preflight:
         self._sleep = sleep
         self._clock = clock
         self._until: float | None = None
+        """When `run`'s wait ends, on `clock`: no request outlasts it."""
 
     def close(self) -> None:
         self._http.close()
@@ -292,11 +313,14 @@ class Preflight:
         on_retry: Callable[[PreflightReport], None] | None = None,
     ) -> PreflightReport:
         """Retry transient failures until the checks pass or `wait` seconds are spent; every
-        request ends by then too. `wait=0` checks once, within one request timeout."""
+        request ends by then too. `wait=0` checks once, within one request timeout. Attempts
+        are `interval` seconds apart at first, then further (`api.retry.Backoff`); an endpoint's
+        Retry-After is waited for in full, or ends the wait when it reaches past it."""
         wait, interval = seconds(wait, "wait"), seconds(interval, "interval")
         started = self._clock()
         budget = wait if wait > 0 else self.request_timeout
-        self._until = time.monotonic() + budget
+        backoff = Backoff(initial=interval, maximum=LONGEST_PAUSE, retry_after_cap=budget)
+        self._until = started + budget
         attempts = 0
         try:
             while True:
@@ -309,11 +333,12 @@ class Preflight:
                     return report
                 # The last attempt comes just before the budget ends, not a whole pause early.
                 left = wait - (self._clock() - started) - min(LAST_ATTEMPT, wait / 10)
-                if left <= 0:
+                pause = backoff.delay(attempts - 1, failure.retry_after)
+                if left <= 0 or (failure.retry_after is not None and pause > left):
                     return report
                 if on_retry is not None:
                     on_retry(report)
-                self._sleep(min(interval * 2 ** min(attempts - 1, 3), 30.0, left))
+                self._sleep(min(pause, left))
         finally:
             self._until = None
 
@@ -342,12 +367,12 @@ class Preflight:
         """One request, within the request timeout and what is left of `run`'s wait."""
         seconds = self.request_timeout
         if self._until is not None:
-            seconds = min(seconds, self._until - time.monotonic())
+            seconds = min(seconds, self._until - self._clock())
         if seconds <= 0:
             return EndpointCheck(
                 "reachable", False, f"the preflight's time ran out before {url} was checked"
             )
-        started = time.monotonic()
+        started = self._clock()
         try:
             return send(
                 self._http,
@@ -363,7 +388,7 @@ class Preflight:
         except httpx.TransportError as exc:
             # Reading an untrusted certificate's issuer takes one more handshake: within what is
             # left of this request's time.
-            left = max(seconds - (time.monotonic() - started), 0.1)
+            left = max(seconds - (self._clock() - started), 0.1)
             return _transport_failure(exc, url, left)
 
     def _get(self, url: str, with_key: bool) -> httpx.Response | EndpointCheck:
@@ -374,7 +399,7 @@ class Preflight:
         response = self._get(url, with_key=True)
         if isinstance(response, EndpointCheck):
             return [response]
-        if response.status_code in (502, 503, 504):
+        if is_retryable_status(response.status_code):
             return [_status_failure("reachable", response, url)]
         reachable = EndpointCheck("reachable", True, f"{url} answered HTTP {response.status_code}")
         if response.status_code == 404:
@@ -421,6 +446,8 @@ class Preflight:
             return [response]
         if response.status_code in (401, 403):
             return [EndpointCheck("key enforced", True, "requests without the key are refused")]
+        if is_retryable_status(response.status_code):  # says nothing about keys: ask again
+            return [_status_failure("key enforced", response, url)]
         return [
             EndpointCheck(
                 "key enforced",

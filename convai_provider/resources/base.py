@@ -20,8 +20,8 @@ from pulumi.output import Unknown
 from pydantic import BaseModel, ValidationError
 
 from convai_provider.api.errors import ConvaiError
-from convai_provider.guards.keys import RedactingFilter, redact, remember
-from convai_provider.guards.text import sentence
+from convai_provider.guards.keys import redact, remember
+from convai_provider.guards.text import SafeLogFilter, escaped, sentence
 from convai_provider.guards.validation import field_problems
 from convai_provider.resources.runtime import ConvaiRuntime, runtime_for
 from convai_provider.resources.settings import CONFIG_KEYS, ConvaiSettings
@@ -37,10 +37,13 @@ OPERATIONS = ("check", "diff", "create", "read", "update", "delete")
 
 
 class ConvaiOperationError(Exception):
-    """A failed provider operation, in one sentence: which resource, which operation, and why."""
+    """A failed provider operation, in one sentence: which resource, which operation, and why.
+    Pulumi prints it to a terminal: it holds no key and starts no escape sequence, whatever
+    Convai or an endpoint said."""
 
     def __init__(self, operation: str, subject: str, cause: Exception | str) -> None:
-        super().__init__(redact(f"Could not {operation} {subject}: {sentence(str(cause))}"))
+        said = f"Could not {operation} {subject}: {sentence(str(cause))}"
+        super().__init__(escaped(redact(said)))
 
 
 class RedactedError(Exception):
@@ -105,7 +108,7 @@ def log_to_stderr() -> None:
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("convai: %(message)s"))
-        handler.addFilter(RedactingFilter())
+        handler.addFilter(SafeLogFilter())
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
 

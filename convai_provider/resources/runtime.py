@@ -37,6 +37,7 @@ def runtime_for(settings: ConvaiSettings) -> ConvaiRuntime:
                 settings.base_url,
                 timeout=settings.request_timeout,
                 max_retries=settings.max_retries,
+                key_source=settings.api_key_source,
             )
             account = ConvaiAccount(client, operation_timeout=settings.operation_timeout)
             runtime = ConvaiRuntime(settings, account)

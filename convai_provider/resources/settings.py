@@ -16,16 +16,15 @@ from convai_provider.api.access import (
     OPERATION_TIMEOUT_CONFIG,
     REQUEST_TIMEOUT_CONFIG,
     VERIFY_TIMEOUT_CONFIG,
-    convai_api_key,
+    ConvaiKeyError,
     convai_base_url,
+    convai_key,
     convai_url_problem,
-    missing_convai_key,
 )
 from convai_provider.api.account import DEFAULT_OPERATION_TIMEOUT
 from convai_provider.api.client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from convai_provider.api.errors import ConvaiError
 from convai_provider.guards.durations import retries, seconds
-from convai_provider.guards.keys import key_problem, remember
 from convai_provider.guards.urls import refusal
 from convai_provider.preflight.checks import DEFAULT_WAIT
 
@@ -52,6 +51,8 @@ class ConvaiSettings:
     """Resolved at call time in the provider process; hashable so clients can be shared."""
 
     api_key: str = field(repr=False)
+    api_key_source: str = API_KEY_CONFIG
+    """The setting the key came from: what a refused key's message names."""
     base_url: str = DEFAULT_CONVAI_URL
     request_timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
@@ -63,18 +64,11 @@ class ConvaiSettings:
         cls, config: Mapping[str, Any], environ: Mapping[str, str] | None = None
     ) -> ConvaiSettings:
         env = os.environ if environ is None else environ
-        api_key, source = convai_api_key(config, env)
-        missing = missing_convai_key(api_key)
-        if missing is not None:
-            raise MissingApiKeyError(missing)
-        api_key = api_key.strip()
-        problem = key_problem(api_key)
-        if problem is not None:
-            raise InvalidSettingError(
-                f"{source} {problem}: set it again without it "
-                f"(`pulumi config set --secret {API_KEY_CONFIG} <key>`)."
-            )
-        remember(api_key)
+        try:
+            api_key, api_key_source = convai_key(config, env)
+        except ConvaiKeyError as exc:
+            refused = MissingApiKeyError if exc.missing else InvalidSettingError
+            raise refused(str(exc)) from None
         base_url, source = convai_base_url(config, env)
         problem = convai_url_problem(base_url)
         if problem is not None:
@@ -82,6 +76,7 @@ class ConvaiSettings:
         try:
             return cls(
                 api_key=api_key,
+                api_key_source=api_key_source,
                 base_url=base_url.rstrip("/"),
                 request_timeout=seconds(
                     _given(config, REQUEST_TIMEOUT_CONFIG, DEFAULT_TIMEOUT),
