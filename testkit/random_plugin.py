@@ -25,7 +25,6 @@ import stat
 import sys
 from concurrent import futures
 from importlib import resources
-from pathlib import Path
 from threading import Event
 from typing import Any
 
@@ -214,10 +213,6 @@ def install(project: PulumiProject) -> None:
         str(launcher),
         stack_flag=False,
     )
-
-
-def installed_in(home: Path) -> bool:
-    return any(home.glob("plugins/resource-random-v*/pulumi-resource-random"))
 
 
 if __name__ == "__main__":
