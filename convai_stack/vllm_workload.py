@@ -66,11 +66,12 @@ def stateful_set(
             service_name=service_name,
             # Start every replica at once; updates still replace one at a time.
             pod_management_policy="Parallel",
+            # One replica at a time is what RollingUpdate does. No maxUnavailable: the API server
+            # drops it unless the MaxUnavailableStatefulSet gate is on (off by default through
+            # Kubernetes 1.35), and every preview then planned an update to put it back.
             update_strategy=k8s.apps.v1.StatefulSetUpdateStrategyArgs(
                 type="RollingUpdate",
-                rolling_update=k8s.apps.v1.RollingUpdateStatefulSetStrategyArgs(
-                    max_unavailable=1, partition=0
-                ),
+                rolling_update=k8s.apps.v1.RollingUpdateStatefulSetStrategyArgs(partition=0),
             ),
             selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
             template=template,

@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 
 @dataclass
@@ -146,11 +147,18 @@ def serve_endpoint(
 ) -> Iterator[str]:
     """Serve on a free loopback port in a thread; yields the base URL (`http://127.0.0.1:P/v1`,
     https with `tls=(key, certificate)`)."""
+    with serve_app(build_app(behaviour), tls) as url:
+        yield url
+
+
+@contextmanager
+def serve_app(app: ASGIApp, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+    """`serve_endpoint` for any ASGI app."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        build_app(behaviour),
+        app,
         log_level="warning",
         ssl_keyfile=str(tls[0]) if tls else None,
         ssl_certfile=str(tls[1]) if tls else None,

@@ -12,6 +12,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from convai_provider.api.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from testkit.convai import CONVAI_KEY, FAST_BACKOFF
+from testkit.kube import NoKubeError, find_kube_bin
 from testkit.pulumi_cli import NoPulumiError, find_pulumi_bin
 
 # Hypothesis keeps nothing in the checkout (examples, caches): the run leaves the tree as it was.
@@ -42,6 +43,18 @@ def cli_bin() -> Path:
     except NoPulumiError as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{exc} (CI must run the real-engine tests)", pytrace=False)
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def kube_bin() -> Path:
+    """The Kubernetes control plane's bin directory (scripts/install-kube); without one, the test
+    is skipped (fails under CI)."""
+    try:
+        return find_kube_bin()
+    except NoKubeError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{exc} (CI must run the Kubernetes stack tests)", pytrace=False)
         pytest.skip(str(exc))
 
 

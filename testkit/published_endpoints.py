@@ -1,0 +1,135 @@
+"""The stacks' public endpoints as Convai would reach them, served on 127.0.0.1 over TLS.
+
+One server answers for every host name, as an ingress controller in front of vLLM does, and
+takes what it serves from the cluster at each request: the Ingress whose rule names the request's
+Host, the Service it routes to, that Service's Ready pods; from the first pod's container, the
+served model name (`--served-model-name`) and the API key (`VLLM_API_KEY`, from its Secret). So
+the endpoint preflight passes only if the program published the host, wired the Service to the
+pods and gave the pods the key it registers with Convai. No Ingress for the host: 404, as
+ingress-nginx's default backend; no Ready pod: 503. The OpenAI replies are openai_server's vLLM.
+
+Processes reach it under the stacks' host names through testkit/resolver_override.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
+
+from .kube import ControlPlane
+from .openai_server import EndpointBehaviour, build_app, serve_app
+from .tls import TestCA
+
+RESOLVER_OVERRIDE = Path(__file__).resolve().parent / "resolver_override"
+
+
+@dataclass
+class Request:
+    host: str
+    path: str
+    answer: int
+
+
+@dataclass
+class PublishedEndpoints:
+    cluster: ControlPlane
+    requests: list[Request] = field(default_factory=list)
+
+    def behaviour(self, host: str) -> EndpointBehaviour | int:
+        """What the vLLM behind `host` would be, or the HTTP status the controller answers."""
+        ingress = next(
+            (
+                i
+                for i in self.cluster.objects("ingresses")
+                if any(r.get("host") == host for r in i["spec"].get("rules", []))
+            ),
+            None,
+        )
+        if ingress is None:
+            return 404
+        namespace = ingress["metadata"]["namespace"]
+        (rule,) = ingress["spec"]["rules"]
+        backend = rule["http"]["paths"][0]["backend"]["service"]["name"]
+        selector = _service(self.cluster, namespace, backend)["spec"]["selector"]
+        ready = [p for p in self.cluster.objects("pods", namespace) if _serves(p, selector)]
+        if not ready:
+            return 503
+        (container,) = ready[0]["spec"]["containers"]
+        return EndpointBehaviour(
+            flavour="vllm",
+            api_key=_api_key(self.cluster, namespace, container),
+            served=[_served_name(container["args"])],
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        headers = dict(scope["headers"])
+        host = headers.get(b"host", b"").decode().split(":")[0]
+        found = await asyncio.to_thread(self.behaviour, host)
+        if isinstance(found, int):
+            self.requests.append(Request(host, scope["path"], found))
+            await PlainTextResponse(f"HTTP {found}", status_code=found)(scope, receive, send)
+            return
+
+        async def record(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                self.requests.append(Request(host, scope["path"], message["status"]))
+            await send(message)
+
+        await build_app(found)(scope, receive, record)
+
+
+def _service(cluster: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
+    return next(s for s in cluster.objects("services", namespace) if s["metadata"]["name"] == name)
+
+
+def _serves(pod: dict[str, Any], selector: dict[str, str]) -> bool:
+    labels = pod["metadata"].get("labels", {})
+    conditions = pod.get("status", {}).get("conditions", [])
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    return ready and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _served_name(args: list[str]) -> str:
+    return args[args.index("--served-model-name") + 1]
+
+
+def _api_key(cluster: ControlPlane, namespace: str, container: dict[str, Any]) -> str | None:
+    for variable in container.get("env", []):
+        if variable["name"] == "VLLM_API_KEY":
+            reference = variable["valueFrom"]["secretKeyRef"]
+            (secret,) = [
+                s
+                for s in cluster.objects("secrets", namespace)
+                if s["metadata"]["name"] == reference["name"]
+            ]
+            return base64.b64decode(secret["data"][reference["key"]]).decode()
+    return None
+
+
+@contextmanager
+def publish(
+    cluster: ControlPlane, ca: TestCA, hosts: tuple[str, ...]
+) -> Iterator[tuple[PublishedEndpoints, dict[str, str]]]:
+    """Serves `hosts` with certificates of `ca`; yields the server and the environment that
+    sends a process's calls to those hosts there (and refuses every other name)."""
+    endpoints = PublishedEndpoints(cluster)
+    with serve_app(endpoints, ca.issue("published-endpoints", hosts=hosts)) as url:
+        address = url.removeprefix("https://").removesuffix("/v1")
+        yield (
+            endpoints,
+            {
+                "CONVAI_TEST_HOSTS": ",".join(f"{host}={address}" for host in hosts),
+                "PYTHONPATH": str(RESOLVER_OVERRIDE),
+                "SSL_CERT_FILE": str(ca.certificate),
+            },
+        )

@@ -1,0 +1,387 @@
+"""Staging and prod through the real CLI, the real Kubernetes provider and a real Kubernetes API.
+
+The stacks' own files, with two things changed: Convai is the local emulator, and the cluster
+each names (`kubernetes:context`) is a throwaway control plane on 127.0.0.1 (testkit/kube.py)
+whose node and pods kwok plays. Every await runs: the StatefulSet's ready replicas, the Service's
+endpoints, the Certificate's Ready condition and the Ingress's load-balancer address, the last two
+set by kwok stages playing cert-manager and the ingress controller. Each model's endpoint
+preflight runs with verify on, against https://HOST/v1 for the stack's real host names, which
+resolve to a loopback server playing the ingress controller and vLLM from what the cluster holds
+(testkit/published_endpoints.py); nothing resolves or dials those names anywhere else.
+
+The Kubernetes plugin is built from the provider source the module proxy serves (about v4.25,
+stamped 4.34.2: scripts/kube-versions); the random plugin is a stand-in (testkit/random_plugin.py).
+docs/kubernetes-tests.md says why, and what kwok cannot show.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from convai_provider.emulator.process import EmulatorProcess
+from testkit import random_plugin
+from testkit.convai import CONVAI_KEY, live, stored_endpoint_key
+from testkit.kube import ControlPlane, pin, processes_mentioning
+from testkit.published_endpoints import PublishedEndpoints, publish
+from testkit.pulumi_cli import ROOT, PulumiProject
+from testkit.tls import TestCA
+
+STACKS = ("staging", "prod")
+HF_TOKEN = "hf_test_token_5b1e07c9"
+PROJECT = "convai-models"
+MODEL_TYPE = "pulumi-python:dynamic/convai:PrivateModel"
+STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
+VOLUMES_GONE_WITHIN = 60.0
+"""Seconds the controllers get to delete the volumes of deleted claims (about one on an idle
+machine): a bound, not a measurement."""
+
+
+def stack_file_config(stack: str) -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())[
+        "config"
+    ]
+    return config
+
+
+def vllm_endpoints(config: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in config[f"{PROJECT}:endpoints"] if e["kind"] == "vllm"]
+
+
+PUBLIC_HOSTS = tuple(e["host"] for s in STACKS for e in vllm_endpoints(stack_file_config(s)))
+CONTEXTS = tuple(sorted({stack_file_config(s)["kubernetes:context"] for s in STACKS}))
+
+
+def provider_fixes_4328() -> bool:
+    """pulumi-kubernetes#4328 (a preview of a volumeClaimTemplates change fails under server-side
+    apply) is fixed from v4.29; the provider source the module proxy serves is older."""
+    release = pin("pulumi_kubernetes_provider_release")
+    major, minor = (int(part) for part in release.split(".")[:2])
+    return (major, minor) >= (4, 29)
+
+
+# fixtures ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cluster(kube_bin: Path, tmp_path: Path) -> Iterator[ControlPlane]:
+    with ControlPlane(kube_bin, tmp_path / "cluster", contexts=CONTEXTS) as plane:
+        yield plane
+
+
+@pytest.fixture
+def published(
+    cluster: ControlPlane, tmp_path: Path
+) -> Iterator[tuple[PublishedEndpoints, dict[str, str]]]:
+    with publish(cluster, TestCA(tmp_path / "public-ca"), PUBLIC_HOSTS) as served:
+        yield served
+
+
+@dataclass
+class Deployment:
+    """A stack of this checkout on the throwaway cluster, and what it is checked against."""
+
+    name: str
+    project: PulumiProject
+    config: dict[str, Any]
+    cluster: ControlPlane
+    convai: EmulatorProcess
+    endpoints: PublishedEndpoints
+
+    def configure(self, change: Callable[[dict[str, Any]], None] | None = None) -> None:
+        config = copy.deepcopy(self.config)
+        if change is not None:
+            change(config)
+        self.project.configure(config)
+
+    def plan(self, change: Callable[[dict[str, Any]], None]) -> Plan:
+        """The preview of the stack changed by `change` (the stack is configured back after)."""
+        self.configure(change)
+        try:
+            log = self.project.dir / "plan.jsonl"
+            log.unlink(missing_ok=True)
+            done = self.project.run("preview", "--event-log", str(log), check=False)
+            return Plan(done.returncode, done.stdout + done.stderr, planned_steps(log))
+        finally:
+            self.configure()
+
+
+@dataclass
+class Plan:
+    exit_code: int
+    output: str
+    steps: dict[tuple[str, str], set[str]]
+    """Operations planned, by (resource type, name)."""
+
+    def ops(self, type_: str, name: str) -> set[str]:
+        return self.steps.get((type_, name), set())
+
+    def changed(self) -> dict[tuple[str, str], set[str]]:
+        return {k: ops for k, ops in self.steps.items() if ops - {"same"}}
+
+
+def planned_steps(log: Path) -> dict[tuple[str, str], set[str]]:
+    """Resources' steps; not providers' (the dynamic provider is configured with the whole
+    stack configuration, so any config change "updates" it, which the CLI does not show)."""
+    steps: dict[tuple[str, str], set[str]] = {}
+    for line in log.read_text().splitlines():
+        event = json.loads(line).get("resourcePreEvent")
+        if event and not event["metadata"]["type"].startswith("pulumi:providers:"):
+            meta = event["metadata"]
+            key = (meta["type"], meta["urn"].rsplit("::", 1)[-1])
+            steps.setdefault(key, set()).add(meta["op"])
+    return steps
+
+
+@pytest.fixture
+def deploy(
+    *,
+    tmp_path: Path,
+    cli_bin: Path,
+    kube_bin: Path,
+    cluster: ControlPlane,
+    convai: EmulatorProcess,
+    published: tuple[PublishedEndpoints, dict[str, str]],
+) -> Iterator[Callable[[str], Deployment]]:
+    made: list[PulumiProject] = []
+
+    def deploy(stack: str) -> Deployment:
+        endpoints, routing = published
+        env = {"CONVAI_API_KEY": CONVAI_KEY, "KUBECONFIG": str(cluster.kubeconfig), **routing}
+        project = PulumiProject(tmp_path / stack, cli_bin, env)
+        made.append(project)
+        plugin = kube_bin / "pulumi-resource-kubernetes"
+        version = pin("pulumi_kubernetes_plugin")
+        project.run(
+            "plugin",
+            "install",
+            "resource",
+            "kubernetes",
+            version,
+            "--file",
+            str(plugin),
+            stack_flag=False,
+        )
+        random_plugin.install(project)
+        project.set_secret("hfToken", HF_TOKEN)
+        config = {**stack_file_config(stack), "convai:baseUrl": convai.url}
+        deployment = Deployment(stack, project, config, cluster, convai, endpoints)
+        deployment.configure()
+        return deployment
+
+    yield deploy
+    for project in made:
+        left = processes_mentioning(str(project.dir))
+        assert left == [], f"processes outlived `pulumi` (plugins, language host): {left}"
+
+
+# what a deployed stack holds --------------------------------------------------------------------
+
+
+def assert_deployed(deployment: Deployment) -> None:
+    """Every endpoint runs, awaited, as declared; every model is on Convai with the URL and key
+    the program derives; each preflight reached its host's endpoint with that key."""
+    outputs = deployment.project.outputs()
+    registered = live(deployment.convai)
+    endpoints = {e["name"]: e for e in vllm_endpoints(deployment.config)}
+    models = deployment.config[f"{PROJECT}:models"]
+    assert set(registered) == {m["model_group_name"] for m in models}
+    for model in models:
+        group, endpoint = model["model_group_name"], endpoints[model["endpoint"]]
+        url = f"https://{endpoint['host']}/v1"
+        assert registered[group]["base_url"] == url
+        assert registered[group]["model_name"] == endpoint["served_model_name"]
+        assert outputs["models"][group]["base_url"] == url
+        key = outputs["endpointKeys"][group]
+        assert stored_endpoint_key(deployment.convai, group) == key
+        assert_endpoint_runs(deployment.cluster, endpoint, key)
+        # The preflight's last call, a chat completion, went to this host and was answered.
+        assert ("/v1/chat/completions", 200) in [
+            (r.path, r.answer) for r in deployment.endpoints.requests if r.host == endpoint["host"]
+        ]
+
+
+def assert_endpoint_runs(cluster: ControlPlane, endpoint: dict[str, Any], key: str) -> None:
+    namespace = f"vllm-{endpoint['name']}"
+    (workload,) = cluster.objects("statefulsets", namespace)
+    assert workload["status"].get("readyReplicas") == endpoint["replicas"]
+    claims = cluster.objects("persistentvolumeclaims", namespace)
+    assert len(claims) == endpoint["replicas"]
+    for claim in claims:
+        assert claim["status"]["phase"] == "Bound"
+        assert claim["spec"]["resources"]["requests"]["storage"] == endpoint["cache_size"]
+    for pod in cluster.objects("pods", namespace):
+        assert pod["status"]["hostIP"] == "127.0.0.1"  # kwok's node address: loopback
+        (container,) = pod["spec"]["containers"]
+        assert container["image"].endswith(f":{endpoint['image_tag']}")
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == str(endpoint["gpus"])
+    (certificate,) = cluster.objects("certificates.cert-manager.io", namespace)
+    assert certificate["spec"]["dnsNames"] == [endpoint["host"]]
+    assert {"type": "Ready", "status": "True"}.items() <= certificate["status"]["conditions"][
+        0
+    ].items()
+    (ingress,) = cluster.objects("ingresses", namespace)
+    assert ingress["spec"]["rules"][0]["host"] == endpoint["host"]
+    assert ingress["status"]["loadBalancer"]["ingress"] == [{"ip": "127.0.0.1"}]
+    budgets = cluster.objects("poddisruptionbudgets", namespace)
+    assert len(budgets) == (1 if endpoint["replicas"] >= 2 else 0)
+    (keys,) = [s for s in cluster.objects("secrets", namespace) if "VLLM_API_KEY" in s["data"]]
+    assert base64.b64decode(keys["data"]["VLLM_API_KEY"]).decode() == key
+    assert base64.b64decode(keys["data"]["HF_TOKEN"]).decode() == HF_TOKEN
+
+
+def assert_gone(deployment: Deployment) -> None:
+    assert live(deployment.convai) == {}
+    namespaces = {f"vllm-{e['name']}" for e in vllm_endpoints(deployment.config)}
+    assert deployment.cluster.namespaces() & namespaces == set()
+    # A claim's volume goes after the claim, as the controllers get to it: waited for, bounded.
+    deadline = time.monotonic() + VOLUMES_GONE_WITHIN
+    while deployment.cluster.objects("persistentvolumes") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert deployment.cluster.objects("persistentvolumes") == []
+
+
+# the changes users make -------------------------------------------------------------------------
+
+
+def first_endpoint(config: dict[str, Any]) -> dict[str, Any]:
+    endpoint: dict[str, Any] = config[f"{PROJECT}:endpoints"][0]
+    return endpoint
+
+
+def new_image(config: dict[str, Any]) -> None:
+    first_endpoint(config)["image_tag"] = "v0.34.0"
+
+
+def new_model(config: dict[str, Any]) -> None:
+    endpoint = first_endpoint(config)
+    endpoint["model"] = "meta-llama/Llama-3.2-3B-Instruct"
+    endpoint["served_model_name"] = "llama-3.2-3b"
+
+
+def more_replicas(config: dict[str, Any]) -> None:
+    first_endpoint(config)["replicas"] += 1
+
+
+def bigger_cache(config: dict[str, Any]) -> None:
+    first_endpoint(config)["cache_size"] = "300Gi"
+
+
+def added_endpoint(config: dict[str, Any]) -> None:
+    endpoint = {
+        **first_endpoint(config),
+        "name": "qwen-7b",
+        "model": "Qwen/Qwen2.5-7B-Instruct",
+        "served_model_name": "qwen-2.5-7b",
+        "host": "qwen-7b.staging.llm.example.com",
+    }
+    config[f"{PROJECT}:endpoints"].append(endpoint)
+    config[f"{PROJECT}:models"].append(
+        {"model_group_name": "staging-qwen-7b", "endpoint": "qwen-7b", "display_name": "Qwen"}
+    )
+
+
+def removed_endpoint(config: dict[str, Any]) -> None:
+    gone = config[f"{PROJECT}:endpoints"].pop()["name"]
+    models = config[f"{PROJECT}:models"]
+    config[f"{PROJECT}:models"] = [m for m in models if m["endpoint"] != gone]
+
+
+def assert_plans(deployment: Deployment) -> None:
+    """The real provider's plan for each change a user makes to an endpoint."""
+    name = first_endpoint(deployment.config)["name"]
+    group = next(
+        m["model_group_name"]
+        for m in deployment.config[f"{PROJECT}:models"]
+        if m["endpoint"] == name
+    )
+
+    # A new image or model rolls the pods in place: an update of the pod template only.
+    plan = deployment.plan(new_image)
+    assert plan.changed() == {(STATEFUL_SET, name): {"update"}}, plan.output
+
+    # A new served name is a new Convai model_name, which Convai cannot update: replaced.
+    plan = deployment.plan(new_model)
+    assert plan.changed().keys() == {(STATEFUL_SET, name), (MODEL_TYPE, group)}, plan.output
+    assert plan.ops(STATEFUL_SET, name) == {"update"}
+    assert "replace" in plan.ops(MODEL_TYPE, group)
+
+    # More replicas: the StatefulSet scales in place, and two or more get a disruption budget.
+    plan = deployment.plan(more_replicas)
+    changed = plan.changed()
+    assert changed.pop((STATEFUL_SET, name)) == {"update"}, plan.output
+    if first_endpoint(deployment.config)["replicas"] == 1:
+        assert changed == {("kubernetes:policy/v1:PodDisruptionBudget", name): {"create"}}
+    else:
+        assert changed == {}
+
+    # volumeClaimTemplates cannot change in place: the StatefulSet is replaced (deleted first, its
+    # name is fixed). Before v4.29 the provider also sends the change to the API server during
+    # the preview, which refuses it (pulumi-kubernetes#4328): the preview fails, naming it; a
+    # `pulumi up` of the same change replaces the StatefulSet all the same.
+    plan = deployment.plan(bigger_cache)
+    assert "replace" in plan.ops(STATEFUL_SET, name), plan.output
+    if provider_fixes_4328():
+        assert plan.exit_code == 0, plan.output
+    else:
+        assert plan.exit_code != 0
+        assert "updates to statefulset spec for fields other than" in plan.output
+
+    # A new endpoint is created whole, and its model registered on it; nothing else changes.
+    plan = deployment.plan(added_endpoint)
+    assert all(ops == {"create"} for ops in plan.changed().values()), plan.output
+    created = {key for key in plan.changed()}
+    assert (MODEL_TYPE, "staging-qwen-7b") in created
+    assert (STATEFUL_SET, "qwen-7b") in created
+    assert ("kubernetes:core/v1:Namespace", "qwen-7b") in created
+
+
+# the tests --------------------------------------------------------------------------------------
+
+
+def test_staging_deploys_awaited_plans_each_change_and_goes_whole(
+    deploy: Callable[[str], Deployment],
+) -> None:
+    staging = deploy("staging")
+    staging.project.up()
+    assert_deployed(staging)
+    staging.project.run("preview", "--expect-no-changes")
+    assert_plans(staging)
+
+    # Removing the endpoint deletes its model from Convai and everything it ran on.
+    plan = staging.plan(removed_endpoint)
+    assert plan.exit_code == 0, plan.output
+    assert plan.changed() and all(ops == {"delete"} for ops in plan.changed().values())
+    assert ("pulumi-python:dynamic/convai:PrivateModel", "staging-llama-8b") in plan.changed()
+
+    staging.project.destroy()
+    assert_gone(staging)
+
+
+def test_prod_deploys_awaited_refuses_to_drop_a_protected_model_and_goes_whole(
+    deploy: Callable[[str], Deployment],
+) -> None:
+    prod = deploy("prod")
+    prod.project.up()
+    assert_deployed(prod)
+    prod.project.run("preview", "--expect-no-changes")
+
+    # prod protects its models: removing an endpoint and its model is refused, nothing changes.
+    plan = prod.plan(removed_endpoint)
+    assert plan.exit_code != 0
+    assert "protect" in plan.output
+    prod.project.run("preview", "--expect-no-changes")
+
+    # Taking prod down is deliberate: lift the protection, then destroy.
+    prod.project.run("state", "unprotect", "--all", "--yes")
+    prod.project.destroy()
+    assert_gone(prod)
