@@ -17,7 +17,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_dev_up(
-    tmp_path: Path, path: str, *args: str, cache: Path | None = None
+    tmp_path: Path,
+    path: str,
+    *args: str,
+    cache: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "CONVAI_"))},
@@ -26,6 +30,7 @@ def run_dev_up(
         "CONVAI_DEV_DIR": str(tmp_path / "dev"),
         "HOME": str(tmp_path / "home"),
         "XDG_CACHE_HOME": str(cache or tmp_path / "cache"),
+        **(extra_env or {}),
     }
     env.pop("VIRTUAL_ENV", None)
     return subprocess.run(
