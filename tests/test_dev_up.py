@@ -77,6 +77,7 @@ def test_up_preview_and_destroy_on_the_dev_stack_leave_tracked_files_alone(
     up = run_dev_up(tmp_path, path)
     assert up.returncode == 0, up.stdout + up.stderr
     assert dev_models(tmp_path) == ["dev-llama"]
+    assert (tmp_path / "dev" / ".pulumi-state" / ".pulumi" / "stacks").is_dir()  # file backend
     preview = run_dev_up(tmp_path, path, "preview", "--expect-no-changes")
     assert preview.returncode == 0, preview.stdout + preview.stderr
     outputs = run_dev_up(tmp_path, path, "stack", "output", "--json")
