@@ -289,8 +289,10 @@ class PostgresServer:
 
     def stop(self) -> None:
         """A fast shutdown (SIGINT), then checks that no process of the server is left."""
-        self._end_process()
-        shutil.rmtree(self.home, ignore_errors=True)
+        try:
+            self._end_process()
+        finally:
+            shutil.rmtree(self.home, ignore_errors=True)
 
     def _end_process(self) -> None:
         proc, self._proc = self._proc, None
@@ -304,6 +306,7 @@ class PostgresServer:
             proc.wait()
         if leftovers := processes_in_group(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
             raise AssertionError(f"PostgreSQL left processes running: {leftovers}")
 
     def __enter__(self) -> PostgresServer:
