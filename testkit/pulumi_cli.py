@@ -95,8 +95,15 @@ class PulumiProject:
     """A project running a program of this checkout on stack `e2e` with the real CLI."""
 
     def __init__(
-        self, directory: Path, bin_dir: Path, env: Mapping[str, str], main: Path = ROOT
+        self,
+        directory: Path,
+        bin_dir: Path,
+        env: Mapping[str, str],
+        main: Path = ROOT,
+        new_stack: bool = True,
     ) -> None:
+        """`new_stack=False` joins a stack that exists on the backend `env` names: another
+        operator's, whose stack file (its secrets salt) the caller copies to `stack_file`."""
         self.dir = directory
         self.main = main
         self.bin = bin_dir
@@ -107,7 +114,8 @@ class PulumiProject:
         self.after_each_command: Callable[[str], None] = lambda _command: None
         """Called with the command line after every command that ran to its end."""
         self._write_project_file()
-        self.run("stack", "init", STACK, stack_flag=False)
+        if new_stack:
+            self.run("stack", "init", STACK, stack_flag=False)
 
     def _write_project_file(self) -> None:
         project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())

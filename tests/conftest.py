@@ -13,6 +13,7 @@ from convai_provider.api.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from testkit.convai import CONVAI_KEY, FAST_BACKOFF
 from testkit.kube import NoKubeError, find_kube_bin
+from testkit.postgres import NoPostgresError, PostgresServer, find_postgres_bin
 from testkit.pulumi_cli import NoPulumiError, find_pulumi_bin
 
 # Hypothesis keeps nothing in the checkout (examples, caches): the run leaves the tree as it was.
@@ -56,6 +57,20 @@ def kube_bin() -> Path:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{exc} (CI must run the Kubernetes stack tests)", pytrace=False)
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on 127.0.0.1 for the run, stopped after it with nothing left
+    running; without one, the test is skipped (fails under CI)."""
+    try:
+        server = PostgresServer.start(find_postgres_bin())
+    except NoPostgresError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{exc} (CI must run the PostgreSQL backend tests)", pytrace=False)
+        pytest.skip(str(exc))
+    with server:
+        yield server
 
 
 @pytest.fixture

@@ -17,7 +17,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_dev_up(
-    tmp_path: Path, path: str, *args: str, cache: Path | None = None
+    tmp_path: Path,
+    path: str,
+    *args: str,
+    cache: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "CONVAI_"))},
@@ -26,6 +30,7 @@ def run_dev_up(
         "CONVAI_DEV_DIR": str(tmp_path / "dev"),
         "HOME": str(tmp_path / "home"),
         "XDG_CACHE_HOME": str(cache or tmp_path / "cache"),
+        **(extra_env or {}),
     }
     env.pop("VIRTUAL_ENV", None)
     return subprocess.run(
@@ -72,6 +77,7 @@ def test_up_preview_and_destroy_on_the_dev_stack_leave_tracked_files_alone(
     up = run_dev_up(tmp_path, path)
     assert up.returncode == 0, up.stdout + up.stderr
     assert dev_models(tmp_path) == ["dev-llama"]
+    assert (tmp_path / "dev" / ".pulumi-state" / ".pulumi" / "stacks").is_dir()  # file backend
     preview = run_dev_up(tmp_path, path, "preview", "--expect-no-changes")
     assert preview.returncode == 0, preview.stdout + preview.stderr
     outputs = run_dev_up(tmp_path, path, "stack", "output", "--json")
