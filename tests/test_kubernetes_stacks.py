@@ -34,6 +34,7 @@ from testkit.convai import CONVAI_KEY, live, stored_endpoint_key
 from testkit.kube import ControlPlane, pin, processes_mentioning
 from testkit.published_endpoints import PublishedEndpoints, publish
 from testkit.pulumi_cli import ROOT, PulumiProject
+from testkit.service_links import VLLM_VARIABLES_SET_ON_PURPOSE, vllm_variables_seen
 from testkit.tls import TestCA
 
 STACKS = ("staging", "prod")
@@ -219,9 +220,13 @@ def assert_endpoint_runs(cluster: ControlPlane, endpoint: dict[str, Any], key: s
     for claim in claims:
         assert claim["status"]["phase"] == "Bound"
         assert claim["spec"]["resources"]["requests"]["storage"] == endpoint["cache_size"]
+    services = cluster.objects("services", namespace)
     for pod in cluster.objects("pods", namespace):
         assert pod["status"]["hostIP"] == "127.0.0.1"  # kwok's node address: loopback
         (container,) = pod["spec"]["containers"]
+        # What the kubelet would add for the namespace's real Services (kwok runs no kubelet).
+        seen = vllm_variables_seen(container, pod["spec"], services)
+        assert seen == VLLM_VARIABLES_SET_ON_PURPOSE
         assert container["image"].endswith(f":{endpoint['image_tag']}")
         assert container["resources"]["limits"]["nvidia.com/gpu"] == str(endpoint["gpus"])
     (certificate,) = cluster.objects("certificates.cert-manager.io", namespace)
