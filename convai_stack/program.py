@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 import pulumi
+import pulumi.runtime.config
 
 from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
 from convai_provider.api.access import API_KEY_CONFIG, convai_api_key, missing_convai_key
@@ -41,7 +42,15 @@ def load_stack_config() -> StackConfig:
             f"{exc}: fix it in stacks/Pulumi.{pulumi.get_stack()}.yaml"
         ) from None
     present = {k: v for k, v in values.items() if v is not None}
-    return parse_stack_config(present, f"configuration of stack '{pulumi.get_stack()}'")
+    return parse_stack_config(
+        present, f"configuration of stack '{pulumi.get_stack()}'", keys=_every_config_key()
+    )
+
+
+def _every_config_key() -> set[str]:
+    """Every key the stack sets, namespaced. `pulumi.Config` reads one key at a time and has no
+    listing; the runtime holds them all (set from the engine's PULUMI_CONFIG)."""
+    return set(pulumi.runtime.config.CONFIG.get()) | set(pulumi.runtime.get_config_env())
 
 
 def require_convai_key() -> None:

@@ -299,6 +299,21 @@ def test_audit_errors_are_one_sentence_and_exit_2(
     assert "Traceback" not in err
 
 
+def test_audit_refuses_a_mistyped_key_rather_than_call_every_model_unmanaged(
+    cli: Any, convai: EmulatorProcess, root: Path
+) -> None:
+    register(convai, "alpha")
+    path = root / "stacks" / "Pulumi.test.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["config"]["convai-models:model"] = document["config"].pop("convai-models:models")
+    path.write_text(yaml.safe_dump(document))
+    code, out, err = cli("audit", "--stack", "test", "--root", str(root))
+    assert (code, out) == (2, "")
+    assert "convai-models:model: neither a setting" in err
+    assert "did you mean convai-models:models?" in err
+    assert "unmanaged" not in err
+
+
 # adopt ------------------------------------------------------------------------------------------
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from convai_provider.api.wire import (
 )
 from convai_provider.emulator.process import EmulatorProcess
 from testkit.convai import CONVAI_KEY, live, stored_endpoint_key
-from testkit.pulumi_cli import Event, PulumiProject
+from testkit.pulumi_cli import Event, PulumiProject, end_session, session_members
 
 ENDPOINT_KEY = "sk-e2e-endpoint-81c4d2"
 ROTATED_KEY = "sk-e2e-rotated-3b9f70"
@@ -32,7 +30,7 @@ MODEL_TYPE = "pulumi-python:dynamic/convai:PrivateModel"
 
 
 @pytest.fixture
-def project(tmp_path: Path, cli_bin: Path, convai: EmulatorProcess) -> PulumiProject:
+def project(tmp_path: Path, cli_bin: Path, convai: EmulatorProcess) -> Iterator[PulumiProject]:
     proj = PulumiProject(tmp_path, cli_bin, {"CONVAI_API_KEY": CONVAI_KEY})
 
     def no_orphans(command: str) -> None:
@@ -41,7 +39,8 @@ def project(tmp_path: Path, cli_bin: Path, convai: EmulatorProcess) -> PulumiPro
 
     proj.after_each_command = no_orphans
     proj.set_secret("endpointKey", ENDPOINT_KEY)
-    return proj
+    yield proj
+    proj.end_started()
 
 
 def endpoint(name: str = "llm", model_name: str = "llama-3.1-8b") -> dict[str, Any]:
@@ -130,6 +129,28 @@ def test_up_then_a_second_plan_is_empty(project: PulumiProject, convai: Emulator
     outputs = project.outputs()
     assert outputs["models"]["alpha"]["model_name"] == "llama-3.1-8b"
     assert outputs["endpointKeys"] == {"alpha": ENDPOINT_KEY, "beta": ENDPOINT_KEY}
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [("convai-models:model", "convai-models:models"), ("convai:baseURL", "convai:baseUrl")],
+)
+def test_a_typo_in_a_stack_key_is_refused_and_plans_no_delete(
+    project: PulumiProject, convai: EmulatorProcess, typo: str, meant: str
+) -> None:
+    declared = stack(convai, model("alpha"))
+    project.configure(declared)
+    project.up()
+    mistyped = {(typo if k == meant else k): v for k, v in declared.items()}
+    project.configure(mistyped)
+    for refused in (project.preview(check=False), project.up(check=False)):
+        said = refused.stdout + refused.stderr
+        assert refused.returncode != 0
+        assert f"{typo}: neither a setting of this project" in said
+        assert f"did you mean {meant}?" in said
+        assert "delete" not in said
+    assert set(live(convai)) == {"alpha"}
+    assert set(project.resources()) >= {"alpha"}
 
 
 # Drift ------------------------------------------------------------------------------------------
@@ -373,8 +394,8 @@ def test_an_interrupted_up_is_settled_from_its_pending_creates(
     cli.kill()  # the CLI dies; its provider finishes the registers already sent
     cli.communicate(timeout=60)
     wait_for(lambda: len(live(convai)) == 3, "the registers to land")
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(cli.pid, signal.SIGKILL)  # the orphaned provider and language host
+    end_session(cli.pid)  # the orphaned provider and language host, in groups of their own
+    assert session_members(cli.pid) == []
     convai.clear_faults()
 
     pending = project.pending_operations()

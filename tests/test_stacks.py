@@ -45,12 +45,25 @@ SECRETS = {
     "convai-models:localVllmApiKey": LOCAL_KEY,
     "convai-models:hfToken": "hf-token-9a8b",
 }
+SECRETS_OF = {
+    "dev": ("convai:apiKey", "convai-models:localVllmApiKey"),
+    "staging": ("convai:apiKey", "convai-models:hfToken"),
+    "prod": ("convai:apiKey", "convai-models:hfToken"),
+}
+"""The secrets each stack's file names (a key no stack reads is refused as a typo)."""
+
+
+def secrets(stack: str) -> dict[str, str]:
+    return {k: SECRETS[k] for k in SECRETS_OF[stack]}
+
+
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
 
 
 def stack_runtime_config(stack: str, **overrides: Any) -> dict[str, str]:
-    return {**as_runtime_config(read_stack_file(stack_file(stack, ROOT))), **SECRETS, **overrides}
+    file = read_stack_file(stack_file(stack, ROOT))
+    return {**as_runtime_config(file), **secrets(stack), **overrides}
 
 
 def run_stack(
@@ -485,7 +498,7 @@ def test_stack_files_hold_no_secret_in_plain_text(path: Path) -> None:
 def broken(mutate: Any, stack: str = "staging") -> dict[str, str]:
     config = read_stack_file(stack_file(stack, ROOT))
     mutate(config)
-    return {**as_runtime_config(config), **SECRETS}
+    return {**as_runtime_config(config), **secrets(stack)}
 
 
 def _models(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -597,6 +610,54 @@ def test_invalid_configuration_fails_before_any_resource_with_path_and_fix(case:
     assert mocks.registrations == []
     with pytest.raises(StackConfigError, match=re.escape(expected)):
         parse_stack_config(project_values(broken(mutate)))
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("convai-models:model", "convai-models:models"),  # no models: every one deleted
+        ("convai-models:endpoint", "convai-models:endpoints"),
+        ("convai-models:protectmodels", "convai-models:protectModels"),
+        ("convai:baseURL", "convai:baseUrl"),  # the key sent to the public Convai URL
+        ("convai:apikey", "convai:apiKey"),
+        ("convai-models:apiKey", "convai:apiKey"),  # `pulumi config set apiKey` in the wrong one
+        ("convai-models:hfTokn", "convai-models:hfToken"),  # a secret the endpoints name
+    ],
+)
+def test_a_mistyped_key_of_our_namespaces_is_refused_naming_the_nearest(
+    typo: str, meant: str
+) -> None:
+    config = stack_runtime_config("staging")
+    config[typo] = config.pop(meant, "x")
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError) as caught:
+        run_stack("staging", config, mocks)
+    assert f"{typo}: neither a setting of this project nor a secret an endpoint names" in str(
+        caught.value
+    )
+    assert f"did you mean {meant}?" in str(caught.value)
+    assert f"`pulumi config rm {typo}`" in str(caught.value)
+    assert mocks.registrations == []
+
+
+def test_keys_of_other_namespaces_and_named_secrets_are_accepted() -> None:
+    config = stack_runtime_config("staging", **{"kubernetes:namespace": "x", "aws:region": "y"})
+    assert "convai-models:hfToken" in config
+    assert run_stack("staging", config).of_type(TYPE_TOKEN)
+
+
+def test_an_unknown_key_and_a_bad_field_are_reported_together() -> None:
+    config = broken(lambda c: _models(c)[0].update(displayname="x", verify=False))
+    config["convai-models:fallbackmodel"] = "gpt-4o"
+    with pytest.raises(pulumi.RunError) as caught:
+        run_stack("staging", config)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "Invalid configuration of stack 'staging':"
+    assert [line.split(":")[1] for line in lines[1:]] == [
+        "fallbackmodel",
+        "models[0].displayname",
+        "models[0].verify",
+    ]
 
 
 @pytest.mark.parametrize(
