@@ -20,10 +20,12 @@ from convai_stack.stack_config import (
     ModelDeclaration,
     StackConfig,
     StackConfigError,
+    VllmEndpoint,
     parse_stack_config,
 )
 
 from .endpoints import EndpointOutputs, build_endpoint
+from .plugins import missing_plugins_problem
 
 
 def load_stack_config() -> StackConfig:
@@ -60,6 +62,14 @@ def require_convai_key() -> None:
     missing = missing_convai_key(key)
     if missing is not None:
         raise StackConfigError(missing)
+
+
+def require_plugins(stack: StackConfig) -> None:
+    """Fail before any resource exists, rather than in the middle of the program's traceback."""
+    if any(isinstance(e, VllmEndpoint) for e in stack.endpoints):
+        missing = missing_plugins_problem(os.environ)
+        if missing is not None:
+            raise StackConfigError(missing)
 
 
 def declare_model(
@@ -107,6 +117,7 @@ def main() -> None:
     try:
         stack = load_stack_config()
         require_convai_key()
+        require_plugins(stack)
         endpoints = {e.name: build_endpoint(e, i) for i, e in enumerate(stack.endpoints)}
     except StackConfigError as exc:
         raise pulumi.RunError(str(exc)) from None

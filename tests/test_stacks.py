@@ -14,6 +14,7 @@ import yaml
 from convai_provider import TYPE_TOKEN
 from convai_provider.api.builtin_models import DEFAULT_FALLBACK_MODEL
 from convai_provider.emulator.process import EmulatorProcess
+from convai_stack.plugins import ACQUISITION_OFF, VLLM_PACKAGES, plugin_of
 from convai_stack.program import main
 from convai_stack.stack_config import (
     VLLM_IMAGE_TAG,
@@ -51,6 +52,12 @@ SECRETS_OF = {
     "prod": ("convai:apiKey", "convai-models:hfToken"),
 }
 """The secrets each stack's file names (a key no stack reads is refused as a typo)."""
+
+
+@pytest.fixture(autouse=True)
+def plugins_downloadable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a plain `pulumi` runs: the CLI fetches missing plugins (the program never looks)."""
+    monkeypatch.delenv(ACQUISITION_OFF, raising=False)
 
 
 def secrets(stack: str) -> dict[str, str]:
@@ -692,6 +699,41 @@ def test_a_missing_endpoint_secret_names_the_command_that_sets_it() -> None:
         in message
     )
     assert "pulumi config set --secret localVllmApiKey" in message
+
+
+def test_missing_plugins_of_vllm_endpoints_are_named_with_the_commands_that_install_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(ACQUISITION_OFF, "true")
+    monkeypatch.setenv("PULUMI_HOME", str(tmp_path))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    plugins = [plugin_of(package) for package in VLLM_PACKAGES]
+    assert [p.name for p in plugins] == ["kubernetes", "random"]
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError) as caught:
+        run_stack("staging", mocks=mocks)
+    for plugin in plugins:
+        assert f"`pulumi plugin install resource {plugin.name} {plugin.version}`" in str(
+            caught.value
+        )
+    assert mocks.registrations == []
+    assert run_stack("dev").of_type(TYPE_TOKEN)  # external endpoints need neither
+    for plugin in plugins:
+        (tmp_path / "plugins" / f"resource-{plugin.name}-v{plugin.version}").mkdir(parents=True)
+    assert run_stack("staging").of_type(TYPE_TOKEN)
+
+
+def test_an_ambient_plugin_on_path_counts_as_installed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(ACQUISITION_OFF, "true")
+    monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "home"))
+    for name in ("kubernetes", "random"):
+        ambient = tmp_path / f"pulumi-resource-{name}"
+        ambient.write_text("#!/bin/sh\n")
+        ambient.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    assert run_stack("staging").of_type(TYPE_TOKEN)
 
 
 @pytest.mark.parametrize("blank", [None, " "])
