@@ -48,6 +48,9 @@ FALLBACK_KEY = "fallbackModel"
 EXTRA_BUILTINS_KEY = "extraBuiltinModels"
 STACK_KEYS = (ENDPOINTS_KEY, MODELS_KEY, PROTECT_KEY, FALLBACK_KEY, EXTRA_BUILTINS_KEY)
 PROVIDER_NAMESPACE = "convai"
+DEV_STACK = "dev"
+"""The laptop stack, which scripts/dev-up runs in a project of its own: its secrets are set
+through dev-up (`scripts/dev-up config set --secret ...`), not in this checkout."""
 SECRET_KEY_FIELDS = ("api_key_config", "hf_token_config")
 """Endpoint fields naming a secret config key, which is then a key of the stack."""
 

@@ -411,6 +411,8 @@ def test_an_interrupted_up_is_settled_from_its_pending_creates(
     assert refused.returncode != 0
     assert "HTTP 409" in refused.stdout and "convai-models recover" in refused.stdout
     assert "Traceback" not in refused.stdout  # the sentence alone, not the provider's frames
+    assert "error: Could not create Convai private model 'alpha'" in refused.stdout
+    assert "convai_provider." not in refused.stdout  # no class path before the sentence
     assert set(live(convai)) == {"alpha", "beta", "gamma"}  # nothing taken over, nothing lost
 
     exported, settled = tmp_path / "exported.json", tmp_path / "settled.json"

@@ -162,8 +162,16 @@ def _load_stack(args: argparse.Namespace) -> tuple[StackConfig, dict[str, Any]]:
         raise OperatorError(" ".join([heading, "; ".join(problems)]).strip()) from None
 
 
+def _stack_settings(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The stack file's config, for the Convai URL and a key in plain text; with --base-url a
+    stack without a file here (one kept elsewhere) needs none."""
+    if args.base_url and not stack_file(args.stack, args.root).exists():
+        return None
+    return _load_stack(args)[1]
+
+
 def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -> ConvaiClient:
-    api_key, source = convai_api_key({}, os.environ, flag=args.api_key)
+    api_key, source = convai_api_key(_plain_text(stack_raw or {}), os.environ, flag=args.api_key)
     if source == API_KEY_FLAG and not api_key.strip():
         raise OperatorError(
             f"{API_KEY_FLAG} is empty: give the key, or leave it out to use ${API_KEY_ENV}"
@@ -183,6 +191,12 @@ def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -
         return ConvaiClient(api_key, base_url, timeout=30, max_retries=3)
     except ConvaiError as exc:
         raise OperatorError(str(exc)) from None
+
+
+def _plain_text(stack_raw: dict[str, Any]) -> dict[str, Any]:
+    """A stack file's values the commands can read: a secret is ciphertext only Pulumi decrypts
+    (the dev stack's key, `dev-account`, is in plain text: the emulator's, no secret)."""
+    return {k: v for k, v in stack_raw.items() if isinstance(v, str)}
 
 
 def _live_models(client: ConvaiClient) -> list[PrivateModel]:
@@ -210,7 +224,7 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def _run_list(args: argparse.Namespace) -> int:
-    raw = None if args.stack is None or args.base_url else _load_stack(args)[1]
+    raw = None if args.stack is None else _stack_settings(args)
     models = _live_models(_client(args, raw))
     if args.json:
         _print_json({"models": [m.model_dump() for m in models], "count": len(models)})
@@ -332,8 +346,7 @@ def _run_health(args: argparse.Namespace) -> int:
 
 def _run_recover(args: argparse.Namespace) -> int:
     exported = _read_export(args.state)
-    raw = None if args.base_url else _load_stack(args)[1]
-    live = {m.model_group_name: m for m in _live_models(_client(args, raw))}
+    live = {m.model_group_name: m for m in _live_models(_client(args, _stack_settings(args)))}
     try:
         recovery = recover_pending_creates(exported, live)
     except RecoveryError as exc:

@@ -219,7 +219,8 @@ class PrivateModelProvider(ConvaiProvider):
                 operation,
                 _subject(inputs.model_group_name),
                 f"{report.summary()} Nothing was sent to Convai. Fix the endpoint, or set "
-                "verify_endpoint=False to register it unchecked.",
+                "verify_endpoint to false (in a stack file: `verify_endpoint: false`) to "
+                "register it unchecked.",
             )
 
     # read -----------------------------------------------------------------------------------
