@@ -10,6 +10,7 @@ import pulumi.runtime.config
 
 from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
 from convai_provider.api.access import API_KEY_CONFIG, convai_api_key, missing_convai_key
+from convai_provider.guards.urls import api_root_hint
 from convai_stack.stack_config import (
     ENDPOINTS_KEY,
     EXTRA_BUILTINS_KEY,
@@ -17,6 +18,7 @@ from convai_stack.stack_config import (
     MODELS_KEY,
     PROJECT,
     PROTECT_KEY,
+    ExternalEndpoint,
     ModelDeclaration,
     StackConfig,
     StackConfigError,
@@ -72,6 +74,22 @@ def require_plugins(stack: StackConfig) -> None:
             raise StackConfigError(missing)
 
 
+def warn_unchecked_api_roots(stack: StackConfig) -> None:
+    """With the preflight off nothing calls an endpoint before Convai does: a base_url that is
+    not the API root would only show as characters that stop answering."""
+    for index, model in enumerate(stack.models):
+        endpoint = stack.endpoint(model.endpoint)
+        if model.verify_endpoint or not isinstance(endpoint, ExternalEndpoint):
+            continue
+        hint = api_root_hint(endpoint.base_url)
+        if hint is not None:
+            pulumi.log.warn(
+                f"{PROJECT}:{MODELS_KEY}[{index}] ({model.model_group_name}): the base_url of "
+                f"endpoint '{endpoint.name}', {endpoint.base_url}, is probably not the API root: "
+                f"{hint}. verify_endpoint is false, so nothing checks it before Convai calls it."
+            )
+
+
 def declare_model(
     stack: StackConfig, model: ModelDeclaration, endpoint: EndpointOutputs
 ) -> ConvaiPrivateModel:
@@ -118,6 +136,7 @@ def main() -> None:
         stack = load_stack_config()
         require_convai_key()
         require_plugins(stack)
+        warn_unchecked_api_roots(stack)
         endpoints = {e.name: build_endpoint(e, i) for i, e in enumerate(stack.endpoints)}
     except StackConfigError as exc:
         raise pulumi.RunError(str(exc)) from None

@@ -153,6 +153,26 @@ def test_a_typo_in_a_stack_key_is_refused_and_plans_no_delete(
     assert set(project.resources()) >= {"alpha"}
 
 
+def test_an_unchecked_base_url_without_v1_is_a_warning_at_preview(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    rooted = {**endpoint(), "base_url": "https://llm.example.com"}
+
+    def warned(*models: dict[str, Any], endpoints: list[dict[str, Any]] | None = None) -> str:
+        project.configure(stack(convai, *models, endpoints=endpoints))
+        done = project.preview()
+        return done.stdout + done.stderr
+
+    said = warned(model("alpha"), endpoints=[rooted])
+    assert "warning: convai-models:models[0] (alpha): the base_url of endpoint 'llm'" in said
+    assert "try https://llm.example.com/v1" in said
+    assert "probably not the API root" not in warned(model("alpha"))  # ends in /v1
+    # with the preflight on, it is the preflight that says so, at create
+    assert "probably not the API root" not in warned(
+        model("alpha", verify_endpoint=True), endpoints=[rooted]
+    )
+
+
 # Drift ------------------------------------------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ from convai_provider.guards.documents import DocumentError, parse_json
 from convai_provider.guards.durations import seconds
 from convai_provider.guards.keys import key_problem, remember
 from convai_provider.guards.text import sentence, server_text
-from convai_provider.guards.urls import endpoint_url_problem, refusal
+from convai_provider.guards.urls import api_root_hint, endpoint_url_problem, refusal
 from convai_provider.preflight.certificates import is_staging_issuer, presented_issuer
 
 DEFAULT_WAIT = 900.0
@@ -242,9 +242,10 @@ def _status_failure(
 
 
 def _not_the_api_root(response: httpx.Response, url: str, base_url: str) -> EndpointCheck:
+    missing_v1 = api_root_hint(base_url)
     hint = (
-        f"is base_url the API root? it usually ends in /v1 (try {base_url}/v1)"
-        if not base_url.endswith("/v1")
+        f"is base_url the API root? {missing_v1}"
+        if missing_v1
         else "is base_url the API root of an OpenAI-compatible server?"
     )
     return EndpointCheck(
