@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -77,6 +79,13 @@ def stack(
         "convai-models:endpoints": endpoints or [endpoint()],
         "convai-models:models": list(models),
     }
+
+
+def free_port() -> int:
+    """A port nothing listens on (an endpoint that is down)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def new_characters(convai: EmulatorProcess, *names: str) -> list[str]:
@@ -171,6 +180,38 @@ def test_an_unchecked_base_url_without_v1_is_a_warning_at_preview(
     assert "probably not the API root" not in warned(
         model("alpha", verify_endpoint=True), endpoints=[rooted]
     )
+
+
+def test_a_create_waiting_for_its_endpoint_says_so_while_it_waits(
+    project: PulumiProject, convai: EmulatorProcess, tmp_path: Path
+) -> None:
+    """A dynamic provider cannot attach a message to its resource (pulumi/pulumi#6065), but
+    what it writes on stderr reaches the engine as it is written: the event log's timestamps
+    show each line arrive during the wait, and the display shows it on the stack's row."""
+    down = {**endpoint(), "base_url": f"http://127.0.0.1:{free_port()}/v1"}
+    project.configure(
+        {
+            **stack(convai, model("alpha", verify_endpoint=True), endpoints=[down]),
+            "convai:verifyTimeout": 25,
+        }
+    )
+    log = tmp_path / "events.jsonl"
+    done = project.up("--event-log", str(log), check=False)
+    assert done.returncode != 0
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+
+    def when(kind: str, text: str = "") -> list[int]:
+        return [r["timestamp"] for r in records if kind in r and text in json.dumps(r[kind])]
+
+    started = when("resourcePreEvent", "PrivateModel::alpha")[0]
+    failed = when("resOpFailedEvent", "PrivateModel::alpha")[0]
+    notices = when("diagnosticEvent", "alpha: waiting for its endpoint")
+    assert len(notices) >= 3, notices
+    assert all(started <= t <= failed for t in notices)
+    assert len(set(notices)) >= 3  # spread over the wait, not delivered at its end
+    progress = done.stdout.index("alpha: waiting for its endpoint (")
+    assert progress < done.stdout.index("Could not create Convai private model 'alpha'")
+    assert live(convai) == {}
 
 
 # Drift ------------------------------------------------------------------------------------------

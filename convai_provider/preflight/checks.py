@@ -39,6 +39,10 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 REPLY_CAP = 16 * MIB
 """Bytes read from one endpoint reply at most: far more than any model list."""
 
+WAIT_NOTICE_EVERY = 10.0
+"""Seconds a wait goes without saying why at most: a pause between attempts longer than this is
+cut into slices, each followed by a notice (`pulumi up` shows each as it comes)."""
+
 LAST_ATTEMPT = 0.5
 """Seconds of the wait budget kept for the last attempt's requests (a tenth of short budgets)."""
 
@@ -290,10 +294,12 @@ class Preflight:
         self,
         wait: float = DEFAULT_WAIT,
         interval: float = 5.0,
-        on_retry: Callable[[PreflightReport], None] | None = None,
+        on_wait: Callable[[PreflightReport], None] | None = None,
     ) -> PreflightReport:
         """Retry transient failures until the checks pass or `wait` seconds are spent; every
-        request ends by then too. `wait=0` checks once, within one request timeout."""
+        request ends by then too. `wait=0` checks once, within one request timeout. `on_wait`
+        is given the last failed attempt at every retry and every WAIT_NOTICE_EVERY seconds of
+        a longer pause (pauses grow to 30 s), so a wait is never silent for long."""
         wait, interval = seconds(wait, "wait"), seconds(interval, "interval")
         started = self._clock()
         budget = wait if wait > 0 else self.request_timeout
@@ -312,9 +318,15 @@ class Preflight:
                 left = wait - (self._clock() - started) - min(LAST_ATTEMPT, wait / 10)
                 if left <= 0:
                     return report
-                if on_retry is not None:
-                    on_retry(report)
-                self._sleep(min(interval * 2 ** min(attempts - 1, 3), 30.0, left))
+                pause = min(interval * 2 ** min(attempts - 1, 3), 30.0, left)
+                while True:
+                    if on_wait is not None:
+                        report.waited = self._clock() - started
+                        on_wait(report)
+                    self._sleep(min(pause, WAIT_NOTICE_EVERY))
+                    pause -= WAIT_NOTICE_EVERY
+                    if pause <= 0:
+                        break
         finally:
             self._until = None
 
@@ -469,10 +481,10 @@ def check_endpoint(
     wait: float = DEFAULT_WAIT,
     interval: float = 5.0,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-    on_retry: Callable[[PreflightReport], None] | None = None,
+    on_wait: Callable[[PreflightReport], None] | None = None,
 ) -> PreflightReport:
     preflight = Preflight(base_url, model_name, api_key, request_timeout=request_timeout)
     try:
-        return preflight.run(wait=wait, interval=interval, on_retry=on_retry)
+        return preflight.run(wait=wait, interval=interval, on_wait=on_wait)
     finally:
         preflight.close()
