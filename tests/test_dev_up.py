@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from convai_provider.emulator.store import ConvaiStore, account_for_key
-from testkit.pulumi_cli import end_session
+from testkit.pulumi_cli import end_session, session_members
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -168,6 +169,11 @@ def test_the_emulator_outlives_dev_up_and_plain_pulumi_and_the_commands_reach_it
         )
         assert listed.returncode == 0, listed.stderr
         assert "dev-llama" in listed.stdout
+
+        served.send_signal(signal.SIGINT)  # Ctrl-C
+        assert served.wait(timeout=30) == 130
+        assert session_members(served.pid) == []  # the emulator went with it
+        assert not (state / "emulator-served").exists()
     finally:
         end_session(served.pid)
         served.communicate(timeout=30)
