@@ -6,9 +6,11 @@ import os
 from typing import Any
 
 import pulumi
+import pulumi.runtime.config
 
 from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
 from convai_provider.api.access import API_KEY_CONFIG, ConvaiKeyError, convai_key
+from convai_provider.guards.urls import api_root_hint
 from convai_stack.stack_config import (
     ENDPOINTS_KEY,
     EXTRA_BUILTINS_KEY,
@@ -16,13 +18,16 @@ from convai_stack.stack_config import (
     MODELS_KEY,
     PROJECT,
     PROTECT_KEY,
+    ExternalEndpoint,
     ModelDeclaration,
     StackConfig,
     StackConfigError,
+    VllmEndpoint,
     parse_stack_config,
 )
 
 from .endpoints import EndpointOutputs, build_endpoint
+from .plugins import missing_plugins_problem
 
 
 def load_stack_config() -> StackConfig:
@@ -41,7 +46,15 @@ def load_stack_config() -> StackConfig:
             f"{exc}: fix it in stacks/Pulumi.{pulumi.get_stack()}.yaml"
         ) from None
     present = {k: v for k, v in values.items() if v is not None}
-    return parse_stack_config(present, f"configuration of stack '{pulumi.get_stack()}'")
+    return parse_stack_config(
+        present, f"configuration of stack '{pulumi.get_stack()}'", keys=_every_config_key()
+    )
+
+
+def _every_config_key() -> set[str]:
+    """Every key the stack sets, namespaced. `pulumi.Config` reads one key at a time and has no
+    listing; the runtime holds them all (set from the engine's PULUMI_CONFIG)."""
+    return set(pulumi.runtime.config.CONFIG.get()) | set(pulumi.runtime.get_config_env())
 
 
 def require_convai_key() -> None:
@@ -52,6 +65,30 @@ def require_convai_key() -> None:
         convai_key({API_KEY_CONFIG: stack_key}, os.environ)
     except ConvaiKeyError as exc:
         raise StackConfigError(str(exc)) from None
+
+
+def require_plugins(stack: StackConfig) -> None:
+    """Fail before any resource exists, rather than in the middle of the program's traceback."""
+    if any(isinstance(e, VllmEndpoint) for e in stack.endpoints):
+        missing = missing_plugins_problem(os.environ)
+        if missing is not None:
+            raise StackConfigError(missing)
+
+
+def warn_unchecked_api_roots(stack: StackConfig) -> None:
+    """With the preflight off nothing calls an endpoint before Convai does: a base_url that is
+    not the API root would only show as characters that stop answering."""
+    for index, model in enumerate(stack.models):
+        endpoint = stack.endpoint(model.endpoint)
+        if model.verify_endpoint or not isinstance(endpoint, ExternalEndpoint):
+            continue
+        hint = api_root_hint(endpoint.base_url)
+        if hint is not None:
+            pulumi.log.warn(
+                f"{PROJECT}:{MODELS_KEY}[{index}] ({model.model_group_name}): the base_url of "
+                f"endpoint '{endpoint.name}', {endpoint.base_url}, is probably not the API root: "
+                f"{hint}. verify_endpoint is false, so nothing checks it before Convai calls it."
+            )
 
 
 def declare_model(
@@ -99,6 +136,8 @@ def main() -> None:
     try:
         stack = load_stack_config()
         require_convai_key()
+        require_plugins(stack)
+        warn_unchecked_api_roots(stack)
         endpoints = {e.name: build_endpoint(e, i) for i, e in enumerate(stack.endpoints)}
     except StackConfigError as exc:
         raise pulumi.RunError(str(exc)) from None

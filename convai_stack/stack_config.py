@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -38,6 +38,7 @@ from convai_provider.resources.fields import (
     BaseUrl,
     Name,
 )
+from convai_provider.resources.settings import CONFIG_KEYS as PROVIDER_KEYS
 
 PROJECT = "convai-models"
 ENDPOINTS_KEY = "endpoints"
@@ -46,6 +47,12 @@ PROTECT_KEY = "protectModels"
 FALLBACK_KEY = "fallbackModel"
 EXTRA_BUILTINS_KEY = "extraBuiltinModels"
 STACK_KEYS = (ENDPOINTS_KEY, MODELS_KEY, PROTECT_KEY, FALLBACK_KEY, EXTRA_BUILTINS_KEY)
+PROVIDER_NAMESPACE = "convai"
+DEV_STACK = "dev"
+"""The laptop stack, which scripts/dev-up runs in a project of its own: its secrets are set
+through dev-up (`scripts/dev-up config set --secret ...`), not in this checkout."""
+SECRET_KEY_FIELDS = ("api_key_config", "hf_token_config")
+"""Endpoint fields naming a secret config key, which is then a key of the stack."""
 
 VLLM_IMAGE = "vllm/vllm-openai"
 VLLM_IMAGE_TAG = "v0.33.0"
@@ -343,19 +350,67 @@ class StackConfigError(Exception):
 
 
 def parse_stack_config(
-    values: Mapping[str, Any], source: str = "stack configuration"
+    values: Mapping[str, Any], source: str = "stack configuration", keys: Iterable[str] = ()
 ) -> StackConfig:
-    """Validate the project's config values (keys without the `convai-models:` prefix)."""
+    """Validate the project's config values (keys without the `convai-models:` prefix), and
+    `keys`, every config key the stack sets, namespaced: all problems are reported at once."""
+    lines = unknown_key_problems(keys, values)
     try:
-        return StackConfig.model_validate({k: v for k, v in values.items() if k in STACK_KEYS})
+        stack = StackConfig.model_validate({k: v for k, v in values.items() if k in STACK_KEYS})
     except ValidationError as exc:
-        lines = []
         for path, reason in field_problems(exc):
             if path in ("", "__root__") or reason.startswith(PROJECT):
                 lines.append(reason)
             else:
                 lines.append(f"{PROJECT}:{_config_path(path)}: {reason}")
-        raise StackConfigError(f"Invalid {source}:\n" + "\n".join(lines)) from None
+    if lines:
+        raise StackConfigError(f"Invalid {source}:\n" + "\n".join(lines))
+    return stack
+
+
+def unknown_key_problems(keys: Iterable[str], values: Mapping[str, Any]) -> list[str]:
+    """One line per key of our namespaces (`convai-models:`, `convai:`) that nothing reads.
+
+    Nothing would ever read such a key, so a typo would be silently ignored: `convai-models:model`
+    declares no models (and `pulumi up` would deregister every one), `convai:baseURL` leaves the
+    key travelling to the public Convai URL. `values` (the project's, unprefixed) tell which
+    secret keys the endpoints name."""
+    known = known_keys(values)
+    # Compared without the namespace, which every key shares: `apiKey` set in the project's
+    # namespace is the provider's `convai:apiKey`.
+    by_name = {k.partition(":")[2].lower(): k for k in known}
+    problems = []
+    for key in keys:
+        namespace, _, name = key.partition(":")
+        if namespace not in (PROJECT, PROVIDER_NAMESPACE) or key in known:
+            continue
+        close = difflib.get_close_matches(name.lower(), by_name, n=1)
+        hint = (
+            f"did you mean {by_name[close[0]]}?"
+            if close
+            else f"the settings are {', '.join(sorted(known, key=str.lower))}."
+        )
+        problems.append(
+            f"{key}: neither a setting of this project nor a secret an endpoint names, so nothing "
+            f"would read it; {hint} "
+            f"Rename it, or remove it with `pulumi config rm {key}`"
+        )
+    return problems
+
+
+def known_keys(values: Mapping[str, Any]) -> set[str]:
+    """Every key of our namespaces a stack may set: the schema's, the provider's, and the secret
+    keys its endpoints name (a key without a namespace is in the project's, as Pulumi has it)."""
+    named = set()
+    endpoints = values.get(ENDPOINTS_KEY)
+    for endpoint in endpoints if isinstance(endpoints, list) else []:
+        if isinstance(endpoint, Mapping):
+            named |= {endpoint[f] for f in SECRET_KEY_FIELDS if isinstance(endpoint.get(f), str)}
+    return (
+        {f"{PROJECT}:{k}" for k in STACK_KEYS}
+        | set(PROVIDER_KEYS)
+        | {k if ":" in k else f"{PROJECT}:{k}" for k in named}
+    )
 
 
 def _config_path(dotted: str) -> str:

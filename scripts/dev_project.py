@@ -1,6 +1,6 @@
 """Writes the project that `scripts/dev-up` runs the dev stack in, outside the tracked files.
 
-    python scripts/dev_project.py --root CHECKOUT --out DIR
+    python scripts/dev_project.py --root CHECKOUT --out DIR --base-url URL
 
 The dev stack is declared in the committed `stacks/Pulumi.dev.yaml`. What belongs to one machine
 (the passphrase salt and secret values `pulumi config set --secret` writes) must not land there,
@@ -8,9 +8,10 @@ so the CLI runs in DIR instead: DIR/Pulumi.yaml runs the checkout's program with
 virtualenv, and DIR/Pulumi.dev.yaml is the committed configuration plus those local values,
 carried over from the last run (or, once, from a stack file an older dev-up wrote them into).
 
-The emulator's URL is left out: dev-up exports it as CONVAI_BASE_URL instead. Refresh and destroy
-configure providers from the configuration stored in state at the last update, so a URL in config
-would point them at the port of an earlier run.
+convai:baseUrl is the dev emulator's URL (URL), so every `pulumi` run on this project, by hand
+too, reaches it and never the public Convai URL. Refresh and destroy configure providers from the
+configuration stored in state at the last update, so that URL must not change from run to run:
+dev-up keeps the emulator's port (docs/dev-loop.md).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def project_file(root: Path) -> dict[str, Any]:
     return project
 
 
-def stack_file(root: Path, previous: dict[str, Any]) -> dict[str, Any]:
+def stack_file(root: Path, previous: dict[str, Any], base_url: str) -> dict[str, Any]:
     committed = read_yaml(root / "stacks" / f"Pulumi.{STACK}.yaml")
     # Where an older dev-up wrote its salt and secrets into the committed file, they are taken
     # over once; the previous generated file wins after that.
@@ -59,7 +60,7 @@ def stack_file(root: Path, previous: dict[str, Any]) -> dict[str, Any]:
         for k, v in (committed.get("config") or {}).items()
         if k not in secure_values(committed)
     }
-    config.pop("convai:baseUrl", None)
+    config["convai:baseUrl"] = base_url
     config.update(secure_values(committed) | secure_values(local))
     document: dict[str, Any] = {k: local[k] for k in LOCAL_ONLY if k in local}
     document["config"] = config
@@ -70,10 +71,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, required=True, help="the checkout")
     parser.add_argument("--out", type=Path, required=True, help="the project directory to write")
+    parser.add_argument("--base-url", required=True, help="the dev emulator's URL")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     stack_path = args.out / f"Pulumi.{STACK}.yaml"
-    document = stack_file(args.root, read_yaml(stack_path))
+    document = stack_file(args.root, read_yaml(stack_path), args.base_url)
     (args.out / "Pulumi.yaml").write_text(yaml.safe_dump(project_file(args.root), sort_keys=False))
     stack_path.write_text(yaml.safe_dump(document, sort_keys=False))
 

@@ -8,10 +8,13 @@ from `scripts/install-pulumi`, plugins from beside it. Shared by the tests and t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +94,36 @@ class CommandFailedError(AssertionError):
     pass
 
 
+def session_members(leader: int) -> list[int]:
+    """The live processes of the session `leader` started (`start_new_session`). The CLI starts
+    each plugin in a process group of its own, so killing the CLI's group leaves its provider
+    running; they all stay in the CLI's session. Zombies are left out: they have ended."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        state, _ppid, _group, session = stat.rsplit(")", 1)[1].split()[:4]
+        if int(session) == leader and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def end_session(leader: int, timeout: float = 30.0) -> None:
+    """SIGKILL every process of the session and wait until none is left."""
+    deadline = time.monotonic() + timeout
+    while members := session_members(leader):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"processes of session {leader} outlived SIGKILL: {members}")
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
 class PulumiProject:
     """A project running a program of this checkout on stack `e2e` with the real CLI."""
 
@@ -113,6 +146,7 @@ class PulumiProject:
         self.transcript: list[str] = []
         self.after_each_command: Callable[[str], None] = lambda _command: None
         """Called with the command line after every command that ran to its end."""
+        self.started: list[subprocess.Popen[str]] = []
         self._write_project_file()
         if new_stack:
             self.run("stack", "init", STACK, stack_flag=False)
@@ -174,16 +208,28 @@ class PulumiProject:
         return done
 
     def start(self, *args: str) -> subprocess.Popen[str]:
-        """A command left running, for a test that interrupts it."""
-        return subprocess.Popen(
+        """A command left running, for a test that interrupts it; `end_started` ends it."""
+        process = subprocess.Popen(
             [str(self.bin / "pulumi"), *args, "--non-interactive", "--stack", STACK],
             cwd=self.dir,
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            start_new_session=True,  # its plugins too can be ended: os.killpg(process.pid, ...)
+            start_new_session=True,  # its plugins stay in its session: end_session finds them
         )
+        self.started.append(process)
+        return process
+
+    def end_started(self) -> None:
+        """End every command `start` began, with every process it started (plugins included),
+        and fail if any is left."""
+        for process in self.started:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.communicate(timeout=COMMAND_TIMEOUT)
+            end_session(process.pid)
+            assert session_members(process.pid) == []
 
     def up(self, *flags: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run("up", "--yes", "--skip-preview", *flags, check=check)

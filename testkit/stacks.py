@@ -16,7 +16,8 @@ from convai_stack.stack_config import (
 
 
 def load_stack_file(path: Path) -> StackConfig:
-    return parse_stack_config(project_values(read_stack_file(path)), str(path))
+    config = read_stack_file(path)
+    return parse_stack_config(project_values(config), str(path), keys=config)
 
 
 def as_runtime_config(config: Mapping[str, Any]) -> dict[str, str]:

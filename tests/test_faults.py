@@ -22,7 +22,7 @@ from testkit.convai import CONVAI_KEY, stack_config
 from testkit.engine import Declared, Engine, ProviderError, run_program
 
 CLEAR_ERROR = re.compile(
-    r"ConvaiOperationError: Could not (create|update|read|delete) Convai private model '[^']+': "
+    r"^Could not (create|update|read|delete) Convai private model '[^']+': "
     r"(Convai \w+ failed with HTTP \d{3}: .+ transactionID [0-9a-f-]{36}\. .+"
     r"|Convai \w+ could not reach .+|Convai \w+ at .+ timed out: .+)$"
 )

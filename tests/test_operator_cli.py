@@ -299,6 +299,21 @@ def test_audit_errors_are_one_sentence_and_exit_2(
     assert "Traceback" not in err
 
 
+def test_audit_refuses_a_mistyped_key_rather_than_call_every_model_unmanaged(
+    cli: Any, convai: EmulatorProcess, root: Path
+) -> None:
+    register(convai, "alpha")
+    path = root / "stacks" / "Pulumi.test.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["config"]["convai-models:model"] = document["config"].pop("convai-models:models")
+    path.write_text(yaml.safe_dump(document))
+    code, out, err = cli("audit", "--stack", "test", "--root", str(root))
+    assert (code, out) == (2, "")
+    assert "convai-models:model: neither a setting" in err
+    assert "did you mean convai-models:models?" in err
+    assert "unmanaged" not in err
+
+
 # adopt ------------------------------------------------------------------------------------------
 
 
@@ -362,6 +377,33 @@ def test_adopt_text_is_yaml_with_the_secret_to_set(
     _, out, _ = cli("adopt", "--stack", "test", "--root", str(root))
     assert "adopt_existing: true" in out
     assert "# then: pulumi config set --stack test --secret hostedApiKey <" in out
+
+
+def test_adopt_on_the_dev_stack_sets_the_secret_through_dev_up(
+    cli: Any, convai: EmulatorProcess, tmp_path: Path
+) -> None:
+    write_stack(tmp_path, "dev", "http://127.0.0.1:8000/v1", [])
+    register(convai, "hosted", model_name="gpt-4o-mini", base_url="https://api.openai.com/v1")
+    _, out, _ = cli("adopt", "--stack", "dev", "--root", str(tmp_path))
+    assert "# then: scripts/dev-up config set --secret hostedApiKey <" in out
+    assert "pulumi config set" not in out
+
+
+def test_a_stack_key_in_plain_text_is_used_and_a_secret_one_is_not(
+    cli: Any, convai: EmulatorProcess, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CONVAI_API_KEY")
+    register(convai, "alpha")
+    path = root / "stacks" / "Pulumi.test.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["config"]["convai:apiKey"] = {"secure": "v1:ciphertext"}
+    path.write_text(yaml.safe_dump(document))
+    code, _, err = cli("list", "--stack", "test", "--root", str(root))
+    assert code == 2 and "No Convai API key" in err
+    document["config"]["convai:apiKey"] = CONVAI_KEY  # the dev stack's way: the emulator's
+    path.write_text(yaml.safe_dump(document))
+    code, out, _ = cli("list", "--stack", "test", "--root", str(root))
+    assert code == 0 and "alpha" in out
 
 
 def test_two_unmanaged_models_on_one_endpoint_share_one_entry(

@@ -17,7 +17,12 @@ from convai_provider import ConvaiPrivateModel
 from convai_provider.commands.cli import Progress
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.preflight.certificates import is_staging_issuer
-from convai_provider.preflight.checks import Preflight, PreflightReport, check_endpoint
+from convai_provider.preflight.checks import (
+    WAIT_NOTICE_EVERY,
+    Preflight,
+    PreflightReport,
+    check_endpoint,
+)
 from testkit.convai import live, stack_config
 from testkit.engine import Declared, Engine, ProviderError, run_program
 from testkit.openai_server import EndpointBehaviour, serve_endpoint
@@ -247,6 +252,18 @@ def test_the_preflight_command_waits_out_a_rate_limit() -> None:
         )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "rate limited" in done.stderr  # the wait was said
+
+
+def test_a_long_wait_says_why_at_least_every_ten_seconds() -> None:
+    fake = FakeTime()
+    notices: list[float] = []
+    with serve_endpoint(EndpointBehaviour(ready_at=time.monotonic() + 600)) as url:
+        preflight = Preflight(url, MODEL, KEY, sleep=fake.sleep, clock=fake.clock)
+        report = preflight.run(wait=120, interval=5.0, on_wait=lambda r: notices.append(r.waited))
+        preflight.close()
+    assert report.attempts < len(notices)  # pauses of 20 and 30 s are cut into slices
+    gaps = [b - a for a, b in zip([0.0, *notices], [*notices, report.waited], strict=True)]
+    assert max(gaps) <= WAIT_NOTICE_EVERY, gaps
 
 
 def test_waits_until_a_loading_model_is_ready() -> None:

@@ -263,7 +263,7 @@ def test_without_adopt_an_existing_name_is_a_clear_conflict(
     details = caught.value.details
     assert "Could not create Convai private model 'turbo'" in details
     assert "HTTP 409" in details and "already exists" in details
-    assert "transactionID" in details and "adopt_existing=True" in details
+    assert "transactionID" in details and "`adopt_existing: true`" in details
 
 
 @pytest.mark.parametrize(
@@ -406,7 +406,7 @@ def test_an_identical_model_registered_before_this_create_is_not_taken_over(
     with pytest.raises(ProviderError) as caught:
         engine.up(declare(m=turbo()))
     assert "HTTP 409" in caught.value.details
-    assert "adopt_existing=True" in caught.value.details
+    assert "`adopt_existing: true`" in caught.value.details
     assert "convai-models recover" in caught.value.details
     assert stored_endpoint_key(convai, "turbo") == "sk-other-stack"
 

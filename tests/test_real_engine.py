@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
-import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from convai_provider.api.wire import (
 )
 from convai_provider.emulator.process import EmulatorProcess
 from testkit.convai import CONVAI_KEY, live, stored_endpoint_key
-from testkit.pulumi_cli import Event, PulumiProject
+from testkit.pulumi_cli import Event, PulumiProject, end_session, session_members
 
 ENDPOINT_KEY = "sk-e2e-endpoint-81c4d2"
 ROTATED_KEY = "sk-e2e-rotated-3b9f70"
@@ -32,7 +32,7 @@ MODEL_TYPE = "pulumi-python:dynamic/convai:PrivateModel"
 
 
 @pytest.fixture
-def project(tmp_path: Path, cli_bin: Path, convai: EmulatorProcess) -> PulumiProject:
+def project(tmp_path: Path, cli_bin: Path, convai: EmulatorProcess) -> Iterator[PulumiProject]:
     proj = PulumiProject(tmp_path, cli_bin, {"CONVAI_API_KEY": CONVAI_KEY})
 
     def no_orphans(command: str) -> None:
@@ -41,7 +41,8 @@ def project(tmp_path: Path, cli_bin: Path, convai: EmulatorProcess) -> PulumiPro
 
     proj.after_each_command = no_orphans
     proj.set_secret("endpointKey", ENDPOINT_KEY)
-    return proj
+    yield proj
+    proj.end_started()
 
 
 def endpoint(name: str = "llm", model_name: str = "llama-3.1-8b") -> dict[str, Any]:
@@ -78,6 +79,13 @@ def stack(
         "convai-models:endpoints": endpoints or [endpoint()],
         "convai-models:models": list(models),
     }
+
+
+def free_port() -> int:
+    """A port nothing listens on (an endpoint that is down)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def new_characters(convai: EmulatorProcess, *names: str) -> list[str]:
@@ -130,6 +138,80 @@ def test_up_then_a_second_plan_is_empty(project: PulumiProject, convai: Emulator
     outputs = project.outputs()
     assert outputs["models"]["alpha"]["model_name"] == "llama-3.1-8b"
     assert outputs["endpointKeys"] == {"alpha": ENDPOINT_KEY, "beta": ENDPOINT_KEY}
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [("convai-models:model", "convai-models:models"), ("convai:baseURL", "convai:baseUrl")],
+)
+def test_a_typo_in_a_stack_key_is_refused_and_plans_no_delete(
+    project: PulumiProject, convai: EmulatorProcess, typo: str, meant: str
+) -> None:
+    declared = stack(convai, model("alpha"))
+    project.configure(declared)
+    project.up()
+    mistyped = {(typo if k == meant else k): v for k, v in declared.items()}
+    project.configure(mistyped)
+    for refused in (project.preview(check=False), project.up(check=False)):
+        said = refused.stdout + refused.stderr
+        assert refused.returncode != 0
+        assert f"{typo}: neither a setting of this project" in said
+        assert f"did you mean {meant}?" in said
+        assert "delete" not in said
+    assert set(live(convai)) == {"alpha"}
+    assert set(project.resources()) >= {"alpha"}
+
+
+def test_an_unchecked_base_url_without_v1_is_a_warning_at_preview(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    rooted = {**endpoint(), "base_url": "https://llm.example.com"}
+
+    def warned(*models: dict[str, Any], endpoints: list[dict[str, Any]] | None = None) -> str:
+        project.configure(stack(convai, *models, endpoints=endpoints))
+        done = project.preview()
+        return done.stdout + done.stderr
+
+    said = warned(model("alpha"), endpoints=[rooted])
+    assert "warning: convai-models:models[0] (alpha): the base_url of endpoint 'llm'" in said
+    assert "try https://llm.example.com/v1" in said
+    assert "probably not the API root" not in warned(model("alpha"))  # ends in /v1
+    # with the preflight on, it is the preflight that says so, at create
+    assert "probably not the API root" not in warned(
+        model("alpha", verify_endpoint=True), endpoints=[rooted]
+    )
+
+
+def test_a_create_waiting_for_its_endpoint_says_so_while_it_waits(
+    project: PulumiProject, convai: EmulatorProcess, tmp_path: Path
+) -> None:
+    """A dynamic provider cannot attach a message to its resource (pulumi/pulumi#6065), but
+    what it writes on stderr reaches the engine as it is written: the event log's timestamps
+    show each line arrive during the wait, and the display shows it on the stack's row."""
+    down = {**endpoint(), "base_url": f"http://127.0.0.1:{free_port()}/v1"}
+    project.configure(
+        {
+            **stack(convai, model("alpha", verify_endpoint=True), endpoints=[down]),
+            "convai:verifyTimeout": 25,
+        }
+    )
+    log = tmp_path / "events.jsonl"
+    done = project.up("--event-log", str(log), check=False)
+    assert done.returncode != 0
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+
+    def when(kind: str, text: str = "") -> list[int]:
+        return [r["timestamp"] for r in records if kind in r and text in json.dumps(r[kind])]
+
+    started = when("resourcePreEvent", "PrivateModel::alpha")[0]
+    failed = when("resOpFailedEvent", "PrivateModel::alpha")[0]
+    notices = when("diagnosticEvent", "alpha: waiting for its endpoint")
+    assert len(notices) >= 3, notices
+    assert all(started <= t <= failed for t in notices)
+    assert len(set(notices)) >= 3  # spread over the wait, not delivered at its end
+    progress = done.stdout.index("alpha: waiting for its endpoint (")
+    assert progress < done.stdout.index("Could not create Convai private model 'alpha'")
+    assert live(convai) == {}
 
 
 # Drift ------------------------------------------------------------------------------------------
@@ -373,8 +455,8 @@ def test_an_interrupted_up_is_settled_from_its_pending_creates(
     cli.kill()  # the CLI dies; its provider finishes the registers already sent
     cli.communicate(timeout=60)
     wait_for(lambda: len(live(convai)) == 3, "the registers to land")
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(cli.pid, signal.SIGKILL)  # the orphaned provider and language host
+    end_session(cli.pid)  # the orphaned provider and language host, in groups of their own
+    assert session_members(cli.pid) == []
     convai.clear_faults()
 
     pending = project.pending_operations()
@@ -390,6 +472,8 @@ def test_an_interrupted_up_is_settled_from_its_pending_creates(
     assert refused.returncode != 0
     assert "HTTP 409" in refused.stdout and "convai-models recover" in refused.stdout
     assert "Traceback" not in refused.stdout  # the sentence alone, not the provider's frames
+    assert "error: Could not create Convai private model 'alpha'" in refused.stdout
+    assert "convai_provider." not in refused.stdout  # no class path before the sentence
     assert set(live(convai)) == {"alpha", "beta", "gamma"}  # nothing taken over, nothing lost
 
     exported, settled = tmp_path / "exported.json", tmp_path / "settled.json"

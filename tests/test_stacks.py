@@ -14,6 +14,7 @@ import yaml
 from convai_provider import TYPE_TOKEN
 from convai_provider.api.builtin_models import DEFAULT_FALLBACK_MODEL
 from convai_provider.emulator.process import EmulatorProcess
+from convai_stack.plugins import ACQUISITION_OFF, VLLM_PACKAGES, plugin_of
 from convai_stack.program import main
 from convai_stack.stack_config import (
     VLLM_IMAGE_TAG,
@@ -50,12 +51,31 @@ SECRETS = {
     "convai-models:localVllmApiKey": LOCAL_KEY,
     "convai-models:hfToken": "hf-token-9a8b",
 }
+SECRETS_OF = {
+    "dev": ("convai:apiKey", "convai-models:localVllmApiKey"),
+    "staging": ("convai:apiKey", "convai-models:hfToken"),
+    "prod": ("convai:apiKey", "convai-models:hfToken"),
+}
+"""The secrets each stack's file names (a key no stack reads is refused as a typo)."""
+
+
+@pytest.fixture(autouse=True)
+def plugins_downloadable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a plain `pulumi` runs: the CLI fetches missing plugins (the program never looks)."""
+    monkeypatch.delenv(ACQUISITION_OFF, raising=False)
+
+
+def secrets(stack: str) -> dict[str, str]:
+    return {k: SECRETS[k] for k in SECRETS_OF[stack]}
+
+
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
 
 
 def stack_runtime_config(stack: str, **overrides: Any) -> dict[str, str]:
-    return {**as_runtime_config(read_stack_file(stack_file(stack, ROOT))), **SECRETS, **overrides}
+    file = read_stack_file(stack_file(stack, ROOT))
+    return {**as_runtime_config(file), **secrets(stack), **overrides}
 
 
 def run_stack(
@@ -502,6 +522,10 @@ def test_service_and_ingress_wait_as_long_as_the_rollout(stack: str) -> None:
             assert awaited.custom_timeouts == workload.custom_timeouts, kind
 
 
+DEV_EMULATOR_KEY = ("Pulumi.dev.yaml", "convai:apiKey", "dev-account")
+"""The one key in plain text: the dev emulator's account name, which opens nothing else."""
+
+
 @pytest.mark.parametrize(
     "path", sorted((ROOT / "stacks").glob("Pulumi.*.yaml")), ids=lambda p: p.name
 )
@@ -512,6 +536,8 @@ def test_stack_files_hold_no_secret_in_plain_text(path: Path) -> None:
                 return
             for key, item in value.items():
                 lowered = str(key).lower()
+                if (where, key, item) == DEV_EMULATOR_KEY:
+                    continue
                 if any(word in lowered for word in ("apikey", "api_key", "token", "password")):
                     assert key.endswith("_config"), f"{where}.{key} must be set with --secret"
                 walk(item, f"{where}.{key}")
@@ -528,7 +554,7 @@ def test_stack_files_hold_no_secret_in_plain_text(path: Path) -> None:
 def broken(mutate: Any, stack: str = "staging") -> dict[str, str]:
     config = read_stack_file(stack_file(stack, ROOT))
     mutate(config)
-    return {**as_runtime_config(config), **SECRETS}
+    return {**as_runtime_config(config), **secrets(stack)}
 
 
 def _models(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -643,6 +669,54 @@ def test_invalid_configuration_fails_before_any_resource_with_path_and_fix(case:
 
 
 @pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("convai-models:model", "convai-models:models"),  # no models: every one deleted
+        ("convai-models:endpoint", "convai-models:endpoints"),
+        ("convai-models:protectmodels", "convai-models:protectModels"),
+        ("convai:baseURL", "convai:baseUrl"),  # the key sent to the public Convai URL
+        ("convai:apikey", "convai:apiKey"),
+        ("convai-models:apiKey", "convai:apiKey"),  # `pulumi config set apiKey` in the wrong one
+        ("convai-models:hfTokn", "convai-models:hfToken"),  # a secret the endpoints name
+    ],
+)
+def test_a_mistyped_key_of_our_namespaces_is_refused_naming_the_nearest(
+    typo: str, meant: str
+) -> None:
+    config = stack_runtime_config("staging")
+    config[typo] = config.pop(meant, "x")
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError) as caught:
+        run_stack("staging", config, mocks)
+    assert f"{typo}: neither a setting of this project nor a secret an endpoint names" in str(
+        caught.value
+    )
+    assert f"did you mean {meant}?" in str(caught.value)
+    assert f"`pulumi config rm {typo}`" in str(caught.value)
+    assert mocks.registrations == []
+
+
+def test_keys_of_other_namespaces_and_named_secrets_are_accepted() -> None:
+    config = stack_runtime_config("staging", **{"kubernetes:namespace": "x", "aws:region": "y"})
+    assert "convai-models:hfToken" in config
+    assert run_stack("staging", config).of_type(TYPE_TOKEN)
+
+
+def test_an_unknown_key_and_a_bad_field_are_reported_together() -> None:
+    config = broken(lambda c: _models(c)[0].update(displayname="x", verify=False))
+    config["convai-models:fallbackmodel"] = "gpt-4o"
+    with pytest.raises(pulumi.RunError) as caught:
+        run_stack("staging", config)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "Invalid configuration of stack 'staging':"
+    assert [line.split(":")[1] for line in lines[1:]] == [
+        "fallbackmodel",
+        "models[0].displayname",
+        "models[0].verify",
+    ]
+
+
+@pytest.mark.parametrize(
     ("fallback", "extra"),
     [
         ("llama-3-70B", []),  # a documented built-in code
@@ -674,6 +748,41 @@ def test_a_missing_endpoint_secret_names_the_command_that_sets_it() -> None:
         in message
     )
     assert "pulumi config set --secret localVllmApiKey" in message
+
+
+def test_missing_plugins_of_vllm_endpoints_are_named_with_the_commands_that_install_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(ACQUISITION_OFF, "true")
+    monkeypatch.setenv("PULUMI_HOME", str(tmp_path))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    plugins = [plugin_of(package) for package in VLLM_PACKAGES]
+    assert [p.name for p in plugins] == ["kubernetes", "random"]
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError) as caught:
+        run_stack("staging", mocks=mocks)
+    for plugin in plugins:
+        assert f"`pulumi plugin install resource {plugin.name} {plugin.version}`" in str(
+            caught.value
+        )
+    assert mocks.registrations == []
+    assert run_stack("dev").of_type(TYPE_TOKEN)  # external endpoints need neither
+    for plugin in plugins:
+        (tmp_path / "plugins" / f"resource-{plugin.name}-v{plugin.version}").mkdir(parents=True)
+    assert run_stack("staging").of_type(TYPE_TOKEN)
+
+
+def test_an_ambient_plugin_on_path_counts_as_installed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(ACQUISITION_OFF, "true")
+    monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "home"))
+    for name in ("kubernetes", "random"):
+        ambient = tmp_path / f"pulumi-resource-{name}"
+        ambient.write_text("#!/bin/sh\n")
+        ambient.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    assert run_stack("staging").of_type(TYPE_TOKEN)
 
 
 @pytest.mark.parametrize("blank", [None, " "])

@@ -89,7 +89,8 @@ class NotFoundError(ConvaiAPIError):
 class ConflictError(ConvaiAPIError):
     hint = (
         "model_group_name and display_name must be unique in the account: choose another, "
-        "or take the existing model over with adopt_existing=True."
+        "or take the existing model over with adopt_existing set to true (in a stack file: "
+        "`adopt_existing: true`)."
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from convai_provider.api.wire import PrivateModel
-from convai_stack.stack_config import StackConfig
+from convai_stack.stack_config import DEV_STACK, StackConfig
 
 
 def config_key_for(group: str) -> str:
@@ -80,6 +80,13 @@ def _free_name(base: str, taken: set[str]) -> str:
     return name
 
 
+def secret_command(stack_name: str, key: str) -> str:
+    """What sets a secret of the stack: dev-up holds the dev stack's, the CLI the others'."""
+    if stack_name == DEV_STACK:
+        return f"scripts/dev-up config set --secret {key} <the endpoint's key>"
+    return f"pulumi config set --stack {stack_name} --secret {key} <the endpoint's key>"
+
+
 def adoption_yaml(entries: Mapping[str, Any], stack_name: str) -> str:
     """The entries as lines to append under the stack file's lists, then what to run."""
     out = []
@@ -95,8 +102,5 @@ def adoption_yaml(entries: Mapping[str, Any], stack_name: str) -> str:
             "verify_endpoint: false to an entry to skip it"
         )
     for endpoint in entries["endpoints"]:
-        out.append(
-            f"# then: pulumi config set --stack {stack_name} --secret "
-            f"{endpoint['api_key_config']} <the endpoint's key>"
-        )
+        out.append(f"# then: {secret_command(stack_name, endpoint['api_key_config'])}")
     return "\n".join(out)

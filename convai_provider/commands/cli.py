@@ -137,7 +137,7 @@ def _run_preflight(args: argparse.Namespace) -> int:
         args.model,
         args.api_key,
         wait=args.timeout,
-        on_retry=Progress(sys.stderr.isatty()),
+        on_wait=Progress(sys.stderr.isatty()),
     )
     for check in report.checks:
         status = "FAIL" if not check.ok else "WARN" if check.warning else "PASS"
@@ -147,8 +147,9 @@ def _run_preflight(args: argparse.Namespace) -> int:
 
 
 class Progress:
-    """Says why the preflight is still waiting: at every retry on a terminal; piped (CI, `pulumi
-    up` logs) at most every PIPED_EVERY seconds, so a long wait is neither silent nor a flood."""
+    """Says why the preflight is still waiting: at every notice on a terminal (each retry, and
+    every WAIT_NOTICE_EVERY seconds of a pause); piped (CI logs) at most every PIPED_EVERY
+    seconds, so a long wait is neither silent nor a flood."""
 
     PIPED_EVERY = 10.0
 

@@ -161,10 +161,18 @@ def _load_stack(args: argparse.Namespace) -> tuple[StackConfig, dict[str, Any]]:
         )
     try:
         raw = read_stack_file(path)
-        return parse_stack_config(project_values(raw), str(path)), raw
+        return parse_stack_config(project_values(raw), str(path), keys=raw), raw
     except StackConfigError as exc:
         heading, *problems = str(exc).splitlines()
         raise OperatorError(" ".join([heading, "; ".join(problems)]).strip()) from None
+
+
+def _stack_settings(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The stack file's config, for the Convai URL and a key in plain text; with --base-url a
+    stack without a file here (one kept elsewhere) needs none."""
+    if args.base_url and not stack_file(args.stack, args.root).exists():
+        return None
+    return _load_stack(args)[1]
 
 
 def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -> ConvaiClient:
@@ -173,7 +181,9 @@ def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -
             f"{API_KEY_FLAG} is empty: give the key, or leave it out to use ${API_KEY_ENV}"
         )
     try:
-        api_key, key_source = convai_key({}, os.environ, flag=args.api_key, instead=API_KEY_FLAG)
+        api_key, key_source = convai_key(
+            _plain_text(stack_raw or {}), os.environ, flag=args.api_key, instead=API_KEY_FLAG
+        )
     except ConvaiKeyError as exc:
         raise OperatorError(str(exc)) from None
     base_url, source = convai_base_url(stack_raw or {}, os.environ, flag=args.base_url)
@@ -184,6 +194,12 @@ def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -
         return ConvaiClient(api_key, base_url, timeout=30, max_retries=3, key_source=key_source)
     except ConvaiError as exc:
         raise OperatorError(str(exc)) from None
+
+
+def _plain_text(stack_raw: dict[str, Any]) -> dict[str, Any]:
+    """A stack file's values the commands can read: a secret is ciphertext only Pulumi decrypts
+    (the dev stack's key, `dev-account`, is in plain text: the emulator's, no secret)."""
+    return {k: v for k, v in stack_raw.items() if isinstance(v, str)}
 
 
 def _live_models(client: ConvaiClient) -> list[PrivateModel]:
@@ -217,7 +233,7 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def _run_list(args: argparse.Namespace) -> int:
-    raw = None if args.stack is None or args.base_url else _load_stack(args)[1]
+    raw = None if args.stack is None else _stack_settings(args)
     models = _live_models(_client(args, raw))
     if args.json:
         _print_json({"models": [m.model_dump() for m in models], "count": len(models)})
@@ -345,8 +361,7 @@ def _run_recover(args: argparse.Namespace) -> int:
         checked_export(exported)  # before Convai is asked anything
     except RecoveryError as exc:
         raise OperatorError(f"{args.state}: {exc}") from None
-    raw = None if args.base_url else _load_stack(args)[1]
-    live = {m.model_group_name: m for m in _live_models(_client(args, raw))}
+    live = {m.model_group_name: m for m in _live_models(_client(args, _stack_settings(args)))}
     try:
         recovery = recover_pending_creates(exported, live)
     except RecoveryError as exc:

@@ -83,3 +83,11 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def api_root_hint(base_url: str) -> str | None:
+    """OpenAI-compatible servers (vLLM, SGLang, OpenAI) serve their API under /v1: a base_url
+    without it is usually the server's root, where Convai's calls find nothing. None when it
+    ends in /v1."""
+    root = base_url.rstrip("/")
+    return None if root.endswith("/v1") else f"it usually ends in /v1 (try {root}/v1)"

@@ -30,7 +30,7 @@ from convai_provider.guards.documents import DocumentError, parse_json
 from convai_provider.guards.durations import seconds
 from convai_provider.guards.keys import key_problem, remember
 from convai_provider.guards.text import sentence, server_text
-from convai_provider.guards.urls import endpoint_url_problem, refusal
+from convai_provider.guards.urls import api_root_hint, endpoint_url_problem, refusal
 from convai_provider.preflight.certificates import is_staging_issuer, presented_issuer
 
 DEFAULT_WAIT = 900.0
@@ -41,6 +41,10 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 
 REPLY_CAP = 16 * MIB
 """Bytes read from one endpoint reply at most: far more than any model list."""
+
+WAIT_NOTICE_EVERY = 10.0
+"""Seconds a wait goes without saying why at most: a pause between attempts longer than this is
+cut into slices, each followed by a notice (`pulumi up` shows each as it comes)."""
 
 LAST_ATTEMPT = 0.5
 """Seconds of the wait budget kept for the last attempt's requests (a tenth of short budgets)."""
@@ -262,9 +266,10 @@ def _transient_status(name: str, response: httpx.Response, url: str, message: st
 
 
 def _not_the_api_root(response: httpx.Response, url: str, base_url: str) -> EndpointCheck:
+    missing_v1 = api_root_hint(base_url)
     hint = (
-        f"is base_url the API root? it usually ends in /v1 (try {base_url}/v1)"
-        if not base_url.endswith("/v1")
+        f"is base_url the API root? {missing_v1}"
+        if missing_v1
         else "is base_url the API root of an OpenAI-compatible server?"
     )
     return EndpointCheck(
@@ -310,12 +315,14 @@ class Preflight:
         self,
         wait: float = DEFAULT_WAIT,
         interval: float = 5.0,
-        on_retry: Callable[[PreflightReport], None] | None = None,
+        on_wait: Callable[[PreflightReport], None] | None = None,
     ) -> PreflightReport:
         """Retry transient failures until the checks pass or `wait` seconds are spent; every
         request ends by then too. `wait=0` checks once, within one request timeout. Attempts
         are `interval` seconds apart at first, then further (`api.retry.Backoff`); an endpoint's
-        Retry-After is waited for in full, or ends the wait when it reaches past it."""
+        Retry-After is waited for in full, or ends the wait when it reaches past it. `on_wait` is
+        given the last failed attempt at every retry and every WAIT_NOTICE_EVERY seconds of a
+        longer pause, so a wait is never silent for long."""
         wait, interval = seconds(wait, "wait"), seconds(interval, "interval")
         started = self._clock()
         budget = wait if wait > 0 else self.request_timeout
@@ -336,9 +343,15 @@ class Preflight:
                 pause = backoff.delay(attempts - 1, failure.retry_after)
                 if left <= 0 or (failure.retry_after is not None and pause > left):
                     return report
-                if on_retry is not None:
-                    on_retry(report)
-                self._sleep(min(pause, left))
+                pause = min(pause, left)
+                while True:
+                    if on_wait is not None:
+                        report.waited = self._clock() - started
+                        on_wait(report)
+                    self._sleep(min(pause, WAIT_NOTICE_EVERY))
+                    pause -= WAIT_NOTICE_EVERY
+                    if pause <= 0:
+                        break
         finally:
             self._until = None
 
@@ -495,10 +508,10 @@ def check_endpoint(
     wait: float = DEFAULT_WAIT,
     interval: float = 5.0,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-    on_retry: Callable[[PreflightReport], None] | None = None,
+    on_wait: Callable[[PreflightReport], None] | None = None,
 ) -> PreflightReport:
     preflight = Preflight(base_url, model_name, api_key, request_timeout=request_timeout)
     try:
-        return preflight.run(wait=wait, interval=interval, on_retry=on_retry)
+        return preflight.run(wait=wait, interval=interval, on_wait=on_wait)
     finally:
         preflight.close()

@@ -9,6 +9,7 @@ one instance, which is pickled into state and so carries no key, client or lock.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from convai_provider.api.wire import (
     RegisterRequest,
     UpdateRequest,
 )
-from convai_provider.preflight.checks import check_endpoint
+from convai_provider.preflight.checks import PreflightReport, check_endpoint
 from convai_provider.resources.base import (
     PROVIDER_KEY,
     ConvaiOperationError,
@@ -213,13 +214,17 @@ class PrivateModelProvider(ConvaiProvider):
             inputs.model_name,
             inputs.api_key,
             wait=runtime.settings.verify_timeout,
+            on_wait=functools.partial(
+                _say_waiting, inputs.model_group_name, runtime.settings.verify_timeout
+            ),
         )
         if not report.ok:
             raise ConvaiOperationError(
                 operation,
                 _subject(inputs.model_group_name),
                 f"{report.summary()} Nothing was sent to Convai. Fix the endpoint, or set "
-                "verify_endpoint=False to register it unchecked.",
+                "verify_endpoint to false (in a stack file: `verify_endpoint: false`) to "
+                "register it unchecked.",
             )
 
     # read -----------------------------------------------------------------------------------
@@ -288,6 +293,18 @@ def _subject(model_group_name: str) -> str:
 
 def _declared(props: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in props.items() if k in INPUT_FIELDS and v is not None}
+
+
+def _say_waiting(group: str, budget: float, report: PreflightReport) -> None:
+    """A line on the provider's stderr, which the CLI shows as it comes, on the stack's row (a
+    dynamic provider cannot attach a message to its resource: pulumi/pulumi#6065)."""
+    log.info(
+        "%s: waiting for its endpoint (%.0fs of convai:verifyTimeout %.0fs): %s",
+        group,
+        report.waited,
+        budget,
+        report.summary(),
+    )
 
 
 def _declared_updates(inputs: PrivateModelInputs) -> dict[str, Any]:
