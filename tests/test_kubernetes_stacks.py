@@ -362,8 +362,11 @@ def test_staging_deploys_awaited_plans_each_change_and_goes_whole(
     staging.project.run("preview", "--expect-no-changes")
     assert_plans(staging)
 
-    # Removing the endpoint deletes its model from Convai and everything it ran on.
+    # Removing the endpoint deletes its model from Convai and everything it ran on. Its HF token
+    # goes too: a secret no endpoint names is refused as a possible typo.
+    staging.project.run("config", "rm", f"{PROJECT}:hfToken")
     plan = staging.plan(removed_endpoint)
+    staging.project.set_secret("hfToken", HF_TOKEN)
     assert plan.exit_code == 0, plan.output
     assert plan.changed() and all(ops == {"delete"} for ops in plan.changed().values())
     assert ("pulumi-python:dynamic/convai:PrivateModel", "staging-llama-8b") in plan.changed()

@@ -263,7 +263,7 @@ def test_a_long_wait_says_why_at_least_every_ten_seconds() -> None:
         preflight.close()
     assert report.attempts < len(notices)  # pauses of 20 and 30 s are cut into slices
     gaps = [b - a for a, b in zip([0.0, *notices], [*notices, report.waited], strict=True)]
-    assert max(gaps) <= WAIT_NOTICE_EVERY, gaps
+    assert max(gaps) <= WAIT_NOTICE_EVERY + 1e-9, gaps  # sums of floats
 
 
 def test_waits_until_a_loading_model_is_ready() -> None:
