@@ -12,6 +12,7 @@ Every process runs in a session of its own and is ended by `stop`, which fails i
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -166,6 +167,9 @@ class ControlPlane:
         # kwok resolves the kinds its stages name when it starts: the Certificate kind first.
         self.kubectl("apply", "-f", str(MANIFESTS / "cluster.yaml"))
         self._wait_for("crd/certificates.cert-manager.io", "Established", deadline)
+        # Established comes before the API server publishes the kind's OpenAPI v3 path, which kwok
+        # reads at start ("GroupVersion (cert-manager.io/v1) not found as OpenAPI V3 path").
+        self._wait_for_openapi("apis/cert-manager.io/v1", deadline)
         kubeconfig = f"--kubeconfig={self.kubeconfig}"
         self._spawn(
             "kube-controller-manager",
@@ -195,6 +199,7 @@ class ControlPlane:
             f"--cidr={POD_RANGE}",
         )
         self._wait_for(f"node/{NODE}", "Ready", deadline)
+        self._check_running()  # kwok may mark the node Ready and still fail on a stage
 
     def _service_account_keys(self) -> tuple[Path, Path]:
         key = ec.generate_private_key(ec.SECP256R1())
@@ -300,6 +305,12 @@ class ControlPlane:
         except ControlPlaneError:
             self._check_running()  # a process that died says more than the timeout
             raise
+
+    def _wait_for_openapi(self, path: str, deadline: float) -> None:
+        while path not in json.loads(self.kubectl("get", "--raw", "/openapi/v3")).get("paths", {}):
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(f"the API server never published /openapi/v3/{path}")
+            time.sleep(0.2)
 
     def _check_running(self) -> None:
         for name, process in self._processes.items():
