@@ -49,7 +49,7 @@ def test_a_retried_conflict_with_a_different_model_is_raised(
     convai: EmulatorProcess, client: ConvaiClient, account: ConvaiAccount
 ) -> None:
     client.register(TURBO.model_copy(update={"model_name": "someone-elses"}))
-    convai.inject(path="/llm-models/register", status=503, count=1)
+    convai.inject(path="/llm-models/register", drop_after_commit=True, count=1)
     with pytest.raises(ConflictError):
         account.operation().register(TURBO)
     assert convai.request_counts()["/llm-models/list"] == 1  # looked, and it was not ours

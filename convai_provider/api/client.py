@@ -28,6 +28,7 @@ from convai_provider.api.wire import (
     API_KEY_HEADER,
     CHARACTER_CREATE_PATH,
     CHARACTER_GET_PATH,
+    CHARACTER_PATH_PREFIX,
     CHARACTER_UPDATE_PATH,
     DEREGISTER_PATH,
     LIST_PATH,
@@ -152,8 +153,10 @@ class ConvaiClient:
                 "register", REGISTER_PATH, request.to_body(), RegisterResponse, deadline
             )
         except ConflictError as conflict:
-            if conflict.attempts < 2:
-                raise  # a first attempt's 409: the model was there before this call
+            if not conflict.after_lost_reply:
+                # A first attempt's 409, or one after replies proving nothing was written (a 429,
+                # a 503, any Convai error): the model was there before this call.
+                raise
             find = listed or (lambda group: self.list_models(deadline=deadline).find(group))
             live = find(request.model_group_name)
             if live is None or not matches(live, request):
@@ -222,12 +225,15 @@ class ConvaiClient:
         deadline: float | None,
     ) -> ReplyT:
         retries_done = 0
+        lost_reply = False
         while True:
             try:
                 response = self._post(operation, path, body, deadline)
-                return self._parse(operation, response, reply)
+                return self._parse(operation, path, response, reply)
             except ConvaiError as failure:
                 failure.attempts = retries_done + 1
+                failure.after_lost_reply = lost_reply
+                lost_reply = lost_reply or failure.outcome_unknown
                 delay = self._retry_delay(failure, retries_done, deadline)
                 if delay is None:
                     raise
@@ -249,9 +255,12 @@ class ConvaiClient:
                 operation,
                 self.base_url,
                 f"the server {what_went_wrong(exc)}; {seconds:.1f}s allowed",
+                outcome_unknown=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
             ) from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            raise ConvaiProtocolError(operation, self.base_url, what_went_wrong(exc)) from None
+            raise ConvaiProtocolError(
+                operation, self.base_url, what_went_wrong(exc), outcome_unknown=True
+            ) from None
         except httpx.TransportError as exc:
             raise ConvaiConnectionError(
                 operation, self.base_url, f"{type(exc).__name__}: {exc}"
@@ -267,14 +276,16 @@ class ConvaiClient:
             )
         return min(self.timeout, remaining)
 
-    def _parse(self, operation: str, response: httpx.Response, reply: type[ReplyT]) -> ReplyT:
+    def _parse(
+        self, operation: str, path: str, response: httpx.Response, reply: type[ReplyT]
+    ) -> ReplyT:
         if 300 <= response.status_code < 400:
             raise RedirectError(operation, response.status_code, _redirect_target(response))
         payload, unreadable = _json_payload(response)
         if response.status_code >= 400 or (
             isinstance(payload, dict) and payload.get("status") == "error"
         ):
-            raise self._api_error(operation, response, payload)
+            raise self._api_error(operation, path, response, payload)
         if not isinstance(payload, dict):
             raise UnexpectedReplyError(
                 operation,
@@ -290,7 +301,9 @@ class ConvaiClient:
             ) from None
 
     @staticmethod
-    def _api_error(operation: str, response: httpx.Response, payload: Any) -> ConvaiAPIError:
+    def _api_error(
+        operation: str, path: str, response: httpx.Response, payload: Any
+    ) -> ConvaiAPIError:
         if isinstance(payload, dict):
             message = server_text(
                 payload.get("message") or payload.get("ERROR") or payload.get("API_ERROR") or ""
@@ -300,7 +313,14 @@ class ConvaiClient:
             message, transaction_id = server_text(response.text.strip(), 200), ""
         status = response.status_code if response.status_code >= 400 else 400
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return error_for_status(operation, status, message, transaction_id, retry_after)
+        return error_for_status(
+            operation,
+            status,
+            message,
+            transaction_id,
+            retry_after,
+            envelope=is_error_envelope(path, payload),
+        )
 
     def _retry_delay(
         self, failure: ConvaiError, retries_done: int, deadline: float | None
@@ -320,6 +340,22 @@ class ConvaiClient:
         if deadline is not None and self._clock() + delay >= deadline:
             return None
         return delay
+
+
+def is_error_envelope(path: str, payload: Any) -> bool:
+    """Whether an error reply is Convai's own shape for the call: `{"status": "error",
+    "message": ..., "transactionID": ...}` for `/llm-models/*`, `{"ERROR": ...}` for the
+    character calls. A proxy's page, a wrong URL's or a framework's default 404 is not."""
+    if not isinstance(payload, dict):
+        return False
+    if path.startswith(CHARACTER_PATH_PREFIX):
+        return len(payload) == 1 and isinstance(payload.get("ERROR", payload.get("API_ERROR")), str)
+    return (
+        payload.get("status") == "error"
+        and isinstance(payload.get("message"), str)
+        and isinstance(payload.get("transactionID"), str)
+        and bool(payload["transactionID"])
+    )
 
 
 def describe_reply(response: httpx.Response) -> str:

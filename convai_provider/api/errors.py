@@ -15,6 +15,13 @@ class ConvaiError(Exception):
 
     attempts: int = 1
     """How many times the request was sent before this error was final."""
+    outcome_unknown: bool = False
+    """Whether Convai may have carried the request out although no reply said so: it went out
+    and its reply was lost (a timeout or a broken connection after sending, a reply that could
+    not be decoded, a gateway's own 5xx)."""
+    after_lost_reply: bool = False
+    """Whether an earlier attempt of the same call had an unknown outcome: only then may a
+    register's 409 be this call's own earlier attempt."""
 
 
 class InvalidRequestError(ConvaiError, ValueError):
@@ -33,12 +40,21 @@ class ConvaiAPIError(ConvaiError):
         message: str,
         transaction_id: str = "",
         retry_after: float | None = None,
+        *,
+        envelope: bool = False,
     ) -> None:
         self.operation = operation
         self.status_code = status_code
         self.message = message
         self.transaction_id = transaction_id
         self.retry_after = retry_after
+        self.envelope = envelope
+        """Whether the body was Convai's own error shape for the call (`status: error`,
+        `message`, `transactionID`; `{"ERROR": ...}` for the character calls): Convai's word,
+        not a proxy's or a wrong URL's."""
+        # A gateway's own 5xx may come after it forwarded the request; Convai's own error, a
+        # 429 or a 4xx proves nothing was written.
+        self.outcome_unknown = not envelope and status_code >= 500
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -119,10 +135,13 @@ class RedirectError(UnexpectedReplyError):
 class ConvaiConnectionError(ConvaiError):
     """Convai could not be reached, or the connection broke before a full reply arrived."""
 
-    def __init__(self, operation: str, base_url: str, detail: str) -> None:
+    def __init__(
+        self, operation: str, base_url: str, detail: str, *, outcome_unknown: bool = False
+    ) -> None:
         self.operation = operation
         self.base_url = base_url
         self.detail = detail
+        self.outcome_unknown = outcome_unknown
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -166,10 +185,12 @@ def error_for_status(
     message: str,
     transaction_id: str = "",
     retry_after: float | None = None,
+    *,
+    envelope: bool = False,
 ) -> ConvaiAPIError:
     """The one mapping from an HTTP error status to the exception a caller catches."""
     if status_code >= 500:
         cls: type[ConvaiAPIError] = ServerError
     else:
         cls = _STATUS_ERRORS.get(status_code, ConvaiAPIError)
-    return cls(operation, status_code, message, transaction_id, retry_after)
+    return cls(operation, status_code, message, transaction_id, retry_after, envelope=envelope)

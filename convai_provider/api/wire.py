@@ -136,6 +136,7 @@ class ListResponse(_Reply):
 
 # Characters: Convai's older Character API, without the /llm-models envelope ---------------
 
+CHARACTER_PATH_PREFIX = "/character/"
 CHARACTER_CREATE_PATH = "/character/create"
 CHARACTER_GET_PATH = "/character/get"
 CHARACTER_UPDATE_PATH = "/character/update"
