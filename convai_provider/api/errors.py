@@ -85,6 +85,24 @@ class NotFoundError(ConvaiAPIError):
         return f"No such call there: check that {BASE_URL_SETTINGS} is Convai's API root."
 
 
+class AbsenceNotConfirmedError(ConvaiError):
+    """A call that names a model met 404, but a whole list did not confirm the model is gone."""
+
+    def __init__(self, not_found: NotFoundError, why: str) -> None:
+        self.not_found = not_found
+        self.why = why
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        refusal = self.not_found
+        said = refusal.message.strip().rstrip(".") or "no message"
+        return (
+            f"Convai {refusal.operation} answered HTTP 404 ({said}), {sentence(self.why)} "
+            "Nothing was dropped: a 404 is taken as gone only when a list from the same Convai "
+            f"confirms it. Check that {BASE_URL_SETTINGS} is Convai's API root, then run again."
+        )
+
+
 class ConflictError(ConvaiAPIError):
     hint = (
         "model_group_name and display_name must be unique in the account: choose another, "

@@ -27,7 +27,7 @@ from pydantic import ConfigDict, StrictBool
 
 from convai_provider.api.account import Operation
 from convai_provider.api.client import build_request
-from convai_provider.api.errors import ConflictError, ConvaiError, NotFoundError
+from convai_provider.api.errors import ConflictError, ConvaiError
 from convai_provider.api.matching import differences
 from convai_provider.api.wire import (
     OPENAI_BASE_URL,
@@ -275,11 +275,11 @@ class PrivateModelProvider(ConvaiProvider):
     def delete(self, id_: str, _props: dict[str, Any]) -> None:
         runtime = self._runtime()
         try:
-            runtime.operation().deregister(id_)
-        except NotFoundError:
-            log.info("Convai private model %s was already gone", id_)
+            deregistered = runtime.operation().deregister(id_)
         except ConvaiError as exc:
             raise ConvaiOperationError("delete", _subject(id_), exc) from None
+        if not deregistered:
+            log.info("Convai private model %s was already gone", id_)
 
 
 def _subject(model_group_name: str) -> str:
