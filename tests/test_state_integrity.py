@@ -99,3 +99,32 @@ def test_destroy_through_a_wrong_base_url_fails_and_state_keeps_every_model(
     project.env["CONVAI_BASE_URL"] = convai.url
     project.destroy()
     assert state_models(project) == [] and live(convai) == {}
+
+
+# Another account's key never drops a model ---------------------------------------------------
+
+
+OTHER_ACCOUNT_KEY = "convai-other-account-key-90c4e7"
+
+
+def test_refresh_or_up_with_another_accounts_key_keeps_every_model(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    project.configure(stack(model("alpha"), model("beta")))
+    project.up()
+    fingerprints = [
+        r["outputs"]["convai_key_fingerprint"]
+        for r in project.resources().values()
+        if r["type"].endswith(":PrivateModel")
+    ]
+    assert all("ciphertext" in f for f in fingerprints)  # a secret in state, and no key in it
+    project.env["CONVAI_API_KEY"] = OTHER_ACCOUNT_KEY  # a wrong CI secret
+    for command in (("refresh", "--yes", "--skip-preview"), ("up", "--yes", "--refresh")):
+        done = project.run(*command, check=False)
+        assert done.returncode != 0, done.stdout
+        assert "is not the one this model was created with" in done.stdout
+        assert OTHER_ACCOUNT_KEY not in done.stdout
+        assert state_models(project) == ["alpha", "beta"]
+    project.env["CONVAI_API_KEY"] = CONVAI_KEY
+    project.run("preview", "--expect-no-changes", "--refresh")
+    assert sorted(live(convai)) == ["alpha", "beta"]

@@ -53,6 +53,7 @@ from convai_provider.resources.fields import (
     EndpointKey,
     Name,
 )
+from convai_provider.resources.key_identity import KEY_FINGERPRINT, seen_with, why_not_gone
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.runtime import ConvaiRuntime
 from convai_provider.resources.type_tokens import MODULE
@@ -65,8 +66,8 @@ REPLACE_FIELDS = ("model_group_name", "model_name")
 ENDPOINT_FIELDS = ("base_url", "model_name", "api_key")
 """A change to any of these points Convai at a different endpoint: the preflight runs again."""
 
-COMPUTED_FIELDS = ("category", "created_at")
-"""Set by Convai; outputs only."""
+COMPUTED_FIELDS = ("category", "created_at", KEY_FINGERPRINT)
+"""Outputs only: set by Convai, or (the key fingerprint) by the provider."""
 
 
 class PrivateModelInputs(RegisterRequest):
@@ -159,6 +160,7 @@ class PrivateModelProvider(ConvaiProvider):
                 outputs = self._register(convai, inputs)
         except ConvaiError as exc:
             raise ConvaiOperationError("create", _subject(inputs.model_group_name), exc) from None
+        outputs[KEY_FINGERPRINT] = seen_with(runtime.settings.api_key, None)
         return CreateResult(inputs.model_group_name, outputs)
 
     @staticmethod
@@ -230,10 +232,15 @@ class PrivateModelProvider(ConvaiProvider):
             live = runtime.operation().listed(id_)
         except ConvaiError as exc:
             raise ConvaiOperationError("read", _subject(id_), exc) from None
+        api_key = runtime.settings.api_key
         if live is None:
+            refusal = why_not_gone(api_key, props.get(KEY_FINGERPRINT))
+            if refusal is not None:
+                raise ConvaiOperationError("read", _subject(id_), refusal)
             log.info("Convai private model %s is gone; dropping it from state", id_)
             return ReadResult("", {})
         outputs = _live_outputs(live, props)
+        outputs[KEY_FINGERPRINT] = seen_with(api_key, props.get(KEY_FINGERPRINT))
         inputs = {k: v for k, v in outputs.items() if k not in COMPUTED_FIELDS}
         return ReadResult(id_, outputs, inputs)
 
@@ -247,13 +254,16 @@ class PrivateModelProvider(ConvaiProvider):
         ):
             self._verify_endpoint(runtime, "update", inputs)
         try:
-            self._send_update(runtime.operation(), id_, olds, news)
+            changed = self._send_update(runtime.operation(), id_, olds, news)
         except ConvaiError as exc:
             raise ConvaiOperationError("update", _subject(id_), exc) from None
         outputs = inputs.model_dump()
         for field in (*UPDATABLE_FIELDS, *COMPUTED_FIELDS):
             if outputs.get(field) is None:
                 outputs[field] = olds.get(field)
+        if changed:  # Convai took the update: the model is in the account of the key in use
+            recorded = olds.get(KEY_FINGERPRINT)
+            outputs[KEY_FINGERPRINT] = seen_with(runtime.settings.api_key, recorded)
         return UpdateResult(outputs)
 
     def _send_update(
@@ -272,13 +282,16 @@ class PrivateModelProvider(ConvaiProvider):
 
     # delete ---------------------------------------------------------------------------------
 
-    def delete(self, id_: str, _props: dict[str, Any]) -> None:
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
         runtime = self._runtime()
         try:
             deregistered = runtime.operation().deregister(id_)
         except ConvaiError as exc:
             raise ConvaiOperationError("delete", _subject(id_), exc) from None
         if not deregistered:
+            refusal = why_not_gone(runtime.settings.api_key, props.get(KEY_FINGERPRINT))
+            if refusal is not None:
+                raise ConvaiOperationError("delete", _subject(id_), refusal)
             log.info("Convai private model %s was already gone", id_)
 
 
@@ -345,6 +358,9 @@ class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
     verify_endpoint: pulumi.Output[bool]
     category: pulumi.Output[str]
     created_at: pulumi.Output[str]
+    convai_key_fingerprint: pulumi.Output[str]
+    """A fingerprint of the Convai key that created the model or last saw it (never the key):
+    how another account's key is told from this model's (docs/state-integrity.md)."""
 
     def __init__(
         self,
@@ -374,9 +390,11 @@ class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
         props = merge_args(args, keywords)
         if props.get("api_key") is not None:
             props["api_key"] = pulumi.Output.secret(props["api_key"])
-        for output in (*keywords, "category", "created_at"):
+        for output in (*keywords, *COMPUTED_FIELDS):
             props.setdefault(output, None)  # None declares an output Pulumi fills after create
-        secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=["api_key"])
+        secret_outputs = pulumi.ResourceOptions(
+            additional_secret_outputs=["api_key", KEY_FINGERPRINT]
+        )
         with provider_serialization():
             super().__init__(
                 PrivateModelProvider(),
