@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import json
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -83,6 +85,80 @@ def test_a_reply_without_the_documented_shape_is_an_error_naming_it(name: str, b
 def test_a_list_that_does_not_account_for_every_model_is_an_error(body: Any, problem: str) -> None:
     error = call("list", answering(200, body))
     assert isinstance(error, UnexpectedReplyError) and problem in str(error)
+
+
+ONE = {"model_group_name": "g", "model_name": "m"}
+
+
+@pytest.mark.parametrize(
+    "paging",
+    [
+        {"has_more": True},
+        {"next_page_token": "abc"},
+        {"next": "https://api.convai.com/llm-models/list?page=2"},
+        {"page": 1, "total_pages": 2},
+        {"cursor": "c2"},
+        {"next_cursor": "c2"},
+        {"offset": 1, "limit": 1},
+    ],
+)
+def test_a_paged_list_is_an_error_never_a_partial_account(paging: dict[str, Any]) -> None:
+    body = {"status": "success", "models": [ONE], "count": 1, **paging}
+    error = call("list", answering(200, body))
+    assert isinstance(error, UnexpectedReplyError)
+    assert "it is paged" in str(error) and "not the whole account" in str(error)
+
+
+@pytest.mark.parametrize("whole", [{"has_more": False}, {"next_page_token": None}, {"next": ""}])
+def test_a_marker_saying_there_is_no_further_page_is_a_whole_list(whole: dict[str, Any]) -> None:
+    transport = answering(200, {"status": "success", "models": [ONE], **whole})
+    with ConvaiClient("k", "https://convai.test", transport=transport, max_retries=0) as client:
+        assert [m.model_group_name for m in client.list_models().models] == ["g"]
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"models": [ONE | {"is_uncensored": "yes"}]}, "models.0.is_uncensored"),
+        ({"models": [ONE | {"is_uncensored": 1}]}, "models.0.is_uncensored"),
+        ({"models": [ONE], "count": "1"}, "count"),
+        ({"models": [ONE], "count": True}, "count"),
+        ({"models": [ONE | {"model_name": 7}]}, "models.0.model_name"),
+        ({"models": [ONE | {"display_name": ["a"]}]}, "models.0.display_name"),
+        ({"models": [ONE, ONE | {"model_name": "other"}]}, "it lists g more than once"),
+    ],
+)
+def test_a_list_in_other_types_or_with_a_name_twice_is_not_understood(
+    body: dict[str, Any], problem: str
+) -> None:
+    error = call("list", answering(200, {"status": "success", **body}))
+    assert isinstance(error, UnexpectedReplyError) and problem in str(error), str(error)
+
+
+@pytest.mark.parametrize("command", ["list", "recover"])
+def test_the_commands_refuse_a_list_naming_a_model_twice_in_one_line(
+    command: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """read, recover and audit share one list rule: none may pick the first or the last."""
+    state = tmp_path / "exported.json"
+    state.write_text(json.dumps({"deployment": {"resources": [], "pending_operations": []}}))
+    twice = {"status": "success", "models": [ONE, ONE | {"model_name": "other"}]}
+    with serve_answer(http_answer(200, twice)) as url:
+        monkeypatch.setenv("CONVAI_API_KEY", CONVAI_KEY)
+        argv = [command, "--base-url", url]
+        if command == "recover":
+            argv += ["--stack", "s", "--state", str(state)]
+        code = cli_main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "it lists g more than once" in err
+
+
+def test_a_register_reply_in_other_types_is_not_understood() -> None:
+    body = {"status": "success", "model_group_name": "g", "model_name": 5}
+    assert isinstance(call("register", answering(200, body)), UnexpectedReplyError)
 
 
 def test_the_character_calls_need_their_own_success_shape() -> None:
