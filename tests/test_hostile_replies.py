@@ -495,3 +495,63 @@ def test_no_message_holds_two_full_stops_in_a_row(error: Exception) -> None:
 def test_a_preflight_summary_is_one_sentence() -> None:
     report = check_endpoint("http://127.0.0.1:9/v1", "m", "sk-endpoint", wait=0)
     assert report.summary().endswith((".", "?")) and ".." not in report.summary()
+
+
+# Undecodable replies are lost replies: retried, settled for a register, one line -----------------
+
+LIST_JSON = b'{"status":"success","models":[],"count":0,"transactionID":"t"}'
+UNDECODABLE = {
+    "corrupt gzip": ({"Content-Encoding": "gzip"}, b"not gzip at all"),
+    "unknown encoding": ({"Content-Encoding": "br"}, b"\x1b\x03\x00"),
+    "made-up encoding": ({"Content-Encoding": "x-custom"}, LIST_JSON),
+    "not UTF-8": ({}, LIST_JSON.replace(b'"t"', b'"\xff\xfe"')),
+}
+
+
+def undecodable(kind: str) -> httpx.Response:
+    headers, body = UNDECODABLE[kind]
+    return httpx.Response(
+        200, stream=httpx.ByteStream(body), headers={"Content-Type": "application/json", **headers}
+    )
+
+
+@pytest.mark.parametrize("kind", list(UNDECODABLE))
+def test_an_undecodable_reply_is_retried_as_a_transport_failure(kind: str) -> None:
+    transport = httpx.MockTransport(lambda request: undecodable(kind))
+    with (
+        ConvaiClient("k", transport=transport, max_retries=2, sleep=lambda _: None) as client,
+        pytest.raises(ConvaiProtocolError) as caught,
+    ):
+        client.list_models()
+    assert caught.value.attempts == 3 and caught.value.outcome_unknown
+    assert "cannot be decoded" in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", list(UNDECODABLE))
+def test_a_register_answered_undecodably_then_409_is_settled_as_ours(kind: str) -> None:
+    listed = {"status": "success", "models": [{"model_group_name": "g", "model_name": "m"}]}
+    conflict = {"status": "error", "message": "Model group 'g' exists", "transactionID": "t"}
+    registers = [undecodable(kind), httpx.Response(409, json=conflict)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/llm-models/list":
+            return httpx.Response(200, json=listed)
+        return registers.pop(0)
+
+    transport = httpx.MockTransport(handler)
+    with ConvaiClient("k", transport=transport, sleep=lambda _: None) as client:
+        assert client.register(TURBO).model_group_name == "g"
+
+
+def test_refresh_meeting_an_undecodable_convai_fails_in_one_line(convai: EmulatorProcess) -> None:
+    engine = Engine(stack_config(convai))
+    engine.up(declare(a=turbo(model_group_name="a", display_name="A")))
+    answer = http_answer(200, headers={"Content-Encoding": "gzip"}, raw_body=b"not gzip at all")
+    with serve_answer(answer) as url:
+        engine.config = hostile(convai, url)
+        with pytest.raises(ProviderError) as caught:
+            engine.refresh()
+    details = caught.value.details.strip()
+    assert "cannot be decoded" in details and "Traceback" not in details
+    assert len(details.splitlines()) == 1, details
+    assert list(engine.state) == ["a"]

@@ -52,6 +52,7 @@ from convai_provider.api.wire import (
 from convai_provider.guards.bounded_http import (
     MIB,
     ReplyTooLargeError,
+    UndecodableReplyError,
     bounded_client,
     send,
     what_went_wrong,
@@ -257,7 +258,12 @@ class ConvaiClient:
                 f"the server {what_went_wrong(exc)}; {seconds:.1f}s allowed",
                 outcome_unknown=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
             ) from None
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        except (
+            httpx.RemoteProtocolError,
+            httpx.ReadError,
+            httpx.WriteError,
+            UndecodableReplyError,
+        ) as exc:
             raise ConvaiProtocolError(
                 operation, self.base_url, what_went_wrong(exc), outcome_unknown=True
             ) from None
@@ -281,6 +287,14 @@ class ConvaiClient:
     ) -> ReplyT:
         if 300 <= response.status_code < 400:
             raise RedirectError(operation, response.status_code, _redirect_target(response))
+        if response.status_code < 300 and not _is_utf8(response.content):
+            # What a success said cannot be read: for a register, as if its reply were lost.
+            raise ConvaiProtocolError(
+                operation,
+                self.base_url,
+                "answered with a reply that cannot be decoded (its body is not UTF-8)",
+                outcome_unknown=True,
+            )
         payload, unreadable = _json_payload(response)
         if response.status_code >= 400 or (
             isinstance(payload, dict) and payload.get("status") == "error"
@@ -371,6 +385,14 @@ def _redirect_target(response: httpx.Response) -> str:
     if not location:
         return "without saying where (no Location header)"
     return f"to {response.url.join(location)}"
+
+
+def _is_utf8(content: bytes) -> bool:
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _json_payload(response: httpx.Response) -> tuple[Any, str]:
