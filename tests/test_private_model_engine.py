@@ -264,6 +264,8 @@ def test_without_adopt_an_existing_name_is_a_clear_conflict(
     assert "Could not create Convai private model 'turbo'" in details
     assert "HTTP 409" in details and "already exists" in details
     assert "transactionID" in details and "adopt_existing=True" in details
+    assert "Convai's 'turbo' is not this declaration (model_name: declared" in details
+    assert "choose another model_group_name" in details and "exactly as declared" not in details
 
 
 @pytest.mark.parametrize(

@@ -6,15 +6,20 @@ stop with an error that says what to do; never "succeed" by dropping what Convai
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from convai_provider.api.wire import LIST_PATH
 from convai_provider.emulator.process import EmulatorProcess
-from testkit.convai import CONVAI_KEY, live
+from testkit.convai import CONVAI_KEY, live, stored_endpoint_key
 from testkit.hostile_server import http_answer, serve_answer
 from testkit.pulumi_cli import PulumiProject
 
@@ -128,3 +133,69 @@ def test_refresh_or_up_with_another_accounts_key_keeps_every_model(
     project.env["CONVAI_API_KEY"] = CONVAI_KEY
     project.run("preview", "--expect-no-changes", "--refresh")
     assert sorted(live(convai)) == ["alpha", "beta"]
+
+
+# A provider process killed after its registers landed --------------------------------------------
+
+
+def provider_processes(session: int) -> list[int]:
+    """The dynamic provider processes (`python -u -m pulumi.dynamic`) of a CLI's session."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[3]) == session and b"pulumi.dynamic" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_a_provider_killed_after_its_registers_landed_converges_by_the_named_adopt_path(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    models = [model("alpha"), model("beta")]
+    project.configure(stack(*models))
+    # Registers land at once; the list each create reads its model back from is slow.
+    convai.inject(path=LIST_PATH, latency_ms=30_000)
+    cli = project.start("up", "--yes", "--skip-preview")
+    try:
+        landed = lambda: all(stored_endpoint_key(convai, g) for g in ("alpha", "beta"))  # noqa: E731
+        wait_for(landed, "both registers to land")
+        (provider,) = provider_processes(cli.pid)
+        os.kill(provider, signal.SIGKILL)  # the OOM killer, mid-create
+        output, _ = cli.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(cli.pid, signal.SIGKILL)
+    assert cli.returncode != 0, output
+    convai.clear_faults()
+    assert sorted(live(convai)) == ["alpha", "beta"]
+    assert project.pending_operations() == []  # nothing for `recover` to settle
+    assert state_models(project) == []
+
+    refused = project.up(check=False)
+    assert refused.returncode != 0
+    for group in ("alpha", "beta"):
+        assert f"Convai holds '{group}' exactly as declared" in refused.stdout
+        assert f"set `adopt_existing: true` on model '{group}'" in refused.stdout
+    assert "Traceback" not in refused.stdout
+
+    project.configure(stack(*(m | {"adopt_existing": True} for m in models)))
+    project.up()
+    project.configure(stack(*models))
+    project.run("preview", "--expect-no-changes", "--refresh")
+    assert state_models(project) == ["alpha", "beta"] and sorted(live(convai)) == ["alpha", "beta"]
+    project.destroy()
+    assert live(convai) == {}

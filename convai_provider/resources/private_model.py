@@ -28,7 +28,7 @@ from pydantic import ConfigDict, StrictBool
 from convai_provider.api.account import Operation
 from convai_provider.api.client import build_request
 from convai_provider.api.errors import ConflictError, ConvaiError
-from convai_provider.api.matching import differences
+from convai_provider.api.matching import as_declared, differences
 from convai_provider.api.wire import (
     OPENAI_BASE_URL,
     UPDATABLE_FIELDS,
@@ -169,9 +169,11 @@ class PrivateModelProvider(ConvaiProvider):
             registered = convai.register(inputs.register_request())
         except ConflictError as conflict:
             # A model of this name that was there before this create may be another stack's:
-            # never take it silently.
+            # never take it silently; say what Convai holds and how to take it, if it is ours.
             raise ConvaiOperationError(
-                "create", _subject(inputs.model_group_name), f"{conflict} {INTERRUPTED_HINT}"
+                "create",
+                _subject(inputs.model_group_name),
+                f"{conflict} {_what_convai_holds(convai, inputs)} {INTERRUPTED_HINT}",
             ) from None
         log.info("registered Convai private model %s", inputs.model_group_name)
         if registered.model is None:
@@ -293,6 +295,32 @@ class PrivateModelProvider(ConvaiProvider):
             if refusal is not None:
                 raise ConvaiOperationError("delete", _subject(id_), refusal)
             log.info("Convai private model %s was already gone", id_)
+
+
+def _what_convai_holds(convai: Operation, inputs: PrivateModelInputs) -> str:
+    """After a 409: the model Convai holds under that name against the declaration, and the exact
+    way to take it over when it is this stack's (a run killed after its register landed leaves no
+    pending operation to recover: its create simply failed)."""
+    try:
+        live = convai.listed_from_now(inputs.model_group_name)
+    except ConvaiError as exc:
+        return f"(The list to compare it with the declaration failed: {exc})"
+    if live is None:
+        return "Convai no longer lists it: run `pulumi up` again."
+    group = inputs.model_group_name
+    found = differences(live.model_dump(), as_declared(inputs.register_request()))
+    if found:
+        return (
+            f"Convai's '{group}' is not this declaration ({'; '.join(map(str, found))}): "
+            "another stack's or person's model; choose another model_group_name."
+        )
+    return (
+        f"Convai holds '{group}' exactly as declared (the endpoint key cannot be compared). If "
+        f"this stack registered it in a run that was killed, take it over: set "
+        f"`adopt_existing: true` on model '{group}' in the stack file's convai-models:models "
+        f"(adopt_existing=True in a program) for one `pulumi up`, then remove it; if another "
+        f"stack or person registered it, choose another model_group_name."
+    )
 
 
 def _subject(model_group_name: str) -> str:
