@@ -26,7 +26,7 @@ import pulumi
 from google.protobuf import struct_pb2
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
-from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
+from pulumi.runtime.proto import engine_pb2_grpc, provider_pb2, provider_pb2_grpc
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROVIDER_KEY = "__provider"
@@ -212,8 +212,14 @@ class ProviderProcess:
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         child_env = {**os.environ, "PULUMI_PROJECT": "convai-models", **(env or {})}
+        # The engine's own gRPC server, which the provider watches (engine_watch.py): it answers
+        # while this stand-in lives.
+        self.engine = grpc.server(ThreadPoolExecutor(max_workers=1))
+        engine_pb2_grpc.add_EngineServicer_to_server(engine_pb2_grpc.EngineServicer(), self.engine)
+        engine_port = self.engine.add_insecure_port("127.0.0.1:0")
+        self.engine.start()
         self.proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "pulumi.dynamic", "127.0.0.1:1"],
+            [sys.executable, "-u", "-m", "pulumi.dynamic", f"127.0.0.1:{engine_port}"],
             cwd=PROJECT_ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -238,6 +244,7 @@ class ProviderProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             _, err = self.proc.communicate()
+        self.engine.stop(None)
         return err or ""
 
     def call(self, name: str, request: Any) -> Any:

@@ -199,3 +199,27 @@ def test_a_provider_killed_after_its_registers_landed_converges_by_the_named_ado
     assert state_models(project) == ["alpha", "beta"] and sorted(live(convai)) == ["alpha", "beta"]
     project.destroy()
     assert live(convai) == {}
+
+
+# Provider processes left by a killed CLI end by themselves ----------------------------------------
+
+
+def test_the_provider_of_a_killed_cli_ends_once_its_operations_are_done(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    project.configure(stack(model("alpha")))
+    convai.inject(path=LIST_PATH, latency_ms=5000)  # the create is in flight when the CLI dies
+    cli = project.start("up", "--yes", "--skip-preview")
+    try:
+        wait_for(lambda: bool(stored_endpoint_key(convai, "alpha")), "the register to land")
+        (provider,) = provider_processes(cli.pid)
+        os.kill(cli.pid, signal.SIGKILL)  # the CLI alone: its provider is left running
+        cli.communicate(timeout=60)
+        # The test's own deadline, not a speed: the provider finishes its create (5 s), then
+        # notices the engine is gone (13 s at most, docs/state-integrity.md).
+        wait_for(lambda: provider not in provider_processes(cli.pid), "the provider to end", 120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(cli.pid, signal.SIGKILL)  # the language host, which is not ours
+    convai.clear_faults()
+    assert sorted(live(convai)) == ["alpha"]
