@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from convai_provider.api.wire import LIST_PATH
+from convai_provider.api.wire import LIST_PATH, REGISTER_PATH
 from convai_provider.emulator.process import EmulatorProcess
 from testkit.convai import CONVAI_KEY, live, stored_endpoint_key
 from testkit.hostile_server import http_answer, serve_answer
@@ -223,3 +225,57 @@ def test_the_provider_of_a_killed_cli_ends_once_its_operations_are_done(
             os.killpg(cli.pid, signal.SIGKILL)  # the language host, which is not ours
     convai.clear_faults()
     assert sorted(live(convai)) == ["alpha"]
+
+
+# A CLI killed during a replacement ----------------------------------------------------------------
+
+
+def test_a_cli_killed_during_a_replacement_is_settled_without_a_duplicate_urn(
+    project: PulumiProject, convai: EmulatorProcess, tmp_path: Path
+) -> None:
+    project.configure(stack(model("alpha")))
+    project.up()
+    replaced = stack(model("alpha"))
+    replaced["convai-models:endpoints"][0]["model_name"] = "qwen-7b"  # model_name replaces
+    project.configure(replaced)
+    convai.clear_counts()
+    convai.inject(path=LIST_PATH, latency_ms=30_000)  # the replacement's read-back hangs
+    cli = project.start("up", "--yes", "--skip-preview")
+    try:
+        wait_for(
+            lambda: (
+                convai.request_counts().get(REGISTER_PATH, 0) >= 1
+                and bool(stored_endpoint_key(convai, "alpha"))
+            ),
+            "the replacement's register to land",
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(cli.pid, signal.SIGKILL)  # the CLI and its provider
+        cli.communicate(timeout=60)
+    convai.clear_faults()
+    assert live(convai)["alpha"]["model_name"] == "qwen-7b"
+    (old,) = [r for r in project.export()["deployment"]["resources"] if r.get("id") == "alpha"]
+    assert old.get("pendingReplacement") is True  # what Pulumi 3.274 leaves: the old entry...
+    assert [op["type"] for op in project.pending_operations()] == ["creating"]  # ...and this
+
+    project.run("cancel", "--yes")
+    exported, settled = tmp_path / "exported.json", tmp_path / "settled.json"
+    project.run("stack", "export", "--file", str(exported))
+    recovered = subprocess.run(
+        [
+            *(sys.executable, "-m", "convai_provider", "recover", "--stack", "e2e"),
+            *("--base-url", convai.url, "--state", str(exported), "--out", str(settled)),
+        ],
+        env={**os.environ, "CONVAI_API_KEY": CONVAI_KEY},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert recovered.returncode == 0, recovered.stderr
+    project.run("stack", "import", "--file", str(settled))  # refused before: duplicate URN
+    project.refresh()
+    project.run("preview", "--expect-no-changes")
+    assert state_models(project) == ["alpha"] and list(live(convai)) == ["alpha"]
+    project.destroy()
+    assert live(convai) == {}
