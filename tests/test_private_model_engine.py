@@ -435,3 +435,19 @@ def test_an_update_leaves_fields_it_did_not_change_alone(
     model = live(convai)["turbo"]
     assert model["display_name"] == "Turbo v2"
     assert model["base_url"] == "https://by-hand.example.com/v1"  # only display_name was sent
+
+
+def test_a_conflict_on_the_display_name_says_so(engine: Engine, convai: EmulatorProcess) -> None:
+    with ConvaiClient(CONVAI_KEY, convai.url) as client:
+        client.register(
+            RegisterRequest(
+                model_group_name="other",
+                model_name="x",
+                api_key="k",
+                is_uncensored=False,
+                display_name="Turbo",
+            )
+        )
+    with pytest.raises(ProviderError) as caught:
+        engine.up(declare(m=turbo()))
+    assert "another model holds display_name 'Turbo'" in caught.value.details

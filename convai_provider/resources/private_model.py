@@ -305,9 +305,12 @@ def _what_convai_holds(convai: Operation, inputs: PrivateModelInputs) -> str:
         live = convai.listed_from_now(inputs.model_group_name)
     except ConvaiError as exc:
         return f"(The list to compare it with the declaration failed: {exc})"
-    if live is None:
-        return "Convai no longer lists it: run `pulumi up` again."
     group = inputs.model_group_name
+    if live is None:
+        return (
+            f"Convai lists no model named '{group}': another model holds display_name "
+            f"{inputs.display_name!r} (unique in the account), or '{group}' was deleted since."
+        )
     found = differences(live.model_dump(), as_declared(inputs.register_request()))
     if found:
         return (
