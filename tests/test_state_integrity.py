@@ -140,21 +140,35 @@ def test_refresh_or_up_with_another_accounts_key_keeps_every_model(
 # A provider process killed after its registers landed --------------------------------------------
 
 
-def provider_processes(session: int) -> list[int]:
-    """The dynamic provider processes (`python -u -m pulumi.dynamic`) of a CLI's session."""
+def session_processes(session: int, marker: bytes = b"") -> list[int]:
+    """The processes of a CLI's session (it is started in one of its own) whose command line
+    holds `marker`. Pulumi puts its plugins in process groups of their own: only the session
+    finds them all."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[3]) == session and b"pulumi.dynamic" in cmdline:
+        fields = stat.rsplit(")", 1)[1].split()  # state, ppid, pgrp, session, ...
+        if int(fields[3]) == session and marker in cmdline:
             found.append(int(entry.name))
     return found
+
+
+def provider_processes(session: int) -> list[int]:
+    """The dynamic provider processes (`python -u -m pulumi.dynamic`) of a CLI's session."""
+    return session_processes(session, b"pulumi.dynamic")
+
+
+def end_session(session: int) -> None:
+    """Whatever a killed CLI left (its language host, a provider): no test leaves a process."""
+    for pid in session_processes(session):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
@@ -179,8 +193,7 @@ def test_a_provider_killed_after_its_registers_landed_converges_by_the_named_ado
         os.kill(provider, signal.SIGKILL)  # the OOM killer, mid-create
         output, _ = cli.communicate(timeout=120)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(cli.pid, signal.SIGKILL)
+        end_session(cli.pid)
     assert cli.returncode != 0, output
     convai.clear_faults()
     assert sorted(live(convai)) == ["alpha", "beta"]
@@ -221,8 +234,7 @@ def test_the_provider_of_a_killed_cli_ends_once_its_operations_are_done(
         # notices the engine is gone (13 s at most, docs/state-integrity.md).
         wait_for(lambda: provider not in provider_processes(cli.pid), "the provider to end", 120)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(cli.pid, signal.SIGKILL)  # the language host, which is not ours
+        end_session(cli.pid)  # the language host, which is not ours
     convai.clear_faults()
     assert sorted(live(convai)) == ["alpha"]
 
@@ -250,8 +262,7 @@ def test_a_cli_killed_during_a_replacement_is_settled_without_a_duplicate_urn(
             "the replacement's register to land",
         )
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(cli.pid, signal.SIGKILL)  # the CLI and its provider
+        end_session(cli.pid)  # the CLI, its provider and language host
         cli.communicate(timeout=60)
     convai.clear_faults()
     assert live(convai)["alpha"]["model_name"] == "qwen-7b"
