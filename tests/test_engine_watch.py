@@ -47,7 +47,8 @@ def test_an_engine_answering_anything_is_alive_and_a_closed_port_is_not() -> Non
 
 
 def test_the_watch_exits_after_consecutive_misses_only_once_idle() -> None:
-    answers = iter([False, True, *[False] * MISSES])
+    # Never answered: not an engine that left. Then alive, one miss, alive, then gone.
+    answers = iter([False, False, False, False, True, False, True, *[False] * MISSES])
     exits: list[int] = []
     operation_done = threading.Event()
 
@@ -76,6 +77,7 @@ def test_the_watch_exits_after_consecutive_misses_only_once_idle() -> None:
     worker.join()
     watcher.join(30)
     assert exits == [0]
+    assert next(answers, "all read") == "all read"  # it left only after the last misses
 
 
 def test_a_provider_process_whose_engine_stops_exits_by_itself(convai: EmulatorProcess) -> None:

@@ -8,7 +8,8 @@ nothing: the SDK's server would wait forever. So `configure` starts a watch: eve
 for the operations in flight to end (each is bounded by `convai:operationTimeout`, so a register
 already sent still lands and `convai-models recover` can settle it), then exits.
 
-An engine that is alive but slow to answer is not gone: only "unavailable" counts as a miss.
+An engine that is alive but slow to answer is not gone: only "unavailable" counts as a miss, and
+only once the address has answered at least once.
 """
 
 from __future__ import annotations
@@ -91,9 +92,13 @@ def watch_engine(
     """Block until the engine at `address` is gone, then until no operation is in flight (at
     most `drain_timeout` seconds), then exit the process."""
     misses = 0
+    answered = False  # an address that never answered is not taken for an engine that left
     while misses < MISSES:
         time.sleep(interval)
-        misses = 0 if answers(address) else misses + 1
+        if answers(address):
+            answered, misses = True, 0
+        elif answered:
+            misses += 1
     log.warning(
         "the Pulumi engine at %s is gone (its CLI was killed?); ending this provider process "
         "once its operations in flight are done",
