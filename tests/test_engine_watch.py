@@ -85,6 +85,7 @@ def test_a_provider_process_whose_engine_stops_exits_by_itself(convai: EmulatorP
     (model,) = declare(m=turbo())
     with engine.command() as provider:
         engine.check(model, {})  # the provider is configured: its watch runs
+        assert provider.engine_answered.wait(60), "the provider's watch never had an answer"
         provider.engine.stop(None)
         provider.proc.wait(timeout=120)  # the test's own deadline: GONE_WITHIN is 13 s
         assert provider.proc.returncode == 0

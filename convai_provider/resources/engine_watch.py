@@ -93,12 +93,14 @@ def watch_engine(
     most `drain_timeout` seconds), then exit the process."""
     misses = 0
     answered = False  # an address that never answered is not taken for an engine that left
-    while misses < MISSES:
-        time.sleep(interval)
+    while True:
         if answers(address):
             answered, misses = True, 0
         elif answered:
             misses += 1
+        if misses >= MISSES:
+            break
+        time.sleep(interval)
     log.warning(
         "the Pulumi engine at %s is gone (its CLI was killed?); ending this provider process "
         "once its operations in flight are done",
