@@ -14,6 +14,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ import pulumi
 from google.protobuf import struct_pb2
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
-from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
+from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc, provider_pb2, provider_pb2_grpc
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROVIDER_KEY = "__provider"
@@ -212,8 +213,18 @@ class ProviderProcess:
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         child_env = {**os.environ, "PULUMI_PROJECT": "convai-models", **(env or {})}
+        # The engine's own gRPC server, which the provider watches (engine_watch.py): it answers
+        # while this stand-in lives.
+        self.engine = grpc.server(ThreadPoolExecutor(max_workers=1))
+        self.engine_answered = threading.Event()
+        """Set once the provider's engine watch has had an answer: it asks again only after one."""
+        engine_pb2_grpc.add_EngineServicer_to_server(
+            _EngineStandIn(self.engine_answered), self.engine
+        )
+        engine_port = self.engine.add_insecure_port("127.0.0.1:0")
+        self.engine.start()
         self.proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "pulumi.dynamic", "127.0.0.1:1"],
+            [sys.executable, "-u", "-m", "pulumi.dynamic", f"127.0.0.1:{engine_port}"],
             cwd=PROJECT_ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -238,6 +249,7 @@ class ProviderProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             _, err = self.proc.communicate()
+        self.engine.stop(None)
         return err or ""
 
     def call(self, name: str, request: Any) -> Any:
@@ -251,6 +263,18 @@ class ProviderProcess:
         self.call("GetPluginInfo", _empty())
         args = to_struct(config)
         self.call("Configure", provider_pb2.ConfigureRequest(args=args, acceptSecrets=True))
+
+
+class _EngineStandIn(engine_pb2_grpc.EngineServicer):
+    def __init__(self, answered: threading.Event) -> None:
+        self._answered = answered
+        self._asked = 0
+
+    def GetRootResource(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
+        self._asked += 1
+        if self._asked > 1:  # the watch asks one at a time: the first was answered
+            self._answered.set()
+        return engine_pb2.GetRootResourceResponse(urn="")
 
 
 def _empty() -> Any:

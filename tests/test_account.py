@@ -6,11 +6,16 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from convai_provider.api.account import ConvaiAccount, Operation
 from convai_provider.api.client import ConvaiClient
-from convai_provider.api.errors import ConflictError, ConvaiTimeoutError
+from convai_provider.api.errors import (
+    AbsenceNotConfirmedError,
+    ConflictError,
+    ConvaiTimeoutError,
+)
 from convai_provider.api.listing import SharedListing
 from convai_provider.api.wire import ListResponse, PrivateModel, UpdateRequest
 from convai_provider.emulator.process import EmulatorProcess
@@ -49,7 +54,7 @@ def test_a_retried_conflict_with_a_different_model_is_raised(
     convai: EmulatorProcess, client: ConvaiClient, account: ConvaiAccount
 ) -> None:
     client.register(TURBO.model_copy(update={"model_name": "someone-elses"}))
-    convai.inject(path="/llm-models/register", status=503, count=1)
+    convai.inject(path="/llm-models/register", drop_after_commit=True, count=1)
     with pytest.raises(ConflictError):
         account.operation().register(TURBO)
     assert convai.request_counts()["/llm-models/list"] == 1  # looked, and it was not ours
@@ -147,3 +152,49 @@ def test_a_register_missing_from_the_list_it_joined_takes_one_requested_after_it
         ours.join(timeout=10)
     assert result and result[0] is not None and result[0].model_group_name == "mine"
     assert fetch.requested_at == [5.0, 11.0]
+
+
+# A 404 is "gone" only when a list confirms it ---------------------------------------------------
+
+
+def test_a_model_already_deregistered_is_gone_once_a_list_confirms_it(
+    convai: EmulatorProcess, account: ConvaiAccount
+) -> None:
+    assert account.operation().deregister("ghost") is False
+    assert convai.request_counts()["/llm-models/list"] == 1
+
+
+def scripted_account(deregister: httpx.Response, listing: httpx.Response) -> ConvaiAccount:
+    replies = {"/llm-models/deregister": deregister, "/llm-models/list": listing}
+    transport = httpx.MockTransport(lambda request: replies[request.url.path])
+    return ConvaiAccount(ConvaiClient("k", transport=transport, max_retries=0))
+
+
+ENVELOPE_404 = httpx.Response(
+    404, json={"status": "error", "message": "Model 'g' not found", "transactionID": "t"}
+)
+
+
+@pytest.mark.parametrize(
+    ("listing", "why"),
+    [
+        (
+            httpx.Response(
+                200,
+                json={
+                    "status": "success",
+                    "models": [{"model_group_name": "g", "model_name": "m"}],
+                    "transactionID": "t",
+                },
+            ),
+            "yet Convai's list holds the model",
+        ),
+        (httpx.Response(404, text="<html>Not Found</html>"), "the list to confirm it failed"),
+    ],
+)
+def test_a_404_the_list_contradicts_or_cannot_confirm_is_an_error(
+    listing: httpx.Response, why: str
+) -> None:
+    with pytest.raises(AbsenceNotConfirmedError, match=why) as caught:
+        scripted_account(ENVELOPE_404, listing).operation().deregister("g")
+    assert "Nothing was dropped" in str(caught.value)

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pulumi.dynamic import Config, ConfigureRequest
 
 from convai_provider import CHARACTER_TYPE_TOKEN, TYPE_TOKEN, ConvaiCharacterModel
 from convai_provider.api.builtin_models import BUILTIN_MODEL_CODES
@@ -13,9 +14,12 @@ from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import AuthenticationError, BadRequestError
 from convai_provider.api.wire import CharacterCreateRequest, RegisterRequest
 from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.resources.base import ConvaiOperationError
+from convai_provider.resources.character_model import CharacterModelProvider
 from convai_stack.program import main
 from testkit.convai import CONVAI_KEY, stack_config
 from testkit.engine import Declared, Engine, ProviderError, run_program_fully
+from testkit.hostile_server import http_answer, serve_answer
 
 FALLBACK = "gpt-4o-mini"
 
@@ -275,3 +279,41 @@ def test_an_unknown_model_is_an_error_naming_character_and_model(
     details = caught.value.details
     assert f"Could not bind Convai character '{chars[0]}' to model 'ghost'" in details
     assert "Invalid model_group_name 'ghost'" in details
+
+
+# "Character gone" only on Convai's own answer for that call -------------------------------------
+
+CHARACTER_NOT_FOUND = {"ERROR": "Character 'c1' not found"}
+NOT_CONVAIS = {
+    "a proxy's page": http_answer(400, raw_body=b"<html>400: character not found</html>"),
+    "another shape": http_answer(400, {"error": "Character 'c1' not found"}),
+    "another character": http_answer(400, {"ERROR": "Character 'c2' not found"}),
+    "the model's": http_answer(400, {"ERROR": "Model 'alpha' not found"}),
+}
+BINDING = {"char_id": "c1", "model_group_name": "alpha", "fallback_model_group_name": "gpt-4o"}
+
+
+def configured_binding_provider(url: str) -> CharacterModelProvider:
+    provider = CharacterModelProvider()
+    config = {"convai:apiKey": CONVAI_KEY, "convai:baseUrl": url, "convai:maxRetries": "0"}
+    provider.configure(ConfigureRequest(Config(config, "convai-models")))
+    return provider
+
+
+def test_convais_character_not_found_drops_the_binding_and_lets_its_delete_pass() -> None:
+    with serve_answer(http_answer(400, CHARACTER_NOT_FOUND)) as url:
+        provider = configured_binding_provider(url)
+        assert provider.read("c1", BINDING).id == ""
+        provider.delete("c1", BINDING)
+
+
+@pytest.mark.parametrize("answer", list(NOT_CONVAIS))
+def test_any_other_not_found_keeps_the_binding_and_fails_its_delete(answer: str) -> None:
+    with serve_answer(NOT_CONVAIS[answer]) as url:
+        provider = configured_binding_provider(url)
+        with pytest.raises(ConvaiOperationError, match="Could not read Convai character 'c1'"):
+            provider.read("c1", BINDING)
+        with pytest.raises(
+            ConvaiOperationError, match="Could not move to the fallback Convai character 'c1'"
+        ):
+            provider.delete("c1", BINDING)

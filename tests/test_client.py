@@ -125,10 +125,32 @@ def test_a_retried_conflict_with_a_different_model_is_raised(
     convai: EmulatorProcess, client: ConvaiClient
 ) -> None:
     client.register(TURBO.model_copy(update={"model_name": "someone-elses"}))
-    convai.inject(path="/llm-models/register", status=503, count=1)
+    convai.inject(path="/llm-models/register", drop_after_commit=True, count=1)
     with pytest.raises(ConflictError):
         client.register(TURBO)
-    assert convai.request_counts()["/llm-models/list"] == 1
+    assert convai.request_counts()["/llm-models/list"] == 1  # looked, and it was not ours
+
+
+@pytest.mark.parametrize("refusal", [{"status": 429, "retry_after": "0"}, {"status": 503}])
+def test_a_conflict_after_a_definite_refusal_is_never_taken_as_ours(
+    convai: EmulatorProcess, client: ConvaiClient, refusal: dict[str, object]
+) -> None:
+    """Stack B registered the very model stack A declares; A's register is refused once (nothing
+    written), then meets B's model: a conflict, never A's own lost reply."""
+    client.register(TURBO)  # stack B's, identical
+    convai.inject(path="/llm-models/register", count=1, **refusal)
+    with pytest.raises(ConflictError) as caught:
+        client.register(TURBO)
+    assert caught.value.attempts == 2 and not caught.value.after_lost_reply
+    assert "/llm-models/list" not in convai.request_counts()
+
+
+def test_a_conflict_after_a_timed_out_register_is_settled_as_ours(convai: EmulatorProcess) -> None:
+    convai.inject(path="/llm-models/register", latency_ms=1500, count=1)
+    with ConvaiClient(CONVAI_KEY, convai.url, timeout=0.5, backoff=FAST_BACKOFF) as c:
+        reply = c.register(TURBO)
+        assert reply.model_group_name == "my-turbo"
+        assert c.list_models().count == 1
 
 
 @pytest.mark.parametrize(
@@ -234,6 +256,59 @@ def err(status: int, headers: dict[str, str] | None = None) -> httpx.Response:
 
 
 OK = httpx.Response(200, json={"status": "success", "models": [], "count": 0, "transactionID": "t"})
+
+LISTED_TURBO = httpx.Response(
+    200,
+    json={
+        "status": "success",
+        "models": [TURBO.model_dump(exclude={"api_key"}, exclude_none=True)],
+        "count": 1,
+        "transactionID": "t",
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("first", "ours"),
+    [
+        (err(429), False),
+        (err(503), False),
+        (err(500), False),
+        (httpx.Response(429, text="<html>slow down</html>"), False),
+        (httpx.ConnectError("refused"), False),
+        (httpx.ConnectTimeout("no answer"), False),
+        (httpx.Response(502, text="<html>Bad Gateway</html>"), True),
+        (httpx.ReadTimeout("slow"), True),
+        (httpx.WriteTimeout("slow"), True),
+        (httpx.RemoteProtocolError("peer closed"), True),
+        (httpx.ReadError("reset"), True),
+    ],
+)
+def test_a_retried_409_is_ours_only_after_an_attempt_of_unknown_outcome(
+    first: httpx.Response | Exception, ours: bool
+) -> None:
+    replies: dict[str, list[httpx.Response | Exception]] = {
+        "/llm-models/register": [first, err(409)],
+        "/llm-models/list": [LISTED_TURBO],
+    }
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        script = replies[request.url.path]
+        reply = script.pop(0) if len(script) > 1 else script[0]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    transport = httpx.MockTransport(handler)
+    with ConvaiClient("k", transport=transport, sleep=lambda _: None) as c:
+        if ours:
+            assert c.register(TURBO).model_group_name == TURBO.model_group_name
+        else:
+            with pytest.raises(ConflictError):
+                c.register(TURBO)
+    assert seen.count("/llm-models/list") == (1 if ours else 0)
 
 
 @pytest.mark.parametrize(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import json
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -83,6 +85,80 @@ def test_a_reply_without_the_documented_shape_is_an_error_naming_it(name: str, b
 def test_a_list_that_does_not_account_for_every_model_is_an_error(body: Any, problem: str) -> None:
     error = call("list", answering(200, body))
     assert isinstance(error, UnexpectedReplyError) and problem in str(error)
+
+
+ONE = {"model_group_name": "g", "model_name": "m"}
+
+
+@pytest.mark.parametrize(
+    "paging",
+    [
+        {"has_more": True},
+        {"next_page_token": "abc"},
+        {"next": "https://api.convai.com/llm-models/list?page=2"},
+        {"page": 1, "total_pages": 2},
+        {"cursor": "c2"},
+        {"next_cursor": "c2"},
+        {"offset": 1, "limit": 1},
+    ],
+)
+def test_a_paged_list_is_an_error_never_a_partial_account(paging: dict[str, Any]) -> None:
+    body = {"status": "success", "models": [ONE], "count": 1, **paging}
+    error = call("list", answering(200, body))
+    assert isinstance(error, UnexpectedReplyError)
+    assert "it is paged" in str(error) and "not the whole account" in str(error)
+
+
+@pytest.mark.parametrize("whole", [{"has_more": False}, {"next_page_token": None}, {"next": ""}])
+def test_a_marker_saying_there_is_no_further_page_is_a_whole_list(whole: dict[str, Any]) -> None:
+    transport = answering(200, {"status": "success", "models": [ONE], **whole})
+    with ConvaiClient("k", "https://convai.test", transport=transport, max_retries=0) as client:
+        assert [m.model_group_name for m in client.list_models().models] == ["g"]
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"models": [ONE | {"is_uncensored": "yes"}]}, "models.0.is_uncensored"),
+        ({"models": [ONE | {"is_uncensored": 1}]}, "models.0.is_uncensored"),
+        ({"models": [ONE], "count": "1"}, "count"),
+        ({"models": [ONE], "count": True}, "count"),
+        ({"models": [ONE | {"model_name": 7}]}, "models.0.model_name"),
+        ({"models": [ONE | {"display_name": ["a"]}]}, "models.0.display_name"),
+        ({"models": [ONE, ONE | {"model_name": "other"}]}, "it lists g more than once"),
+    ],
+)
+def test_a_list_in_other_types_or_with_a_name_twice_is_not_understood(
+    body: dict[str, Any], problem: str
+) -> None:
+    error = call("list", answering(200, {"status": "success", **body}))
+    assert isinstance(error, UnexpectedReplyError) and problem in str(error), str(error)
+
+
+@pytest.mark.parametrize("command", ["list", "recover"])
+def test_the_commands_refuse_a_list_naming_a_model_twice_in_one_line(
+    command: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """read, recover and audit share one list rule: none may pick the first or the last."""
+    state = tmp_path / "exported.json"
+    state.write_text(json.dumps({"deployment": {"resources": [], "pending_operations": []}}))
+    twice = {"status": "success", "models": [ONE, ONE | {"model_name": "other"}]}
+    with serve_answer(http_answer(200, twice)) as url:
+        monkeypatch.setenv("CONVAI_API_KEY", CONVAI_KEY)
+        argv = [command, "--base-url", url]
+        if command == "recover":
+            argv += ["--stack", "s", "--state", str(state)]
+        code = cli_main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "it lists g more than once" in err
+
+
+def test_a_register_reply_in_other_types_is_not_understood() -> None:
+    body = {"status": "success", "model_group_name": "g", "model_name": 5}
+    assert isinstance(call("register", answering(200, body)), UnexpectedReplyError)
 
 
 def test_the_character_calls_need_their_own_success_shape() -> None:
@@ -419,3 +495,63 @@ def test_no_message_holds_two_full_stops_in_a_row(error: Exception) -> None:
 def test_a_preflight_summary_is_one_sentence() -> None:
     report = check_endpoint("http://127.0.0.1:9/v1", "m", "sk-endpoint", wait=0)
     assert report.summary().endswith((".", "?")) and ".." not in report.summary()
+
+
+# Undecodable replies are lost replies: retried, settled for a register, one line -----------------
+
+LIST_JSON = b'{"status":"success","models":[],"count":0,"transactionID":"t"}'
+UNDECODABLE = {
+    "corrupt gzip": ({"Content-Encoding": "gzip"}, b"not gzip at all"),
+    "unknown encoding": ({"Content-Encoding": "br"}, b"\x1b\x03\x00"),
+    "made-up encoding": ({"Content-Encoding": "x-custom"}, LIST_JSON),
+    "not UTF-8": ({}, LIST_JSON.replace(b'"t"', b'"\xff\xfe"')),
+}
+
+
+def undecodable(kind: str) -> httpx.Response:
+    headers, body = UNDECODABLE[kind]
+    return httpx.Response(
+        200, stream=httpx.ByteStream(body), headers={"Content-Type": "application/json", **headers}
+    )
+
+
+@pytest.mark.parametrize("kind", list(UNDECODABLE))
+def test_an_undecodable_reply_is_retried_as_a_transport_failure(kind: str) -> None:
+    transport = httpx.MockTransport(lambda request: undecodable(kind))
+    with (
+        ConvaiClient("k", transport=transport, max_retries=2, sleep=lambda _: None) as client,
+        pytest.raises(ConvaiProtocolError) as caught,
+    ):
+        client.list_models()
+    assert caught.value.attempts == 3 and caught.value.outcome_unknown
+    assert "cannot be decoded" in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", list(UNDECODABLE))
+def test_a_register_answered_undecodably_then_409_is_settled_as_ours(kind: str) -> None:
+    listed = {"status": "success", "models": [{"model_group_name": "g", "model_name": "m"}]}
+    conflict = {"status": "error", "message": "Model group 'g' exists", "transactionID": "t"}
+    registers = [undecodable(kind), httpx.Response(409, json=conflict)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/llm-models/list":
+            return httpx.Response(200, json=listed)
+        return registers.pop(0)
+
+    transport = httpx.MockTransport(handler)
+    with ConvaiClient("k", transport=transport, sleep=lambda _: None) as client:
+        assert client.register(TURBO).model_group_name == "g"
+
+
+def test_refresh_meeting_an_undecodable_convai_fails_in_one_line(convai: EmulatorProcess) -> None:
+    engine = Engine(stack_config(convai))
+    engine.up(declare(a=turbo(model_group_name="a", display_name="A")))
+    answer = http_answer(200, headers={"Content-Encoding": "gzip"}, raw_body=b"not gzip at all")
+    with serve_answer(answer) as url:
+        engine.config = hostile(convai, url)
+        with pytest.raises(ProviderError) as caught:
+            engine.refresh()
+    details = caught.value.details.strip()
+    assert "cannot be decoded" in details and "Traceback" not in details
+    assert len(details.splitlines()) == 1, details
+    assert list(engine.state) == ["a"]

@@ -264,6 +264,8 @@ def test_without_adopt_an_existing_name_is_a_clear_conflict(
     assert "Could not create Convai private model 'turbo'" in details
     assert "HTTP 409" in details and "already exists" in details
     assert "transactionID" in details and "`adopt_existing: true`" in details
+    assert "Convai's 'turbo' is not this declaration (model_name: declared" in details
+    assert "choose another model_group_name" in details and "exactly as declared" not in details
 
 
 @pytest.mark.parametrize(
@@ -433,3 +435,19 @@ def test_an_update_leaves_fields_it_did_not_change_alone(
     model = live(convai)["turbo"]
     assert model["display_name"] == "Turbo v2"
     assert model["base_url"] == "https://by-hand.example.com/v1"  # only display_name was sent
+
+
+def test_a_conflict_on_the_display_name_says_so(engine: Engine, convai: EmulatorProcess) -> None:
+    with ConvaiClient(CONVAI_KEY, convai.url) as client:
+        client.register(
+            RegisterRequest(
+                model_group_name="other",
+                model_name="x",
+                api_key="k",
+                is_uncensored=False,
+                display_name="Turbo",
+            )
+        )
+    with pytest.raises(ProviderError) as caught:
+        engine.up(declare(m=turbo()))
+    assert "another model holds display_name 'Turbo'" in caught.value.details

@@ -14,7 +14,9 @@ from pulumi.output import Unknown
 
 from convai_provider.api.account import ConvaiAccount, Operation
 from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.guards.fingerprints import fingerprint
 from convai_provider.resources.base import ConvaiOperationError
+from convai_provider.resources.key_identity import KEY_FINGERPRINT
 from convai_provider.resources.private_model import PrivateModelProvider
 from testkit.convai import CONVAI_KEY
 
@@ -110,7 +112,8 @@ def test_one_instance_serves_four_threads(
         assert list(pool.map(lifecycle, range(24))) == [True] * 24
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda i: provider.delete(f"g{i}", {}), range(24)))
-    assert provider.read("g0", {}).id == ""
+    created_with_this_key = {KEY_FINGERPRINT: fingerprint(CONVAI_KEY)}
+    assert provider.read("g0", created_with_this_key).id == ""
 
 
 def test_a_configured_provider_pickles_without_its_configuration(

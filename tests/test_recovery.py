@@ -164,3 +164,29 @@ def test_the_command_fails_in_one_line_naming_the_fix(tmp_path: Path) -> None:
     done = run_recover(garbage)
     assert done.returncode == 2
     assert "pulumi stack export" in done.stderr
+
+
+def test_a_replacement_takes_the_place_of_the_resource_pending_replacement() -> None:
+    """A CLI killed during a delete-before-replace: Convai deleted the old model, state keeps it
+    as `pendingReplacement` next to the replacement's pending create (measured through the
+    real CLI in test_state_integrity.py). Never two resources of one URN."""
+    urn = f"urn:pulumi:prod::convai-models::{TYPE_TOKEN}::alpha"
+    old = {"urn": urn, "type": TYPE_TOKEN, "id": "alpha", "pendingReplacement": True}
+    binding = {"urn": "urn:pulumi:prod::convai-models::x::after", "type": "x"}
+    state = exported(pending(TYPE_TOKEN, "alpha", model_inputs("alpha")))
+    state["deployment"]["resources"] += [old, binding]
+    recovery = recover_pending_creates(state, {"alpha": listed("alpha")})
+    assert recovery.adopted == ["alpha"] and recovery.settled
+    resources = recovery.state["deployment"]["resources"]
+    assert [r["urn"] for r in resources].count(urn) == 1
+    assert resources[1]["id"] == "alpha" and "pendingReplacement" not in resources[1]
+    assert resources[2] == binding  # in place: what follows it still follows it
+
+
+def test_a_live_resource_of_the_same_urn_is_left_to_a_person() -> None:
+    urn = f"urn:pulumi:prod::convai-models::{TYPE_TOKEN}::alpha"
+    state = exported(pending(TYPE_TOKEN, "alpha", model_inputs("alpha")))
+    state["deployment"]["resources"].append({"urn": urn, "type": TYPE_TOKEN, "id": "alpha"})
+    recovery = recover_pending_creates(state, {"alpha": listed("alpha")})
+    assert not recovery.settled and "not pending replacement" in recovery.conflicts["alpha"][0]
+    assert [r["urn"] for r in recovery.state["deployment"]["resources"]].count(urn) == 1

@@ -136,5 +136,5 @@ def test_no_key_leaks_anywhere_after_a_full_lifecycle(
 def test_the_endpoint_key_is_marked_secret_wherever_it_is_stored(convai: EmulatorProcess) -> None:
     program = run(convai, FIRST_KEY, "c1")
     model: Registration = program.named("alpha")
-    assert model.additional_secret_outputs == ["api_key"]
+    assert model.additional_secret_outputs == ["api_key", "convai_key_fingerprint"]
     assert model.inputs["api_key"]["value"] == FIRST_KEY  # a secret envelope, not a plain string

@@ -110,7 +110,7 @@ def test_every_declared_model_is_registered_and_wired_to_its_endpoint(stack: str
         assert reg.inputs["model_group_name"] == model.model_group_name
         assert reg.inputs["display_name"] == model.display_name
         assert is_secret(reg.inputs["api_key"])
-        assert reg.additional_secret_outputs == ["api_key"]
+        assert reg.additional_secret_outputs == ["api_key", "convai_key_fingerprint"]
         if endpoint.kind == "external":
             assert reg.inputs["base_url"] == endpoint.base_url
             assert reg.inputs["model_name"] == endpoint.model_name

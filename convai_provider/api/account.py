@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from convai_provider.api.client import ConvaiClient
-from convai_provider.api.errors import ConvaiError
+from convai_provider.api.errors import AbsenceNotConfirmedError, ConvaiError, NotFoundError
 from convai_provider.api.listing import SharedListing
 from convai_provider.api.wire import Character, PrivateModel, RegisterRequest, UpdateRequest
 
@@ -103,9 +103,30 @@ class Operation:
         with self._listing.writing():
             self._client.update(request, deadline=self.deadline)
 
-    def deregister(self, model_group_name: str) -> None:
+    def deregister(self, model_group_name: str) -> bool:
+        """Deregister the model; False when it was already gone.
+
+        A 404 alone is never taken as "gone": a wrong base URL, path prefix or proxy answers
+        404 too, and so may Convai's own host for a path it does not serve (in its envelope,
+        as the emulator does). Absence is confirmed by a whole list requested after the 404;
+        a model that list holds, or a list that fails, leaves the 404 an error.
+        """
         with self._listing.writing():
-            self._client.deregister(model_group_name, deadline=self.deadline)
+            try:
+                self._client.deregister(model_group_name, deadline=self.deadline)
+                return True
+            except NotFoundError as refusal:
+                not_found = refusal
+                refused_at = self._listing.now()
+        try:
+            listing = self._listing.requested_after(refused_at, self.deadline)
+        except ConvaiError as exc:
+            raise AbsenceNotConfirmedError(
+                not_found, f"the list to confirm it failed: {exc}"
+            ) from None
+        if listing.find(model_group_name) is not None:
+            raise AbsenceNotConfirmedError(not_found, "yet Convai's list holds the model")
+        return False
 
     def set_character_model(self, char_id: str, model_group_name: str) -> None:
         """Characters are not listed models: the listing stays valid."""

@@ -34,6 +34,7 @@ from convai_provider.api.wire import (
     API_KEY_HEADER,
     CHARACTER_CREATE_PATH,
     CHARACTER_GET_PATH,
+    CHARACTER_PATH_PREFIX,
     CHARACTER_UPDATE_PATH,
     DEREGISTER_PATH,
     LIST_PATH,
@@ -57,6 +58,7 @@ from convai_provider.api.wire import (
 from convai_provider.guards.bounded_http import (
     MIB,
     ReplyTooLargeError,
+    UndecodableReplyError,
     bounded_client,
     send,
     what_went_wrong,
@@ -162,8 +164,10 @@ class ConvaiClient:
                 "register", REGISTER_PATH, request.to_body(), RegisterResponse, deadline
             )
         except ConflictError as conflict:
-            if conflict.attempts < 2:
-                raise  # a first attempt's 409: the model was there before this call
+            if not conflict.after_lost_reply:
+                # A first attempt's 409, or one after replies proving nothing was written (a 429,
+                # a 503, any Convai error): the model was there before this call.
+                raise
             find = listed or (lambda group: self.list_models(deadline=deadline).find(group))
             live = find(request.model_group_name)
             if live is None or not matches(live, request):
@@ -232,12 +236,15 @@ class ConvaiClient:
         deadline: float | None,
     ) -> ReplyT:
         retries_done = 0
+        lost_reply = False
         while True:
             try:
                 response = self._post(operation, path, body, deadline)
-                return self._parse(operation, response, reply)
+                return self._parse(operation, path, response, reply)
             except ConvaiError as failure:
                 failure.attempts = retries_done + 1
+                failure.after_lost_reply = lost_reply
+                lost_reply = lost_reply or failure.outcome_unknown
                 delay = self._retry_delay(failure, retries_done, deadline)
                 if delay is None:
                     raise
@@ -259,9 +266,17 @@ class ConvaiClient:
                 operation,
                 self.base_url,
                 f"the server {what_went_wrong(exc)}; {seconds:.1f}s allowed",
+                outcome_unknown=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
             ) from None
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            raise ConvaiProtocolError(operation, self.base_url, what_went_wrong(exc)) from None
+        except (
+            httpx.RemoteProtocolError,
+            httpx.ReadError,
+            httpx.WriteError,
+            UndecodableReplyError,
+        ) as exc:
+            raise ConvaiProtocolError(
+                operation, self.base_url, what_went_wrong(exc), outcome_unknown=True
+            ) from None
         except httpx.TransportError as exc:
             raise ConvaiConnectionError(
                 operation, self.base_url, f"{type(exc).__name__}: {exc}"
@@ -277,14 +292,24 @@ class ConvaiClient:
             )
         return min(self.timeout, remaining)
 
-    def _parse(self, operation: str, response: httpx.Response, reply: type[ReplyT]) -> ReplyT:
+    def _parse(
+        self, operation: str, path: str, response: httpx.Response, reply: type[ReplyT]
+    ) -> ReplyT:
         if 300 <= response.status_code < 400:
             raise RedirectError(operation, response.status_code, _redirect_target(response))
+        if response.status_code < 300 and not _is_utf8(response.content):
+            # What a success said cannot be read: for a register, as if its reply were lost.
+            raise ConvaiProtocolError(
+                operation,
+                self.base_url,
+                "answered with a reply that cannot be decoded (its body is not UTF-8)",
+                outcome_unknown=True,
+            )
         payload, unreadable = _json_payload(response)
         if response.status_code >= 400 or (
             isinstance(payload, dict) and payload.get("status") == "error"
         ):
-            raise self._api_error(operation, response, payload, self.key_source)
+            raise self._api_error(operation, path, response, payload, self.key_source)
         if not isinstance(payload, dict):
             raise UnexpectedReplyError(
                 operation,
@@ -301,7 +326,7 @@ class ConvaiClient:
 
     @staticmethod
     def _api_error(
-        operation: str, response: httpx.Response, payload: Any, key_source: str
+        operation: str, path: str, response: httpx.Response, payload: Any, key_source: str
     ) -> ConvaiAPIError:
         if isinstance(payload, dict):
             message = server_text(
@@ -313,7 +338,13 @@ class ConvaiClient:
         status = response.status_code if response.status_code >= 400 else 400
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return error_for_status(
-            operation, status, message, transaction_id, retry_after, key_source=key_source
+            operation,
+            status,
+            message,
+            transaction_id,
+            retry_after,
+            envelope=is_error_envelope(path, payload),
+            key_source=key_source,
         )
 
     def _retry_delay(
@@ -336,6 +367,22 @@ class ConvaiClient:
         return delay
 
 
+def is_error_envelope(path: str, payload: Any) -> bool:
+    """Whether an error reply is Convai's own shape for the call: `{"status": "error",
+    "message": ..., "transactionID": ...}` for `/llm-models/*`, `{"ERROR": ...}` for the
+    character calls. A proxy's page, a wrong URL's or a framework's default 404 is not."""
+    if not isinstance(payload, dict):
+        return False
+    if path.startswith(CHARACTER_PATH_PREFIX):
+        return len(payload) == 1 and isinstance(payload.get("ERROR", payload.get("API_ERROR")), str)
+    return (
+        payload.get("status") == "error"
+        and isinstance(payload.get("message"), str)
+        and isinstance(payload.get("transactionID"), str)
+        and bool(payload["transactionID"])
+    )
+
+
 def describe_reply(response: httpx.Response) -> str:
     """What came back, in a few words: for an error that says what the server sent instead."""
     kind = response.headers.get("content-type") or "no content type"
@@ -348,6 +395,14 @@ def _redirect_target(response: httpx.Response) -> str:
     if not location:
         return "without saying where (no Location header)"
     return f"to {response.url.join(location)}"
+
+
+def _is_utf8(content: bytes) -> bool:
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _json_payload(response: httpx.Response) -> tuple[Any, str]:

@@ -16,6 +16,13 @@ class ConvaiError(Exception):
 
     attempts: int = 1
     """How many times the request was sent before this error was final."""
+    outcome_unknown: bool = False
+    """Whether Convai may have carried the request out although no reply said so: it went out
+    and its reply was lost (a timeout or a broken connection after sending, a reply that could
+    not be decoded, a gateway's own 5xx)."""
+    after_lost_reply: bool = False
+    """Whether an earlier attempt of the same call had an unknown outcome: only then may a
+    register's 409 be this call's own earlier attempt."""
 
 
 class InvalidRequestError(ConvaiError, ValueError):
@@ -34,12 +41,21 @@ class ConvaiAPIError(ConvaiError):
         message: str,
         transaction_id: str = "",
         retry_after: float | None = None,
+        *,
+        envelope: bool = False,
     ) -> None:
         self.operation = operation
         self.status_code = status_code
         self.message = message
         self.transaction_id = transaction_id
         self.retry_after = retry_after
+        self.envelope = envelope
+        """Whether the body was Convai's own error shape for the call (`status: error`,
+        `message`, `transactionID`; `{"ERROR": ...}` for the character calls): Convai's word,
+        not a proxy's or a wrong URL's."""
+        # A gateway's own 5xx may come after it forwarded the request; Convai's own error, a
+        # 429 or a 4xx proves nothing was written.
+        self.outcome_unknown = not envelope and status_code >= 500
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -64,11 +80,14 @@ class AuthenticationError(ConvaiAPIError):
         transaction_id: str = "",
         retry_after: float | None = None,
         *,
+        envelope: bool = False,
         key_source: str = API_KEY_ARGUMENT,
     ) -> None:
         self.key_source = key_source
         """The setting the refused key came from, which the hint names."""
-        super().__init__(operation, status_code, message, transaction_id, retry_after)
+        super().__init__(
+            operation, status_code, message, transaction_id, retry_after, envelope=envelope
+        )
 
     @property
     def hint(self) -> str:  # type: ignore[override]
@@ -84,6 +103,24 @@ class NotFoundError(ConvaiAPIError):
         if self.operation in self.MODEL_OPERATIONS:
             return "No model of that model_group_name exists in this Convai account."
         return f"No such call there: check that {BASE_URL_SETTINGS} is Convai's API root."
+
+
+class AbsenceNotConfirmedError(ConvaiError):
+    """A call that names a model met 404, but a whole list did not confirm the model is gone."""
+
+    def __init__(self, not_found: NotFoundError, why: str) -> None:
+        self.not_found = not_found
+        self.why = why
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        refusal = self.not_found
+        said = refusal.message.strip().rstrip(".") or "no message"
+        return (
+            f"Convai {refusal.operation} answered HTTP 404 ({said}), {sentence(self.why)} "
+            "Nothing was dropped: a 404 is taken as gone only when a list from the same Convai "
+            f"confirms it. Check that {BASE_URL_SETTINGS} is Convai's API root, then run again."
+        )
 
 
 class ConflictError(ConvaiAPIError):
@@ -137,10 +174,13 @@ class RedirectError(UnexpectedReplyError):
 class ConvaiConnectionError(ConvaiError):
     """Convai could not be reached, or the connection broke before a full reply arrived."""
 
-    def __init__(self, operation: str, base_url: str, detail: str) -> None:
+    def __init__(
+        self, operation: str, base_url: str, detail: str, *, outcome_unknown: bool = False
+    ) -> None:
         self.operation = operation
         self.base_url = base_url
         self.detail = detail
+        self.outcome_unknown = outcome_unknown
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -186,6 +226,7 @@ def error_for_status(
     retry_after: float | None = None,
     *,
     key_source: str = API_KEY_ARGUMENT,
+    envelope: bool = False,
 ) -> ConvaiAPIError:
     """The one mapping from an HTTP error status to the exception a caller catches;
     `key_source`: the setting the request's key came from, for a refused key's hint."""
@@ -195,6 +236,12 @@ def error_for_status(
         cls = _STATUS_ERRORS.get(status_code, ConvaiAPIError)
     if cls is AuthenticationError:
         return AuthenticationError(
-            operation, status_code, message, transaction_id, retry_after, key_source=key_source
+            operation,
+            status_code,
+            message,
+            transaction_id,
+            retry_after,
+            envelope=envelope,
+            key_source=key_source,
         )
-    return cls(operation, status_code, message, transaction_id, retry_after)
+    return cls(operation, status_code, message, transaction_id, retry_after, envelope=envelope)

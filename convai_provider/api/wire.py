@@ -6,6 +6,7 @@ and sends the same replies; the provider builds its state from `PrivateModel`.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -75,11 +76,15 @@ class DeregisterRequest(_Request):
     model_group_name: Identifier
 
 
-class _Reply(BaseModel):
-    """Replies accept fields the server may add later, but not the lack of a documented one: a
-    reply without `status: success` is not a success, whatever its HTTP status."""
+STRICT_REPLY = ConfigDict(extra="allow", strict=True)
+"""Replies accept fields the server may add later, but each documented field only in its
+documented JSON type: `is_uncensored: "yes"` or `count: "1"` is not understood, not coerced."""
 
-    model_config = ConfigDict(extra="allow")
+
+class _Reply(BaseModel):
+    """A reply without `status: success` is not a success, whatever its HTTP status."""
+
+    model_config = STRICT_REPLY
 
     status: Literal["success"]
     transactionID: str = ""  # noqa: N815 - the wire name
@@ -104,7 +109,7 @@ class DeregisterResponse(_Reply):
 class PrivateModel(BaseModel):
     """One model as `/llm-models/list` reports it (the api_key is never returned)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = STRICT_REPLY
 
     model_group_name: str
     model_name: str
@@ -115,6 +120,25 @@ class PrivateModel(BaseModel):
     created_at: str = ""
 
 
+PAGING_MARKERS = (
+    "has_more",
+    "next",
+    "next_page",
+    "next_page_token",
+    "page_token",
+    "page",
+    "pages",
+    "total_pages",
+    "cursor",
+    "next_cursor",
+    "continuation_token",
+    "offset",
+    "limit",
+)
+"""Fields that would say a list reply is one page of several; present with a value other than
+null, false or empty, the reply is refused."""
+
+
 class ListResponse(_Reply):
     models: list[PrivateModel]
     """Required: a list reply without it says nothing about which models exist."""
@@ -122,11 +146,30 @@ class ListResponse(_Reply):
     """When sent, the number of models: a list holding fewer is not the whole account."""
 
     @model_validator(mode="after")
-    def _count_matches(self) -> ListResponse:
+    def _whole_account(self) -> ListResponse:
+        """A list is the whole account or it is an error: never a page that a refresh would
+        read as "the rest are gone", never two models of one name to choose between."""
         if self.count is not None and self.count != len(self.models):
             raise ValueError(
                 f"count is {self.count} but the reply lists {len(self.models)} models: "
                 "not the whole account"
+            )
+        paging = [
+            name
+            for name in PAGING_MARKERS
+            if (self.model_extra or {}).get(name) not in (None, False, "", [], {})
+        ]
+        if paging:
+            raise ValueError(
+                f"it is paged ({', '.join(paging)}), and Convai's list is documented whole: "
+                "not the whole account"
+            )
+        names = Counter(m.model_group_name for m in self.models)
+        repeated = sorted(name for name, times in names.items() if times > 1)
+        if repeated:
+            raise ValueError(
+                f"it lists {', '.join(repeated)} more than once; a model_group_name is unique "
+                "in an account"
             )
         return self
 
@@ -136,6 +179,7 @@ class ListResponse(_Reply):
 
 # Characters: Convai's older Character API, without the /llm-models envelope ---------------
 
+CHARACTER_PATH_PREFIX = "/character/"
 CHARACTER_CREATE_PATH = "/character/create"
 CHARACTER_GET_PATH = "/character/get"
 CHARACTER_UPDATE_PATH = "/character/update"
@@ -149,7 +193,7 @@ class CharacterCreateRequest(_Request):
 
 
 class CharacterCreateResponse(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = STRICT_REPLY
 
     charID: str  # noqa: N815 - the wire name
 
@@ -166,7 +210,7 @@ class CharacterUpdateRequest(_Request):
 
 
 class CharacterUpdateResponse(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = STRICT_REPLY
 
     STATUS: Literal["SUCCESS"]
 
@@ -174,7 +218,7 @@ class CharacterUpdateResponse(BaseModel):
 class Character(BaseModel):
     """`/character/get`'s reply. Whether it reports the model is undocumented: it is optional."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = STRICT_REPLY
 
     character_id: str
     character_name: str = ""

@@ -400,7 +400,12 @@ def _recovery_text(args: argparse.Namespace, recovery: Recovery) -> str:
         ),
     ]
     if not lines:
-        return "No pending creates of Convai resources: nothing to settle."
+        return (
+            "No pending creates of Convai resources: nothing to settle. (A create whose provider "
+            "process was killed leaves none: `pulumi up` then fails with 409 and, when Convai "
+            "holds the model exactly as declared, names the way to adopt it; see "
+            "docs/state-integrity.md.)"
+        )
     if recovery.conflicts:
         lines.append(
             f"Decide each conflict before importing (`pulumi stack import` forgets pending "

@@ -7,7 +7,8 @@ gets only its inputs), and Pulumi 3.274's `pulumi refresh --import-pending-creat
 without reading the resource. So the record is settled here, from `pulumi stack export`:
 
 - Convai holds a model of that name exactly as the record declares it: this stack registered it;
-  it becomes a resource in state (`pulumi refresh` then fills in what Convai computed).
+  it becomes a resource in state (`pulumi refresh` then fills in what Convai computed), in the
+  place of the resource it replaces when the CLI was killed during a replacement.
 - Convai holds no model of that name: the create never reached Convai; the record is dropped and
   the next `pulumi up` registers it.
 - Convai holds a different model of that name: perhaps someone else's; the model is reported as a
@@ -65,17 +66,41 @@ def recover_pending_creates(exported: Any, live: Mapping[str, PrivateModel]) -> 
             continue
         existing = _existing(resource, live) if kind == TYPE_TOKEN else None
         conflicts = _differences(existing, resource["inputs"]) if existing else []
+        resources = deployment.get("resources") or []  # null in a hand-made export
+        deployment["resources"] = resources
+        if existing is not None and not conflicts:
+            conflicts = _place(resources, _created(resource, existing))
         if existing is None:
             recovery.dropped.append(name)
         elif not conflicts:
-            resources = deployment.get("resources") or []
-            deployment["resources"] = [*resources, _created(resource, existing)]
             recovery.adopted.append(name)
         else:
             kept.append(operation)
             recovery.conflicts[name] = conflicts
     deployment["pending_operations"] = kept
     return recovery
+
+
+def _place(resources: list[Any], created: dict[str, Any]) -> list[str]:
+    """Put the settled resource into state, where its URN allows; else say why not.
+
+    A CLI killed during a delete-before-replace leaves the old resource in state marked
+    `pendingReplacement` (Convai deleted it) next to the replacement's pending create: the
+    settled replacement takes its place, so no URN is ever in state twice (`pulumi stack
+    import` refuses that). A live resource of that URN is not replaced: a person decides.
+    """
+    same = [
+        i
+        for i, r in enumerate(resources)
+        if isinstance(r, dict) and r.get("urn") == created["urn"] and not r.get("delete")
+    ]
+    if not same:
+        resources.append(created)
+        return []
+    if len(same) == 1 and resources[same[0]].get("pendingReplacement"):
+        resources[same[0]] = created
+        return []
+    return ["state already holds a resource of this URN that is not pending replacement"]
 
 
 def _existing(resource: Mapping[str, Any], live: Mapping[str, PrivateModel]) -> PrivateModel | None:

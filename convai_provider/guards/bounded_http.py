@@ -39,6 +39,16 @@ _FIRST_BYTES = 1024
 _SHOWN_CHARACTERS = 60
 
 
+DECODABLE_ENCODINGS = frozenset({"identity", "gzip", "deflate", "x-gzip"})
+"""Content-Encodings a reply may use: httpx decodes these; any other it would pass through
+undecoded, as if the compressed bytes were the body."""
+
+
+class UndecodableReplyError(httpx.TransportError):
+    """A reply whose body cannot be decoded (a Content-Encoding we cannot undo, a corrupt one, or
+    text that is not UTF-8): as good as lost, since what it said cannot be known."""
+
+
 class ReplyTooLargeError(Exception):
     """A reply body longer than the cap; reading stopped there."""
 
@@ -196,7 +206,13 @@ def send(
     with _deadline(time.monotonic() + seconds) as first_bytes:
         try:
             with client.stream(method, url, timeout=seconds, **options) as streamed:
-                body = _read_capped(streamed, cap)
+                _refuse_unknown_encoding(streamed)
+                try:
+                    body = _read_capped(streamed, cap)
+                except httpx.DecodingError as exc:
+                    raise UndecodableReplyError(
+                        f"its {streamed.headers.get('content-encoding')} body is corrupt: {exc}"
+                    ) from None
         except httpx.RemoteProtocolError as exc:
             if first_bytes and "without sending a response" in str(exc):
                 # h11 read bytes but no status line in them (HTTP/0.9, another protocol).
@@ -222,6 +238,17 @@ def send(
     )
 
 
+def _refuse_unknown_encoding(response: httpx.Response) -> None:
+    encoding = response.headers.get("content-encoding", "")
+    unknown = [
+        token.strip()
+        for token in encoding.lower().split(",")
+        if token.strip() and token.strip() not in DECODABLE_ENCODINGS
+    ]
+    if unknown:
+        raise UndecodableReplyError(f"its body is in Content-Encoding {', '.join(unknown)}")
+
+
 def _read_capped(response: httpx.Response, cap: int) -> bytes:
     announced = response.headers.get("content-length", "")
     if announced.isdigit() and int(announced) > cap:
@@ -238,6 +265,8 @@ def what_went_wrong(exc: httpx.TransportError) -> str:
     """What a transport failure means, in words that do not blame the network when a
     connection was made: `{url} ` + this reads as a sentence."""
     detail = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, UndecodableReplyError):
+        return f"answered with a reply that cannot be decoded ({exc})"
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
         return f"did not accept a connection in time ({detail})"
     if isinstance(exc, httpx.TimeoutException):

@@ -19,10 +19,12 @@ from pulumi.dynamic import CheckFailure, CheckResult, ConfigureRequest, Resource
 from pulumi.output import Unknown
 from pydantic import BaseModel, ValidationError
 
+from convai_provider.api.account import DEFAULT_OPERATION_TIMEOUT
 from convai_provider.api.errors import ConvaiError
 from convai_provider.guards.keys import redact, remember
 from convai_provider.guards.text import SafeLogFilter, escaped, sentence
 from convai_provider.guards.validation import field_problems
+from convai_provider.resources.engine_watch import IN_FLIGHT, start_engine_watch
 from convai_provider.resources.runtime import ConvaiRuntime, runtime_for
 from convai_provider.resources.settings import CONFIG_KEYS, ConvaiSettings
 
@@ -57,7 +59,8 @@ def _keeping_keys_out(operation: Callable[..., Any]) -> Callable[..., Any]:
     def run(self: ConvaiProvider, *args: Any) -> Any:
         remember(*(arg.get("api_key") for arg in args if isinstance(arg, Mapping)))
         try:
-            return operation(self, *args)
+            with IN_FLIGHT.running():
+                return operation(self, *args)
         except Exception as exc:
             # Pulumi shows the traceback, chained exceptions included: look at all of it.
             printed = "".join(traceback.format_exception(exc, limit=FULL_TRACEBACK))
@@ -138,16 +141,21 @@ class _SentenceTracebacks:
         return traceback.format_exc(limit, chain)
 
 
+def in_provider_server() -> bool:
+    main = sys.modules.get("__main__")
+    return getattr(getattr(main, "__spec__", None), "name", None) == PROVIDER_SERVER
+
+
 def show_errors_without_tracebacks() -> None:
     """Pulumi prints `traceback.format_exc()` of whatever a provider raises: ten lines of SDK and
     provider frames and a class path before the one sentence a ConvaiOperationError says. In the
     provider process (and only there: the setting is process-wide) frames are left out of every
     printed traceback, and our sentences are printed alone; an unexpected error's frames are
     logged in full by the operation that met it."""
-    main = sys.modules.get("__main__")
-    if getattr(getattr(main, "__spec__", None), "name", None) == PROVIDER_SERVER:
+    if in_provider_server():
+        main = sys.modules["__main__"]
         sys.tracebacklimit = 0
-        main.traceback = _SentenceTracebacks()  # type: ignore[union-attr]
+        main.traceback = _SentenceTracebacks()  # type: ignore[attr-defined]
 
 
 class ConvaiProvider(ResourceProvider):
@@ -174,6 +182,8 @@ class ConvaiProvider(ResourceProvider):
         log_to_stderr()
         show_errors_without_tracebacks()
         self._prepare_runtime()
+        if in_provider_server():
+            start_engine_watch(self._operation_timeout())
 
     def _prepare_runtime(self) -> None:
         """Build the client now, as a Terraform provider's Configure does: its TLS setup takes
@@ -182,6 +192,14 @@ class ConvaiProvider(ResourceProvider):
         runs Check, which needs no key."""
         with suppress(ConvaiError):
             self._runtime()
+
+    def _operation_timeout(self) -> float:
+        """How long operations in flight may still take (what a provider process whose engine
+        is gone waits for before it exits)."""
+        try:
+            return self._runtime().settings.operation_timeout
+        except ConvaiError:
+            return DEFAULT_OPERATION_TIMEOUT
 
     def _runtime(self) -> ConvaiRuntime:
         return runtime_for(ConvaiSettings.resolve(self._config))

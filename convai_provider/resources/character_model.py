@@ -72,8 +72,17 @@ def _subject(char_id: str, model_group_name: str | None = None) -> str:
     return f"Convai character '{char_id}' to model '{model_group_name}'"
 
 
-def _character_gone(exc: ConvaiError) -> bool:
-    return isinstance(exc, BadRequestError) and "not found" in exc.message.lower()
+def _character_gone(exc: ConvaiError, char_id: str) -> bool:
+    """Only Convai's own answer for that call says a character is gone: a 400 whose body is the
+    Character API's `{"ERROR": ...}` alone, saying this character was not found. A proxy's
+    page or any other 400 that happens to say "not found" leaves the binding in state."""
+    message = exc.message.lower() if isinstance(exc, BadRequestError) else ""
+    return (
+        isinstance(exc, BadRequestError)
+        and exc.envelope
+        and "not found" in message
+        and f"'{char_id.lower()}'" in message
+    )
 
 
 class CharacterModelProvider(ConvaiProvider):
@@ -104,7 +113,7 @@ class CharacterModelProvider(ConvaiProvider):
         try:
             character = runtime.operation().character(id_)
         except ConvaiError as exc:
-            if _character_gone(exc):
+            if _character_gone(exc, id_):
                 log.info("Convai character %s is gone; dropping its binding from state", id_)
                 return ReadResult("", {})
             raise ConvaiOperationError("read", _subject(id_), exc) from None
@@ -125,7 +134,7 @@ class CharacterModelProvider(ConvaiProvider):
         try:
             runtime.operation().set_character_model(char_id, model_group_name)
         except ConvaiError as exc:
-            if missing_ok and _character_gone(exc):
+            if missing_ok and _character_gone(exc, char_id):
                 log.info("Convai character %s was already gone", char_id)
                 return
             raise ConvaiOperationError(

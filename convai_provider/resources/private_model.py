@@ -28,8 +28,8 @@ from pydantic import ConfigDict, StrictBool
 
 from convai_provider.api.account import Operation
 from convai_provider.api.client import build_request
-from convai_provider.api.errors import ConflictError, ConvaiError, NotFoundError
-from convai_provider.api.matching import differences
+from convai_provider.api.errors import ConflictError, ConvaiError
+from convai_provider.api.matching import as_declared, differences
 from convai_provider.api.wire import (
     OPENAI_BASE_URL,
     UPDATABLE_FIELDS,
@@ -54,6 +54,7 @@ from convai_provider.resources.fields import (
     EndpointKey,
     Name,
 )
+from convai_provider.resources.key_identity import KEY_FINGERPRINT, seen_with, why_not_gone
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.runtime import ConvaiRuntime
 from convai_provider.resources.type_tokens import MODULE
@@ -66,8 +67,8 @@ REPLACE_FIELDS = ("model_group_name", "model_name")
 ENDPOINT_FIELDS = ("base_url", "model_name", "api_key")
 """A change to any of these points Convai at a different endpoint: the preflight runs again."""
 
-COMPUTED_FIELDS = ("category", "created_at")
-"""Set by Convai; outputs only."""
+COMPUTED_FIELDS = ("category", "created_at", KEY_FINGERPRINT)
+"""Outputs only: set by Convai, or (the key fingerprint) by the provider."""
 
 
 class PrivateModelInputs(RegisterRequest):
@@ -160,6 +161,7 @@ class PrivateModelProvider(ConvaiProvider):
                 outputs = self._register(convai, inputs)
         except ConvaiError as exc:
             raise ConvaiOperationError("create", _subject(inputs.model_group_name), exc) from None
+        outputs[KEY_FINGERPRINT] = seen_with(runtime.settings.api_key, None)
         return CreateResult(inputs.model_group_name, outputs)
 
     @staticmethod
@@ -168,9 +170,11 @@ class PrivateModelProvider(ConvaiProvider):
             registered = convai.register(inputs.register_request())
         except ConflictError as conflict:
             # A model of this name that was there before this create may be another stack's:
-            # never take it silently.
+            # never take it silently; say what Convai holds and how to take it, if it is ours.
             raise ConvaiOperationError(
-                "create", _subject(inputs.model_group_name), f"{conflict} {INTERRUPTED_HINT}"
+                "create",
+                _subject(inputs.model_group_name),
+                f"{conflict} {_what_convai_holds(convai, inputs)} {INTERRUPTED_HINT}",
             ) from None
         log.info("registered Convai private model %s", inputs.model_group_name)
         if registered.model is None:
@@ -235,10 +239,15 @@ class PrivateModelProvider(ConvaiProvider):
             live = runtime.operation().listed(id_)
         except ConvaiError as exc:
             raise ConvaiOperationError("read", _subject(id_), exc) from None
+        api_key = runtime.settings.api_key
         if live is None:
+            refusal = why_not_gone(api_key, props.get(KEY_FINGERPRINT))
+            if refusal is not None:
+                raise ConvaiOperationError("read", _subject(id_), refusal)
             log.info("Convai private model %s is gone; dropping it from state", id_)
             return ReadResult("", {})
         outputs = _live_outputs(live, props)
+        outputs[KEY_FINGERPRINT] = seen_with(api_key, props.get(KEY_FINGERPRINT))
         inputs = {k: v for k, v in outputs.items() if k not in COMPUTED_FIELDS}
         return ReadResult(id_, outputs, inputs)
 
@@ -252,13 +261,16 @@ class PrivateModelProvider(ConvaiProvider):
         ):
             self._verify_endpoint(runtime, "update", inputs)
         try:
-            self._send_update(runtime.operation(), id_, olds, news)
+            changed = self._send_update(runtime.operation(), id_, olds, news)
         except ConvaiError as exc:
             raise ConvaiOperationError("update", _subject(id_), exc) from None
         outputs = inputs.model_dump()
         for field in (*UPDATABLE_FIELDS, *COMPUTED_FIELDS):
             if outputs.get(field) is None:
                 outputs[field] = olds.get(field)
+        if changed:  # Convai took the update: the model is in the account of the key in use
+            recorded = olds.get(KEY_FINGERPRINT)
+            outputs[KEY_FINGERPRINT] = seen_with(runtime.settings.api_key, recorded)
         return UpdateResult(outputs)
 
     def _send_update(
@@ -277,14 +289,46 @@ class PrivateModelProvider(ConvaiProvider):
 
     # delete ---------------------------------------------------------------------------------
 
-    def delete(self, id_: str, _props: dict[str, Any]) -> None:
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
         runtime = self._runtime()
         try:
-            runtime.operation().deregister(id_)
-        except NotFoundError:
-            log.info("Convai private model %s was already gone", id_)
+            deregistered = runtime.operation().deregister(id_)
         except ConvaiError as exc:
             raise ConvaiOperationError("delete", _subject(id_), exc) from None
+        if not deregistered:
+            refusal = why_not_gone(runtime.settings.api_key, props.get(KEY_FINGERPRINT))
+            if refusal is not None:
+                raise ConvaiOperationError("delete", _subject(id_), refusal)
+            log.info("Convai private model %s was already gone", id_)
+
+
+def _what_convai_holds(convai: Operation, inputs: PrivateModelInputs) -> str:
+    """After a 409: the model Convai holds under that name against the declaration, and the exact
+    way to take it over when it is this stack's (a run killed after its register landed leaves no
+    pending operation to recover: its create simply failed)."""
+    try:
+        live = convai.listed_from_now(inputs.model_group_name)
+    except ConvaiError as exc:
+        return f"(The list to compare it with the declaration failed: {exc})"
+    group = inputs.model_group_name
+    if live is None:
+        return (
+            f"Convai lists no model named '{group}': another model holds display_name "
+            f"{inputs.display_name!r} (unique in the account), or '{group}' was deleted since."
+        )
+    found = differences(live.model_dump(), as_declared(inputs.register_request()))
+    if found:
+        return (
+            f"Convai's '{group}' is not this declaration ({'; '.join(map(str, found))}): "
+            "another stack's or person's model; choose another model_group_name."
+        )
+    return (
+        f"Convai holds '{group}' exactly as declared (the endpoint key cannot be compared). If "
+        f"this stack registered it in a run that was killed, take it over: set "
+        f"`adopt_existing: true` on model '{group}' in the stack file's convai-models:models "
+        f"(adopt_existing=True in a program) for one `pulumi up`, then remove it; if another "
+        f"stack or person registered it, choose another model_group_name."
+    )
 
 
 def _subject(model_group_name: str) -> str:
@@ -362,6 +406,9 @@ class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
     verify_endpoint: pulumi.Output[bool]
     category: pulumi.Output[str]
     created_at: pulumi.Output[str]
+    convai_key_fingerprint: pulumi.Output[str]
+    """A fingerprint of the Convai key that created the model or last saw it (never the key):
+    how another account's key is told from this model's (docs/state-integrity.md)."""
 
     def __init__(
         self,
@@ -391,9 +438,11 @@ class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
         props = merge_args(args, keywords)
         if props.get("api_key") is not None:
             props["api_key"] = pulumi.Output.secret(props["api_key"])
-        for output in (*keywords, "category", "created_at"):
+        for output in (*keywords, *COMPUTED_FIELDS):
             props.setdefault(output, None)  # None declares an output Pulumi fills after create
-        secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=["api_key"])
+        secret_outputs = pulumi.ResourceOptions(
+            additional_secret_outputs=["api_key", KEY_FINGERPRINT]
+        )
         with provider_serialization():
             super().__init__(
                 PrivateModelProvider(),

@@ -1,0 +1,292 @@
+"""State integrity through the real `pulumi` CLI: a reply we are not sure of never costs a model.
+
+A wrong URL, another account's key or a killed process must leave state and Convai agreeing, or
+stop with an error that says what to do; never "succeed" by dropping what Convai still holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from convai_provider.api.wire import LIST_PATH, REGISTER_PATH
+from convai_provider.emulator.process import EmulatorProcess
+from testkit.convai import CONVAI_KEY, live, stored_endpoint_key
+from testkit.hostile_server import http_answer, serve_answer
+from testkit.pulumi_cli import PulumiProject
+
+ENDPOINT_KEY = "sk-integrity-endpoint-6e02b1"
+
+
+@pytest.fixture
+def project(tmp_path: Path, cli_bin: Path, convai: EmulatorProcess) -> PulumiProject:
+    """The product's program; Convai's URL and key come from the environment, so a test can
+    point a later command elsewhere (refresh and destroy reuse the config stored in state)."""
+    proj = PulumiProject(
+        tmp_path, cli_bin, {"CONVAI_API_KEY": CONVAI_KEY, "CONVAI_BASE_URL": convai.url}
+    )
+    proj.set_secret("endpointKey", ENDPOINT_KEY)
+    return proj
+
+
+def model(group: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "model_group_name": group,
+        "endpoint": "llm",
+        "display_name": f"{group} model",
+        "verify_endpoint": False,  # the preflight has tests of its own
+        **fields,
+    }
+
+
+def stack(*models: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "convai-models:endpoints": [
+            {
+                "name": "llm",
+                "kind": "external",
+                "base_url": "https://llm.example.com/v1",
+                "model_name": "llama-3.1-8b",
+                "api_key_config": "endpointKey",
+            }
+        ],
+        "convai-models:models": list(models),
+    }
+
+
+def state_models(project: PulumiProject) -> list[str]:
+    return sorted(
+        name
+        for name, resource in project.resources().items()
+        if resource["type"].endswith(":PrivateModel")
+    )
+
+
+HTML_404 = http_answer(404, raw_body=b"<html><body><h1>404 Not Found</h1>nginx</body></html>")
+
+
+@contextmanager
+def wrong_convai(kind: str, convai: EmulatorProcess) -> Iterator[str]:
+    """A base URL that is not Convai's API root: Convai's own host under a wrong path prefix
+    (the emulator answers unknown paths with its error envelope), or a proxy's HTML 404."""
+    if kind == "path prefix":
+        yield f"{convai.url}/api"
+    else:
+        with serve_answer(HTML_404) as url:
+            yield url
+
+
+# A 404 is "gone" only when a list from the same Convai confirms it ------------------------------
+
+
+@pytest.mark.parametrize("kind", ["path prefix", "proxy 404 page"])
+def test_destroy_through_a_wrong_base_url_fails_and_state_keeps_every_model(
+    project: PulumiProject, convai: EmulatorProcess, kind: str
+) -> None:
+    project.configure(stack(model("alpha"), model("beta")))
+    project.up()
+    with wrong_convai(kind, convai) as url:
+        project.env["CONVAI_BASE_URL"] = url
+        done = project.destroy(check=False)
+    assert done.returncode != 0, done.stdout
+    assert "HTTP 404" in done.stdout and "Nothing was dropped" in done.stdout
+    assert "Traceback" not in done.stdout
+    assert state_models(project) == ["alpha", "beta"]
+    assert sorted(live(convai)) == ["alpha", "beta"]
+    project.env["CONVAI_BASE_URL"] = convai.url
+    project.destroy()
+    assert state_models(project) == [] and live(convai) == {}
+
+
+# Another account's key never drops a model ---------------------------------------------------
+
+
+OTHER_ACCOUNT_KEY = "convai-other-account-key-90c4e7"
+
+
+def test_refresh_or_up_with_another_accounts_key_keeps_every_model(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    project.configure(stack(model("alpha"), model("beta")))
+    project.up()
+    fingerprints = [
+        r["outputs"]["convai_key_fingerprint"]
+        for r in project.resources().values()
+        if r["type"].endswith(":PrivateModel")
+    ]
+    assert all("ciphertext" in f for f in fingerprints)  # a secret in state, and no key in it
+    project.env["CONVAI_API_KEY"] = OTHER_ACCOUNT_KEY  # a wrong CI secret
+    for command in (("refresh", "--yes", "--skip-preview"), ("up", "--yes", "--refresh")):
+        done = project.run(*command, check=False)
+        assert done.returncode != 0, done.stdout
+        assert "is not the one this model was created with" in done.stdout
+        assert OTHER_ACCOUNT_KEY not in done.stdout
+        assert state_models(project) == ["alpha", "beta"]
+    project.env["CONVAI_API_KEY"] = CONVAI_KEY
+    project.run("preview", "--expect-no-changes", "--refresh")
+    assert sorted(live(convai)) == ["alpha", "beta"]
+
+
+# A provider process killed after its registers landed --------------------------------------------
+
+
+def session_processes(session: int, marker: bytes = b"") -> list[int]:
+    """The processes of a CLI's session (it is started in one of its own) whose command line
+    holds `marker`. Pulumi puts its plugins in process groups of their own: only the session
+    finds them all."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # state, ppid, pgrp, session, ...
+        if int(fields[3]) == session and marker in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def provider_processes(session: int) -> list[int]:
+    """The dynamic provider processes (`python -u -m pulumi.dynamic`) of a CLI's session."""
+    return session_processes(session, b"pulumi.dynamic")
+
+
+def end_session(session: int) -> None:
+    """Whatever a killed CLI left (its language host, a provider): no test leaves a process."""
+    for pid in session_processes(session):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_a_provider_killed_after_its_registers_landed_converges_by_the_named_adopt_path(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    models = [model("alpha"), model("beta")]
+    project.configure(stack(*models))
+    # Registers land at once; the list each create reads its model back from is slow.
+    convai.inject(path=LIST_PATH, latency_ms=30_000)
+    cli = project.start("up", "--yes", "--skip-preview")
+    try:
+        landed = lambda: all(stored_endpoint_key(convai, g) for g in ("alpha", "beta"))  # noqa: E731
+        wait_for(landed, "both registers to land")
+        (provider,) = provider_processes(cli.pid)
+        os.kill(provider, signal.SIGKILL)  # the OOM killer, mid-create
+        output, _ = cli.communicate(timeout=120)
+    finally:
+        end_session(cli.pid)
+    assert cli.returncode != 0, output
+    convai.clear_faults()
+    assert sorted(live(convai)) == ["alpha", "beta"]
+    assert project.pending_operations() == []  # nothing for `recover` to settle
+    assert state_models(project) == []
+
+    refused = project.up(check=False)
+    assert refused.returncode != 0
+    for group in ("alpha", "beta"):
+        assert f"Convai holds '{group}' exactly as declared" in refused.stdout
+        assert f"set `adopt_existing: true` on model '{group}'" in refused.stdout
+    assert "Traceback" not in refused.stdout
+
+    project.configure(stack(*(m | {"adopt_existing": True} for m in models)))
+    project.up()
+    project.configure(stack(*models))
+    project.run("preview", "--expect-no-changes", "--refresh")
+    assert state_models(project) == ["alpha", "beta"] and sorted(live(convai)) == ["alpha", "beta"]
+    project.destroy()
+    assert live(convai) == {}
+
+
+# Provider processes left by a killed CLI end by themselves ----------------------------------------
+
+
+def test_the_provider_of_a_killed_cli_ends_once_its_operations_are_done(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    project.configure(stack(model("alpha")))
+    convai.inject(path=LIST_PATH, latency_ms=5000)  # the create is in flight when the CLI dies
+    cli = project.start("up", "--yes", "--skip-preview")
+    try:
+        wait_for(lambda: bool(stored_endpoint_key(convai, "alpha")), "the register to land")
+        (provider,) = provider_processes(cli.pid)
+        os.kill(cli.pid, signal.SIGKILL)  # the CLI alone: its provider is left running
+        cli.communicate(timeout=60)
+        # The test's own deadline, not a speed: the provider finishes its create (5 s), then
+        # notices the engine is gone (13 s at most, docs/state-integrity.md).
+        wait_for(lambda: provider not in provider_processes(cli.pid), "the provider to end", 120)
+    finally:
+        end_session(cli.pid)  # the language host, which is not ours
+    convai.clear_faults()
+    assert sorted(live(convai)) == ["alpha"]
+
+
+# A CLI killed during a replacement ----------------------------------------------------------------
+
+
+def test_a_cli_killed_during_a_replacement_is_settled_without_a_duplicate_urn(
+    project: PulumiProject, convai: EmulatorProcess, tmp_path: Path
+) -> None:
+    project.configure(stack(model("alpha")))
+    project.up()
+    replaced = stack(model("alpha"))
+    replaced["convai-models:endpoints"][0]["model_name"] = "qwen-7b"  # model_name replaces
+    project.configure(replaced)
+    convai.clear_counts()
+    convai.inject(path=LIST_PATH, latency_ms=30_000)  # the replacement's read-back hangs
+    cli = project.start("up", "--yes", "--skip-preview")
+    try:
+        wait_for(
+            lambda: (
+                convai.request_counts().get(REGISTER_PATH, 0) >= 1
+                and bool(stored_endpoint_key(convai, "alpha"))
+            ),
+            "the replacement's register to land",
+        )
+    finally:
+        end_session(cli.pid)  # the CLI, its provider and language host
+        cli.communicate(timeout=60)
+    convai.clear_faults()
+    assert live(convai)["alpha"]["model_name"] == "qwen-7b"
+    (old,) = [r for r in project.export()["deployment"]["resources"] if r.get("id") == "alpha"]
+    assert old.get("pendingReplacement") is True  # what Pulumi 3.274 leaves: the old entry...
+    assert [op["type"] for op in project.pending_operations()] == ["creating"]  # ...and this
+
+    project.run("cancel", "--yes")
+    exported, settled = tmp_path / "exported.json", tmp_path / "settled.json"
+    project.run("stack", "export", "--file", str(exported))
+    recovered = subprocess.run(
+        [
+            *(sys.executable, "-m", "convai_provider", "recover", "--stack", "e2e"),
+            *("--base-url", convai.url, "--state", str(exported), "--out", str(settled)),
+        ],
+        env={**os.environ, "CONVAI_API_KEY": CONVAI_KEY},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert recovered.returncode == 0, recovered.stderr
+    project.run("stack", "import", "--file", str(settled))  # refused before: duplicate URN
+    project.refresh()
+    project.run("preview", "--expect-no-changes")
+    assert state_models(project) == ["alpha"] and list(live(convai)) == ["alpha"]
+    project.destroy()
+    assert live(convai) == {}
