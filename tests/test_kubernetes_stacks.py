@@ -345,6 +345,42 @@ def assert_plans(deployment: Deployment) -> None:
     assert ("kubernetes:core/v1:Namespace", "qwen-7b") in created
 
 
+def assert_cache_change_keeps_pods_and_claims(deployment: Deployment) -> None:
+    """A new cache_size replaces the StatefulSet with orphan propagation: the running pods and
+    their claims outlive it and the new one adopts them; nothing restarts, the claims keep their
+    size (expanding them is the operator's step, docs/vllm.md)."""
+    endpoint = first_endpoint(deployment.config)
+    namespace = f"vllm-{endpoint['name']}"
+    cluster = deployment.cluster
+    (old,) = cluster.objects("statefulsets", namespace)
+    pods = {p["metadata"]["name"]: p["metadata"]["uid"] for p in cluster.objects("pods", namespace)}
+    claims = {
+        c["metadata"]["name"]: (c["metadata"]["uid"], c["spec"]["resources"]["requests"]["storage"])
+        for c in cluster.objects("persistentvolumeclaims", namespace)
+    }
+
+    changed = copy.deepcopy(deployment.config)
+    bigger_cache(changed)
+    deployment.config = changed
+    deployment.configure()
+    deployment.project.up()
+
+    (new,) = cluster.objects("statefulsets", namespace)
+    assert new["metadata"]["uid"] != old["metadata"]["uid"]  # replaced
+    (template,) = new["spec"]["volumeClaimTemplates"]
+    assert template["spec"]["resources"]["requests"]["storage"] == "300Gi"
+    assert new["status"].get("readyReplicas") == endpoint["replicas"]
+    now = cluster.objects("pods", namespace)
+    assert {p["metadata"]["name"]: p["metadata"]["uid"] for p in now} == pods  # none restarted
+    for pod in now:
+        (owner,) = pod["metadata"]["ownerReferences"]
+        assert owner["uid"] == new["metadata"]["uid"]  # adopted by the new StatefulSet
+    assert {
+        c["metadata"]["name"]: (c["metadata"]["uid"], c["spec"]["resources"]["requests"]["storage"])
+        for c in cluster.objects("persistentvolumeclaims", namespace)
+    } == claims
+
+
 # the tests --------------------------------------------------------------------------------------
 
 
@@ -356,6 +392,7 @@ def test_staging_deploys_awaited_plans_each_change_and_goes_whole(
     assert_deployed(staging)
     staging.project.run("preview", "--expect-no-changes")
     assert_plans(staging)
+    assert_cache_change_keeps_pods_and_claims(staging)
 
     # Removing the endpoint deletes its model from Convai and everything it ran on.
     plan = staging.plan(removed_endpoint)
