@@ -22,6 +22,16 @@ HEALTH_TIMEOUT = 10
 pod that was only busy."""
 
 
+KEEP_ON_ITS_NODE = {
+    "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+    "karpenter.sh/do-not-disrupt": "true",
+}
+"""Autoscalers do not evict a replica to consolidate or scale down its node: an evicted replica
+reloads its model for minutes (a single one answers nothing meanwhile). Drains and rollouts are
+not stopped by this: docs/vllm.md, "Single-replica endpoints". On every replica count, so that
+scaling does not change the pod template."""
+
+
 SERVE = ["vllm", "serve"]
 """Explicit rather than the image's entrypoint, which has changed between vLLM releases."""
 
@@ -133,7 +143,7 @@ def _toleration(toleration: Toleration) -> k8s.core.v1.TolerationArgs:
 def pod_template(
     endpoint: VllmEndpoint,
     labels: dict[str, str],
-    annotations: pulumi.Input[dict[str, pulumi.Input[str]]],
+    annotations: dict[str, pulumi.Input[str]],
     main: k8s.core.v1.ContainerArgs,
 ) -> k8s.core.v1.PodTemplateSpecArgs:
     shm = k8s.core.v1.VolumeArgs(
@@ -143,7 +153,9 @@ def pod_template(
         ),
     )
     return k8s.core.v1.PodTemplateSpecArgs(
-        metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=annotations),
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            labels=labels, annotations={**KEEP_ON_ITS_NODE, **annotations}
+        ),
         spec=k8s.core.v1.PodSpecArgs(
             containers=[main],
             # The Service `vllm` would inject VLLM_PORT=tcp://<ip>:8000 and more VLLM_*

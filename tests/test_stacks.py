@@ -250,6 +250,25 @@ def test_replicas_roll_one_at_a_time_and_spread_over_nodes(stack: str) -> None:
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_autoscalers_do_not_evict_a_replica_to_save_a_node(stack: str) -> None:
+    # An evicted replica reloads its model for minutes; a single replica answers nothing
+    # meanwhile. On every replica count, so that scaling does not change the pod template.
+    run = run_stack(stack)
+    for endpoint in vllm_endpoints(stack):
+        annotations = workload_spec(run, endpoint)["template"]["metadata"]["annotations"]
+        assert annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
+        assert annotations["karpenter.sh/do-not-disrupt"] == "true"
+
+
+def test_prod_states_why_its_single_replica_endpoint_stays_single() -> None:
+    text = (ROOT / "stacks" / "Pulumi.prod.yaml").read_text()
+    singles = [e.name for e in vllm_endpoints("prod") if e.replicas == 1]
+    assert singles == ["llama-70b"]
+    # The choice and its outage, next to the setting, and where the rest is said.
+    assert "docs/vllm.md" in text and "outage" in text
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_deadlines_leave_room_for_a_model_load(stack: str) -> None:
     run = run_stack(stack)
     for endpoint in vllm_endpoints(stack):
