@@ -22,6 +22,16 @@ HEALTH_TIMEOUT = 10
 pod that was only busy."""
 
 
+DRAIN_PAUSE = 30
+"""Seconds a stopping replica keeps serving before vLLM gets SIGTERM. Terminating, it has already
+left the Service's ready endpoints, and the ingress controller follows within seconds; the rest
+lets requests in flight finish: vLLM's SIGTERM handler cancels its HTTP server at once, dropping
+any request or stream still open (vllm/entrypoints/launcher.py), so this pause is the drain. Chat
+answers of Convai characters take seconds; one longer than this is cut."""
+ENGINE_STOP_ALLOWANCE = 30
+"""Seconds vLLM gets after SIGTERM to stop its engine processes and free the GPUs before SIGKILL."""
+TERMINATION_GRACE = DRAIN_PAUSE + ENGINE_STOP_ALLOWANCE
+"""The pod's terminationGracePeriodSeconds: the preStop pause counts against it."""
 KEEP_ON_ITS_NODE = {
     "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
     "karpenter.sh/do-not-disrupt": "true",
@@ -102,6 +112,11 @@ def container(
             k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm"),
             k8s.core.v1.VolumeMountArgs(name=CACHE_VOLUME, mount_path=CACHE_PATH),
         ],
+        lifecycle=k8s.core.v1.LifecycleArgs(
+            pre_stop=k8s.core.v1.LifecycleHandlerArgs(
+                sleep=k8s.core.v1.SleepActionArgs(seconds=DRAIN_PAUSE)
+            )
+        ),
         startup_probe=_probe(startup_failures(endpoint)),
         readiness_probe=_probe(failures=3),
         liveness_probe=_probe(failures=4, period=15),
@@ -158,6 +173,7 @@ def pod_template(
         ),
         spec=k8s.core.v1.PodSpecArgs(
             containers=[main],
+            termination_grace_period_seconds=TERMINATION_GRACE,
             # The Service `vllm` would inject VLLM_PORT=tcp://<ip>:8000 and more VLLM_*
             # variables, which vLLM reads as its own settings and refuses: no pod would start.
             # vLLM reaches nothing through service links.

@@ -269,6 +269,19 @@ def test_prod_states_why_its_single_replica_endpoint_stays_single() -> None:
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_a_stopping_replica_leaves_the_load_balancer_before_vllm_stops(stack: str) -> None:
+    # vLLM's SIGTERM handler cancels its HTTP server at once, dropping requests in flight
+    # (vllm/entrypoints/launcher.py): the preStop pause is the only drain there is.
+    run = run_stack(stack)
+    for endpoint in vllm_endpoints(stack):
+        pod = workload_spec(run, endpoint)["template"]["spec"]
+        pause = vllm_container(run, endpoint)["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert pause == 30
+        # The pause counts against the grace period; vLLM gets the rest to stop its engine.
+        assert pod["terminationGracePeriodSeconds"] == pause + 30
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_deadlines_leave_room_for_a_model_load(stack: str) -> None:
     run = run_stack(stack)
     for endpoint in vllm_endpoints(stack):
