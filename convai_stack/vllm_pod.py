@@ -16,6 +16,9 @@ CACHE_PATH = "/cache/huggingface"
 """Where each replica's cache claim is mounted, and HF_HOME: weights land on the claim whoever the
 image runs as. A claim from before this path (mounted at root's default HF_HOME) has the same
 layout, so its weights are found."""
+COMPILE_CACHE_PATH = f"{CACHE_PATH}/vllm"
+"""VLLM_CACHE_ROOT, on the claim: vLLM keeps its torch.compile and CUDA-graph artefacts there, so a
+restarted replica skips the compile (a minute or more) as it skips the download."""
 PROBE_PERIOD = 10
 HEALTH_TIMEOUT = 10
 """Seconds /health may take: a saturated vLLM misses 5 s, and a missed liveness probe restarts a
@@ -92,6 +95,10 @@ def container(
         _secret_env("VLLM_API_KEY", secret_name),
         k8s.core.v1.EnvVarArgs(name="HF_HOME", value=CACHE_PATH),
         k8s.core.v1.EnvVarArgs(name="VLLM_MAX_N_SEQUENCES", value=str(endpoint.max_n_sequences)),
+        k8s.core.v1.EnvVarArgs(name="VLLM_CACHE_ROOT", value=COMPILE_CACHE_PATH),
+        # No usage report to vLLM's collector: its usage_lib honours either.
+        k8s.core.v1.EnvVarArgs(name="VLLM_NO_USAGE_STATS", value="1"),
+        k8s.core.v1.EnvVarArgs(name="DO_NOT_TRACK", value="1"),
     ]
     if with_hf_token:
         env.append(_secret_env("HF_TOKEN", secret_name))

@@ -88,6 +88,14 @@ def stateful_set(
             selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
             template=template,
             volume_claim_templates=[_cache_claim(endpoint, labels)],
+            # Kubernetes' default, stated: a claim outlives scale-down (scaling up again finds its
+            # weights; its disk is paid meanwhile) and the StatefulSet (the orphaning replacement
+            # needs it); the namespace takes it when the endpoint goes.
+            persistent_volume_claim_retention_policy=(
+                k8s.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
+                    when_deleted="Retain", when_scaled="Retain"
+                )
+            ),
         ),
         opts=pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(custom_timeouts=rollout_timeouts(endpoint))
@@ -109,7 +117,11 @@ def disruption_budget(
         name,
         metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels),
         spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-            max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels)
+            max_unavailable=1,
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+            # A replica that never becomes Ready (crash-looping) may be evicted: it serves
+            # nothing, and under the default it would block every drain of its node.
+            unhealthy_pod_eviction_policy="AlwaysAllow",
         ),
         opts=opts,
     )

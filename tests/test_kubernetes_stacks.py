@@ -336,6 +336,18 @@ def assert_plans(deployment: Deployment) -> None:
         assert plan.exit_code != 0
         assert "updates to statefulset spec for fields other than" in plan.output
 
+    # A new Hugging Face token changes the Secret's data: the provider replaces the Secret (new
+    # generated name), which the pod template names, so the pods roll (docs/vllm.md).
+    deployment.project.set_secret("hfToken", "hf_rotated_token_77d2")
+    try:
+        plan = deployment.plan(lambda _config: None)
+    finally:
+        deployment.project.set_secret("hfToken", HF_TOKEN)
+    secret = ("kubernetes:core/v1:Secret", f"{name}-keys")
+    assert plan.changed().keys() == {secret, (STATEFUL_SET, name)}, plan.output
+    assert "replace" in plan.ops(*secret)
+    assert plan.ops(STATEFUL_SET, name) == {"update"}
+
     # A new endpoint is created whole, and its model registered on it; nothing else changes.
     plan = deployment.plan(added_endpoint)
     assert all(ops == {"create"} for ops in plan.changed().values()), plan.output

@@ -244,7 +244,8 @@ def test_replicas_roll_one_at_a_time_and_spread_over_nodes(stack: str) -> None:
         }
         if endpoint.replicas >= 2:
             budget = budgets[endpoint.name].inputs["spec"]
-            assert budget == {"maxUnavailable": 1, "selector": {"matchLabels": labels}}
+            assert budget["maxUnavailable"] == 1
+            assert budget["selector"] == {"matchLabels": labels}
         else:
             assert endpoint.name not in budgets  # nothing else would keep serving
 
@@ -279,6 +280,28 @@ def test_a_stopping_replica_leaves_the_load_balancer_before_vllm_stops(stack: st
         assert pause == 30
         # The pause counts against the grace period; vLLM gets the rest to stop its engine.
         assert pod["terminationGracePeriodSeconds"] == pause + 30
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_operational_defaults_of_a_gpu_platform(stack: str) -> None:
+    run = run_stack(stack)
+    budgets = {r.name: r for r in run.of_type("kubernetes:policy/v1:PodDisruptionBudget")}
+    for endpoint in vllm_endpoints(stack):
+        env = {e["name"]: e.get("value") for e in vllm_container(run, endpoint)["env"]}
+        # No usage report to vLLM's collector (vLLM's usage_lib reads both).
+        assert env["VLLM_NO_USAGE_STATS"] == "1"
+        assert env["DO_NOT_TRACK"] == "1"
+        # torch.compile and CUDA-graph caches on the claim: a restart skips the compile.
+        assert env["VLLM_CACHE_ROOT"].startswith(env["HF_HOME"] + "/")
+        # Stated, not left to the default: claims outlive scale-down and the StatefulSet.
+        assert workload_spec(run, endpoint)["persistentVolumeClaimRetentionPolicy"] == {
+            "whenDeleted": "Retain",
+            "whenScaled": "Retain",
+        }
+        if endpoint.replicas >= 2:
+            # A crash-looping replica (never Ready) must not block a node drain.
+            budget = budgets[endpoint.name].inputs["spec"]
+            assert budget["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
@@ -426,7 +449,12 @@ def test_service_variables_follow_the_kubelet() -> None:
     assert service_variables(headless) == set()
 
 
-VLLM_VARIABLES_SET_ON_PURPOSE = {"VLLM_API_KEY", "VLLM_MAX_N_SEQUENCES"}
+VLLM_VARIABLES_SET_ON_PURPOSE = {
+    "VLLM_API_KEY",
+    "VLLM_MAX_N_SEQUENCES",
+    "VLLM_NO_USAGE_STATS",
+    "VLLM_CACHE_ROOT",
+}
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
