@@ -205,6 +205,10 @@ class VllmEndpoint(_Strict):
     """cert-manager ClusterIssuer that issues the TLS certificate; null to bring your own."""
     hf_token_config: ConfigKey | None = None
     """Stack config key of a secret Hugging Face token, for gated models."""
+    api_key_in_use: Literal["a", "b"] = "a"
+    """Which of the endpoint's two generated keys Convai is given. vLLM accepts both, so a switch
+    updates the Convai model and restarts no pod: rotate the other key, then switch to it
+    (docs/vllm.md, "Rotating an endpoint key")."""
 
     @property
     def served_as(self) -> tuple[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -88,11 +89,27 @@ def _secret_env(key: str, secret_name: pulumi.Input[str]) -> k8s.core.v1.EnvVarA
     )
 
 
+def key_variable(slot: str) -> str:
+    """The Secret key and container variable of an endpoint key. Not VLLM_*: vLLM reads those as
+    its own settings (VLLM_API_KEY would be one more key, and it warns of unknown ones)."""
+    return f"ENDPOINT_KEY_{slot.upper()}"
+
+
+def _api_key_args(slots: Sequence[str]) -> list[str]:
+    # $(VAR) is expanded by the kubelet from the container's environment: the keys never appear
+    # in the pod spec or anything the API server stores, only in the started process's arguments
+    # (readable on the node by root, who can read the Secret anyway).
+    return ["--api-key", *(f"$({key_variable(slot)})" for slot in slots)]
+
+
 def container(
-    endpoint: VllmEndpoint, secret_name: pulumi.Input[str], with_hf_token: bool
+    endpoint: VllmEndpoint,
+    secret_name: pulumi.Input[str],
+    with_hf_token: bool,
+    key_slots: Sequence[str],
 ) -> k8s.core.v1.ContainerArgs:
     env = [
-        _secret_env("VLLM_API_KEY", secret_name),
+        *(_secret_env(key_variable(slot), secret_name) for slot in key_slots),
         k8s.core.v1.EnvVarArgs(name="HF_HOME", value=CACHE_PATH),
         k8s.core.v1.EnvVarArgs(name="VLLM_MAX_N_SEQUENCES", value=str(endpoint.max_n_sequences)),
         k8s.core.v1.EnvVarArgs(name="VLLM_CACHE_ROOT", value=COMPILE_CACHE_PATH),
@@ -111,7 +128,7 @@ def container(
         name="vllm",
         image=endpoint.image,
         command=SERVE,
-        args=vllm_args(endpoint),
+        args=[*vllm_args(endpoint), *_api_key_args(key_slots)],
         env=env,
         ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT)],
         resources=k8s.core.v1.ResourceRequirementsArgs(limits=limits, requests=limits),

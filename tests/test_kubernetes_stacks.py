@@ -234,8 +234,11 @@ def assert_endpoint_runs(cluster: ControlPlane, endpoint: dict[str, Any], key: s
     assert ingress["status"]["loadBalancer"]["ingress"] == [{"ip": "127.0.0.1"}]
     budgets = cluster.objects("poddisruptionbudgets", namespace)
     assert len(budgets) == (1 if endpoint["replicas"] >= 2 else 0)
-    (keys,) = [s for s in cluster.objects("secrets", namespace) if "VLLM_API_KEY" in s["data"]]
-    assert base64.b64decode(keys["data"]["VLLM_API_KEY"]).decode() == key
+    (keys,) = [s for s in cluster.objects("secrets", namespace) if "ENDPOINT_KEY_A" in s["data"]]
+    in_use = f"ENDPOINT_KEY_{endpoint.get('api_key_in_use', 'a').upper()}"
+    assert base64.b64decode(keys["data"][in_use]).decode() == key
+    other = ({"ENDPOINT_KEY_A", "ENDPOINT_KEY_B"} - {in_use}).pop()
+    assert base64.b64decode(keys["data"][other]).decode() != key
     assert base64.b64decode(keys["data"]["HF_TOKEN"]).decode() == HF_TOKEN
 
 
@@ -274,6 +277,10 @@ def more_replicas(config: dict[str, Any]) -> None:
 
 def bigger_cache(config: dict[str, Any]) -> None:
     first_endpoint(config)["cache_size"] = "300Gi"
+
+
+def other_key_in_use(config: dict[str, Any]) -> None:
+    first_endpoint(config)["api_key_in_use"] = "b"
 
 
 def added_endpoint(config: dict[str, Any]) -> None:
@@ -335,6 +342,11 @@ def assert_plans(deployment: Deployment) -> None:
     else:
         assert plan.exit_code != 0
         assert "updates to statefulset spec for fields other than" in plan.output
+
+    # Convai switched to the endpoint's other key, which vLLM already accepts: the model's key is
+    # updated in place, and no pod restarts (docs/vllm.md, "Rotating an endpoint key").
+    plan = deployment.plan(other_key_in_use)
+    assert plan.changed() == {(MODEL_TYPE, group): {"update"}}, plan.output
 
     # A new Hugging Face token changes the Secret's data: the provider replaces the Secret (new
     # generated name), which the pod template names, so the pods roll (docs/vllm.md).

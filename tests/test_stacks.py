@@ -168,10 +168,8 @@ def test_vllm_workloads_follow_the_stack_config(stack: str) -> None:
         limits = container["resources"]["limits"]
         assert limits["nvidia.com/gpu"] == str(endpoint.gpus)
         assert limits["memory"] == endpoint.memory
-        (key_env,) = [e for e in container["env"] if e["name"] == "VLLM_API_KEY"]
-        assert key_env["valueFrom"]["secretKeyRef"]["key"] == "VLLM_API_KEY"
         annotations = unwrap(spec["template"]["metadata"]["annotations"])
-        digest = hashlib.sha256(GENERATED_PASSWORD.encode()).hexdigest()
+        digest = hashlib.sha256(f"{GENERATED_PASSWORD}\n{GENERATED_PASSWORD}".encode()).hexdigest()
         assert annotations["convai-models/api-key-sha256"] == digest  # a new key rolls the pods
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
             assert container[probe]["httpGet"] == {"path": "/health", "port": 8000}
@@ -180,7 +178,8 @@ def test_vllm_workloads_follow_the_stack_config(stack: str) -> None:
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         assert mounts["shm"] == "/dev/shm"
         secret = run.named(f"{endpoint.name}-keys")
-        assert unwrap(secret.inputs["stringData"])["VLLM_API_KEY"] == GENERATED_PASSWORD
+        data = unwrap(secret.inputs["stringData"])
+        assert data["ENDPOINT_KEY_A"] == data["ENDPOINT_KEY_B"] == GENERATED_PASSWORD
         ingress = child(run, "networking.k8s.io/v1:Ingress", endpoint.name)
         assert ingress.inputs["spec"]["tls"][0]["hosts"] == [endpoint.host]
         assert ingress.inputs["spec"]["rules"][0]["host"] == endpoint.host
@@ -302,6 +301,48 @@ def test_operational_defaults_of_a_gpu_platform(stack: str) -> None:
             # A crash-looping replica (never Ready) must not block a node drain.
             budget = budgets[endpoint.name].inputs["spec"]
             assert budget["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+PASSWORD = "random:index/randomPassword:RandomPassword"
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+@pytest.mark.parametrize("in_use", ["a", "b"])
+def test_vllm_accepts_two_keys_from_the_secret_and_convai_gets_the_one_in_use(
+    stack: str, in_use: str
+) -> None:
+    config = read_stack_file(stack_file(stack, ROOT))
+    for endpoint in config["convai-models:endpoints"]:
+        endpoint["api_key_in_use"] = in_use
+    run = run_stack(stack, {**stack_runtime_config(stack), **as_runtime_config(config)})
+    for endpoint in vllm_endpoints(stack):
+        container = vllm_container(run, endpoint)
+        args = container["args"]
+        keys = args[args.index("--api-key") + 1 : args.index("--api-key") + 3]
+        # Expanded by the kubelet from the Secret: never a literal key in the arguments.
+        assert keys == ["$(ENDPOINT_KEY_A)", "$(ENDPOINT_KEY_B)"]
+        assert GENERATED_PASSWORD not in args
+        env = {e["name"]: e for e in container["env"]}
+        assert "VLLM_API_KEY" not in env  # ignored once --api-key is given: not set at all
+        for slot in ("A", "B"):
+            reference = env[f"ENDPOINT_KEY_{slot}"]["valueFrom"]["secretKeyRef"]
+            assert reference["key"] == f"ENDPOINT_KEY_{slot}"
+        # The key in use keeps the URN the single key had: upgrading rotates nothing.
+        names = {"a": f"{endpoint.name}-api-key", "b": f"{endpoint.name}-api-key-b"}
+        assert {r.name for r in run.of_type(PASSWORD) if r.name.startswith(endpoint.name)} == set(
+            names.values()
+        )
+        source = next(r for r in run.of_type(PASSWORD) if r.name == names[in_use])
+        model = next(
+            m
+            for m in run.of_type(TYPE_TOKEN)
+            if m.inputs["model_name"] == endpoint.served_model_name
+        )
+        assert source.urn in model.property_dependencies["api_key"]
+        other = next(
+            r for r in run.of_type(PASSWORD) if r.name != names[in_use] and r.name in names.values()
+        )
+        assert other.urn not in model.property_dependencies["api_key"]
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
@@ -450,7 +491,6 @@ def test_service_variables_follow_the_kubelet() -> None:
 
 
 VLLM_VARIABLES_SET_ON_PURPOSE = {
-    "VLLM_API_KEY",
     "VLLM_MAX_N_SEQUENCES",
     "VLLM_NO_USAGE_STATS",
     "VLLM_CACHE_ROOT",
