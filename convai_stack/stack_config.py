@@ -8,6 +8,7 @@ with the same words: the config path, what is wrong, and the fix.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -103,6 +104,28 @@ ImageDigest = Annotated[
     _matching(r"sha256:[0-9a-f]{64}", "an image digest such as sha256:<64 hex digits>"),
 ]
 LabelMap = dict[StrictStr, StrictStr]
+
+
+def _ipv4_network(value: str) -> str:
+    try:
+        ipaddress.IPv4Network(value)
+    except ValueError:
+        raise ValueError(
+            f"must be an IPv4 network such as 10.0.0.0/8, its host bits zero (got {value!r})"
+        ) from None
+    return value
+
+
+Ipv4Network = Annotated[StrictStr, AfterValidator(_ipv4_network)]
+EGRESS_DENIED = (
+    "169.254.169.254/32",  # the cloud metadata service: node credentials
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",  # shared address space, which some clusters use for pods
+)
+"""What vLLM's HTTPS egress may not reach: the metadata address, and the private ranges where the
+cluster's pods, Services, nodes and the company network live."""
 
 ConfigKey = Annotated[
     StrictStr,
@@ -205,6 +228,12 @@ class VllmEndpoint(_Strict):
     """cert-manager ClusterIssuer that issues the TLS certificate; null to bring your own."""
     hf_token_config: ConfigKey | None = None
     """Stack config key of a secret Hugging Face token, for gated models."""
+    egress_denied_cidrs: list[Ipv4Network] = Field(default_factory=lambda: list(EGRESS_DENIED))
+    """Networks the pods' HTTPS (443) may not reach; anything else on 443 may be (the model hub and
+    its CDN). Replaces the default: keep 169.254.169.254/32."""
+    dns_namespace: DnsLabel = "kube-system"
+    dns_pod_labels: LabelMap = Field(default_factory=lambda: {"k8s-app": "kube-dns"})
+    """Labels of the cluster DNS's pods (CoreDNS keeps kube-dns's label on every major cloud)."""
     api_key_in_use: Literal["a", "b"] = "a"
     """Which of the endpoint's two generated keys Convai is given. vLLM accepts both, so a switch
     updates the Convai model and restarts no pod: rotate the other key, then switch to it

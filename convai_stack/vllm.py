@@ -15,6 +15,13 @@ from . import vllm_network, vllm_pod, vllm_workload
 COMPONENT_TYPE = "convai-models:inference:VllmDeployment"
 KEY_CHECKSUM = "convai-models/api-key-sha256"
 """vLLM reads its keys at start: a new key must roll the pods, and a changed template does."""
+POD_SECURITY = {
+    "pod-security.kubernetes.io/enforce": "baseline",
+    "pod-security.kubernetes.io/warn": "restricted",
+    "pod-security.kubernetes.io/audit": "restricted",
+}
+"""Pod Security admission of the endpoint's namespace: baseline enforced (no host access, no
+privilege); restricted only reported, since the vLLM image runs as root (docs/vllm.md)."""
 KEY_SLOTS = ("a", "b")
 """vLLM accepts both keys; Convai is given the endpoint's `api_key_in_use`. So a key is rotated
 while vLLM still accepts the one Convai sends: no request is refused during the roll."""
@@ -42,7 +49,9 @@ class VllmDeployment(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         labels = {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": name}
         namespace = k8s.core.v1.Namespace(
-            name, metadata=k8s.meta.v1.ObjectMetaArgs(name=f"vllm-{name}"), opts=child
+            name,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=f"vllm-{name}", labels=POD_SECURITY),
+            opts=child,
         )
         ns = namespace.metadata.name
 
@@ -74,6 +83,7 @@ class VllmDeployment(pulumi.ComponentResource):
             ),
         )
         fence = vllm_network.network_policy(name, endpoint, ns, labels, child)
+        egress = vllm_network.egress_policy(name, endpoint, ns, labels, child)
         workload = vllm_workload.stateful_set(
             name,
             endpoint,
@@ -82,7 +92,7 @@ class VllmDeployment(pulumi.ComponentResource):
             template,
             service_name=vllm_network.SERVICE_NAME,
             # No replica runs before the policy that fences it in.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[fence]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[fence, egress]),
         )
         vllm_workload.disruption_budget(name, endpoint, ns, labels, child)
         timeouts = vllm_workload.rollout_timeouts(endpoint)

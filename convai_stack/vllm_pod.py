@@ -198,6 +198,8 @@ def pod_template(
         spec=k8s.core.v1.PodSpecArgs(
             containers=[main],
             termination_grace_period_seconds=TERMINATION_GRACE,
+            # vLLM never calls the Kubernetes API: a mounted token would only be one to steal.
+            automount_service_account_token=False,
             # The Service `vllm` would inject VLLM_PORT=tcp://<ip>:8000 and more VLLM_*
             # variables, which vLLM reads as its own settings and refuses: no pod would start.
             # vLLM reaches nothing through service links.

@@ -219,7 +219,20 @@ def assert_endpoint_runs(cluster: ControlPlane, endpoint: dict[str, Any], key: s
     for claim in claims:
         assert claim["status"]["phase"] == "Bound"
         assert claim["spec"]["resources"]["requests"]["storage"] == endpoint["cache_size"]
+    (labels,) = [
+        n["metadata"]["labels"]
+        for n in cluster.objects("namespaces")
+        if n["metadata"]["name"] == namespace
+    ]
+    # Pod Security admission of the API server admitted the pods under it.
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    policies = {
+        p["metadata"]["name"]: p["spec"] for p in cluster.objects("networkpolicies", namespace)
+    }
+    assert sorted(spec["policyTypes"] for spec in policies.values()) == [["Egress"], ["Ingress"]]
     for pod in cluster.objects("pods", namespace):
+        # No service-account token: the API server's admission mounted none.
+        assert not any(v["name"].startswith("kube-api-access") for v in pod["spec"]["volumes"])
         assert pod["status"]["hostIP"] == "127.0.0.1"  # kwok's node address: loopback
         (container,) = pod["spec"]["containers"]
         assert container["image"].endswith(f":{endpoint['image_tag']}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -543,6 +544,62 @@ def test_only_the_ingress_controller_reaches_vllm(stack: str) -> None:
         }
 
 
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_pods_reach_only_cluster_dns_and_public_https(stack: str) -> None:
+    run = run_stack(stack)
+    for endpoint in vllm_endpoints(stack):
+        policy = child(run, "networking.k8s.io/v1:NetworkPolicy", f"{endpoint.name}-egress")
+        workload = child(run, STATEFUL_SET, endpoint.name)
+        assert policy.urn in workload.dependencies  # no replica runs unfenced
+        spec = policy.inputs["spec"]
+        assert spec["podSelector"] == workload_spec(run, endpoint)["selector"]
+        assert spec["policyTypes"] == ["Egress"]
+        dns, https = spec["egress"]
+        assert dns == {
+            "to": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                    },
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                }
+            ],
+            "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+        }
+        assert https["ports"] == [{"port": 443, "protocol": "TCP"}]
+        (block,) = https["to"]
+        assert block["ipBlock"]["cidr"] == "0.0.0.0/0"
+        # The cloud metadata address, the cluster's and every private range stay out of reach.
+        assert {"169.254.169.254/32", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} <= set(
+            block["ipBlock"]["except"]
+        )
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_least_privilege_pods_and_namespaces(stack: str) -> None:
+    run = run_stack(stack)
+    for endpoint in vllm_endpoints(stack):
+        pod = workload_spec(run, endpoint)["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False  # vLLM never calls the API server
+        namespace = child(run, "core/v1:Namespace", endpoint.name)
+        labels = namespace.inputs["metadata"]["labels"]
+        # Enforced: baseline (the image runs as root, which restricted refuses); reported:
+        # what restricted would refuse, so the gap stays in sight.
+        assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+        assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+        assert labels["pod-security.kubernetes.io/audit"] == "restricted"
+
+
+def test_egress_exceptions_are_a_stack_setting() -> None:
+    config = stack_runtime_config("staging")
+    endpoints = json.loads(config["convai-models:endpoints"])
+    endpoints[0]["egress_denied_cidrs"] = ["169.254.169.254/32", "10.0.0.0/8"]
+    run = run_stack("staging", {**config, "convai-models:endpoints": json.dumps(endpoints)})
+    policy = child(run, "networking.k8s.io/v1:NetworkPolicy", "llama-8b-egress")
+    (block,) = policy.inputs["spec"]["egress"][1]["to"]
+    assert block["ipBlock"]["except"] == ["169.254.169.254/32", "10.0.0.0/8"]
+
+
 def test_the_ingress_controller_and_the_image_digest_are_stack_settings() -> None:
     digest = "sha256:" + "0123456789abcdef" * 4
 
@@ -695,6 +752,11 @@ CASES = {
         lambda c: _endpoints(c)[0].update(image_digest="v0.33.0"),
         "convai-models:endpoints[0].image_digest: must be an image digest such as "
         "sha256:<64 hex digits> (got 'v0.33.0')",
+    ),
+    "egress exception that is not a network": (
+        lambda c: _endpoints(c)[0].update(egress_denied_cidrs=["10.0.0.1/8"]),
+        "convai-models:endpoints[0].egress_denied_cidrs[0]: must be an IPv4 network such as "
+        "10.0.0.0/8, its host bits zero (got '10.0.0.1/8')",
     ),
     "unbounded max_n_sequences": (
         lambda c: _endpoints(c)[0].update(max_n_sequences=16384),
