@@ -369,7 +369,8 @@ def test_replicas_tolerate_the_usual_gpu_taint_by_default(stack: str) -> None:
         assert pod["tolerations"] == [
             {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
         ]
-        assert "nodeSelector" not in pod and "runtimeClassName" not in pod
+        assert pod.get("nodeSelector") == (endpoint.node_selector or None)
+        assert "runtimeClassName" not in pod
 
 
 def test_gpu_scheduling_follows_the_stack_config() -> None:
@@ -575,6 +576,24 @@ def test_pods_reach_only_cluster_dns_and_public_https(stack: str) -> None:
         )
 
 
+def test_stated_heads_admit_any_gpu_count_that_divides_them() -> None:
+    config = stack_runtime_config("staging")
+    endpoints = json.loads(config["convai-models:endpoints"])
+    endpoints[0].update(gpus=6, attention_heads=48, kv_heads=6)
+    run = run_stack("staging", {**config, "convai-models:endpoints": json.dumps(endpoints)})
+    (endpoint,) = vllm_endpoints("staging")
+    args = vllm_container(run, endpoint)["args"]
+    assert args[args.index("--tensor-parallel-size") + 1] == "6"
+
+
+def test_prod_pins_the_gpu_product_of_its_70b() -> None:
+    (big,) = [e for e in vllm_endpoints("prod") if e.name == "llama-70b"]
+    assert big.node_selector == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    run = run_stack("prod")
+    pod = workload_spec(run, big)["template"]["spec"]
+    assert pod["nodeSelector"] == big.node_selector
+
+
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_least_privilege_pods_and_namespaces(stack: str) -> None:
     run = run_stack(stack)
@@ -757,6 +776,22 @@ CASES = {
         lambda c: _endpoints(c)[0].update(egress_denied_cidrs=["10.0.0.1/8"]),
         "convai-models:endpoints[0].egress_denied_cidrs[0]: must be an IPv4 network such as "
         "10.0.0.0/8, its host bits zero (got '10.0.0.1/8')",
+    ),
+    "gpus that few models divide by": (
+        lambda c: _endpoints(c)[0].update(gpus=3),
+        "convai-models:endpoints[0].gpus: 3 GPUs: tensor parallelism needs the model's attention "
+        "and KV heads divisible by it; use 1, 2, 4 or 8, or state attention_heads and kv_heads "
+        "(from the model's config.json: num_attention_heads, num_key_value_heads)",
+    ),
+    "gpus that do not divide the stated heads": (
+        lambda c: _endpoints(c)[0].update(gpus=6, attention_heads=32, kv_heads=8),
+        "convai-models:endpoints[0].gpus: 6 GPUs do not divide the model's 32 attention heads; "
+        "use a divisor of both 32 and 8 (KV heads), such as 1, 2, 4 or 8",
+    ),
+    "gpus beyond one node": (
+        lambda c: _endpoints(c)[0].update(gpus=16),
+        "convai-models:endpoints[0].gpus: must be at most 8: a replica runs on one node; "
+        "replicas spanning several nodes are out of scope",
     ),
     "unbounded max_n_sequences": (
         lambda c: _endpoints(c)[0].update(max_n_sequences=16384),
