@@ -43,3 +43,20 @@ def injected_variables(
     if pod_spec.get("enableServiceLinks", True) is False:
         return set()
     return set().union(*(service_variables(service) for service in namespace_services))
+
+
+VLLM_VARIABLES_SET_ON_PURPOSE = frozenset(
+    {"VLLM_MAX_N_SEQUENCES", "VLLM_NO_USAGE_STATS", "VLLM_CACHE_ROOT"}
+)
+"""The only VLLM_* variables the program gives vLLM: vLLM reads every VLLM_* as its own setting."""
+
+
+def vllm_variables_seen(
+    container: Mapping[str, Any],
+    pod_spec: Mapping[str, Any],
+    namespace_services: Iterable[Mapping[str, Any]],
+) -> set[str]:
+    """The VLLM_* variables a container sees: its own and those the kubelet injects."""
+    own = {variable["name"] for variable in container.get("env") or []}
+    seen = own | injected_variables(pod_spec, namespace_services)
+    return {name for name in seen if name.startswith("VLLM_")}

@@ -34,6 +34,7 @@ from testkit.convai import CONVAI_KEY, live, stored_endpoint_key
 from testkit.kube import ControlPlane, pin, processes_mentioning
 from testkit.published_endpoints import PublishedEndpoints, publish
 from testkit.pulumi_cli import ROOT, PulumiProject
+from testkit.service_links import VLLM_VARIABLES_SET_ON_PURPOSE, vllm_variables_seen
 from testkit.tls import TestCA
 
 STACKS = ("staging", "prod")
@@ -230,11 +231,15 @@ def assert_endpoint_runs(cluster: ControlPlane, endpoint: dict[str, Any], key: s
         p["metadata"]["name"]: p["spec"] for p in cluster.objects("networkpolicies", namespace)
     }
     assert sorted(spec["policyTypes"] for spec in policies.values()) == [["Egress"], ["Ingress"]]
+    services = cluster.objects("services", namespace)
     for pod in cluster.objects("pods", namespace):
         # No service-account token: the API server's admission mounted none.
         assert not any(v["name"].startswith("kube-api-access") for v in pod["spec"]["volumes"])
         assert pod["status"]["hostIP"] == "127.0.0.1"  # kwok's node address: loopback
         (container,) = pod["spec"]["containers"]
+        # What the kubelet would add for the namespace's real Services (kwok runs no kubelet).
+        seen = vllm_variables_seen(container, pod["spec"], services)
+        assert seen == VLLM_VARIABLES_SET_ON_PURPOSE
         assert container["image"].endswith(f":{endpoint['image_tag']}")
         assert container["resources"]["limits"]["nvidia.com/gpu"] == str(endpoint["gpus"])
     (certificate,) = cluster.objects("certificates.cert-manager.io", namespace)

@@ -36,7 +36,11 @@ from testkit.engine import (
     run_program_fully,
     strip_secrets,
 )
-from testkit.service_links import injected_variables, service_variables
+from testkit.service_links import (
+    VLLM_VARIABLES_SET_ON_PURPOSE,
+    service_variables,
+    vllm_variables_seen,
+)
 from testkit.stacks import as_runtime_config, load_stack_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -492,13 +496,6 @@ def test_service_variables_follow_the_kubelet() -> None:
     assert service_variables(headless) == set()
 
 
-VLLM_VARIABLES_SET_ON_PURPOSE = {
-    "VLLM_MAX_N_SEQUENCES",
-    "VLLM_NO_USAGE_STATS",
-    "VLLM_CACHE_ROOT",
-}
-
-
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_no_service_link_variable_reaches_vllm(stack: str) -> None:
     """vLLM reads VLLM_* variables as its settings: the Service `vllm` would inject
@@ -512,8 +509,7 @@ def test_no_service_link_variable_reaches_vllm(stack: str) -> None:
         assert neighbours, f"no Service in {namespace}"
         pod = workload.inputs["spec"]["template"]["spec"]
         for container in pod["containers"]:
-            seen = {e["name"] for e in container["env"]} | injected_variables(pod, neighbours)
-            assert {n for n in seen if n.startswith("VLLM_")} == VLLM_VARIABLES_SET_ON_PURPOSE
+            assert vllm_variables_seen(container, pod, neighbours) == VLLM_VARIABLES_SET_ON_PURPOSE
 
 
 def fence_of(run: ProgramRun, endpoint: VllmEndpoint) -> dict[str, Any]:
