@@ -8,6 +8,7 @@ with the same words: the config path, what is wrong, and the fix.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -21,6 +22,8 @@ from pydantic import (
     StrictBool,
     StrictStr,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -111,6 +114,28 @@ ImageDigest = Annotated[
 ]
 LabelMap = dict[StrictStr, StrictStr]
 
+
+def _ipv4_network(value: str) -> str:
+    try:
+        ipaddress.IPv4Network(value)
+    except ValueError:
+        raise ValueError(
+            f"must be an IPv4 network such as 10.0.0.0/8, its host bits zero (got {value!r})"
+        ) from None
+    return value
+
+
+Ipv4Network = Annotated[StrictStr, AfterValidator(_ipv4_network)]
+EGRESS_DENIED = (
+    "169.254.169.254/32",  # the cloud metadata service: node credentials
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",  # shared address space, which some clusters use for pods
+)
+"""What vLLM's HTTPS egress may not reach: the metadata address, and the private ranges where the
+cluster's pods, Services, nodes and the company network live."""
+
 ConfigKey = Annotated[
     StrictStr,
     _matching(
@@ -147,6 +172,17 @@ GPU_TOLERATIONS = (Toleration(key="nvidia.com/gpu", operator="Exists", effect="N
 """GPU nodes are usually tainted nvidia.com/gpu (the NVIDIA GPU operator, GKE, EKS's GPU AMIs)."""
 
 
+MAX_GPUS_PER_NODE = 8
+COMMON_GPU_COUNTS = (1, 2, 4, 8)
+"""Tensor-parallel sizes every common model's heads divide by."""
+
+
+def _divides(gpus: int, heads: int, kv_heads: int) -> bool:
+    # vLLM splits the attention heads over the GPUs, and the KV heads too, or replicates them
+    # when there are fewer KV heads than GPUs.
+    return heads % gpus == 0 and (kv_heads % gpus == 0 or gpus % kv_heads == 0)
+
+
 class ExternalEndpoint(_Strict):
     """An OpenAI-compatible endpoint that already runs somewhere (a hosted provider, a laptop)."""
 
@@ -177,7 +213,12 @@ class VllmEndpoint(_Strict):
     image_digest: ImageDigest | None = None
     """Pins the exact image: a tag can be moved, a digest cannot. The tag stays for readers."""
     max_model_len: int = Field(default=8192, gt=0)
-    gpus: int = Field(default=1, ge=1, le=16)
+    attention_heads: int | None = Field(default=None, ge=1)
+    kv_heads: int | None = Field(default=None, ge=1)
+    """The model's num_attention_heads and num_key_value_heads (its config.json): stated, they
+    admit any `gpus` that divides them; unstated, `gpus` is 1, 2, 4 or 8."""
+    gpus: int = Field(default=1, ge=1)
+    """GPUs per replica, all on one node: vLLM's tensor-parallel size."""
     replicas: int = Field(default=1, ge=1, le=64)
     """Each replica owns its model cache (a StatefulSet claim): any count can start. With 2 or
     more, changes roll one replica at a time; a single replica is down while it reloads."""
@@ -212,6 +253,42 @@ class VllmEndpoint(_Strict):
     """cert-manager ClusterIssuer that issues the TLS certificate; null to bring your own."""
     hf_token_config: ConfigKey | None = None
     """Stack config key of a secret Hugging Face token, for gated models."""
+    egress_denied_cidrs: list[Ipv4Network] = Field(default_factory=lambda: list(EGRESS_DENIED))
+    """Networks the pods' HTTPS (443) may not reach; anything else on 443 may be (the model hub and
+    its CDN). Replaces the default: keep 169.254.169.254/32."""
+    dns_namespace: DnsLabel = "kube-system"
+    dns_pod_labels: LabelMap = Field(default_factory=lambda: {"k8s-app": "kube-dns"})
+    """Labels of the cluster DNS's pods (CoreDNS keeps kube-dns's label on every major cloud)."""
+    api_key_in_use: Literal["a", "b"] = "a"
+    """Which of the endpoint's two generated keys Convai is given. vLLM accepts both, so a switch
+    updates the Convai model and restarts no pod: rotate the other key, then switch to it
+    (docs/vllm.md, "Rotating an endpoint key")."""
+
+    @field_validator("gpus")
+    @classmethod
+    def _tensor_parallel_fits(cls, gpus: int, info: ValidationInfo) -> int:
+        if gpus > MAX_GPUS_PER_NODE:
+            raise ValueError(
+                f"must be at most {MAX_GPUS_PER_NODE}: a replica runs on one node; replicas "
+                "spanning several nodes are out of scope"
+            )
+        heads, kv_heads = info.data.get("attention_heads"), info.data.get("kv_heads")
+        if heads is None or kv_heads is None:
+            if gpus not in COMMON_GPU_COUNTS:
+                raise ValueError(
+                    f"{gpus} GPUs: tensor parallelism needs the model's attention and KV heads "
+                    "divisible by it; use 1, 2, 4 or 8, or state attention_heads and kv_heads "
+                    "(from the model's config.json: num_attention_heads, num_key_value_heads)"
+                )
+            return gpus
+        if not _divides(gpus, heads, kv_heads):
+            fits = [n for n in range(1, MAX_GPUS_PER_NODE + 1) if _divides(n, heads, kv_heads)]
+            raise ValueError(
+                f"{gpus} GPUs do not divide the model's {heads} attention heads; use a divisor "
+                f"of both {heads} and {kv_heads} (KV heads), such as "
+                f"{', '.join(map(str, fits[:-1]))} or {fits[-1]}"
+            )
+        return gpus
 
     @property
     def served_as(self) -> tuple[str, str]:

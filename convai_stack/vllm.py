@@ -14,7 +14,17 @@ from . import vllm_network, vllm_pod, vllm_workload
 
 COMPONENT_TYPE = "convai-models:inference:VllmDeployment"
 KEY_CHECKSUM = "convai-models/api-key-sha256"
-"""Pods read VLLM_API_KEY at start: a new key must roll them, and a changed template does."""
+"""vLLM reads its keys at start: a new key must roll the pods, and a changed template does."""
+POD_SECURITY = {
+    "pod-security.kubernetes.io/enforce": "baseline",
+    "pod-security.kubernetes.io/warn": "restricted",
+    "pod-security.kubernetes.io/audit": "restricted",
+}
+"""Pod Security admission of the endpoint's namespace: baseline enforced (no host access, no
+privilege); restricted only reported, since the vLLM image runs as root (docs/vllm.md)."""
+KEY_SLOTS = ("a", "b")
+"""vLLM accepts both keys; Convai is given the endpoint's `api_key_in_use`. So a key is rotated
+while vLLM still accepts the one Convai sends: no request is refused during the roll."""
 
 
 class VllmDeployment(pulumi.ComponentResource):
@@ -39,12 +49,19 @@ class VllmDeployment(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         labels = {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": name}
         namespace = k8s.core.v1.Namespace(
-            name, metadata=k8s.meta.v1.ObjectMetaArgs(name=f"vllm-{name}"), opts=child
+            name,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=f"vllm-{name}", labels=POD_SECURITY),
+            opts=child,
         )
         ns = namespace.metadata.name
 
-        key = random.RandomPassword(f"{name}-api-key", length=48, special=False, opts=child)
-        secret_data: dict[str, pulumi.Input[str]] = {"VLLM_API_KEY": key.result}
+        keys = {
+            slot: random.RandomPassword(_key_name(name, slot), length=48, special=False, opts=child)
+            for slot in KEY_SLOTS
+        }
+        secret_data: dict[str, pulumi.Input[str]] = {
+            vllm_pod.key_variable(slot): key.result for slot, key in keys.items()
+        }
         if hf_token is not None:
             secret_data["HF_TOKEN"] = hf_token
         secret = k8s.core.v1.Secret(
@@ -56,10 +73,17 @@ class VllmDeployment(pulumi.ComponentResource):
         template = vllm_pod.pod_template(
             endpoint,
             labels,
-            annotations={KEY_CHECKSUM: key.result.apply(_sha256)},
-            main=vllm_pod.container(endpoint, secret.metadata.name, hf_token is not None),
+            annotations={
+                KEY_CHECKSUM: pulumi.Output.all(*(k.result for k in keys.values())).apply(
+                    lambda results: _sha256("\n".join(results))
+                )
+            },
+            main=vllm_pod.container(
+                endpoint, secret.metadata.name, hf_token is not None, KEY_SLOTS
+            ),
         )
         fence = vllm_network.network_policy(name, endpoint, ns, labels, child)
+        egress = vllm_network.egress_policy(name, endpoint, ns, labels, child)
         workload = vllm_workload.stateful_set(
             name,
             endpoint,
@@ -68,7 +92,7 @@ class VllmDeployment(pulumi.ComponentResource):
             template,
             service_name=vllm_network.SERVICE_NAME,
             # No replica runs before the policy that fences it in.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[fence]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[fence, egress]),
         )
         vllm_workload.disruption_budget(name, endpoint, ns, labels, child)
         timeouts = vllm_workload.rollout_timeouts(endpoint)
@@ -86,13 +110,18 @@ class VllmDeployment(pulumi.ComponentResource):
         # From the Ingress's output, so whatever takes base_url depends on the Ingress.
         self.base_url = ingress.spec.apply(_base_url)
         self.model_name = pulumi.Output.from_input(endpoint.served_model_name)
-        self.api_key = pulumi.Output.secret(key.result)
+        self.api_key = pulumi.Output.secret(keys[endpoint.api_key_in_use].result)
         self.ready: list[pulumi.Resource] = [workload, ingress]
         if certificate is not None:
             self.ready.append(certificate)
         self.register_outputs(
             {"base_url": self.base_url, "model_name": self.model_name, "api_key": self.api_key}
         )
+
+
+def _key_name(name: str, slot: str) -> str:
+    """Key "a" keeps the name, and so the URN, of the endpoint's one key from before."""
+    return f"{name}-api-key" if slot == KEY_SLOTS[0] else f"{name}-api-key-{slot}"
 
 
 def _base_url(spec: k8s.networking.v1.outputs.IngressSpec) -> str:

@@ -74,6 +74,56 @@ def network_policy(
     )
 
 
+DNS_PORT = 53
+HTTPS_PORT = 443
+
+
+def egress_policy(
+    name: str,
+    endpoint: VllmEndpoint,
+    namespace: pulumi.Input[str],
+    labels: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.networking.v1.NetworkPolicy:
+    """The pods may reach the cluster DNS and HTTPS outside the private ranges (the model hub),
+    nothing else: not the metadata service's node credentials, not the API server, not the
+    cluster's other services. A policy of its own, so the ingress fence is unchanged."""
+    dns = k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+        to=[
+            k8s.networking.v1.NetworkPolicyPeerArgs(
+                namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+                    match_labels={"kubernetes.io/metadata.name": endpoint.dns_namespace}
+                ),
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=endpoint.dns_pod_labels),
+            )
+        ],
+        ports=[
+            k8s.networking.v1.NetworkPolicyPortArgs(port=DNS_PORT, protocol="UDP"),
+            k8s.networking.v1.NetworkPolicyPortArgs(port=DNS_PORT, protocol="TCP"),
+        ],
+    )
+    https = k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+        to=[
+            k8s.networking.v1.NetworkPolicyPeerArgs(
+                ip_block=k8s.networking.v1.IPBlockArgs(
+                    cidr="0.0.0.0/0", except_=list(endpoint.egress_denied_cidrs)
+                )
+            )
+        ],
+        ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=HTTPS_PORT, protocol="TCP")],
+    )
+    return k8s.networking.v1.NetworkPolicy(
+        f"{name}-egress",
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels),
+        spec=k8s.networking.v1.NetworkPolicySpecArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+            policy_types=["Egress"],
+            egress=[dns, https],
+        ),
+        opts=opts,
+    )
+
+
 def tls_secret(name: str, endpoint: VllmEndpoint) -> str:
     """The Secret the Ingress serves: issued by cert-manager, or brought by the operator."""
     return ISSUED_SECRET if endpoint.cluster_issuer else f"{name}-tls"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -16,10 +17,33 @@ CACHE_PATH = "/cache/huggingface"
 """Where each replica's cache claim is mounted, and HF_HOME: weights land on the claim whoever the
 image runs as. A claim from before this path (mounted at root's default HF_HOME) has the same
 layout, so its weights are found."""
+COMPILE_CACHE_PATH = f"{CACHE_PATH}/vllm"
+"""VLLM_CACHE_ROOT, on the claim: vLLM keeps its torch.compile and CUDA-graph artefacts there, so a
+restarted replica skips the compile (a minute or more) as it skips the download."""
 PROBE_PERIOD = 10
 HEALTH_TIMEOUT = 10
 """Seconds /health may take: a saturated vLLM misses 5 s, and a missed liveness probe restarts a
 pod that was only busy."""
+
+
+DRAIN_PAUSE = 30
+"""Seconds a stopping replica keeps serving before vLLM gets SIGTERM. Terminating, it has already
+left the Service's ready endpoints, and the ingress controller follows within seconds; the rest
+lets requests in flight finish: vLLM's SIGTERM handler cancels its HTTP server at once, dropping
+any request or stream still open (vllm/entrypoints/launcher.py), so this pause is the drain. Chat
+answers of Convai characters take seconds; one longer than this is cut."""
+ENGINE_STOP_ALLOWANCE = 30
+"""Seconds vLLM gets after SIGTERM to stop its engine processes and free the GPUs before SIGKILL."""
+TERMINATION_GRACE = DRAIN_PAUSE + ENGINE_STOP_ALLOWANCE
+"""The pod's terminationGracePeriodSeconds: the preStop pause counts against it."""
+KEEP_ON_ITS_NODE = {
+    "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+    "karpenter.sh/do-not-disrupt": "true",
+}
+"""Autoscalers do not evict a replica to consolidate or scale down its node: an evicted replica
+reloads its model for minutes (a single one answers nothing meanwhile). Drains and rollouts are
+not stopped by this: docs/vllm.md, "Single-replica endpoints". On every replica count, so that
+scaling does not change the pod template."""
 
 
 SERVE = ["vllm", "serve"]
@@ -65,13 +89,33 @@ def _secret_env(key: str, secret_name: pulumi.Input[str]) -> k8s.core.v1.EnvVarA
     )
 
 
+def key_variable(slot: str) -> str:
+    """The Secret key and container variable of an endpoint key. Not VLLM_*: vLLM reads those as
+    its own settings (VLLM_API_KEY would be one more key, and it warns of unknown ones)."""
+    return f"ENDPOINT_KEY_{slot.upper()}"
+
+
+def _api_key_args(slots: Sequence[str]) -> list[str]:
+    # $(VAR) is expanded by the kubelet from the container's environment: the keys never appear
+    # in the pod spec or anything the API server stores, only in the started process's arguments
+    # (readable on the node by root, who can read the Secret anyway).
+    return ["--api-key", *(f"$({key_variable(slot)})" for slot in slots)]
+
+
 def container(
-    endpoint: VllmEndpoint, secret_name: pulumi.Input[str], with_hf_token: bool
+    endpoint: VllmEndpoint,
+    secret_name: pulumi.Input[str],
+    with_hf_token: bool,
+    key_slots: Sequence[str],
 ) -> k8s.core.v1.ContainerArgs:
     env = [
-        _secret_env("VLLM_API_KEY", secret_name),
+        *(_secret_env(key_variable(slot), secret_name) for slot in key_slots),
         k8s.core.v1.EnvVarArgs(name="HF_HOME", value=CACHE_PATH),
         k8s.core.v1.EnvVarArgs(name="VLLM_MAX_N_SEQUENCES", value=str(endpoint.max_n_sequences)),
+        k8s.core.v1.EnvVarArgs(name="VLLM_CACHE_ROOT", value=COMPILE_CACHE_PATH),
+        # No usage report to vLLM's collector: its usage_lib honours either.
+        k8s.core.v1.EnvVarArgs(name="VLLM_NO_USAGE_STATS", value="1"),
+        k8s.core.v1.EnvVarArgs(name="DO_NOT_TRACK", value="1"),
     ]
     if with_hf_token:
         env.append(_secret_env("HF_TOKEN", secret_name))
@@ -84,7 +128,7 @@ def container(
         name="vllm",
         image=endpoint.image,
         command=SERVE,
-        args=vllm_args(endpoint),
+        args=[*vllm_args(endpoint), *_api_key_args(key_slots)],
         env=env,
         ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT)],
         resources=k8s.core.v1.ResourceRequirementsArgs(limits=limits, requests=limits),
@@ -92,6 +136,11 @@ def container(
             k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm"),
             k8s.core.v1.VolumeMountArgs(name=CACHE_VOLUME, mount_path=CACHE_PATH),
         ],
+        lifecycle=k8s.core.v1.LifecycleArgs(
+            pre_stop=k8s.core.v1.LifecycleHandlerArgs(
+                sleep=k8s.core.v1.SleepActionArgs(seconds=DRAIN_PAUSE)
+            )
+        ),
         startup_probe=_probe(startup_failures(endpoint)),
         readiness_probe=_probe(failures=3),
         liveness_probe=_probe(failures=4, period=15),
@@ -133,7 +182,7 @@ def _toleration(toleration: Toleration) -> k8s.core.v1.TolerationArgs:
 def pod_template(
     endpoint: VllmEndpoint,
     labels: dict[str, str],
-    annotations: pulumi.Input[dict[str, pulumi.Input[str]]],
+    annotations: dict[str, pulumi.Input[str]],
     main: k8s.core.v1.ContainerArgs,
 ) -> k8s.core.v1.PodTemplateSpecArgs:
     shm = k8s.core.v1.VolumeArgs(
@@ -143,9 +192,14 @@ def pod_template(
         ),
     )
     return k8s.core.v1.PodTemplateSpecArgs(
-        metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=annotations),
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            labels=labels, annotations={**KEEP_ON_ITS_NODE, **annotations}
+        ),
         spec=k8s.core.v1.PodSpecArgs(
             containers=[main],
+            termination_grace_period_seconds=TERMINATION_GRACE,
+            # vLLM never calls the Kubernetes API: a mounted token would only be one to steal.
+            automount_service_account_token=False,
             # The Service `vllm` would inject VLLM_PORT=tcp://<ip>:8000 and more VLLM_*
             # variables, which vLLM reads as its own settings and refuses: no pod would start.
             # vLLM reaches nothing through service links.

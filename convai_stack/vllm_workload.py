@@ -18,6 +18,13 @@ from .vllm_pod import CACHE_VOLUME
 WORKLOAD_NAME = "vllm"
 """Fixed (one workload per namespace), so pods and claims have names an operator can type:
 pod `vllm-0`, claim `model-cache-vllm-0`."""
+KEEP_PODS_ON_DELETE = {"pulumi.com/deletionPropagationPolicy": "orphan"}
+"""A changed `cache_size` or `storage_class` (volumeClaimTemplates, immutable) replaces the
+StatefulSet, deleting it first (its name is fixed). Deleted with orphan propagation, its pods keep
+serving and its claims stay; the new StatefulSet adopts both (same selector, same pod template, so
+the same revision: no pod restarts). Existing claims keep their old size and class: docs/vllm.md,
+"Changing cache_size or storage_class", gives the in-place expansion. The provider reads this from
+the old state's inputs, so it applies from the `pulumi up` after the one that added it."""
 IMAGE_PULL_ALLOWANCE = 600
 """Seconds for pulling the vLLM image (about 10 GB) onto a fresh node, before the model loads."""
 
@@ -60,7 +67,12 @@ def stateful_set(
 ) -> k8s.apps.v1.StatefulSet:
     return k8s.apps.v1.StatefulSet(
         name,
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=WORKLOAD_NAME, namespace=namespace, labels=labels),
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=WORKLOAD_NAME,
+            namespace=namespace,
+            labels=labels,
+            annotations=KEEP_PODS_ON_DELETE,
+        ),
         spec=k8s.apps.v1.StatefulSetSpecArgs(
             replicas=endpoint.replicas,
             service_name=service_name,
@@ -76,6 +88,14 @@ def stateful_set(
             selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
             template=template,
             volume_claim_templates=[_cache_claim(endpoint, labels)],
+            # Kubernetes' default, stated: a claim outlives scale-down (scaling up again finds its
+            # weights; its disk is paid meanwhile) and the StatefulSet (the orphaning replacement
+            # needs it); the namespace takes it when the endpoint goes.
+            persistent_volume_claim_retention_policy=(
+                k8s.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
+                    when_deleted="Retain", when_scaled="Retain"
+                )
+            ),
         ),
         opts=pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(custom_timeouts=rollout_timeouts(endpoint))
@@ -97,7 +117,11 @@ def disruption_budget(
         name,
         metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels),
         spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-            max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels)
+            max_unavailable=1,
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+            # A replica that never becomes Ready (crash-looping) may be evicted: it serves
+            # nothing, and under the default it would block every drain of its node.
+            unhealthy_pod_eviction_policy="AlwaysAllow",
         ),
         opts=opts,
     )

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp
 class EndpointBehaviour:
     flavour: str = "vllm"  # vllm | vllm-legacy | sglang | openai
     api_key: str | None = "sk-endpoint"
+    more_keys: tuple[str, ...] = ()  # also accepted, as by vLLM's --api-key with several keys
     served: list[str] = field(default_factory=lambda: ["llama-3.1-8b"])
     ready_at: float = 0.0  # time.monotonic() before which every call answers 503
     chat_status: int = 200
@@ -79,10 +80,8 @@ def build_app(behaviour: EndpointBehaviour) -> Starlette:
         if behaviour.keyless_unready > 0 and "authorization" not in request.headers:
             behaviour.keyless_unready -= 1
             return JSONResponse({"detail": "Service Unavailable"}, status_code=503)
-        if (
-            behaviour.api_key
-            and request.headers.get("authorization") != f"Bearer {behaviour.api_key}"
-        ):
+        accepted = {f"Bearer {key}" for key in (behaviour.api_key, *behaviour.more_keys)}
+        if behaviour.api_key and request.headers.get("authorization") not in accepted:
             return _unauthorized(behaviour.flavour)
         return None
 

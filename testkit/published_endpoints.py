@@ -3,7 +3,8 @@
 One server answers for every host name, as an ingress controller in front of vLLM does, and
 takes what it serves from the cluster at each request: the Ingress whose rule names the request's
 Host, the Service it routes to, that Service's Ready pods; from the first pod's container, the
-served model name (`--served-model-name`) and the API key (`VLLM_API_KEY`, from its Secret). So
+served model name (`--served-model-name`) and the API keys (`--api-key $(VAR)...`, each variable
+read from the Secret it names, as the kubelet expands it). So
 the endpoint preflight passes only if the program published the host, wired the Service to the
 pods and gave the pods the key it registers with Convai. No Ingress for the host: 404, as
 ingress-nginx's default backend; no Ready pod: 503. The OpenAI replies are openai_server's vLLM.
@@ -63,9 +64,11 @@ class PublishedEndpoints:
         if not ready:
             return 503
         (container,) = ready[0]["spec"]["containers"]
+        keys = _api_keys(self.cluster, namespace, container)
         return EndpointBehaviour(
             flavour="vllm",
-            api_key=_api_key(self.cluster, namespace, container),
+            api_key=keys[0] if keys else None,
+            more_keys=tuple(keys[1:]),
             served=[_served_name(container["args"])],
         )
 
@@ -103,17 +106,30 @@ def _served_name(args: list[str]) -> str:
     return args[args.index("--served-model-name") + 1]
 
 
-def _api_key(cluster: ControlPlane, namespace: str, container: dict[str, Any]) -> str | None:
-    for variable in container.get("env", []):
-        if variable["name"] == "VLLM_API_KEY":
-            reference = variable["valueFrom"]["secretKeyRef"]
-            (secret,) = [
-                s
-                for s in cluster.objects("secrets", namespace)
-                if s["metadata"]["name"] == reference["name"]
-            ]
-            return base64.b64decode(secret["data"][reference["key"]]).decode()
-    return None
+def _api_keys(cluster: ControlPlane, namespace: str, container: dict[str, Any]) -> list[str]:
+    """The values after `--api-key`, each `$(VAR)` expanded from the container's environment."""
+    args: list[str] = container["args"]
+    if "--api-key" not in args:
+        return []
+    values = []
+    for arg in args[args.index("--api-key") + 1 :]:
+        if arg.startswith("--"):
+            break
+        values.append(_expanded(cluster, namespace, container, arg))
+    return values
+
+
+def _expanded(cluster: ControlPlane, namespace: str, container: dict[str, Any], arg: str) -> str:
+    if not (arg.startswith("$(") and arg.endswith(")")):
+        return arg
+    (variable,) = [v for v in container.get("env", []) if v["name"] == arg[2:-1]]
+    reference = variable["valueFrom"]["secretKeyRef"]
+    (secret,) = [
+        s
+        for s in cluster.objects("secrets", namespace)
+        if s["metadata"]["name"] == reference["name"]
+    ]
+    return base64.b64decode(secret["data"][reference["key"]]).decode()
 
 
 @contextmanager

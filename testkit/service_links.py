@@ -45,7 +45,9 @@ def injected_variables(
     return set().union(*(service_variables(service) for service in namespace_services))
 
 
-VLLM_VARIABLES_SET_ON_PURPOSE = frozenset({"VLLM_API_KEY", "VLLM_MAX_N_SEQUENCES"})
+VLLM_VARIABLES_SET_ON_PURPOSE = frozenset(
+    {"VLLM_MAX_N_SEQUENCES", "VLLM_NO_USAGE_STATS", "VLLM_CACHE_ROOT"}
+)
 """The only VLLM_* variables the program gives vLLM: vLLM reads every VLLM_* as its own setting."""
 
 

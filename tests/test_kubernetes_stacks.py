@@ -220,8 +220,21 @@ def assert_endpoint_runs(cluster: ControlPlane, endpoint: dict[str, Any], key: s
     for claim in claims:
         assert claim["status"]["phase"] == "Bound"
         assert claim["spec"]["resources"]["requests"]["storage"] == endpoint["cache_size"]
+    (labels,) = [
+        n["metadata"]["labels"]
+        for n in cluster.objects("namespaces")
+        if n["metadata"]["name"] == namespace
+    ]
+    # Pod Security admission of the API server admitted the pods under it.
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    policies = {
+        p["metadata"]["name"]: p["spec"] for p in cluster.objects("networkpolicies", namespace)
+    }
+    assert sorted(spec["policyTypes"] for spec in policies.values()) == [["Egress"], ["Ingress"]]
     services = cluster.objects("services", namespace)
     for pod in cluster.objects("pods", namespace):
+        # No service-account token: the API server's admission mounted none.
+        assert not any(v["name"].startswith("kube-api-access") for v in pod["spec"]["volumes"])
         assert pod["status"]["hostIP"] == "127.0.0.1"  # kwok's node address: loopback
         (container,) = pod["spec"]["containers"]
         # What the kubelet would add for the namespace's real Services (kwok runs no kubelet).
@@ -239,8 +252,11 @@ def assert_endpoint_runs(cluster: ControlPlane, endpoint: dict[str, Any], key: s
     assert ingress["status"]["loadBalancer"]["ingress"] == [{"ip": "127.0.0.1"}]
     budgets = cluster.objects("poddisruptionbudgets", namespace)
     assert len(budgets) == (1 if endpoint["replicas"] >= 2 else 0)
-    (keys,) = [s for s in cluster.objects("secrets", namespace) if "VLLM_API_KEY" in s["data"]]
-    assert base64.b64decode(keys["data"]["VLLM_API_KEY"]).decode() == key
+    (keys,) = [s for s in cluster.objects("secrets", namespace) if "ENDPOINT_KEY_A" in s["data"]]
+    in_use = f"ENDPOINT_KEY_{endpoint.get('api_key_in_use', 'a').upper()}"
+    assert base64.b64decode(keys["data"][in_use]).decode() == key
+    other = ({"ENDPOINT_KEY_A", "ENDPOINT_KEY_B"} - {in_use}).pop()
+    assert base64.b64decode(keys["data"][other]).decode() != key
     assert base64.b64decode(keys["data"]["HF_TOKEN"]).decode() == HF_TOKEN
 
 
@@ -279,6 +295,10 @@ def more_replicas(config: dict[str, Any]) -> None:
 
 def bigger_cache(config: dict[str, Any]) -> None:
     first_endpoint(config)["cache_size"] = "300Gi"
+
+
+def other_key_in_use(config: dict[str, Any]) -> None:
+    first_endpoint(config)["api_key_in_use"] = "b"
 
 
 def added_endpoint(config: dict[str, Any]) -> None:
@@ -341,6 +361,23 @@ def assert_plans(deployment: Deployment) -> None:
         assert plan.exit_code != 0
         assert "updates to statefulset spec for fields other than" in plan.output
 
+    # Convai switched to the endpoint's other key, which vLLM already accepts: the model's key is
+    # updated in place, and no pod restarts (docs/vllm.md, "Rotating an endpoint key").
+    plan = deployment.plan(other_key_in_use)
+    assert plan.changed() == {(MODEL_TYPE, group): {"update"}}, plan.output
+
+    # A new Hugging Face token changes the Secret's data: the provider replaces the Secret (new
+    # generated name), which the pod template names, so the pods roll (docs/vllm.md).
+    deployment.project.set_secret("hfToken", "hf_rotated_token_77d2")
+    try:
+        plan = deployment.plan(lambda _config: None)
+    finally:
+        deployment.project.set_secret("hfToken", HF_TOKEN)
+    secret = ("kubernetes:core/v1:Secret", f"{name}-keys")
+    assert plan.changed().keys() == {secret, (STATEFUL_SET, name)}, plan.output
+    assert "replace" in plan.ops(*secret)
+    assert plan.ops(STATEFUL_SET, name) == {"update"}
+
     # A new endpoint is created whole, and its model registered on it; nothing else changes.
     plan = deployment.plan(added_endpoint)
     assert all(ops == {"create"} for ops in plan.changed().values()), plan.output
@@ -348,6 +385,42 @@ def assert_plans(deployment: Deployment) -> None:
     assert (MODEL_TYPE, "staging-qwen-7b") in created
     assert (STATEFUL_SET, "qwen-7b") in created
     assert ("kubernetes:core/v1:Namespace", "qwen-7b") in created
+
+
+def assert_cache_change_keeps_pods_and_claims(deployment: Deployment) -> None:
+    """A new cache_size replaces the StatefulSet with orphan propagation: the running pods and
+    their claims outlive it and the new one adopts them; nothing restarts, the claims keep their
+    size (expanding them is the operator's step, docs/vllm.md)."""
+    endpoint = first_endpoint(deployment.config)
+    namespace = f"vllm-{endpoint['name']}"
+    cluster = deployment.cluster
+    (old,) = cluster.objects("statefulsets", namespace)
+    pods = {p["metadata"]["name"]: p["metadata"]["uid"] for p in cluster.objects("pods", namespace)}
+    claims = {
+        c["metadata"]["name"]: (c["metadata"]["uid"], c["spec"]["resources"]["requests"]["storage"])
+        for c in cluster.objects("persistentvolumeclaims", namespace)
+    }
+
+    changed = copy.deepcopy(deployment.config)
+    bigger_cache(changed)
+    deployment.config = changed
+    deployment.configure()
+    deployment.project.up()
+
+    (new,) = cluster.objects("statefulsets", namespace)
+    assert new["metadata"]["uid"] != old["metadata"]["uid"]  # replaced
+    (template,) = new["spec"]["volumeClaimTemplates"]
+    assert template["spec"]["resources"]["requests"]["storage"] == "300Gi"
+    assert new["status"].get("readyReplicas") == endpoint["replicas"]
+    now = cluster.objects("pods", namespace)
+    assert {p["metadata"]["name"]: p["metadata"]["uid"] for p in now} == pods  # none restarted
+    for pod in now:
+        (owner,) = pod["metadata"]["ownerReferences"]
+        assert owner["uid"] == new["metadata"]["uid"]  # adopted by the new StatefulSet
+    assert {
+        c["metadata"]["name"]: (c["metadata"]["uid"], c["spec"]["resources"]["requests"]["storage"])
+        for c in cluster.objects("persistentvolumeclaims", namespace)
+    } == claims
 
 
 # the tests --------------------------------------------------------------------------------------
@@ -361,6 +434,7 @@ def test_staging_deploys_awaited_plans_each_change_and_goes_whole(
     assert_deployed(staging)
     staging.project.run("preview", "--expect-no-changes")
     assert_plans(staging)
+    assert_cache_change_keeps_pods_and_claims(staging)
 
     # Removing the endpoint deletes its model from Convai and everything it ran on. Its HF token
     # goes too: a secret no endpoint names is refused as a possible typo.
