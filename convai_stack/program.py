@@ -47,7 +47,10 @@ def load_stack_config() -> StackConfig:
         ) from None
     present = {k: v for k, v in values.items() if v is not None}
     return parse_stack_config(
-        present, f"configuration of stack '{pulumi.get_stack()}'", keys=_every_config_key()
+        present,
+        f"configuration of stack '{pulumi.get_stack()}'",
+        keys=_every_config_key(),
+        file=f"stacks/Pulumi.{pulumi.get_stack()}.yaml",
     )
 
 

@@ -427,11 +427,15 @@ class StackConfigError(Exception):
 
 
 def parse_stack_config(
-    values: Mapping[str, Any], source: str = "stack configuration", keys: Iterable[str] = ()
+    values: Mapping[str, Any],
+    source: str = "stack configuration",
+    keys: Iterable[str] = (),
+    file: str = "the stack file",
 ) -> StackConfig:
     """Validate the project's config values (keys without the `convai-models:` prefix), and
-    `keys`, every config key the stack sets, namespaced: all problems are reported at once."""
-    lines = unknown_key_problems(keys, values)
+    `keys`, every config key the stack sets, namespaced, which `file` holds: all problems are
+    reported at once."""
+    lines = unknown_key_problems(keys, values, file)
     try:
         stack = StackConfig.model_validate({k: v for k, v in values.items() if k in STACK_KEYS})
     except ValidationError as exc:
@@ -445,13 +449,16 @@ def parse_stack_config(
     return stack
 
 
-def unknown_key_problems(keys: Iterable[str], values: Mapping[str, Any]) -> list[str]:
+def unknown_key_problems(
+    keys: Iterable[str], values: Mapping[str, Any], file: str = "the stack file"
+) -> list[str]:
     """One line per key of our namespaces (`convai-models:`, `convai:`) that nothing reads.
 
     Nothing would ever read such a key, so a typo would be silently ignored: `convai-models:model`
     declares no models (and `pulumi up` would deregister every one), `convai:baseURL` leaves the
     key travelling to the public Convai URL. `values` (the project's, unprefixed) tell which
-    secret keys the endpoints name."""
+    secret keys the endpoints name. The fix is an edit of `file`, where the key is: for the dev
+    stack, `pulumi config rm` would change only scripts/dev-up's copy of it."""
     known = known_keys(values)
     # Compared without the namespace, which every key shares: `apiKey` set in the project's
     # namespace is the provider's `convai:apiKey`.
@@ -470,7 +477,7 @@ def unknown_key_problems(keys: Iterable[str], values: Mapping[str, Any]) -> list
         problems.append(
             f"{key}: neither a setting of this project nor a secret an endpoint names, so nothing "
             f"would read it; {hint} "
-            f"Rename it, or remove it with `pulumi config rm {key}`"
+            f"Rename it, or remove it, in {file}"
         )
     return problems
 

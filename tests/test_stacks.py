@@ -885,7 +885,8 @@ def test_a_mistyped_key_of_our_namespaces_is_refused_naming_the_nearest(
         caught.value
     )
     assert f"did you mean {meant}?" in str(caught.value)
-    assert f"`pulumi config rm {typo}`" in str(caught.value)
+    # the file to edit, not `pulumi config rm`, which on dev changes only dev-up's copy
+    assert "Rename it, or remove it, in stacks/Pulumi.staging.yaml" in str(caught.value)
     assert mocks.registrations == []
 
 

@@ -161,7 +161,7 @@ def _load_stack(args: argparse.Namespace) -> tuple[StackConfig, dict[str, Any]]:
         )
     try:
         raw = read_stack_file(path)
-        return parse_stack_config(project_values(raw), str(path), keys=raw), raw
+        return parse_stack_config(project_values(raw), str(path), keys=raw, file=str(path)), raw
     except StackConfigError as exc:
         heading, *problems = str(exc).splitlines()
         raise OperatorError(" ".join([heading, "; ".join(problems)]).strip()) from None
