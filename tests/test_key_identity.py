@@ -120,3 +120,16 @@ def test_a_model_missing_under_a_key_not_recorded_for_it_stays_in_state(
     with pytest.raises(ProviderError, match="pulumi state delete"):
         getattr(engine, operation)()
     assert "b" in engine.state
+
+
+def test_an_update_under_another_accounts_key_says_so_rather_than_only_not_found(
+    engine: Engine, convai: EmulatorProcess
+) -> None:
+    """A mistyped convai:apiKey (#21's trial): the update's 404 is about the key, not the model."""
+    engine.config = with_key(convai, OTHER_ACCOUNT_KEY)
+    with pytest.raises(ProviderError) as caught:
+        engine.up(declare(a=turbo(model_group_name="a", display_name="A, renamed"), b=turbo()))
+    assert "HTTP 404" in caught.value.details
+    assert NOT_THE_KEY in caught.value.details and "State keeps the model" in caught.value.details
+    assert OTHER_ACCOUNT_KEY not in caught.value.details
+    assert sorted(engine.state) == ["a", "b"]

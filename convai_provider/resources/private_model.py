@@ -28,7 +28,7 @@ from pydantic import ConfigDict, StrictBool
 
 from convai_provider.api.account import Operation
 from convai_provider.api.client import build_request
-from convai_provider.api.errors import ConflictError, ConvaiError
+from convai_provider.api.errors import ConflictError, ConvaiError, NotFoundError
 from convai_provider.api.matching import as_declared, differences
 from convai_provider.api.wire import (
     OPENAI_BASE_URL,
@@ -37,6 +37,7 @@ from convai_provider.api.wire import (
     RegisterRequest,
     UpdateRequest,
 )
+from convai_provider.guards.text import sentence
 from convai_provider.preflight.checks import PreflightReport, check_endpoint
 from convai_provider.resources.base import (
     PROVIDER_KEY,
@@ -262,6 +263,11 @@ class PrivateModelProvider(ConvaiProvider):
             self._verify_endpoint(runtime, "update", inputs)
         try:
             changed = self._send_update(runtime.operation(), id_, olds, news)
+        except NotFoundError as exc:
+            # Under another account's key (a mistyped one) every model is "not found": say so.
+            other_key = why_not_gone(runtime.settings.api_key, olds.get(KEY_FINGERPRINT))
+            cause = f"{sentence(str(exc))} {other_key}" if other_key else exc
+            raise ConvaiOperationError("update", _subject(id_), cause) from None
         except ConvaiError as exc:
             raise ConvaiOperationError("update", _subject(id_), exc) from None
         outputs = inputs.model_dump()
