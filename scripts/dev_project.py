@@ -12,18 +12,33 @@ convai:baseUrl is the dev emulator's URL (URL), so every `pulumi` run on this pr
 too, reaches it and never the public Convai URL. Refresh and destroy configure providers from the
 configuration stored in state at the last update, so that URL must not change from run to run:
 dev-up keeps the emulator's port (docs/dev-loop.md).
+
+    pulumi stack export --stack dev | python scripts/dev_project.py --root CHECKOUT --stored-port
+
+prints the emulator port that `pulumi stack export` (on stdin) holds, for refresh and destroy;
+and
+
+    python scripts/dev_project.py --root CHECKOUT --check PULUMI-ARGS...
+
+exits 2 with one line when PULUMI-ARGS would change a plain setting in DIR/Pulumi.dev.yaml, which
+the next run writes again from the committed file: the change would be lost without a word.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 STACK = "dev"
+PROJECT = "convai-models"
 SALT = "encryptionsalt"
+DYNAMIC_PROVIDER = "pulumi:providers:pulumi-python"
 LOCAL_ONLY = (SALT, "secretsprovider", "encryptedkey")
 """Stack file keys beside `config:` that hold this machine's secrets setup."""
 
@@ -40,6 +55,72 @@ def read_yaml(path: Path) -> dict[str, Any]:
 def secure_values(document: dict[str, Any]) -> dict[str, Any]:
     config = document.get("config") or {}
     return {k: v for k, v in config.items() if isinstance(v, dict) and "secure" in v}
+
+
+GENERATED = (
+    "# Written by scripts/dev-up at every run from stacks/Pulumi.dev.yaml, which is where to\n"
+    "# change the dev stack: only the secrets and the salt here are kept from run to run.\n"
+)
+
+
+def _namespaced(key: str, by_path: bool) -> str:
+    if by_path:  # `--path models[0].display_name` changes the key `models`
+        key = key.split(".", 1)[0].split("[", 1)[0]
+    return key if ":" in key else f"{PROJECT}:{key}"
+
+
+def lost_config_change(root: Path, command: list[str]) -> str | None:
+    """Why a `pulumi config` command on the dev project would be lost at the next dev-up run
+    (None when it would not): a plain `set` (only secrets are carried over), or an `rm` of a key
+    the committed file declares (the next run declares it again)."""
+    if len(command) < 2 or command[0] != "config":
+        return None
+    action, rest = command[1], command[2:]
+    flags = {a.split("=", 1)[0] for a in rest if a.startswith("-")}
+    words = [a for a in rest if not a.startswith("-")]
+    committed_file = root / "stacks" / f"Pulumi.{STACK}.yaml"
+    if action == "set" and "--secret" not in flags and words:
+        key = _namespaced(words[0], "--path" in flags)
+        return (
+            f"dev-up: `config set {words[0]}` without --secret would change only dev-up's copy "
+            f"of the dev stack's file, which the next run writes again from {committed_file}: "
+            f"set {key} there instead (only secrets, `config set --secret`, are kept here)"
+        )
+    if action == "set-all" and "--plaintext" in flags:
+        return (
+            "dev-up: `config set-all --plaintext` would change only dev-up's copy of the dev "
+            f"stack's file, which the next run writes again from {committed_file}: set plain "
+            "values there instead (only secrets, `--secret`, are kept here)"
+        )
+    if action in ("rm", "rm-all"):
+        declared = (read_yaml(committed_file).get("config") or {}).keys()
+        kept = [k for k in words if _namespaced(k, "--path" in flags) in declared]
+        if kept:
+            return (
+                f"dev-up: {', '.join(kept)} is declared in {committed_file}, and the next run "
+                "writes it again from there: remove it from that file instead"
+            )
+    return None
+
+
+def stored_port(export: str) -> str | None:
+    """The emulator port in the dev stack's state (`pulumi stack export`): the default dynamic
+    provider's `convai:baseUrl`, which refresh and destroy use. None without state or one."""
+    try:
+        resources = json.loads(export)["deployment"]["resources"] or []
+    except (ValueError, KeyError, TypeError):
+        return None
+    for resource in resources:
+        if resource.get("type") == DYNAMIC_PROVIDER:
+            url = (resource.get("inputs") or {}).get("convai:baseUrl")
+            if not isinstance(url, str):
+                return None
+            try:
+                port = urlsplit(url).port
+            except ValueError:
+                return None
+            return str(port) if port else None
+    return None
 
 
 def project_file(root: Path) -> dict[str, Any]:
@@ -70,14 +151,29 @@ def stack_file(root: Path, previous: dict[str, Any], base_url: str) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, required=True, help="the checkout")
-    parser.add_argument("--out", type=Path, required=True, help="the project directory to write")
-    parser.add_argument("--base-url", required=True, help="the dev emulator's URL")
+    parser.add_argument("--out", type=Path, help="the project directory to write")
+    parser.add_argument("--base-url", help="the dev emulator's URL")
+    parser.add_argument("--check", nargs=argparse.REMAINDER, help="pulumi arguments to check")
+    parser.add_argument(
+        "--stored-port", action="store_true", help="print the port `pulumi stack export` holds"
+    )
     args = parser.parse_args()
+    if args.stored_port:
+        print(stored_port(sys.stdin.read()) or "")
+        return
+    if args.check is not None:
+        refusal = lost_config_change(args.root, args.check)
+        if refusal:
+            print(refusal, file=sys.stderr)
+            raise SystemExit(2)
+        return
+    if args.out is None or args.base_url is None:
+        parser.error("--out and --base-url are required")
     args.out.mkdir(parents=True, exist_ok=True)
     stack_path = args.out / f"Pulumi.{STACK}.yaml"
     document = stack_file(args.root, read_yaml(stack_path), args.base_url)
     (args.out / "Pulumi.yaml").write_text(yaml.safe_dump(project_file(args.root), sort_keys=False))
-    stack_path.write_text(yaml.safe_dump(document, sort_keys=False))
+    stack_path.write_text(GENERATED + yaml.safe_dump(document, sort_keys=False))
 
 
 if __name__ == "__main__":

@@ -176,6 +176,11 @@ def test_the_emulator_outlives_dev_up_and_plain_pulumi_and_the_commands_reach_it
         assert listed.returncode == 0, listed.stderr
         assert "dev-llama" in listed.stdout
 
+        # a second one names the first, rather than "stop what listens there"
+        second = run_dev_up(tmp_path, path, "emulator")
+        assert second.returncode == 1
+        assert f"(pid {served.pid}) already serves this checkout on {url}" in second.stderr
+
         served.send_signal(signal.SIGINT)  # Ctrl-C
         assert served.wait(timeout=30) == 130
         assert session_members(served.pid) == []  # the emulator went with it
@@ -203,4 +208,79 @@ def test_commands_that_need_no_convai_run_while_the_port_is_taken(
         assert busy.returncode != 0
         assert f"port {port} on 127.0.0.1 is in use" in busy.stderr
         assert "set CONVAI_EMULATOR_PORT to another port" in busy.stderr
+    assert run_dev_up(tmp_path, path, "destroy", "--yes").returncode == 0
+
+
+def free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return int(probe.getsockname()[1])
+
+
+def test_refresh_and_destroy_serve_the_emulator_where_the_last_update_put_it(
+    tmp_path: Path, cli_bin: Path
+) -> None:
+    """#21's trial: a port moved by a run that is not an `up` became the kept port, and the next
+    refresh looked for the emulator where state says (the last update's URL) and found nothing."""
+    path = f"{cli_bin}:{os.environ['PATH']}"
+    assert run_dev_up(tmp_path, path).returncode == 0
+    state = tmp_path / "dev" / ".pulumi-state"
+    updated_on = (state / "emulator-port").read_text().strip()
+    moved = str(free_port())
+    preview = run_dev_up(tmp_path, path, "preview", extra_env={"CONVAI_EMULATOR_PORT": moved})
+    assert preview.returncode == 0, preview.stdout + preview.stderr
+    assert (state / "emulator-port").read_text().strip() == moved  # the kept port moved
+    refresh = run_dev_up(tmp_path, path, "refresh", "--yes")
+    assert refresh.returncode == 0, refresh.stdout + refresh.stderr
+    assert f"Convai emulator on http://127.0.0.1:{updated_on} " in refresh.stderr
+    destroy = run_dev_up(tmp_path, path, "destroy", "--yes")
+    assert destroy.returncode == 0, destroy.stdout + destroy.stderr
+    assert dev_models(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (["config", "set", "convai:requestTimeout", "60"], "set convai:requestTimeout there"),
+        (["config", "set", "fallbackModel", "gpt-4o"], "set convai-models:fallbackModel there"),
+        (["config", "set", "--path", "models[0].display_name", "x"], "convai-models:models"),
+        (["config", "set-all", "--plaintext", "convai:maxRetries=1"], "set plain values there"),
+        (["config", "rm", "convai-models:models"], "remove it from that file instead"),
+    ],
+)
+def test_a_config_change_the_next_run_would_undo_is_refused(
+    tmp_path: Path, cli_bin: Path, command: list[str], said: str
+) -> None:
+    """dev-up writes its project's stack file again at every run from the committed one, keeping
+    only secrets: a plain `config set` there exited 0 and was gone at the next run (#21's trial)."""
+    path = f"{cli_bin}:{os.environ['PATH']}"
+    refused = run_dev_up(tmp_path, path, *command)
+    assert refused.returncode == 2
+    assert str(ROOT / "stacks" / "Pulumi.dev.yaml") in refused.stderr
+    assert said in refused.stderr
+
+
+def test_a_secret_set_through_dev_up_is_kept_from_run_to_run(tmp_path: Path, cli_bin: Path) -> None:
+    path = f"{cli_bin}:{os.environ['PATH']}"
+    secret = run_dev_up(tmp_path, path, "config", "set", "--secret", "otherVllmKey", "sk-dev-42")
+    assert secret.returncode == 0, secret.stderr
+    kept = run_dev_up(tmp_path, path, "config", "get", "otherVllmKey")
+    assert kept.stdout.strip() == "sk-dev-42"
+    assert run_dev_up(tmp_path, path, "config", "rm", "otherVllmKey").returncode == 0
+    copy = tmp_path / "dev" / ".pulumi-state" / "dev-project" / "Pulumi.dev.yaml"
+    assert copy.read_text().startswith("# Written by scripts/dev-up at every run")
+
+
+def test_a_refresh_on_another_port_than_the_last_updates_says_to_up_there_first(
+    tmp_path: Path, cli_bin: Path
+) -> None:
+    path = f"{cli_bin}:{os.environ['PATH']}"
+    assert run_dev_up(tmp_path, path).returncode == 0
+    updated_on = (tmp_path / "dev" / ".pulumi-state" / "emulator-port").read_text().strip()
+    moved = str(free_port())
+    refused = run_dev_up(
+        tmp_path, path, "refresh", "--yes", extra_env={"CONVAI_EMULATOR_PORT": moved}
+    )
+    assert refused.returncode == 2
+    assert f"last update used the emulator on port {updated_on}" in refused.stderr
+    assert f"`CONVAI_EMULATOR_PORT={moved} scripts/dev-up` (an up) first" in refused.stderr
     assert run_dev_up(tmp_path, path, "destroy", "--yes").returncode == 0
