@@ -112,6 +112,17 @@ def dev_env(tmp_path: Path, path: str) -> dict[str, str]:
     }
 
 
+def documented_by_hand_settings() -> dict[str, str]:
+    """The PULUMI_* values docs/dev-loop.md exports for `pulumi` by hand (the literal ones: the
+    paths depend on the checkout), so that the test runs what the page tells users to."""
+    page = (ROOT / "docs" / "dev-loop.md").read_text()
+    section = page.split("## `pulumi` by hand on the dev stack", 1)[1]
+    block = section.split("```bash", 1)[1].split("```", 1)[0]
+    settings = dict(re.findall(r"\b(PULUMI_[A-Z_]+)=([\w-]+)(?=\s|$)", block))
+    assert settings.get("PULUMI_CONFIG_PASSPHRASE") == "convai-models-dev", block
+    return settings
+
+
 def test_the_emulator_outlives_dev_up_and_plain_pulumi_and_the_commands_reach_it(
     tmp_path: Path, cli_bin: Path
 ) -> None:
@@ -143,10 +154,9 @@ def test_the_emulator_outlives_dev_up_and_plain_pulumi_and_the_commands_reach_it
         state = tmp_path / "dev" / ".pulumi-state"
         by_hand = {
             **dev_env(tmp_path, path),
+            **documented_by_hand_settings(),
             "PULUMI_BACKEND_URL": f"file://{state}",
             "PULUMI_HOME": str(state / "home"),
-            "PULUMI_CONFIG_PASSPHRASE": "convai-models-dev",
-            "PULUMI_SKIP_UPDATE_CHECK": "true",
         }
         httpx.delete(f"{url}/_emulator/stats", timeout=5)
         refresh = subprocess.run(
@@ -161,6 +171,19 @@ def test_the_emulator_outlives_dev_up_and_plain_pulumi_and_the_commands_reach_it
         assert refresh.returncode == 0, refresh.stdout + refresh.stderr
         stats = httpx.get(f"{url}/_emulator/stats", timeout=5).json()
         assert stats["requests"].get("/llm-models/list", 0) >= 1
+        # a run of the program: the CLI asks it which plugins its packages need and, unless told
+        # not to, tries to download the missing ones (github.com, get.pulumi.com); -v=1 logs it
+        preview = subprocess.run(
+            ["pulumi", "preview", "--stack", "dev", "--non-interactive", "--logtostderr", "-v=1"],
+            cwd=state / "dev-project",
+            env=by_hand,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert preview.returncode == 0, preview.stdout + preview.stderr
+        assert "download" not in preview.stderr, preview.stderr
 
         # the operator commands: the dev stack's key in plain text, no CONVAI_API_KEY (the port
         # is not the stack file's 8787 here, so it is given)
