@@ -22,6 +22,7 @@ from convai_stack.stack_config import (
     ModelDeclaration,
     StackConfig,
     StackConfigError,
+    StackKeys,
     VllmEndpoint,
     parse_stack_config,
 )
@@ -46,12 +47,19 @@ def load_stack_config() -> StackConfig:
             f"{exc}: fix it in stacks/Pulumi.{pulumi.get_stack()}.yaml"
         ) from None
     present = {k: v for k, v in values.items() if v is not None}
+    keys = _every_config_key()
+    secrets = frozenset(k for k in keys if pulumi.runtime.config.is_config_secret(k))
     return parse_stack_config(
         present,
         f"configuration of stack '{pulumi.get_stack()}'",
-        keys=_every_config_key(),
-        file=f"stacks/Pulumi.{pulumi.get_stack()}.yaml",
+        keys=keys,
+        where=StackKeys(pulumi.get_stack(), secrets | frozenset(_secret_keys_env())),
     )
+
+
+def _secret_keys_env() -> list[str]:
+    """The keys the engine marked secret, where the runtime has not taken them in yet."""
+    return pulumi.runtime.config.get_config_secret_keys_env()
 
 
 def _every_config_key() -> set[str]:

@@ -11,6 +11,7 @@ import difflib
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -430,12 +431,11 @@ def parse_stack_config(
     values: Mapping[str, Any],
     source: str = "stack configuration",
     keys: Iterable[str] = (),
-    file: str = "the stack file",
+    where: StackKeys | None = None,
 ) -> StackConfig:
     """Validate the project's config values (keys without the `convai-models:` prefix), and
-    `keys`, every config key the stack sets, namespaced, which `file` holds: all problems are
-    reported at once."""
-    lines = unknown_key_problems(keys, values, file)
+    `keys`, every config key the stack sets, namespaced: all problems are reported at once."""
+    lines = unknown_key_problems(keys, values, where)
     try:
         stack = StackConfig.model_validate({k: v for k, v in values.items() if k in STACK_KEYS})
     except ValidationError as exc:
@@ -449,16 +449,32 @@ def parse_stack_config(
     return stack
 
 
+@dataclass(frozen=True)
+class StackKeys:
+    """Where a stack's keys are, for the command that removes one: the stack's name and which of
+    its keys hold secrets."""
+
+    name: str
+    secrets: frozenset[str] = frozenset()
+
+    def removal(self, key: str) -> str:
+        if self.name != DEV_STACK:
+            return f"`pulumi config rm --stack {self.name} {key}`"
+        # dev-up keeps the dev stack's secrets, and copies the rest from its file at every run
+        if key in self.secrets:
+            return f"`scripts/dev-up config rm {key}`"
+        return f"an edit of {stack_file(self.name)}"
+
+
 def unknown_key_problems(
-    keys: Iterable[str], values: Mapping[str, Any], file: str = "the stack file"
+    keys: Iterable[str], values: Mapping[str, Any], where: StackKeys | None = None
 ) -> list[str]:
     """One line per key of our namespaces (`convai-models:`, `convai:`) that nothing reads.
 
     Nothing would ever read such a key, so a typo would be silently ignored: `convai-models:model`
     declares no models (and `pulumi up` would deregister every one), `convai:baseURL` leaves the
     key travelling to the public Convai URL. `values` (the project's, unprefixed) tell which
-    secret keys the endpoints name. The fix is an edit of `file`, where the key is: for the dev
-    stack, `pulumi config rm` would change only scripts/dev-up's copy of it."""
+    secret keys the endpoints name."""
     known = known_keys(values)
     # Compared without the namespace, which every key shares: `apiKey` set in the project's
     # namespace is the provider's `convai:apiKey`.
@@ -474,10 +490,10 @@ def unknown_key_problems(
             if close
             else f"the settings are {', '.join(sorted(known, key=str.lower))}."
         )
+        removal = where.removal(key) if where else f"`pulumi config rm {key}`"
         problems.append(
             f"{key}: neither a setting of this project nor a secret an endpoint names, so nothing "
-            f"would read it; {hint} "
-            f"Rename it, or remove it, in {file}"
+            f"would read it; {hint} Rename it, or remove it with {removal}"
         )
     return problems
 

@@ -288,7 +288,15 @@ def test_a_secret_set_through_dev_up_is_kept_from_run_to_run(tmp_path: Path, cli
     assert secret.returncode == 0, secret.stderr
     kept = run_dev_up(tmp_path, path, "config", "get", "otherVllmKey")
     assert kept.stdout.strip() == "sk-dev-42"
-    assert run_dev_up(tmp_path, path, "config", "rm", "otherVllmKey").returncode == 0
+    # no endpoint names it (as after removing an adopted model's endpoint): the stack is refused,
+    # and the command named is the one that removes it (the secret is dev-up's, not the file's)
+    refused = run_dev_up(tmp_path, path, "preview")
+    assert refused.returncode != 0
+    removal = "scripts/dev-up config rm convai-models:otherVllmKey"
+    assert f"remove it with `{removal}`" in refused.stdout
+    removed = run_dev_up(tmp_path, path, *removal.split()[1:])
+    assert removed.returncode == 0, removed.stderr
+    assert run_dev_up(tmp_path, path, "preview").returncode == 0
     copy = tmp_path / "dev" / ".pulumi-state" / "dev-project" / "Pulumi.dev.yaml"
     assert copy.read_text().startswith("# Written by scripts/dev-up at every run")
 

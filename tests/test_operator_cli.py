@@ -311,7 +311,7 @@ def test_audit_refuses_a_mistyped_key_rather_than_call_every_model_unmanaged(
     assert (code, out) == (2, "")
     assert "convai-models:model: neither a setting" in err
     assert "did you mean convai-models:models?" in err
-    assert f"Rename it, or remove it, in {path}" in err
+    assert "remove it with `pulumi config rm --stack test convai-models:model`" in err
     assert "unmanaged" not in err
 
 

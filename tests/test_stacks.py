@@ -20,11 +20,13 @@ from convai_stack.program import main
 from convai_stack.stack_config import (
     VLLM_IMAGE_TAG,
     StackConfigError,
+    StackKeys,
     VllmEndpoint,
     parse_stack_config,
     project_values,
     read_stack_file,
     stack_file,
+    unknown_key_problems,
 )
 from testkit.convai import CONVAI_KEY, live, stack_config
 from testkit.engine import (
@@ -885,9 +887,26 @@ def test_a_mistyped_key_of_our_namespaces_is_refused_naming_the_nearest(
         caught.value
     )
     assert f"did you mean {meant}?" in str(caught.value)
-    # the file to edit, not `pulumi config rm`, which on dev changes only dev-up's copy
-    assert "Rename it, or remove it, in stacks/Pulumi.staging.yaml" in str(caught.value)
+    assert f"remove it with `pulumi config rm --stack staging {typo}`" in str(caught.value)
     assert mocks.registrations == []
+
+
+@pytest.mark.parametrize(
+    ("stack", "removal"),
+    [
+        (StackKeys("staging"), "`pulumi config rm --stack staging convai:apikey`"),
+        # dev-up copies the dev stack's file at every run: `config rm` there would come back
+        (StackKeys("dev"), "an edit of stacks/Pulumi.dev.yaml"),
+        # and keeps its secrets itself
+        (
+            StackKeys("dev", frozenset({"convai:apikey"})),
+            "`scripts/dev-up config rm convai:apikey`",
+        ),
+    ],
+)
+def test_the_removal_named_fits_where_the_key_is(stack: StackKeys, removal: str) -> None:
+    (problem,) = unknown_key_problems(["convai:apikey"], {}, stack)
+    assert problem.endswith(f"Rename it, or remove it with {removal}")
 
 
 def test_keys_of_other_namespaces_and_named_secrets_are_accepted() -> None:

@@ -50,6 +50,7 @@ from convai_provider.guards.urls import refusal
 from convai_stack.stack_config import (
     StackConfig,
     StackConfigError,
+    StackKeys,
     parse_stack_config,
     project_values,
     read_stack_file,
@@ -161,7 +162,9 @@ def _load_stack(args: argparse.Namespace) -> tuple[StackConfig, dict[str, Any]]:
         )
     try:
         raw = read_stack_file(path)
-        return parse_stack_config(project_values(raw), str(path), keys=raw, file=str(path)), raw
+        secrets = frozenset(k for k, v in raw.items() if isinstance(v, dict) and "secure" in v)
+        stack = StackKeys(args.stack, secrets)
+        return parse_stack_config(project_values(raw), str(path), keys=raw, where=stack), raw
     except StackConfigError as exc:
         heading, *problems = str(exc).splitlines()
         raise OperatorError(" ".join([heading, "; ".join(problems)]).strip()) from None
