@@ -19,7 +19,7 @@ from testkit.pulumi_cli import ROOT, PulumiProject
 from tests.test_stacks import STACKS, run_stack, unwrap
 
 ANALYZER = ROOT / "policy" / "analyzer"
-LIBRARY = ROOT / "tests" / "fixtures" / "policy-library-program"
+LIBRARY = ROOT / "docs" / "examples" / "policy-library-program"
 ENDPOINT_KEY = "sk-library-endpoint-0c7e"
 
 EVERY_RULE_FAILS_ONCE = {
