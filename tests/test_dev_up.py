@@ -84,6 +84,9 @@ def test_up_preview_and_destroy_on_the_dev_stack_leave_tracked_files_alone(
     assert (tmp_path / "dev" / ".pulumi-state" / ".pulumi" / "stacks").is_dir()  # file backend
     preview = run_dev_up(tmp_path, path, "preview", "--expect-no-changes")
     assert preview.returncode == 0, preview.stdout + preview.stderr
+    # The guardrails pack ran at the dev stack's settings: the keyless dev endpoint, advisory.
+    assert "convai-guardrails" in preview.stdout, preview.stdout
+    assert "[advisory]  convai-endpoint-key" in preview.stdout, preview.stdout
     outputs = run_dev_up(tmp_path, path, "stack", "output", "--json")
     assert json.loads(outputs.stdout)["models"]["dev-llama"]["model_name"] == "llama-3.1-8b"
     recover = run_dev_up(tmp_path, path, "recover")

@@ -79,6 +79,10 @@ class Operation:
             model_group_name
         )
 
+    def models_from_now(self) -> list[PrivateModel]:
+        """Every model, as a listing requested from now on reports them."""
+        return list(self._listing.requested_after(self._listing.now(), self.deadline).models)
+
     def character(self, char_id: str) -> Character:
         return self._client.get_character(char_id, deadline=self.deadline)
 

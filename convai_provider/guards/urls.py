@@ -68,7 +68,7 @@ def url_problem(url: str, *, example: str, plain_http_to_loopback_only: bool) ->
         return "must not carry credentials: the API key goes in a header"
     if parts.query or parts.fragment:
         return f"must not carry a query string or fragment: give the API root, such as {example}"
-    if plain_http_to_loopback_only and parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if plain_http_to_loopback_only and parts.scheme == "http" and not is_loopback(parts.hostname):
         return (
             "must use https: plain http would send the Convai API key in clear (plain http is "
             "accepted only to a loopback address such as 127.0.0.1, for the emulator)"
@@ -76,7 +76,8 @@ def url_problem(url: str, *, example: str, plain_http_to_loopback_only: bool) ->
     return None
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback address (127.0.0.0/8, ::1): traffic that never leaves the host."""
     if host.lower() == "localhost":
         return True
     try:

@@ -1,0 +1,66 @@
+"""The Convai guardrails policy pack (docs/policy.md): `pulumi preview --policy-pack
+policy/analyzer --policy-pack-config policy/stacks/<stack>.json`.
+
+The rules, their default levels and config schemas are `guardrails.RESOURCE_RULES` and the
+fallback rule; a stack's config file sets each rule's level (mandatory, advisory, disabled) and
+its properties.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pulumi_policy import (
+    EnforcementLevel,
+    Policy,
+    PolicyConfigSchema,
+    PolicyPack,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from policy import guardrails  # the checkout, on the path from the line above
+
+
+def resource_policy(rule: guardrails.Rule) -> ResourceValidationPolicy:
+    def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
+        if args.resource_type not in rule.types:
+            return
+        protect = bool(args.opts.protect) if args.opts is not None else False
+        for problem in rule.check(args.props, protect, args.get_config()):
+            report(problem, None)
+
+    return ResourceValidationPolicy(
+        name=rule.name,
+        description=rule.description,
+        enforcement_level=EnforcementLevel(rule.default),
+        config_schema=PolicyConfigSchema(properties=dict(rule.config)) if rule.config else None,
+        validate=validate,
+    )
+
+
+def fallback_policy() -> StackValidationPolicy:
+    def validate(args: StackValidationArgs, report: ReportViolation) -> None:
+        resources = [(r.resource_type, r.props) for r in args.resources]
+        extra = args.get_config().get("extraBuiltinModels") or []
+        for problem in guardrails.fallback_exists(resources, extra):
+            report(problem, None)
+
+    return StackValidationPolicy(
+        name=guardrails.FALLBACK_RULE,
+        description=guardrails.FALLBACK_DESCRIPTION,
+        enforcement_level=EnforcementLevel(guardrails.FALLBACK_DEFAULT),
+        config_schema=PolicyConfigSchema(properties=dict(guardrails.FALLBACK_CONFIG)),
+        validate=validate,
+    )
+
+
+policies: list[Policy] = [resource_policy(rule) for rule in guardrails.RESOURCE_RULES]
+policies.append(fallback_policy())
+PolicyPack(name="convai-guardrails", policies=policies)

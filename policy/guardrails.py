@@ -1,0 +1,307 @@
+"""The Convai guardrails: each rule a function of what a resource declares, returning what is
+wrong in words (empty: nothing). `__main__.py` makes them a Pulumi policy pack; the tests call
+them on the stacks' resources too.
+
+Resources are told apart by type token. A value the engine does not know yet (an Output of a
+resource still to be made) is never judged here: pulumi-policy marks the rule not applicable
+when a rule reads one. No message repeats a key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from convai_provider.api.builtin_models import BUILTIN_MODELS, DEFAULT_FALLBACK_MODEL
+from convai_provider.guards.text import server_text
+from convai_provider.guards.urls import is_loopback, split_url
+from convai_provider.resources.type_tokens import CHARACTER_TYPE_TOKEN, TYPE_TOKEN
+
+MODEL_TYPE = TYPE_TOKEN
+CHARACTER_TYPE = CHARACTER_TYPE_TOKEN
+INGRESS_TYPE = "kubernetes:networking.k8s.io/v1:Ingress"
+WORKLOAD_TYPES = frozenset(
+    {
+        "kubernetes:apps/v1:StatefulSet",
+        "kubernetes:apps/v1:Deployment",
+        "kubernetes:apps/v1:DaemonSet",
+        "kubernetes:core/v1:Pod",
+    }
+)
+CONVAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+"""What Convai (and the resource's check) fills in for a model declared without base_url."""
+KEYLESS = "EMPTY"
+"""The api_key a model declares for an endpoint that takes no key (the README's convention)."""
+PUBLISHED_PATH = "/v1"
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+def endpoint_https(props: Mapping[str, Any]) -> list[str]:
+    """A model's endpoint is https unless its host is loopback (the key travels to it)."""
+    url = str(props.get("base_url") or CONVAI_DEFAULT_BASE_URL)
+    parts = split_url(url)
+    if parts is None or parts.scheme == "https":
+        return []
+    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
+        return []
+    return [
+        f"base_url {server_text(url)!r} must use https: Convai sends the endpoint key to it in "
+        "clear otherwise (plain http is for loopback hosts only, such as 127.0.0.1)."
+    ]
+
+
+def endpoint_key(props: Mapping[str, Any]) -> list[str]:
+    """No endpoint without a key: anyone who finds a keyless endpoint may use it."""
+    key = props.get("api_key")
+    if isinstance(key, str) and key.strip() and key.strip() != KEYLESS:
+        return []
+    return [
+        f"model {_group(props)!r} declares no endpoint key (api_key is empty or {KEYLESS!r}): "
+        "serve the endpoint with a key (vLLM --api-key) and give it as a Pulumi secret."
+    ]
+
+
+def model_protected(props: Mapping[str, Any], protect: bool) -> list[str]:
+    """A model of this stack is protected: deregistering it breaks the characters using it."""
+    if protect:
+        return []
+    return [
+        f"model {_group(props)!r} is not protected: set protect=True on it (a stack file: "
+        "convai-models:protectModels: true, and no model with protect: false)."
+    ]
+
+
+def uncensored_allowed(props: Mapping[str, Any], allowed: bool) -> list[str]:
+    """`is_uncensored` only in a stack whose policy config allows it."""
+    if props.get("is_uncensored") is not True or allowed:
+        return []
+    return [
+        f"model {_group(props)!r} sets is_uncensored, which this stack does not allow: set it "
+        'false, or allow it in the stack\'s policy config ("allowed": true).'
+    ]
+
+
+def fallback_exists(
+    resources: Iterable[tuple[str, Mapping[str, Any]]], extra_builtins: Iterable[str] = ()
+) -> list[str]:
+    """Every binding's fallback is a built-in code or a model of the stack. `resources`: the
+    stack's (type token, props)."""
+    listed = list(resources)
+    known = (
+        BUILTIN_MODELS
+        | set(extra_builtins)
+        | {str(props.get("model_group_name")) for token, props in listed if token == MODEL_TYPE}
+    )
+    problems = []
+    for token, props in listed:
+        if token != CHARACTER_TYPE:
+            continue
+        fallback = props.get("fallback_model_group_name") or DEFAULT_FALLBACK_MODEL
+        if fallback not in known:
+            problems.append(
+                f"character {server_text(props.get('char_id'))!r} falls back to "
+                f"{server_text(fallback)!r}, which is neither a built-in Convai model nor a "
+                "model of this stack: its characters would stop answering when their model "
+                "goes; name one that exists (or list a new built-in code in the policy "
+                'config\'s "extraBuiltinModels").'
+            )
+    return problems
+
+
+def images_pinned(props: Mapping[str, Any]) -> list[str]:
+    """Every container image of a workload is pinned by digest (`image@sha256:...`)."""
+    return [
+        f"container {server_text(name)!r} runs {server_text(image)!r}, which is not pinned by "
+        "digest: a tag can move; set image_digest (sha256:...) on the vLLM endpoint."
+        for name, image in _containers(props)
+        if not DIGEST.search(image)
+    ]
+
+
+def ingress_v1_only(props: Mapping[str, Any]) -> list[str]:
+    """An Ingress publishes the OpenAI-compatible API (`/v1`) and nothing else: vLLM serves
+    /metrics, /health and more that are not for the internet."""
+    spec = props.get("spec") or {}
+    problems = []
+    if spec.get("defaultBackend"):
+        problems.append("it has a defaultBackend, which publishes every path")
+    for rule in spec.get("rules") or []:
+        for path in ((rule or {}).get("http") or {}).get("paths") or []:
+            shown = path.get("path") or "/"
+            if shown != PUBLISHED_PATH:
+                problems.append(f"it publishes path {server_text(shown)!r}")
+    if not problems:
+        return []
+    return [f"Ingress {'; '.join(problems)}: publish only {PUBLISHED_PATH!r}."]
+
+
+def model_named(props: Mapping[str, Any], pattern: str | None) -> list[str]:
+    """Model group names follow the stack's naming rule, a regex matched in full."""
+    if not pattern:
+        return []
+    try:
+        rule = re.compile(pattern)
+    except re.error as exc:
+        return [f'the policy config\'s "pattern" {pattern!r} is no regex ({exc}): fix it.']
+    name = str(props.get("model_group_name"))
+    if rule.fullmatch(name):
+        return []
+    return [f"model group name {server_text(name)!r} does not match this stack's rule {pattern!r}."]
+
+
+# the rules as the pack declares them -------------------------------------------------------------
+
+MANDATORY = "mandatory"
+ADVISORY = "advisory"
+DISABLED = "disabled"
+MODELS = frozenset({MODEL_TYPE})
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule on one resource at a time: `check(props, protect, config)`."""
+
+    name: str
+    description: str
+    default: str
+    types: frozenset[str]
+    check: Callable[[Mapping[str, Any], bool, Mapping[str, Any]], list[str]]
+    config: Mapping[str, Any] = field(default_factory=dict)
+    """The JSON schema of the rule's config properties (besides enforcementLevel)."""
+
+
+RESOURCE_RULES = (
+    Rule(
+        "convai-endpoint-https",
+        "A model's endpoint is https unless its host is loopback.",
+        MANDATORY,
+        MODELS,
+        lambda props, _protect, _config: endpoint_https(props),
+    ),
+    Rule(
+        "convai-endpoint-key",
+        f"No endpoint without a key (api_key empty or {KEYLESS}).",
+        MANDATORY,
+        MODELS,
+        lambda props, _protect, _config: endpoint_key(props),
+    ),
+    Rule(
+        "convai-model-protected",
+        "Every Convai model is protected from deletion (prod).",
+        ADVISORY,
+        MODELS,
+        lambda props, protect, _config: model_protected(props, protect),
+    ),
+    Rule(
+        "convai-uncensored",
+        "is_uncensored only where the stack allows it.",
+        MANDATORY,
+        MODELS,
+        lambda props, _protect, config: uncensored_allowed(props, config.get("allowed") is True),
+        {"allowed": {"type": "boolean", "default": False}},
+    ),
+    Rule(
+        "convai-image-digest",
+        "Workload images (vLLM) are pinned by digest (prod).",
+        ADVISORY,
+        WORKLOAD_TYPES,
+        lambda props, _protect, _config: images_pinned(props),
+    ),
+    Rule(
+        "convai-ingress-v1-only",
+        f"An Ingress publishes {PUBLISHED_PATH} and nothing else.",
+        MANDATORY,
+        frozenset({INGRESS_TYPE}),
+        lambda props, _protect, _config: ingress_v1_only(props),
+    ),
+    Rule(
+        "convai-model-naming",
+        "Model group names match the stack's naming rule (a regex, matched in full).",
+        MANDATORY,
+        MODELS,
+        lambda props, _protect, config: model_named(props, config.get("pattern")),
+        {"pattern": {"type": "string", "default": ""}},
+    ),
+)
+
+FALLBACK_RULE = "convai-fallback-exists"
+FALLBACK_DESCRIPTION = "Every character's fallback is a built-in code or a model of the stack."
+FALLBACK_CONFIG = {"extraBuiltinModels": {"type": "array", "items": {"type": "string"}}}
+FALLBACK_DEFAULT = MANDATORY
+
+
+@dataclass(frozen=True)
+class Declared:
+    """A resource as the rules see it."""
+
+    type: str
+    name: str
+    props: Mapping[str, Any]
+    protect: bool = False
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    level: str
+    resource: str
+    """The resource's name; empty for the stack rule."""
+    message: str
+
+
+def violations(
+    resources: Iterable[Declared], config: Mapping[str, Any] | None = None
+) -> list[Violation]:
+    """What the pack reports for `resources` under a policy config file's content (`config`),
+    each rule at its configured level; disabled rules report nothing. For tests and tools that
+    judge resources without the CLI."""
+    settings = config or {}
+    listed = list(resources)
+    found = []
+    for rule in RESOURCE_RULES:
+        level, properties = _configured(settings, rule.name, rule.default)
+        if level == DISABLED:
+            continue
+        for resource in listed:
+            if resource.type in rule.types:
+                found += [
+                    Violation(rule.name, level, resource.name, message)
+                    for message in rule.check(resource.props, resource.protect, properties)
+                ]
+    level, properties = _configured(settings, FALLBACK_RULE, FALLBACK_DEFAULT)
+    if level != DISABLED:
+        pairs = [(r.type, r.props) for r in listed]
+        found += [
+            Violation(FALLBACK_RULE, level, "", message)
+            for message in fallback_exists(pairs, properties.get("extraBuiltinModels") or [])
+        ]
+    return found
+
+
+def _configured(
+    config: Mapping[str, Any], name: str, default: str
+) -> tuple[str, Mapping[str, Any]]:
+    """A rule's level and properties in a policy config file's content (pulumi's format: a
+    level, or an object with enforcementLevel and properties; "all" sets every level)."""
+    value = config.get(name, config.get("all", default))
+    if isinstance(value, str):
+        return value, {}
+    properties = {k: v for k, v in value.items() if k != "enforcementLevel"}
+    return str(value.get("enforcementLevel", config.get("all", default))), properties
+
+
+def _group(props: Mapping[str, Any]) -> str:
+    return server_text(props.get("model_group_name"))
+
+
+def _containers(props: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(name, image) of every container and init container a workload or pod declares."""
+    spec = props.get("spec") or {}
+    pod = ((spec.get("template") or {}).get("spec")) or spec
+    found = []
+    for kind in ("initContainers", "containers"):
+        for container in pod.get(kind) or []:
+            found.append((str(container.get("name")), str(container.get("image"))))
+    return found

@@ -1,0 +1,172 @@
+"""The guardrails policy pack (policy/, docs/policy.md): through the real CLI on a library user's
+program where every rule fails once, and on the stacks' resources at each stack's settings.
+`scripts/dev-up preview` runs it on the dev stack (tests/test_dev_up.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from convai_provider.emulator.process import EmulatorProcess
+from policy import guardrails
+from testkit.convai import CONVAI_KEY
+from testkit.kube import pin
+from testkit.pulumi_cli import ROOT, PulumiProject
+from tests.test_stacks import STACKS, run_stack, unwrap
+
+ANALYZER = ROOT / "policy" / "analyzer"
+LIBRARY = ROOT / "docs" / "examples" / "policy-library-program"
+ENDPOINT_KEY = "sk-library-endpoint-0c7e"
+
+EVERY_RULE_FAILS_ONCE = {
+    ("convai-endpoint-https", "bad-http"),
+    ("convai-endpoint-key", "bad-key"),
+    ("convai-model-protected", "bad-unprotected"),
+    ("convai-uncensored", "bad-uncensored"),
+    ("convai-model-naming", "bad-name"),
+    ("convai-fallback-exists", ""),
+    ("convai-image-digest", "bad-vllm-tag"),
+    ("convai-ingress-v1-only", "bad-ingress"),
+}
+ALL_MANDATORY = {
+    "all": "mandatory",
+    "convai-model-naming": {"enforcementLevel": "mandatory", "pattern": "lib-[a-z-]+"},
+}
+
+
+def test_the_rules_cover_every_rule_of_the_pack() -> None:
+    names = {rule.name for rule in guardrails.RESOURCE_RULES} | {guardrails.FALLBACK_RULE}
+    assert names == {rule for rule, _resource in EVERY_RULE_FAILS_ONCE}
+
+
+# through the real CLI ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def library(
+    tmp_path: Path, cli_bin: Path, kube_bin: Path, convai: EmulatorProcess
+) -> Iterator[PulumiProject]:
+    project = PulumiProject(tmp_path / "project", cli_bin, {"CONVAI_API_KEY": CONVAI_KEY}, LIBRARY)
+    project.run(
+        "plugin",
+        "install",
+        "resource",
+        "kubernetes",
+        pin("pulumi_kubernetes_plugin"),
+        "--file",
+        str(kube_bin / "pulumi-resource-kubernetes"),
+        stack_flag=False,
+    )
+    project.configure(
+        {"convai:baseUrl": convai.url, "convai-models:renderDir": str(tmp_path / "rendered")}
+    )
+    yield project
+    project.end_started()
+
+
+def preview_with_pack(
+    project: PulumiProject, config: dict[str, Any] | None
+) -> tuple[int, list[dict[str, Any]], str]:
+    """Exit code, policy events and whole output of a preview with the pack."""
+    flags = ["--policy-pack", str(ANALYZER)]
+    if config is not None:
+        path = project.dir / "policy-config.json"
+        path.write_text(json.dumps(config))
+        flags += ["--policy-pack-config", str(path)]
+    log = project.dir / "events.jsonl"
+    done = project.preview(*flags, "--event-log", str(log), check=False)
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    policy = [e["policyEvent"] for e in events if "policyEvent" in e]
+    return done.returncode, policy, done.stdout + done.stderr
+
+
+def seen(events: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """(rule, resource name; empty for the stack) -> enforcement level of each violation."""
+    return {(e["policyName"], resource_name(e)): e["enforcementLevel"] for e in events}
+
+
+def resource_name(event: dict[str, Any]) -> str:
+    urn = str(event.get("resourceUrn") or "")
+    return "" if "::pulumi:pulumi:Stack::" in urn else urn.rsplit("::", 1)[-1]
+
+
+def test_each_rule_fails_on_a_library_program_and_stops_the_preview(
+    library: PulumiProject,
+) -> None:
+    code, events, output = preview_with_pack(library, ALL_MANDATORY)
+    assert code != 0, output
+    violations = seen(events)
+    assert set(violations) == EVERY_RULE_FAILS_ONCE, output
+    assert set(violations.values()) == {"mandatory"}
+    assert "convai-guardrails" in output
+    assert ENDPOINT_KEY not in output
+    assert CONVAI_KEY not in output
+    assert library.resources() == {}  # a preview: nothing was made
+
+
+def test_the_packs_defaults_and_a_stacks_config_set_each_rules_level(
+    library: PulumiProject,
+) -> None:
+    code, events, output = preview_with_pack(library, None)
+    assert code != 0, output
+    violations = seen(events)
+    assert ("convai-model-naming", "bad-name") not in violations  # no pattern: no naming rule
+    assert violations[("convai-model-protected", "bad-unprotected")] == "advisory"
+    assert violations[("convai-image-digest", "bad-vllm-tag")] == "advisory"
+    assert violations[("convai-endpoint-https", "bad-http")] == "mandatory"
+
+    advisory = {"all": "advisory", "convai-uncensored": {"allowed": True}}
+    code, events, output = preview_with_pack(library, advisory)
+    assert code == 0, output
+    violations = seen(events)
+    assert set(violations.values()) == {"advisory"}
+    assert ("convai-uncensored", "bad-uncensored") not in violations
+    assert ("convai-endpoint-key", "bad-key") in violations
+
+
+# the stacks -------------------------------------------------------------------------------------
+
+
+def stack_settings(stack: str) -> dict[str, Any]:
+    settings: dict[str, Any] = json.loads(
+        (ROOT / "policy" / "stacks" / f"{stack}.json").read_text()
+    )
+    return settings
+
+
+def stack_resources(stack: str) -> list[guardrails.Declared]:
+    return [
+        guardrails.Declared(r.type, r.name, unwrap(r.inputs), r.protect)
+        for r in run_stack(stack).registrations
+    ]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_stacks_pass_every_mandatory_rule_at_their_settings(stack: str) -> None:
+    found = guardrails.violations(stack_resources(stack), stack_settings(stack))
+    assert [v for v in found if v.level == "mandatory"] == []
+
+
+def test_prod_is_told_its_images_are_not_pinned_and_dev_that_its_endpoint_has_no_key() -> None:
+    prod = guardrails.violations(stack_resources("prod"), stack_settings("prod"))
+    assert {(v.rule, v.level) for v in prod} == {("convai-image-digest", "advisory")}
+    dev = guardrails.violations(stack_resources("dev"), stack_settings("dev"))
+    assert {(v.rule, v.level) for v in dev} <= {("convai-endpoint-key", "advisory")}
+
+
+def test_a_prod_model_left_unprotected_is_refused() -> None:
+    resources = stack_resources("prod")
+    unprotected = [
+        guardrails.Declared(r.type, r.name, r.props, protect=False)
+        if r.type == guardrails.MODEL_TYPE
+        else r
+        for r in resources
+    ]
+    found = guardrails.violations(unprotected, stack_settings("prod"))
+    assert {(v.rule, v.level) for v in found if v.level == "mandatory"} == {
+        ("convai-model-protected", "mandatory")
+    }
