@@ -100,6 +100,22 @@ ONE = {"model_group_name": "g", "model_name": "m"}
         {"cursor": "c2"},
         {"next_cursor": "c2"},
         {"offset": 1, "limit": 1},
+        # the same markers as other APIs spell them, nest them, or count the whole
+        {"hasMore": True},
+        {"nextPageToken": "abc"},
+        {"NextPage": 2},
+        {"next_page_url": "https://api.convai.com/llm-models/list?page=2"},
+        {"@odata.nextLink": "https://api.convai.com/llm-models/list?$skip=1"},
+        {"more": True},
+        {"truncated": True},
+        {"isTruncated": True},
+        {"page": 0, "page_size": 1},
+        {"pagination": {"has_more": True}},
+        {"meta": {"paging": {"nextCursor": "c2"}}},
+        {"links": {"next": "/llm-models/list?page=2"}},
+        {"total": 2},
+        {"totalCount": 2},
+        {"meta": {"total_results": 40}},
     ],
 )
 def test_a_paged_list_is_an_error_never_a_partial_account(paging: dict[str, Any]) -> None:
@@ -109,7 +125,52 @@ def test_a_paged_list_is_an_error_never_a_partial_account(paging: dict[str, Any]
     assert "it is paged" in str(error) and "not the whole account" in str(error)
 
 
-@pytest.mark.parametrize("whole", [{"has_more": False}, {"next_page_token": None}, {"next": ""}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Link": '<https://api.convai.com/llm-models/list?page=2>; rel="next"'},
+        {"Link": "<https://api.convai.com/llm-models/list?page=2>; rel=next"},
+        {"X-Total-Count": "2"},
+        {"X-Next-Page": "2"},
+        {"X-Has-More": "true"},
+    ],
+)
+def test_a_list_paged_by_its_headers_is_an_error(headers: dict[str, str]) -> None:
+    body = {"status": "success", "models": [ONE], "count": 1}
+    error = call("list", answering(200, body, **headers))
+    assert isinstance(error, UnexpectedReplyError)
+    assert "it is paged (header " in str(error) and "not the whole account" in str(error)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Link": '<https://docs.convai.com>; rel="help"'},
+        {"X-Total-Count": "1"},
+        {"X-Has-More": "false"},
+        {"X-Request-Id": "r-1"},
+        {"X-RateLimit-Limit": "100"},
+    ],
+)
+def test_headers_that_do_not_page_leave_a_whole_list(headers: dict[str, str]) -> None:
+    transport = answering(200, {"status": "success", "models": [ONE]}, **headers)
+    with ConvaiClient("k", "https://convai.test", transport=transport, max_retries=0) as client:
+        assert [m.model_group_name for m in client.list_models().models] == ["g"]
+
+
+@pytest.mark.parametrize(
+    "whole",
+    [
+        {"has_more": False},
+        {"next_page_token": None},
+        {"next": ""},
+        {"hasMore": False},
+        {"pagination": {"nextCursor": None}},
+        {"total": 1},
+        {"meta": {"totalCount": 1, "request_id": "r"}},
+        {"context": "listing", "limits": "none"},
+    ],
+)
 def test_a_marker_saying_there_is_no_further_page_is_a_whole_list(whole: dict[str, Any]) -> None:
     transport = answering(200, {"status": "success", "models": [ONE], **whole})
     with ConvaiClient("k", "https://convai.test", transport=transport, max_retries=0) as client:

@@ -54,6 +54,7 @@ from convai_provider.api.wire import (
     RegisterResponse,
     UpdateRequest,
     UpdateResponse,
+    paging_headers,
 )
 from convai_provider.guards.bounded_http import (
     MIB,
@@ -317,12 +318,22 @@ class ConvaiClient:
                 f"{unreadable or 'not a JSON object'}; {describe_reply(response)}",
             )
         try:
-            return reply.model_validate(payload)
+            parsed = reply.model_validate(payload)
         except ValidationError as exc:
             problems = "; ".join(f"{f} {reason}" for f, reason in field_problems(exc))
             raise UnexpectedReplyError(
                 operation, response.status_code, f"{problems}; {describe_reply(response)}"
             ) from None
+        if isinstance(parsed, ListResponse):
+            paged = paging_headers(response.headers, len(parsed.models))
+            if paged:
+                raise UnexpectedReplyError(
+                    operation,
+                    response.status_code,
+                    f"it is paged ({server_text(', '.join(paged), 200)}), and Convai's list is "
+                    "documented whole: not the whole account",
+                )
+        return parsed
 
     @staticmethod
     def _api_error(
