@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -590,7 +591,9 @@ def test_an_undecodable_reply_is_retried_as_a_transport_failure(kind: str) -> No
 
 @pytest.mark.parametrize("kind", list(UNDECODABLE))
 def test_a_register_answered_undecodably_then_409_is_settled_as_ours(kind: str) -> None:
-    listed = {"status": "success", "models": [{"model_group_name": "g", "model_name": "m"}]}
+    created_at = datetime.now(UTC).isoformat()  # created by this register's first attempt
+    model = {"model_group_name": "g", "model_name": "m", "created_at": created_at}
+    listed = {"status": "success", "models": [model]}
     conflict = {"status": "error", "message": "Model group 'g' exists", "transactionID": "t"}
     registers = [undecodable(kind), httpx.Response(409, json=conflict)]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -120,6 +121,15 @@ class PrivateModel(BaseModel):
     is_uncensored: bool = False
     category: str = PRIVATE_CATEGORY
     created_at: str = ""
+
+    def created(self) -> datetime | None:
+        """`created_at` as a time (in UTC when it names no zone: Convai writes `Z`); None when
+        it is missing or not an ISO-8601 time."""
+        try:
+            when = datetime.fromisoformat(self.created_at)
+        except ValueError:
+            return None
+        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 PAGING_MARKERS = frozenset(
