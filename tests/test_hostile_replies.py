@@ -19,6 +19,8 @@ import pytest
 
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import (
+    BadRequestError,
+    ConflictError,
     ConvaiConnectionError,
     ConvaiError,
     ConvaiProtocolError,
@@ -570,10 +572,12 @@ UNDECODABLE = {
 }
 
 
-def undecodable(kind: str) -> httpx.Response:
+def undecodable(kind: str, status: int = 200) -> httpx.Response:
     headers, body = UNDECODABLE[kind]
     return httpx.Response(
-        200, stream=httpx.ByteStream(body), headers={"Content-Type": "application/json", **headers}
+        status,
+        stream=httpx.ByteStream(body),
+        headers={"Content-Type": "application/json", **headers},
     )
 
 
@@ -605,6 +609,39 @@ def test_a_register_answered_undecodably_then_409_is_settled_as_ours(kind: str) 
     transport = httpx.MockTransport(handler)
     with ConvaiClient("k", transport=transport, sleep=lambda _: None) as client:
         assert client.register(TURBO).model_group_name == "g"
+
+
+@pytest.mark.parametrize(
+    ("refusal", "final"), [(409, ConflictError), (429, ConflictError), (400, BadRequestError)]
+)
+@pytest.mark.parametrize("kind", ["corrupt gzip", "made-up encoding"])
+def test_a_refusal_whose_body_cannot_be_decoded_is_still_a_refusal(
+    kind: str, refusal: int, final: type[ConvaiError]
+) -> None:
+    """Its status line was read: a 4xx proves nothing was written, whatever its body. So the
+    409 that follows is a conflict, never this register's lost reply, even with the model listed
+    exactly as declared and created just now (another stack's)."""
+    created_at = datetime.now(UTC).isoformat()
+    model = {"model_group_name": "g", "model_name": "m", "created_at": created_at}
+    listed = {"status": "success", "models": [model]}
+    conflict = {"status": "error", "message": "Model group 'g' exists", "transactionID": "t"}
+    registers = [undecodable(kind, refusal), httpx.Response(409, json=conflict)]
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        if request.url.path == "/llm-models/list":
+            return httpx.Response(200, json=listed)
+        return registers.pop(0) if len(registers) > 1 else registers[0]
+
+    transport = httpx.MockTransport(handler)
+    with (
+        ConvaiClient("k", transport=transport, sleep=lambda _: None) as client,
+        pytest.raises(final) as caught,
+    ):
+        client.register(TURBO)
+    assert not caught.value.after_lost_reply and "/llm-models/list" not in seen
+    assert caught.value.attempts == (2 if refusal == 429 else 1)  # only the 429 is retried
 
 
 def test_refresh_meeting_an_undecodable_convai_fails_in_one_line(convai: EmulatorProcess) -> None:

@@ -278,12 +278,19 @@ class ConvaiClient:
                 f"the server {what_went_wrong(exc)}; {seconds:.1f}s allowed",
                 outcome_unknown=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
             ) from None
-        except (
-            httpx.RemoteProtocolError,
-            httpx.ReadError,
-            httpx.WriteError,
-            UndecodableReplyError,
-        ) as exc:
+        except UndecodableReplyError as exc:
+            if 400 <= exc.status_code < 500:
+                # A refusal whatever its body said: nothing was written (a 409 stays a conflict).
+                raise error_for_status(
+                    operation,
+                    exc.status_code,
+                    what_went_wrong(exc),
+                    key_source=self.key_source,
+                ) from None
+            raise ConvaiProtocolError(
+                operation, self.base_url, what_went_wrong(exc), outcome_unknown=True
+            ) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             raise ConvaiProtocolError(
                 operation, self.base_url, what_went_wrong(exc), outcome_unknown=True
             ) from None
