@@ -313,35 +313,46 @@ def test_a_retried_409_is_ours_only_after_an_attempt_of_unknown_outcome(
     assert seen.count("/llm-models/list") == (1 if ours else 0)
 
 
-def _now_minus(seconds: float, zone: str = "Z") -> str:
-    when = datetime.now(UTC) - timedelta(seconds=seconds)
+def created_at(seconds_ago: float, zone: str = "Z") -> str:
+    """Convai's `created_at` for `seconds_ago` before now, written with `zone`: `Z`, an offset
+    such as `+02:00` (the time shown in that zone), or `naive` (no zone at all)."""
+    hours = 0 if zone in ("Z", "naive") else int(zone[:3])
+    when = datetime.now(timezone(timedelta(hours=hours))) - timedelta(seconds=seconds_ago)
     iso = when.replace(tzinfo=None).isoformat(timespec="milliseconds")
     return iso if zone == "naive" else iso + zone
 
 
 @pytest.mark.parametrize(
-    ("created_at", "ours"),
+    ("seconds_ago", "zone", "ours"),
     [
-        (_now_minus(0), True),
-        (_now_minus(200), True),  # within the skew Convai's clock may have
-        (_now_minus(0, "naive"), True),  # no zone: UTC, as Convai writes it
-        (_now_minus(0, "+00:00"), True),
-        (_now_minus(3600), False),  # there an hour before this register began
-        ("2025-07-08T09:41:38.123Z", False),
-        # an hour ago in +02:00: its digits read as UTC would be an hour ahead
-        ((datetime.now(timezone(timedelta(hours=2))) - timedelta(hours=1)).isoformat(), False),
-        ("", False),  # no creation time: nothing proves it is this register's
-        ("yesterday", False),
+        (0, "Z", True),
+        (200, "Z", True),  # within the skew Convai's clock may have
+        (0, "naive", True),  # no zone: UTC, as Convai writes it
+        (0, "+00:00", True),
+        (0, "+02:00", True),
+        (3600, "Z", False),  # there an hour before this register began
+        (3600, "+02:00", False),  # its digits read as UTC would look an hour ahead
+        (86400 * 500, "Z", False),
     ],
 )
 def test_a_model_created_before_the_register_began_is_never_its_lost_reply(
-    created_at: str, ours: bool
+    seconds_ago: float, zone: str, ours: bool
 ) -> None:
     """Stack B's identical model, created before stack A's register began: A's first attempt
     timed out (and wrote nothing), its retry meets B's model. Exactly as declared, but created
     too early to be A's: a conflict, never A's own lost reply."""
+    assert_settled(created_at(seconds_ago, zone), ours)
+
+
+@pytest.mark.parametrize("unreadable", ["", "yesterday", "2026-13-45T99:00:00Z"])
+def test_a_model_without_a_readable_creation_time_is_never_a_lost_reply(unreadable: str) -> None:
+    """Nothing proves it is this register's: a conflict."""
+    assert_settled(unreadable, ours=False)
+
+
+def assert_settled(created: str, ours: bool) -> None:
     transport, _ = scripted([httpx.ReadTimeout("slow"), err(409)])
-    listing = ConvaiClient("k", transport=httpx.MockTransport(lambda _: listed_turbo(created_at)))
+    listing = ConvaiClient("k", transport=httpx.MockTransport(lambda _: listed_turbo(created)))
     with ConvaiClient("k", transport=transport, sleep=lambda _: None) as c, listing:
         if ours:
             assert c.register(TURBO, listed=lambda g: listing.list_models().find(g)) is not None
