@@ -14,8 +14,10 @@ from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import AuthenticationError, BadRequestError
 from convai_provider.api.wire import CharacterCreateRequest, RegisterRequest
 from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.guards.fingerprints import fingerprint, is_fingerprint_of
 from convai_provider.resources.base import ConvaiOperationError
 from convai_provider.resources.character_model import CharacterModelProvider
+from convai_provider.resources.key_identity import KEY_FINGERPRINT
 from convai_stack.program import main
 from testkit.convai import CONVAI_KEY, stack_config
 from testkit.engine import Declared, Engine, ProviderError, run_program_fully
@@ -290,7 +292,12 @@ NOT_CONVAIS = {
     "another character": http_answer(400, {"ERROR": "Character 'c2' not found"}),
     "the model's": http_answer(400, {"ERROR": "Model 'alpha' not found"}),
 }
-BINDING = {"char_id": "c1", "model_group_name": "alpha", "fallback_model_group_name": "gpt-4o"}
+BINDING = {
+    "char_id": "c1",
+    "model_group_name": "alpha",
+    "fallback_model_group_name": "gpt-4o",
+    KEY_FINGERPRINT: fingerprint(CONVAI_KEY),
+}
 
 
 def configured_binding_provider(url: str) -> CharacterModelProvider:
@@ -317,3 +324,54 @@ def test_any_other_not_found_keeps_the_binding_and_fails_its_delete(answer: str)
             ConvaiOperationError, match="Could not move to the fallback Convai character 'c1'"
         ):
             provider.delete("c1", BINDING)
+
+
+# Another account's key never takes a character for gone ------------------------------------------
+
+OTHER_ACCOUNT_KEY = "convai-other-account-key-5e18c0"
+
+
+@pytest.mark.parametrize(
+    ("recorded", "refusal"),
+    [
+        (fingerprint(OTHER_ACCOUNT_KEY), "is not the one this binding was created with"),
+        (None, "state does not record which key it was created with"),
+    ],
+    ids=["another key's", "none recorded"],
+)
+def test_a_character_missing_under_a_key_not_recorded_for_its_binding_keeps_it(
+    recorded: str | None, refusal: str
+) -> None:
+    binding = BINDING | {KEY_FINGERPRINT: recorded}
+    with serve_answer(http_answer(400, CHARACTER_NOT_FOUND)) as url:
+        provider = configured_binding_provider(url)
+        with pytest.raises(ConvaiOperationError, match=refusal):
+            provider.read("c1", binding)
+        with pytest.raises(ConvaiOperationError, match=refusal):
+            provider.delete("c1", binding)
+
+
+def test_refresh_or_destroy_with_another_accounts_key_keeps_the_binding(
+    guarded: Engine, client: ConvaiClient, chars: list[str]
+) -> None:
+    """A wrong CI secret: Convai answers "Character not found" for this account's characters.
+    Before, refresh dropped the binding and destroy counted it as gone: the character stayed on
+    its model, and the next destroy with the right key deregistered models under it."""
+    a = chars[0]
+
+    def binding() -> None:
+        ConvaiCharacterModel("b", char_id=a, model_group_name="gpt-4o")
+
+    guarded.up([Declared.from_registration(r) for r in run_program_fully(binding).registrations])
+    assert model_of(client, a) == "gpt-4o"
+    assert is_fingerprint_of(CONVAI_KEY, guarded.state["b"].outputs[KEY_FINGERPRINT])
+    assert KEY_FINGERPRINT not in guarded.state["b"].inputs
+    guarded.config = {**guarded.config, "convai:apiKey": OTHER_ACCOUNT_KEY}
+    for operation in (guarded.refresh, guarded.destroy):
+        with pytest.raises(ProviderError, match="is not the one this binding was created with"):
+            operation()
+        assert "b" in guarded.state
+    guarded.config = {**guarded.config, "convai:apiKey": CONVAI_KEY}
+    guarded.refresh()
+    guarded.destroy()
+    assert guarded.state == {} and model_of(client, a) == FALLBACK

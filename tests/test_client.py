@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import httpx
@@ -257,15 +257,17 @@ def err(status: int, headers: dict[str, str] | None = None) -> httpx.Response:
 
 OK = httpx.Response(200, json={"status": "success", "models": [], "count": 0, "transactionID": "t"})
 
-LISTED_TURBO = httpx.Response(
-    200,
-    json={
-        "status": "success",
-        "models": [TURBO.model_dump(exclude={"api_key"}, exclude_none=True)],
-        "count": 1,
-        "transactionID": "t",
-    },
-)
+
+def listed_turbo(created_at: str | None = None) -> httpx.Response:
+    """A list holding TURBO exactly as declared, created at `created_at` (default: now)."""
+    model = TURBO.model_dump(exclude={"api_key"}, exclude_none=True)
+    model["created_at"] = created_at if created_at is not None else _iso(datetime.now(UTC))
+    body = {"status": "success", "models": [model], "count": 1, "transactionID": "t"}
+    return httpx.Response(200, json=body)
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @pytest.mark.parametrize(
@@ -289,7 +291,7 @@ def test_a_retried_409_is_ours_only_after_an_attempt_of_unknown_outcome(
 ) -> None:
     replies: dict[str, list[httpx.Response | Exception]] = {
         "/llm-models/register": [first, err(409)],
-        "/llm-models/list": [LISTED_TURBO],
+        "/llm-models/list": [listed_turbo()],
     }
     seen: list[str] = []
 
@@ -309,6 +311,75 @@ def test_a_retried_409_is_ours_only_after_an_attempt_of_unknown_outcome(
             with pytest.raises(ConflictError):
                 c.register(TURBO)
     assert seen.count("/llm-models/list") == (1 if ours else 0)
+
+
+def created_at(seconds_ago: float, zone: str = "Z") -> str:
+    """Convai's `created_at` for `seconds_ago` before now, written with `zone`: `Z`, an offset
+    such as `+02:00` (the time shown in that zone), or `naive` (no zone at all)."""
+    hours = 0 if zone in ("Z", "naive") else int(zone[:3])
+    when = datetime.now(timezone(timedelta(hours=hours))) - timedelta(seconds=seconds_ago)
+    iso = when.replace(tzinfo=None).isoformat(timespec="milliseconds")
+    return iso if zone == "naive" else iso + zone
+
+
+@pytest.mark.parametrize(
+    ("seconds_ago", "zone", "ours"),
+    [
+        (0, "Z", True),
+        (200, "Z", True),  # within the skew Convai's clock may have
+        (0, "naive", True),  # no zone: UTC, as Convai writes it
+        (0, "+00:00", True),
+        (0, "+02:00", True),
+        (3600, "Z", False),  # there an hour before this register began
+        (3600, "+02:00", False),  # its digits read as UTC would look an hour ahead
+        (86400 * 500, "Z", False),
+    ],
+)
+def test_a_model_created_before_the_register_began_is_never_its_lost_reply(
+    seconds_ago: float, zone: str, ours: bool
+) -> None:
+    """Stack B's identical model, created before stack A's register began: A's first attempt
+    timed out (and wrote nothing), its retry meets B's model. Exactly as declared, but created
+    too early to be A's: a conflict, never A's own lost reply."""
+    assert_settled(created_at(seconds_ago, zone), ours)
+
+
+@pytest.mark.parametrize("unreadable", ["", "yesterday", "2026-13-45T99:00:00Z"])
+def test_a_model_without_a_readable_creation_time_is_never_a_lost_reply(unreadable: str) -> None:
+    """Nothing proves it is this register's: a conflict."""
+    assert_settled(unreadable, ours=False)
+
+
+def assert_settled(created: str, ours: bool) -> None:
+    transport, _ = scripted([httpx.ReadTimeout("slow"), err(409)])
+    listing = ConvaiClient("k", transport=httpx.MockTransport(lambda _: listed_turbo(created)))
+    with ConvaiClient("k", transport=transport, sleep=lambda _: None) as c, listing:
+        if ours:
+            assert c.register(TURBO, listed=lambda g: listing.list_models().find(g)) is not None
+        else:
+            with pytest.raises(ConflictError):
+                c.register(TURBO, listed=lambda g: listing.list_models().find(g))
+
+
+def test_an_identical_model_older_than_a_timed_out_register_is_a_conflict(
+    convai: EmulatorProcess,
+) -> None:
+    """Against the emulator: B's model is there; A's register times out (the emulator answers
+    409 late: nothing written), A's retry meets 409. A's register began an hour after B's model
+    was created (A's wall clock an hour ahead stands for an hour passing)."""
+    with ConvaiClient(CONVAI_KEY, convai.url) as b:
+        b.register(TURBO)
+    convai.inject(path="/llm-models/register", latency_ms=1500, count=1)
+    later = ConvaiClient(
+        CONVAI_KEY,
+        convai.url,
+        timeout=0.5,
+        backoff=FAST_BACKOFF,
+        wall_clock=lambda: datetime.now(UTC).timestamp() + 3600,
+    )
+    with later as a, pytest.raises(ConflictError) as caught:
+        a.register(TURBO)
+    assert caught.value.after_lost_reply
 
 
 @pytest.mark.parametrize(

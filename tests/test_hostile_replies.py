@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ import pytest
 
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import (
+    BadRequestError,
+    ConflictError,
     ConvaiConnectionError,
     ConvaiError,
     ConvaiProtocolError,
@@ -100,6 +103,22 @@ ONE = {"model_group_name": "g", "model_name": "m"}
         {"cursor": "c2"},
         {"next_cursor": "c2"},
         {"offset": 1, "limit": 1},
+        # the same markers as other APIs spell them, nest them, or count the whole
+        {"hasMore": True},
+        {"nextPageToken": "abc"},
+        {"NextPage": 2},
+        {"next_page_url": "https://api.convai.com/llm-models/list?page=2"},
+        {"@odata.nextLink": "https://api.convai.com/llm-models/list?$skip=1"},
+        {"more": True},
+        {"truncated": True},
+        {"isTruncated": True},
+        {"page": 0, "page_size": 1},
+        {"pagination": {"has_more": True}},
+        {"meta": {"paging": {"nextCursor": "c2"}}},
+        {"links": {"next": "/llm-models/list?page=2"}},
+        {"total": 2},
+        {"totalCount": 2},
+        {"meta": {"total_results": 40}},
     ],
 )
 def test_a_paged_list_is_an_error_never_a_partial_account(paging: dict[str, Any]) -> None:
@@ -109,7 +128,52 @@ def test_a_paged_list_is_an_error_never_a_partial_account(paging: dict[str, Any]
     assert "it is paged" in str(error) and "not the whole account" in str(error)
 
 
-@pytest.mark.parametrize("whole", [{"has_more": False}, {"next_page_token": None}, {"next": ""}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Link": '<https://api.convai.com/llm-models/list?page=2>; rel="next"'},
+        {"Link": "<https://api.convai.com/llm-models/list?page=2>; rel=next"},
+        {"X-Total-Count": "2"},
+        {"X-Next-Page": "2"},
+        {"X-Has-More": "true"},
+    ],
+)
+def test_a_list_paged_by_its_headers_is_an_error(headers: dict[str, str]) -> None:
+    body = {"status": "success", "models": [ONE], "count": 1}
+    error = call("list", answering(200, body, **headers))
+    assert isinstance(error, UnexpectedReplyError)
+    assert "it is paged (header " in str(error) and "not the whole account" in str(error)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Link": '<https://docs.convai.com>; rel="help"'},
+        {"X-Total-Count": "1"},
+        {"X-Has-More": "false"},
+        {"X-Request-Id": "r-1"},
+        {"X-RateLimit-Limit": "100"},
+    ],
+)
+def test_headers_that_do_not_page_leave_a_whole_list(headers: dict[str, str]) -> None:
+    transport = answering(200, {"status": "success", "models": [ONE]}, **headers)
+    with ConvaiClient("k", "https://convai.test", transport=transport, max_retries=0) as client:
+        assert [m.model_group_name for m in client.list_models().models] == ["g"]
+
+
+@pytest.mark.parametrize(
+    "whole",
+    [
+        {"has_more": False},
+        {"next_page_token": None},
+        {"next": ""},
+        {"hasMore": False},
+        {"pagination": {"nextCursor": None}},
+        {"total": 1},
+        {"meta": {"totalCount": 1, "request_id": "r"}},
+        {"context": "listing", "limits": "none"},
+    ],
+)
 def test_a_marker_saying_there_is_no_further_page_is_a_whole_list(whole: dict[str, Any]) -> None:
     transport = answering(200, {"status": "success", "models": [ONE], **whole})
     with ConvaiClient("k", "https://convai.test", transport=transport, max_retries=0) as client:
@@ -508,10 +572,12 @@ UNDECODABLE = {
 }
 
 
-def undecodable(kind: str) -> httpx.Response:
+def undecodable(kind: str, status: int = 200) -> httpx.Response:
     headers, body = UNDECODABLE[kind]
     return httpx.Response(
-        200, stream=httpx.ByteStream(body), headers={"Content-Type": "application/json", **headers}
+        status,
+        stream=httpx.ByteStream(body),
+        headers={"Content-Type": "application/json", **headers},
     )
 
 
@@ -529,7 +595,9 @@ def test_an_undecodable_reply_is_retried_as_a_transport_failure(kind: str) -> No
 
 @pytest.mark.parametrize("kind", list(UNDECODABLE))
 def test_a_register_answered_undecodably_then_409_is_settled_as_ours(kind: str) -> None:
-    listed = {"status": "success", "models": [{"model_group_name": "g", "model_name": "m"}]}
+    created_at = datetime.now(UTC).isoformat()  # created by this register's first attempt
+    model = {"model_group_name": "g", "model_name": "m", "created_at": created_at}
+    listed = {"status": "success", "models": [model]}
     conflict = {"status": "error", "message": "Model group 'g' exists", "transactionID": "t"}
     registers = [undecodable(kind), httpx.Response(409, json=conflict)]
 
@@ -541,6 +609,39 @@ def test_a_register_answered_undecodably_then_409_is_settled_as_ours(kind: str) 
     transport = httpx.MockTransport(handler)
     with ConvaiClient("k", transport=transport, sleep=lambda _: None) as client:
         assert client.register(TURBO).model_group_name == "g"
+
+
+@pytest.mark.parametrize(
+    ("refusal", "final"), [(409, ConflictError), (429, ConflictError), (400, BadRequestError)]
+)
+@pytest.mark.parametrize("kind", ["corrupt gzip", "made-up encoding"])
+def test_a_refusal_whose_body_cannot_be_decoded_is_still_a_refusal(
+    kind: str, refusal: int, final: type[ConvaiError]
+) -> None:
+    """Its status line was read: a 4xx proves nothing was written, whatever its body. So the
+    409 that follows is a conflict, never this register's lost reply, even with the model listed
+    exactly as declared and created just now (another stack's)."""
+    created_at = datetime.now(UTC).isoformat()
+    model = {"model_group_name": "g", "model_name": "m", "created_at": created_at}
+    listed = {"status": "success", "models": [model]}
+    conflict = {"status": "error", "message": "Model group 'g' exists", "transactionID": "t"}
+    registers = [undecodable(kind, refusal), httpx.Response(409, json=conflict)]
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        if request.url.path == "/llm-models/list":
+            return httpx.Response(200, json=listed)
+        return registers.pop(0) if len(registers) > 1 else registers[0]
+
+    transport = httpx.MockTransport(handler)
+    with (
+        ConvaiClient("k", transport=transport, sleep=lambda _: None) as client,
+        pytest.raises(final) as caught,
+    ):
+        client.register(TURBO)
+    assert not caught.value.after_lost_reply and "/llm-models/list" not in seen
+    assert caught.value.attempts == (2 if refusal == 429 else 1)  # only the 429 is retried
 
 
 def test_refresh_meeting_an_undecodable_convai_fails_in_one_line(convai: EmulatorProcess) -> None:

@@ -18,7 +18,7 @@ from convai_provider.api.errors import RedirectError
 from convai_provider.api.wire import LIST_PATH
 from convai_provider.commands.cli import main
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.guards.keys import remember
+from convai_provider.guards.keys import MIN_PIECE, remember
 from convai_provider.guards.text import SafeLogFilter, server_text
 from convai_provider.preflight.checks import check_endpoint
 from convai_provider.resources.base import ConvaiOperationError
@@ -32,13 +32,13 @@ ENDPOINT_KEY_41 = "sk-M3qN8wK1vX6zR4tY9uP2oI7eA5sD0fG3hJ8lZ1c"
 PIECE = 8
 
 
-def pieces(key: str) -> list[str]:
-    """Every run of PIECE characters of `key`: none may appear in a message."""
-    return [key[i : i + PIECE] for i in range(len(key) - PIECE + 1)]
+def pieces(key: str, length: int = PIECE) -> list[str]:
+    """Every run of `length` characters of `key`: none may appear in a message."""
+    return [key[i : i + length] for i in range(len(key) - length + 1)]
 
 
-def assert_no_piece_of(key: str, text: str) -> None:
-    leaked = [piece for piece in pieces(key) if piece in text]
+def assert_no_piece_of(key: str, text: str, length: int = PIECE) -> None:
+    leaked = [piece for piece in pieces(key, length) if piece in text]
     assert leaked == [], f"pieces of the key in: {text!r}"
 
 
@@ -59,6 +59,40 @@ def test_the_list_command_shows_no_piece_of_a_key_echoed_anywhere(
     out, err = capsys.readouterr()
     assert err.startswith("error: Convai list failed with HTTP 401")
     assert_no_piece_of(CONVAI_KEY_39, out + err)
+
+
+def split(key: str, parts: int) -> list[str]:
+    size = -(-len(key) // parts)
+    return [key[i : i + size] for i in range(0, len(key), size)]
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_the_list_command_shows_no_piece_of_a_key_split_over_fields(
+    parts: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A server echoes the key in pieces: the start in `message`, the rest in `transactionID`
+    (and the middle of it too). Each field alone holds no whole key, yet together they gave it."""
+    *start, rest = split(CONVAI_KEY_39, parts)
+    body = {"status": "error", "message": f"bad key {' '.join(start)}", "transactionID": rest}
+    with serve_answer(http_answer(401, body)) as url:
+        monkeypatch.setenv("CONVAI_API_KEY", CONVAI_KEY_39)
+        assert main(["list", "--base-url", url]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("error: Convai list failed with HTTP 401")
+    assert [piece for piece in split(CONVAI_KEY_39, parts) if piece in out + err] == []
+    assert_no_piece_of(CONVAI_KEY_39, out + err, MIN_PIECE)
+
+
+def test_a_key_shown_masked_around_its_middle_keeps_no_piece_of_it() -> None:
+    """As OpenAI-style APIs quote a refused key: its start and end around asterisks."""
+    remember(ENDPOINT_KEY_41)
+    masked = f"Incorrect API key provided: {ENDPOINT_KEY_41[:14]}****{ENDPOINT_KEY_41[-14:]}."
+    assert server_text(masked) == "Incorrect API key provided: [secret]****[secret]."
+
+
+def test_pieces_shorter_than_a_key_of_words_shares_with_text_are_kept() -> None:
+    remember("sk-endpoint")
+    assert server_text("Fix the endpoint, then sk-endpoint") == "Fix the endpoint, then [secret]"
 
 
 @pytest.mark.parametrize("offset", OFFSETS)

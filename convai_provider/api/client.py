@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -54,6 +55,7 @@ from convai_provider.api.wire import (
     RegisterResponse,
     UpdateRequest,
     UpdateResponse,
+    paging_headers,
 )
 from convai_provider.guards.bounded_http import (
     MIB,
@@ -74,6 +76,9 @@ DEFAULT_MAX_RETRIES = 5
 REPLY_CAP = 32 * MIB
 """Bytes read from one Convai reply at most: a list of 10,000 models takes a fraction of it."""
 _SHOWN_CHARACTERS = 120
+CLOCK_SKEW = 300.0
+"""Seconds Convai's clock may trail ours. A model Convai says it created longer than this before
+a register began is another's, however exactly it matches: never that register's lost reply."""
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 ReplyT = TypeVar("ReplyT", bound=BaseModel)
@@ -105,9 +110,11 @@ class ConvaiClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         key_source: str = API_KEY_ARGUMENT,
     ) -> None:
-        """`key_source`: the setting `api_key` came from, which a refused key's error names."""
+        """`key_source`: the setting `api_key` came from, which a refused key's error names;
+        `wall_clock`: seconds since the epoch, to compare with Convai's `created_at`."""
         try:
             checked_convai_key(
                 api_key,
@@ -130,6 +137,7 @@ class ConvaiClient:
         self._backoff = backoff or Backoff()
         self._sleep = sleep
         self._clock = clock
+        self._wall_clock = wall_clock
         self._http = bounded_client(
             base_url=self.base_url,
             timeout=timeout,
@@ -157,8 +165,10 @@ class ConvaiClient:
 
         When a retried register meets 409, the earlier attempt may have succeeded unseen: the
         model is looked up with `listed` (by default, a list call made now), and one listed
-        exactly as sent counts as this call's success. `ConvaiAccount` passes its shared listing.
+        exactly as sent, and created since this call began, counts as this call's success.
+        `ConvaiAccount` passes its shared listing.
         """
+        began = datetime.fromtimestamp(self._wall_clock(), UTC)
         try:
             return self._call(
                 "register", REGISTER_PATH, request.to_body(), RegisterResponse, deadline
@@ -170,7 +180,7 @@ class ConvaiClient:
                 raise
             find = listed or (lambda group: self.list_models(deadline=deadline).find(group))
             live = find(request.model_group_name)
-            if live is None or not matches(live, request):
+            if live is None or not matches(live, request) or not _created_since(live, began):
                 raise
             return RegisterResponse(
                 status="success",
@@ -268,12 +278,19 @@ class ConvaiClient:
                 f"the server {what_went_wrong(exc)}; {seconds:.1f}s allowed",
                 outcome_unknown=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
             ) from None
-        except (
-            httpx.RemoteProtocolError,
-            httpx.ReadError,
-            httpx.WriteError,
-            UndecodableReplyError,
-        ) as exc:
+        except UndecodableReplyError as exc:
+            if 400 <= exc.status_code < 500:
+                # A refusal whatever its body said: nothing was written (a 409 stays a conflict).
+                raise error_for_status(
+                    operation,
+                    exc.status_code,
+                    what_went_wrong(exc),
+                    key_source=self.key_source,
+                ) from None
+            raise ConvaiProtocolError(
+                operation, self.base_url, what_went_wrong(exc), outcome_unknown=True
+            ) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             raise ConvaiProtocolError(
                 operation, self.base_url, what_went_wrong(exc), outcome_unknown=True
             ) from None
@@ -317,12 +334,22 @@ class ConvaiClient:
                 f"{unreadable or 'not a JSON object'}; {describe_reply(response)}",
             )
         try:
-            return reply.model_validate(payload)
+            parsed = reply.model_validate(payload)
         except ValidationError as exc:
             problems = "; ".join(f"{f} {reason}" for f, reason in field_problems(exc))
             raise UnexpectedReplyError(
                 operation, response.status_code, f"{problems}; {describe_reply(response)}"
             ) from None
+        if isinstance(parsed, ListResponse):
+            paged = paging_headers(response.headers, len(parsed.models))
+            if paged:
+                raise UnexpectedReplyError(
+                    operation,
+                    response.status_code,
+                    f"it is paged ({server_text(', '.join(paged), 200)}), and Convai's list is "
+                    "documented whole: not the whole account",
+                )
+        return parsed
 
     @staticmethod
     def _api_error(
@@ -388,6 +415,14 @@ def describe_reply(response: httpx.Response) -> str:
     kind = response.headers.get("content-type") or "no content type"
     text = server_text(response.content.decode("utf-8", "replace"), _SHOWN_CHARACTERS)
     return f"it sent {len(response.content)} bytes ({server_text(kind, 100)}): '{text}'"
+
+
+def _created_since(live: PrivateModel, began: datetime) -> bool:
+    """Whether Convai's `created_at` allows that the model was created by a register that began
+    at `began` (on our clock, which Convai's may trail by up to `CLOCK_SKEW`). A model created
+    before, or one whose creation time cannot be read, is not that register's own."""
+    created = live.created()
+    return created is not None and created >= began - timedelta(seconds=CLOCK_SKEW)
 
 
 def _redirect_target(response: httpx.Response) -> str:

@@ -6,7 +6,10 @@ and sends the same replies; the provider builds its state from `PrivateModel`.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -119,24 +122,107 @@ class PrivateModel(BaseModel):
     category: str = PRIVATE_CATEGORY
     created_at: str = ""
 
+    def created(self) -> datetime | None:
+        """`created_at` as a time (in UTC when it names no zone: Convai writes `Z`); None when
+        it is missing or not an ISO-8601 time."""
+        try:
+            when = datetime.fromisoformat(self.created_at)
+        except ValueError:
+            return None
+        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
-PAGING_MARKERS = (
-    "has_more",
-    "next",
-    "next_page",
-    "next_page_token",
-    "page_token",
-    "page",
-    "pages",
-    "total_pages",
-    "cursor",
-    "next_cursor",
-    "continuation_token",
-    "offset",
-    "limit",
+
+PAGING_MARKERS = frozenset(
+    {
+        "hasmore",
+        "more",
+        "moreavailable",
+        "next",
+        "page",
+        "pages",
+        "pagenumber",
+        "pagesize",
+        "perpage",
+        "pagetoken",
+        "totalpages",
+        "cursor",
+        "continuation",
+        "offset",
+        "limit",
+        "truncated",
+        "istruncated",
+    }
 )
-"""Fields that would say a list reply is one page of several; present with a value other than
-null, false or empty, the reply is refused."""
+"""Fields that would say a list reply is one page of several, by their name with case, `_`, `-`
+and `.` removed (so `has_more`, `hasMore` and `Has-More` are one marker); any name starting with
+`next` or containing `cursor`, `continuation`, `pagetoken`, `nextlink` or `truncat` is one too.
+Present with a value other than null, false or empty, at the top of the reply or inside any
+object of it other than a model, the reply is refused."""
+
+_PAGING_PARTS = ("cursor", "continuation", "pagetoken", "nextlink", "truncat")
+
+
+def _plain(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def _is_paging_marker(name: str) -> bool:
+    plain = _plain(name)
+    return (
+        plain in PAGING_MARKERS
+        or plain.startswith("next")
+        or any(part in plain for part in _PAGING_PARTS)
+    )
+
+
+def _says_nothing(value: Any) -> bool:
+    """null, false or empty: a marker saying there is no further page (0 is a page number)."""
+    return value is None or value is False or (isinstance(value, str | list | dict) and not value)
+
+
+def paging_fields(fields: Mapping[str, Any], listed: int, where: str = "") -> list[str]:
+    """Where `fields` (a list reply's fields other than `models`, at any depth) say the reply
+    is one page of several: a paging marker, or a total (`total`, `totalCount`, ...) other than
+    the `listed` number of models."""
+    found: list[str] = []
+    for name, value in fields.items():
+        path = f"{where}{name}"
+        if _is_paging_marker(name) and not _says_nothing(value):
+            found.append(path)
+        elif _plain(name).startswith("total") and _is_number(value) and value != listed:
+            found.append(f"{path} {value}")
+        elif isinstance(value, dict):
+            found += paging_fields(value, listed, f"{path}.")
+    return found
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def paging_headers(headers: Mapping[str, str], listed: int) -> list[str]:
+    """Where a list reply's HTTP headers say it is one page of several: a `Link` to a `rel=next`
+    page (as GitHub pages), or an `X-` header named like a paging marker or a total
+    (`X-Next-Page`, `X-Has-More: true`, an `X-Total-Count` other than the `listed` number)."""
+    return [f"header {name}" for name, value in headers.items() if _pages(name, value, listed)]
+
+
+def _pages(header: str, value: str, listed: int) -> bool:
+    name = header.lower()
+    if name == "link":
+        return _NEXT_LINK.search(value) is not None
+    return name.startswith("x-") and bool(paging_fields({name[2:]: _header_value(value)}, listed))
+
+
+_NEXT_LINK = re.compile(r"rel\s*=\s*\"?[^\";,]*\bnext\b", re.IGNORECASE)
+
+
+def _header_value(text: str) -> Any:
+    """A header's value as the JSON value it stands for: a number, false, or the text."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    return False if text.lower() in ("false", "") else text
 
 
 class ListResponse(_Reply):
@@ -154,11 +240,7 @@ class ListResponse(_Reply):
                 f"count is {self.count} but the reply lists {len(self.models)} models: "
                 "not the whole account"
             )
-        paging = [
-            name
-            for name in PAGING_MARKERS
-            if (self.model_extra or {}).get(name) not in (None, False, "", [], {})
-        ]
+        paging = paging_fields(self.model_extra or {}, len(self.models))
         if paging:
             raise ValueError(
                 f"it is paged ({', '.join(paging)}), and Convai's list is documented whole: "

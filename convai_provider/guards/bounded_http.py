@@ -48,6 +48,11 @@ class UndecodableReplyError(httpx.TransportError):
     """A reply whose body cannot be decoded (a Content-Encoding we cannot undo, a corrupt one, or
     text that is not UTF-8): as good as lost, since what it said cannot be known."""
 
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        """The reply's status, which was read: a refusal (4xx) is one whatever its body says."""
+
 
 class ReplyTooLargeError(Exception):
     """A reply body longer than the cap; reading stopped there."""
@@ -211,7 +216,8 @@ def send(
                     body = _read_capped(streamed, cap)
                 except httpx.DecodingError as exc:
                     raise UndecodableReplyError(
-                        f"its {streamed.headers.get('content-encoding')} body is corrupt: {exc}"
+                        f"its {streamed.headers.get('content-encoding')} body is corrupt: {exc}",
+                        streamed.status_code,
                     ) from None
         except httpx.RemoteProtocolError as exc:
             if first_bytes and "without sending a response" in str(exc):
@@ -246,7 +252,9 @@ def _refuse_unknown_encoding(response: httpx.Response) -> None:
         if token.strip() and token.strip() not in DECODABLE_ENCODINGS
     ]
     if unknown:
-        raise UndecodableReplyError(f"its body is in Content-Encoding {', '.join(unknown)}")
+        raise UndecodableReplyError(
+            f"its body is in Content-Encoding {', '.join(unknown)}", response.status_code
+        )
 
 
 def _read_capped(response: httpx.Response, cap: int) -> bytes:

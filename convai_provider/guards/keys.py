@@ -49,14 +49,64 @@ def remember(*keys: object) -> None:
 
 def redact(text: str) -> str:
     """`text` with every remembered key replaced, in the forms messages quote it: as is, as
-    repr() and json.dumps() escape it, and URL-encoded."""
+    repr() and json.dumps() escape it, and URL-encoded; and every piece of one of
+    `MIN_PIECE` characters or more (a server that echoes a key split over two fields, or cut)."""
     with _lock:
         keys = sorted(_known, key=len, reverse=True)
     for key in keys:
-        for form in _quoted_forms(key):
+        forms = _quoted_forms(key)
+        for form in forms:
             if form in text:
                 text = text.replace(form, SHOWN_AS)
+        for form in forms:  # the whole key first, in every form: a form shares pieces with others
+            text = _without_pieces(text, form)
     return text
+
+
+MIN_PIECE = 12
+"""Characters of a key's piece that is redacted wherever it stands. Shorter pieces are left: a
+key made of words (`sk-endpoint`) shares them with ordinary text, and a random key's piece that
+short gives too little of it to matter."""
+
+
+def _without_pieces(text: str, form: str) -> str:
+    merged: list[tuple[int, int]] = []
+    for start, stop in sorted(_piece_spans(text, form, MIN_PIECE)):
+        if merged and start <= merged[-1][1]:  # overlapping or touching: one [secret]
+            merged[-1] = (merged[-1][0], max(merged[-1][1], stop))
+        else:
+            merged.append((start, stop))
+    shown, end = [], 0
+    for start, stop in merged:
+        shown += [text[end:start], SHOWN_AS]
+        end = stop
+    return "".join([*shown, text[end:]])
+
+
+def _piece_spans(text: str, form: str, least: int) -> list[tuple[int, int]]:
+    """Where `text` holds a run of at least `least` consecutive characters of `form`. Any such
+    run holds one of `form`'s blocks of `least // 2` characters that start at a multiple of it,
+    so only those are searched for (at C speed), and each hit grown both ways."""
+    block = least // 2
+    spans: list[tuple[int, int]] = []
+    for start in range(0, len(form) - block + 1, block):
+        chunk = form[start : start + block]
+        at = text.find(chunk)
+        while at != -1:
+            left = 0
+            while left < min(at, start) and text[at - left - 1] == form[start - left - 1]:
+                left += 1
+            right = block
+            while (
+                at + right < len(text)
+                and start + right < len(form)
+                and text[at + right] == form[start + right]
+            ):
+                right += 1
+            if left + right >= least:
+                spans.append((at - left, at + right))
+            at = text.find(chunk, at + 1)
+    return spans
 
 
 def redacted_prefix(text: str, length: int, *, more_follows: bool = False) -> tuple[str, bool]:

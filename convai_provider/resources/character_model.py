@@ -37,6 +37,7 @@ from convai_provider.resources.base import (
     merge_args,
 )
 from convai_provider.resources.fields import Name
+from convai_provider.resources.key_identity import KEY_FINGERPRINT, seen_with, why_not_gone
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.type_tokens import MODULE
 
@@ -47,6 +48,12 @@ log = logging.getLogger("convai_provider")
 
 REPLACE_FIELDS = ("char_id", "model_group_name")
 """A change moves the character to the fallback, then binds it anew."""
+
+COMPUTED_FIELDS = (KEY_FINGERPRINT,)
+"""Outputs only: the fingerprint of the Convai key that bound the character or last saw it, so
+that another account's key never takes the character for gone (resources.key_identity)."""
+
+BINDING = "binding"
 
 
 class CharacterModelInputs(BaseModel):
@@ -87,7 +94,7 @@ def _character_gone(exc: ConvaiError, char_id: str) -> bool:
 
 class CharacterModelProvider(ConvaiProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        return check_inputs(CharacterModelInputs, news)
+        return check_inputs(CharacterModelInputs, news, COMPUTED_FIELDS)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [f for f in REPLACE_FIELDS if differs(olds.get(f), news.get(f))]
@@ -100,46 +107,62 @@ class CharacterModelProvider(ConvaiProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = CharacterModelInputs.model_validate(_declared(props))
         self._point(inputs.char_id, inputs.model_group_name, "bind")
-        return CreateResult(inputs.char_id, inputs.model_dump())
+        api_key = self._runtime().settings.api_key
+        return CreateResult(
+            inputs.char_id, inputs.model_dump() | {KEY_FINGERPRINT: seen_with(api_key, None)}
+        )
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         """Only the fallback can change in place (diff replaces on anything else): it is used
         when the binding is deleted, so nothing is sent now."""
         inputs = CharacterModelInputs.model_validate(_declared(news))
-        return UpdateResult(inputs.model_dump())
+        return UpdateResult(inputs.model_dump() | {KEY_FINGERPRINT: olds.get(KEY_FINGERPRINT)})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         runtime = self._runtime()
+        api_key = runtime.settings.api_key
         try:
             character = runtime.operation().character(id_)
         except ConvaiError as exc:
-            if _character_gone(exc, id_):
-                log.info("Convai character %s is gone; dropping its binding from state", id_)
-                return ReadResult("", {})
-            raise ConvaiOperationError("read", _subject(id_), exc) from None
-        outputs = {k: v for k, v in props.items() if k in CharacterModelInputs.model_fields}
+            if not _character_gone(exc, id_):
+                raise ConvaiOperationError("read", _subject(id_), exc) from None
+            refusal = why_not_gone(api_key, props.get(KEY_FINGERPRINT), BINDING)
+            if refusal is not None:
+                raise ConvaiOperationError("read", _subject(id_), refusal) from None
+            log.info("Convai character %s is gone; dropping its binding from state", id_)
+            return ReadResult("", {})
+        inputs = {k: v for k, v in props.items() if k in CharacterModelInputs.model_fields}
         if character.model_group_name is not None:
             # Convai reported the model: refresh records drift. Absent, state is kept as is.
-            outputs["model_group_name"] = character.model_group_name
-        return ReadResult(id_, outputs, dict(outputs))
+            inputs["model_group_name"] = character.model_group_name
+        seen = seen_with(api_key, props.get(KEY_FINGERPRINT))
+        return ReadResult(id_, inputs | {KEY_FINGERPRINT: seen}, inputs)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         fallback = str(props.get("fallback_model_group_name") or DEFAULT_FALLBACK_MODEL)
-        self._point(id_, fallback, "move to the fallback", missing_ok=True)
+        self._point(id_, fallback, "move to the fallback", gone_if_recorded=props)
 
     def _point(
-        self, char_id: str, model_group_name: str, operation: str, missing_ok: bool = False
+        self,
+        char_id: str,
+        model_group_name: str,
+        operation: str,
+        gone_if_recorded: Mapping[str, Any] | None = None,
     ) -> None:
+        """`gone_if_recorded`: the binding's state, when a character Convai does not hold under
+        the key that bound it counts as already gone (a delete)."""
         runtime = self._runtime()
+        subject = _subject(char_id, model_group_name)
         try:
             runtime.operation().set_character_model(char_id, model_group_name)
         except ConvaiError as exc:
-            if missing_ok and _character_gone(exc, char_id):
-                log.info("Convai character %s was already gone", char_id)
-                return
-            raise ConvaiOperationError(
-                operation, _subject(char_id, model_group_name), exc
-            ) from None
+            if gone_if_recorded is None or not _character_gone(exc, char_id):
+                raise ConvaiOperationError(operation, subject, exc) from None
+            recorded = gone_if_recorded.get(KEY_FINGERPRINT)
+            refusal = why_not_gone(runtime.settings.api_key, recorded, BINDING)
+            if refusal is not None:
+                raise ConvaiOperationError(operation, subject, refusal) from None
+            log.info("Convai character %s was already gone", char_id)
 
 
 def _declared(props: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,6 +191,9 @@ class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
     char_id: pulumi.Output[str]
     model_group_name: pulumi.Output[str]
     fallback_model_group_name: pulumi.Output[str]
+    convai_key_fingerprint: pulumi.Output[str]
+    """A fingerprint of the Convai key that bound the character or last saw it (never the key):
+    how another account's key is told from this binding's (docs/state-integrity.md)."""
 
     def __init__(
         self,
@@ -185,7 +211,13 @@ class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
             "fallback_model_group_name": fallback_model_group_name,
         }
         props = merge_args(args, keywords)
-        for output in keywords:
+        for output in (*keywords, *COMPUTED_FIELDS):
             props.setdefault(output, None)
+        secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=[KEY_FINGERPRINT])
         with provider_serialization():
-            super().__init__(CharacterModelProvider(), resource_name, props, opts)
+            super().__init__(
+                CharacterModelProvider(),
+                resource_name,
+                props,
+                pulumi.ResourceOptions.merge(opts, secret_outputs),
+            )

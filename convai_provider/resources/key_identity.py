@@ -33,18 +33,20 @@ def seen_with(api_key: str, recorded: object) -> str:
     return fingerprint(api_key)
 
 
-def why_not_gone(api_key: str, recorded: object) -> str | None:
-    """Why a model Convai does not hold under `api_key` must stay in state; None when it is gone."""
+def why_not_gone(api_key: str, recorded: object, what: str = "model") -> str | None:
+    """Why a `what` (a model, a character binding) Convai does not hold under `api_key` must stay
+    in state; None when it is gone."""
     if is_fingerprint_of(api_key, recorded):
         return None
     if recorded is None:
         whose = "state does not record which key it was created with (an earlier version wrote it)"
     else:
-        whose = "the Convai key in use is not the one this model was created with"
+        whose = f"the Convai key in use is not the one this {what} was created with"
+    gone = "the model really was deleted" if what == "model" else "its character really was deleted"
     return (
         f"Convai does not hold it under the Convai key in use, and {whose}: that key may be "
-        "another account's (a wrong CI secret, a mistyped key). State keeps the model. Set "
+        f"another account's (a wrong CI secret, a mistyped key). State keeps the {what}. Set "
         "convai:apiKey (or $CONVAI_API_KEY) to this stack's account key and run again; if the "
-        "key was rotated and the model really was deleted from Convai, remove it from state with "
+        f"key was rotated and {gone} from Convai, remove it from state with "
         "`pulumi state delete` and its URN (docs/state-integrity.md)"
     )
