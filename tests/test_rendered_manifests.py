@@ -55,6 +55,8 @@ def rendered(stack: str) -> str:
         }
         if registration.custom_timeouts:
             document["customTimeouts"] = registration.custom_timeouts
+        if registration.ignore_changes:
+            document["ignoreChanges"] = registration.ignore_changes
         depends = sorted(names.get(urn, urn) for urn in registration.dependencies)
         if depends:
             document["dependsOn"] = depends
