@@ -111,7 +111,7 @@ class VllmDeployment(pulumi.ComponentResource):
         edge: k8s.networking.v1.Ingress | k8s.apiextensions.CustomResource
         if endpoint.gateway is not None:
             edge = vllm_network.http_route(
-                name, endpoint, ns, labels, backend_service=service, timeouts=timeouts, opts=child
+                name, endpoint, ns, labels, backend_service=service, opts=child
             )
             # From the route's output, so whatever takes base_url depends on the route.
             self.base_url = edge.spec.apply(_route_base_url)  # type: ignore[attr-defined]

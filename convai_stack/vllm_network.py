@@ -273,6 +273,9 @@ def ingress(
 ROUTE_NAME = "vllm"
 ROUTE_ACCEPTED = 'jsonpath={.status.parents[*].conditions[?(@.type=="Accepted")].status}=True'
 """What the HTTPRoute is awaited for: its Gateway's controller accepted it (the route serves)."""
+ROUTE_TIMEOUTS = pulumi.CustomTimeouts(create="10m", update="10m")
+"""A controller accepts a route in seconds; created after the Service has ready endpoints, the
+route waits for nothing else. Longer means the Gateway does not admit it (allowedRoutes)."""
 
 
 def http_route(
@@ -282,7 +285,6 @@ def http_route(
     labels: dict[str, str],
     *,
     backend_service: k8s.core.v1.Service,
-    timeouts: pulumi.CustomTimeouts,
     opts: pulumi.ResourceOptions,
 ) -> k8s.apiextensions.CustomResource:
     """The Gateway API's edge: the same host, /v1 alone, and streams as long as the Ingress's.
@@ -320,5 +322,7 @@ def http_route(
                 }
             ],
         },
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(custom_timeouts=timeouts)),
+        opts=pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(custom_timeouts=ROUTE_TIMEOUTS)
+        ),
     )

@@ -14,6 +14,7 @@ from convai_provider import TYPE_TOKEN
 from convai_stack.stack_config import StackConfigError, parse_stack_config, project_values
 from convai_stack.vllm_workload import replica_budget
 from testkit.engine import ProgramRun, RecordingMocks, Registration
+from tests.test_rendered_manifests import assert_golden, rendered
 from tests.test_stacks import (
     STATEFUL_SET,
     _endpoints,
@@ -67,6 +68,22 @@ def ingress_rules(run: ProgramRun) -> list[dict[str, Any]]:
 def only(run: ProgramRun, type_: str) -> Registration:
     (registration,) = run.of_type(type_)
     return registration
+
+
+EVERY_OPTION = {
+    "replicas": None,
+    "cluster_issuer": None,
+    "metrics": METRICS,
+    "autoscaling": AUTOSCALING,
+    "gateway": GATEWAY,
+    "egress_fqdns": ["huggingface.co", "*.huggingface.co", "*.hf.co"],
+}
+
+
+def test_every_option_renders_as_the_golden_file() -> None:
+    """Staging with every option on, committed as tests/golden/staging-options.yaml: each change
+    to what the options render shows as a diff to review."""
+    assert_golden("staging-options", rendered("staging", changed(EVERY_OPTION)))
 
 
 def test_no_option_is_on_by_default() -> None:
@@ -182,7 +199,9 @@ def test_the_gateway_edge_routes_only_v1_to_the_service_with_long_streams() -> N
     assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/v1"}}]
     assert rule["backendRefs"] == [{"name": "vllm", "port": 8000, "kind": "Service"}]
     assert rule["timeouts"] == {"request": "600s"}
-    assert route.custom_timeouts == child(run, STATEFUL_SET, endpoint.name).custom_timeouts
+    # Created once the Service has ready pods; accepting takes a controller seconds.
+    assert seconds(route.custom_timeouts["create"]) == 600
+    assert child(run, "core/v1:Service", endpoint.name).urn in route.dependencies
 
     # The model is registered with the route's host, once the route is accepted.
     (model,) = run.of_type(TYPE_TOKEN)
