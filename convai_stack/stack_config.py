@@ -184,6 +184,80 @@ def _divides(gpus: int, heads: int, kv_heads: int) -> bool:
     return heads % gpus == 0 and (kv_heads % gpus == 0 or gpus % kv_heads == 0)
 
 
+FqdnPattern = Annotated[
+    StrictStr,
+    _matching(
+        r"(?:\*\.)?(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}",
+        "a DNS name such as huggingface.co, or *.name for its subdomains",
+    ),
+]
+
+
+class MetricsScrape(_Strict):
+    """Who scrapes vLLM's /metrics: the scraper's pods are admitted to vLLM's port by their
+    labels in their namespace, never a whole namespace (the port also serves vLLM's unguarded
+    routes). With the Prometheus operator, a PodMonitor tells it what to scrape."""
+
+    scraper_namespace: DnsLabel = "monitoring"
+    scraper_pod_labels: LabelMap = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "prometheus"}
+    )
+    """Labels of the Prometheus pods (the operator's own label on every Prometheus it runs)."""
+    pod_monitor: StrictBool = True
+    """Declare a PodMonitor (monitoring.coreos.com/v1): the cluster runs the Prometheus operator."""
+    pod_monitor_labels: LabelMap = Field(default_factory=dict)
+    """Labels the Prometheus's podMonitorSelector picks, e.g. {release: kube-prometheus-stack}."""
+
+    @model_validator(mode="after")
+    def _scraper_is_named(self) -> MetricsScrape:
+        if not self.scraper_pod_labels:
+            raise ValueError(
+                "scraper_pod_labels must name the scraper's pods: empty, every pod of "
+                f"{self.scraper_namespace} could reach vLLM's unguarded routes"
+            )
+        return self
+
+
+class Autoscaling(_Strict):
+    """KEDA scales the replicas on vLLM's queue depth, read from Prometheus."""
+
+    min_replicas: int = Field(ge=0, le=64)
+    max_replicas: int = Field(ge=1, le=64)
+    queue_depth: int = Field(default=4, ge=1)
+    """Waiting requests per replica (vllm:num_requests_waiting) KEDA aims at."""
+    prometheus_url: BaseUrl
+    """The Prometheus KEDA queries, e.g. http://prometheus-operated.monitoring.svc:9090."""
+
+    @field_validator("min_replicas")
+    @classmethod
+    def _no_scale_to_zero(cls, floor: int) -> int:
+        if floor == 0:
+            raise ValueError(
+                "must be at least 1: scaling to zero is not offered, since at zero no vLLM runs "
+                "to report a queue, so nothing would ever scale it up again; it needs a signal "
+                "that exists at zero (the request rate at the edge), which this stack does not read"
+            )
+        return floor
+
+    @model_validator(mode="after")
+    def _floor_below_ceiling(self) -> Autoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) must be at least min_replicas "
+                f"({self.min_replicas})"
+            )
+        return self
+
+
+class GatewayRef(_Strict):
+    """The Gateway API Gateway an HTTPRoute attaches to (the platform's; its listener holds TLS)."""
+
+    name: DnsLabel
+    namespace: DnsLabel
+    section_name: DnsLabel | None = None
+    """The Gateway's HTTPS listener for the host, when it has several."""
+
+
 class ExternalEndpoint(_Strict):
     """An OpenAI-compatible endpoint that already runs somewhere (a hosted provider, a laptop)."""
 
@@ -264,6 +338,57 @@ class VllmEndpoint(_Strict):
     """Which of the endpoint's two generated keys Convai is given. vLLM accepts both, so a switch
     updates the Convai model and restarts no pod: rotate the other key, then switch to it
     (docs/vllm.md, "Rotating an endpoint key")."""
+    metrics: MetricsScrape | None = None
+    """A scrape path for vLLM's /metrics (docs/vllm.md, "Metrics and alerts"); off by default."""
+    autoscaling: Autoscaling | None = None
+    """KEDA scales the replicas on queue depth; needs `metrics`; replaces `replicas`."""
+    gateway: GatewayRef | None = None
+    """Publish through the Gateway API (an HTTPRoute) instead of an Ingress."""
+    egress_fqdns: list[FqdnPattern] | None = None
+    """HTTPS egress only to these names, as a CiliumNetworkPolicy (the cluster runs Cilium);
+    unset, HTTPS goes anywhere outside egress_denied_cidrs."""
+
+    @model_validator(mode="after")
+    def _options_fit_together(self) -> VllmEndpoint:
+        chosen = self.model_fields_set
+        if self.autoscaling is not None:
+            if "replicas" in chosen:
+                raise ValueError(
+                    "replicas: leave it out when autoscaling is set: KEDA sets the count "
+                    "between autoscaling.min_replicas and autoscaling.max_replicas"
+                )
+            if self.metrics is None:
+                raise ValueError(
+                    "autoscaling needs metrics: KEDA reads vLLM's queue depth from the "
+                    "Prometheus that scrapes it; set metrics too"
+                )
+        if self.gateway is not None:
+            for field in ("ingress_class", "cluster_issuer"):
+                if field in chosen:
+                    raise ValueError(
+                        f"{field}: leave it out when gateway is set: an HTTPRoute has no "
+                        "ingress class, and the Gateway's HTTPS listener holds the certificate "
+                        '(docs/vllm.md, "The Gateway API")'
+                    )
+        if self.egress_fqdns is not None and not self.egress_fqdns:
+            raise ValueError(
+                "egress_fqdns: empty would allow no HTTPS at all (the model could not be "
+                "downloaded); list the hosts, or leave it out"
+            )
+        return self
+
+    @property
+    def min_replicas(self) -> int:
+        return self.autoscaling.min_replicas if self.autoscaling else self.replicas
+
+    @property
+    def max_replicas(self) -> int:
+        return self.autoscaling.max_replicas if self.autoscaling else self.replicas
+
+    @property
+    def issuer(self) -> str | None:
+        """The ClusterIssuer of the stack's own Certificate: none behind a Gateway."""
+        return None if self.gateway else self.cluster_issuer
 
     @field_validator("gpus")
     @classmethod

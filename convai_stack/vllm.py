@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -10,7 +11,7 @@ import pulumi_random as random
 
 from convai_stack.stack_config import VllmEndpoint
 
-from . import vllm_network, vllm_pod, vllm_workload
+from . import vllm_metrics, vllm_network, vllm_pod, vllm_workload
 
 COMPONENT_TYPE = "convai-models:inference:VllmDeployment"
 KEY_CHECKSUM = "convai-models/api-key-sha256"
@@ -29,7 +30,9 @@ while vLLM still accepts the one Convai sends: no request is refused during the 
 
 class VllmDeployment(pulumi.ComponentResource):
     """Namespace, generated API key, Secret, NetworkPolicy, StatefulSet (a model cache per
-    replica), disruption budget, Service, TLS Ingress and its cert-manager Certificate.
+    replica), disruption budget, Service, TLS Ingress and its cert-manager Certificate (or an
+    HTTPRoute to a Gateway); optionally a PodMonitor, a KEDA ScaledObject and an FQDN egress
+    policy (docs/vllm.md).
 
     Outputs `base_url` (https://HOST/v1), `model_name` (the served name) and `api_key` (secret).
     """
@@ -84,6 +87,7 @@ class VllmDeployment(pulumi.ComponentResource):
         )
         fence = vllm_network.network_policy(name, endpoint, ns, labels, child)
         egress = vllm_network.egress_policy(name, endpoint, ns, labels, child)
+        fqdns = vllm_network.fqdn_egress_policy(name, endpoint, ns, labels, child)
         workload = vllm_workload.stateful_set(
             name,
             endpoint,
@@ -92,26 +96,40 @@ class VllmDeployment(pulumi.ComponentResource):
             template,
             service_name=vllm_network.SERVICE_NAME,
             # No replica runs before the policy that fences it in.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[fence, egress]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[fence, egress, *([fqdns] if fqdns else [])]
+            ),
         )
         vllm_workload.disruption_budget(name, endpoint, ns, labels, child)
+        vllm_workload.scaled_object(
+            name, endpoint, ns, labels, pulumi.ResourceOptions(parent=self, depends_on=[workload])
+        )
+        vllm_metrics.pod_monitor(name, endpoint, ns, labels, child)
         timeouts = vllm_workload.rollout_timeouts(endpoint)
         service = vllm_network.service(name, ns, labels, timeouts, child)
         certificate = vllm_network.certificate(name, endpoint, ns, labels, child)
-        # Not before its certificate is issued: an Ingress naming a Secret that does not exist
-        # yet serves the controller's placeholder, which Convai refuses.
-        issued = pulumi.ResourceOptions(
-            parent=self, depends_on=[certificate] if certificate else []
-        )
-        ingress = vllm_network.ingress(
-            name, endpoint, ns, labels, backend_service=service, timeouts=timeouts, opts=issued
-        )
-
-        # From the Ingress's output, so whatever takes base_url depends on the Ingress.
-        self.base_url = ingress.spec.apply(_base_url)
+        edge: k8s.networking.v1.Ingress | k8s.apiextensions.CustomResource
+        if endpoint.gateway is not None:
+            edge = vllm_network.http_route(
+                name, endpoint, ns, labels, backend_service=service, opts=child
+            )
+            # From the route's output, so whatever takes base_url depends on the route.
+            self.base_url = edge.spec.apply(_route_base_url)  # type: ignore[attr-defined]
+        else:
+            # Not before its certificate is issued: an Ingress naming a Secret that does not
+            # exist yet serves the controller's placeholder, which Convai refuses.
+            issued = pulumi.ResourceOptions(
+                parent=self, depends_on=[certificate] if certificate else []
+            )
+            ingress = vllm_network.ingress(
+                name, endpoint, ns, labels, backend_service=service, timeouts=timeouts, opts=issued
+            )
+            edge = ingress
+            # From the Ingress's output, so whatever takes base_url depends on the Ingress.
+            self.base_url = ingress.spec.apply(_base_url)
         self.model_name = pulumi.Output.from_input(endpoint.served_model_name)
         self.api_key = pulumi.Output.secret(keys[endpoint.api_key_in_use].result)
-        self.ready: list[pulumi.Resource] = [workload, ingress]
+        self.ready: list[pulumi.Resource] = [workload, edge]
         if certificate is not None:
             self.ready.append(certificate)
         self.register_outputs(
@@ -127,6 +145,11 @@ def _key_name(name: str, slot: str) -> str:
 def _base_url(spec: k8s.networking.v1.outputs.IngressSpec) -> str:
     (rule,) = spec.rules or []
     return f"https://{rule.host}{vllm_network.API_PATH}"
+
+
+def _route_base_url(spec: dict[str, Any]) -> str:
+    (host,) = spec["hostnames"]
+    return f"https://{host}{vllm_network.API_PATH}"
 
 
 def _sha256(value: str) -> str:

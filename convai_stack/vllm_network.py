@@ -49,14 +49,14 @@ def network_policy(
     labels: dict[str, str],
     opts: pulumi.ResourceOptions,
 ) -> k8s.networking.v1.NetworkPolicy:
-    """Only the ingress controller's pods may open vLLM's port, and nothing else may reach the
-    pods: the unauthenticated routes (/pause, /invocations...) stay out of the cluster's reach."""
-    controller = k8s.networking.v1.NetworkPolicyPeerArgs(
-        namespace_selector=k8s.meta.v1.LabelSelectorArgs(
-            match_labels={"kubernetes.io/metadata.name": endpoint.ingress_namespace}
-        ),
-        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=endpoint.ingress_pod_labels),
-    )
+    """Only the ingress controller's pods, and the metrics scraper's when stated, may open vLLM's
+    port, and nothing else may reach the pods: the unauthenticated routes (/pause,
+    /invocations...) stay out of the cluster's reach."""
+    peers = [_pods(endpoint.ingress_namespace, endpoint.ingress_pod_labels)]
+    if endpoint.metrics is not None:
+        # By pod label within its namespace, never the whole namespace: whoever may scrape
+        # /metrics may also call the unguarded routes on the same port.
+        peers.append(_pods(endpoint.metrics.scraper_namespace, endpoint.metrics.scraper_pod_labels))
     return k8s.networking.v1.NetworkPolicy(
         name,
         metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels),
@@ -65,12 +65,22 @@ def network_policy(
             policy_types=["Ingress"],
             ingress=[
                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                    from_=[controller],
+                    from_=[peer],
                     ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=PORT, protocol="TCP")],
                 )
+                for peer in peers
             ],
         ),
         opts=opts,
+    )
+
+
+def _pods(namespace: str, labels: dict[str, str]) -> k8s.networking.v1.NetworkPolicyPeerArgs:
+    return k8s.networking.v1.NetworkPolicyPeerArgs(
+        namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+            match_labels={"kubernetes.io/metadata.name": namespace}
+        ),
+        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
     )
 
 
@@ -89,14 +99,7 @@ def egress_policy(
     nothing else: not the metadata service's node credentials, not the API server, not the
     cluster's other services. A policy of its own, so the ingress fence is unchanged."""
     dns = k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-        to=[
-            k8s.networking.v1.NetworkPolicyPeerArgs(
-                namespace_selector=k8s.meta.v1.LabelSelectorArgs(
-                    match_labels={"kubernetes.io/metadata.name": endpoint.dns_namespace}
-                ),
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=endpoint.dns_pod_labels),
-            )
-        ],
+        to=[_pods(endpoint.dns_namespace, endpoint.dns_pod_labels)],
         ports=[
             k8s.networking.v1.NetworkPolicyPortArgs(port=DNS_PORT, protocol="UDP"),
             k8s.networking.v1.NetworkPolicyPortArgs(port=DNS_PORT, protocol="TCP"),
@@ -118,15 +121,65 @@ def egress_policy(
         spec=k8s.networking.v1.NetworkPolicySpecArgs(
             pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
             policy_types=["Egress"],
-            egress=[dns, https],
+            # With an FQDN allow-list, HTTPS is the Cilium policy's alone: policies add up, so
+            # this one's HTTPS-anywhere rule would void the list.
+            egress=[dns] if endpoint.egress_fqdns else [dns, https],
         ),
         opts=opts,
     )
 
 
+def fqdn_egress_policy(
+    name: str,
+    endpoint: VllmEndpoint,
+    namespace: pulumi.Input[str],
+    labels: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.apiextensions.CustomResource | None:
+    """HTTPS only to the listed names, as Cilium enforces it: its DNS proxy sees each lookup
+    (the DNS rule's `dns` part) and admits the addresses the listed names resolve to."""
+    if not endpoint.egress_fqdns:
+        return None
+    dns_pods = {
+        "k8s:io.kubernetes.pod.namespace": endpoint.dns_namespace,
+        **endpoint.dns_pod_labels,
+    }
+    return k8s.apiextensions.CustomResource(
+        f"{name}-egress-fqdns",
+        api_version="cilium.io/v2",
+        kind="CiliumNetworkPolicy",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name="vllm-egress-fqdns", namespace=namespace, labels=labels
+        ),
+        spec={
+            "endpointSelector": {"matchLabels": labels},
+            "egress": [
+                {
+                    "toEndpoints": [{"matchLabels": dns_pods}],
+                    "toPorts": [
+                        {
+                            "ports": [{"port": str(DNS_PORT), "protocol": "ANY"}],
+                            "rules": {"dns": [{"matchPattern": "*"}]},
+                        }
+                    ],
+                },
+                {
+                    "toFQDNs": [_fqdn_selector(f) for f in endpoint.egress_fqdns],
+                    "toPorts": [{"ports": [{"port": str(HTTPS_PORT), "protocol": "TCP"}]}],
+                },
+            ],
+        },
+        opts=opts,
+    )
+
+
+def _fqdn_selector(pattern: str) -> dict[str, str]:
+    return {"matchPattern": pattern} if pattern.startswith("*") else {"matchName": pattern}
+
+
 def tls_secret(name: str, endpoint: VllmEndpoint) -> str:
     """The Secret the Ingress serves: issued by cert-manager, or brought by the operator."""
-    return ISSUED_SECRET if endpoint.cluster_issuer else f"{name}-tls"
+    return ISSUED_SECRET if endpoint.issuer else f"{name}-tls"
 
 
 def certificate(
@@ -138,7 +191,7 @@ def certificate(
 ) -> k8s.apiextensions.CustomResource | None:
     """cert-manager's Certificate for the host, awaited until Ready: until then the Ingress
     serves its controller's placeholder, which Convai would refuse."""
-    if not endpoint.cluster_issuer:
+    if not endpoint.issuer:
         return None
     return k8s.apiextensions.CustomResource(
         f"{name}-certificate",
@@ -154,7 +207,7 @@ def certificate(
             "secretName": ISSUED_SECRET,
             "dnsNames": [endpoint.host],
             "issuerRef": {
-                "name": endpoint.cluster_issuer,
+                "name": endpoint.issuer,
                 "kind": "ClusterIssuer",
                 "group": "cert-manager.io",
             },
@@ -163,6 +216,10 @@ def certificate(
             opts, pulumi.ResourceOptions(custom_timeouts=CERTIFICATE_TIMEOUTS)
         ),
     )
+
+
+STREAM_TIMEOUT = 600
+"""Seconds a completion may stream: the Ingress's read timeout, the HTTPRoute's request timeout."""
 
 
 def ingress(
@@ -177,7 +234,7 @@ def ingress(
 ) -> k8s.networking.v1.Ingress:
     annotations = {
         # Completions stream for a while; the default 60 s would cut long answers.
-        "nginx.ingress.kubernetes.io/proxy-read-timeout": "600",
+        "nginx.ingress.kubernetes.io/proxy-read-timeout": str(STREAM_TIMEOUT),
         "nginx.ingress.kubernetes.io/proxy-body-size": "16m",
         # Streamed tokens go out as vLLM writes them, not when nginx's buffer fills.
         "nginx.ingress.kubernetes.io/proxy-buffering": "off",
@@ -210,4 +267,62 @@ def ingress(
         ),
         # Awaits the Service's endpoints too: the same timeouts.
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(custom_timeouts=timeouts)),
+    )
+
+
+ROUTE_NAME = "vllm"
+ROUTE_ACCEPTED = 'jsonpath={.status.parents[*].conditions[?(@.type=="Accepted")].status}=True'
+"""What the HTTPRoute is awaited for: its Gateway's controller accepted it (the route serves)."""
+ROUTE_TIMEOUTS = pulumi.CustomTimeouts(create="10m", update="10m")
+"""A controller accepts a route in seconds; created after the Service has ready endpoints, the
+route waits for nothing else. Longer means the Gateway does not admit it (allowedRoutes)."""
+
+
+def http_route(
+    name: str,
+    endpoint: VllmEndpoint,
+    namespace: pulumi.Input[str],
+    labels: dict[str, str],
+    *,
+    backend_service: k8s.core.v1.Service,
+    opts: pulumi.ResourceOptions,
+) -> k8s.apiextensions.CustomResource:
+    """The Gateway API's edge: the same host, /v1 alone, and streams as long as the Ingress's.
+    TLS is the Gateway listener's, so the route carries no certificate."""
+    assert endpoint.gateway is not None
+    parent: dict[str, str] = {
+        "group": "gateway.networking.k8s.io",
+        "kind": "Gateway",
+        "name": endpoint.gateway.name,
+        "namespace": endpoint.gateway.namespace,
+    }
+    if endpoint.gateway.section_name:
+        parent["sectionName"] = endpoint.gateway.section_name
+    return k8s.apiextensions.CustomResource(
+        f"{name}-route",
+        api_version="gateway.networking.k8s.io/v1",
+        kind="HTTPRoute",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=ROUTE_NAME,
+            namespace=namespace,
+            labels=labels,
+            annotations={"pulumi.com/waitFor": ROUTE_ACCEPTED},
+        ),
+        spec={
+            "parentRefs": [parent],
+            "hostnames": [endpoint.host],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": API_PATH}}],
+                    "backendRefs": [
+                        {"name": backend_service.metadata.name, "port": PORT, "kind": "Service"}
+                    ],
+                    # Gateways default to seconds (Envoy's route timeout is 15 s).
+                    "timeouts": {"request": f"{STREAM_TIMEOUT}s"},
+                }
+            ],
+        },
+        opts=pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(custom_timeouts=ROUTE_TIMEOUTS)
+        ),
     )

@@ -35,9 +35,16 @@ def replica_budget(endpoint: VllmEndpoint) -> int:
 
 
 def rollout_timeouts(endpoint: VllmEndpoint) -> pulumi.CustomTimeouts:
-    """Replicas start together (Parallel) but are replaced one after another."""
+    """Replicas start together (Parallel) but are replaced one after another: as many as can run,
+    so a count the autoscaler changes between runs never changes the deadline."""
     budget = replica_budget(endpoint)
-    return pulumi.CustomTimeouts(create=f"{budget}s", update=f"{budget * endpoint.replicas}s")
+    return pulumi.CustomTimeouts(create=f"{budget}s", update=f"{budget * endpoint.max_replicas}s")
+
+
+SCALED_REPLICAS = "spec.replicas"
+"""Left to the autoscaler when it scales: pulumi-kubernetes then sends the live count, and none
+once KEDA's HorizontalPodAutoscaler has written it (another field manager owns it), so `pulumi up`
+neither resets it nor conflicts."""
 
 
 def _cache_claim(
@@ -74,7 +81,8 @@ def stateful_set(
             annotations=KEEP_PODS_ON_DELETE,
         ),
         spec=k8s.apps.v1.StatefulSetSpecArgs(
-            replicas=endpoint.replicas,
+            # Autoscaled: the floor at creation, then the autoscaler's (ignore_changes below).
+            replicas=endpoint.min_replicas,
             service_name=service_name,
             # Start every replica at once; updates still replace one at a time.
             pod_management_policy="Parallel",
@@ -98,7 +106,11 @@ def stateful_set(
             ),
         ),
         opts=pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(custom_timeouts=rollout_timeouts(endpoint))
+            opts,
+            pulumi.ResourceOptions(
+                custom_timeouts=rollout_timeouts(endpoint),
+                ignore_changes=[SCALED_REPLICAS] if endpoint.autoscaling else None,
+            ),
         ),
     )
 
@@ -110,8 +122,10 @@ def disruption_budget(
     labels: dict[str, str],
     opts: pulumi.ResourceOptions,
 ) -> k8s.policy.v1.PodDisruptionBudget | None:
-    """Node drains take one replica at a time; a single replica has nothing to keep serving."""
-    if endpoint.replicas < 2:
+    """Node drains take one replica at a time; a single replica has nothing to keep serving. An
+    autoscaled endpoint has one whenever it may run two: maxUnavailable 1 never blocks a drain,
+    whatever count the autoscaler has set."""
+    if endpoint.max_replicas < 2:
         return None
     return k8s.policy.v1.PodDisruptionBudget(
         name,
@@ -123,5 +137,72 @@ def disruption_budget(
             # nothing, and under the default it would block every drain of its node.
             unhealthy_pod_eviction_policy="AlwaysAllow",
         ),
+        opts=opts,
+    )
+
+
+SCALE_POLL = 15
+"""Seconds between KEDA's queries of Prometheus (its default 30 is a long time for a queue)."""
+SCALE_DOWN_WAIT = 600
+"""Seconds the queue must stay short before a replica goes: a replica takes minutes to load its
+model, so it is not given up at the first quiet minute."""
+
+
+def queue_depth_query(endpoint: VllmEndpoint) -> str:
+    """Waiting requests over the endpoint's replicas, as vLLM reports them (its /metrics)."""
+    return (
+        f'sum(vllm:num_requests_waiting{{namespace="vllm-{endpoint.name}",'
+        f'model_name="{endpoint.served_model_name}"}})'
+    )
+
+
+def scaled_object(
+    name: str,
+    endpoint: VllmEndpoint,
+    namespace: pulumi.Input[str],
+    labels: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.apiextensions.CustomResource | None:
+    """KEDA's ScaledObject: a HorizontalPodAutoscaler on the StatefulSet, fed the queue depth
+    from Prometheus, between the floor and the ceiling."""
+    scaling = endpoint.autoscaling
+    if scaling is None:
+        return None
+    return k8s.apiextensions.CustomResource(
+        f"{name}-scaler",
+        api_version="keda.sh/v1alpha1",
+        kind="ScaledObject",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=WORKLOAD_NAME, namespace=namespace, labels=labels),
+        spec={
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "name": WORKLOAD_NAME,
+            },
+            "minReplicaCount": scaling.min_replicas,
+            "maxReplicaCount": scaling.max_replicas,
+            "pollingInterval": SCALE_POLL,
+            "advanced": {
+                "horizontalPodAutoscalerConfig": {
+                    "behavior": {
+                        "scaleDown": {
+                            "stabilizationWindowSeconds": SCALE_DOWN_WAIT,
+                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+                        }
+                    }
+                }
+            },
+            "triggers": [
+                {
+                    "type": "prometheus",
+                    "metricType": "AverageValue",
+                    "metadata": {
+                        "serverAddress": scaling.prometheus_url,
+                        "query": queue_depth_query(endpoint),
+                        "threshold": str(scaling.queue_depth),
+                    },
+                }
+            ],
+        },
         opts=opts,
     )

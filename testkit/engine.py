@@ -51,6 +51,7 @@ class Registration:
     additional_secret_outputs: list[str] = field(default_factory=list)
     custom_timeouts: dict[str, str] = field(default_factory=dict)
     """The engine's create/update/delete budgets, as duration strings ("45m"); unset ones absent."""
+    ignore_changes: list[str] = field(default_factory=list)
 
 
 GENERATED_PASSWORD = "generated-endpoint-key-0c9e"
@@ -98,6 +99,7 @@ class RecordingMonitor(MockMonitor):
                 key: list(deps.urns) for key, deps in request.propertyDependencies.items()
             }
             registration.additional_secret_outputs = list(request.additionalSecretOutputs)
+            registration.ignore_changes = list(request.ignoreChanges)
             timeouts = request.customTimeouts
             registration.custom_timeouts = {
                 step: getattr(timeouts, step)

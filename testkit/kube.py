@@ -36,6 +36,15 @@ NODE = "kwok-gpu-0"
 KWOK_NODE_SELECTOR = "kwok.x-k8s.io/node=fake"
 MODULE_STAGES = ("node/fast", "node/heartbeat", "pod/fast", "volume/fast")
 """kwok's own stage sets (in the cache's kwok-stages/) that a node, its pods and claims need."""
+CRDS = (
+    "certificates.cert-manager.io",
+    "ciliumnetworkpolicies.cilium.io",
+    "podmonitors.monitoring.coreos.com",
+    "httproutes.gateway.networking.k8s.io",
+    "scaledobjects.keda.sh",
+)
+"""The kinds of kube_manifests/cluster.yaml and crds.yaml (scripts/vendor-crds): the stack's
+optional resources are judged by the API server against them."""
 SERVICE_RANGE = "10.96.0.0/16"
 POD_RANGE = "10.244.0.0/16"
 START_TIMEOUT = 90.0
@@ -164,12 +173,17 @@ class ControlPlane:
             f"--cert-dir={self.dir / 'pki'}",
         )
         self._wait_until_ready(ca.certificate, admin, deadline)
-        # kwok resolves the kinds its stages name when it starts: the Certificate kind first.
-        self.kubectl("apply", "-f", str(MANIFESTS / "cluster.yaml"))
-        self._wait_for("crd/certificates.cert-manager.io", "Established", deadline)
+        # kwok resolves the kinds its stages name when it starts: the Certificate and HTTPRoute
+        # kinds first.
+        self.kubectl(
+            "apply", "-f", str(MANIFESTS / "cluster.yaml"), "-f", str(MANIFESTS / "crds.yaml")
+        )
+        for crd in CRDS:
+            self._wait_for(f"crd/{crd}", "Established", deadline)
         # Established comes before the API server publishes the kind's OpenAPI v3 path, which kwok
         # reads at start ("GroupVersion (cert-manager.io/v1) not found as OpenAPI V3 path").
-        self._wait_for_openapi("apis/cert-manager.io/v1", deadline)
+        for path in ("apis/cert-manager.io/v1", "apis/gateway.networking.k8s.io/v1"):
+            self._wait_for_openapi(path, deadline)
         kubeconfig = f"--kubeconfig={self.kubeconfig}"
         self._spawn(
             "kube-controller-manager",

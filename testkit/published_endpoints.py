@@ -2,12 +2,13 @@
 
 One server answers for every host name, as an ingress controller in front of vLLM does, and
 takes what it serves from the cluster at each request: the Ingress whose rule names the request's
-Host, the Service it routes to, that Service's Ready pods; from the first pod's container, the
-served model name (`--served-model-name`) and the API keys (`--api-key $(VAR)...`, each variable
-read from the Secret it names, as the kubelet expands it). So
-the endpoint preflight passes only if the program published the host, wired the Service to the
-pods and gave the pods the key it registers with Convai. No Ingress for the host: 404, as
-ingress-nginx's default backend; no Ready pod: 503. The OpenAI replies are openai_server's vLLM.
+Host (or the accepted HTTPRoute that names it), the Service it routes to, that Service's Ready
+pods; from the first pod's container, the served model name (`--served-model-name`) and the API
+keys (`--api-key $(VAR)...`, each variable read from the Secret it names, as the kubelet expands
+it). So the endpoint preflight passes only if the program published the host, wired the Service
+to the pods and gave the pods the key it registers with Convai. No Ingress or route for the host:
+404, as ingress-nginx's default backend; no Ready pod: 503. The OpenAI replies are
+openai_server's vLLM.
 
 Processes reach it under the stacks' host names through testkit/resolver_override.
 """
@@ -46,19 +47,10 @@ class PublishedEndpoints:
 
     def behaviour(self, host: str) -> EndpointBehaviour | int:
         """What the vLLM behind `host` would be, or the HTTP status the controller answers."""
-        ingress = next(
-            (
-                i
-                for i in self.cluster.objects("ingresses")
-                if any(r.get("host") == host for r in i["spec"].get("rules", []))
-            ),
-            None,
-        )
-        if ingress is None:
+        published = self._backend(host)
+        if published is None:
             return 404
-        namespace = ingress["metadata"]["namespace"]
-        (rule,) = ingress["spec"]["rules"]
-        backend = rule["http"]["paths"][0]["backend"]["service"]["name"]
+        namespace, backend = published
         selector = _service(self.cluster, namespace, backend)["spec"]["selector"]
         ready = [p for p in self.cluster.objects("pods", namespace) if _serves(p, selector)]
         if not ready:
@@ -71,6 +63,19 @@ class PublishedEndpoints:
             more_keys=tuple(keys[1:]),
             served=[_served_name(container["args"])],
         )
+
+    def _backend(self, host: str) -> tuple[str, str] | None:
+        """(namespace, Service) that the Ingress or accepted HTTPRoute for `host` routes to."""
+        for ingress in self.cluster.objects("ingresses"):
+            if any(r.get("host") == host for r in ingress["spec"].get("rules", [])):
+                (rule,) = ingress["spec"]["rules"]
+                service = rule["http"]["paths"][0]["backend"]["service"]["name"]
+                return ingress["metadata"]["namespace"], service
+        for route in self.cluster.objects("httproutes"):
+            if host in route["spec"].get("hostnames", []) and _accepted(route):
+                (rule,) = route["spec"]["rules"]
+                return route["metadata"]["namespace"], rule["backendRefs"][0]["name"]
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,6 +94,15 @@ class PublishedEndpoints:
             await send(message)
 
         await build_app(found)(scope, receive, record)
+
+
+def _accepted(route: dict[str, Any]) -> bool:
+    """A Gateway's controller serves a route once it has accepted it."""
+    return any(
+        c["type"] == "Accepted" and c["status"] == "True"
+        for parent in route.get("status", {}).get("parents", [])
+        for c in parent.get("conditions", [])
+    )
 
 
 def _service(cluster: ControlPlane, namespace: str, name: str) -> dict[str, Any]:

@@ -3,7 +3,10 @@
 Every change to what the vLLM endpoints run shows as a diff of `tests/golden/*.yaml` to review
 with the change. After a deliberate change, write the files again and commit them:
 
-    CONVAI_WRITE_GOLDEN=1 .venv/bin/python -m pytest tests/test_rendered_manifests.py
+    CONVAI_WRITE_GOLDEN=1 .venv/bin/python -m pytest tests/test_rendered_manifests.py \
+        tests/test_vllm_options.py
+
+(the second writes `staging-options.yaml`: staging with every optional part of an endpoint on).
 
 Rendered under mocks (tests/test_stacks.py's runner): the generated endpoint key is the mocks'
 fixed one, and every secret value is written as `[secret]`.
@@ -40,10 +43,11 @@ def masked(value: Any) -> Any:
     return value
 
 
-def rendered(stack: str) -> str:
-    """Each Kubernetes resource the stack declares, by type and name, with the options that
-    decide how it changes (timeouts, dependencies by name)."""
-    run = run_stack(stack)
+def rendered(stack: str, config: dict[str, str] | None = None) -> str:
+    """Each Kubernetes resource the stack declares (its file's config, or `config`), by type and
+    name, with the options that decide how it changes (timeouts, ignored fields, dependencies by
+    name)."""
+    run = run_stack(stack, config)
     names = {r.urn: f"{r.type}::{r.name}" for r in run.registrations}
     documents = []
     for registration in run.registrations:
@@ -55,6 +59,8 @@ def rendered(stack: str) -> str:
         }
         if registration.custom_timeouts:
             document["customTimeouts"] = registration.custom_timeouts
+        if registration.ignore_changes:
+            document["ignoreChanges"] = registration.ignore_changes
         depends = sorted(names.get(urn, urn) for urn in registration.dependencies)
         if depends:
             document["dependsOn"] = depends
@@ -65,8 +71,11 @@ def rendered(stack: str) -> str:
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_rendered_resources_match_the_golden_file(stack: str) -> None:
-    golden = GOLDEN / f"{stack}.yaml"
-    now = rendered(stack)
+    assert_golden(stack, rendered(stack))
+
+
+def assert_golden(name: str, now: str) -> None:
+    golden = GOLDEN / f"{name}.yaml"
     if os.environ.get(WRITE) == "1":
         golden.parent.mkdir(exist_ok=True)
         golden.write_text(now)
@@ -75,12 +84,12 @@ def test_rendered_resources_match_the_golden_file(stack: str) -> None:
         difflib.unified_diff(
             committed.splitlines(keepends=True),
             now.splitlines(keepends=True),
-            f"tests/golden/{stack}.yaml (committed)",
-            f"{stack} as rendered now",
+            f"tests/golden/{name}.yaml (committed)",
+            f"{name} as rendered now",
         )
     )
     assert not diff, (
-        f"The {stack} resources changed. If the change is meant, review this diff, then run "
-        f"`{WRITE}=1 .venv/bin/python -m pytest tests/test_rendered_manifests.py` and commit "
-        f"tests/golden/:\n{diff}"
+        f"The {name} resources changed. If the change is meant, review this diff, then run "
+        f"`{WRITE}=1 .venv/bin/python -m pytest tests/test_rendered_manifests.py "
+        f"tests/test_vllm_options.py` and commit tests/golden/:\n{diff}"
     )

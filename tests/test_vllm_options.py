@@ -1,0 +1,295 @@
+"""The optional parts of a vLLM endpoint, rendered under mocks: metrics (a scrape path and its
+network rule), autoscaling on queue depth, the Gateway API edge, and the FQDN egress allow-list.
+tests/test_kubernetes_options.py runs them on a real Kubernetes API."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pulumi
+import pytest
+
+from convai_provider import TYPE_TOKEN
+from convai_stack.stack_config import StackConfigError, parse_stack_config, project_values
+from convai_stack.vllm_workload import replica_budget
+from testkit.engine import ProgramRun, RecordingMocks, Registration
+from tests.test_rendered_manifests import assert_golden, rendered
+from tests.test_stacks import (
+    STATEFUL_SET,
+    _endpoints,
+    broken,
+    child,
+    run_stack,
+    seconds,
+    vllm_endpoints,
+)
+
+PROMETHEUS = "http://prometheus-operated.monitoring.svc:9090"
+METRICS = {
+    "scraper_namespace": "monitoring",
+    "scraper_pod_labels": {"app.kubernetes.io/name": "prometheus"},
+    "pod_monitor_labels": {"release": "kube-prometheus-stack"},
+}
+AUTOSCALING = {"min_replicas": 1, "max_replicas": 3, "prometheus_url": PROMETHEUS}
+GATEWAY = {"name": "public", "namespace": "gateways", "section_name": "https"}
+POD_MONITOR = "kubernetes:monitoring.coreos.com/v1:PodMonitor"
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+HTTP_ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+CILIUM_POLICY = "kubernetes:cilium.io/v2:CiliumNetworkPolicy"
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+CERTIFICATE = "kubernetes:cert-manager.io/v1:Certificate"
+PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+
+
+def changed(fields: dict[str, Any]) -> dict[str, str]:
+    """Staging's runtime config, its endpoint's fields set (None: left out)."""
+
+    def mutate(config: dict[str, Any]) -> None:
+        endpoint = _endpoints(config)[0]
+        endpoint.update(fields)
+        for key, value in fields.items():
+            if value is None:
+                endpoint.pop(key)
+
+    return broken(mutate)
+
+
+def staging_with(**fields: Any) -> ProgramRun:
+    return run_stack("staging", changed(fields))
+
+
+def ingress_rules(run: ProgramRun) -> list[dict[str, Any]]:
+    policy = child(run, "networking.k8s.io/v1:NetworkPolicy", "llama-8b")
+    rules: list[dict[str, Any]] = policy.inputs["spec"]["ingress"]
+    return rules
+
+
+def only(run: ProgramRun, type_: str) -> Registration:
+    (registration,) = run.of_type(type_)
+    return registration
+
+
+EVERY_OPTION = {
+    "replicas": None,
+    "cluster_issuer": None,
+    "metrics": METRICS,
+    "autoscaling": AUTOSCALING,
+    "gateway": GATEWAY,
+    "egress_fqdns": ["huggingface.co", "*.huggingface.co", "*.hf.co"],
+}
+
+
+def test_every_option_renders_as_the_golden_file() -> None:
+    """Staging with every option on, committed as tests/golden/staging-options.yaml: each change
+    to what the options render shows as a diff to review."""
+    assert_golden("staging-options", rendered("staging", changed(EVERY_OPTION)))
+
+
+def test_no_option_is_on_by_default() -> None:
+    run = run_stack("staging")
+    for kind in (SCALED_OBJECT, HTTP_ROUTE, CILIUM_POLICY):
+        assert run.of_type(kind) == []
+    assert child(run, STATEFUL_SET, "llama-8b").ignore_changes == []
+
+
+# metrics ------------------------------------------------------------------------------------------
+
+
+def test_the_scraper_reaches_vllm_by_its_pod_labels_and_a_pod_monitor_names_the_replicas() -> None:
+    run = staging_with(metrics=METRICS)
+    rules = ingress_rules(run)
+    scraper = {
+        "from": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+            }
+        ],
+        "ports": [{"port": 8000, "protocol": "TCP"}],
+    }
+    # One rule per peer, each naming pods: never a namespace's every pod.
+    assert scraper in rules and len(rules) == 2
+    assert all(peer["podSelector"]["matchLabels"] for rule in rules for peer in rule["from"])
+
+    monitor = only(run, POD_MONITOR).inputs
+    labels = {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": "llama-8b"}
+    assert monitor["metadata"]["namespace"] == "vllm-llama-8b"
+    assert monitor["metadata"]["labels"] == {**labels, "release": "kube-prometheus-stack"}
+    assert monitor["spec"]["selector"] == {"matchLabels": labels}
+    (scrape,) = monitor["spec"]["podMetricsEndpoints"]
+    assert scrape["port"] == "http" and scrape["path"] == "/metrics"
+
+
+def test_a_cluster_without_the_prometheus_operator_gets_the_rule_only() -> None:
+    run = staging_with(metrics={**METRICS, "pod_monitor": False})
+    assert len(ingress_rules(run)) == 2
+    assert run.of_type(POD_MONITOR) == []
+
+
+def test_without_metrics_only_the_ingress_controller_reaches_vllm() -> None:
+    run = run_stack("staging")
+    assert len(ingress_rules(run)) == 1
+    assert run.of_type(POD_MONITOR) == []
+
+
+# autoscaling --------------------------------------------------------------------------------------
+
+
+def test_autoscaling_leaves_the_replica_count_to_keda_on_queue_depth() -> None:
+    run = staging_with(
+        replicas=None, metrics=METRICS, autoscaling={**AUTOSCALING, "queue_depth": 6}
+    )
+    (endpoint,) = vllm_endpoints("staging")
+    workload = child(run, STATEFUL_SET, endpoint.name)
+    assert workload.inputs["spec"]["replicas"] == 1  # the floor, at creation only
+    assert workload.ignore_changes == ["spec.replicas"]
+    # The deadline counts every replica that may run, not the count of the moment.
+    assert seconds(workload.custom_timeouts["update"]) == 3 * replica_budget(endpoint)
+
+    scaler = only(run, SCALED_OBJECT)
+    spec = scaler.inputs["spec"]
+    assert scaler.inputs["metadata"]["namespace"] == "vllm-llama-8b"
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "name": "vllm",
+    }
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 3)
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "prometheus" and trigger["metricType"] == "AverageValue"
+    assert trigger["metadata"] == {
+        "serverAddress": PROMETHEUS,
+        "query": 'sum(vllm:num_requests_waiting{namespace="vllm-llama-8b",'
+        'model_name="llama-3.1-8b"})',
+        "threshold": "6",
+    }
+    assert workload.urn in scaler.dependencies
+    # It may run two: drains then take one at a time, whatever the count.
+    assert only(run, PDB).inputs["spec"]["maxUnavailable"] == 1
+
+
+def test_a_fixed_single_replica_has_no_autoscaler_and_no_budget() -> None:
+    run = run_stack("staging")
+    assert run.of_type(SCALED_OBJECT) == [] and run.of_type(PDB) == []
+
+
+# the Gateway API ----------------------------------------------------------------------------------
+
+
+def test_the_gateway_edge_routes_only_v1_to_the_service_with_long_streams() -> None:
+    run = staging_with(gateway=GATEWAY, cluster_issuer=None)
+    (endpoint,) = vllm_endpoints("staging")
+    assert run.of_type(INGRESS) == [] and run.of_type(CERTIFICATE) == []
+    route = only(run, HTTP_ROUTE)
+    metadata, spec = route.inputs["metadata"], route.inputs["spec"]
+    assert metadata["namespace"] == "vllm-llama-8b"
+    assert "Accepted" in metadata["annotations"]["pulumi.com/waitFor"]
+    assert spec["parentRefs"] == [
+        {
+            "group": "gateway.networking.k8s.io",
+            "kind": "Gateway",
+            "name": "public",
+            "namespace": "gateways",
+            "sectionName": "https",
+        }
+    ]
+    assert spec["hostnames"] == [endpoint.host]
+    (rule,) = spec["rules"]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/v1"}}]
+    assert rule["backendRefs"] == [{"name": "vllm", "port": 8000, "kind": "Service"}]
+    assert rule["timeouts"] == {"request": "600s"}
+    # Created once the Service has ready pods; accepting takes a controller seconds.
+    assert seconds(route.custom_timeouts["create"]) == 600
+    assert child(run, "core/v1:Service", endpoint.name).urn in route.dependencies
+
+    # The model is registered with the route's host, once the route is accepted.
+    (model,) = run.of_type(TYPE_TOKEN)
+    assert model.inputs["base_url"] == f"https://{endpoint.host}/v1"
+    assert model.property_dependencies["base_url"] == [route.urn]
+
+
+# FQDN egress --------------------------------------------------------------------------------------
+
+
+def test_an_fqdn_allow_list_replaces_https_anywhere_with_named_hosts() -> None:
+    run = staging_with(egress_fqdns=["huggingface.co", "*.hf.co"])
+    egress = child(run, "networking.k8s.io/v1:NetworkPolicy", "llama-8b-egress").inputs["spec"]
+    # Policies add up: HTTPS anywhere here would void the list.
+    assert [rule["ports"][0]["port"] for rule in egress["egress"]] == [53]
+    policy = only(run, CILIUM_POLICY).inputs
+    labels = {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": "llama-8b"}
+    assert policy["spec"]["endpointSelector"] == {"matchLabels": labels}
+    dns, https = policy["spec"]["egress"]
+    assert dns["toEndpoints"] == [
+        {"matchLabels": {"k8s:io.kubernetes.pod.namespace": "kube-system", "k8s-app": "kube-dns"}}
+    ]
+    assert dns["toPorts"][0]["rules"] == {"dns": [{"matchPattern": "*"}]}
+    assert https["toFQDNs"] == [{"matchName": "huggingface.co"}, {"matchPattern": "*.hf.co"}]
+    assert https["toPorts"] == [{"ports": [{"port": "443", "protocol": "TCP"}]}]
+    workload = child(run, STATEFUL_SET, "llama-8b")
+    assert only(run, CILIUM_POLICY).urn in workload.dependencies
+
+
+# refusals -----------------------------------------------------------------------------------------
+
+REFUSED: dict[str, tuple[dict[str, Any], str]] = {
+    "scale to zero": (
+        {"replicas": None, "metrics": METRICS, "autoscaling": {**AUTOSCALING, "min_replicas": 0}},
+        "convai-models:endpoints[0].autoscaling.min_replicas: must be at least 1: scaling to zero "
+        "is not offered, since at zero no vLLM runs to report a queue",
+    ),
+    "autoscaling without metrics": (
+        {"replicas": None, "autoscaling": AUTOSCALING},
+        "autoscaling needs metrics: KEDA reads vLLM's queue depth from the Prometheus that "
+        "scrapes it; set metrics too",
+    ),
+    "replicas beside autoscaling": (
+        {"replicas": 2, "metrics": METRICS, "autoscaling": AUTOSCALING},
+        "replicas: leave it out when autoscaling is set",
+    ),
+    "ceiling below the floor": (
+        {"replicas": None, "metrics": METRICS, "autoscaling": {**AUTOSCALING, "max_replicas": 0}},
+        "convai-models:endpoints[0].autoscaling.max_replicas: must be at least 1",
+    ),
+    "ceiling below a floor of two": (
+        {
+            "replicas": None,
+            "metrics": METRICS,
+            "autoscaling": {**AUTOSCALING, "min_replicas": 3, "max_replicas": 2},
+        },
+        "max_replicas (2) must be at least min_replicas (3)",
+    ),
+    "a certificate of our own behind a gateway": (
+        {"gateway": GATEWAY},
+        "cluster_issuer: leave it out when gateway is set",
+    ),
+    "an ingress class behind a gateway": (
+        {"gateway": GATEWAY, "cluster_issuer": None, "ingress_class": "nginx"},
+        "ingress_class: leave it out when gateway is set",
+    ),
+    "an empty fqdn list": (
+        {"egress_fqdns": []},
+        "egress_fqdns: empty would allow no HTTPS at all",
+    ),
+    "a url as an fqdn": (
+        {"egress_fqdns": ["https://huggingface.co"]},
+        "convai-models:endpoints[0].egress_fqdns[0]: must be a DNS name such as huggingface.co",
+    ),
+    "a scraper that is a whole namespace": (
+        {"metrics": {**METRICS, "scraper_pod_labels": {}}},
+        "scraper_pod_labels must name the scraper's pods",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_options_that_cannot_work_are_refused_before_any_resource(case: str) -> None:
+    fields, expected = REFUSED[case]
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError) as caught:
+        run_stack("staging", changed(fields), mocks)
+    assert expected in str(caught.value)
+    assert mocks.registrations == []
+    with pytest.raises(StackConfigError, match=re.escape(expected)):
+        parse_stack_config(project_values(changed(fields)))
