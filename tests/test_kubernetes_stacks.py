@@ -35,6 +35,7 @@ from testkit.kube import ControlPlane, pin, processes_mentioning
 from testkit.published_endpoints import PublishedEndpoints, publish
 from testkit.pulumi_cli import ROOT, PulumiProject
 from testkit.service_links import VLLM_VARIABLES_SET_ON_PURPOSE, vllm_variables_seen
+from testkit.stacks import with_test_pins
 from testkit.tls import TestCA
 
 STACKS = ("staging", "prod")
@@ -48,10 +49,12 @@ machine): a bound, not a measurement."""
 
 
 def stack_file_config(stack: str) -> dict[str, Any]:
+    """The stack file, its placeholders (a model's commit, an image's digest) set as an operator
+    sets them."""
     config: dict[str, Any] = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())[
         "config"
     ]
-    return config
+    return with_test_pins(config)
 
 
 def vllm_endpoints(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -240,7 +243,15 @@ def assert_endpoint_runs(cluster: ControlPlane, endpoint: dict[str, Any], key: s
         # What the kubelet would add for the namespace's real Services (kwok runs no kubelet).
         seen = vllm_variables_seen(container, pod["spec"], services)
         assert seen == VLLM_VARIABLES_SET_ON_PURPOSE
-        assert container["image"].endswith(f":{endpoint['image_tag']}")
+        image = f"vllm/vllm-openai:{endpoint['image_tag']}"
+        digest = endpoint.get("image_digest")
+        assert container["image"] == (f"{image}@{digest}" if digest else image)
+        # The pinned weights: downloaded by the init container, served offline by vLLM.
+        (download,) = pod["spec"]["initContainers"]
+        assert download["image"] == container["image"]
+        assert {"name": "MODEL_REVISION", "value": endpoint["revision"]} in download["env"]
+        args = container["args"]
+        assert args[args.index("--revision") + 1] == endpoint["revision"]
         assert container["resources"]["limits"]["nvidia.com/gpu"] == str(endpoint["gpus"])
     (certificate,) = cluster.objects("certificates.cert-manager.io", namespace)
     assert certificate["spec"]["dnsNames"] == [endpoint["host"]]
