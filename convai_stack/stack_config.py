@@ -267,8 +267,9 @@ class VllmEndpoint(_Strict):
     """Each replica owns its model cache (a StatefulSet claim): any count can start. With 2 or
     more, changes roll one replica at a time; a single replica is down while it reloads."""
     startup_timeout: int = Field(default=1800, ge=300, le=14400)
-    """Seconds a replica may spend downloading and loading its model before it is restarted;
-    the rollout's deadlines are derived from it."""
+    """Seconds a replica may spend downloading its model (the init container's deadline) and
+    loading it (the startup probe's) before it is restarted; the rollout's deadlines are derived
+    from it."""
     cpu: Quantity = "8"
     memory: Quantity = "32Gi"
     shm_size: Quantity = "8Gi"
