@@ -18,6 +18,7 @@ from convai_stack.stack_config import (
     MODELS_KEY,
     PROJECT,
     PROTECT_KEY,
+    REQUIRE_DIGEST_KEY,
     ExternalEndpoint,
     ModelDeclaration,
     StackConfig,
@@ -38,6 +39,7 @@ def load_stack_config() -> StackConfig:
         MODELS_KEY: config.get_object,
         EXTRA_BUILTINS_KEY: config.get_object,
         PROTECT_KEY: config.get_bool,
+        REQUIRE_DIGEST_KEY: config.get_bool,
         FALLBACK_KEY: config.get,
     }
     try:
@@ -76,6 +78,17 @@ def require_convai_key() -> None:
         convai_key({API_KEY_CONFIG: stack_key}, os.environ)
     except ConvaiKeyError as exc:
         raise StackConfigError(str(exc)) from None
+
+
+def refuse_placeholders(stack: StackConfig) -> None:
+    """The committed files name no model commit or image digest of their own: until the operator
+    sets them, nothing is deployed (the schema accepts them, so the operator commands still read
+    the file)."""
+    problems = stack.placeholder_problems()
+    if problems:
+        raise StackConfigError(
+            f"Stack '{pulumi.get_stack()}' is not ready to deploy:\n" + "\n".join(problems)
+        )
 
 
 def require_plugins(stack: StackConfig) -> None:
@@ -148,6 +161,7 @@ def main() -> None:
         stack = load_stack_config()
         require_convai_key()
         require_plugins(stack)
+        refuse_placeholders(stack)
         warn_unchecked_api_roots(stack)
         endpoints = {e.name: build_endpoint(e, i) for i, e in enumerate(stack.endpoints)}
     except StackConfigError as exc:

@@ -50,7 +50,15 @@ MODELS_KEY = "models"
 PROTECT_KEY = "protectModels"
 FALLBACK_KEY = "fallbackModel"
 EXTRA_BUILTINS_KEY = "extraBuiltinModels"
-STACK_KEYS = (ENDPOINTS_KEY, MODELS_KEY, PROTECT_KEY, FALLBACK_KEY, EXTRA_BUILTINS_KEY)
+REQUIRE_DIGEST_KEY = "requireImageDigest"
+STACK_KEYS = (
+    ENDPOINTS_KEY,
+    MODELS_KEY,
+    PROTECT_KEY,
+    FALLBACK_KEY,
+    EXTRA_BUILTINS_KEY,
+    REQUIRE_DIGEST_KEY,
+)
 PROVIDER_NAMESPACE = "convai"
 DEV_STACK = "dev"
 """The laptop stack, which scripts/dev-up runs in a project of its own: its secrets are set
@@ -109,10 +117,38 @@ def _fits_namespace(name: str) -> str:
 VllmName = Annotated[DnsLabel, AfterValidator(_fits_namespace)]
 """Names the namespace `vllm-<name>` and every resource of the endpoint."""
 
-ImageDigest = Annotated[
-    StrictStr,
-    _matching(r"sha256:[0-9a-f]{64}", "an image digest such as sha256:<64 hex digits>"),
-]
+PLACEHOLDER = "REPLACE-ME"
+"""What a committed stack file holds where only its operator can know the value (a model's commit,
+an image's digest): the schema accepts it, so the file reads, and `pulumi preview` refuses it,
+saying how to find the real value (`placeholder_problems`)."""
+
+
+def _digest_hint(image: str) -> str:
+    return (
+        f"get the digest of {image} with `crane digest {image}`, `docker buildx imagetools "
+        f"inspect {image}` (its Digest line) or `skopeo inspect docker://docker.io/{image}` "
+        "(its Digest field), and set it as image_digest"
+    )
+
+
+def _revision_hint(model: str) -> str:
+    return (
+        f"set the full commit hash of {model} on the Hugging Face Hub: `curl -s "
+        f"https://huggingface.co/api/models/{model}/revision/main | jq -r .sha` (a gated model "
+        'needs -H "Authorization: Bearer $HF_TOKEN"), or copy it from '
+        f"https://huggingface.co/{model}/commits/main (docs/vllm.md, 'Pinned weights')"
+    )
+
+
+def _digest(value: str) -> str:
+    if value != PLACEHOLDER and not re.fullmatch(r"sha256:[0-9a-f]{64}", value):
+        raise ValueError(f"must be an image digest such as sha256:<64 hex digits> (got {value!r})")
+    return value
+
+
+ImageDigest = Annotated[StrictStr, AfterValidator(_digest)]
+REVISION_PATTERN = re.compile(r"[0-9a-f]{40}")
+"""A full commit hash: a branch or tag (`main`, `v1.0`) moves, and a short hash is ambiguous."""
 LabelMap = dict[StrictStr, StrictStr]
 
 
@@ -281,7 +317,15 @@ class VllmEndpoint(_Strict):
     name: VllmName
     model: Name
     """The Hugging Face model id, e.g. meta-llama/Llama-3.1-8B-Instruct."""
+    revision: StrictStr = Field(default="", validate_default=True)
+    """The commit of the model's repo that every replica serves: an init container downloads
+    exactly that onto the replica's claim, and vLLM then starts offline (docs/vllm.md, "Pinned
+    weights"). Required on every vLLM endpoint, staging's too."""
     served_model_name: Name
+    also_served_as: list[Name] = Field(default_factory=list)
+    """More names vLLM answers to besides served_model_name: the old name while a served name
+    changes, so no request of Convai's gets a 404 (docs/vllm.md, "Changing the model or the
+    served name")."""
     host: Hostname
     """Public DNS name of the Ingress; base_url becomes https://HOST/v1."""
     image_tag: Name = VLLM_IMAGE_TAG
@@ -298,8 +342,9 @@ class VllmEndpoint(_Strict):
     """Each replica owns its model cache (a StatefulSet claim): any count can start. With 2 or
     more, changes roll one replica at a time; a single replica is down while it reloads."""
     startup_timeout: int = Field(default=1800, ge=300, le=14400)
-    """Seconds a replica may spend downloading and loading its model before it is restarted;
-    the rollout's deadlines are derived from it."""
+    """Seconds a replica may spend downloading its model (the init container's deadline) and
+    loading it (the startup probe's) before it is restarted; the rollout's deadlines are derived
+    from it."""
     cpu: Quantity = "8"
     memory: Quantity = "32Gi"
     shm_size: Quantity = "8Gi"
@@ -390,6 +435,34 @@ class VllmEndpoint(_Strict):
         """The ClusterIssuer of the stack's own Certificate: none behind a Gateway."""
         return None if self.gateway else self.cluster_issuer
 
+    @field_validator("revision")
+    @classmethod
+    def _pinned(cls, revision: str, info: ValidationInfo) -> str:
+        if revision == PLACEHOLDER or REVISION_PATTERN.fullmatch(revision):
+            return revision
+        model = info.data.get("model", "the model")
+        if not revision:
+            raise ValueError(
+                "is required: every vLLM endpoint serves one commit of its model, the same on "
+                f"every replica and after every restart; {_revision_hint(model)}"
+            )
+        raise ValueError(
+            f"must be a full 40-hex commit hash (got {revision!r}): a branch or tag such as "
+            f"main moves, and replicas would serve different weights under one name; "
+            f"{_revision_hint(model)}"
+        )
+
+    @field_validator("also_served_as")
+    @classmethod
+    def _other_names(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        served = info.data.get("served_model_name")
+        for name in names:
+            if name == served:
+                raise ValueError(f"{name!r} is the served_model_name, served already: remove it")
+            if names.count(name) > 1:
+                raise ValueError(f"{name!r} is listed twice: list each other name once")
+        return names
+
     @field_validator("gpus")
     @classmethod
     def _tensor_parallel_fits(cls, gpus: int, info: ValidationInfo) -> int:
@@ -422,9 +495,38 @@ class VllmEndpoint(_Strict):
         return f"https://{self.host}/v1", self.served_model_name
 
     @property
+    def tagged_image(self) -> str:
+        return f"{VLLM_IMAGE}:{self.image_tag}"
+
+    @property
     def image(self) -> str:
-        reference = f"{VLLM_IMAGE}:{self.image_tag}"
+        reference = self.tagged_image
         return f"{reference}@{self.image_digest}" if self.image_digest else reference
+
+    @property
+    def served_names(self) -> list[str]:
+        """Every name vLLM answers to; the first is the one its answers and metrics carry."""
+        return [self.served_model_name, *self.also_served_as]
+
+    def placeholder_problems(self, path: str) -> list[tuple[str, str]]:
+        problems = []
+        if self.revision == PLACEHOLDER:
+            problems.append(
+                (
+                    f"{path}.revision",
+                    f"is the placeholder {PLACEHOLDER} of the committed stack file; "
+                    f"{_revision_hint(self.model)}",
+                )
+            )
+        if self.image_digest == PLACEHOLDER:
+            problems.append(
+                (
+                    f"{path}.image_digest",
+                    f"is the placeholder {PLACEHOLDER} of the committed stack file; "
+                    f"{_digest_hint(self.tagged_image)}",
+                )
+            )
+        return problems
 
 
 Endpoint = Annotated[ExternalEndpoint | VllmEndpoint, Field(discriminator="kind")]
@@ -453,6 +555,8 @@ class StackConfig(_Strict):
     fallbackModel: Name = DEFAULT_FALLBACK_MODEL  # noqa: N815 - the config key
     extraBuiltinModels: list[Name] = Field(default_factory=list)  # noqa: N815 - the config key
     """Built-in Convai codes newer than api/builtin_models.py, accepted as fallback."""
+    requireImageDigest: StrictBool = False  # noqa: N815 - the config key
+    """Every vLLM endpoint must pin its image by digest: a tag can be moved to other bits."""
 
     @model_validator(mode="after")
     def _references_are_consistent(self) -> StackConfig:
@@ -484,6 +588,7 @@ class StackConfig(_Strict):
                     )
                 )
         problems += self._fallback_problems()
+        problems += self._digest_problems()
         if problems:
             raise ValueError(_joined(problems))
         return self
@@ -517,6 +622,30 @@ class StackConfig(_Strict):
                 f"{PROJECT}:{EXTRA_BUILTINS_KEY}",
             )
         ]
+
+    def _digest_problems(self) -> list[tuple[str, str]]:
+        if not self.requireImageDigest:
+            return []
+        return [
+            (
+                f"{ENDPOINTS_KEY}[{index}].image_digest",
+                f"{REQUIRE_DIGEST_KEY} is on and {endpoint.tagged_image} is named by its tag "
+                f"only, which can be moved to other bits; {_digest_hint(endpoint.tagged_image)}",
+            )
+            for index, endpoint in enumerate(self.endpoints)
+            if isinstance(endpoint, VllmEndpoint) and endpoint.image_digest is None
+        ]
+
+    def placeholder_problems(self) -> list[str]:
+        """One line per value the committed file leaves to its operator: accepted by the schema
+        (the operator commands read the file), refused before anything is deployed."""
+        problems = [
+            problem
+            for index, endpoint in enumerate(self.endpoints)
+            if isinstance(endpoint, VllmEndpoint)
+            for problem in endpoint.placeholder_problems(f"{ENDPOINTS_KEY}[{index}]")
+        ]
+        return _joined(problems).splitlines()
 
     def endpoint(self, name: str) -> ExternalEndpoint | VllmEndpoint:
         return next(e for e in self.endpoints if e.name == name)

@@ -11,7 +11,7 @@ import pulumi_random as random
 
 from convai_stack.stack_config import VllmEndpoint
 
-from . import vllm_metrics, vllm_network, vllm_pod, vllm_workload
+from . import vllm_metrics, vllm_network, vllm_pod, vllm_weights, vllm_workload
 
 COMPONENT_TYPE = "convai-models:inference:VllmDeployment"
 KEY_CHECKSUM = "convai-models/api-key-sha256"
@@ -81,8 +81,9 @@ class VllmDeployment(pulumi.ComponentResource):
                     lambda results: _sha256("\n".join(results))
                 )
             },
-            main=vllm_pod.container(
-                endpoint, secret.metadata.name, hf_token is not None, KEY_SLOTS
+            main=vllm_pod.container(endpoint, secret.metadata.name, KEY_SLOTS),
+            init=vllm_weights.download_container(
+                endpoint, secret.metadata.name, with_hf_token=hf_token is not None
             ),
         )
         fence = vllm_network.network_policy(name, endpoint, ns, labels, child)

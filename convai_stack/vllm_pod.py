@@ -54,8 +54,13 @@ def vllm_args(endpoint: VllmEndpoint) -> list[str]:
     # The model is positional: `--model` is deprecated for `vllm serve`.
     return [
         endpoint.model,
+        # With HF_HUB_OFFLINE, vLLM serves the snapshot of this commit on the claim, which the
+        # init container put there (vllm_weights.py); its tokenizer revision defaults to it.
+        "--revision",
+        endpoint.revision,
+        # Several names: vLLM answers to each, and its answers and metrics carry the first.
         "--served-model-name",
-        endpoint.served_model_name,
+        *endpoint.served_names,
         "--max-model-len",
         str(endpoint.max_model_len),
         "--tensor-parallel-size",
@@ -80,7 +85,7 @@ def _probe(failures: int, period: int = PROBE_PERIOD) -> k8s.core.v1.ProbeArgs:
     )
 
 
-def _secret_env(key: str, secret_name: pulumi.Input[str]) -> k8s.core.v1.EnvVarArgs:
+def secret_env(key: str, secret_name: pulumi.Input[str]) -> k8s.core.v1.EnvVarArgs:
     return k8s.core.v1.EnvVarArgs(
         name=key,
         value_from=k8s.core.v1.EnvVarSourceArgs(
@@ -102,23 +107,29 @@ def _api_key_args(slots: Sequence[str]) -> list[str]:
     return ["--api-key", *(f"$({key_variable(slot)})" for slot in slots)]
 
 
+def unprivileged() -> k8s.core.v1.SecurityContextArgs:
+    return k8s.core.v1.SecurityContextArgs(
+        allow_privilege_escalation=False,
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+    )
+
+
 def container(
-    endpoint: VllmEndpoint,
-    secret_name: pulumi.Input[str],
-    with_hf_token: bool,
-    key_slots: Sequence[str],
+    endpoint: VllmEndpoint, secret_name: pulumi.Input[str], key_slots: Sequence[str]
 ) -> k8s.core.v1.ContainerArgs:
     env = [
-        *(_secret_env(key_variable(slot), secret_name) for slot in key_slots),
+        *(secret_env(key_variable(slot), secret_name) for slot in key_slots),
         k8s.core.v1.EnvVarArgs(name="HF_HOME", value=CACHE_PATH),
         k8s.core.v1.EnvVarArgs(name="VLLM_MAX_N_SEQUENCES", value=str(endpoint.max_n_sequences)),
         k8s.core.v1.EnvVarArgs(name="VLLM_CACHE_ROOT", value=COMPILE_CACHE_PATH),
         # No usage report to vLLM's collector: its usage_lib honours either.
         k8s.core.v1.EnvVarArgs(name="VLLM_NO_USAGE_STATS", value="1"),
         k8s.core.v1.EnvVarArgs(name="DO_NOT_TRACK", value="1"),
+        # The pinned weights are on the claim: vLLM resolves `--revision` there
+        # (vllm/engine/arg_utils.py, get_model_path) and asks the model hub nothing, so it needs
+        # no Hugging Face token and a restart does not depend on the hub.
+        k8s.core.v1.EnvVarArgs(name="HF_HUB_OFFLINE", value="1"),
     ]
-    if with_hf_token:
-        env.append(_secret_env("HF_TOKEN", secret_name))
     limits = {
         "nvidia.com/gpu": str(endpoint.gpus),
         "memory": endpoint.memory,
@@ -144,10 +155,7 @@ def container(
         startup_probe=_probe(startup_failures(endpoint)),
         readiness_probe=_probe(failures=3),
         liveness_probe=_probe(failures=4, period=15),
-        security_context=k8s.core.v1.SecurityContextArgs(
-            allow_privilege_escalation=False,
-            capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-        ),
+        security_context=unprivileged(),
     )
 
 
@@ -184,6 +192,7 @@ def pod_template(
     labels: dict[str, str],
     annotations: dict[str, pulumi.Input[str]],
     main: k8s.core.v1.ContainerArgs,
+    init: k8s.core.v1.ContainerArgs,
 ) -> k8s.core.v1.PodTemplateSpecArgs:
     shm = k8s.core.v1.VolumeArgs(
         name="shm",
@@ -196,6 +205,7 @@ def pod_template(
             labels=labels, annotations={**KEEP_ON_ITS_NODE, **annotations}
         ),
         spec=k8s.core.v1.PodSpecArgs(
+            init_containers=[init],
             containers=[main],
             termination_grace_period_seconds=TERMINATION_GRACE,
             # vLLM never calls the Kubernetes API: a mounted token would only be one to steal.

@@ -61,7 +61,7 @@ class PublishedEndpoints:
             flavour="vllm",
             api_key=keys[0] if keys else None,
             more_keys=tuple(keys[1:]),
-            served=[_served_name(container["args"])],
+            served=_served_names(container["args"]),
         )
 
     def _backend(self, host: str) -> tuple[str, str] | None:
@@ -116,8 +116,18 @@ def _serves(pod: dict[str, Any], selector: dict[str, str]) -> bool:
     return ready and all(labels.get(k) == v for k, v in selector.items())
 
 
-def _served_name(args: list[str]) -> str:
-    return args[args.index("--served-model-name") + 1]
+def _served_names(args: list[str]) -> list[str]:
+    """The values after `--served-model-name`: vLLM answers to each."""
+    return _values_of("--served-model-name", args)
+
+
+def _values_of(flag: str, args: list[str]) -> list[str]:
+    values = []
+    for arg in args[args.index(flag) + 1 :]:
+        if arg.startswith("--"):
+            break
+        values.append(arg)
+    return values
 
 
 def _api_keys(cluster: ControlPlane, namespace: str, container: dict[str, Any]) -> list[str]:
@@ -125,12 +135,7 @@ def _api_keys(cluster: ControlPlane, namespace: str, container: dict[str, Any]) 
     args: list[str] = container["args"]
     if "--api-key" not in args:
         return []
-    values = []
-    for arg in args[args.index("--api-key") + 1 :]:
-        if arg.startswith("--"):
-            break
-        values.append(_expanded(cluster, namespace, container, arg))
-    return values
+    return [_expanded(cluster, namespace, container, arg) for arg in _values_of("--api-key", args)]
 
 
 def _expanded(cluster: ControlPlane, namespace: str, container: dict[str, Any], arg: str) -> str:

@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from convai_stack.stack_config import (
+    ENDPOINTS_KEY,
+    PLACEHOLDER,
+    PROJECT,
     StackConfig,
     parse_stack_config,
     project_values,
@@ -23,3 +26,23 @@ def load_stack_file(path: Path) -> StackConfig:
 def as_runtime_config(config: Mapping[str, Any]) -> dict[str, str]:
     """Stack file values as the Pulumi runtime hands them to a program: strings, objects as JSON."""
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+
+
+TEST_PINS = {
+    "revision": "5206a32e0bd3067aef1ce90f5528ade7d866253f",
+    "image_digest": "sha256:" + "4b7e" * 16,
+}
+"""Made-up values the tests set where the committed files hold the placeholder, as an operator
+sets the real ones."""
+
+
+def with_test_pins(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A stack file's config with every placeholder of its endpoints replaced by TEST_PINS."""
+    key = f"{PROJECT}:{ENDPOINTS_KEY}"
+    pinned = dict(config)
+    if isinstance(config.get(key), list):
+        pinned[key] = [
+            {k: TEST_PINS[k] if v == PLACEHOLDER and k in TEST_PINS else v for k, v in e.items()}
+            for e in config[key]
+        ]
+    return pinned

@@ -33,8 +33,9 @@ from testkit import random_plugin
 from testkit.convai import CONVAI_KEY, live, stored_endpoint_key
 from testkit.kube import ControlPlane, pin, processes_mentioning
 from testkit.published_endpoints import PublishedEndpoints, publish
-from testkit.pulumi_cli import ROOT, PulumiProject
+from testkit.pulumi_cli import ROOT, Event, PulumiProject
 from testkit.service_links import VLLM_VARIABLES_SET_ON_PURPOSE, vllm_variables_seen
+from testkit.stacks import with_test_pins
 from testkit.tls import TestCA
 
 STACKS = ("staging", "prod")
@@ -48,10 +49,12 @@ machine): a bound, not a measurement."""
 
 
 def stack_file_config(stack: str) -> dict[str, Any]:
+    """The stack file, its placeholders (a model's commit, an image's digest) set as an operator
+    sets them."""
     config: dict[str, Any] = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())[
         "config"
     ]
-    return config
+    return with_test_pins(config)
 
 
 def vllm_endpoints(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -240,7 +243,15 @@ def assert_endpoint_runs(cluster: ControlPlane, endpoint: dict[str, Any], key: s
         # What the kubelet would add for the namespace's real Services (kwok runs no kubelet).
         seen = vllm_variables_seen(container, pod["spec"], services)
         assert seen == VLLM_VARIABLES_SET_ON_PURPOSE
-        assert container["image"].endswith(f":{endpoint['image_tag']}")
+        image = f"vllm/vllm-openai:{endpoint['image_tag']}"
+        digest = endpoint.get("image_digest")
+        assert container["image"] == (f"{image}@{digest}" if digest else image)
+        # The pinned weights: downloaded by the init container, served offline by vLLM.
+        (download,) = pod["spec"]["initContainers"]
+        assert download["image"] == container["image"]
+        assert {"name": "MODEL_REVISION", "value": endpoint["revision"]} in download["env"]
+        args = container["args"]
+        assert args[args.index("--revision") + 1] == endpoint["revision"]
         assert container["resources"]["limits"]["nvidia.com/gpu"] == str(endpoint["gpus"])
     (certificate,) = cluster.objects("certificates.cert-manager.io", namespace)
     assert certificate["spec"]["dnsNames"] == [endpoint["host"]]
@@ -423,6 +434,66 @@ def assert_cache_change_keeps_pods_and_claims(deployment: Deployment) -> None:
     } == claims
 
 
+def served_names(cluster: ControlPlane, namespace: str) -> list[list[str]]:
+    """Each pod's `--served-model-name` values."""
+    names = []
+    for pod in cluster.objects("pods", namespace):
+        (container,) = pod["spec"]["containers"]
+        args = container["args"]
+        start = args.index("--served-model-name") + 1
+        end = next(i for i in range(start, len(args)) if args[i].startswith("--"))
+        names.append(args[start:end])
+    return names
+
+
+def first_change_of(events: list[Event], name: str) -> int:
+    return next(i for i, e in enumerate(events) if e.name == name and e.op != "same")
+
+
+def assert_served_name_changes_without_a_404_window(deployment: Deployment) -> None:
+    """docs/vllm.md, "Changing the model or the served name": the new name, the old one kept in
+    `also_served_as` while the pods roll, then dropped."""
+    endpoint = first_endpoint(deployment.config)
+    namespace, old = f"vllm-{endpoint['name']}", endpoint["served_model_name"]
+    group = next(
+        m["model_group_name"]
+        for m in deployment.config[f"{PROJECT}:models"]
+        if m["endpoint"] == endpoint["name"]
+    )
+    new = "llama-3.2-3b"
+
+    def step_one(config: dict[str, Any]) -> None:
+        new_model(config)
+        first_endpoint(config)["also_served_as"] = [old]
+
+    changed = copy.deepcopy(deployment.config)
+    step_one(changed)
+    deployment.config = changed
+    deployment.configure()
+    events = deployment.project.up_with_events()
+    # Convai's model moves to the new name only once the roll is done (the StatefulSet's await:
+    # every replica updated and ready), and every new replica answers to both names: Convai's
+    # requests find their name on every pod, old or new, at every moment.
+    rolled = events.index(Event("resOutputsEvent", "update", endpoint["name"]))
+    assert rolled < first_change_of(events, group), events
+    assert served_names(deployment.cluster, namespace) == [[new, old]] * endpoint["replicas"]
+    assert live(deployment.convai)[group]["model_name"] == new
+    # Its preflight asked the replicas for the new name and was answered.
+    assert ("/v1/chat/completions", 200) in [
+        (r.path, r.answer) for r in deployment.endpoints.requests if r.host == endpoint["host"]
+    ]
+
+    # Then the old name goes: the pods roll again, Convai's model stays as it is.
+    changed = copy.deepcopy(deployment.config)
+    first_endpoint(changed)["also_served_as"] = []
+    plan = deployment.plan(lambda config: config.update(changed))
+    assert plan.changed() == {(STATEFUL_SET, endpoint["name"]): {"update"}}, plan.output
+    deployment.config = changed
+    deployment.configure()
+    deployment.project.up()
+    assert served_names(deployment.cluster, namespace) == [[new]] * endpoint["replicas"]
+
+
 # the tests --------------------------------------------------------------------------------------
 
 
@@ -435,6 +506,7 @@ def test_staging_deploys_awaited_plans_each_change_and_goes_whole(
     staging.project.run("preview", "--expect-no-changes")
     assert_plans(staging)
     assert_cache_change_keeps_pods_and_claims(staging)
+    assert_served_name_changes_without_a_404_window(staging)
 
     # Removing the endpoint deletes its model from Convai and everything it ran on. Its HF token
     # goes too: a secret no endpoint names is refused as a possible typo.

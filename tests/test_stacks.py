@@ -44,7 +44,7 @@ from testkit.service_links import (
     service_variables,
     vllm_variables_seen,
 )
-from testkit.stacks import as_runtime_config, load_stack_file
+from testkit.stacks import as_runtime_config, load_stack_file, with_test_pins
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ["dev", "staging", "prod"]
@@ -77,7 +77,8 @@ STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
 
 
 def stack_runtime_config(stack: str, **overrides: Any) -> dict[str, str]:
-    file = read_stack_file(stack_file(stack, ROOT))
+    """The stack file as the runtime hands it over, its placeholders set as an operator would."""
+    file = with_test_pins(read_stack_file(stack_file(stack, ROOT)))
     return {**as_runtime_config(file), **secrets(stack), **overrides}
 
 
@@ -150,7 +151,9 @@ def test_exports_name_each_model_and_keep_endpoint_keys_secret(stack: str) -> No
 
 
 def vllm_endpoints(stack: str) -> list[VllmEndpoint]:
-    endpoints = load_stack_file(stack_file(stack, ROOT)).endpoints
+    """The stack's vLLM endpoints as the tests run them (stack_runtime_config's pins)."""
+    config = with_test_pins(read_stack_file(stack_file(stack, ROOT)))
+    endpoints = parse_stack_config(project_values(config)).endpoints
     return [e for e in endpoints if isinstance(e, VllmEndpoint)]
 
 
@@ -186,7 +189,8 @@ def test_vllm_workloads_follow_the_stack_config(stack: str) -> None:
         assert spec["replicas"] == endpoint.replicas
         pod = spec["template"]["spec"]
         (container,) = pod["containers"]
-        assert container["image"] == f"vllm/vllm-openai:{VLLM_IMAGE_TAG}"
+        assert container["image"] == endpoint.image
+        assert endpoint.image.startswith(f"vllm/vllm-openai:{VLLM_IMAGE_TAG}")
         args = container["args"]
         assert args[args.index("--served-model-name") + 1] == endpoint.served_model_name
         assert args[args.index("--max-model-len") + 1] == str(endpoint.max_model_len)
@@ -338,7 +342,7 @@ PASSWORD = "random:index/randomPassword:RandomPassword"
 def test_vllm_accepts_two_keys_from_the_secret_and_convai_gets_the_one_in_use(
     stack: str, in_use: str
 ) -> None:
-    config = read_stack_file(stack_file(stack, ROOT))
+    config = with_test_pins(read_stack_file(stack_file(stack, ROOT)))
     for endpoint in config["convai-models:endpoints"]:
         endpoint["api_key_in_use"] = in_use
     run = run_stack(stack, {**stack_runtime_config(stack), **as_runtime_config(config)})
@@ -726,7 +730,7 @@ def test_stack_files_hold_no_secret_in_plain_text(path: Path) -> None:
 
 
 def broken(mutate: Any, stack: str = "staging") -> dict[str, str]:
-    config = read_stack_file(stack_file(stack, ROOT))
+    config = with_test_pins(read_stack_file(stack_file(stack, ROOT)))
     mutate(config)
     return {**as_runtime_config(config), **secrets(stack)}
 
