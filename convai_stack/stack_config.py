@@ -38,6 +38,7 @@ from convai_provider.resources.fields import (
     DEFAULT_ADOPT_EXISTING,
     DEFAULT_IS_UNCENSORED,
     DEFAULT_VERIFY_ENDPOINT,
+    AccountAlias,
     BaseUrl,
     Name,
 )
@@ -318,6 +319,9 @@ class ModelDeclaration(_Strict):
     characters: list[Name] = Field(default_factory=list)
     """Convai character IDs that use this model; they are moved to the fallback model before the
     model is ever deregistered."""
+    account: AccountAlias | None = None
+    """An alias of convai:accounts the model (and its characters) live in; default: the account
+    of convai:apiKey (docs/accounts.md)."""
 
 
 class StackConfig(_Strict):

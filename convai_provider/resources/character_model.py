@@ -27,6 +27,7 @@ from pulumi.dynamic import (
 )
 from pydantic import BaseModel, ConfigDict
 
+from convai_provider.api.accounts import ACCOUNT_KEY, DEFAULT_ACCOUNT
 from convai_provider.api.builtin_models import DEFAULT_FALLBACK_MODEL
 from convai_provider.api.errors import BadRequestError, ConvaiError
 from convai_provider.resources.base import (
@@ -36,7 +37,7 @@ from convai_provider.resources.base import (
     differs,
     merge_args,
 )
-from convai_provider.resources.fields import Name
+from convai_provider.resources.fields import AccountAlias, Name
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.type_tokens import MODULE
 
@@ -61,6 +62,10 @@ class CharacterModelInputs(BaseModel):
     name or a built-in model code."""
     fallback_model_group_name: Name = DEFAULT_FALLBACK_MODEL
     """Optional: where the character goes when the binding is deleted. Updates in place."""
+    account: AccountAlias | None = None
+    """Optional, never changes: the account of the character and of its model (an alias of the
+    stack's convai:accounts; left out, the default account). A character lives in one account:
+    a change is refused at preview."""
 
 
 # provider ---------------------------------------------------------------------------------------
@@ -87,9 +92,23 @@ def _character_gone(exc: ConvaiError, char_id: str) -> bool:
 
 class CharacterModelProvider(ConvaiProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        return check_inputs(CharacterModelInputs, news)
+        result = check_inputs(CharacterModelInputs, news)
+        if not result.failures:
+            result.failures = self._account_failures(news)
+        return result
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        old_account, new_account = olds.get(ACCOUNT_KEY), news.get(ACCOUNT_KEY)
+        if differs(old_account, new_account):
+            raise ConvaiOperationError(
+                "move",
+                _subject(id_),
+                f"it is bound in {_account_name(old_account)}, and now declared in "
+                f"{_account_name(new_account)}: a character lives in one Convai account "
+                "and uses models of that account only, so neither it nor a model it uses can move "
+                "to another. Keep the model in its account; to serve the character from the "
+                "other account, bind a character of that account instead",
+            )
         replaces = [f for f in REPLACE_FIELDS if differs(olds.get(f), news.get(f))]
         fallback = "fallback_model_group_name"
         changed = bool(replaces) or differs(olds.get(fallback), news.get(fallback))
@@ -99,7 +118,7 @@ class CharacterModelProvider(ConvaiProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = CharacterModelInputs.model_validate(_declared(props))
-        self._point(inputs.char_id, inputs.model_group_name, "bind")
+        self._point(inputs.char_id, inputs.model_group_name, "bind", inputs.account)
         return CreateResult(inputs.char_id, inputs.model_dump())
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -109,7 +128,7 @@ class CharacterModelProvider(ConvaiProvider):
         return UpdateResult(inputs.model_dump())
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        runtime = self._runtime()
+        runtime = self._account_runtime("read", _subject(id_), props.get(ACCOUNT_KEY))
         try:
             character = runtime.operation().character(id_)
         except ConvaiError as exc:
@@ -125,12 +144,17 @@ class CharacterModelProvider(ConvaiProvider):
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         fallback = str(props.get("fallback_model_group_name") or DEFAULT_FALLBACK_MODEL)
-        self._point(id_, fallback, "move to the fallback", missing_ok=True)
+        self._point(id_, fallback, "move to the fallback", props.get(ACCOUNT_KEY), missing_ok=True)
 
     def _point(
-        self, char_id: str, model_group_name: str, operation: str, missing_ok: bool = False
+        self,
+        char_id: str,
+        model_group_name: str,
+        operation: str,
+        account: object,
+        missing_ok: bool = False,
     ) -> None:
-        runtime = self._runtime()
+        runtime = self._account_runtime(operation, _subject(char_id, model_group_name), account)
         try:
             runtime.operation().set_character_model(char_id, model_group_name)
         except ConvaiError as exc:
@@ -140,6 +164,10 @@ class CharacterModelProvider(ConvaiProvider):
             raise ConvaiOperationError(
                 operation, _subject(char_id, model_group_name), exc
             ) from None
+
+
+def _account_name(alias: object) -> str:
+    return f"account '{alias}'" if isinstance(alias, str) else DEFAULT_ACCOUNT
 
 
 def _declared(props: Mapping[str, Any]) -> dict[str, Any]:
@@ -156,6 +184,8 @@ class ConvaiCharacterModelArgs:
     model_group_name: pulumi.Input[str]
     fallback_model_group_name: pulumi.Input[str] | None = None
     """Default gpt-4o-mini, a built-in Convai model."""
+    account: pulumi.Input[str] | None = None
+    """The model's account (`model.account`): default, the account of convai:apiKey."""
 
 
 class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
@@ -168,6 +198,7 @@ class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
     char_id: pulumi.Output[str]
     model_group_name: pulumi.Output[str]
     fallback_model_group_name: pulumi.Output[str]
+    account: pulumi.Output[str | None]
 
     def __init__(
         self,
@@ -178,11 +209,13 @@ class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
         char_id: pulumi.Input[str] | None = None,
         model_group_name: pulumi.Input[str] | None = None,
         fallback_model_group_name: pulumi.Input[str] | None = None,
+        account: pulumi.Input[str] | None = None,
     ) -> None:
         keywords: dict[str, Any] = {
             "char_id": char_id,
             "model_group_name": model_group_name,
             "fallback_model_group_name": fallback_model_group_name,
+            "account": account,
         }
         props = merge_args(args, keywords)
         for output in keywords:

@@ -27,6 +27,7 @@ from pulumi.dynamic import (
 from pydantic import ConfigDict, StrictBool
 
 from convai_provider.api.account import Operation
+from convai_provider.api.accounts import ACCOUNT_KEY
 from convai_provider.api.client import build_request
 from convai_provider.api.errors import ConflictError, ConvaiError
 from convai_provider.api.matching import as_declared, differences
@@ -50,6 +51,7 @@ from convai_provider.resources.fields import (
     DEFAULT_ADOPT_EXISTING,
     DEFAULT_IS_UNCENSORED,
     DEFAULT_VERIFY_ENDPOINT,
+    AccountAlias,
     BaseUrl,
     EndpointKey,
     Name,
@@ -93,6 +95,9 @@ class PrivateModelInputs(RegisterRequest):
     verify_endpoint: StrictBool = DEFAULT_VERIFY_ENDPOINT
     """Optional (true): run the endpoint preflight before create, and before an update that
     changes base_url or api_key; a failing endpoint is never registered."""
+    account: AccountAlias | None = None
+    """Optional, replaces on change (registered in the new account before it is deregistered
+    from the old): an alias of the stack's convai:accounts; left out, the default account."""
 
     def register_request(self) -> RegisterRequest:
         return RegisterRequest.model_validate(
@@ -127,18 +132,24 @@ class PrivateModelProvider(ConvaiProvider):
     # check ----------------------------------------------------------------------------------
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        return check_inputs(PrivateModelInputs, news, COMPUTED_FIELDS)
+        result = check_inputs(PrivateModelInputs, news, COMPUTED_FIELDS)
+        if not result.failures:
+            result.failures = self._account_failures(news)
+        return result
 
     # diff -----------------------------------------------------------------------------------
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [f for f in REPLACE_FIELDS if differs(olds.get(f), news.get(f))]
+        moved = differs(olds.get(ACCOUNT_KEY), news.get(ACCOUNT_KEY))
         updates = self._updated_fields(olds, news)
         return DiffResult(
-            changes=bool(replaces or updates),
-            replaces=replaces,
+            changes=bool(replaces or updates or moved),
+            replaces=[*replaces, ACCOUNT_KEY] if moved else replaces,
             stables=[],
-            delete_before_replace=True,
+            # In one account the name is taken until the old model goes; across two it is not,
+            # so a move registers in the new account before it deregisters from the old.
+            delete_before_replace=not moved,
         )
 
     @staticmethod
@@ -150,7 +161,7 @@ class PrivateModelProvider(ConvaiProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = PrivateModelInputs.model_validate(_declared(props))
-        runtime = self._runtime()
+        runtime = self._account_runtime("create", _subject(inputs.model_group_name), inputs.account)
         if inputs.verify_endpoint:
             self._verify_endpoint(runtime, "create", inputs)
         convai = runtime.operation()
@@ -234,7 +245,7 @@ class PrivateModelProvider(ConvaiProvider):
     # read -----------------------------------------------------------------------------------
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        runtime = self._runtime()
+        runtime = self._account_runtime("read", _subject(id_), props.get(ACCOUNT_KEY))
         try:
             live = runtime.operation().listed(id_)
         except ConvaiError as exc:
@@ -255,7 +266,7 @@ class PrivateModelProvider(ConvaiProvider):
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = PrivateModelInputs.model_validate(_declared(news))
-        runtime = self._runtime()
+        runtime = self._account_runtime("update", _subject(id_), inputs.account)
         if inputs.verify_endpoint and any(
             differs(olds.get(f), news.get(f)) for f in ENDPOINT_FIELDS
         ):
@@ -290,7 +301,7 @@ class PrivateModelProvider(ConvaiProvider):
     # delete ---------------------------------------------------------------------------------
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        runtime = self._runtime()
+        runtime = self._account_runtime("delete", _subject(id_), props.get(ACCOUNT_KEY))
         try:
             deregistered = runtime.operation().deregister(id_)
         except ConvaiError as exc:
@@ -385,6 +396,8 @@ class ConvaiPrivateModelArgs:
     """Default false."""
     verify_endpoint: pulumi.Input[bool] | None = None
     """Default true: the endpoint preflight runs before create and endpoint-changing updates."""
+    account: pulumi.Input[str] | None = None
+    """An alias of the stack's convai:accounts; default: the account of convai:apiKey."""
 
 
 class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
@@ -404,6 +417,7 @@ class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
     base_url: pulumi.Output[str]
     adopt_existing: pulumi.Output[bool]
     verify_endpoint: pulumi.Output[bool]
+    account: pulumi.Output[str | None]
     category: pulumi.Output[str]
     created_at: pulumi.Output[str]
     convai_key_fingerprint: pulumi.Output[str]
@@ -424,6 +438,7 @@ class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
         base_url: pulumi.Input[str] | None = None,
         adopt_existing: pulumi.Input[bool] | None = None,
         verify_endpoint: pulumi.Input[bool] | None = None,
+        account: pulumi.Input[str] | None = None,
     ) -> None:
         keywords: dict[str, Any] = {
             "model_group_name": model_group_name,
@@ -434,6 +449,7 @@ class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
             "base_url": base_url,
             "adopt_existing": adopt_existing,
             "verify_endpoint": verify_endpoint,
+            "account": account,
         }
         props = merge_args(args, keywords)
         if props.get("api_key") is not None:
