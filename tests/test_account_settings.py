@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
 from convai_provider.api.access import refused_convai_key
 from convai_provider.api.accounts import (
     AccountError,
@@ -25,6 +26,7 @@ from convai_provider.resources.settings import (
     UnknownAccountError,
 )
 from testkit.convai import engine_secret, turbo
+from testkit.engine import run_program
 
 PARTNER_KEY = "convai-partner-key-91d0c2"
 DEFAULT_KEY = "convai-default-key-5a7e13"
@@ -171,3 +173,22 @@ def test_a_delete_in_an_account_the_stack_no_longer_declares_sends_nothing() -> 
         provider.delete("turbo", turbo(account="partner"))  # the URL is a closed port
     assert str(refused.value).startswith("Could not delete Convai private model 'turbo'")
     assert "account 'partner' is not declared" in str(refused.value)
+
+
+def bind(account: str | None) -> list[Any]:
+    def program() -> None:
+        model = ConvaiPrivateModel("beta", **turbo(account="partner"))
+        ConvaiCharacterModel("ada", char_id="c1", model=model, account=account)
+
+    return run_program(program)
+
+
+def test_a_binding_given_its_model_takes_the_models_account_and_name() -> None:
+    binding = next(r for r in bind(None) if r.name == "ada")
+    assert binding.inputs["account"] == "partner"
+    assert binding.inputs["model_group_name"] == "turbo"
+
+
+def test_a_binding_in_another_account_than_its_model_is_refused_at_preview() -> None:
+    with pytest.raises(Exception, match="declared in account 'other', but its model 'beta'"):
+        bind("other")

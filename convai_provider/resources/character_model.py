@@ -38,6 +38,7 @@ from convai_provider.resources.base import (
     merge_args,
 )
 from convai_provider.resources.fields import AccountAlias, Name
+from convai_provider.resources.private_model import ConvaiPrivateModel
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.type_tokens import MODULE
 
@@ -192,7 +193,9 @@ class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
     """While this exists, character `char_id` uses `model_group_name`; deleted, it falls back.
 
     Pass the model's output (`model.model_group_name`) so Pulumi knows the binding depends on the
-    model: then a model replacement or removal first moves the character to the fallback.
+    model: then a model replacement or removal first moves the character to the fallback. Or
+    pass the model itself (`model=`): its group name and its account are then the binding's, and
+    an `account` that is not the model's is refused before anything is registered.
     """
 
     char_id: pulumi.Output[str]
@@ -210,6 +213,7 @@ class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
         model_group_name: pulumi.Input[str] | None = None,
         fallback_model_group_name: pulumi.Input[str] | None = None,
         account: pulumi.Input[str] | None = None,
+        model: ConvaiPrivateModel | None = None,
     ) -> None:
         keywords: dict[str, Any] = {
             "char_id": char_id,
@@ -218,7 +222,26 @@ class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
             "account": account,
         }
         props = merge_args(args, keywords)
+        if model is not None:
+            props = _bound_to(model, props, resource_name)
         for output in keywords:
             props.setdefault(output, None)
         with provider_serialization():
             super().__init__(CharacterModelProvider(), resource_name, props, opts)
+
+
+def _bound_to(model: ConvaiPrivateModel, props: dict[str, Any], name: str) -> dict[str, Any]:
+    """A binding of `model`: its group name and account unless given; a character lives in one
+    account and uses that account's models only, so another account is refused at preview."""
+    own, given = model.declared_account, props.get(ACCOUNT_KEY)
+    plain = not isinstance(given, pulumi.Output) and not isinstance(own, pulumi.Output)
+    if given is not None and plain and given != own:
+        raise pulumi.RunError(
+            f"ConvaiCharacterModel '{name}': it is declared in {_account_name(given)}, but its "
+            f"model '{model.resource_name}' is in {_account_name(own)}: a character uses models "
+            "of its own account only. Leave account out (the model's is taken) or bind a "
+            "model of that account"
+        )
+    return {"model_group_name": model.model_group_name, ACCOUNT_KEY: own} | {
+        k: v for k, v in props.items() if v is not None
+    }

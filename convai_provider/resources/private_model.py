@@ -466,3 +466,7 @@ class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
                 props,
                 pulumi.ResourceOptions.merge(opts, secret_outputs),
             )
+        self.resource_name = resource_name
+        self.declared_account = account
+        """The account as declared (an alias, None, or an Output): what a binding given this
+        model (`ConvaiCharacterModel(model=...)`) is checked against at preview."""
