@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from convai_provider.api.accounts import account_name
 from convai_provider.api.builtin_models import (
     BUILTIN_MODEL_CODES,
     BUILTIN_MODELS,
@@ -383,7 +384,7 @@ class StackConfig(_Strict):
                         f"{DEFAULT_FALLBACK_MODEL} or a model without characters",
                     )
                 ]
-            return []
+            return self._fallback_account_problems(own[fallback])
         close = difflib.get_close_matches(fallback, known, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         return [
@@ -393,6 +394,25 @@ class StackConfig(_Strict):
                 f"{hint}use one of {', '.join(BUILTIN_MODEL_CODES)}, a model_group_name of "
                 f"{PROJECT}:{MODELS_KEY}, or name a code Convai added since in "
                 f"{PROJECT}:{EXTRA_BUILTINS_KEY}",
+            )
+        ]
+
+    def _fallback_account_problems(self, fallback: ModelDeclaration) -> list[tuple[str, str]]:
+        """A character can only fall back to a model of its own account."""
+        elsewhere = sorted(
+            m.model_group_name
+            for m in self.models
+            if m.characters and m.account != fallback.account
+        )
+        if not elsewhere:
+            return []
+        return [
+            (
+                FALLBACK_KEY,
+                f"'{fallback.model_group_name}' is in {account_name(fallback.account)}, but the "
+                "characters of "
+                f"{', '.join(elsewhere)} live in another account and can only fall back to a "
+                f"model of theirs; choose a built-in Convai model such as {DEFAULT_FALLBACK_MODEL}",
             )
         ]
 

@@ -25,6 +25,7 @@ from convai_provider.resources.settings import (
     MissingApiKeyError,
     UnknownAccountError,
 )
+from convai_stack.stack_config import StackConfigError, parse_stack_config
 from testkit.convai import engine_secret, turbo
 from testkit.engine import run_program
 
@@ -192,3 +193,29 @@ def test_a_binding_given_its_model_takes_the_models_account_and_name() -> None:
 def test_a_binding_in_another_account_than_its_model_is_refused_at_preview() -> None:
     with pytest.raises(Exception, match="declared in account 'other', but its model 'beta'"):
         bind("other")
+
+
+def test_a_fallback_of_the_stack_in_another_account_than_the_characters_is_refused() -> None:
+    models: list[dict[str, Any]] = [
+        {"model_group_name": "spare", "endpoint": "llm"},
+        {"model_group_name": "beta", "endpoint": "llm", "account": "partner", "characters": ["c"]},
+    ]
+    values = {
+        "endpoints": [
+            {
+                "name": "llm",
+                "kind": "external",
+                "base_url": "https://llm.example.com/v1",
+                "model_name": "llama-3.1-8b",
+                "api_key_config": "llmKey",
+            }
+        ],
+        "models": models,
+        "fallbackModel": "spare",
+    }
+    with pytest.raises(StackConfigError) as refused:
+        parse_stack_config(values)
+    assert "convai-models:fallbackModel: 'spare' is in the default account" in str(refused.value)
+    assert "the characters of beta live in another account" in str(refused.value)
+    models[0]["account"] = "partner"
+    assert parse_stack_config(values).fallbackModel == "spare"

@@ -57,6 +57,11 @@ def alias_problem(alias: object) -> str | None:
     return None
 
 
+def account_name(alias: object) -> str:
+    """How messages name an account: `account 'partner'`, or the default account (None)."""
+    return f"account '{alias}'" if isinstance(alias, str) else DEFAULT_ACCOUNT
+
+
 def key_env(alias: str) -> str:
     """The environment variable holding `alias`'s key where the stack's cannot be read."""
     return f"{API_KEY_ENV}_{alias.upper()}"

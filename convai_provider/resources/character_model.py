@@ -27,7 +27,7 @@ from pulumi.dynamic import (
 )
 from pydantic import BaseModel, ConfigDict
 
-from convai_provider.api.accounts import ACCOUNT_KEY, DEFAULT_ACCOUNT
+from convai_provider.api.accounts import ACCOUNT_KEY, account_name
 from convai_provider.api.builtin_models import DEFAULT_FALLBACK_MODEL
 from convai_provider.api.errors import BadRequestError, ConvaiError
 from convai_provider.resources.base import (
@@ -104,8 +104,8 @@ class CharacterModelProvider(ConvaiProvider):
             raise ConvaiOperationError(
                 "move",
                 _subject(id_),
-                f"it is bound in {_account_name(old_account)}, and now declared in "
-                f"{_account_name(new_account)}: a character lives in one Convai account "
+                f"it is bound in {account_name(old_account)}, and now declared in "
+                f"{account_name(new_account)}: a character lives in one Convai account "
                 "and uses models of that account only, so neither it nor a model it uses can move "
                 "to another. Keep the model in its account; to serve the character from the "
                 "other account, bind a character of that account instead",
@@ -165,10 +165,6 @@ class CharacterModelProvider(ConvaiProvider):
             raise ConvaiOperationError(
                 operation, _subject(char_id, model_group_name), exc
             ) from None
-
-
-def _account_name(alias: object) -> str:
-    return f"account '{alias}'" if isinstance(alias, str) else DEFAULT_ACCOUNT
 
 
 def _declared(props: Mapping[str, Any]) -> dict[str, Any]:
@@ -237,8 +233,8 @@ def _bound_to(model: ConvaiPrivateModel, props: dict[str, Any], name: str) -> di
     plain = not isinstance(given, pulumi.Output) and not isinstance(own, pulumi.Output)
     if given is not None and plain and given != own:
         raise pulumi.RunError(
-            f"ConvaiCharacterModel '{name}': it is declared in {_account_name(given)}, but its "
-            f"model '{model.resource_name}' is in {_account_name(own)}: a character uses models "
+            f"ConvaiCharacterModel '{name}': it is declared in {account_name(given)}, but its "
+            f"model '{model.resource_name}' is in {account_name(own)}: a character uses models "
             "of its own account only. Leave account out (the model's is taken) or bind a "
             "model of that account"
         )
