@@ -7,10 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from convai_provider.api.client import ConvaiClient
+from convai_provider.api.errors import AuthenticationError
 from convai_provider.api.wire import RegisterRequest
 from convai_provider.commands.cli import main
 from convai_provider.commands.recovery import recover_pending_creates
@@ -168,3 +170,19 @@ def test_recover_settles_the_pending_creates_of_its_account_only() -> None:
     assert [op["resource"]["urn"].rsplit("::", 1)[-1] for op in left] == ["alpha"]
     default = recover_pending_creates(partner.state, {}, None)
     assert default.dropped == ["alpha"]
+
+
+def test_the_emulator_rotates_an_accounts_key_as_convai_regenerates_one(
+    convai: EmulatorProcess,
+) -> None:
+    register(convai, PARTNER_KEY, "beta")
+    convai.rotate_key(PARTNER_KEY, "convai-partner-rotated-77e0aa")
+    with ConvaiClient("convai-partner-rotated-77e0aa", convai.url) as client:
+        assert [m.model_group_name for m in client.list_models().models] == ["beta"]
+    with (
+        ConvaiClient(PARTNER_KEY, convai.url, max_retries=0) as client,
+        pytest.raises(AuthenticationError),
+    ):
+        client.list_models()
+    with pytest.raises(httpx.HTTPStatusError):
+        convai.rotate_key(PARTNER_KEY, "convai-partner-again-1b2c3d")  # rotated out already
