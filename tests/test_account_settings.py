@@ -16,6 +16,8 @@ from convai_provider.api.accounts import (
     declared_accounts,
     key_env,
 )
+from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.guards.fingerprints import fingerprint
 from convai_provider.resources.base import ConvaiOperationError
 from convai_provider.resources.character_model import CharacterModelProvider
 from convai_provider.resources.private_model import PrivateModelProvider
@@ -219,3 +221,16 @@ def test_a_fallback_of_the_stack_in_another_account_than_the_characters_is_refus
     assert "the characters of beta live in another account" in str(refused.value)
     models[0]["account"] = "partner"
     assert parse_stack_config(values).fallbackModel == "spare"
+
+
+def test_a_model_another_key_does_not_find_stays_naming_its_accounts_key_setting(
+    convai: EmulatorProcess,
+) -> None:
+    provider = configured(PrivateModelProvider(), {"partner": {"apiKey": PARTNER_KEY}})
+    provider._config["convai:baseUrl"] = convai.url
+    props = turbo(account="partner") | {"convai_key_fingerprint": fingerprint("another-key-0c1")}
+    with pytest.raises(ConvaiOperationError) as refused:
+        provider.read("turbo", props)
+    assert "Set convai:accounts.partner.apiKey (or $CONVAI_API_KEY_PARTNER) to the key" in str(
+        refused.value
+    )

@@ -71,6 +71,11 @@ def key_config(alias: str) -> str:
     return f"{ACCOUNTS_CONFIG}.{alias}.{API_KEY_FIELD}"
 
 
+def key_settings(alias: str) -> str:
+    """Where `alias`'s key may be set, in words for a fix."""
+    return f"{key_config(alias)} (or ${key_env(alias)})"
+
+
 def declared_accounts(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """`convai:accounts` by alias: a map (as the program reads it) or its JSON text (as the engine
     hands it to the provider). Refused with an AccountError saying what is wrong, never quoting

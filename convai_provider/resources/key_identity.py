@@ -14,8 +14,8 @@ besides). The rule, for every operation:
   model. A person who knows better (the key was rotated and the model deleted meanwhile) removes
   it with `pulumi state delete`.
 
-Per model rather than per stack, so that a later version may manage models of several accounts
-in one stack: each model keeps the fingerprint of its own account's key.
+Per model rather than per stack, so models of several accounts live in one stack
+(docs/accounts.md): each model keeps the fingerprint of its own account's key.
 """
 
 from __future__ import annotations
@@ -33,8 +33,14 @@ def seen_with(api_key: str, recorded: object) -> str:
     return fingerprint(api_key)
 
 
-def why_not_gone(api_key: str, recorded: object) -> str | None:
-    """Why a model Convai does not hold under `api_key` must stay in state; None when it is gone."""
+DEFAULT_KEY_SETTINGS = "convai:apiKey (or $CONVAI_API_KEY)"
+
+
+def why_not_gone(
+    api_key: str, recorded: object, key_settings: str = DEFAULT_KEY_SETTINGS
+) -> str | None:
+    """Why a model Convai does not hold under `api_key` must stay in state; None when it is gone.
+    `key_settings`: where the model's account takes its key, for the fix."""
     if is_fingerprint_of(api_key, recorded):
         return None
     if recorded is None:
@@ -44,7 +50,7 @@ def why_not_gone(api_key: str, recorded: object) -> str | None:
     return (
         f"Convai does not hold it under the Convai key in use, and {whose}: that key may be "
         "another account's (a wrong CI secret, a mistyped key). State keeps the model. Set "
-        "convai:apiKey (or $CONVAI_API_KEY) to this stack's account key and run again; if the "
+        f"{key_settings} to the key of the model's account and run again; if the "
         "key was rotated and the model really was deleted from Convai, remove it from state with "
         "`pulumi state delete` and its URN (docs/state-integrity.md)"
     )

@@ -27,7 +27,7 @@ from pulumi.dynamic import (
 from pydantic import ConfigDict, StrictBool
 
 from convai_provider.api.account import Operation
-from convai_provider.api.accounts import ACCOUNT_KEY
+from convai_provider.api.accounts import ACCOUNT_KEY, key_settings
 from convai_provider.api.client import build_request
 from convai_provider.api.errors import ConflictError, ConvaiError
 from convai_provider.api.matching import as_declared, differences
@@ -252,7 +252,7 @@ class PrivateModelProvider(ConvaiProvider):
             raise ConvaiOperationError("read", _subject(id_), exc) from None
         api_key = runtime.settings.api_key
         if live is None:
-            refusal = why_not_gone(api_key, props.get(KEY_FINGERPRINT))
+            refusal = why_not_gone(api_key, props.get(KEY_FINGERPRINT), *_key_settings(props))
             if refusal is not None:
                 raise ConvaiOperationError("read", _subject(id_), refusal)
             log.info("Convai private model %s is gone; dropping it from state", id_)
@@ -307,7 +307,8 @@ class PrivateModelProvider(ConvaiProvider):
         except ConvaiError as exc:
             raise ConvaiOperationError("delete", _subject(id_), exc) from None
         if not deregistered:
-            refusal = why_not_gone(runtime.settings.api_key, props.get(KEY_FINGERPRINT))
+            recorded = props.get(KEY_FINGERPRINT)
+            refusal = why_not_gone(runtime.settings.api_key, recorded, *_key_settings(props))
             if refusal is not None:
                 raise ConvaiOperationError("delete", _subject(id_), refusal)
             log.info("Convai private model %s was already gone", id_)
@@ -340,6 +341,12 @@ def _what_convai_holds(convai: Operation, inputs: PrivateModelInputs) -> str:
         f"(adopt_existing=True in a program) for one `pulumi up`, then remove it; if another "
         f"stack or person registered it, choose another model_group_name."
     )
+
+
+def _key_settings(props: Mapping[str, Any]) -> tuple[str, ...]:
+    """Where the key of the model's account is set, when it is not the default account."""
+    account = props.get(ACCOUNT_KEY)
+    return (key_settings(account),) if isinstance(account, str) else ()
 
 
 def _subject(model_group_name: str) -> str:
