@@ -128,6 +128,7 @@ def declare_model(
         is_uncensored=model.is_uncensored,
         adopt_existing=model.adopt_existing,
         verify_endpoint=model.verify_endpoint,
+        account=model.account,
         opts=pulumi.ResourceOptions(protect=stack.protected(model), depends_on=endpoint.ready),
     )
 
@@ -142,6 +143,7 @@ def bind_characters(
             char_id=char_id,
             model_group_name=resource.model_group_name,
             fallback_model_group_name=stack.fallbackModel,
+            account=model.account,  # a binding's account is its model's
         )
         for char_id in model.characters
     ]

@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from convai_provider.api.accounts import account_name
 from convai_provider.api.builtin_models import (
     BUILTIN_MODEL_CODES,
     BUILTIN_MODELS,
@@ -39,6 +40,7 @@ from convai_provider.resources.fields import (
     DEFAULT_ADOPT_EXISTING,
     DEFAULT_IS_UNCENSORED,
     DEFAULT_VERIFY_ENDPOINT,
+    AccountAlias,
     BaseUrl,
     Name,
 )
@@ -546,6 +548,9 @@ class ModelDeclaration(_Strict):
     characters: list[Name] = Field(default_factory=list)
     """Convai character IDs that use this model; they are moved to the fallback model before the
     model is ever deregistered."""
+    account: AccountAlias | None = None
+    """An alias of convai:accounts the model (and its characters) live in; default: the account
+    of convai:apiKey (docs/accounts.md)."""
 
 
 class StackConfig(_Strict):
@@ -610,7 +615,7 @@ class StackConfig(_Strict):
                         f"{DEFAULT_FALLBACK_MODEL} or a model without characters",
                     )
                 ]
-            return []
+            return self._fallback_account_problems(own[fallback])
         close = difflib.get_close_matches(fallback, known, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         return [
@@ -646,6 +651,25 @@ class StackConfig(_Strict):
             for problem in endpoint.placeholder_problems(f"{ENDPOINTS_KEY}[{index}]")
         ]
         return _joined(problems).splitlines()
+
+    def _fallback_account_problems(self, fallback: ModelDeclaration) -> list[tuple[str, str]]:
+        """A character can only fall back to a model of its own account."""
+        elsewhere = sorted(
+            m.model_group_name
+            for m in self.models
+            if m.characters and m.account != fallback.account
+        )
+        if not elsewhere:
+            return []
+        return [
+            (
+                FALLBACK_KEY,
+                f"'{fallback.model_group_name}' is in {account_name(fallback.account)}, but the "
+                "characters of "
+                f"{', '.join(elsewhere)} live in another account and can only fall back to a "
+                f"model of theirs; choose a built-in Convai model such as {DEFAULT_FALLBACK_MODEL}",
+            )
+        ]
 
     def endpoint(self, name: str) -> ExternalEndpoint | VllmEndpoint:
         return next(e for e in self.endpoints if e.name == name)

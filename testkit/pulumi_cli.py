@@ -161,15 +161,17 @@ class PulumiProject:
     # configuration ----------------------------------------------------------------------------
 
     def configure(self, values: Mapping[str, Any]) -> None:
-        """Sets the stack's plain config to `values`, keeping the secrets set before."""
+        """Sets the stack's plain config to `values`, keeping the secrets set before (and the
+        values holding one, such as convai:accounts)."""
         document = self._stack_document()
-        secrets = {k: v for k, v in document.get("config", {}).items() if _is_secure(v)}
+        secrets = {k: v for k, v in document.get("config", {}).items() if _holds_secret(v)}
         document["config"] = {**dict(values), **secrets}
         self.stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
 
-    def set_secret(self, key: str, value: str) -> None:
-        """On standard input, so the value is in no command line (nor this transcript)."""
-        self.run("config", "set", "--secret", key, stdin=value)
+    def set_secret(self, key: str, value: str, *, path: bool = False) -> None:
+        """On standard input, so the value is in no command line (nor this transcript). `path`:
+        `key` is a path into an object (`convai:accounts.partner.apiKey`)."""
+        self.run("config", "set", "--secret", *(["--path"] if path else []), key, stdin=value)
 
     def _stack_document(self) -> dict[str, Any]:
         if not self.stack_file.exists():
@@ -282,5 +284,7 @@ class PulumiProject:
                 yield path.read_text(errors="replace")
 
 
-def _is_secure(value: Any) -> bool:
-    return isinstance(value, dict) and "secure" in value
+def _holds_secret(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "secure" in value or any(_holds_secret(v) for v in value.values())
+    return isinstance(value, list) and any(_holds_secret(v) for v in value)

@@ -21,9 +21,12 @@ from convai_provider.api.wire import CharacterCreateRequest
 from convai_provider.commands.cli import main as cli_main
 from convai_provider.emulator.process import EmulatorProcess
 from convai_stack.program import main
-from testkit.convai import CONVAI_KEY, stack_config
+from testkit.convai import CONVAI_KEY, engine_secret, stack_config
 from testkit.engine import Declared, Engine, ProgramRun, Registration, run_program_fully
 
+PARTNER_KEY = "convai-partner-key-d24e90"
+"""The second account's Convai key (convai:accounts.partner.apiKey): searched for like the first."""
+ACCOUNTS = json.dumps({"partner": {"apiKey": PARTNER_KEY}})
 FIRST_KEY = "sk-endpoint-first-61c0f7"
 ROTATED_KEY = "sk-endpoint-rotated-93ad2e"
 MASK = "[secret]"
@@ -46,9 +49,16 @@ def stack(convai: EmulatorProcess, endpoint_key: str, char_id: str) -> dict[str,
             "display_name": "Alpha",
             "verify_endpoint": False,
             "characters": [char_id],
-        }
+        },
+        {
+            "model_group_name": "beta",
+            "endpoint": "one",
+            "verify_endpoint": False,
+            "account": "partner",
+        },
     ]
     return {
+        "convai:accounts": ACCOUNTS,
         "convai:apiKey": CONVAI_KEY,
         "convai:baseUrl": convai.url,
         "convai-models:localVllmApiKey": endpoint_key,
@@ -61,7 +71,7 @@ def run(convai: EmulatorProcess, endpoint_key: str, char_id: str) -> ProgramRun:
     return run_program_fully(
         main,
         config=stack(convai, endpoint_key, char_id),
-        secret_keys=["convai:apiKey", "convai-models:localVllmApiKey"],
+        secret_keys=["convai:apiKey", "convai:accounts", "convai-models:localVllmApiKey"],
     )
 
 
@@ -84,7 +94,7 @@ def test_no_key_leaks_anywhere_after_a_full_lifecycle(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     char_id = client.create_character(CharacterCreateRequest(charName="Ada")).charID
-    engine = Engine(stack_config(convai))
+    engine = Engine(stack_config(convai) | {"convai:accounts": engine_secret(ACCOUNTS)})
     seen: list[str] = []
     secret_outputs: dict[str, set[str]] = {}
 
@@ -119,8 +129,10 @@ def test_no_key_leaks_anywhere_after_a_full_lifecycle(
 
     monkeypatch.setenv("CONVAI_API_KEY", CONVAI_KEY)
     monkeypatch.setenv("CONVAI_BASE_URL", convai.url)
+    monkeypatch.setenv("CONVAI_API_KEY_PARTNER", PARTNER_KEY)
     cli_main(["list"])
     cli_main(["list", "--json"])
+    cli_main(["list", "--account", "partner", "--json"])
     seen.append(capsys.readouterr().out)
 
     engine.destroy()
@@ -129,7 +141,8 @@ def test_no_key_leaks_anywhere_after_a_full_lifecycle(
 
     everything = "\n".join(seen)
     assert "llama-3.1-8b" in everything and "alpha" in everything  # the scan saw real content
-    for key in (CONVAI_KEY, FIRST_KEY, ROTATED_KEY):
+    assert '"account": "partner"' in everything  # and the second account's model
+    for key in (CONVAI_KEY, PARTNER_KEY, FIRST_KEY, ROTATED_KEY):
         assert key not in everything, f"{key} leaked"
 
 

@@ -142,6 +142,13 @@ def refused_convai_key(source: str) -> str:
         return f"The CONVAI-API-KEY from ${API_KEY_ENV} was refused; export a valid one."
     if source == API_KEY_FLAG:
         return f"The CONVAI-API-KEY given with {API_KEY_FLAG} was refused; pass a valid one."
+    if source.startswith(f"{API_KEY_ENV}_"):  # an account's key ($CONVAI_API_KEY_<ALIAS>)
+        return f"The CONVAI-API-KEY from ${source} was refused; export a valid one."
+    if source.startswith("convai:accounts."):  # an account's key in the stack's config
+        return (
+            f"The CONVAI-API-KEY from the stack's {source} was refused; set a valid one with "
+            f"`pulumi config set --secret --path {source} <key>`."
+        )
     return f"The CONVAI-API-KEY passed as {source} to ConvaiClient was refused; pass a valid one."
 
 

@@ -26,9 +26,12 @@ def _endpoint_serving(stack: StackConfig, model: PrivateModel) -> str | None:
     return None
 
 
-def adoption_entries(stack: StackConfig, live: list[PrivateModel]) -> dict[str, Any]:
-    """Stack config that brings every unmanaged model under the stack, unchanged."""
-    declared = {m.model_group_name for m in stack.models}
+def adoption_entries(
+    stack: StackConfig, live: list[PrivateModel], account: str | None = None
+) -> dict[str, Any]:
+    """Stack config that brings every unmanaged model of `account` (`live`: what it holds; None:
+    the default account) under the stack, unchanged."""
+    declared = {m.model_group_name for m in stack.models if m.account == account}
     taken = {e.name for e in stack.endpoints}
     verify = _agreed_verify_endpoint(stack)
     endpoints: list[dict[str, Any]] = []
@@ -61,6 +64,8 @@ def adoption_entries(stack: StackConfig, live: list[PrivateModel]) -> dict[str, 
         if verify is not None:
             entry["verify_endpoint"] = verify
         entry["adopt_existing"] = True
+        if account is not None:
+            entry["account"] = account
         models.append(entry)
     return {"endpoints": endpoints, "models": models}
 

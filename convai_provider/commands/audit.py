@@ -23,9 +23,19 @@ class Expected:
     is_uncensored: bool
 
 
-def expected_models(stack: StackConfig) -> dict[str, Expected]:
+def accounts_in_use(stack: StackConfig) -> list[str | None]:
+    """The accounts a stack's models live in (None: the default account), the default first; a
+    stack without models, the default account's."""
+    aliases = {m.account for m in stack.models}
+    return [None] * (None in aliases or not aliases) + sorted(a for a in aliases if a is not None)
+
+
+def expected_models(stack: StackConfig, account: str | None = None) -> dict[str, Expected]:
+    """What Convai should hold in `account` (None: the default account) for the stack."""
     expected = {}
     for model in stack.models:
+        if model.account != account:
+            continue
         base_url, model_name = stack.endpoint(model.endpoint).served_as
         expected[model.model_group_name] = Expected(
             model.model_group_name, model_name, base_url, model.display_name, model.is_uncensored
@@ -44,6 +54,8 @@ class FieldDrift:
 @dataclass
 class Audit:
     stack: str
+    account: str | None = None
+    """The account audited: an alias of convai:accounts, None for the default account."""
     unmanaged: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     drift: list[FieldDrift] = field(default_factory=list)
@@ -58,10 +70,13 @@ class Audit:
         return {**asdict(self), "clean": self.clean}
 
 
-def audit(stack_name: str, stack: StackConfig, live: list[PrivateModel]) -> Audit:
-    expected = expected_models(stack)
+def audit(
+    stack_name: str, stack: StackConfig, live: list[PrivateModel], account: str | None = None
+) -> Audit:
+    """The stack's models of `account` against what Convai lists there (`live`)."""
+    expected = expected_models(stack, account)
     held = {m.model_group_name: m for m in live}
-    result = Audit(stack_name)
+    result = Audit(stack_name, account)
     result.unmanaged = sorted(set(held) - set(expected))
     result.missing = sorted(set(expected) - set(held))
     for group in sorted(set(expected) & set(held)):

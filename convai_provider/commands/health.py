@@ -88,13 +88,16 @@ def check_health(
     *,
     wait: float,
     progress: Callable[[int, int, str], None] | None = None,
+    account: str | None = None,
 ) -> list[Health]:
+    """Every model's endpoint; with `account`, that account's models only."""
+    models = [m for m in stack.models if account is None or m.account == account]
     results = []
-    for index, model in enumerate(stack.models):
+    for index, model in enumerate(models):
         endpoint = stack.endpoint(model.endpoint)
         base_url, model_name = endpoint.served_as
         if progress is not None:
-            progress(index + 1, len(stack.models), model.model_group_name)
+            progress(index + 1, len(models), model.model_group_name)
         try:
             key = endpoint_key(model, endpoint, outputs)
         except MissingEndpointKeyError as exc:

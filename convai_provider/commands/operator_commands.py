@@ -17,15 +17,27 @@ from convai_provider.api.access import (
     BASE_URL_CONFIG,
     BASE_URL_ORDER,
     ConvaiKeyError,
+    checked_convai_key,
     convai_base_url,
     convai_key,
     convai_url_problem,
+)
+from convai_provider.api.accounts import (
+    ACCOUNT_FLAG,
+    ACCOUNTS_CONFIG,
+    API_KEY_FIELD,
+    AccountError,
+    account_key,
+    account_settings,
+    alias_argument,
+    key_env,
+    with_account_url,
 )
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import ConvaiError
 from convai_provider.api.wire import PrivateModel
 from convai_provider.commands.adoption import adoption_entries, adoption_yaml
-from convai_provider.commands.audit import Audit, audit
+from convai_provider.commands.audit import Audit, accounts_in_use, audit
 from convai_provider.commands.command_line import (
     EXIT_CLEAN,
     EXIT_DIFFERS,
@@ -127,6 +139,15 @@ def _command(
     json_flag: bool = True,
 ) -> argparse.ArgumentParser:
     parser = commands.add_parser(name, help=description, description=description)
+    parser.add_argument(
+        ACCOUNT_FLAG,
+        metavar="ALIAS",
+        type=_alias,
+        help=f"an account of the stack's {ACCOUNTS_CONFIG} (default: the account of "
+        f"{API_KEY_CONFIG}); its key comes from --api-key, else $CONVAI_API_KEY_<ALIAS> (such as "
+        f"{key_env('partner')}), its URL from the stack's {ACCOUNTS_CONFIG}.ALIAS.baseUrl, else "
+        "as the default account's (docs/accounts.md)",
+    )
     if convai:
         parser.add_argument(
             "--api-key",
@@ -178,18 +199,34 @@ def _stack_settings(args: argparse.Namespace) -> dict[str, Any] | None:
     return _load_stack(args)[1]
 
 
-def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -> ConvaiClient:
-    if args.api_key is not None and not args.api_key.strip():
-        raise OperatorError(
-            f"{API_KEY_FLAG} is empty: give the key, or leave it out to use ${API_KEY_ENV}"
-        )
+def _alias(text: str) -> str:
     try:
-        api_key, key_source = convai_key(
-            _plain_text(stack_raw or {}), os.environ, flag=args.api_key, instead=API_KEY_FLAG
-        )
+        return alias_argument(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _client(
+    args: argparse.Namespace, stack_raw: dict[str, Any] | None = None, account: str | None = None
+) -> ConvaiClient:
+    """A client of `account` (default: --account; None: the default account)."""
+    account = account or args.account
+    if args.api_key is not None and not args.api_key.strip():
+        env = API_KEY_ENV if account is None else key_env(account)
+        raise OperatorError(f"{API_KEY_FLAG} is empty: give the key, or leave it out to use ${env}")
+    settings = dict(stack_raw or {})
+    try:
+        if account is None:
+            api_key, key_source = convai_key(
+                _plain_text(settings), os.environ, flag=args.api_key, instead=API_KEY_FLAG
+            )
+        else:
+            declared = _account_settings(stack_raw, account)
+            api_key, key_source = _account_key(args.api_key, declared, account)
+            settings = with_account_url(settings, declared)
     except ConvaiKeyError as exc:
         raise OperatorError(str(exc)) from None
-    base_url, source = convai_base_url(stack_raw or {}, os.environ, flag=args.base_url)
+    base_url, source = convai_base_url(settings, os.environ, flag=args.base_url)
     problem = convai_url_problem(base_url)
     if problem is not None:
         raise OperatorError(refusal(source, base_url, problem))
@@ -197,6 +234,25 @@ def _client(args: argparse.Namespace, stack_raw: dict[str, Any] | None = None) -
         return ConvaiClient(api_key, base_url, timeout=30, max_retries=3, key_source=key_source)
     except ConvaiError as exc:
         raise OperatorError(str(exc)) from None
+
+
+def _account_settings(stack_raw: dict[str, Any] | None, account: str) -> dict[str, Any]:
+    """The stack's settings of `account`, which it must declare; without a stack, none."""
+    if stack_raw is None:
+        return {}
+    try:
+        return account_settings(stack_raw, account)
+    except AccountError as exc:
+        raise OperatorError(str(exc)) from None
+
+
+def _account_key(flag: str | None, declared: dict[str, Any], account: str) -> tuple[str, str]:
+    """--api-key, else the stack's apiKey where it is plain text (the emulator's), else
+    $CONVAI_API_KEY_<ALIAS>: the commands cannot decrypt a secret."""
+    if flag is not None:
+        return checked_convai_key(flag, API_KEY_FLAG, instead=API_KEY_FLAG), API_KEY_FLAG
+    plain = declared.get(API_KEY_FIELD)
+    return account_key(plain if isinstance(plain, str) else None, os.environ, account)
 
 
 def _plain_text(stack_raw: dict[str, Any]) -> dict[str, Any]:
@@ -264,17 +320,29 @@ def _run_list(args: argparse.Namespace) -> int:
 
 
 def _run_audit(args: argparse.Namespace) -> int:
+    """One account with --account; else every account the stack's models use."""
     stack, raw = _load_stack(args)
-    result = audit(args.stack, stack, _live_models(_client(args, raw)))
+    accounts = [args.account] if args.account else accounts_in_use(stack)
+    results = [
+        audit(args.stack, stack, _live_models(_client(args, raw, account)), account)
+        for account in accounts
+    ]
+    clean = all(r.clean for r in results)
     if args.json:
-        _print_json(result.as_json())
+        if len(results) == 1:
+            _print_json(results[0].as_json())
+        else:
+            _print_json(
+                {"stack": args.stack, "accounts": [r.as_json() for r in results], "clean": clean}
+            )
     else:
-        print(_audit_text(result))
-    return EXIT_CLEAN if result.clean else EXIT_DIFFERS
+        print("\n".join(_audit_text(r) for r in results))
+    return EXIT_CLEAN if clean else EXIT_DIFFERS
 
 
 def _audit_text(result: Audit) -> str:
-    lines = [f"Stack '{result.stack}' against Convai:"]
+    where = "" if result.account is None else f" account '{result.account}'"
+    lines = [f"Stack '{result.stack}' against Convai{where}:"]
     for group in result.in_sync:
         lines.append(f"  in sync    {shown(group)}")
     for group in result.missing:
@@ -302,7 +370,7 @@ def _audit_text(result: Audit) -> str:
 
 def _run_adopt(args: argparse.Namespace) -> int:
     stack, raw = _load_stack(args)
-    entries = adoption_entries(stack, _live_models(_client(args, raw)))
+    entries = adoption_entries(stack, _live_models(_client(args, raw)), args.account)
     if args.json:
         _print_json(entries)
     elif not entries["models"]:
@@ -342,7 +410,9 @@ def _run_health(args: argparse.Namespace) -> int:
             print(f"[{done}/{total}] checking {group}...", file=sys.stderr)
 
     try:
-        results = check_health(stack, outputs, wait=args.timeout, progress=progress)
+        results = check_health(
+            stack, outputs, wait=args.timeout, progress=progress, account=args.account
+        )
     except InvalidEndpointKeyError as exc:
         raise OperatorError(str(exc)) from None
     for health in results:
@@ -366,7 +436,7 @@ def _run_recover(args: argparse.Namespace) -> int:
         raise OperatorError(f"{args.state}: {exc}") from None
     live = {m.model_group_name: m for m in _live_models(_client(args, _stack_settings(args)))}
     try:
-        recovery = recover_pending_creates(exported, live)
+        recovery = recover_pending_creates(exported, live, args.account)
     except RecoveryError as exc:
         raise OperatorError(f"{args.state}: {exc}") from None
     text = json.dumps(recovery.state, indent=4) + "\n"

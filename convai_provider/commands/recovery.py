@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from convai_provider.api.accounts import ACCOUNT_KEY
 from convai_provider.api.matching import LISTED_FIELDS, as_declared, differences
 from convai_provider.api.wire import PrivateModel
 from convai_provider.resources.type_tokens import CHARACTER_TYPE_TOKEN, TYPE_TOKEN
@@ -51,8 +52,12 @@ class Recovery:
         return not self.conflicts
 
 
-def recover_pending_creates(exported: Any, live: Mapping[str, PrivateModel]) -> Recovery:
-    """`exported`: what `pulumi stack export` printed; `live`: Convai's models by group name."""
+def recover_pending_creates(
+    exported: Any, live: Mapping[str, PrivateModel], account: str | None = None
+) -> Recovery:
+    """`exported`: what `pulumi stack export` printed; `live`: Convai's models by group name in
+    `account` (None: the default account). Pending creates of another account are left as they
+    are, for a run with that account (`--account`)."""
     state = copy.deepcopy(exported)
     deployment = checked_export(state)
     recovery = Recovery(state)
@@ -61,7 +66,11 @@ def recover_pending_creates(exported: Any, live: Mapping[str, PrivateModel]) -> 
         resource = operation["resource"]
         name = str(resource.get("urn", "")).rsplit("::", 1)[-1]
         kind = resource.get("type")
-        if operation.get("type") != CREATING or kind not in (TYPE_TOKEN, CHARACTER_TYPE_TOKEN):
+        if (
+            operation.get("type") != CREATING
+            or kind not in (TYPE_TOKEN, CHARACTER_TYPE_TOKEN)
+            or (resource.get("inputs") or {}).get(ACCOUNT_KEY) != account
+        ):
             kept.append(operation)
             continue
         existing = _existing(resource, live) if kind == TYPE_TOKEN else None

@@ -39,10 +39,10 @@ from convai_provider.api.wire import (
 )
 from convai_provider.emulator.faults import FaultPlan, FaultRule
 from convai_provider.emulator.store import (
+    NEW_KEY_HEADER,
     ConvaiStore,
     InvalidInputError,
     StoreError,
-    account_for_key,
 )
 from convai_provider.guards.documents import DocumentError, TooDeepError, parse_json
 from convai_provider.guards.text import server_text
@@ -132,6 +132,7 @@ class ConvaiEmulator:
             Route(f"{ADMIN_PREFIX}/faults", self.admin_clear_faults, methods=["DELETE"]),
             Route(f"{ADMIN_PREFIX}/stats", self.admin_stats, methods=["GET"]),
             Route(f"{ADMIN_PREFIX}/stats", self.admin_clear_stats, methods=["DELETE"]),
+            Route(f"{ADMIN_PREFIX}/keys/rotate", self.admin_rotate_key, methods=["POST"]),
         ]
         app = Starlette(
             routes=routes,
@@ -159,7 +160,7 @@ class ConvaiEmulator:
         return await self._handle(request, DeregisterRequest, self._deregister)
 
     async def list_models(self, request: Request) -> Response:
-        account = _account(request)
+        account = self._account(request)
         if account is None:
             return _unauthenticated()
         models = self.store.models(account)
@@ -186,7 +187,7 @@ class ConvaiEmulator:
         return {"message": f"Model '{body.model_group_name}' deregistered successfully"}
 
     async def _handle(self, request: Request, model: type[Any], action: Any) -> Response:
-        account = _account(request)
+        account = self._account(request)
         if account is None:
             return _unauthenticated()
         try:
@@ -222,7 +223,7 @@ class ConvaiEmulator:
         return dict(CHARACTER_SUCCESS)
 
     async def _character_call(self, request: Request, model: type[Any], action: Any) -> Response:
-        account = _account(request)
+        account = self._account(request)
         if account is None:
             return JSONResponse({"API_ERROR": "Invalid API key provided."}, status_code=401)
         try:
@@ -241,7 +242,7 @@ class ConvaiEmulator:
         return JSONResponse({"status": "reset"})
 
     async def admin_orphans(self, request: Request) -> Response:
-        account = _account(request)
+        account = self._account(request)
         if account is None:
             return _unauthenticated()
         orphans = await asyncio.to_thread(self.store.orphaned_characters, account)
@@ -271,10 +272,25 @@ class ConvaiEmulator:
         self.requests.clear()
         return JSONResponse({"status": "cleared"})
 
+    async def admin_rotate_key(self, request: Request) -> Response:
+        """Regenerate an account's key: CONVAI-API-KEY names the account, NEW_KEY_HEADER gives
+        its new key; the old one opens nothing from now on."""
+        old_key = request.headers.get(API_KEY_HEADER, "").strip()
+        new_key = request.headers.get(NEW_KEY_HEADER, "").strip()
+        if not old_key or not new_key:
+            return envelope_error(
+                400, f"send the key in {API_KEY_HEADER} and its new one in {NEW_KEY_HEADER}"
+            )
+        try:
+            await asyncio.to_thread(self.store.rotate_key, old_key, new_key)
+        except StoreError as refusal:
+            return envelope_error(refusal.status_code, refusal.message)
+        return JSONResponse({"status": "rotated"})
 
-def _account(request: Request) -> str | None:
-    key = request.headers.get(API_KEY_HEADER, "").strip()
-    return account_for_key(key) if key else None
+    def _account(self, request: Request) -> str | None:
+        """The account the request's key opens: None without a key, or with one rotated out."""
+        key = request.headers.get(API_KEY_HEADER, "").strip()
+        return self.store.account_of(key) if key else None
 
 
 def _unauthenticated() -> Response:

@@ -12,6 +12,7 @@ from types import TracebackType
 import httpx
 
 from convai_provider.api.wire import API_KEY_HEADER
+from convai_provider.emulator.store import NEW_KEY_HEADER
 
 READY_PREFIX = "Convai emulator listening on "
 """What the emulator prints, then its URL, once it accepts connections."""
@@ -119,6 +120,12 @@ class EmulatorProcess:
         response = self.admin("GET", "/characters/orphaned", headers={API_KEY_HEADER: api_key})
         orphans: list[dict[str, str]] = response.json()["characters"]
         return orphans
+
+    def rotate_key(self, old_key: str, new_key: str) -> None:
+        """Regenerate the key of `old_key`'s account, as Convai's dashboard does."""
+        self.admin(
+            "POST", "/keys/rotate", headers={API_KEY_HEADER: old_key, NEW_KEY_HEADER: new_key}
+        )
 
     def clear_counts(self) -> None:
         self.admin("DELETE", "/stats")

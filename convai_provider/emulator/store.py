@@ -46,7 +46,17 @@ CREATE TABLE IF NOT EXISTS characters (
     timestamp TEXT NOT NULL,
     PRIMARY KEY (account, char_id)
 );
+CREATE TABLE IF NOT EXISTS account_keys (
+    key_digest TEXT PRIMARY KEY,
+    account TEXT
+);
 """
+# account_keys: a key rotated in (its account) or out (NULL); a key without a row is the account of
+# its own digest, as every key was before rotation existed.
+
+
+NEW_KEY_HEADER = "X-Emulator-New-Api-Key"
+"""The header of the admin call that rotates a key: the new key (CONVAI-API-KEY names the old)."""
 
 
 class StoreError(Exception):
@@ -196,6 +206,37 @@ class ConvaiStore:
         with self._transaction() as db:
             db.execute("DELETE FROM models")
             db.execute("DELETE FROM characters")
+            db.execute("DELETE FROM account_keys")
+
+    # keys -------------------------------------------------------------------------------------
+
+    def account_of(self, api_key: str) -> str | None:
+        """The account `api_key` opens; None once it was rotated out."""
+        digest = account_for_key(api_key)
+        with self._lock:
+            row = self._db.execute(
+                "SELECT account FROM account_keys WHERE key_digest = ?", (digest,)
+            ).fetchone()
+        if row is None:
+            return digest
+        return None if row[0] is None else str(row[0])
+
+    def rotate_key(self, old_key: str, new_key: str) -> None:
+        """Convai's key regeneration: `new_key` opens `old_key`'s account, `old_key` nothing."""
+        account = self.account_of(old_key)
+        if account is None:
+            raise StoreError("the key to rotate was already rotated out")
+        if account_for_key(new_key) == account_for_key(old_key):
+            raise StoreError("the new key is the key to rotate")
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO account_keys VALUES (?, ?)",
+                (account_for_key(new_key), account),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO account_keys VALUES (?, NULL)",
+                (account_for_key(old_key),),
+            )
 
     # characters -------------------------------------------------------------------------------
 

@@ -20,13 +20,20 @@ from pulumi.output import Unknown
 from pydantic import BaseModel, ValidationError
 
 from convai_provider.api.account import DEFAULT_OPERATION_TIMEOUT
+from convai_provider.api.accounts import (
+    ACCOUNT_KEY,
+    API_KEY_FIELD,
+    AccountError,
+    declared_accounts,
+    unknown_account,
+)
 from convai_provider.api.errors import ConvaiError
 from convai_provider.guards.keys import redact, remember
 from convai_provider.guards.text import SafeLogFilter, escaped, sentence
 from convai_provider.guards.validation import field_problems
 from convai_provider.resources.engine_watch import IN_FLIGHT, start_engine_watch
 from convai_provider.resources.runtime import ConvaiRuntime, runtime_for
-from convai_provider.resources.settings import CONFIG_KEYS, ConvaiSettings
+from convai_provider.resources.settings import CONFIG_KEYS, ConvaiSettings, UnknownAccountError
 
 PROVIDER_KEY = "__provider"
 FULL_TRACEBACK = 1000
@@ -179,6 +186,7 @@ class ConvaiProvider(ResourceProvider):
 
     def configure(self, req: ConfigureRequest) -> None:
         self._config = {key: req.config.get(key) for key in CONFIG_KEYS}
+        self._remember_account_keys()
         log_to_stderr()
         show_errors_without_tracebacks()
         self._prepare_runtime()
@@ -201,8 +209,38 @@ class ConvaiProvider(ResourceProvider):
         except ConvaiError:
             return DEFAULT_OPERATION_TIMEOUT
 
-    def _runtime(self) -> ConvaiRuntime:
-        return runtime_for(ConvaiSettings.resolve(self._config))
+    def _runtime(self, account: str | None = None) -> ConvaiRuntime:
+        """The runtime of `account` (an alias of convai:accounts; None: the default account)."""
+        return runtime_for(ConvaiSettings.resolve(self._config, account=account))
+
+    def _account_runtime(self, operation: str, subject: str, account: object) -> ConvaiRuntime:
+        """The runtime of a resource's account; an account the stack no longer declares fails the
+        operation before anything is sent, naming the alias and the accounts that exist."""
+        try:
+            return self._runtime(account if isinstance(account, str) else None)
+        except UnknownAccountError as exc:
+            raise ConvaiOperationError(operation, subject, exc) from None
+
+    def _remember_account_keys(self) -> None:
+        """Every account's key is kept out of messages from the start, used or not."""
+        with suppress(AccountError):
+            for settings in declared_accounts(self._config).values():
+                key = settings.get(API_KEY_FIELD)
+                if isinstance(key, str):
+                    remember(key)
+
+    def _account_failures(self, news: Mapping[str, Any]) -> list[CheckFailure]:
+        """A resource naming an account the stack does not declare is refused at preview."""
+        alias = news.get(ACCOUNT_KEY)
+        if not isinstance(alias, str):
+            return []
+        try:
+            accounts = declared_accounts(self._config)
+        except AccountError as exc:
+            return [CheckFailure(ACCOUNT_KEY, str(exc))]
+        if alias in accounts:
+            return []
+        return [CheckFailure(ACCOUNT_KEY, f"{ACCOUNT_KEY}: {unknown_account(alias, accounts)}")]
 
 
 def merge_args(args: object | None, keywords: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from pulumi.dynamic import (
 )
 from pydantic import BaseModel, ConfigDict
 
+from convai_provider.api.accounts import ACCOUNT_KEY, account_name
 from convai_provider.api.builtin_models import DEFAULT_FALLBACK_MODEL
 from convai_provider.api.errors import BadRequestError, ConvaiError
 from convai_provider.resources.base import (
@@ -36,9 +37,11 @@ from convai_provider.resources.base import (
     differs,
     merge_args,
 )
-from convai_provider.resources.fields import Name
+from convai_provider.resources.fields import AccountAlias, Name
 from convai_provider.resources.key_identity import KEY_FINGERPRINT, seen_with, why_not_gone
+from convai_provider.resources.private_model import ConvaiPrivateModel
 from convai_provider.resources.pulumi_pickling import provider_serialization
+from convai_provider.resources.runtime import ConvaiRuntime
 from convai_provider.resources.type_tokens import MODULE
 
 log = logging.getLogger("convai_provider")
@@ -47,13 +50,12 @@ log = logging.getLogger("convai_provider")
 # schema -----------------------------------------------------------------------------------------
 
 REPLACE_FIELDS = ("char_id", "model_group_name")
-"""A change moves the character to the fallback, then binds it anew."""
-
 COMPUTED_FIELDS = (KEY_FINGERPRINT,)
 """Outputs only: the fingerprint of the Convai key that bound the character or last saw it, so
 that another account's key never takes the character for gone (resources.key_identity)."""
 
 BINDING = "binding"
+"""A change moves the character to the fallback, then binds it anew."""
 
 
 class CharacterModelInputs(BaseModel):
@@ -68,6 +70,10 @@ class CharacterModelInputs(BaseModel):
     name or a built-in model code."""
     fallback_model_group_name: Name = DEFAULT_FALLBACK_MODEL
     """Optional: where the character goes when the binding is deleted. Updates in place."""
+    account: AccountAlias | None = None
+    """Optional, never changes: the account of the character and of its model (an alias of the
+    stack's convai:accounts; left out, the default account). A character lives in one account:
+    a change is refused at preview."""
 
 
 # provider ---------------------------------------------------------------------------------------
@@ -94,9 +100,23 @@ def _character_gone(exc: ConvaiError, char_id: str) -> bool:
 
 class CharacterModelProvider(ConvaiProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        return check_inputs(CharacterModelInputs, news, COMPUTED_FIELDS)
+        result = check_inputs(CharacterModelInputs, news, COMPUTED_FIELDS)
+        if not result.failures:
+            result.failures = self._account_failures(news)
+        return result
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        old_account, new_account = olds.get(ACCOUNT_KEY), news.get(ACCOUNT_KEY)
+        if differs(old_account, new_account):
+            raise ConvaiOperationError(
+                "move",
+                _subject(id_),
+                f"it is bound in {account_name(old_account)}, and now declared in "
+                f"{account_name(new_account)}: a character lives in one Convai account "
+                "and uses models of that account only, so neither it nor a model it uses can move "
+                "to another. Keep the model in its account; to serve the character from the "
+                "other account, bind a character of that account instead",
+            )
         replaces = [f for f in REPLACE_FIELDS if differs(olds.get(f), news.get(f))]
         fallback = "fallback_model_group_name"
         changed = bool(replaces) or differs(olds.get(fallback), news.get(fallback))
@@ -106,11 +126,9 @@ class CharacterModelProvider(ConvaiProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = CharacterModelInputs.model_validate(_declared(props))
-        self._point(inputs.char_id, inputs.model_group_name, "bind")
-        api_key = self._runtime().settings.api_key
-        return CreateResult(
-            inputs.char_id, inputs.model_dump() | {KEY_FINGERPRINT: seen_with(api_key, None)}
-        )
+        runtime = self._point(inputs.char_id, inputs.model_group_name, "bind", inputs.account)
+        fingerprint = seen_with(runtime.settings.api_key, None)
+        return CreateResult(inputs.char_id, inputs.model_dump() | {KEY_FINGERPRINT: fingerprint})
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         """Only the fallback can change in place (diff replaces on anything else): it is used
@@ -119,14 +137,16 @@ class CharacterModelProvider(ConvaiProvider):
         return UpdateResult(inputs.model_dump() | {KEY_FINGERPRINT: olds.get(KEY_FINGERPRINT)})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        runtime = self._runtime()
+        runtime = self._account_runtime("read", _subject(id_), props.get(ACCOUNT_KEY))
         api_key = runtime.settings.api_key
         try:
             character = runtime.operation().character(id_)
         except ConvaiError as exc:
             if not _character_gone(exc, id_):
                 raise ConvaiOperationError("read", _subject(id_), exc) from None
-            refusal = why_not_gone(api_key, props.get(KEY_FINGERPRINT), BINDING)
+            refusal = why_not_gone(
+                api_key, props.get(KEY_FINGERPRINT), BINDING, props.get(ACCOUNT_KEY)
+            )
             if refusal is not None:
                 raise ConvaiOperationError("read", _subject(id_), refusal) from None
             log.info("Convai character %s is gone; dropping its binding from state", id_)
@@ -140,29 +160,33 @@ class CharacterModelProvider(ConvaiProvider):
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         fallback = str(props.get("fallback_model_group_name") or DEFAULT_FALLBACK_MODEL)
-        self._point(id_, fallback, "move to the fallback", gone_if_recorded=props)
+        self._point(
+            id_, fallback, "move to the fallback", props.get(ACCOUNT_KEY), gone_if_recorded=props
+        )
 
     def _point(
         self,
         char_id: str,
         model_group_name: str,
         operation: str,
+        account: object,
         gone_if_recorded: Mapping[str, Any] | None = None,
-    ) -> None:
+    ) -> ConvaiRuntime:
         """`gone_if_recorded`: the binding's state, when a character Convai does not hold under
         the key that bound it counts as already gone (a delete)."""
-        runtime = self._runtime()
         subject = _subject(char_id, model_group_name)
+        runtime = self._account_runtime(operation, subject, account)
         try:
             runtime.operation().set_character_model(char_id, model_group_name)
         except ConvaiError as exc:
             if gone_if_recorded is None or not _character_gone(exc, char_id):
                 raise ConvaiOperationError(operation, subject, exc) from None
             recorded = gone_if_recorded.get(KEY_FINGERPRINT)
-            refusal = why_not_gone(runtime.settings.api_key, recorded, BINDING)
+            refusal = why_not_gone(runtime.settings.api_key, recorded, BINDING, account)
             if refusal is not None:
                 raise ConvaiOperationError(operation, subject, refusal) from None
             log.info("Convai character %s was already gone", char_id)
+        return runtime
 
 
 def _declared(props: Mapping[str, Any]) -> dict[str, Any]:
@@ -179,18 +203,23 @@ class ConvaiCharacterModelArgs:
     model_group_name: pulumi.Input[str]
     fallback_model_group_name: pulumi.Input[str] | None = None
     """Default gpt-4o-mini, a built-in Convai model."""
+    account: pulumi.Input[str] | None = None
+    """The model's account (`model.account`): default, the account of convai:apiKey."""
 
 
 class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
     """While this exists, character `char_id` uses `model_group_name`; deleted, it falls back.
 
     Pass the model's output (`model.model_group_name`) so Pulumi knows the binding depends on the
-    model: then a model replacement or removal first moves the character to the fallback.
+    model: then a model replacement or removal first moves the character to the fallback. Or
+    pass the model itself (`model=`): its group name and its account are then the binding's, and
+    an `account` that is not the model's is refused before anything is registered.
     """
 
     char_id: pulumi.Output[str]
     model_group_name: pulumi.Output[str]
     fallback_model_group_name: pulumi.Output[str]
+    account: pulumi.Output[str | None]
     convai_key_fingerprint: pulumi.Output[str]
     """A fingerprint of the Convai key that bound the character or last saw it (never the key):
     how another account's key is told from this binding's (docs/state-integrity.md)."""
@@ -204,13 +233,18 @@ class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
         char_id: pulumi.Input[str] | None = None,
         model_group_name: pulumi.Input[str] | None = None,
         fallback_model_group_name: pulumi.Input[str] | None = None,
+        account: pulumi.Input[str] | None = None,
+        model: ConvaiPrivateModel | None = None,
     ) -> None:
         keywords: dict[str, Any] = {
             "char_id": char_id,
             "model_group_name": model_group_name,
             "fallback_model_group_name": fallback_model_group_name,
+            "account": account,
         }
         props = merge_args(args, keywords)
+        if model is not None:
+            props = _bound_to(model, props, resource_name)
         for output in (*keywords, *COMPUTED_FIELDS):
             props.setdefault(output, None)
         secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=[KEY_FINGERPRINT])
@@ -221,3 +255,20 @@ class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
                 props,
                 pulumi.ResourceOptions.merge(opts, secret_outputs),
             )
+
+
+def _bound_to(model: ConvaiPrivateModel, props: dict[str, Any], name: str) -> dict[str, Any]:
+    """A binding of `model`: its group name and account unless given; a character lives in one
+    account and uses that account's models only, so another account is refused at preview."""
+    own, given = model.declared_account, props.get(ACCOUNT_KEY)
+    plain = not isinstance(given, pulumi.Output) and not isinstance(own, pulumi.Output)
+    if given is not None and plain and given != own:
+        raise pulumi.RunError(
+            f"ConvaiCharacterModel '{name}': it is declared in {account_name(given)}, but its "
+            f"model '{model.resource_name}' is in {account_name(own)}: a character uses models "
+            "of its own account only. Leave account out (the model's is taken) or bind a "
+            "model of that account"
+        )
+    return {"model_group_name": model.model_group_name, ACCOUNT_KEY: own} | {
+        k: v for k, v in props.items() if v is not None
+    }

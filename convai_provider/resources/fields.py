@@ -10,6 +10,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, StrictStr
 
+from convai_provider.api.accounts import alias_problem
 from convai_provider.guards.keys import key_problem
 from convai_provider.guards.urls import endpoint_url_problem, shown_url
 
@@ -58,6 +59,17 @@ EndpointKey = Annotated[
     AfterValidator(_no_blank_or_padding),
     AfterValidator(_header_safe),
 ]
+
+
+def _alias(value: str) -> str:
+    problem = alias_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+AccountAlias = Annotated[StrictStr, AfterValidator(_alias)]
+"""An alias of the stack's convai:accounts; left out, the default account (convai:apiKey)."""
 
 
 # What a private model's optional inputs default to; the stack schema declares the same.

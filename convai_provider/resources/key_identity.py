@@ -14,12 +14,13 @@ besides). The rule, for every operation:
   model. A person who knows better (the key was rotated and the model deleted meanwhile) removes
   it with `pulumi state delete`.
 
-Per model rather than per stack, so that a later version may manage models of several accounts
-in one stack: each model keeps the fingerprint of its own account's key.
+Per model rather than per stack, so models of several accounts live in one stack
+(docs/accounts.md): each model keeps the fingerprint of its own account's key.
 """
 
 from __future__ import annotations
 
+from convai_provider.api.accounts import key_settings
 from convai_provider.guards.fingerprints import fingerprint, is_fingerprint_of
 
 KEY_FINGERPRINT = "convai_key_fingerprint"
@@ -33,9 +34,14 @@ def seen_with(api_key: str, recorded: object) -> str:
     return fingerprint(api_key)
 
 
-def why_not_gone(api_key: str, recorded: object, what: str = "model") -> str | None:
-    """Why a `what` (a model, a character binding) Convai does not hold under `api_key` must stay
-    in state; None when it is gone."""
+DEFAULT_KEY_SETTINGS = "convai:apiKey (or $CONVAI_API_KEY)"
+
+
+def why_not_gone(
+    api_key: str, recorded: object, what: str = "model", account: object = None
+) -> str | None:
+    """Why a `what` (a model, a character binding) of `account` (its alias; None: the default
+    account) Convai does not hold under `api_key` must stay in state; None when it is gone."""
     if is_fingerprint_of(api_key, recorded):
         return None
     if recorded is None:
@@ -46,7 +52,12 @@ def why_not_gone(api_key: str, recorded: object, what: str = "model") -> str | N
     return (
         f"Convai does not hold it under the Convai key in use, and {whose}: that key may be "
         f"another account's (a wrong CI secret, a mistyped key). State keeps the {what}. Set "
-        "convai:apiKey (or $CONVAI_API_KEY) to this stack's account key and run again; if the "
+        f"{_key_settings(account)} to the key of its account and run again; if the "
         f"key was rotated and {gone} from Convai, remove it from state with "
         "`pulumi state delete` and its URN (docs/state-integrity.md)"
     )
+
+
+def _key_settings(account: object) -> str:
+    """Where the key of `account` is set, in words for a fix."""
+    return key_settings(account) if isinstance(account, str) else DEFAULT_KEY_SETTINGS

@@ -27,6 +27,7 @@ from pulumi.dynamic import (
 from pydantic import ConfigDict, StrictBool
 
 from convai_provider.api.account import Operation
+from convai_provider.api.accounts import ACCOUNT_KEY
 from convai_provider.api.client import build_request
 from convai_provider.api.errors import ConflictError, ConvaiError, NotFoundError
 from convai_provider.api.matching import as_declared, differences
@@ -51,6 +52,7 @@ from convai_provider.resources.fields import (
     DEFAULT_ADOPT_EXISTING,
     DEFAULT_IS_UNCENSORED,
     DEFAULT_VERIFY_ENDPOINT,
+    AccountAlias,
     BaseUrl,
     EndpointKey,
     Name,
@@ -94,6 +96,9 @@ class PrivateModelInputs(RegisterRequest):
     verify_endpoint: StrictBool = DEFAULT_VERIFY_ENDPOINT
     """Optional (true): run the endpoint preflight before create, and before an update that
     changes base_url or api_key; a failing endpoint is never registered."""
+    account: AccountAlias | None = None
+    """Optional, replaces on change (registered in the new account before it is deregistered
+    from the old): an alias of the stack's convai:accounts; left out, the default account."""
 
     def register_request(self) -> RegisterRequest:
         return RegisterRequest.model_validate(
@@ -128,18 +133,24 @@ class PrivateModelProvider(ConvaiProvider):
     # check ----------------------------------------------------------------------------------
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        return check_inputs(PrivateModelInputs, news, COMPUTED_FIELDS)
+        result = check_inputs(PrivateModelInputs, news, COMPUTED_FIELDS)
+        if not result.failures:
+            result.failures = self._account_failures(news)
+        return result
 
     # diff -----------------------------------------------------------------------------------
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [f for f in REPLACE_FIELDS if differs(olds.get(f), news.get(f))]
+        moved = differs(olds.get(ACCOUNT_KEY), news.get(ACCOUNT_KEY))
         updates = self._updated_fields(olds, news)
         return DiffResult(
-            changes=bool(replaces or updates),
-            replaces=replaces,
+            changes=bool(replaces or updates or moved),
+            replaces=[*replaces, ACCOUNT_KEY] if moved else replaces,
             stables=[],
-            delete_before_replace=True,
+            # In one account the name is taken until the old model goes; across two it is not,
+            # so a move registers in the new account before it deregisters from the old.
+            delete_before_replace=not moved,
         )
 
     @staticmethod
@@ -151,7 +162,7 @@ class PrivateModelProvider(ConvaiProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = PrivateModelInputs.model_validate(_declared(props))
-        runtime = self._runtime()
+        runtime = self._account_runtime("create", _subject(inputs.model_group_name), inputs.account)
         if inputs.verify_endpoint:
             self._verify_endpoint(runtime, "create", inputs)
         convai = runtime.operation()
@@ -235,14 +246,16 @@ class PrivateModelProvider(ConvaiProvider):
     # read -----------------------------------------------------------------------------------
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        runtime = self._runtime()
+        runtime = self._account_runtime("read", _subject(id_), props.get(ACCOUNT_KEY))
         try:
             live = runtime.operation().listed(id_)
         except ConvaiError as exc:
             raise ConvaiOperationError("read", _subject(id_), exc) from None
         api_key = runtime.settings.api_key
         if live is None:
-            refusal = why_not_gone(api_key, props.get(KEY_FINGERPRINT))
+            refusal = why_not_gone(
+                api_key, props.get(KEY_FINGERPRINT), account=props.get(ACCOUNT_KEY)
+            )
             if refusal is not None:
                 raise ConvaiOperationError("read", _subject(id_), refusal)
             log.info("Convai private model %s is gone; dropping it from state", id_)
@@ -256,7 +269,7 @@ class PrivateModelProvider(ConvaiProvider):
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = PrivateModelInputs.model_validate(_declared(news))
-        runtime = self._runtime()
+        runtime = self._account_runtime("update", _subject(id_), inputs.account)
         if inputs.verify_endpoint and any(
             differs(olds.get(f), news.get(f)) for f in ENDPOINT_FIELDS
         ):
@@ -265,7 +278,9 @@ class PrivateModelProvider(ConvaiProvider):
             changed = self._send_update(runtime.operation(), id_, olds, news)
         except NotFoundError as exc:
             # Under another account's key (a mistyped one) every model is "not found": say so.
-            other_key = why_not_gone(runtime.settings.api_key, olds.get(KEY_FINGERPRINT))
+            other_key = why_not_gone(
+                runtime.settings.api_key, olds.get(KEY_FINGERPRINT), account=olds.get(ACCOUNT_KEY)
+            )
             cause = f"{sentence(str(exc))} {other_key}" if other_key else exc
             raise ConvaiOperationError("update", _subject(id_), cause) from None
         except ConvaiError as exc:
@@ -296,13 +311,16 @@ class PrivateModelProvider(ConvaiProvider):
     # delete ---------------------------------------------------------------------------------
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        runtime = self._runtime()
+        runtime = self._account_runtime("delete", _subject(id_), props.get(ACCOUNT_KEY))
         try:
             deregistered = runtime.operation().deregister(id_)
         except ConvaiError as exc:
             raise ConvaiOperationError("delete", _subject(id_), exc) from None
         if not deregistered:
-            refusal = why_not_gone(runtime.settings.api_key, props.get(KEY_FINGERPRINT))
+            recorded = props.get(KEY_FINGERPRINT)
+            refusal = why_not_gone(
+                runtime.settings.api_key, recorded, account=props.get(ACCOUNT_KEY)
+            )
             if refusal is not None:
                 raise ConvaiOperationError("delete", _subject(id_), refusal)
             log.info("Convai private model %s was already gone", id_)
@@ -391,6 +409,8 @@ class ConvaiPrivateModelArgs:
     """Default false."""
     verify_endpoint: pulumi.Input[bool] | None = None
     """Default true: the endpoint preflight runs before create and endpoint-changing updates."""
+    account: pulumi.Input[str] | None = None
+    """An alias of the stack's convai:accounts; default: the account of convai:apiKey."""
 
 
 class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
@@ -410,6 +430,7 @@ class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
     base_url: pulumi.Output[str]
     adopt_existing: pulumi.Output[bool]
     verify_endpoint: pulumi.Output[bool]
+    account: pulumi.Output[str | None]
     category: pulumi.Output[str]
     created_at: pulumi.Output[str]
     convai_key_fingerprint: pulumi.Output[str]
@@ -430,6 +451,7 @@ class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
         base_url: pulumi.Input[str] | None = None,
         adopt_existing: pulumi.Input[bool] | None = None,
         verify_endpoint: pulumi.Input[bool] | None = None,
+        account: pulumi.Input[str] | None = None,
     ) -> None:
         keywords: dict[str, Any] = {
             "model_group_name": model_group_name,
@@ -440,6 +462,7 @@ class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
             "base_url": base_url,
             "adopt_existing": adopt_existing,
             "verify_endpoint": verify_endpoint,
+            "account": account,
         }
         props = merge_args(args, keywords)
         if props.get("api_key") is not None:
@@ -456,3 +479,7 @@ class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
                 props,
                 pulumi.ResourceOptions.merge(opts, secret_outputs),
             )
+        self.resource_name = resource_name
+        self.declared_account = account
+        """The account as declared (an alias, None, or an Output): what a binding given this
+        model (`ConvaiCharacterModel(model=...)`) is checked against at preview."""

@@ -22,6 +22,15 @@ from convai_provider.api.access import (
     convai_url_problem,
 )
 from convai_provider.api.account import DEFAULT_OPERATION_TIMEOUT
+from convai_provider.api.accounts import (
+    ACCOUNTS_CONFIG,
+    API_KEY_FIELD,
+    AccountError,
+    account_key,
+    account_settings,
+    account_url_source,
+    with_account_url,
+)
 from convai_provider.api.client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from convai_provider.api.errors import ConvaiError
 from convai_provider.guards.durations import retries, seconds
@@ -35,6 +44,7 @@ CONFIG_KEYS = (
     MAX_RETRIES_CONFIG,
     OPERATION_TIMEOUT_CONFIG,
     VERIFY_TIMEOUT_CONFIG,
+    ACCOUNTS_CONFIG,
 )
 
 
@@ -44,6 +54,10 @@ class MissingApiKeyError(ConvaiError):
 
 class InvalidSettingError(ConvaiError):
     pass
+
+
+class UnknownAccountError(InvalidSettingError):
+    """An account the stack does not declare (or a convai:accounts that cannot be read)."""
 
 
 @dataclass(frozen=True)
@@ -61,15 +75,28 @@ class ConvaiSettings:
 
     @classmethod
     def resolve(
-        cls, config: Mapping[str, Any], environ: Mapping[str, str] | None = None
+        cls,
+        config: Mapping[str, Any],
+        environ: Mapping[str, str] | None = None,
+        account: str | None = None,
     ) -> ConvaiSettings:
+        """The settings of `account` (an alias of convai:accounts; None: the default account)."""
         env = os.environ if environ is None else environ
         try:
-            api_key, api_key_source = convai_key(config, env)
+            if account is None:
+                api_key, api_key_source = convai_key(config, env)
+            else:
+                declared = account_settings(config, account)
+                api_key, api_key_source = account_key(declared.get(API_KEY_FIELD), env, account)
+                config = with_account_url(config, declared)
+        except AccountError as exc:
+            raise UnknownAccountError(str(exc)) from None
         except ConvaiKeyError as exc:
             refused = MissingApiKeyError if exc.missing else InvalidSettingError
             raise refused(str(exc)) from None
         base_url, source = convai_base_url(config, env)
+        if account is not None:
+            source = account_url_source(config, account, source)
         problem = convai_url_problem(base_url)
         if problem is not None:
             raise InvalidSettingError(f"{refusal(source, base_url, problem)}.")

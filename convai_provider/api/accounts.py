@@ -1,0 +1,179 @@
+"""Several Convai accounts in one stack: `convai:accounts`, aliases, and where each alias's key
+and URL come from.
+
+The account every stack had before stays the default (convai:apiKey, convai:baseUrl); the others
+are declared by alias:
+
+    convai:accounts:
+      partner:
+        apiKey: {secure: ...}   # pulumi config set --secret --path convai:accounts.partner.apiKey
+        baseUrl: https://...    # optional: else the default account's URL
+
+An alias's key comes from its `apiKey`, else from $CONVAI_API_KEY_<ALIAS> (what the operator
+commands read, since they cannot decrypt stack secrets). An account is resolved into the same
+settings shape as the default one, so one rule (`api.access`) checks every key and URL.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from convai_provider.api.access import (
+    API_KEY_ENV,
+    BASE_URL_CONFIG,
+    ConvaiKeyError,
+    checked_convai_key,
+)
+
+ACCOUNTS_CONFIG = "convai:accounts"
+DEFAULT_ACCOUNT = "the default account"
+"""How messages name the account of convai:apiKey, which has no alias."""
+ACCOUNT_FLAG = "--account"
+ACCOUNT_KEY = "account"
+"""The input of a private model and a character binding (and a stack file model's field)."""
+RESERVED_ALIAS = "default"
+ALIAS_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
+ALIAS_FORM = "a lowercase letter, then up to 31 lowercase letters, digits or '_' (such as partner)"
+API_KEY_FIELD = "apiKey"
+BASE_URL_FIELD = "baseUrl"
+ACCOUNT_FIELDS = (API_KEY_FIELD, BASE_URL_FIELD)
+
+
+class AccountError(ValueError):
+    """An account that cannot be used: an alias of the wrong form, one the stack does not declare,
+    or a `convai:accounts` that is not a map of aliases. The message names the alias, the
+    accounts that exist and the fix; it never holds a key."""
+
+
+def alias_problem(alias: object) -> str | None:
+    """Why `alias` is no account alias, or None."""
+    if not isinstance(alias, str) or not ALIAS_PATTERN.fullmatch(alias):
+        return f"must be {ALIAS_FORM} (got {alias!r})"
+    if alias == RESERVED_ALIAS:
+        return f"may not be '{RESERVED_ALIAS}': leave account out for {DEFAULT_ACCOUNT}"
+    return None
+
+
+def account_name(alias: object) -> str:
+    """How messages name an account: `account 'partner'`, or the default account (None)."""
+    return f"account '{alias}'" if isinstance(alias, str) else DEFAULT_ACCOUNT
+
+
+def key_env(alias: str) -> str:
+    """The environment variable holding `alias`'s key where the stack's cannot be read."""
+    return f"{API_KEY_ENV}_{alias.upper()}"
+
+
+def key_config(alias: str) -> str:
+    return f"{ACCOUNTS_CONFIG}.{alias}.{API_KEY_FIELD}"
+
+
+def key_settings(alias: str) -> str:
+    """Where `alias`'s key may be set, in words for a fix."""
+    return f"{key_config(alias)} (or ${key_env(alias)})"
+
+
+def declared_accounts(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """`convai:accounts` by alias: a map (as the program reads it) or its JSON text (as the engine
+    hands it to the provider). Refused with an AccountError saying what is wrong, never quoting
+    a value (it holds keys)."""
+    raw = _unwrapped(config.get(ACCOUNTS_CONFIG))
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = _unwrapped(json.loads(raw))
+        except ValueError:
+            raise AccountError(f"{ACCOUNTS_CONFIG} {_SHAPE}") from None
+    if not isinstance(raw, Mapping):
+        raise AccountError(f"{ACCOUNTS_CONFIG} {_SHAPE}")
+    accounts = {}
+    for alias, given in raw.items():
+        problem = alias_problem(alias)
+        if problem is not None:
+            raise AccountError(f"{ACCOUNTS_CONFIG}: an alias {problem}; rename it")
+        settings = _unwrapped(given) or {}
+        if not isinstance(settings, Mapping):
+            raise AccountError(f"{ACCOUNTS_CONFIG}.{alias} {_SHAPE}")
+        unknown = sorted(set(settings) - set(ACCOUNT_FIELDS))
+        if unknown:
+            raise AccountError(
+                f"{ACCOUNTS_CONFIG}.{alias}: {', '.join(map(str, unknown))} is no setting of an "
+                f"account; an account has {API_KEY_FIELD} (a secret) and {BASE_URL_FIELD}"
+            )
+        accounts[alias] = {k: _unwrapped(v) for k, v in settings.items()}
+    return accounts
+
+
+_SHAPE = (
+    f"must map each alias to its settings, such as {{partner: {{{API_KEY_FIELD}: <secret>, "
+    f"{BASE_URL_FIELD}: https://api.convai.com}}}}; set the key with `pulumi config set --secret "
+    f"--path {ACCOUNTS_CONFIG}.partner.{API_KEY_FIELD} <key>`"
+)
+
+
+def _unwrapped(value: Any) -> Any:
+    """A value the engine may still wrap as a secret (`{<sig>: <secret sig>, value: ...}`)."""
+    if isinstance(value, Mapping) and "value" in value and len(value) == 2:
+        return value["value"]
+    return value
+
+
+def unknown_account(alias: str, accounts: Mapping[str, Any]) -> str:
+    """The refusal of an alias the stack does not declare, naming the ones it does."""
+    known = ", ".join(sorted(accounts)) or "none"
+    return (
+        f"account '{alias}' is not declared in this stack's {ACCOUNTS_CONFIG} (declared: {known}; "
+        f"leave account out for {DEFAULT_ACCOUNT}, convai:apiKey); declare it with `pulumi "
+        f"config set --secret --path {key_config(alias)} <key>`, or name a declared account"
+    )
+
+
+def account_settings(config: Mapping[str, Any], alias: str) -> dict[str, Any]:
+    """`alias`'s settings in `convai:accounts`; an AccountError naming the declared aliases
+    when the stack does not declare it."""
+    accounts = declared_accounts(config)
+    if alias not in accounts:
+        raise AccountError(unknown_account(alias, accounts))
+    return accounts[alias]
+
+
+def with_account_url(config: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """`config` with the account's baseUrl in convai:baseUrl's place, when it has one: the
+    default account's URL otherwise, read in its one order (`api.access.convai_base_url`)."""
+    url = settings.get(BASE_URL_FIELD)
+    return {**config, BASE_URL_CONFIG: url} if url else dict(config)
+
+
+def account_url_source(config: Mapping[str, Any], alias: str, default_source: str) -> str:
+    """Where `alias`'s URL came from, for a message about it: its baseUrl, else the default's."""
+    if declared_accounts(config).get(alias, {}).get(BASE_URL_FIELD):
+        return f"{ACCOUNTS_CONFIG}.{alias}.{BASE_URL_FIELD}"
+    return default_source
+
+
+def account_key(configured: object, env: Mapping[str, str], alias: str) -> tuple[str, str]:
+    """`alias`'s key and the setting it came from: the stack's apiKey, else $CONVAI_API_KEY_<ALIAS>;
+    checked by the one rule of `api.access`."""
+    if isinstance(configured, str) and configured:
+        key, source = configured, key_config(alias)
+    else:
+        key, source = env.get(key_env(alias), ""), key_env(alias)
+    if not key.strip():
+        raise ConvaiKeyError(
+            f"No Convai API key for account '{alias}': run `pulumi config set --secret --path "
+            f"{key_config(alias)} <key>` or export {key_env(alias)}.",
+            missing=True,
+        )
+    return checked_convai_key(key, source), source
+
+
+def alias_argument(text: str) -> str:
+    """argparse's `type` for --account: an alias of the one form."""
+    problem = alias_problem(text)
+    if problem is not None:
+        raise ValueError(f"{ACCOUNT_FLAG} {problem}")
+    return text

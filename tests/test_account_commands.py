@@ -1,0 +1,188 @@
+"""The operator commands with `--account ALIAS`: the key from $CONVAI_API_KEY_<ALIAS>, the URL from
+the stack's account; `audit` of a stack covers every account its models use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from convai_provider.api.client import ConvaiClient
+from convai_provider.api.errors import AuthenticationError
+from convai_provider.api.wire import RegisterRequest
+from convai_provider.commands.cli import main
+from convai_provider.commands.recovery import recover_pending_creates
+from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.resources.type_tokens import TYPE_TOKEN
+from testkit.convai import CONVAI_KEY
+from tests.test_recovery import exported, listed, model_inputs, pending
+
+PARTNER_KEY = "convai-partner-key-3c61f8"
+ENDPOINT_URL = "http://127.0.0.1:8000/v1"
+
+
+@pytest.fixture
+def cli(
+    convai: EmulatorProcess, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Any:
+    monkeypatch.setenv("CONVAI_API_KEY", CONVAI_KEY)
+    monkeypatch.setenv("CONVAI_API_KEY_PARTNER", PARTNER_KEY)
+    monkeypatch.setenv("CONVAI_BASE_URL", convai.url)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        assert PARTNER_KEY not in out + err and CONVAI_KEY not in out + err
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A stack with alpha in the default account and beta in `partner`, whose key is a secret
+    (ciphertext the commands cannot read)."""
+    config = {
+        "convai:accounts": {"partner": {"apiKey": {"secure": "v1:ciphertext"}}},
+        "convai-models:endpoints": [
+            {
+                "name": "local",
+                "kind": "external",
+                "base_url": ENDPOINT_URL,
+                "model_name": "llama-3.1-8b",
+                "api_key_config": "localVllmApiKey",
+            },
+        ],
+        "convai-models:models": [
+            {"model_group_name": "alpha", "endpoint": "local", "display_name": "Alpha"},
+            {"model_group_name": "beta", "endpoint": "local", "account": "partner"},
+        ],
+    }
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "Pulumi.test.yaml").write_text(yaml.safe_dump({"config": config}))
+    return tmp_path
+
+
+def register(convai: EmulatorProcess, key: str, group: str, **fields: Any) -> None:
+    request = {
+        "model_group_name": group,
+        "model_name": "llama-3.1-8b",
+        "api_key": "k",
+        "is_uncensored": False,
+        "base_url": ENDPOINT_URL,
+        **fields,
+    }
+    with ConvaiClient(key, convai.url) as client:
+        client.register(RegisterRequest(**request))
+
+
+def test_list_of_an_account_uses_its_environment_key(cli: Any, convai: EmulatorProcess) -> None:
+    register(convai, PARTNER_KEY, "beta")
+    register(convai, CONVAI_KEY, "alpha")
+    code, out, _ = cli("list", "--account", "partner", "--json")
+    assert code == 0
+    assert [m["model_group_name"] for m in json.loads(out)["models"]] == ["beta"]
+
+
+def test_audit_of_a_stack_covers_every_account_its_models_use(
+    cli: Any, convai: EmulatorProcess, root: Path
+) -> None:
+    register(convai, CONVAI_KEY, "alpha", display_name="Alpha")
+    register(convai, PARTNER_KEY, "beta")
+    register(convai, PARTNER_KEY, "stray")
+    code, out, _ = cli("audit", "--stack", "test", "--root", str(root), "--json")
+    assert code == 1
+    body = json.loads(out)
+    assert body["clean"] is False
+    default, partner = body["accounts"]
+    assert (default["account"], default["in_sync"], default["unmanaged"]) == (None, ["alpha"], [])
+    assert (partner["account"], partner["in_sync"], partner["unmanaged"]) == (
+        "partner",
+        ["beta"],
+        ["stray"],
+    )
+    code, out, _ = cli("audit", "--stack", "test", "--root", str(root))
+    assert "Stack 'test' against Convai:\n  in sync    alpha" in out
+    assert "Stack 'test' against Convai account 'partner':\n  in sync    beta" in out
+    code, out, _ = cli("audit", "--stack", "test", "--root", str(root), "--account", "partner")
+    assert "alpha" not in out and "unmanaged  stray" in out
+
+
+def test_audit_without_an_accounts_key_names_where_to_give_it(
+    cli: Any, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CONVAI_API_KEY_PARTNER")
+    code, _, err = cli("audit", "--stack", "test", "--root", str(root))
+    assert code == 2
+    assert "No Convai API key for account 'partner'" in err
+    assert "export CONVAI_API_KEY_PARTNER" in err
+
+
+def test_an_account_the_stack_does_not_declare_is_refused_naming_the_declared_ones(
+    cli: Any, root: Path
+) -> None:
+    code, _, err = cli("audit", "--stack", "test", "--root", str(root), "--account", "other")
+    assert code == 2
+    assert "account 'other' is not declared" in err and "(declared: partner;" in err
+
+
+@pytest.mark.parametrize("alias", ["Partner", "team-a", "default"])
+def test_an_alias_of_the_wrong_form_is_refused_by_the_parser(cli: Any, alias: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli("list", "--account", alias)
+    assert exited.value.code == 2
+
+
+def test_adopt_of_an_account_writes_entries_in_that_account(
+    cli: Any, convai: EmulatorProcess, root: Path
+) -> None:
+    register(convai, PARTNER_KEY, "beta")
+    register(convai, PARTNER_KEY, "stray")
+    register(convai, CONVAI_KEY, "elsewhere")
+    code, out, _ = cli(
+        "adopt", "--stack", "test", "--root", str(root), "--account", "partner", "--json"
+    )
+    assert code == 0
+    assert [(m["model_group_name"], m["account"]) for m in json.loads(out)["models"]] == [
+        ("stray", "partner")
+    ]
+
+
+def test_health_of_an_account_checks_its_models_only(cli: Any, root: Path) -> None:
+    code, out, _ = cli("health", "--stack", "test", "--root", str(root), "--account", "partner")
+    assert code == 1  # nothing serves the endpoint, and its key is not set
+    assert "beta" in out and "alpha" not in out
+    assert "of 1 endpoints healthy." in out
+
+
+def test_recover_settles_the_pending_creates_of_its_account_only() -> None:
+    state = exported(
+        pending(TYPE_TOKEN, "alpha", model_inputs("alpha")),
+        pending(TYPE_TOKEN, "beta", model_inputs("beta", account="partner")),
+    )
+    partner = recover_pending_creates(state, {"beta": listed("beta")}, "partner")
+    assert partner.adopted == ["beta"]
+    left = partner.state["deployment"]["pending_operations"]
+    assert [op["resource"]["urn"].rsplit("::", 1)[-1] for op in left] == ["alpha"]
+    default = recover_pending_creates(partner.state, {}, None)
+    assert default.dropped == ["alpha"]
+
+
+def test_the_emulator_rotates_an_accounts_key_as_convai_regenerates_one(
+    convai: EmulatorProcess,
+) -> None:
+    register(convai, PARTNER_KEY, "beta")
+    convai.rotate_key(PARTNER_KEY, "convai-partner-rotated-77e0aa")
+    with ConvaiClient("convai-partner-rotated-77e0aa", convai.url) as client:
+        assert [m.model_group_name for m in client.list_models().models] == ["beta"]
+    with (
+        ConvaiClient(PARTNER_KEY, convai.url, max_retries=0) as client,
+        pytest.raises(AuthenticationError),
+    ):
+        client.list_models()
+    with pytest.raises(httpx.HTTPStatusError):
+        convai.rotate_key(PARTNER_KEY, "convai-partner-again-1b2c3d")  # rotated out already

@@ -1,0 +1,236 @@
+"""`convai:accounts`: aliases, where each account's key and URL come from, and the provider's
+refusals, without the engine (the real CLI runs them in test_accounts.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
+from convai_provider.api.access import refused_convai_key
+from convai_provider.api.accounts import (
+    AccountError,
+    alias_problem,
+    declared_accounts,
+    key_env,
+)
+from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.guards.fingerprints import fingerprint
+from convai_provider.resources.base import ConvaiOperationError
+from convai_provider.resources.character_model import CharacterModelProvider
+from convai_provider.resources.private_model import PrivateModelProvider
+from convai_provider.resources.settings import (
+    ConvaiSettings,
+    InvalidSettingError,
+    MissingApiKeyError,
+    UnknownAccountError,
+)
+from convai_stack.stack_config import StackConfigError, parse_stack_config
+from testkit.convai import engine_secret, turbo
+from testkit.engine import run_program
+
+PARTNER_KEY = "convai-partner-key-91d0c2"
+DEFAULT_KEY = "convai-default-key-5a7e13"
+
+
+def config(accounts: Any) -> dict[str, Any]:
+    return {
+        "convai:apiKey": DEFAULT_KEY,
+        "convai:baseUrl": "http://127.0.0.1:9/",
+        "convai:accounts": accounts,
+    }
+
+
+@pytest.mark.parametrize("alias", ["partner", "p2", "team_a"])
+def test_an_alias_is_a_lowercase_name(alias: str) -> None:
+    assert alias_problem(alias) is None
+
+
+@pytest.mark.parametrize("alias", ["Partner", "2p", "team-a", "", "default", "a" * 33, 7])
+def test_other_aliases_are_refused_saying_the_form(alias: object) -> None:
+    problem = alias_problem(alias)
+    assert problem is not None
+    assert "lowercase letter" in problem or "default" in problem
+
+
+def test_accounts_are_read_as_the_engine_hands_them_over_json_text_in_a_secret() -> None:
+    text = json.dumps({"partner": {"apiKey": PARTNER_KEY, "baseUrl": "https://p.example.com"}})
+    assert declared_accounts(config(engine_secret(text))) == {
+        "partner": {"apiKey": PARTNER_KEY, "baseUrl": "https://p.example.com"}
+    }
+    assert declared_accounts(config({"partner": {"apiKey": PARTNER_KEY}})) == {
+        "partner": {"apiKey": PARTNER_KEY}
+    }
+    assert declared_accounts({}) == {}
+
+
+@pytest.mark.parametrize(
+    ("accounts", "said"),
+    [
+        ("not json", "must map each alias to its settings"),
+        (["partner"], "must map each alias to its settings"),
+        ({"Partner": {}}, "an alias must be a lowercase letter"),
+        ({"partner": "key"}, "convai:accounts.partner must map"),
+        ({"partner": {"apikey": PARTNER_KEY}}, "apikey is no setting of an account"),
+    ],
+)
+def test_a_malformed_accounts_map_is_refused_without_quoting_a_value(
+    accounts: Any, said: str
+) -> None:
+    with pytest.raises(AccountError) as refused:
+        declared_accounts(config(accounts))
+    assert said in str(refused.value)
+    assert PARTNER_KEY not in str(refused.value)
+
+
+def test_an_account_takes_its_key_and_url_else_the_default_accounts_url() -> None:
+    accounts = {"partner": {"apiKey": PARTNER_KEY}, "own": {"apiKey": "convai-own-key-00b7f1"}}
+    accounts["own"]["baseUrl"] = "http://127.0.0.1:10"
+    partner = ConvaiSettings.resolve(config(accounts), {}, account="partner")
+    assert (partner.api_key, partner.base_url) == (PARTNER_KEY, "http://127.0.0.1:9")
+    assert partner.api_key_source == "convai:accounts.partner.apiKey"
+    own = ConvaiSettings.resolve(config(accounts), {}, account="own")
+    assert own.base_url == "http://127.0.0.1:10"
+    default = ConvaiSettings.resolve(config(accounts), {})
+    assert default.api_key == DEFAULT_KEY
+
+
+def test_an_accounts_key_may_come_from_its_environment_variable() -> None:
+    env = {key_env("partner"): PARTNER_KEY, "CONVAI_API_KEY": DEFAULT_KEY}
+    settings = ConvaiSettings.resolve(config({"partner": {}}), env, account="partner")
+    assert settings.api_key == PARTNER_KEY
+    assert settings.api_key_source == "CONVAI_API_KEY_PARTNER"
+    with pytest.raises(MissingApiKeyError) as missing:
+        ConvaiSettings.resolve(config({"partner": {}}), {"CONVAI_API_KEY": DEFAULT_KEY}, "partner")
+    assert "No Convai API key for account 'partner'" in str(missing.value)
+    assert "CONVAI_API_KEY_PARTNER" in str(missing.value)
+
+
+def test_an_accounts_bad_url_is_refused_naming_its_setting() -> None:
+    accounts = {"partner": {"apiKey": PARTNER_KEY, "baseUrl": "http://convai.example.com"}}
+    with pytest.raises(InvalidSettingError) as refused:
+        ConvaiSettings.resolve(config(accounts), {}, account="partner")
+    assert "convai:accounts.partner.baseUrl" in str(refused.value)
+
+
+def test_an_undeclared_account_is_refused_naming_it_and_the_declared_ones() -> None:
+    with pytest.raises(UnknownAccountError) as refused:
+        ConvaiSettings.resolve(config({"partner": {}, "other": {}}), {}, account="nowhere")
+    said = str(refused.value)
+    assert "account 'nowhere' is not declared" in said
+    assert "(declared: other, partner;" in said
+
+
+def test_a_refused_accounts_key_names_where_to_set_it_again() -> None:
+    assert "`pulumi config set --secret --path convai:accounts.partner.apiKey <key>`" in (
+        refused_convai_key("convai:accounts.partner.apiKey")
+    )
+    assert refused_convai_key("CONVAI_API_KEY_PARTNER").startswith(
+        "The CONVAI-API-KEY from $CONVAI_API_KEY_PARTNER was refused"
+    )
+
+
+def configured(provider: Any, accounts: Any) -> Any:
+    provider._config = config(accounts)
+    return provider
+
+
+def test_check_refuses_an_undeclared_account_and_passes_a_declared_one() -> None:
+    provider = configured(PrivateModelProvider(), {"partner": {"apiKey": PARTNER_KEY}})
+    refused = provider.check({}, turbo(account="nowhere"))
+    assert [f.property for f in refused.failures] == ["account"]
+    assert "account 'nowhere' is not declared" in refused.failures[0].reason
+    assert "(declared: partner;" in refused.failures[0].reason
+    assert provider.check({}, turbo(account="partner")).failures == []
+    assert provider.check({}, turbo()).failures == []
+    binding = configured(CharacterModelProvider(), {})
+    failures = binding.check({}, {"char_id": "c1", "model_group_name": "m", "account": "x"})
+    assert "(declared: none;" in failures.failures[0].reason
+
+
+def test_a_move_to_another_account_replaces_creating_first_and_nothing_else_does() -> None:
+    provider = PrivateModelProvider()
+    olds = turbo()
+    moved = provider.diff("turbo", olds, turbo(account="partner"))
+    assert moved.replaces == ["account"]
+    assert moved.delete_before_replace is False
+    renamed = provider.diff("turbo", olds, turbo(model_name="llama-3.1-70b"))
+    assert renamed.delete_before_replace is True
+    assert provider.diff("turbo", olds, turbo()).changes is False
+
+
+def test_a_bindings_account_never_changes() -> None:
+    provider = CharacterModelProvider()
+    binding = {"char_id": "c1", "model_group_name": "m"}
+    with pytest.raises(ConvaiOperationError) as refused:
+        provider.diff("c1", {**binding, "account": "partner"}, binding)
+    assert "a character lives in one Convai account" in str(refused.value)
+    assert provider.diff("c1", binding, binding).changes is False
+
+
+def test_a_delete_in_an_account_the_stack_no_longer_declares_sends_nothing() -> None:
+    provider = configured(PrivateModelProvider(), {})
+    with pytest.raises(ConvaiOperationError) as refused:
+        provider.delete("turbo", turbo(account="partner"))  # the URL is a closed port
+    assert str(refused.value).startswith("Could not delete Convai private model 'turbo'")
+    assert "account 'partner' is not declared" in str(refused.value)
+
+
+def bind(account: str | None) -> list[Any]:
+    def program() -> None:
+        model = ConvaiPrivateModel("beta", **turbo(account="partner"))
+        ConvaiCharacterModel("ada", char_id="c1", model=model, account=account)
+
+    return run_program(program)
+
+
+def test_a_binding_given_its_model_takes_the_models_account_and_name() -> None:
+    binding = next(r for r in bind(None) if r.name == "ada")
+    assert binding.inputs["account"] == "partner"
+    assert binding.inputs["model_group_name"] == "turbo"
+
+
+def test_a_binding_in_another_account_than_its_model_is_refused_at_preview() -> None:
+    with pytest.raises(Exception, match="declared in account 'other', but its model 'beta'"):
+        bind("other")
+
+
+def test_a_fallback_of_the_stack_in_another_account_than_the_characters_is_refused() -> None:
+    models: list[dict[str, Any]] = [
+        {"model_group_name": "spare", "endpoint": "llm"},
+        {"model_group_name": "beta", "endpoint": "llm", "account": "partner", "characters": ["c"]},
+    ]
+    values = {
+        "endpoints": [
+            {
+                "name": "llm",
+                "kind": "external",
+                "base_url": "https://llm.example.com/v1",
+                "model_name": "llama-3.1-8b",
+                "api_key_config": "llmKey",
+            }
+        ],
+        "models": models,
+        "fallbackModel": "spare",
+    }
+    with pytest.raises(StackConfigError) as refused:
+        parse_stack_config(values)
+    assert "convai-models:fallbackModel: 'spare' is in the default account" in str(refused.value)
+    assert "the characters of beta live in another account" in str(refused.value)
+    models[0]["account"] = "partner"
+    assert parse_stack_config(values).fallbackModel == "spare"
+
+
+def test_a_model_another_key_does_not_find_stays_naming_its_accounts_key_setting(
+    convai: EmulatorProcess,
+) -> None:
+    provider = configured(PrivateModelProvider(), {"partner": {"apiKey": PARTNER_KEY}})
+    provider._config["convai:baseUrl"] = convai.url
+    props = turbo(account="partner") | {"convai_key_fingerprint": fingerprint("another-key-0c1")}
+    with pytest.raises(ConvaiOperationError) as refused:
+        provider.read("turbo", props)
+    assert "Set convai:accounts.partner.apiKey (or $CONVAI_API_KEY_PARTNER) to the key" in str(
+        refused.value
+    )
