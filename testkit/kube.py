@@ -7,7 +7,9 @@ Ready, provision and bind claims, give Ingresses a load-balancer address and mar
 Certificates Ready (kube_manifests/stages.yaml). Pod and Service addresses (10.244/16, 10.96/16)
 are only data: no kubelet, kube-proxy or container exists to listen or dial there.
 
-Every process runs in a session of its own and is ended by `stop`, which fails if one outlives it.
+Every process runs in a session of its own and is ended with its group by `stop`, which fails if
+one outlives it; each gets SIGKILL from the kernel if the process that started it dies first
+(testkit/processes.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from .processes import die_with_parent, end_group
 from .tls import TestCA, write_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -276,7 +279,8 @@ class ControlPlane:
             stderr=subprocess.STDOUT,
             cwd=self.dir,
             env={**os.environ, "HOME": str(self.dir)},  # kwok reads ~/.kwok
-            start_new_session=True,
+            start_new_session=True,  # its own group: `stop` ends the group
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - and the kernel, if the test dies
         )
         log.close()
 
@@ -349,13 +353,7 @@ class ControlPlane:
     def stop(self) -> None:
         """Ends every process (the last started first) and fails if any outlives this."""
         for process in reversed(self._processes.values()):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(STOP_TIMEOUT)
+            end_group(process, signal.SIGTERM, STOP_TIMEOUT)
         left = processes_mentioning(str(self.dir))
         if left:
             raise ControlPlaneError(f"processes outlived the control plane: {left}")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from convai_provider.emulator.process import EmulatorProcess
 from testkit.convai import CONVAI_KEY, FAST_BACKOFF
 from testkit.kube import NoKubeError, find_kube_bin
 from testkit.postgres import NoPostgresError, PostgresServer, find_postgres_bin
+from testkit.processes import die_with_parent, watch_this_run
 from testkit.pulumi_cli import NoPulumiError, find_pulumi_bin
 
 # Hypothesis keeps nothing in the checkout (examples, caches): the run leaves the tree as it was.
@@ -21,11 +23,26 @@ settings.register_profile("convai-models", database=None)
 settings.load_profile("convai-models")
 set_hypothesis_home_dir(tempfile.mkdtemp(prefix="convai-hypothesis-"))
 
+WATCHDOG: list[subprocess.Popen[bytes]] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before anything starts: the run's watchdog, which ends whatever the run leaves running
+    once this process ends, killed or not (testkit/processes.py)."""
+    WATCHDOG.append(watch_this_run())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for watchdog in WATCHDOG:
+        assert watchdog.stdin is not None
+        watchdog.stdin.close()
+        watchdog.wait()
+
 
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
     db = tmp_path_factory.mktemp("emulator") / "convai.sqlite3"
-    with EmulatorProcess(db) as emu:
+    with EmulatorProcess(db, preexec_fn=die_with_parent()) as emu:
         yield emu
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from convai_provider.emulator.store import ConvaiStore, account_for_key
-from testkit.pulumi_cli import end_session, session_members
+from testkit.processes import end_session, session_members
 
 ROOT = Path(__file__).resolve().parent.parent
 
