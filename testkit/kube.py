@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -44,6 +45,8 @@ POD_RANGE = "10.244.0.0/16"
 START_TIMEOUT = 90.0
 """Seconds from etcd's start to a Ready node (6-7 s on an idle 2-core machine)."""
 STOP_TIMEOUT = 15.0
+PORT_ATTEMPTS = 3
+"""Starts tried, each on new ports, when a port picked free was taken before it was bound."""
 
 
 class NoKubeError(Exception):
@@ -81,6 +84,8 @@ def pin(key: str) -> str:
 
 
 def free_port() -> int:
+    """A loopback port free now; another process may take it before ours binds it (`start`
+    then starts again on new ports)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -129,13 +134,34 @@ class ControlPlane:
     # starting ---------------------------------------------------------------------------------
 
     def start(self) -> None:
-        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + START_TIMEOUT
-        try:
-            self._start(deadline)
-        except BaseException:
-            self.stop()
-            raise
+        """Starts the control plane; again on new ports if another process took one of those
+        `free_port` picked before etcd or the API server bound it."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            (self.dir / "logs").mkdir(parents=True, exist_ok=True)
+            deadline = time.monotonic() + START_TIMEOUT
+            try:
+                self._start(deadline)
+                return
+            except ControlPlaneError:
+                self.stop()
+                if attempt == PORT_ATTEMPTS or not self._lost_a_port():
+                    raise
+                self._set_aside(attempt)
+            except BaseException:
+                self.stop()
+                raise
+
+    def _lost_a_port(self) -> bool:
+        return any(
+            "address already in use" in log.read_text(errors="replace")
+            for log in (self.dir / "logs").glob("*.log")
+        )
+
+    def _set_aside(self, attempt: int) -> None:
+        """Keeps the failed attempt's logs beside the next one's; a fresh etcd data directory."""
+        (self.dir / "logs").rename(self.dir / f"logs-attempt-{attempt}")
+        shutil.rmtree(self.dir / "etcd", ignore_errors=True)
+        self._processes.clear()
 
     def _start(self, deadline: float) -> None:
         ca = TestCA(self.dir / "pki", "convai-models throwaway cluster CA")
