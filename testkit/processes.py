@@ -33,6 +33,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 RUN_VARIABLE = "TESTKIT_RUN"
 """The run's id, in the environment of every process the run starts (not PULUMI_ or CONVAI_:
@@ -131,7 +132,7 @@ def stop_session(process: subprocess.Popen[str], grace: float = GRACE) -> tuple[
     return out or "", err or ""
 
 
-def end_group(process: subprocess.Popen[bytes], sig: signal.Signals, timeout: float) -> None:
+def end_group(process: subprocess.Popen[Any], sig: signal.Signals, timeout: float) -> None:
     """`sig` to the process group `process` leads (started with `start_new_session`), SIGKILL
     to the group if the leader has not ended within `timeout`, then waits until none is left."""
     if process.poll() is None:
