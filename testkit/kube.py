@@ -7,13 +7,16 @@ Ready, provision and bind claims, give Ingresses a load-balancer address and mar
 Certificates Ready (kube_manifests/stages.yaml). Pod and Service addresses (10.244/16, 10.96/16)
 are only data: no kubelet, kube-proxy or container exists to listen or dial there.
 
-Every process runs in a session of its own and is ended by `stop`, which fails if one outlives it.
+Every process runs in a session of its own and is ended with its group by `stop`, which fails if
+one outlives it; each gets SIGKILL from the kernel if the process that started it dies first
+(testkit/processes.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -28,6 +31,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from .processes import die_with_parent, end_group
 from .tls import TestCA, write_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +54,8 @@ POD_RANGE = "10.244.0.0/16"
 START_TIMEOUT = 90.0
 """Seconds from etcd's start to a Ready node (6-7 s on an idle 2-core machine)."""
 STOP_TIMEOUT = 15.0
+PORT_ATTEMPTS = 3
+"""Starts tried, each on new ports, when a port picked free was taken before it was bound."""
 
 
 class NoKubeError(Exception):
@@ -87,6 +93,8 @@ def pin(key: str) -> str:
 
 
 def free_port() -> int:
+    """A loopback port free now; another process may take it before ours binds it (`start`
+    then starts again on new ports)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -135,13 +143,34 @@ class ControlPlane:
     # starting ---------------------------------------------------------------------------------
 
     def start(self) -> None:
-        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + START_TIMEOUT
-        try:
-            self._start(deadline)
-        except BaseException:
-            self.stop()
-            raise
+        """Starts the control plane; again on new ports if another process took one of those
+        `free_port` picked before etcd or the API server bound it."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            (self.dir / "logs").mkdir(parents=True, exist_ok=True)
+            deadline = time.monotonic() + START_TIMEOUT
+            try:
+                self._start(deadline)
+                return
+            except ControlPlaneError:
+                self.stop()
+                if attempt == PORT_ATTEMPTS or not self._lost_a_port():
+                    raise
+                self._set_aside(attempt)
+            except BaseException:
+                self.stop()
+                raise
+
+    def _lost_a_port(self) -> bool:
+        return any(
+            "address already in use" in log.read_text(errors="replace")
+            for log in (self.dir / "logs").glob("*.log")
+        )
+
+    def _set_aside(self, attempt: int) -> None:
+        """Keeps the failed attempt's logs beside the next one's; a fresh etcd data directory."""
+        (self.dir / "logs").rename(self.dir / f"logs-attempt-{attempt}")
+        shutil.rmtree(self.dir / "etcd", ignore_errors=True)
+        self._processes.clear()
 
     def _start(self, deadline: float) -> None:
         ca = TestCA(self.dir / "pki", "convai-models throwaway cluster CA")
@@ -290,7 +319,8 @@ class ControlPlane:
             stderr=subprocess.STDOUT,
             cwd=self.dir,
             env={**os.environ, "HOME": str(self.dir)},  # kwok reads ~/.kwok
-            start_new_session=True,
+            start_new_session=True,  # its own group: `stop` ends the group
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - and the kernel, if the test dies
         )
         log.close()
 
@@ -363,13 +393,7 @@ class ControlPlane:
     def stop(self) -> None:
         """Ends every process (the last started first) and fails if any outlives this."""
         for process in reversed(self._processes.values()):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(STOP_TIMEOUT)
+            end_group(process, signal.SIGTERM, STOP_TIMEOUT)
         left = processes_mentioning(str(self.dir))
         if left:
             raise ControlPlaneError(f"processes outlived the control plane: {left}")

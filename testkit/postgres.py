@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from .processes import die_with_parent, group_members
+
 SERVER_ACCOUNT = "convai-postgres"
 """The system account the server runs as when the tests run as root."""
 SUPERUSER = "convai"
@@ -194,6 +196,9 @@ class PostgresServer:
                     stderr=subprocess.STDOUT,
                     cwd=self.home,
                     start_new_session=True,  # its own group: stop() can prove none is left
+                    # SIGKILL from the kernel if the test process dies without stopping it; its
+                    # backends notice their postmaster's death and exit.
+                    preexec_fn=die_with_parent(),  # noqa: PLW1509 - see die_with_parent
                     user=self._uid,
                     group=self._gid,
                     extra_groups=None if self._uid is None else [],
@@ -304,7 +309,7 @@ class PostgresServer:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        if leftovers := processes_in_group(proc.pid):
+        if leftovers := group_members(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise AssertionError(f"PostgreSQL left processes running: {leftovers}")
@@ -319,18 +324,6 @@ class PostgresServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def processes_in_group(group: int) -> list[int]:
-    """The live processes of process group `group` (zombies count as gone)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            state, pgrp = fields[0], int(fields[2])
-            if pgrp == group and state != "Z":
-                found.append(int(stat.parent.name))
-    return found
 
 
 def main() -> None:

@@ -11,16 +11,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .processes import end_session, session_members, stop_session
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = "e2e"
@@ -94,36 +94,6 @@ class CommandFailedError(AssertionError):
     pass
 
 
-def session_members(leader: int) -> list[int]:
-    """The live processes of the session `leader` started (`start_new_session`). The CLI starts
-    each plugin in a process group of its own, so killing the CLI's group leaves its provider
-    running; they all stay in the CLI's session. Zombies are left out: they have ended."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # ended meanwhile
-        state, _ppid, _group, session = stat.rsplit(")", 1)[1].split()[:4]
-        if int(session) == leader and state != "Z":
-            members.append(int(entry.name))
-    return members
-
-
-def end_session(leader: int, timeout: float = 30.0) -> None:
-    """SIGKILL every process of the session and wait until none is left."""
-    deadline = time.monotonic() + timeout
-    while members := session_members(leader):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"processes of session {leader} outlived SIGKILL: {members}")
-        for pid in members:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
-
-
 class PulumiProject:
     """A project running a program of this checkout on stack `e2e` with the real CLI."""
 
@@ -191,16 +161,32 @@ class PulumiProject:
         command = [str(self.bin / "pulumi"), *args, "--non-interactive"]
         if stack_flag:
             command += ["--stack", STACK]
-        done = subprocess.run(
+        # A session of its own: whatever ends this command (its timeout, Ctrl-C, an error here)
+        # ends it with its plugins, which the CLI starts in process groups of their own.
+        process = subprocess.Popen(
             command,
             cwd=self.dir,
             env=self.env,
-            input=stdin,
-            capture_output=True,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout or COMMAND_TIMEOUT,
-            check=False,
+            start_new_session=True,
         )
+        limit = timeout or COMMAND_TIMEOUT
+        try:
+            stdout, stderr = process.communicate(stdin, timeout=limit)
+        except subprocess.TimeoutExpired:
+            stdout, stderr = stop_session(process)
+            self.transcript.append(f"$ pulumi {' '.join(args)}\n{stdout}\n{stderr}")
+            raise CommandFailedError(
+                f"pulumi {' '.join(args)} did not end within {limit:.0f} s; interrupted, then "
+                f"killed with its plugins\n{stdout}\n{stderr}"
+            ) from None
+        except BaseException:
+            stop_session(process)
+            raise
+        done = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
         self.transcript.append(f"$ pulumi {' '.join(args)}\n{done.stdout}\n{done.stderr}")
         self.after_each_command(" ".join(args))
         if check and done.returncode != 0:

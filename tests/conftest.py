@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import importlib.util
 import os
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,8 @@ from convai_provider.emulator.process import EmulatorProcess
 from testkit.convai import CONVAI_KEY, FAST_BACKOFF
 from testkit.kube import NoKubeError, find_kube_bin
 from testkit.postgres import NoPostgresError, PostgresServer, find_postgres_bin
+from testkit.processes import die_with_parent, watch_this_run
+from testkit.published_endpoints import RESOLVER_OVERRIDE
 from testkit.pulumi_cli import NoPulumiError, find_pulumi_bin
 
 # Hypothesis keeps nothing in the checkout (examples, caches): the run leaves the tree as it was.
@@ -21,11 +25,45 @@ settings.register_profile("convai-models", database=None)
 settings.load_profile("convai-models")
 set_hypothesis_home_dir(tempfile.mkdtemp(prefix="convai-hypothesis-"))
 
+WATCHDOG: list[subprocess.Popen[bytes]] = []
+NETWORK_LOG = Path(tempfile.mkdtemp(prefix="convai-network-")) / "refused.log"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before anything starts: the run's watchdog, which ends whatever the run leaves running
+    once this process ends, killed or not (testkit/processes.py); and the network guard, in
+    this process and every Python process the run starts (testkit/resolver_override)."""
+    WATCHDOG.append(watch_this_run())
+    os.environ["TESTKIT_NETWORK_LOG"] = str(NETWORK_LOG)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, (str(RESOLVER_OVERRIDE), os.environ.get("PYTHONPATH")))
+    )
+    guard = importlib.util.spec_from_file_location(
+        "testkit_network_guard", RESOLVER_OVERRIDE / "sitecustomize.py"
+    )
+    assert guard is not None and guard.loader is not None
+    guard.loader.exec_module(importlib.util.module_from_spec(guard))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Every lookup and connect the guard refused, swallowed by its caller or not."""
+    if NETWORK_LOG.exists() and (refused := NETWORK_LOG.read_text().splitlines()):
+        terminalreporter.section("refused: off this machine (testkit/resolver_override)")
+        for line in sorted(set(refused)):
+            terminalreporter.write_line(line)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for watchdog in WATCHDOG:
+        assert watchdog.stdin is not None
+        watchdog.stdin.close()
+        watchdog.wait()
+
 
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
     db = tmp_path_factory.mktemp("emulator") / "convai.sqlite3"
-    with EmulatorProcess(db) as emu:
+    with EmulatorProcess(db, preexec_fn=die_with_parent()) as emu:
         yield emu
 
 

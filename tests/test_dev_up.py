@@ -15,9 +15,13 @@ import httpx
 import pytest
 
 from convai_provider.emulator.store import ConvaiStore, account_for_key
-from testkit.pulumi_cli import end_session, session_members
+from testkit.processes import end_session, session_members
 
 ROOT = Path(__file__).resolve().parent.parent
+DEV_UP_MAY_ASK_THE_PACKAGE_INDEX = {"TESTKIT_NETWORK_GUARD": "record"}
+"""dev-up installs the project into a fresh virtualenv with pip, which asks the package index:
+the suite's one contact off the machine, let through and listed in the run's summary
+(testkit/resolver_override)."""
 
 
 def run_dev_up(
@@ -34,6 +38,7 @@ def run_dev_up(
         "CONVAI_DEV_DIR": str(tmp_path / "dev"),
         "HOME": str(tmp_path / "home"),
         "XDG_CACHE_HOME": str(cache or tmp_path / "cache"),
+        **DEV_UP_MAY_ASK_THE_PACKAGE_INDEX,
         **(extra_env or {}),
     }
     env.pop("VIRTUAL_ENV", None)
@@ -112,6 +117,7 @@ def dev_env(tmp_path: Path, path: str) -> dict[str, str]:
         "CONVAI_DEV_DIR": str(tmp_path / "dev"),
         "HOME": str(tmp_path / "home"),
         "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        **DEV_UP_MAY_ASK_THE_PACKAGE_INDEX,
     }
 
 

@@ -9,6 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from testkit.kube import pin
+
 ROOT = Path(__file__).resolve().parent.parent
 BINARIES = (
     "etcd",
@@ -96,3 +98,23 @@ def test_without_go_it_says_how_to_get_it(tmp_path: Path) -> None:
 def test_unknown_options_are_refused(tmp_path: Path) -> None:
     done = install(tmp_path, "--bogus")
     assert done.returncode == 2 and "unknown option '--bogus'" in done.stderr
+
+
+def test_the_pins_and_the_docs_say_which_kubernetes_provider_the_tests_run_and_why() -> None:
+    """The provider source the tests build is not the release production runs: the pins file and
+    docs/kubernetes-tests.md both say which, why, and where the two differ."""
+    pins = (ROOT / "scripts" / "kube-versions").read_text()
+    docs = (ROOT / "docs" / "kubernetes-tests.md").read_text()
+    source, release, plugin = (
+        pin("pulumi_kubernetes_provider"),
+        pin("pulumi_kubernetes_provider_release"),
+        pin("pulumi_kubernetes_plugin"),
+    )
+    assert source.startswith("v4.0.0-")  # a pseudo-version: what the module proxy serves
+    sdk = re.search(r"^pulumi_kubernetes==(\S+)$", (ROOT / "constraints.txt").read_text(), re.M)
+    assert sdk is not None and sdk[1] == plugin  # stamped as the SDK's plugin version
+    for text in (pins, docs):
+        assert "pulumi-kubernetes#4328" in text
+        assert "only at" in text  # why: the proxy serves that pseudo-version only
+    assert f"about v{release}" in docs
+    assert source in docs and plugin in docs

@@ -43,6 +43,12 @@ HF_TOKEN = "hf_test_token_5b1e07c9"
 PROJECT = "convai-models"
 MODEL_TYPE = "pulumi-python:dynamic/convai:PrivateModel"
 STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
+SECRET = "kubernetes:core/v1:Secret"
+DISRUPTION_BUDGET = "kubernetes:policy/v1:PodDisruptionBudget"
+REPLACED = {"create-replacement", "replace", "delete-replaced"}
+"""The steps of a replacement, in the order of its kind (create first, or delete first)."""
+ADDED = "qwen-7b"
+ADDED_HOST = "qwen-7b.staging.llm.example.com"
 VOLUMES_GONE_WITHIN = 60.0
 """Seconds the controllers get to delete the volumes of deleted claims (about one on an idle
 machine): a bound, not a measurement."""
@@ -61,7 +67,10 @@ def vllm_endpoints(config: dict[str, Any]) -> list[dict[str, Any]]:
     return [e for e in config[f"{PROJECT}:endpoints"] if e["kind"] == "vllm"]
 
 
-PUBLIC_HOSTS = tuple(e["host"] for s in STACKS for e in vllm_endpoints(stack_file_config(s)))
+PUBLIC_HOSTS = (
+    *(e["host"] for s in STACKS for e in vllm_endpoints(stack_file_config(s))),
+    ADDED_HOST,  # the endpoint the staging test adds
+)
 CONTEXTS = tuple(sorted({stack_file_config(s)["kubernetes:context"] for s in STACKS}))
 
 
@@ -191,15 +200,17 @@ def deploy(
 # what a deployed stack holds --------------------------------------------------------------------
 
 
-def assert_deployed(deployment: Deployment) -> None:
+def assert_deployed(deployment: Deployment, only: str | None = None) -> None:
     """Every endpoint runs, awaited, as declared; every model is on Convai with the URL and key
-    the program derives; each preflight reached its host's endpoint with that key."""
+    the program derives; each preflight reached its host's endpoint with that key. `only` limits
+    the checks of endpoints and their models to that endpoint (the others' claims may keep an
+    older size: see assert_cache_change_keeps_pods_and_claims)."""
     outputs = deployment.project.outputs()
     registered = live(deployment.convai)
     endpoints = {e["name"]: e for e in vllm_endpoints(deployment.config)}
     models = deployment.config[f"{PROJECT}:models"]
     assert set(registered) == {m["model_group_name"] for m in models}
-    for model in models:
+    for model in (m for m in models if only in (None, m["endpoint"])):
         group, endpoint = model["model_group_name"], endpoints[model["endpoint"]]
         url = f"https://{endpoint['host']}/v1"
         assert registered[group]["base_url"] == url
@@ -282,6 +293,33 @@ def assert_gone(deployment: Deployment) -> None:
     assert deployment.cluster.objects("persistentvolumes") == []
 
 
+def endpoint_parts(name: str, replicas: int) -> set[tuple[str, str]]:
+    """What the program declares for a vLLM endpoint, as (type, name): all of it, so a plan of
+    a new or removed endpoint is checked whole."""
+    parts = {
+        ("convai-models:inference:VllmDeployment", name),
+        ("kubernetes:core/v1:Namespace", name),
+        (SECRET, f"{name}-keys"),
+        (STATEFUL_SET, name),
+        ("kubernetes:core/v1:Service", name),
+        ("kubernetes:networking.k8s.io/v1:Ingress", name),
+        ("kubernetes:cert-manager.io/v1:Certificate", f"{name}-certificate"),
+        ("kubernetes:networking.k8s.io/v1:NetworkPolicy", name),
+        ("kubernetes:networking.k8s.io/v1:NetworkPolicy", f"{name}-egress"),
+        ("random:index/randomPassword:RandomPassword", f"{name}-api-key"),
+        ("random:index/randomPassword:RandomPassword", f"{name}-api-key-b"),
+    }
+    return parts | ({(DISRUPTION_BUDGET, name)} if replicas >= 2 else set())
+
+
+def endpoint_steps(config: dict[str, Any], name: str, op: str) -> dict[tuple[str, str], set[str]]:
+    """`op` for every part of endpoint `name` of `config` and each model on it."""
+    (endpoint,) = [e for e in config[f"{PROJECT}:endpoints"] if e["name"] == name]
+    models = [m for m in config[f"{PROJECT}:models"] if m["endpoint"] == name]
+    parts = endpoint_parts(name, endpoint["replicas"])
+    return {key: {op} for key in parts | {(MODEL_TYPE, m["model_group_name"]) for m in models}}
+
+
 # the changes users make -------------------------------------------------------------------------
 
 
@@ -315,26 +353,38 @@ def other_key_in_use(config: dict[str, Any]) -> None:
 def added_endpoint(config: dict[str, Any]) -> None:
     endpoint = {
         **first_endpoint(config),
-        "name": "qwen-7b",
+        "name": ADDED,
         "model": "Qwen/Qwen2.5-7B-Instruct",
         "served_model_name": "qwen-2.5-7b",
-        "host": "qwen-7b.staging.llm.example.com",
+        "host": ADDED_HOST,
     }
     config[f"{PROJECT}:endpoints"].append(endpoint)
     config[f"{PROJECT}:models"].append(
-        {"model_group_name": "staging-qwen-7b", "endpoint": "qwen-7b", "display_name": "Qwen"}
+        {"model_group_name": f"staging-{ADDED}", "endpoint": ADDED, "display_name": "Qwen"}
     )
 
 
 def removed_endpoint(config: dict[str, Any]) -> None:
-    gone = config[f"{PROJECT}:endpoints"].pop()["name"]
-    models = config[f"{PROJECT}:models"]
-    config[f"{PROJECT}:models"] = [m for m in models if m["endpoint"] != gone]
+    without_endpoint(config[f"{PROJECT}:endpoints"][-1]["name"])(config)
+
+
+def without_endpoint(name: str) -> Callable[[dict[str, Any]], None]:
+    """The change that removes endpoint `name` and the models on it."""
+
+    def change(config: dict[str, Any]) -> None:
+        endpoints = config[f"{PROJECT}:endpoints"]
+        config[f"{PROJECT}:endpoints"] = [e for e in endpoints if e["name"] != name]
+        models = config[f"{PROJECT}:models"]
+        config[f"{PROJECT}:models"] = [m for m in models if m["endpoint"] != name]
+
+    return change
 
 
 def assert_plans(deployment: Deployment) -> None:
-    """The real provider's plan for each change a user makes to an endpoint."""
-    name = first_endpoint(deployment.config)["name"]
+    """The real provider's plan for each change a user makes to an endpoint: every preview's exit
+    code, and every resource the plan changes with its steps (nothing else changes)."""
+    endpoint = first_endpoint(deployment.config)
+    name = endpoint["name"]
     group = next(
         m["model_group_name"]
         for m in deployment.config[f"{PROJECT}:models"]
@@ -343,39 +393,39 @@ def assert_plans(deployment: Deployment) -> None:
 
     # A new image or model rolls the pods in place: an update of the pod template only.
     plan = deployment.plan(new_image)
-    assert plan.changed() == {(STATEFUL_SET, name): {"update"}}, plan.output
+    assert (plan.exit_code, plan.changed()) == (0, {(STATEFUL_SET, name): {"update"}}), plan.output
 
     # A new served name is a new Convai model_name, which Convai cannot update: replaced.
     plan = deployment.plan(new_model)
-    assert plan.changed().keys() == {(STATEFUL_SET, name), (MODEL_TYPE, group)}, plan.output
-    assert plan.ops(STATEFUL_SET, name) == {"update"}
-    assert "replace" in plan.ops(MODEL_TYPE, group)
+    assert (plan.exit_code, plan.changed()) == (
+        0,
+        {(STATEFUL_SET, name): {"update"}, (MODEL_TYPE, group): REPLACED},
+    ), plan.output
 
     # More replicas: the StatefulSet scales in place, and two or more get a disruption budget.
     plan = deployment.plan(more_replicas)
-    changed = plan.changed()
-    assert changed.pop((STATEFUL_SET, name)) == {"update"}, plan.output
-    if first_endpoint(deployment.config)["replicas"] == 1:
-        assert changed == {("kubernetes:policy/v1:PodDisruptionBudget", name): {"create"}}
-    else:
-        assert changed == {}
+    budget = {(DISRUPTION_BUDGET, name): {"create"}} if endpoint["replicas"] == 1 else {}
+    assert (plan.exit_code, plan.changed()) == (
+        0,
+        {(STATEFUL_SET, name): {"update"}, **budget},
+    ), plan.output
 
-    # volumeClaimTemplates cannot change in place: the StatefulSet is replaced (deleted first, its
-    # name is fixed). Before v4.29 the provider also sends the change to the API server during
-    # the preview, which refuses it (pulumi-kubernetes#4328): the preview fails, naming it; a
-    # `pulumi up` of the same change replaces the StatefulSet all the same.
+    # volumeClaimTemplates cannot change in place: the StatefulSet alone is replaced (deleted
+    # first, its name is fixed). Before v4.29 the provider also sends the change to the API server
+    # during the preview, which refuses it (pulumi-kubernetes#4328): the preview fails, naming it;
+    # a `pulumi up` of the same change replaces the StatefulSet all the same.
     plan = deployment.plan(bigger_cache)
-    assert "replace" in plan.ops(STATEFUL_SET, name), plan.output
+    assert plan.changed() == {(STATEFUL_SET, name): REPLACED}, plan.output
     if provider_fixes_4328():
         assert plan.exit_code == 0, plan.output
     else:
-        assert plan.exit_code != 0
+        assert plan.exit_code == 1, plan.output  # the CLI's code for a failed preview
         assert "updates to statefulset spec for fields other than" in plan.output
 
     # Convai switched to the endpoint's other key, which vLLM already accepts: the model's key is
     # updated in place, and no pod restarts (docs/vllm.md, "Rotating an endpoint key").
     plan = deployment.plan(other_key_in_use)
-    assert plan.changed() == {(MODEL_TYPE, group): {"update"}}, plan.output
+    assert (plan.exit_code, plan.changed()) == (0, {(MODEL_TYPE, group): {"update"}}), plan.output
 
     # A new Hugging Face token changes the Secret's data: the provider replaces the Secret (new
     # generated name), which the pod template names, so the pods roll (docs/vllm.md).
@@ -384,18 +434,30 @@ def assert_plans(deployment: Deployment) -> None:
         plan = deployment.plan(lambda _config: None)
     finally:
         deployment.project.set_secret("hfToken", HF_TOKEN)
-    secret = ("kubernetes:core/v1:Secret", f"{name}-keys")
-    assert plan.changed().keys() == {secret, (STATEFUL_SET, name)}, plan.output
-    assert "replace" in plan.ops(*secret)
-    assert plan.ops(STATEFUL_SET, name) == {"update"}
+    assert (plan.exit_code, plan.changed()) == (
+        0,
+        {(SECRET, f"{name}-keys"): REPLACED, (STATEFUL_SET, name): {"update"}},
+    ), plan.output
 
     # A new endpoint is created whole, and its model registered on it; nothing else changes.
     plan = deployment.plan(added_endpoint)
-    assert all(ops == {"create"} for ops in plan.changed().values()), plan.output
-    created = {key for key in plan.changed()}
-    assert (MODEL_TYPE, "staging-qwen-7b") in created
-    assert (STATEFUL_SET, "qwen-7b") in created
-    assert ("kubernetes:core/v1:Namespace", "qwen-7b") in created
+    added = copy.deepcopy(deployment.config)
+    added_endpoint(added)
+    assert (plan.exit_code, plan.changed()) == (
+        0,
+        endpoint_steps(added, ADDED, "create"),
+    ), plan.output
+
+
+def assert_removing_one_of_two_endpoints(deployment: Deployment) -> None:
+    """With two endpoints running, removing either deletes it whole, with its model, and leaves
+    the other as it is."""
+    for name in [e["name"] for e in deployment.config[f"{PROJECT}:endpoints"]]:
+        plan = deployment.plan(without_endpoint(name))
+        assert (plan.exit_code, plan.changed()) == (
+            0,
+            endpoint_steps(deployment.config, name, "delete"),
+        ), plan.output
 
 
 def assert_cache_change_keeps_pods_and_claims(deployment: Deployment) -> None:
@@ -497,6 +559,9 @@ def assert_served_name_changes_without_a_404_window(deployment: Deployment) -> N
 # the tests --------------------------------------------------------------------------------------
 
 
+# About 25 CLI commands on a throwaway cluster: 6 minutes on a quiet 2-core machine, more than
+# the suite's 10 under a load of 20.
+@pytest.mark.timeout(1800)
 def test_staging_deploys_awaited_plans_each_change_and_goes_whole(
     deploy: Callable[[str], Deployment],
 ) -> None:
@@ -513,9 +578,21 @@ def test_staging_deploys_awaited_plans_each_change_and_goes_whole(
     staging.project.run("config", "rm", f"{PROJECT}:hfToken")
     plan = staging.plan(removed_endpoint)
     staging.project.set_secret("hfToken", HF_TOKEN)
-    assert plan.exit_code == 0, plan.output
-    assert plan.changed() and all(ops == {"delete"} for ops in plan.changed().values())
-    assert ("pulumi-python:dynamic/convai:PrivateModel", "staging-llama-8b") in plan.changed()
+    name = first_endpoint(staging.config)["name"]
+    assert (plan.exit_code, plan.changed()) == (
+        0,
+        endpoint_steps(staging.config, name, "delete"),
+    ), plan.output
+
+    # A second endpoint, deployed as the first; then either can go without touching the other.
+    two = copy.deepcopy(staging.config)
+    added_endpoint(two)
+    staging.config = two
+    staging.configure()
+    staging.project.up()
+    assert_deployed(staging, only=ADDED)
+    staging.project.run("preview", "--expect-no-changes")
+    assert_removing_one_of_two_endpoints(staging)
 
     staging.project.destroy()
     assert_gone(staging)

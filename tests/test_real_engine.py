@@ -23,7 +23,8 @@ from convai_provider.api.wire import (
 )
 from convai_provider.emulator.process import EmulatorProcess
 from testkit.convai import CONVAI_KEY, live, stored_endpoint_key
-from testkit.pulumi_cli import Event, PulumiProject, end_session, session_members
+from testkit.processes import end_session, session_members
+from testkit.pulumi_cli import Event, PulumiProject
 
 ENDPOINT_KEY = "sk-e2e-endpoint-81c4d2"
 ROTATED_KEY = "sk-e2e-rotated-3b9f70"

@@ -32,9 +32,9 @@ from testkit.postgres import (
     NoPostgresError,
     PostgresServer,
     find_postgres_bin,
-    processes_in_group,
 )
 from testkit.postgres import main as postgres_main
+from testkit.processes import group_members
 from testkit.pulumi_cli import COMMAND_TIMEOUT, PulumiProject
 from tests.test_dev_up import dev_models, run_dev_up
 from tests.test_real_engine import wait_for
@@ -249,7 +249,7 @@ def test_the_server_runs_unprivileged_on_loopback_only_and_stops_with_nothing_le
         assert uid == (pwd.getpwnam(SERVER_ACCOUNT).pw_uid if root else os.geteuid())
         assert uid != 0
         port, home = server.port, server.home
-    assert processes_in_group(pid) == []
+    assert group_members(pid) == []
     assert not home.exists()
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), 2):
         pass

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -27,8 +28,12 @@ class EmulatorProcess:
         host: str = "127.0.0.1",
         log_path: Path | None = None,
         access_log: bool = True,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
+        """`preexec_fn` runs in the child before the emulator starts (the tests make it die with
+        them: testkit/processes.py)."""
         self.db = db
+        self.preexec_fn = preexec_fn
         self.access_log = access_log
         self.host = host
         self.log_path = log_path or db.with_suffix(".log")
@@ -55,6 +60,7 @@ class EmulatorProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                preexec_fn=self.preexec_fn,  # noqa: PLW1509 - the caller's to make thread-safe
             )
         self.url = self._wait_for_address(offset)
 

@@ -1,0 +1,148 @@
+"""No process outlives a test run that is killed (testkit/processes.py): a pytest of its own starts
+each kind of process the suite starts, and is killed with SIGTERM (which pytest does not catch:
+no teardown runs) or SIGKILL while they all run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from testkit.kube import processes_mentioning
+from testkit.postgres import PostgresServer
+from testkit.processes import end_group, session_members, stop_session
+
+ROOT = Path(__file__).resolve().parent.parent
+HOLD = ROOT / "tests" / "fixtures" / "hold-everything" / "hold_everything.py"
+READY_WITHIN = 300.0
+"""Seconds the child gets to start everything (about 30 on a loaded 2-core machine): a bound."""
+GONE_WITHIN = 60.0
+"""Seconds what the child started gets to be gone after it is killed (the watchdog's SIGINT,
+its grace of 10 s, then SIGKILL): a bound, not a measurement."""
+HELD = {
+    "etcd": "etcd ",
+    "kube-apiserver": "kube-apiserver ",
+    "kube-controller-manager": "kube-controller-manager ",
+    "kube-scheduler": "kube-scheduler ",
+    "kwok": "kwok ",
+    "the emulator": "-m convai_provider emulator",
+    "PostgreSQL": "postgres -D",
+    "the Pulumi CLI": "pulumi up",
+    "its language host": "pulumi-language-python",
+    "its plugin": "-m testkit.random_plugin",
+    "the program": "hold-everything",
+}
+"""What the child holds, by a part of its command line."""
+
+
+def held(marker: str) -> dict[str, list[str]]:
+    running = processes_mentioning(marker)
+    return {name: [p for p in running if part in p] for name, part in HELD.items()}
+
+
+def wait_until(condition: object, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not callable(condition) or not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not within {within:.0f} s")
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_nothing_outlives_a_killed_test_run(
+    sig: signal.Signals,
+    tmp_path: Path,
+    kube_bin: Path,
+    cli_bin: Path,
+    postgres: PostgresServer,  # skipped without PostgreSQL (failed under CI), as the child
+) -> None:
+    ready = tmp_path / "ready"  # also the mark of each process the child starts (environment)
+    log = tmp_path / "child.log"
+    with log.open("wb") as out:
+        child = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "pytest", str(HOLD), "-p", "no:cacheprovider", "-q", "-s"),
+                *(f"--basetemp={tmp_path / 'child'}", f"--rootdir={ROOT}"),
+            ],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "HOLD_READY_FILE": str(ready),
+                "CONVAI_PULUMI_BIN": str(cli_bin),
+                "CONVAI_KUBE_BIN": str(kube_bin),
+            },
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until(
+            lambda: ready.exists() or child.poll() is not None, READY_WITHIN, "the child's hold"
+        )
+        assert ready.exists(), f"the child ended {child.returncode}: {log.read_text()[-3000:]}"
+        running = held(str(ready))
+        assert all(running.values()), f"not all started: {running}"
+
+        os.kill(child.pid, sig)
+        child.wait()
+
+        wait_until(lambda: not processes_mentioning(str(ready)), GONE_WITHIN, "all gone")
+        assert processes_mentioning(str(ready)) == []
+        # The kernel ended the servers; the watchdog what the CLI ran, and says so.
+        assert "testkit watchdog: the test run" in log.read_text()
+    finally:
+        for line in processes_mentioning(str(ready)):  # this test leaves nothing either
+            os.kill(int(line.split(":", 1)[0]), signal.SIGKILL)
+        child.kill()
+        child.wait()
+
+
+def test_a_command_is_interrupted_then_killed_with_its_group_and_session(tmp_path: Path) -> None:
+    """What a CLI run's timeout does: SIGINT to the command's group; one that ignores it, and a
+    process it started in a group of its own (as the CLI starts plugins), are SIGKILLed."""
+    script = (
+        "import os, signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'],"
+        " process_group=0)\n"
+        "print('started', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "started\n"
+    stop_session(process, grace=1.0)
+    assert process.returncode == -signal.SIGKILL
+    assert session_members(process.pid) == []
+
+
+def test_a_server_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """die_with_parent: a server's starter killed with SIGKILL, the kernel ends the server."""
+    pid_file = tmp_path / "server.pid"
+    starter = (
+        "import subprocess, sys, time\n"
+        "from testkit.processes import die_with_parent\n"
+        "server = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'],"
+        " preexec_fn=die_with_parent())\n"
+        f"open({str(pid_file)!r}, 'w').write(str(server.pid))\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", starter], cwd=ROOT, start_new_session=True)
+    try:
+        wait_until(lambda: pid_file.exists() and pid_file.read_text(), 60, "the server's start")
+        assert session_members(parent.pid) == [parent.pid, int(pid_file.read_text())]
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        wait_until(lambda: session_members(parent.pid) == [], 30, "the server's end")
+    finally:
+        end_group(parent, signal.SIGKILL, 5)
