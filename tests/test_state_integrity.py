@@ -178,13 +178,22 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) ->
         time.sleep(0.1)
 
 
+def hold_creates_after_their_registers_land(
+    convai: EmulatorProcess, count: int, seconds: float
+) -> None:
+    """The next `count` registers land but their replies are lost: each retry meets 409, which
+    is settled from a list that takes `seconds`. So a create stays in flight with its model in
+    Convai (otherwise a create ends with its register: it lists nothing)."""
+    convai.inject(path=REGISTER_PATH, drop_after_commit=True, count=count)
+    convai.inject(path=LIST_PATH, latency_ms=int(seconds * 1000))
+
+
 def test_a_provider_killed_after_its_registers_landed_converges_by_the_named_adopt_path(
     project: PulumiProject, convai: EmulatorProcess
 ) -> None:
     models = [model("alpha"), model("beta")]
     project.configure(stack(*models))
-    # Registers land at once; the list each create reads its model back from is slow.
-    convai.inject(path=LIST_PATH, latency_ms=30_000)
+    hold_creates_after_their_registers_land(convai, 2, 30)
     cli = project.start("up", "--yes", "--skip-preview")
     try:
         landed = lambda: all(stored_endpoint_key(convai, g) for g in ("alpha", "beta"))  # noqa: E731
@@ -223,7 +232,7 @@ def test_the_provider_of_a_killed_cli_ends_once_its_operations_are_done(
     project: PulumiProject, convai: EmulatorProcess
 ) -> None:
     project.configure(stack(model("alpha")))
-    convai.inject(path=LIST_PATH, latency_ms=5000)  # the create is in flight when the CLI dies
+    hold_creates_after_their_registers_land(convai, 1, 5)  # in flight when the CLI dies
     cli = project.start("up", "--yes", "--skip-preview")
     try:
         wait_for(lambda: bool(stored_endpoint_key(convai, "alpha")), "the register to land")
@@ -251,7 +260,7 @@ def test_a_cli_killed_during_a_replacement_is_settled_without_a_duplicate_urn(
     replaced["convai-models:endpoints"][0]["model_name"] = "qwen-7b"  # model_name replaces
     project.configure(replaced)
     convai.clear_counts()
-    convai.inject(path=LIST_PATH, latency_ms=30_000)  # the replacement's read-back hangs
+    hold_creates_after_their_registers_land(convai, 1, 30)  # the replacement's create hangs
     cli = project.start("up", "--yes", "--skip-preview")
     try:
         wait_for(
