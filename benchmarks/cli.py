@@ -46,7 +46,13 @@ REFRESH_LIST_TARGET = 2
 CURVE_KINDS = ("floor", "ours")
 CURVE_COMMANDS = ("up", "preview", "refresh", "destroy")
 CHECKPOINT_MODES = {"skipped": {"PULUMI_SKIP_CHECKPOINTS": "true"}, "written": {}}
-PROVIDER_MARKER = "pulumi.dynamic"
+ROLES = {
+    "emulator": "convai_provider emulator",
+    "provider": "pulumi.dynamic",
+    "program": "language-python",
+    "engine": "bin/pulumi ",
+}
+"""Processes by their command line; the program is the language host's child, under "other"."""
 BIG_STACK_TARGET = 1.3
 
 
@@ -151,14 +157,15 @@ def verdict(met: bool) -> str:
 
 @dataclass
 class UpUsage:
-    provider_cpu: float
+    cpu: dict[str, float]
     provider_peak_mib: float
     emulator_cpu: float
 
     def __str__(self) -> str:
+        parts = ", ".join(f"{role} {self.cpu.get(role, 0.0):.1f}" for role in (*ROLES, "other"))
         return (
-            f"provider CPU {self.provider_cpu:.1f} s, peak {self.provider_peak_mib:.0f} MiB; "
-            f"emulator CPU {self.emulator_cpu:.1f} s"
+            f"CPU s: {parts} (emulator {self.emulator_cpu:.1f}); "
+            f"provider peak {self.provider_peak_mib:.0f} MiB"
         )
 
 
@@ -176,10 +183,11 @@ def emulator_pid() -> int:
 def measured_up(bench: Bench, kind: str) -> tuple[Figure, UpUsage]:
     emulator = emulator_pid()
     emulator_before = cpu_seconds(emulator)
-    with Sampler(PROVIDER_MARKER) as usage:
+    with Sampler(ROLES) as usage:
         figure = bench.measured_exactly(kind, *curve_command("up"))
+    cpu = {role: usage.cpu_of(role) for role in (*ROLES, "other") if role != "emulator"}
     return figure, UpUsage(
-        usage.total_cpu, usage.max_peak_mib, cpu_seconds(emulator) - emulator_before
+        cpu, usage.peak_mib_of("provider"), cpu_seconds(emulator) - emulator_before
     )
 
 

@@ -1,10 +1,10 @@
 """CPU time and peak memory of the processes a benchmark starts, read from Linux's /proc.
 
-A `Sampler` polls, while a command runs, every descendant of this process whose command line
-holds a marker (the dynamic provider runs as `python -m pulumi.dynamic`): its CPU seconds so far
-and its peak resident memory (VmHWM). A process is only counted while it is this benchmark's own
-descendant, so other programs on a shared machine never enter the figures. The last sample before
-a process exits misses at most one polling interval of its CPU.
+A `Sampler` polls, while a command runs, every descendant of this process: its CPU seconds so far
+and its peak resident memory (VmHWM), filed under the first role whose marker its command line
+holds (the dynamic provider runs as `python -m pulumi.dynamic`). A process is only counted while
+it is this benchmark's own descendant, so other programs on a shared machine never enter the
+figures. The last sample before a process exits misses at most one polling interval of its CPU.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _command_line(pid: int) -> str:
         return ""
 
 
-def descendants(ancestor: int, marker: str) -> list[int]:
+def descendants(ancestor: int, marker: str = "") -> list[int]:
     """Processes below `ancestor` whose command line holds `marker`."""
     found = []
     for entry in PROC.iterdir():
@@ -72,25 +72,25 @@ def descendants(ancestor: int, marker: str) -> list[int]:
 
 @dataclass
 class Usage:
-    """Per process seen: CPU seconds and peak MiB at its last sample."""
+    """Per process seen: its role, CPU seconds and peak MiB at its last sample."""
 
+    role: dict[int, str] = field(default_factory=dict)
     cpu: dict[int, float] = field(default_factory=dict)
     peak_mib: dict[int, float] = field(default_factory=dict)
 
-    @property
-    def total_cpu(self) -> float:
-        return sum(self.cpu.values())
+    def cpu_of(self, role: str) -> float:
+        return sum(c for pid, c in self.cpu.items() if self.role[pid] == role)
 
-    @property
-    def max_peak_mib(self) -> float:
-        return max(self.peak_mib.values(), default=0.0)
+    def peak_mib_of(self, role: str) -> float:
+        return max((m for pid, m in self.peak_mib.items() if self.role[pid] == role), default=0.0)
 
 
 class Sampler:
-    """`with Sampler("pulumi.dynamic") as usage:` samples until the block ends."""
+    """`with Sampler({"provider": "pulumi.dynamic"}) as usage:` samples every descendant until
+    the block ends; those of no role's marker are filed under "other"."""
 
-    def __init__(self, marker: str, ancestor: int | None = None) -> None:
-        self.marker = marker
+    def __init__(self, roles: dict[str, str], ancestor: int | None = None) -> None:
+        self.roles = roles
         self.ancestor = ancestor or os.getpid()
         self.usage = Usage()
         self._stop = threading.Event()
@@ -100,8 +100,14 @@ class Sampler:
         while not self._stop.wait(POLL_SECONDS):
             self.sample()
 
+    def _role(self, pid: int) -> str:
+        command = _command_line(pid)
+        return next((role for role, marker in self.roles.items() if marker in command), "other")
+
     def sample(self) -> None:
-        for pid in descendants(self.ancestor, self.marker):
+        for pid in descendants(self.ancestor):
+            if pid not in self.usage.role:
+                self.usage.role[pid] = self._role(pid)
             cpu, peak = cpu_seconds(pid), peak_rss_mib(pid)
             if cpu:
                 self.usage.cpu[pid] = max(cpu, self.usage.cpu.get(pid, 0.0))
