@@ -54,6 +54,9 @@ ROLES = {
 }
 """Processes by their command line; the program is the language host's child, under "other"."""
 BIG_STACK_TARGET = 1.3
+COMMAND_TIMEOUT = 3 * 3600.0
+"""A 1,000-model `up` with checkpoints took over 10 minutes (the testkit's default) on two
+loaded cores."""
 
 
 @dataclass
@@ -119,7 +122,7 @@ class Bench:
             self.emu.inject(latency_ms=self.latency_ms)
         self.emu.clear_counts()
         started = time.perf_counter()
-        self.projects[kind].run(*command)
+        self.projects[kind].run(*command, timeout=COMMAND_TIMEOUT)
         seconds = time.perf_counter() - started
         figure = Figure(seconds, self.emu.request_counts())
         self.emu.clear_faults()
@@ -127,7 +130,7 @@ class Bench:
 
     def unmeasured(self, kind: str, *command: str) -> None:
         self.emu.clear_faults()
-        self.projects[kind].run(*command, "--yes", "--skip-preview")
+        self.projects[kind].run(*command, "--yes", "--skip-preview", timeout=COMMAND_TIMEOUT)
 
 
 def create_and_destroy(bench: Bench, count: int) -> tuple[dict[str, Figure], dict[str, Figure]]:
