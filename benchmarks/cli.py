@@ -7,7 +7,7 @@ For each provider: `pulumi up` creating --models models, `pulumi destroy` of the
 refresh` of each --refresh-models count (set up without latency, measured with it): wall time and
 the Convai calls the emulator counted. The providers: ours (ConvaiPrivateModel); naive (one list
 call per read, nothing shared, an HTTP client per call: benchmarks/naive_provider.py); floor (no
-Convai at all: a create waits 2 x latency, a delete 1 x, a read returns at once:
+Convai at all: a create or a delete waits the latency, a read returns at once:
 benchmarks/floor_provider.py). Targets: refresh of 1,000 costs at most 2 list calls; create of
 100 within 1.25 x the floor.
 
