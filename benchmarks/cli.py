@@ -54,6 +54,9 @@ ROLES = {
 }
 """Processes by their command line; the program is the language host's child, under "other"."""
 BIG_STACK_TARGET = 1.3
+PEAK_MIB_BOUND = 200
+"""The provider's peak resident memory we hold an `up` of up to 1,000 models to
+(docs/big-stacks.md): imports and one scrypt, not the stack."""
 COMMAND_TIMEOUT = 3 * 3600.0
 """A 1,000-model `up` with checkpoints took over 10 minutes (the testkit's default) on two
 loaded cores."""
@@ -222,6 +225,11 @@ def curve_at(bench: Bench, count: int, mode: str) -> None:
         print(ratio_line(f"{count} {command}, checkpoints {mode}", figures[command]))
     for kind in CURVE_KINDS:
         print(f"  {count} up, checkpoints {mode}, {kind}: {usages[kind]}")
+    peak = usages["ours"].provider_peak_mib
+    print(
+        f"  {count} up, checkpoints {mode}, ours: provider peak {peak:.0f} MiB "
+        f"(bound {PEAK_MIB_BOUND} MiB: {verdict(peak <= PEAK_MIB_BOUND)})"
+    )
     if mode == "skipped":
         ratio = figures["up"]["ours"].seconds / figures["up"]["floor"].seconds
         print(

@@ -82,5 +82,8 @@ def test_the_cli_curve_prints_each_command_and_ratio_at_each_size(cli_bin: Path)
             assert re.search(rf"{line} \| ours / floor \d+\.\d\d$", out, re.M), out
         usage = rf"^  {size} up, checkpoints skipped, ours: CPU s: .*provider \d+\.\d.*"
         assert re.search(rf"{usage}\(emulator \d+\.\d\); provider peak \d+ MiB$", out, re.M), out
+    peak = r"^  3 up, checkpoints skipped, ours: provider peak \d+ MiB "
+    bound = rf"{peak}\(bound 200 MiB: (met|NOT met)\)$"
+    assert re.search(bound, out, re.M), out
     only_registers = r"^3 up, checkpoints skipped: .* \| ours \d+\.\d\d s \(register 3\) \|"
     assert re.search(only_registers, out, re.M), out  # a create lists nothing
