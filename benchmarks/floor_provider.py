@@ -1,8 +1,8 @@
-"""A dynamic provider that calls nothing: a create waits 2 x the latency, a delete 1 x, a read 0.
+"""A dynamic provider that calls nothing: a create or a delete waits the latency, a read 0.
 
 Driven through the same engine and provider server as ConvaiPrivateModel, it measures what the
-engine, gRPC and Pulumi's provider server cost by themselves, plus the round trips a create and a
-delete cannot avoid (register then list; deregister): the floor under those figures.
+engine, gRPC and Pulumi's provider server cost by themselves, plus the round trip a create and a
+delete cannot avoid (register; deregister): the floor under those figures.
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ def _latency() -> float:
     return int(os.environ.get(LATENCY_ENV, "50")) / 1000
 
 
-class TwoRoundTrips(ResourceProvider):
+class OneRoundTrip(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         return CheckResult(news, [])
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         time.sleep(_latency())  # "register"
-        time.sleep(_latency())  # "list"
         return CreateResult(str(props["model_group_name"]), dict(props))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -41,4 +40,4 @@ class TwoRoundTrips(ResourceProvider):
 class FloorModel(Resource):
     def __init__(self, name: str, **props: Any) -> None:
         with provider_serialization():  # past ~985 resources, as ConvaiPrivateModel
-            super().__init__(TwoRoundTrips(), name, props)
+            super().__init__(OneRoundTrip(), name, props)

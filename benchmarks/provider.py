@@ -5,10 +5,10 @@
 
 Each step runs in a provider process of its own, as each CLI command does, warmed up by one
 Check first: the cold start (import, unpickling, Configure) is a figure of its own. Printed:
-create of N models (wall time against the bound set by 4 provider workers and the two round
-trips a create needs, ceil(N/4) x 2 x latency), destroy of N models, each repeated and reported
+create of N models (wall time against the bound set by 4 provider workers and the one round
+trip a create needs, ceil(N/4) x latency), destroy of N models, each repeated and reported
 with its median; the same create through the same harness with a provider that only waits
-2 x latency (what the harness costs by itself); refresh of M models (list calls in total); and
+1 x latency (what the harness costs by itself); refresh of M models (list calls in total); and
 provider cold start (process start to the first answered Check). These are diagnostics of the
 provider process alone, through the engine stand-in (testkit/engine.py); the targets are judged
 through the real CLI, by benchmarks.cli. Cold start target: <= 1 s.
@@ -119,7 +119,7 @@ def main() -> None:
         f"machine: {platform.machine()}, {platform.python_implementation()} "
         f"{platform.python_version()}, {platform.system()} {platform.release()}"
     )
-    create_bound = math.ceil(args.models / WORKERS) * 2 * latency
+    create_bound = math.ceil(args.models / WORKERS) * latency
     destroy_bound = math.ceil(args.models / WORKERS) * latency
 
     with (
@@ -137,7 +137,7 @@ def main() -> None:
             lists.append(emu.request_counts().get(LIST_PATH, 0))
             destroys.append(timed_destroy(engine, small[0]))
         print(
-            f"create {args.models}: bound ceil(N/4) x 2 x {args.latency_ms} ms = "
+            f"create {args.models}: bound ceil(N/4) x {args.latency_ms} ms = "
             f"{create_bound:.2f} s; {ratios(creates, create_bound)}; "
             f"list calls per create run {lists}"
         )
@@ -170,7 +170,7 @@ def main() -> None:
         timed_destroy(floor, floor_models[0])
     print(
         f"harness floor (same create through the same engine and server, the provider only "
-        f"waiting 2 x {args.latency_ms} ms): {ratios(floors, create_bound)}"
+        f"waiting {args.latency_ms} ms): {ratios(floors, create_bound)}"
     )
 
 

@@ -9,11 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RATIO = r"median \d+\.\d\d x bound \(runs: \d+\.\d\d\)"
 
 
-def run_benchmark(module: str, *args: str, env: dict[str, str] | None = None) -> str:
+def run_benchmark(
+    module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> str:
     done = subprocess.run(
         [sys.executable, "-m", module, *args],
         check=False,
@@ -21,7 +25,7 @@ def run_benchmark(module: str, *args: str, env: dict[str, str] | None = None) ->
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -61,3 +65,25 @@ def test_the_cli_benchmark_prints_each_figure_for_each_provider(cli_bin: Path) -
     ), out
     assert re.search(r"^  refresh 9, ours: 1 list calls \(target <= 2: met\)$", out, re.M), out
     assert "naive" in out and "(list 9)" in out  # the naive provider lists once per read
+
+
+@pytest.mark.timeout(1500)
+def test_the_cli_curve_prints_each_command_and_ratio_at_each_size(cli_bin: Path) -> None:
+    out = run_benchmark(
+        "benchmarks.cli",
+        *("--curve", "--sizes", "3", "--checkpoints", "skipped"),
+        env={"CONVAI_PULUMI_BIN": str(cli_bin)},
+        timeout=1200,  # twelve CLI commands, on two cores shared with other suites
+    )
+    figure = r"\d+\.\d\d s \([^)]*\)"
+    for size in ("3",):
+        for command in ("up", "preview", "refresh", "destroy"):
+            line = rf"^{size} {command}, checkpoints skipped: floor {figure} \| ours {figure}"
+            assert re.search(rf"{line} \| ours / floor \d+\.\d\d$", out, re.M), out
+        usage = rf"^  {size} up, checkpoints skipped, ours: CPU s: .*provider \d+\.\d.*"
+        assert re.search(rf"{usage}\(emulator \d+\.\d\); provider peak \d+ MiB$", out, re.M), out
+    peak = r"^  3 up, checkpoints skipped, ours: provider peak \d+ MiB "
+    bound = rf"{peak}\(bound 200 MiB: (met|NOT met)\)$"
+    assert re.search(bound, out, re.M), out
+    only_registers = r"^3 up, checkpoints skipped: .* \| ours \d+\.\d\d s \(register 3\) \|"
+    assert re.search(only_registers, out, re.M), out  # a create lists nothing

@@ -69,7 +69,7 @@ def assert_state_matches(engine: Engine, models: dict[str, dict[str, Any]]) -> N
     assert set(engine.state) == set(models)
     for name, entry in engine.state.items():
         assert entry.outputs["api_key"] == models[name]["api_key"]
-        assert entry.outputs["created_at"]
+        assert entry.outputs["convai_key_fingerprint"]
 
 
 def run_until_done(step: Callable[[], Any], failures: list[str], attempts: int = 4) -> None:
@@ -119,6 +119,7 @@ def lifecycle(convai: EmulatorProcess, count: int) -> list[str]:
     run_until_done(engine.refresh, failures)
     assert_convai_holds(convai, second)
     assert_state_matches(engine, second)
+    assert all(entry.outputs["created_at"] for entry in engine.state.values())  # read back
     assert engine.preview(as_program(second)) == dict.fromkeys(second, "same")
 
     burst_of_429(convai)

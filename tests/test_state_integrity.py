@@ -178,13 +178,22 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) ->
         time.sleep(0.1)
 
 
+def hold_creates_after_their_registers_land(
+    convai: EmulatorProcess, count: int, seconds: float
+) -> None:
+    """The next `count` registers land but their replies are lost: each retry meets 409, which
+    is settled from a list that takes `seconds`. So a create stays in flight with its model in
+    Convai (otherwise a create ends with its register: it lists nothing)."""
+    convai.inject(path=REGISTER_PATH, drop_after_commit=True, count=count)
+    convai.inject(path=LIST_PATH, latency_ms=int(seconds * 1000))
+
+
 def test_a_provider_killed_after_its_registers_landed_converges_by_the_named_adopt_path(
     project: PulumiProject, convai: EmulatorProcess
 ) -> None:
     models = [model("alpha"), model("beta")]
     project.configure(stack(*models))
-    # Registers land at once; the list each create reads its model back from is slow.
-    convai.inject(path=LIST_PATH, latency_ms=30_000)
+    hold_creates_after_their_registers_land(convai, 2, 30)
     cli = project.start("up", "--yes", "--skip-preview")
     try:
         landed = lambda: all(stored_endpoint_key(convai, g) for g in ("alpha", "beta"))  # noqa: E731
@@ -223,7 +232,7 @@ def test_the_provider_of_a_killed_cli_ends_once_its_operations_are_done(
     project: PulumiProject, convai: EmulatorProcess
 ) -> None:
     project.configure(stack(model("alpha")))
-    convai.inject(path=LIST_PATH, latency_ms=5000)  # the create is in flight when the CLI dies
+    hold_creates_after_their_registers_land(convai, 1, 5)  # in flight when the CLI dies
     cli = project.start("up", "--yes", "--skip-preview")
     try:
         wait_for(lambda: bool(stored_endpoint_key(convai, "alpha")), "the register to land")
@@ -251,7 +260,7 @@ def test_a_cli_killed_during_a_replacement_is_settled_without_a_duplicate_urn(
     replaced["convai-models:endpoints"][0]["model_name"] = "qwen-7b"  # model_name replaces
     project.configure(replaced)
     convai.clear_counts()
-    convai.inject(path=LIST_PATH, latency_ms=30_000)  # the replacement's read-back hangs
+    hold_creates_after_their_registers_land(convai, 1, 30)  # the replacement's create hangs
     cli = project.start("up", "--yes", "--skip-preview")
     try:
         wait_for(
@@ -288,5 +297,55 @@ def test_a_cli_killed_during_a_replacement_is_settled_without_a_duplicate_urn(
     project.refresh()
     project.run("preview", "--expect-no-changes")
     assert state_models(project) == ["alpha"] and list(live(convai)) == ["alpha"]
+    project.destroy()
+    assert live(convai) == {}
+
+
+# A fast `up` (PULUMI_SKIP_CHECKPOINTS) killed half way ------------------------------------------
+
+
+def test_a_killed_fast_up_loses_nothing_and_duplicates_nothing(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    """With checkpoints skipped the engine records nothing until the end: the kill leaves no
+    pending create to prove the landed models are this stack's. The next `up` must not take them
+    (a first attempt's 409), must not register them twice, and must name the adopt path; nothing
+    is lost (docs/big-stacks.md)."""
+    groups = [f"m{i:02}" for i in range(12)]
+    models = [model(g) for g in groups]
+    project.configure(stack(*models))
+    project.env["PULUMI_SKIP_CHECKPOINTS"] = "true"
+    convai.inject(path=REGISTER_PATH, latency_ms=1000)  # four at a time: three waves
+    cli = project.start("up", "--yes", "--skip-preview")
+    try:
+        wait_for(lambda: len(live(convai)) >= 4, "the first wave of registers to land")
+        providers = provider_processes(cli.pid)
+        os.kill(cli.pid, signal.SIGKILL)  # half way: a killed CI runner's CLI
+        cli.communicate(timeout=60)
+        gone = lambda: not set(providers) & set(provider_processes(cli.pid))  # noqa: E731
+        wait_for(gone, "the provider to finish its registers in flight and end", 120)
+    finally:
+        end_session(cli.pid)
+    convai.clear_faults()
+    landed = sorted(live(convai))
+    assert 4 <= len(landed) < len(groups), landed
+    assert state_models(project) == [] and project.pending_operations() == []
+
+    project.run("cancel", "--yes")  # the killed CLI's lock
+    refused = project.up("--continue-on-error", check=False)
+    assert refused.returncode != 0
+    for group in landed:
+        assert f"Convai holds '{group}' exactly as declared" in refused.stdout, refused.stdout
+        assert f"set `adopt_existing: true` on model '{group}'" in refused.stdout
+    assert state_models(project) == sorted(set(groups) - set(landed))  # none taken unproven
+    assert sorted(live(convai)) == groups  # each once: Convai refuses a name twice
+
+    project.configure(
+        stack(*(m | {"adopt_existing": m["model_group_name"] in landed} for m in models))
+    )
+    project.up()
+    project.configure(stack(*models))
+    project.run("preview", "--expect-no-changes", "--refresh")
+    assert state_models(project) == groups and sorted(live(convai)) == groups
     project.destroy()
     assert live(convai) == {}

@@ -9,19 +9,25 @@ rather than conventions:
 - a register whose reply was lost is settled from the shared listing: when a retried register
   meets 409, the earlier attempt may have registered the model unseen, and the client's rule
   (a model listed exactly as sent is this register's success) reads it from a list requested
-  after the 409, which the operation's own read-back then joins.
+  after the 409. A register that succeeds lists nothing: what Convai computes for a new model
+  waits for the next read (docs/big-stacks.md says why).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import AbsenceNotConfirmedError, ConvaiError, NotFoundError
 from convai_provider.api.listing import SharedListing
-from convai_provider.api.wire import Character, PrivateModel, RegisterRequest, UpdateRequest
+from convai_provider.api.wire import (
+    Character,
+    PrivateModel,
+    RegisterRequest,
+    RegisterResponse,
+    UpdateRequest,
+)
 
 DEFAULT_OPERATION_TIMEOUT = 300.0
 """Seconds one provider operation may take, retries included (custom_timeouts do not apply)."""
@@ -47,15 +53,6 @@ class ConvaiAccount:
     def operation(self) -> Operation:
         """Start one operation: it must be done `operation_timeout` seconds from now."""
         return Operation(self._client, self._listing, self._clock() + self.operation_timeout)
-
-
-@dataclass(frozen=True)
-class Registered:
-    """A register Convai confirmed, and the model as a list made after it reports it."""
-
-    model: PrivateModel | None
-    unlisted_because: str = ""
-    """Why `model` is None: Convai does not list it yet, or the list after the register failed."""
 
 
 class Operation:
@@ -88,20 +85,16 @@ class Operation:
 
     # writes -----------------------------------------------------------------------------------
 
-    def register(self, request: RegisterRequest) -> Registered:
-        """Register the model, then read it back from a list made after the register was sent.
+    def register(self, request: RegisterRequest) -> RegisterResponse:
+        """Register the model. No list is read unless a retry meets 409 after an attempt of
+        unknown outcome: a whole-account list per create made creating N models cost O(N^2).
 
         Raises ConflictError when a model of this name was there before this register.
         """
-        sent_at = self._listing.now()
         with self._listing.writing():
-            self._client.register(request, deadline=self.deadline, listed=self.listed_from_now)
-        replied_at = self._listing.now()
-        try:
-            model = self._listed_after(request.model_group_name, sent_at, replied_at)
-        except ConvaiError as exc:
-            return Registered(None, f"the list after it failed: {exc}")
-        return Registered(model, "" if model else "Convai does not list it yet")
+            return self._client.register(
+                request, deadline=self.deadline, listed=self.listed_from_now
+            )
 
     def update(self, request: UpdateRequest) -> None:
         with self._listing.writing():
@@ -135,17 +128,3 @@ class Operation:
     def set_character_model(self, char_id: str, model_group_name: str) -> None:
         """Characters are not listed models: the listing stays valid."""
         self._client.set_character_model(char_id, model_group_name, deadline=self.deadline)
-
-    # reading a register back -----------------------------------------------------------------
-
-    def _listed_after(
-        self, model_group_name: str, sent_at: float, replied_at: float
-    ) -> PrivateModel | None:
-        """A list requested by a concurrent operation after this register went out usually
-        already holds the model (Convai committed it before its reply travelled back): join that
-        one, and only when the model is not in it, use a list requested after the reply, which
-        must hold it (one a concurrent operation started since then, or a new one)."""
-        live = self._listing.requested_after(sent_at, self.deadline).find(model_group_name)
-        if live is None:
-            live = self._listing.requested_after(replied_at, self.deadline).find(model_group_name)
-        return live

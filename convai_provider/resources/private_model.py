@@ -36,6 +36,7 @@ from convai_provider.api.wire import (
     UPDATABLE_FIELDS,
     PrivateModel,
     RegisterRequest,
+    RegisterResponse,
     UpdateRequest,
 )
 from convai_provider.guards.text import sentence
@@ -105,12 +106,19 @@ class PrivateModelInputs(RegisterRequest):
             self.model_dump(include=set(RegisterRequest.model_fields))
         )
 
-    def outputs(self, live: PrivateModel | None) -> dict[str, Any]:
-        """Every input, with what Convai reports overriding what was declared; without a listing
-        of the model, what Convai computes stays unknown until a refresh."""
+    def outputs(self, live: PrivateModel) -> dict[str, Any]:
+        """Every input, with what Convai lists overriding what was declared."""
         outputs = self.model_dump() | dict.fromkeys(COMPUTED_FIELDS)
-        if live is not None:
-            outputs.update(live.model_dump(include=set(PrivateModel.model_fields)))
+        outputs.update(live.model_dump(include=set(PrivateModel.model_fields)))
+        return outputs
+
+    def registered_outputs(self, registered: RegisterResponse) -> dict[str, Any]:
+        """Every input, and the label Convai gave when none was declared. What Convai computes
+        (category, created_at) stays unset until the next read (refresh, `up --refresh`): reading
+        it now would cost a whole-account list per create (docs/big-stacks.md)."""
+        outputs = self.model_dump() | dict.fromkeys(COMPUTED_FIELDS)
+        if self.display_name is None:
+            outputs["display_name"] = registered.display_name
         return outputs
 
 
@@ -189,15 +197,7 @@ class PrivateModelProvider(ConvaiProvider):
                 f"{conflict} {_what_convai_holds(convai, inputs)} {INTERRUPTED_HINT}",
             ) from None
         log.info("registered Convai private model %s", inputs.model_group_name)
-        if registered.model is None:
-            # Convai answered that it registered the model: failing now would leave it in Convai
-            # and not in state. What Convai computes waits for the next refresh.
-            log.warning(
-                "registered %s, but %s; `pulumi refresh` reads its category and created_at",
-                inputs.model_group_name,
-                registered.unlisted_because,
-            )
-        return inputs.outputs(registered.model)
+        return inputs.registered_outputs(registered)
 
     def _adopt(self, convai: Operation, inputs: PrivateModelInputs) -> dict[str, Any]:
         live = convai.listed_from_now(inputs.model_group_name)
