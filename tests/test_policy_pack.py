@@ -151,9 +151,8 @@ def test_the_stacks_pass_every_mandatory_rule_at_their_settings(stack: str) -> N
     assert [v for v in found if v.level == "mandatory"] == []
 
 
-def test_prod_is_told_its_images_are_not_pinned_and_dev_that_its_endpoint_has_no_key() -> None:
-    prod = guardrails.violations(stack_resources("prod"), stack_settings("prod"))
-    assert {(v.rule, v.level) for v in prod} == {("convai-image-digest", "advisory")}
+def test_prod_breaks_no_rule_and_dev_is_told_its_endpoint_has_no_key() -> None:
+    assert guardrails.violations(stack_resources("prod"), stack_settings("prod")) == []
     dev = guardrails.violations(stack_resources("dev"), stack_settings("dev"))
     assert {(v.rule, v.level) for v in dev} <= {("convai-endpoint-key", "advisory")}
 
@@ -170,3 +169,25 @@ def test_a_prod_model_left_unprotected_is_refused() -> None:
     assert {(v.rule, v.level) for v in found if v.level == "mandatory"} == {
         ("convai-model-protected", "mandatory")
     }
+
+
+def test_a_prod_image_named_by_its_tag_only_is_refused() -> None:
+    """What a library program gets for a workload that bypasses the stack's requireImageDigest."""
+    resources = [
+        guardrails.Declared(r.type, r.name, _tag_only(r.props), r.protect)
+        for r in stack_resources("prod")
+    ]
+    found = guardrails.violations(resources, stack_settings("prod"))
+    assert {(v.rule, v.level) for v in found} == {("convai-image-digest", "mandatory")}
+
+
+def _tag_only(props: Any) -> Any:
+    """`props` with every `image: repo:tag@sha256:...` cut back to `repo:tag`."""
+    if isinstance(props, dict):
+        return {
+            k: v.split("@", 1)[0] if k == "image" and isinstance(v, str) else _tag_only(v)
+            for k, v in props.items()
+        }
+    if isinstance(props, list):
+        return [_tag_only(v) for v in props]
+    return props
