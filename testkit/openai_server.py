@@ -32,6 +32,7 @@ class EndpointBehaviour:
     more_keys: tuple[str, ...] = ()  # also accepted, as by vLLM's --api-key with several keys
     served: list[str] = field(default_factory=lambda: ["llama-3.1-8b"])
     ready_at: float = 0.0  # time.monotonic() before which every call answers 503
+    loading: int = 0  # how many requests, the first ones, answer 503 (a model still loading)
     chat_status: int = 200
     chats: int = 0
     rate_limited: int = 0  # how many requests, the first ones, answer 429
@@ -69,13 +70,21 @@ def _unauthorized(flavour: str) -> Response:
     return JSONResponse({"error": "Unauthorized"}, status_code=401)
 
 
+def _still_loading(behaviour: EndpointBehaviour) -> bool:
+    """Counts down `loading`: True for that many requests."""
+    if behaviour.loading <= 0:
+        return False
+    behaviour.loading -= 1
+    return True
+
+
 def build_app(behaviour: EndpointBehaviour) -> Starlette:
     def gate(request: Request) -> Response | None:
         if behaviour.rate_limited > 0:
             behaviour.rate_limited -= 1
             headers = {"Retry-After": behaviour.retry_after} if behaviour.retry_after else None
             return _error(behaviour.flavour, 429, "Too many requests", "RateLimitError", headers)
-        if time.monotonic() < behaviour.ready_at:
+        if time.monotonic() < behaviour.ready_at or _still_loading(behaviour):
             return JSONResponse({"detail": "Service Unavailable"}, status_code=503)
         if behaviour.keyless_unready > 0 and "authorization" not in request.headers:
             behaviour.keyless_unready -= 1
@@ -129,7 +138,8 @@ def build_app(behaviour: EndpointBehaviour) -> Starlette:
         )
 
     async def health(_: Request) -> Response:
-        return Response(status_code=200 if time.monotonic() >= behaviour.ready_at else 503)
+        loading = time.monotonic() < behaviour.ready_at or _still_loading(behaviour)
+        return Response(status_code=503 if loading else 200)
 
     return Starlette(
         routes=[

@@ -267,11 +267,11 @@ def test_a_long_wait_says_why_at_least_every_ten_seconds() -> None:
 
 
 def test_waits_until_a_loading_model_is_ready() -> None:
-    behaviour = EndpointBehaviour(ready_at=time.monotonic() + 0.6)
+    behaviour = EndpointBehaviour(loading=3)
     with serve_endpoint(behaviour) as url:
         report = run(url, wait=20)
     assert report.ok
-    assert report.attempts > 1 and report.waited >= 0.5
+    assert report.attempts > 1 and report.waited > 0
 
 
 def test_gives_up_when_the_budget_is_spent_with_the_last_reason() -> None:
