@@ -79,13 +79,16 @@ def test_create_read_update_delete(provider: PrivateModelProvider, convai: Emula
     checked = provider.check({}, inputs(display_name="D")).inputs
     created = provider.create(checked)
     assert created.id == "g" and created.outs is not None
+    assert created.outs["created_at"] is None and created.outs["category"] is None
     read = provider.read("g", created.outs)
-    assert read.id == "g" and read.outs == created.outs
+    assert read.id == "g" and read.outs is not None
+    assert read.outs["created_at"] and read.outs["category"] == "Private"  # Convai computed them
+    assert {**read.outs, "created_at": None, "category": None} == created.outs
     assert read.inputs is not None and "created_at" not in read.inputs
     news = {**checked, "display_name": "D2"}
-    updated = provider.update("g", created.outs, news)
+    updated = provider.update("g", read.outs, news)
     assert updated.outs is not None and updated.outs["display_name"] == "D2"
-    assert updated.outs["created_at"] == created.outs["created_at"]
+    assert updated.outs["created_at"] == read.outs["created_at"]
     provider.delete("g", updated.outs)
     assert provider.read("g", updated.outs).id == ""
     provider.delete("g", updated.outs)  # already gone: still success
