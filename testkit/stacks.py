@@ -46,3 +46,26 @@ def with_test_pins(config: Mapping[str, Any]) -> dict[str, Any]:
             for e in config[key]
         ]
     return pinned
+
+
+def external_endpoint(name: str = "llm", model_name: str = "llama-3.1-8b") -> dict[str, Any]:
+    """An external endpoint of a stack file, its key in the secret `endpointKey`."""
+    return {
+        "name": name,
+        "kind": "external",
+        "base_url": "https://llm.example.com/v1",
+        "model_name": model_name,
+        "api_key_config": "endpointKey",
+    }
+
+
+def declared_model(group: str, *characters: str, **fields: Any) -> dict[str, Any]:
+    """A model of a stack file on the endpoint `llm`, bound to `characters`."""
+    return {
+        "model_group_name": group,
+        "endpoint": "llm",
+        "display_name": f"{group} model",
+        "verify_endpoint": False,  # the preflight has tests of its own
+        "characters": list(characters),
+        **fields,
+    }

@@ -18,6 +18,8 @@ from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.guards.fingerprints import is_fingerprint_of
 from testkit.convai import CONVAI_KEY
 from testkit.pulumi_cli import Event, PulumiProject
+from testkit.stacks import declared_model as model
+from testkit.stacks import external_endpoint
 
 PARTNER_KEY = "convai-partner-key-4e1b9d"
 ROTATED_PARTNER_KEY = "convai-partner-rotated-a07c35"
@@ -40,30 +42,11 @@ def project(tmp_path: Path, cli_bin: Path, convai: EmulatorProcess) -> Iterator[
         assert key not in seen, "a key reached the CLI's output, its logs or state"
 
 
-def model(group: str, *characters: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "model_group_name": group,
-        "endpoint": "llm",
-        "display_name": f"{group} model",
-        "verify_endpoint": False,  # the preflight has tests of its own
-        "characters": list(characters),
-        **fields,
-    }
-
-
 def stack(convai: EmulatorProcess, *models: dict[str, Any]) -> dict[str, Any]:
     return {
         "convai:baseUrl": convai.url,
         "convai-models:fallbackModel": FALLBACK,
-        "convai-models:endpoints": [
-            {
-                "name": "llm",
-                "kind": "external",
-                "base_url": "https://llm.example.com/v1",
-                "model_name": "llama-3.1-8b",
-                "api_key_config": "endpointKey",
-            }
-        ],
+        "convai-models:endpoints": [external_endpoint()],
         "convai-models:models": list(models),
     }
 

@@ -25,6 +25,8 @@ from convai_provider.emulator.process import EmulatorProcess
 from testkit.convai import CONVAI_KEY, live, stored_endpoint_key
 from testkit.processes import end_session, session_members
 from testkit.pulumi_cli import Event, PulumiProject
+from testkit.stacks import declared_model as model
+from testkit.stacks import external_endpoint as endpoint
 
 ENDPOINT_KEY = "sk-e2e-endpoint-81c4d2"
 ROTATED_KEY = "sk-e2e-rotated-3b9f70"
@@ -44,27 +46,6 @@ def project(tmp_path: Path, cli_bin: Path, convai: EmulatorProcess) -> Iterator[
     proj.set_secret("endpointKey", ENDPOINT_KEY)
     yield proj
     proj.end_started()
-
-
-def endpoint(name: str = "llm", model_name: str = "llama-3.1-8b") -> dict[str, Any]:
-    return {
-        "name": name,
-        "kind": "external",
-        "base_url": "https://llm.example.com/v1",
-        "model_name": model_name,
-        "api_key_config": "endpointKey",
-    }
-
-
-def model(group: str, *characters: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "model_group_name": group,
-        "endpoint": "llm",
-        "display_name": f"{group} model",
-        "verify_endpoint": False,  # the preflight has tests of its own
-        "characters": list(characters),
-        **fields,
-    }
 
 
 def stack(

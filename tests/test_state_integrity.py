@@ -24,6 +24,7 @@ from convai_provider.emulator.process import EmulatorProcess
 from testkit.convai import CONVAI_KEY, live, stored_endpoint_key
 from testkit.hostile_server import http_answer, serve_answer
 from testkit.pulumi_cli import PulumiProject
+from testkit.stacks import external_endpoint
 
 ENDPOINT_KEY = "sk-integrity-endpoint-6e02b1"
 
@@ -51,15 +52,7 @@ def model(group: str, **fields: Any) -> dict[str, Any]:
 
 def stack(*models: dict[str, Any]) -> dict[str, Any]:
     return {
-        "convai-models:endpoints": [
-            {
-                "name": "llm",
-                "kind": "external",
-                "base_url": "https://llm.example.com/v1",
-                "model_name": "llama-3.1-8b",
-                "api_key_config": "endpointKey",
-            }
-        ],
+        "convai-models:endpoints": [external_endpoint()],
         "convai-models:models": list(models),
     }
 
