@@ -154,26 +154,42 @@ REVISION_PATTERN = re.compile(r"[0-9a-f]{40}")
 LabelMap = dict[StrictStr, StrictStr]
 
 
-def _ipv4_network(value: str) -> str:
+def _network(value: str) -> str:
+    """A network as Kubernetes' ipBlock takes it, written the one way Python and Kubernetes both
+    print it: a stray host bit, a netmask or a bare address is refused, not guessed at."""
     try:
-        ipaddress.IPv4Network(value)
+        network = ipaddress.ip_network(value)  # strict: host bits must be zero
     except ValueError:
         raise ValueError(
-            f"must be an IPv4 network such as 10.0.0.0/8, its host bits zero (got {value!r})"
+            "must be an IPv4 or IPv6 network such as 10.0.0.0/8 or fc00::/7, its host bits zero "
+            f"(got {value!r})"
         ) from None
+    if str(network) != value:
+        raise ValueError(
+            f"must be written {str(network)!r}: the network's canonical form, its prefix length "
+            "stated"
+        )
     return value
 
 
-Ipv4Network = Annotated[StrictStr, AfterValidator(_ipv4_network)]
+IpNetwork = Annotated[StrictStr, AfterValidator(_network)]
 EGRESS_DENIED = (
-    "169.254.169.254/32",  # the cloud metadata service: node credentials
+    "169.254.0.0/16",  # link-local: the cloud metadata service (node credentials), EKS Pod Identity
     "10.0.0.0/8",
     "172.16.0.0/12",
     "192.168.0.0/16",
     "100.64.0.0/10",  # shared address space, which some clusters use for pods
+    "fc00::/7",  # unique local IPv6: the private range of dual-stack clusters
+    "fe80::/10",  # IPv6 link-local
+    "fd00:ec2::254/128",  # EC2's IPv6 metadata address (inside fc00::/7, named for the reader)
 )
-"""What vLLM's HTTPS egress may not reach: the metadata address, and the private ranges where the
-cluster's pods, Services, nodes and the company network live."""
+"""What vLLM's HTTPS egress may not reach: the link-local metadata addresses, and the private ranges
+where the cluster's pods, Services, nodes and the company network live."""
+
+
+def _is_ipv6(network: str) -> bool:
+    return ipaddress.ip_network(network).version == 6
+
 
 ConfigKey = Annotated[
     StrictStr,
@@ -225,10 +241,25 @@ def _divides(gpus: int, heads: int, kv_heads: int) -> bool:
 FqdnPattern = Annotated[
     StrictStr,
     _matching(
-        r"(?:\*\.)?(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}",
-        "a DNS name such as huggingface.co, or *.name for its subdomains",
+        r"(?:\*\*?\.)?(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}",
+        "a DNS name such as huggingface.co, *.name for one label under it, or **.name for any "
+        'depth on a Cilium that supports it (docs/vllm.md, "FQDN egress allow-list")',
     ),
 ]
+HF_HUB_FQDNS = (
+    "huggingface.co",
+    "cdn-lfs.huggingface.co",
+    "cdn-lfs.hf.co",
+    "cdn-lfs-us-1.hf.co",
+    "cas-bridge.xethub.hf.co",
+    "cas-server.xethub.hf.co",
+    "transfer.xethub.hf.co",
+    "*.aws.cdn.hf.co",
+)
+"""The Hugging Face hub and the hosts it redirects downloads to (its LFS CDN and Xet storage),
+named so that every Cilium version matches them: its `*` never crosses a dot, so `*.hf.co` misses
+`cas-bridge.xethub.hf.co`. From public egress lists, unverified on a Cilium cluster here
+(docs/vllm.md says how to confirm them with Hubble)."""
 
 
 class MetricsScrape(_Strict):
@@ -287,6 +318,23 @@ class Autoscaling(_Strict):
         return self
 
 
+class GatewayDataplane(_Strict):
+    """The Gateway's proxy pods, which open the connections to vLLM: admitted to vLLM's port by
+    their labels in their namespace."""
+
+    namespace: DnsLabel
+    pod_labels: LabelMap
+
+    @model_validator(mode="after")
+    def _pods_are_named(self) -> GatewayDataplane:
+        if not self.pod_labels:
+            raise ValueError(
+                "pod_labels must name the Gateway's proxy pods: empty, every pod of "
+                f"{self.namespace} could reach vLLM's unguarded routes"
+            )
+        return self
+
+
 class GatewayRef(_Strict):
     """The Gateway API Gateway an HTTPRoute attaches to (the platform's; its listener holds TLS)."""
 
@@ -294,6 +342,9 @@ class GatewayRef(_Strict):
     namespace: DnsLabel
     section_name: DnsLabel | None = None
     """The Gateway's HTTPS listener for the host, when it has several."""
+    dataplane: GatewayDataplane | None = None
+    """The pods that carry the Gateway's traffic (Envoy Gateway's proxies, Istio's gateway
+    Deployment): unset, only `ingress_cidrs` admits the Gateway (a cloud-managed one)."""
 
 
 class ExternalEndpoint(_Strict):
@@ -363,7 +414,8 @@ class VllmEndpoint(_Strict):
     """The RuntimeClass that exposes GPUs (e.g. nvidia) where it is not the node's default."""
     ingress_class: Name = "nginx"
     ingress_namespace: DnsLabel = "ingress-nginx"
-    """The ingress controller's namespace: the only one whose pods may reach vLLM's port."""
+    """The ingress controller's namespace: the only one whose pods may reach vLLM's port (behind a
+    Gateway, `gateway.dataplane` says whose)."""
     ingress_pod_labels: LabelMap = Field(
         default_factory=lambda: {
             "app.kubernetes.io/name": "ingress-nginx",
@@ -371,13 +423,18 @@ class VllmEndpoint(_Strict):
         }
     )
     """Labels of the ingress controller's pods (ingress-nginx's by default)."""
+    ingress_cidrs: list[IpNetwork] | None = None
+    """Source ranges also admitted to vLLM's port: a cloud load balancer that reaches the pods
+    directly (GKE's 35.191.0.0/16 and 130.211.0.0/22, a proxy-only subnet) or an ingress
+    controller on the host network (the nodes' range)."""
     cluster_issuer: Name | None = "letsencrypt-prod"
     """cert-manager ClusterIssuer that issues the TLS certificate; null to bring your own."""
     hf_token_config: ConfigKey | None = None
     """Stack config key of a secret Hugging Face token, for gated models."""
-    egress_denied_cidrs: list[Ipv4Network] = Field(default_factory=lambda: list(EGRESS_DENIED))
+    egress_denied_cidrs: list[IpNetwork] = Field(default_factory=lambda: list(EGRESS_DENIED))
     """Networks the pods' HTTPS (443) may not reach; anything else on 443 may be (the model hub and
-    its CDN). Replaces the default: keep 169.254.169.254/32."""
+    its CDN). IPv6 HTTPS is allowed only when the list names an IPv6 network, so a list of IPv4
+    networks alone keeps IPv6 closed. Replaces the default: keep 169.254.0.0/16."""
     dns_namespace: DnsLabel = "kube-system"
     dns_pod_labels: LabelMap = Field(default_factory=lambda: {"k8s-app": "kube-dns"})
     """Labels of the cluster DNS's pods (CoreDNS keeps kube-dns's label on every major cloud)."""
@@ -392,8 +449,9 @@ class VllmEndpoint(_Strict):
     gateway: GatewayRef | None = None
     """Publish through the Gateway API (an HTTPRoute) instead of an Ingress."""
     egress_fqdns: list[FqdnPattern] | None = None
-    """HTTPS egress only to these names, as a CiliumNetworkPolicy (the cluster runs Cilium);
-    unset, HTTPS goes anywhere outside egress_denied_cidrs."""
+    """HTTPS egress only to these names, as a CiliumNetworkPolicy (the cluster runs Cilium); true:
+    the Hugging Face hub's (HF_HUB_FQDNS); unset, HTTPS goes anywhere outside
+    egress_denied_cidrs."""
 
     @model_validator(mode="after")
     def _options_fit_together(self) -> VllmEndpoint:
@@ -410,19 +468,72 @@ class VllmEndpoint(_Strict):
                     "Prometheus that scrapes it; set metrics too"
                 )
         if self.gateway is not None:
-            for field in ("ingress_class", "cluster_issuer"):
-                if field in chosen:
-                    raise ValueError(
-                        f"{field}: leave it out when gateway is set: an HTTPRoute has no "
-                        "ingress class, and the Gateway's HTTPS listener holds the certificate "
-                        '(docs/vllm.md, "The Gateway API")'
-                    )
-        if self.egress_fqdns is not None and not self.egress_fqdns:
+            self._fits_the_gateway(self.gateway)
+        if self.egress_fqdns == []:
             raise ValueError(
                 "egress_fqdns: empty would allow no HTTPS at all (the model could not be "
-                "downloaded); list the hosts, or leave it out"
+                "downloaded); list the hosts, set true for the Hugging Face hub's, or leave it out"
+            )
+        if self.ingress_cidrs == []:
+            raise ValueError(
+                "ingress_cidrs: empty admits nothing more; list ranges or leave it out"
             )
         return self
+
+    def _fits_the_gateway(self, gateway: GatewayRef) -> None:
+        for field, why in (
+            ("ingress_class", "an HTTPRoute has no ingress class"),
+            ("cluster_issuer", "the Gateway's HTTPS listener holds the certificate"),
+            ("ingress_namespace", "the Gateway's proxies are gateway.dataplane.namespace"),
+            ("ingress_pod_labels", "the Gateway's proxies are gateway.dataplane.pod_labels"),
+        ):
+            if field in self.model_fields_set:
+                raise ValueError(
+                    f'{field}: leave it out when gateway is set: {why} (docs/vllm.md, "The '
+                    'Gateway API")'
+                )
+        if gateway.dataplane is None and self.ingress_cidrs is None:
+            raise ValueError(
+                "gateway.dataplane: name the Gateway's proxy pods, or set ingress_cidrs to the "
+                "ranges a cloud-managed Gateway connects from: otherwise the endpoint's "
+                "NetworkPolicy admits nobody from the Gateway, and every request through it is "
+                "dropped (a 503). For Envoy Gateway: dataplane: {namespace: envoy-gateway-system, "
+                "pod_labels: {gateway.envoyproxy.io/owning-gateway-name: "
+                f"{gateway.name}, gateway.envoyproxy.io/owning-gateway-namespace: "
+                f'{gateway.namespace}}}}} (docs/vllm.md, "The Gateway API")'
+            )
+
+    @field_validator("egress_fqdns", mode="before")
+    @classmethod
+    def _the_hubs_names(cls, value: Any) -> Any:
+        return list(HF_HUB_FQDNS) if value is True else value
+
+    @field_validator("ingress_cidrs")
+    @classmethod
+    def _not_everyone(cls, networks: list[str] | None) -> list[str] | None:
+        for network in networks or []:
+            if ipaddress.ip_network(network).prefixlen == 0:
+                raise ValueError(
+                    f"{network} admits every address to vLLM's port, whose /pause, /invocations "
+                    "and /tokenize answer without a key; name the load balancer's or the nodes' "
+                    "ranges"
+                )
+        return networks
+
+    @property
+    def edge_pods(self) -> tuple[str, dict[str, str]] | None:
+        """(namespace, pod labels) of the pods that forward Convai's requests to vLLM: the
+        ingress controller's, the Gateway's proxies, or none (a cloud-managed Gateway)."""
+        if self.gateway is None:
+            return self.ingress_namespace, self.ingress_pod_labels
+        dataplane = self.gateway.dataplane
+        return (dataplane.namespace, dataplane.pod_labels) if dataplane else None
+
+    @property
+    def egress_denied_by_family(self) -> tuple[list[str], list[str]]:
+        """(IPv4, IPv6) networks of egress_denied_cidrs; no IPv6 ones: IPv6 stays closed."""
+        v6 = [n for n in self.egress_denied_cidrs if _is_ipv6(n)]
+        return [n for n in self.egress_denied_cidrs if not _is_ipv6(n)], v6
 
     @property
     def min_replicas(self) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -49,14 +51,28 @@ def network_policy(
     labels: dict[str, str],
     opts: pulumi.ResourceOptions,
 ) -> k8s.networking.v1.NetworkPolicy:
-    """Only the ingress controller's pods, and the metrics scraper's when stated, may open vLLM's
-    port, and nothing else may reach the pods: the unauthenticated routes (/pause,
-    /invocations...) stay out of the cluster's reach."""
-    peers = [_pods(endpoint.ingress_namespace, endpoint.ingress_pod_labels)]
+    """Only the edge (the ingress controller's or the Gateway's proxy pods, and the source ranges
+    of `ingress_cidrs`) and the metrics scraper, when stated, may open vLLM's port, and nothing
+    else may reach the pods: the unauthenticated routes (/pause, /invocations...) stay out of
+    the cluster's reach."""
+    peers = []
+    if endpoint.edge_pods is not None:
+        peers.append([_pods(*endpoint.edge_pods)])
+    if endpoint.ingress_cidrs:
+        peers.append(
+            [
+                k8s.networking.v1.NetworkPolicyPeerArgs(
+                    ip_block=k8s.networking.v1.IPBlockArgs(cidr=network)
+                )
+                for network in endpoint.ingress_cidrs
+            ]
+        )
     if endpoint.metrics is not None:
         # By pod label within its namespace, never the whole namespace: whoever may scrape
         # /metrics may also call the unguarded routes on the same port.
-        peers.append(_pods(endpoint.metrics.scraper_namespace, endpoint.metrics.scraper_pod_labels))
+        peers.append(
+            [_pods(endpoint.metrics.scraper_namespace, endpoint.metrics.scraper_pod_labels)]
+        )
     return k8s.networking.v1.NetworkPolicy(
         name,
         metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels),
@@ -65,10 +81,10 @@ def network_policy(
             policy_types=["Ingress"],
             ingress=[
                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                    from_=[peer],
+                    from_=sources,
                     ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=PORT, protocol="TCP")],
                 )
-                for peer in peers
+                for sources in peers
             ],
         ),
         opts=opts,
@@ -105,13 +121,18 @@ def egress_policy(
             k8s.networking.v1.NetworkPolicyPortArgs(port=DNS_PORT, protocol="TCP"),
         ],
     )
+    ipv4_denied, ipv6_denied = endpoint.egress_denied_by_family
+    anywhere = [("0.0.0.0/0", ipv4_denied)]
+    if ipv6_denied:
+        # Python tries an AAAA address first: on a dual-stack cluster without this, a download
+        # waits on dropped SYNs before it falls back to IPv4.
+        anywhere.append(("::/0", ipv6_denied))
     https = k8s.networking.v1.NetworkPolicyEgressRuleArgs(
         to=[
             k8s.networking.v1.NetworkPolicyPeerArgs(
-                ip_block=k8s.networking.v1.IPBlockArgs(
-                    cidr="0.0.0.0/0", except_=list(endpoint.egress_denied_cidrs)
-                )
+                ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr, except_=denied)
             )
+            for cidr, denied in anywhere
         ],
         ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=HTTPS_PORT, protocol="TCP")],
     )
@@ -271,11 +292,20 @@ def ingress(
 
 
 ROUTE_NAME = "vllm"
-ROUTE_ACCEPTED = 'jsonpath={.status.parents[*].conditions[?(@.type=="Accepted")].status}=True'
-"""What the HTTPRoute is awaited for: its Gateway's controller accepted it (the route serves)."""
+ROUTE_READY = json.dumps(
+    [
+        f'jsonpath={{.status.parents[*].conditions[?(@.type=="{condition}")].status}}=True'
+        for condition in ("Accepted", "ResolvedRefs")
+    ]
+)
+"""What the HTTPRoute is awaited for (pulumi-kubernetes waits for every expression of a list): its
+Gateway's controller accepted it, and resolved its backend, the Service and port. Accepted alone
+says the route attached; a wrong Service or port, or a backend the Gateway may not reach, shows
+only in ResolvedRefs, and the route then answers 500 to every request."""
 ROUTE_TIMEOUTS = pulumi.CustomTimeouts(create="10m", update="10m")
-"""A controller accepts a route in seconds; created after the Service has ready endpoints, the
-route waits for nothing else. Longer means the Gateway does not admit it (allowedRoutes)."""
+"""A controller accepts a route and resolves its backend in seconds; created after the Service has
+ready endpoints, the route waits for nothing else. Longer means the Gateway does not admit it
+(allowedRoutes) or cannot reach its backend (the route's ResolvedRefs condition says why)."""
 
 
 def http_route(
@@ -306,7 +336,7 @@ def http_route(
             name=ROUTE_NAME,
             namespace=namespace,
             labels=labels,
-            annotations={"pulumi.com/waitFor": ROUTE_ACCEPTED},
+            annotations={"pulumi.com/waitFor": ROUTE_READY},
         ),
         spec={
             "parentRefs": [parent],

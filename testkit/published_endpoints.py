@@ -2,13 +2,13 @@
 
 One server answers for every host name, as an ingress controller in front of vLLM does, and
 takes what it serves from the cluster at each request: the Ingress whose rule names the request's
-Host (or the accepted HTTPRoute that names it), the Service it routes to, that Service's Ready
-pods; from the first pod's container, the served model name (`--served-model-name`) and the API
-keys (`--api-key $(VAR)...`, each variable read from the Secret it names, as the kubelet expands
-it). So the endpoint preflight passes only if the program published the host, wired the Service
-to the pods and gave the pods the key it registers with Convai. No Ingress or route for the host:
-404, as ingress-nginx's default backend; no Ready pod: 503. The OpenAI replies are
-openai_server's vLLM.
+Host (or the HTTPRoute that names it, once accepted with its backend resolved), the Service it
+routes to, that Service's Ready pods; from the first pod's container, the served model name
+(`--served-model-name`) and the API keys (`--api-key $(VAR)...`, each variable read from the
+Secret it names, as the kubelet expands it). So the endpoint preflight passes only if the
+program published the host, wired the Service to the pods and gave the pods the key it registers
+with Convai. No Ingress or route for the host: 404, as ingress-nginx's default backend; no Ready
+pod: 503. The OpenAI replies are openai_server's vLLM.
 
 Processes reach it under the stacks' host names through testkit/resolver_override.
 """
@@ -65,14 +65,14 @@ class PublishedEndpoints:
         )
 
     def _backend(self, host: str) -> tuple[str, str] | None:
-        """(namespace, Service) that the Ingress or accepted HTTPRoute for `host` routes to."""
+        """(namespace, Service) that the Ingress or serving HTTPRoute for `host` routes to."""
         for ingress in self.cluster.objects("ingresses"):
             if any(r.get("host") == host for r in ingress["spec"].get("rules", [])):
                 (rule,) = ingress["spec"]["rules"]
                 service = rule["http"]["paths"][0]["backend"]["service"]["name"]
                 return ingress["metadata"]["namespace"], service
         for route in self.cluster.objects("httproutes"):
-            if host in route["spec"].get("hostnames", []) and _accepted(route):
+            if host in route["spec"].get("hostnames", []) and _serving(route):
                 (rule,) = route["spec"]["rules"]
                 return route["metadata"]["namespace"], rule["backendRefs"][0]["name"]
         return None
@@ -96,13 +96,16 @@ class PublishedEndpoints:
         await build_app(found)(scope, receive, record)
 
 
-def _accepted(route: dict[str, Any]) -> bool:
-    """A Gateway's controller serves a route once it has accepted it."""
-    return any(
-        c["type"] == "Accepted" and c["status"] == "True"
+def _serving(route: dict[str, Any]) -> bool:
+    """A Gateway serves a route once its controller has accepted it and resolved its backend;
+    an unresolved backend answers 500 (Gateway API, HTTPRoute backendRefs)."""
+    held = {
+        c["type"]
         for parent in route.get("status", {}).get("parents", [])
         for c in parent.get("conditions", [])
-    )
+        if c["status"] == "True"
+    }
+    return {"Accepted", "ResolvedRefs"} <= held
 
 
 def _service(cluster: ControlPlane, namespace: str, name: str) -> dict[str, Any]:

@@ -44,8 +44,19 @@ def every_option(config: dict[str, Any]) -> None:
             "max_replicas": 4,
             "prometheus_url": "http://prometheus-operated.monitoring.svc:9090",
         },
-        gateway={"name": "public", "namespace": "gateways", "section_name": "https"},
-        egress_fqdns=["huggingface.co", "*.huggingface.co", "*.hf.co"],
+        gateway={
+            "name": "public",
+            "namespace": "gateways",
+            "section_name": "https",
+            "dataplane": {
+                "namespace": "envoy-gateway-system",
+                "pod_labels": {
+                    "gateway.envoyproxy.io/owning-gateway-name": "public",
+                    "gateway.envoyproxy.io/owning-gateway-namespace": "gateways",
+                },
+            },
+        },
+        egress_fqdns=True,
     )
 
 
@@ -111,6 +122,13 @@ def test_options_switch_on_without_a_restart_and_the_autoscaler_keeps_its_count(
         assert len(staging.cluster.objects(kind, NAMESPACE)) == 1, kind
     assert staging.cluster.objects("ingresses", NAMESPACE) == []
     assert staging.cluster.objects("certificates", NAMESPACE) == []
+    # Awaited until its backend resolved too: kwok's controller accepts the route first and
+    # resolves it seconds later, and the await ends with the route as it then was.
+    (parent,) = staging.project.resources()["llama-8b-route"]["outputs"]["status"]["parents"]
+    assert {c["type"]: c["status"] for c in parent["conditions"]} == {
+        "Accepted": "True",
+        "ResolvedRefs": "True",
+    }
     (model,) = live(staging.convai).values()
     assert model["base_url"] == f"https://{HOST}/v1"
     # The host now reaches vLLM through the route alone: the Ingress is gone.

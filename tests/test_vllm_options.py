@@ -4,6 +4,7 @@ tests/test_kubernetes_options.py runs them on a real Kubernetes API."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -11,7 +12,12 @@ import pulumi
 import pytest
 
 from convai_provider import TYPE_TOKEN
-from convai_stack.stack_config import StackConfigError, parse_stack_config, project_values
+from convai_stack.stack_config import (
+    HF_HUB_FQDNS,
+    StackConfigError,
+    parse_stack_config,
+    project_values,
+)
 from convai_stack.vllm_workload import replica_budget
 from testkit.engine import ProgramRun, RecordingMocks, Registration
 from tests.test_rendered_manifests import assert_golden, rendered
@@ -32,7 +38,19 @@ METRICS = {
     "pod_monitor_labels": {"release": "kube-prometheus-stack"},
 }
 AUTOSCALING = {"min_replicas": 1, "max_replicas": 3, "prometheus_url": PROMETHEUS}
-GATEWAY = {"name": "public", "namespace": "gateways", "section_name": "https"}
+ENVOY_LABELS = {
+    "gateway.envoyproxy.io/owning-gateway-name": "public",
+    "gateway.envoyproxy.io/owning-gateway-namespace": "gateways",
+}
+ENVOY_PROXIES = {"namespace": "envoy-gateway-system", "pod_labels": ENVOY_LABELS}
+GATEWAY = {
+    "name": "public",
+    "namespace": "gateways",
+    "section_name": "https",
+    "dataplane": ENVOY_PROXIES,
+}
+MANAGED_GATEWAY = {"name": "public", "namespace": "gateways"}
+GKE_LOAD_BALANCERS = ["35.191.0.0/16", "130.211.0.0/22"]
 POD_MONITOR = "kubernetes:monitoring.coreos.com/v1:PodMonitor"
 SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 HTTP_ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
@@ -76,7 +94,7 @@ EVERY_OPTION = {
     "metrics": METRICS,
     "autoscaling": AUTOSCALING,
     "gateway": GATEWAY,
-    "egress_fqdns": ["huggingface.co", "*.huggingface.co", "*.hf.co"],
+    "egress_fqdns": True,
 }
 
 
@@ -184,7 +202,11 @@ def test_the_gateway_edge_routes_only_v1_to_the_service_with_long_streams() -> N
     route = only(run, HTTP_ROUTE)
     metadata, spec = route.inputs["metadata"], route.inputs["spec"]
     assert metadata["namespace"] == "vllm-llama-8b"
-    assert "Accepted" in metadata["annotations"]["pulumi.com/waitFor"]
+    # Accepted (attached to the Gateway) and ResolvedRefs (its Service and port found): both.
+    assert json.loads(metadata["annotations"]["pulumi.com/waitFor"]) == [
+        'jsonpath={.status.parents[*].conditions[?(@.type=="Accepted")].status}=True',
+        'jsonpath={.status.parents[*].conditions[?(@.type=="ResolvedRefs")].status}=True',
+    ]
     assert spec["parentRefs"] == [
         {
             "group": "gateway.networking.k8s.io",
@@ -209,11 +231,76 @@ def test_the_gateway_edge_routes_only_v1_to_the_service_with_long_streams() -> N
     assert model.property_dependencies["base_url"] == [route.urn]
 
 
+def pods_rule(namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "from": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                "podSelector": {"matchLabels": labels},
+            }
+        ],
+        "ports": [{"port": 8000, "protocol": "TCP"}],
+    }
+
+
+def ranges_rule(networks: list[str]) -> dict[str, Any]:
+    return {
+        "from": [{"ipBlock": {"cidr": network}} for network in networks],
+        "ports": [{"port": 8000, "protocol": "TCP"}],
+    }
+
+
+def test_behind_a_gateway_its_proxies_reach_vllm_and_ingress_nginx_does_not() -> None:
+    run = staging_with(gateway=GATEWAY, cluster_issuer=None)
+    assert ingress_rules(run) == [pods_rule("envoy-gateway-system", ENVOY_LABELS)]
+
+
+def test_a_cloud_managed_gateway_is_admitted_by_its_source_ranges_alone() -> None:
+    run = staging_with(
+        gateway=MANAGED_GATEWAY, cluster_issuer=None, ingress_cidrs=GKE_LOAD_BALANCERS
+    )
+    assert ingress_rules(run) == [ranges_rule(GKE_LOAD_BALANCERS)]
+
+
+def test_source_ranges_add_to_the_ingress_controllers_pods() -> None:
+    """An ingress-nginx on the host network connects from the nodes' addresses."""
+    run = staging_with(ingress_cidrs=["10.0.0.0/16", "fd00:10::/64"])
+    assert ingress_rules(run) == [
+        pods_rule(
+            "ingress-nginx",
+            {
+                "app.kubernetes.io/name": "ingress-nginx",
+                "app.kubernetes.io/component": "controller",
+            },
+        ),
+        ranges_rule(["10.0.0.0/16", "fd00:10::/64"]),
+    ]
+
+
 # FQDN egress --------------------------------------------------------------------------------------
 
 
+def test_the_hubs_default_names_match_on_every_cilium() -> None:
+    """`*` in a Cilium matchPattern stops at a dot: `*.hf.co` would miss the Xet hosts, so the
+    default list names them, and keeps a pattern only for one label (`us.aws.cdn.hf.co`)."""
+    run = staging_with(egress_fqdns=True)
+    https = only(run, CILIUM_POLICY).inputs["spec"]["egress"][1]
+    names = [selector.get("matchName") for selector in https["toFQDNs"]]
+    assert {"huggingface.co", "cas-bridge.xethub.hf.co", "transfer.xethub.hf.co"} <= set(names)
+    assert [s for s in https["toFQDNs"] if "matchPattern" in s] == [
+        {"matchPattern": "*.aws.cdn.hf.co"}
+    ]
+    assert len(https["toFQDNs"]) == len(HF_HUB_FQDNS)
+
+
+def test_a_multi_level_pattern_is_passed_to_cilium_as_a_pattern() -> None:
+    run = staging_with(egress_fqdns=["huggingface.co", "**.hf.co"])
+    https = only(run, CILIUM_POLICY).inputs["spec"]["egress"][1]
+    assert https["toFQDNs"] == [{"matchName": "huggingface.co"}, {"matchPattern": "**.hf.co"}]
+
+
 def test_an_fqdn_allow_list_replaces_https_anywhere_with_named_hosts() -> None:
-    run = staging_with(egress_fqdns=["huggingface.co", "*.hf.co"])
+    run = staging_with(egress_fqdns=["huggingface.co", "*.aws.cdn.hf.co"])
     egress = child(run, "networking.k8s.io/v1:NetworkPolicy", "llama-8b-egress").inputs["spec"]
     # Policies add up: HTTPS anywhere here would void the list.
     assert [rule["ports"][0]["port"] for rule in egress["egress"]] == [53]
@@ -225,7 +312,10 @@ def test_an_fqdn_allow_list_replaces_https_anywhere_with_named_hosts() -> None:
         {"matchLabels": {"k8s:io.kubernetes.pod.namespace": "kube-system", "k8s-app": "kube-dns"}}
     ]
     assert dns["toPorts"][0]["rules"] == {"dns": [{"matchPattern": "*"}]}
-    assert https["toFQDNs"] == [{"matchName": "huggingface.co"}, {"matchPattern": "*.hf.co"}]
+    assert https["toFQDNs"] == [
+        {"matchName": "huggingface.co"},
+        {"matchPattern": "*.aws.cdn.hf.co"},
+    ]
     assert https["toPorts"] == [{"ports": [{"port": "443", "protocol": "TCP"}]}]
     workload = child(run, STATEFUL_SET, "llama-8b")
     assert only(run, CILIUM_POLICY).urn in workload.dependencies
@@ -271,6 +361,53 @@ REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     "an empty fqdn list": (
         {"egress_fqdns": []},
         "egress_fqdns: empty would allow no HTTPS at all",
+    ),
+    "a gateway that nobody may forward from": (
+        {"gateway": MANAGED_GATEWAY, "cluster_issuer": None},
+        "gateway.dataplane: name the Gateway's proxy pods, or set ingress_cidrs to the ranges a "
+        "cloud-managed Gateway connects from: otherwise the endpoint's NetworkPolicy admits nobody "
+        "from the Gateway, and every request through it is dropped (a 503). For Envoy Gateway: "
+        "dataplane: {namespace: envoy-gateway-system, pod_labels: "
+        "{gateway.envoyproxy.io/owning-gateway-name: public, "
+        "gateway.envoyproxy.io/owning-gateway-namespace: gateways}}",
+    ),
+    "ingress controller pods behind a gateway": (
+        {"gateway": GATEWAY, "cluster_issuer": None, "ingress_namespace": "envoy-gateway-system"},
+        "ingress_namespace: leave it out when gateway is set: the Gateway's proxies are "
+        "gateway.dataplane.namespace",
+    ),
+    "gateway proxies that are a whole namespace": (
+        {"gateway": {**GATEWAY, "dataplane": {**ENVOY_PROXIES, "pod_labels": {}}}},
+        "pod_labels must name the Gateway's proxy pods",
+    ),
+    "a source range with host bits": (
+        {"ingress_cidrs": ["35.191.0.1/16"]},
+        "convai-models:endpoints[0].ingress_cidrs[0]: must be an IPv4 or IPv6 network such as "
+        "10.0.0.0/8 or fc00::/7, its host bits zero (got '35.191.0.1/16')",
+    ),
+    "a source range as a netmask": (
+        {"ingress_cidrs": ["35.191.0.0/255.255.0.0"]},
+        "convai-models:endpoints[0].ingress_cidrs[0]: must be written '35.191.0.0/16'",
+    ),
+    "a source range without its length": (
+        {"ingress_cidrs": ["130.211.0.0/22", "10.0.0.7"]},
+        "convai-models:endpoints[0].ingress_cidrs[1]: must be written '10.0.0.7/32'",
+    ),
+    "a source range that is everyone": (
+        {"ingress_cidrs": ["::/0"]},
+        "convai-models:endpoints[0].ingress_cidrs: ::/0 admits every address to vLLM's port",
+    ),
+    "no source ranges": (
+        {"ingress_cidrs": []},
+        "ingress_cidrs: empty admits nothing more; list ranges or leave it out",
+    ),
+    "a wildcard in the middle of a name": (
+        {"egress_fqdns": ["cas-bridge.*.hf.co"]},
+        "convai-models:endpoints[0].egress_fqdns[0]: must be a DNS name such as huggingface.co",
+    ),
+    "three stars": (
+        {"egress_fqdns": ["***.hf.co"]},
+        "convai-models:endpoints[0].egress_fqdns[0]: must be a DNS name such as huggingface.co",
     ),
     "a url as an fqdn": (
         {"egress_fqdns": ["https://huggingface.co"]},
