@@ -22,6 +22,12 @@ from convai_provider.resources.type_tokens import CHARACTER_TYPE_TOKEN, TYPE_TOK
 MODEL_TYPE = TYPE_TOKEN
 CHARACTER_TYPE = CHARACTER_TYPE_TOKEN
 INGRESS_TYPE = "kubernetes:networking.k8s.io/v1:Ingress"
+HTTP_ROUTE_TYPES = frozenset(
+    {
+        "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute",
+        "kubernetes:gateway.networking.k8s.io/v1beta1:HTTPRoute",
+    }
+)
 WORKLOAD_TYPES = frozenset(
     {
         "kubernetes:apps/v1:StatefulSet",
@@ -120,10 +126,21 @@ def images_pinned(props: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def ingress_v1_only(props: Mapping[str, Any]) -> list[str]:
-    """An Ingress publishes the OpenAI-compatible API (`/v1`) and nothing else: vLLM serves
-    /metrics, /health and more that are not for the internet."""
+def edge_v1_only(props: Mapping[str, Any]) -> list[str]:
+    """An Ingress or a Gateway API HTTPRoute publishes the OpenAI-compatible API (`/v1`) and
+    nothing else: vLLM serves /metrics, /pause, /invocations and more that are not for the
+    internet, and its key guards /v1 alone."""
     spec = props.get("spec") or {}
+    if props.get("kind") == "HTTPRoute":
+        kind, problems = "HTTPRoute", _route_problems(spec)
+    else:
+        kind, problems = "Ingress", _ingress_problems(spec)
+    if not problems:
+        return []
+    return [f"{kind} {'; '.join(problems)}: publish only {PUBLISHED_PATH!r}."]
+
+
+def _ingress_problems(spec: Mapping[str, Any]) -> list[str]:
     problems = []
     if spec.get("defaultBackend"):
         problems.append("it has a defaultBackend, which publishes every path")
@@ -132,9 +149,27 @@ def ingress_v1_only(props: Mapping[str, Any]) -> list[str]:
             shown = path.get("path") or "/"
             if shown != PUBLISHED_PATH:
                 problems.append(f"it publishes path {server_text(shown)!r}")
-    if not problems:
-        return []
-    return [f"Ingress {'; '.join(problems)}: publish only {PUBLISHED_PATH!r}."]
+    return problems
+
+
+ROUTE_DEFAULT_MATCH = {"path": {"type": "PathPrefix", "value": "/"}}
+"""What the Gateway API matches for a rule without `matches`, and for a match without `path`."""
+
+
+def _route_problems(spec: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for rule in spec.get("rules") or []:
+        for match in (rule or {}).get("matches") or [ROUTE_DEFAULT_MATCH]:
+            path = (match or {}).get("path") or ROUTE_DEFAULT_MATCH["path"]
+            kind, value = path.get("type") or "PathPrefix", path.get("value") or "/"
+            if kind == "RegularExpression":
+                problems.append(f"it matches the regular expression {server_text(value)!r}")
+            elif value != PUBLISHED_PATH:
+                problems.append(f"it publishes path {server_text(value)!r}")
+        for step in (rule or {}).get("filters") or []:
+            if ((step or {}).get("urlRewrite") or {}).get("path"):
+                problems.append("it rewrites the path, which reaches vLLM's other routes")
+    return problems
 
 
 def model_named(props: Mapping[str, Any], pattern: str | None) -> list[str]:
@@ -210,11 +245,12 @@ RESOURCE_RULES = (
         lambda props, _protect, _config: images_pinned(props),
     ),
     Rule(
+        # Named when it judged Ingresses alone: stacks' policy config files name it.
         "convai-ingress-v1-only",
-        f"An Ingress publishes {PUBLISHED_PATH} and nothing else.",
+        f"An Ingress or a Gateway API HTTPRoute publishes {PUBLISHED_PATH} and nothing else.",
         MANDATORY,
-        frozenset({INGRESS_TYPE}),
-        lambda props, _protect, _config: ingress_v1_only(props),
+        frozenset({INGRESS_TYPE, *HTTP_ROUTE_TYPES}),
+        lambda props, _protect, _config: edge_v1_only(props),
     ),
     Rule(
         "convai-model-naming",

@@ -17,6 +17,7 @@ from testkit.convai import CONVAI_KEY
 from testkit.kube import pin
 from testkit.pulumi_cli import ROOT, PulumiProject
 from tests.test_stacks import STACKS, run_stack, unwrap
+from tests.test_vllm_options import EVERY_OPTION, changed
 
 ANALYZER = ROOT / "policy" / "analyzer"
 LIBRARY = ROOT / "docs" / "examples" / "policy-library-program"
@@ -31,6 +32,7 @@ EVERY_RULE_FAILS_ONCE = {
     ("convai-fallback-exists", ""),
     ("convai-image-digest", "bad-vllm-tag"),
     ("convai-ingress-v1-only", "bad-ingress"),
+    ("convai-ingress-v1-only", "bad-route"),  # the same rule on a Gateway API HTTPRoute
 }
 ALL_MANDATORY = {
     "all": "mandatory",
@@ -191,3 +193,56 @@ def _tag_only(props: Any) -> Any:
     if isinstance(props, list):
         return [_tag_only(v) for v in props]
     return props
+
+
+ROUTE_TYPE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+
+
+def staging_route() -> guardrails.Declared:
+    """The HTTPRoute staging renders with `gateway` set."""
+    (route,) = [
+        guardrails.Declared(r.type, r.name, unwrap(r.inputs))
+        for r in run_stack("staging", changed(EVERY_OPTION)).registrations
+        if r.type == ROUTE_TYPE
+    ]
+    return route
+
+
+def route_with(route: guardrails.Declared, **rule: Any) -> guardrails.Declared:
+    props = json.loads(json.dumps(route.props))
+    props["spec"]["rules"][0].update(rule)
+    return guardrails.Declared(route.type, route.name, props)
+
+
+def test_the_v1_rule_judges_the_gateway_route_as_the_ingress() -> None:
+    route = staging_route()
+    assert guardrails.violations([route]) == []
+    everything = {"path": {"type": "PathPrefix", "value": "/"}}
+    refused = {
+        "a second path": route_with(
+            route, matches=[{"path": {"type": "PathPrefix", "value": "/v1"}}, everything]
+        ),
+        "no matches, which is every path": route_with(route, matches=[]),
+        "a match on headers alone": route_with(
+            route, matches=[{"headers": [{"name": "x-a", "value": "b"}]}]
+        ),
+        "a regular expression": route_with(
+            route, matches=[{"path": {"type": "RegularExpression", "value": "/v1.*"}}]
+        ),
+        "/v1 rewritten to /": route_with(
+            route,
+            filters=[
+                {
+                    "type": "URLRewrite",
+                    "urlRewrite": {
+                        "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}
+                    },
+                }
+            ],
+        ),
+    }
+    for case, resource in refused.items():
+        (found,) = guardrails.violations([resource])
+        assert (found.rule, found.level) == ("convai-ingress-v1-only", "mandatory"), case
+        assert found.message.startswith("HTTPRoute it "), case
+        assert found.message.endswith("publish only '/v1'."), case
