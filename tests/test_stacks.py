@@ -299,6 +299,14 @@ def test_prod_states_why_its_single_replica_endpoint_stays_single() -> None:
     assert "docs/vllm.md" in text and "outage" in text
 
 
+def test_prod_states_that_its_edge_is_retired_and_where_the_move_is_planned() -> None:
+    text = (ROOT / "stacks" / "Pulumi.prod.yaml").read_text()
+    assert all(e.gateway is None for e in vllm_endpoints("prod"))  # still ingress-nginx
+    plan = "Moving prod to the Gateway API"
+    assert "ingress-nginx" in text and "retired" in text and f'"{plan}"' in text
+    assert f"### {plan}" in (ROOT / "docs" / "vllm.md").read_text()
+
+
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_a_stopping_replica_leaves_the_load_balancer_before_vllm_stops(stack: str) -> None:
     # vLLM's SIGTERM handler cancels its HTTP server at once, dropping requests in flight
