@@ -36,6 +36,7 @@ from benchmarks.process_usage import Sampler, cpu_seconds, descendants
 from convai_provider.api.wire import DEREGISTER_PATH, LIST_PATH, REGISTER_PATH
 from convai_provider.emulator.process import EmulatorProcess
 from testkit.postgres import NoPostgresError, PostgresServer, find_postgres_bin
+from testkit.processes import die_with_parent
 from testkit.pulumi_cli import ROOT, NoPulumiError, PulumiProject, find_pulumi_bin
 
 KINDS = ("ours", "naive", "floor")
@@ -251,7 +252,9 @@ def warm_up(bench: Bench) -> None:
 def curve(bin_dir: Path, sizes: list[int], latency_ms: int, modes: tuple[str, ...]) -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
-        EmulatorProcess(Path(tmp) / "bench.sqlite3", access_log=False) as emu,
+        EmulatorProcess(
+            Path(tmp) / "bench.sqlite3", access_log=False, preexec_fn=die_with_parent()
+        ) as emu,
     ):
         bench = Bench(emu, bin_dir, Path(tmp), latency_ms, kinds=CURVE_KINDS)
         warm_up(bench)
@@ -268,7 +271,9 @@ def postgres_up(bin_dir: Path, count: int, latency_ms: int) -> None:
         raise SystemExit(f"{exc}") from None
     with (
         tempfile.TemporaryDirectory() as tmp,
-        EmulatorProcess(Path(tmp) / "bench.sqlite3", access_log=False) as emu,
+        EmulatorProcess(
+            Path(tmp) / "bench.sqlite3", access_log=False, preexec_fn=die_with_parent()
+        ) as emu,
         PostgresServer.start(postgres_bin) as server,
     ):
         urls = {kind: server.url(server.create_database(f"bench_{kind}")) for kind in CURVE_KINDS}
@@ -349,7 +354,9 @@ def main() -> None:
         return
     with (
         tempfile.TemporaryDirectory() as tmp,
-        EmulatorProcess(Path(tmp) / "bench.sqlite3", access_log=False) as emu,
+        EmulatorProcess(
+            Path(tmp) / "bench.sqlite3", access_log=False, preexec_fn=die_with_parent()
+        ) as emu,
     ):
         bench = Bench(emu, bin_dir, Path(tmp), latency_ms)
         creates, destroys = create_and_destroy(bench, args.models)

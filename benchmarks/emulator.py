@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from convai_provider.emulator.process import EmulatorProcess
+from testkit.processes import die_with_parent
 
 MIX = ["list"] * 6 + ["register", "update", "register", "deregister"]
 TIME_LIMIT = 60.0
@@ -91,7 +92,9 @@ def main() -> None:
     )
     with (
         tempfile.TemporaryDirectory() as tmp,
-        EmulatorProcess(Path(tmp) / "load.sqlite3", access_log=False) as emu,
+        EmulatorProcess(
+            Path(tmp) / "load.sqlite3", access_log=False, preexec_fn=die_with_parent()
+        ) as emu,
     ):
         load = Load(emu.url, args.requests // args.clients, time.monotonic() + TIME_LIMIT)
         started = time.perf_counter()

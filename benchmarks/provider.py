@@ -32,6 +32,7 @@ from convai_provider.api.wire import LIST_PATH
 from convai_provider.emulator.process import EmulatorProcess
 from testkit.convai import stack_config
 from testkit.engine import Declared, Engine, ProviderProcess, run_program
+from testkit.processes import die_with_parent
 
 WORKERS = 4
 
@@ -124,7 +125,9 @@ def main() -> None:
 
     with (
         tempfile.TemporaryDirectory() as tmp,
-        EmulatorProcess(Path(tmp) / "bench.sqlite3", access_log=False) as emu,
+        EmulatorProcess(
+            Path(tmp) / "bench.sqlite3", access_log=False, preexec_fn=die_with_parent()
+        ) as emu,
     ):
         emu.inject(latency_ms=args.latency_ms)
         engine = Engine(stack_config(emu))

@@ -228,6 +228,9 @@ class ProviderProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-u", "-m", "pulumi.dynamic", f"127.0.0.1:{engine_port}"],
             cwd=PROJECT_ROOT,
+            # A pipe whose write end only this process holds, as the CLI gives every plugin:
+            # the provider takes its end of file for the engine's (engine_watch.py).
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=child_env,
@@ -253,6 +256,12 @@ class ProviderProcess:
             _, err = self.proc.communicate()
         self.engine.stop(None)
         return err or ""
+
+    def close_engine_pipe(self) -> None:
+        """What the kernel does to the provider's stdin when the CLI dies."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.stdin = None  # so close() does not flush it (Python 3.11's communicate would)
 
     def call(self, name: str, request: Any) -> Any:
         try:

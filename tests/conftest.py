@@ -16,7 +16,7 @@ from convai_provider.emulator.process import EmulatorProcess
 from testkit.convai import CONVAI_KEY, FAST_BACKOFF
 from testkit.kube import NoKubeError, find_kube_bin
 from testkit.postgres import NoPostgresError, PostgresServer, find_postgres_bin
-from testkit.processes import die_with_parent, watch_this_run
+from testkit.processes import die_with_parent, let_ctrl_c_reach_children, watch_this_run
 from testkit.published_endpoints import RESOLVER_OVERRIDE
 from testkit.pulumi_cli import NoPulumiError, find_pulumi_bin
 
@@ -33,6 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Before anything starts: the run's watchdog, which ends whatever the run leaves running
     once this process ends, killed or not (testkit/processes.py); and the network guard, in
     this process and every Python process the run starts (testkit/resolver_override)."""
+    let_ctrl_c_reach_children()
     WATCHDOG.append(watch_this_run())
     os.environ["TESTKIT_NETWORK_LOG"] = str(NETWORK_LOG)
     os.environ["PYTHONPATH"] = os.pathsep.join(

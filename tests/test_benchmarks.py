@@ -3,10 +3,13 @@ figures themselves are not asserted: they are measurements, see benchmarks/READM
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,3 +90,61 @@ def test_the_cli_curve_prints_each_command_and_ratio_at_each_size(cli_bin: Path)
     assert re.search(bound, out, re.M), out
     only_registers = r"^3 up, checkpoints skipped: .* \| ours \d+\.\d\d s \(register 3\) \|"
     assert re.search(only_registers, out, re.M), out  # a create lists nothing
+
+
+def emulators_started_by(pid: int) -> list[int]:
+    """The emulator processes whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and b"convai_provider\0emulator" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("module", ["benchmarks.emulator", "benchmarks.provider", "benchmarks.cli"])
+def test_a_killed_benchmark_leaves_no_emulator_running(
+    module: str, request: pytest.FixtureRequest
+) -> None:
+    """A benchmark killed (a test's timeout, Ctrl-C twice, an OOM kill) takes its emulator along:
+    the kernel ends it (testkit/processes.py, die_with_parent)."""
+    env = dict(os.environ)
+    if module == "benchmarks.cli":
+        env["CONVAI_PULUMI_BIN"] = str(request.getfixturevalue("cli_bin"))
+    bench = subprocess.Popen(
+        [sys.executable, "-m", module],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    emulators: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not (emulators := emulators_started_by(bench.pid)):
+            assert bench.poll() is None and time.monotonic() < deadline, "no emulator started"
+            time.sleep(0.05)
+        bench.kill()
+        bench.wait()
+        deadline = time.monotonic() + 60  # the test's own deadline: the kernel acts at once
+        while any(map(running, emulators)):
+            assert time.monotonic() < deadline, f"the emulator outlived {module}: {emulators}"
+            time.sleep(0.05)
+    finally:
+        for pid in [bench.pid, *filter(running, emulators)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        bench.wait()

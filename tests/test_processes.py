@@ -146,3 +146,37 @@ def test_a_server_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
         wait_until(lambda: session_members(parent.pid) == [], 30, "the server's end")
     finally:
         end_group(parent, signal.SIGKILL, 5)
+
+
+CTRL_C_A_SHELL = """
+import signal, subprocess
+from testkit.processes import let_ctrl_c_reach_children
+let_ctrl_c_reach_children()
+shell = subprocess.Popen(
+    ["bash", "-c", "trap 'exit 130' INT; echo trapped; sleep 60 & wait $!"],
+    stdout=subprocess.PIPE,
+    text=True,
+)
+shell.stdout.readline()
+shell.send_signal(signal.SIGINT)
+try:
+    print(shell.wait(timeout=20))
+except subprocess.TimeoutExpired:
+    shell.kill()
+    print("SIGINT ignored")
+"""
+
+
+def test_a_run_started_with_ctrl_c_ignored_still_ctrl_cs_its_children() -> None:
+    # .ci/run started with `&` from a script inherits SIGINT ignored; a shell child could then not
+    # even trap it, and the tests that press Ctrl-C on dev-up waited out their timeouts.
+    ran = subprocess.run(
+        [sys.executable, "-c", CTRL_C_A_SHELL],
+        cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.stdout.strip() == "130", ran.stdout + ran.stderr

@@ -164,11 +164,13 @@ def end_session(session: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+def wait_for(
+    condition: Callable[[], bool], what: str, timeout: float = 60.0, poll: float = 0.1
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+        time.sleep(poll)
 
 
 def hold_creates_after_their_registers_land(
@@ -220,25 +222,107 @@ def test_a_provider_killed_after_its_registers_landed_converges_by_the_named_ado
 
 # Provider processes left by a killed CLI end by themselves ----------------------------------------
 
+HELD_PROGRAM = Path(__file__).parent / "fixtures" / "model-then-hold"
 
-def test_the_provider_of_a_killed_cli_ends_once_its_operations_are_done(
+
+def loading_our_provider(pid: int) -> bool:
+    """Whether a provider process has begun to import our provider, which the engine's first
+    call unpickles: pydantic's compiled core, which the SDK never loads, is mapped."""
+    try:
+        return b"pydantic_core" in Path(f"/proc/{pid}/maps").read_bytes()
+    except OSError:
+        return False
+
+
+def at(
+    cli: subprocess.Popen[str], moment: Callable[[], bool], what: str, poll: float = 0.1
+) -> subprocess.Popen[str]:
+    """`cli` once `moment` has come; a moment that never comes ends the CLI's session."""
+    try:
+        wait_for(moment, what, poll=poll)
+    except BaseException:
+        end_session(cli.pid)
+        raise
+    return cli
+
+
+def before_its_first_call(project: PulumiProject, convai: EmulatorProcess) -> subprocess.Popen[str]:
+    project.configure(stack(model("alpha")))
+    cli = project.start("up", "--yes", "--skip-preview")
+    return at(cli, lambda: bool(provider_processes(cli.pid)), "the provider to start", 0.005)
+
+
+def while_it_loads_our_provider(
     project: PulumiProject, convai: EmulatorProcess
-) -> None:
+) -> subprocess.Popen[str]:
+    """The engine's first call has arrived; configure has not run (nor had the engine's answer)."""
+    project.configure(stack(model("alpha")))
+    cli = project.start("up", "--yes", "--skip-preview")
+    loading = lambda: any(map(loading_our_provider, provider_processes(cli.pid)))  # noqa: E731
+    return at(cli, loading, "the provider to load ours", 0.005)
+
+
+def configured_before_any_create(
+    project: PulumiProject, convai: EmulatorProcess
+) -> subprocess.Popen[str]:
+    """A preview whose program holds once the engine has checked its model: the provider is
+    configured, idle, and its engine alive."""
+    (project.dir / "held").mkdir()
+    ready = project.dir / "held-ready"
+    held = PulumiProject(
+        project.dir / "held",
+        project.bin,
+        {
+            "CONVAI_API_KEY": CONVAI_KEY,
+            "CONVAI_BASE_URL": convai.url,
+            "HOLD_READY_FILE": str(ready),
+        },
+        main=HELD_PROGRAM,
+    )
+    cli = held.start("preview")
+    return at(cli, ready.exists, "the engine to check the model")
+
+
+def during_a_create(project: PulumiProject, convai: EmulatorProcess) -> subprocess.Popen[str]:
     project.configure(stack(model("alpha")))
     hold_creates_after_their_registers_land(convai, 1, 5)  # in flight when the CLI dies
     cli = project.start("up", "--yes", "--skip-preview")
+    return at(cli, lambda: bool(stored_endpoint_key(convai, "alpha")), "the register to land")
+
+
+MOMENTS: dict[str, Callable[[PulumiProject, EmulatorProcess], subprocess.Popen[str]]] = {
+    "before its first call": before_its_first_call,
+    "while it loads our provider": while_it_loads_our_provider,
+    "configured, before any create": configured_before_any_create,
+    "during a create": during_a_create,
+}
+KILLS: dict[str, Callable[[int], None]] = {
+    "the CLI alone": lambda cli: os.kill(cli, signal.SIGKILL),
+    # What a closed terminal signals: the foreground group, which is the CLI's own; the CLI
+    # starts each plugin in a group of its own.
+    "the CLI's group": lambda cli: os.killpg(cli, signal.SIGKILL),
+}
+
+
+@pytest.mark.parametrize("kill", KILLS)
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_the_provider_of_a_killed_cli_ends_by_itself(
+    project: PulumiProject, convai: EmulatorProcess, moment: str, kill: str
+) -> None:
+    cli = MOMENTS[moment](project, convai)
     try:
-        wait_for(lambda: bool(stored_endpoint_key(convai, "alpha")), "the register to land")
-        (provider,) = provider_processes(cli.pid)
-        os.kill(cli.pid, signal.SIGKILL)  # the CLI alone: its provider is left running
+        providers = set(provider_processes(cli.pid))
+        KILLS[kill](cli.pid)  # its provider is left running
         cli.communicate(timeout=60)
-        # The test's own deadline, not a speed: the provider finishes its create (5 s), then
-        # notices the engine is gone (13 s at most, docs/state-integrity.md).
-        wait_for(lambda: provider not in provider_processes(cli.pid), "the provider to end", 120)
+        # The test's own deadline, not a speed: the provider finishes what it has in flight (a
+        # create: 5 s), then notices the engine is gone (docs/state-integrity.md).
+        gone = lambda: not providers & set(provider_processes(cli.pid))  # noqa: E731
+        wait_for(gone, "the provider to end", 120)
     finally:
         end_session(cli.pid)  # the language host, which is not ours
     convai.clear_faults()
-    assert sorted(live(convai)) == ["alpha"]
+    if moment == "during a create":
+        assert sorted(live(convai)) == ["alpha"]  # the create it had sent landed
 
 
 # A CLI killed during a replacement ----------------------------------------------------------------
