@@ -128,6 +128,18 @@ def test_the_packs_defaults_and_a_stacks_config_set_each_rules_level(
     assert ("convai-endpoint-key", "bad-key") in violations
 
 
+def test_a_misspelt_rule_in_the_config_stops_the_preview_naming_it(library: PulumiProject) -> None:
+    """Pulumi hands a name no rule has to the pack as it is: without the pack's refusal the prod
+    rule meant to be mandatory kept its default level, and the preview passed (#25's trial)."""
+    misspelt = {"all": "advisory", "convai-model-protect": "mandatory"}
+    code, events, output = preview_with_pack(library, misspelt)
+    assert code != 0, output
+    assert events == []
+    assert "the policy config names no rule of this pack: 'convai-model-protect' (did you " in (
+        " ".join(output.split())
+    )
+
+
 # the stacks -------------------------------------------------------------------------------------
 
 
@@ -149,6 +161,13 @@ def stack_resources(stack: str) -> list[guardrails.Declared]:
 def test_the_stacks_pass_every_mandatory_rule_at_their_settings(stack: str) -> None:
     found = guardrails.violations(stack_resources(stack), stack_settings(stack))
     assert [v for v in found if v.level == "mandatory"] == []
+
+
+def test_a_config_naming_no_rule_of_the_pack_is_refused_with_the_nearest() -> None:
+    with pytest.raises(ValueError, match="did you mean 'convai-model-protected'") as caught:
+        guardrails.violations(stack_resources("prod"), {"convai-model-protect": "mandatory"})
+    assert "'all' for every rule" in str(caught.value)
+    assert guardrails.unknown_rules_problem({"all": "advisory", **stack_settings("prod")}) is None
 
 
 def test_prod_breaks_no_rule_and_dev_is_told_its_endpoint_has_no_key() -> None:
