@@ -7,6 +7,7 @@ from typing import Any
 
 import pulumi
 import pulumi.runtime.config
+import pulumi.runtime.settings
 
 from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
 from convai_provider.api.access import API_KEY_CONFIG, ConvaiKeyError, convai_key
@@ -178,7 +179,17 @@ def model_export(model: ConvaiPrivateModel) -> dict[str, Any]:
     }
 
 
+NOT_UNDER_PULUMI = (
+    "convai-models: this is the stacks' Pulumi program, run by `pulumi preview` and `pulumi up`, "
+    "and it was started on its own. `--policy-pack` given a directory (the checkout, or policy/) "
+    "does that with this repository's Pulumi CLI, whose language host runs the project's program "
+    "in place of the pack: give `--policy-pack policy/analyzer` (docs/policy.md)."
+)
+
+
 def main() -> None:
+    if pulumi.runtime.settings.get_monitor() is None:
+        raise SystemExit(NOT_UNDER_PULUMI)
     try:
         stack = load_stack_config()
         require_convai_keys()

@@ -5,6 +5,8 @@ program where every rule fails once, and on the stacks' resources at each stack'
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,6 +140,17 @@ def test_a_misspelt_rule_in_the_config_stops_the_preview_naming_it(library: Pulu
     assert "the policy config names no rule of this pack: 'convai-model-protect' (did you " in (
         " ".join(output.split())
     )
+
+
+def test_the_program_started_as_a_policy_pack_says_to_give_the_analyzer() -> None:
+    """`--policy-pack <a directory>`: this CLI's language host runs `python ''` in the project
+    directory, the stacks' program, which said "No Convai API key" (#25's trial)."""
+    started = subprocess.run(
+        [sys.executable, ""], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert started.returncode == 1
+    assert "give `--policy-pack policy/analyzer` (docs/policy.md)" in started.stderr
+    assert "No Convai API key" not in started.stderr
 
 
 # the stacks -------------------------------------------------------------------------------------
