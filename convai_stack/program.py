@@ -7,9 +7,17 @@ from typing import Any
 
 import pulumi
 import pulumi.runtime.config
+import pulumi.runtime.settings
 
 from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
 from convai_provider.api.access import API_KEY_CONFIG, ConvaiKeyError, convai_key
+from convai_provider.api.accounts import (
+    ACCOUNTS_CONFIG,
+    API_KEY_FIELD,
+    AccountError,
+    account_key,
+    declared_accounts,
+)
 from convai_provider.guards.urls import api_root_hint
 from convai_stack.stack_config import (
     ENDPOINTS_KEY,
@@ -70,14 +78,27 @@ def _every_config_key() -> set[str]:
     return set(pulumi.runtime.config.CONFIG.get()) | set(pulumi.runtime.get_config_env())
 
 
-def require_convai_key() -> None:
-    """Fail before any resource exists, rather than on the first model's create: no key, or
-    one the provider would refuse (the same rule, the same words)."""
-    stack_key = pulumi.Config("convai").get("apiKey")
+def require_convai_keys() -> None:
+    """Fail before any resource exists, rather than at the first operation of an account: no
+    key, or one the provider would refuse (the same rules, the same words), for the default
+    account and for every account of convai:accounts, each named on a line of its own."""
+    convai = pulumi.Config("convai")
+    problems = []
     try:
-        convai_key({API_KEY_CONFIG: stack_key}, os.environ)
+        convai_key({API_KEY_CONFIG: convai.get("apiKey")}, os.environ)
     except ConvaiKeyError as exc:
-        raise StackConfigError(str(exc)) from None
+        problems.append(str(exc))
+    try:
+        accounts = declared_accounts({ACCOUNTS_CONFIG: convai.get("accounts")})
+    except AccountError as exc:
+        raise StackConfigError("\n".join([*problems, str(exc)])) from None
+    for alias, settings in accounts.items():
+        try:
+            account_key(settings.get(API_KEY_FIELD), os.environ, alias)
+        except ConvaiKeyError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise StackConfigError("\n".join(problems))
 
 
 def refuse_placeholders(stack: StackConfig) -> None:
@@ -158,10 +179,20 @@ def model_export(model: ConvaiPrivateModel) -> dict[str, Any]:
     }
 
 
+NOT_UNDER_PULUMI = (
+    "convai-models: this is the stacks' Pulumi program, run by `pulumi preview` and `pulumi up`, "
+    "and it was started on its own. `--policy-pack` given a directory (the checkout, or policy/) "
+    "does that with this repository's Pulumi CLI, whose language host runs the project's program "
+    "in place of the pack: give `--policy-pack policy/analyzer` (docs/policy.md)."
+)
+
+
 def main() -> None:
+    if pulumi.runtime.settings.get_monitor() is None:
+        raise SystemExit(NOT_UNDER_PULUMI)
     try:
         stack = load_stack_config()
-        require_convai_key()
+        require_convai_keys()
         require_plugins(stack)
         refuse_placeholders(stack)
         warn_unchecked_api_roots(stack)

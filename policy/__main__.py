@@ -9,7 +9,12 @@ its properties.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import grpc
+import pulumi_policy.policy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -61,6 +66,25 @@ def fallback_policy() -> StackValidationPolicy:
     )
 
 
+def refuse_unknown_rules() -> None:
+    """Make the pack refuse a policy config naming a rule it does not have. The CLI hands such a
+    name to the pack's Configure as it is (pulumi's ReconcilePolicyPackConfig keeps every name
+    given), and pulumi-policy ignores it: a misspelt rule would keep its default level silently.
+    Configure is the one call that sees the whole config; pulumi-policy has no hook for it, so
+    its servicer's method is wrapped (the version is pinned in constraints.txt)."""
+    servicer = pulumi_policy.policy._PolicyAnalyzerServicer
+    configure: Callable[..., Any] = servicer.Configure
+
+    def checked_configure(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        problem = guardrails.unknown_rules_problem(request.policyConfig)
+        if problem is not None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        return configure(self, request, context)
+
+    servicer.Configure = checked_configure  # type: ignore[method-assign]
+
+
+refuse_unknown_rules()
 policies: list[Policy] = [resource_policy(rule) for rule in guardrails.RESOURCE_RULES]
 policies.append(fallback_policy())
 PolicyPack(name="convai-guardrails", policies=policies)

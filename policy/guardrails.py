@@ -9,6 +9,7 @@ when a rule reads one. No message repeats a key.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -268,6 +269,29 @@ FALLBACK_CONFIG = {"extraBuiltinModels": {"type": "array", "items": {"type": "st
 FALLBACK_DEFAULT = MANDATORY
 
 
+EVERY_RULE = "all"
+"""The key of a policy config file that sets every rule's level (Pulumi's format)."""
+RULE_NAMES = frozenset({rule.name for rule in RESOURCE_RULES} | {FALLBACK_RULE})
+
+
+def unknown_rules_problem(names: Iterable[str]) -> str | None:
+    """Why a policy config file naming `names` is refused, or None. Pulumi passes a name no rule
+    has to the pack as it is, so a misspelt rule would keep its default level without a word
+    (a prod rule meant to be mandatory would stay advisory)."""
+    unknown = sorted(set(names) - RULE_NAMES - {EVERY_RULE})
+    if not unknown:
+        return None
+    named = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(RULE_NAMES), n=1)
+        named.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return (
+        f"the policy config names no rule of this pack: {', '.join(named)}; the rules are "
+        f"{', '.join(sorted(RULE_NAMES))} (and {EVERY_RULE!r} for every rule): fix the name "
+        "in the file given to --policy-pack-config."
+    )
+
+
 @dataclass(frozen=True)
 class Declared:
     """A resource as the rules see it."""
@@ -292,8 +316,12 @@ def violations(
 ) -> list[Violation]:
     """What the pack reports for `resources` under a policy config file's content (`config`),
     each rule at its configured level; disabled rules report nothing. For tests and tools that
-    judge resources without the CLI."""
+    judge resources without the CLI. A config naming a rule the pack does not have is a
+    ValueError, as the pack refuses it."""
     settings = config or {}
+    problem = unknown_rules_problem(settings)
+    if problem is not None:
+        raise ValueError(problem)
     listed = list(resources)
     found = []
     for rule in RESOURCE_RULES:

@@ -53,8 +53,31 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def secure_values(document: dict[str, Any]) -> dict[str, Any]:
+    """The secrets of each config key that holds any: its `{secure: ...}` value, or, for a map
+    (a secret set with `config set --secret --path`, such as convai:accounts.partner.apiKey),
+    the part of it that leads to secrets."""
     config = document.get("config") or {}
-    return {k: v for k, v in config.items() if isinstance(v, dict) and "secure" in v}
+    return {k: secrets for k, v in config.items() if (secrets := _secrets_in(v)) is not None}
+
+
+def _is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and "secure" in value
+
+
+def _secrets_in(value: Any) -> Any:
+    if _is_secret(value):
+        return value
+    if isinstance(value, dict):
+        inner = {k: found for k, v in value.items() if (found := _secrets_in(v)) is not None}
+        return inner or None
+    return None
+
+
+def _with_secrets(plain: Any, secrets: Any) -> Any:
+    """`plain` (a committed value) with `secrets` (secure_values' part of it) laid over it."""
+    if isinstance(plain, dict) and isinstance(secrets, dict) and not _is_secret(secrets):
+        return plain | {k: _with_secrets(plain.get(k), v) for k, v in secrets.items()}
+    return secrets
 
 
 GENERATED = (
@@ -136,13 +159,10 @@ def stack_file(root: Path, previous: dict[str, Any], base_url: str) -> dict[str,
     # Where an older dev-up wrote its salt and secrets into the committed file, they are taken
     # over once; the previous generated file wins after that.
     local = previous if SALT in previous else committed
-    config = {
-        k: v
-        for k, v in (committed.get("config") or {}).items()
-        if k not in secure_values(committed)
-    }
+    config = {k: v for k, v in (committed.get("config") or {}).items() if not _is_secret(v)}
     config["convai:baseUrl"] = base_url
-    config.update(secure_values(committed) | secure_values(local))
+    for key, secrets in (secure_values(committed) | secure_values(local)).items():
+        config[key] = _with_secrets(config.get(key), secrets)
     document: dict[str, Any] = {k: local[k] for k in LOCAL_ONLY if k in local}
     document["config"] = config
     return document

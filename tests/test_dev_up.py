@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -308,6 +310,49 @@ def test_a_secret_set_through_dev_up_is_kept_from_run_to_run(tmp_path: Path, cli
     assert run_dev_up(tmp_path, path, "preview").returncode == 0
     copy = tmp_path / "dev" / ".pulumi-state" / "dev-project" / "Pulumi.dev.yaml"
     assert copy.read_text().startswith("# Written by scripts/dev-up at every run")
+
+
+def dev_project_module() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "dev_project", ROOT / "scripts" / "dev_project.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_secret_set_by_path_is_kept_beside_the_committed_part_of_its_key(tmp_path: Path) -> None:
+    """`scripts/dev-up config set --secret --path convai:accounts.partner.apiKey ...` (how
+    docs/accounts.md adds an account) nests the ciphertext inside convai:accounts: the next run
+    dropped it, and the partner account had no key (#25's trial)."""
+    (tmp_path / "stacks").mkdir()
+    committed = {
+        "config": {
+            "convai:apiKey": "dev-account",
+            "convai:accounts": {"partner": {"baseUrl": "http://127.0.0.1:9"}, "team_b": {}},
+        }
+    }
+    (tmp_path / "stacks" / "Pulumi.dev.yaml").write_text(json.dumps(committed))
+    previous = {
+        "encryptionsalt": "v1:salt",
+        "config": {
+            "convai:apiKey": "dev-account",
+            "convai:accounts": {
+                "partner": {"baseUrl": "http://127.0.0.1:1", "apiKey": {"secure": "v1:partner"}},
+                "gone": {"apiKey": {"secure": "v1:gone"}},
+            },
+            "convai-models:localVllmApiKey": {"secure": "v1:local"},
+        },
+    }
+    written = dev_project_module().stack_file(tmp_path, previous, "http://127.0.0.1:8787")
+    assert written["encryptionsalt"] == "v1:salt"
+    assert written["config"]["convai:accounts"] == {
+        "partner": {"baseUrl": "http://127.0.0.1:9", "apiKey": {"secure": "v1:partner"}},
+        "team_b": {},
+        "gone": {"apiKey": {"secure": "v1:gone"}},  # dev-up's secret: `config rm` removes it
+    }
+    assert written["config"]["convai-models:localVllmApiKey"] == {"secure": "v1:local"}
 
 
 def test_a_refresh_on_another_port_than_the_last_updates_says_to_up_there_first(

@@ -93,6 +93,67 @@ def test_lookups_answer_in_preview_with_plain_results_that_carry_no_key(
     assert SHARED.api_key not in shown
 
 
+PARTNER_KEY = "convai-partner-lookups-7d3e"
+PARTNER_MODEL = RegisterRequest(
+    model_group_name="partner-llama",
+    model_name="llama-3.1-8b",
+    api_key="sk-partner-endpoint-91c2",
+    is_uncensored=False,
+)
+
+
+def with_partner(url: str, partner: dict[str, str]) -> dict[str, str]:
+    return {**program_config(url), "convai:accounts": json.dumps({"partner": partner})}
+
+
+def test_a_lookup_reads_an_account_of_the_stack_by_its_alias(
+    shared: EmulatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stack with several accounts looks up a model of its partner account as its resources
+    name it (account=), its key read as the provider reads it: the stack's, else the env's."""
+    with ConvaiClient(PARTNER_KEY, shared.url) as client:
+        client.register(PARTNER_MODEL)
+    build = exported(
+        partner=lambda: lookups.private_models(account="partner"),
+        own=lookups.private_models,
+        one=lambda: lookups.private_model("partner-llama", account="partner"),
+    )
+    secret = ["convai:apiKey", "convai:accounts"]
+    for partner, env in (({"apiKey": PARTNER_KEY}, None), ({}, PARTNER_KEY)):
+        if env is not None:
+            monkeypatch.setenv("CONVAI_API_KEY_PARTNER", env)
+        config = with_partner(shared.url, partner)
+        done = run_program_fully(build, config=config, secret_keys=secret, preview=True)
+        assert [m["model_group_name"] for m in done.exports["partner"]] == ["partner-llama"]
+        assert [m["model_group_name"] for m in done.exports["own"]] == ["team-llama"]
+        assert done.exports["one"]["model_name"] == "llama-3.1-8b"
+        assert PARTNER_KEY not in json.dumps(done.exports)
+        assert done.secret_exports == set()
+
+    missing = exported(model=lambda: lookups.private_model("team-llama", account="partner"))
+    with pytest.raises(pulumi.RunError) as refused:
+        run_program_fully(missing, config=with_partner(shared.url, {}), secret_keys=secret)
+    assert f"no private model 'team-llama' in the account at {shared.url} (account 'partner') " in (
+        str(refused.value)
+    )
+
+
+def test_a_lookup_of_an_account_the_stack_does_not_declare_names_the_declared_ones(
+    shared: EmulatorProcess,
+) -> None:
+    build = exported(models=lambda: lookups.private_models(account="nowhere"))
+    config = with_partner(shared.url, {"apiKey": PARTNER_KEY})
+    with pytest.raises(pulumi.RunError) as refused:
+        run_program_fully(build, config=config, secret_keys=["convai:accounts"])
+    assert "account 'nowhere' is not declared in this stack's convai:accounts (declared: " in (
+        str(refused.value)
+    )
+    assert PARTNER_KEY not in str(refused.value)
+    both = exported(models=lambda: lookups.private_models(account="partner", api_key="k-1"))
+    with pytest.raises(pulumi.RunError, match="both account='partner' and api_key"):
+        run_program_fully(both, config=config)
+
+
 def test_a_missing_model_stops_the_program_with_one_line_naming_what_the_account_holds(
     shared: EmulatorProcess,
 ) -> None:

@@ -5,6 +5,8 @@ program where every rule fails once, and on the stacks' resources at each stack'
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -130,6 +132,29 @@ def test_the_packs_defaults_and_a_stacks_config_set_each_rules_level(
     assert ("convai-endpoint-key", "bad-key") in violations
 
 
+def test_a_misspelt_rule_in_the_config_stops_the_preview_naming_it(library: PulumiProject) -> None:
+    """Pulumi hands a name no rule has to the pack as it is: without the pack's refusal the prod
+    rule meant to be mandatory kept its default level, and the preview passed (#25's trial)."""
+    misspelt = {"all": "advisory", "convai-model-protect": "mandatory"}
+    code, events, output = preview_with_pack(library, misspelt)
+    assert code != 0, output
+    assert events == []
+    assert "the policy config names no rule of this pack: 'convai-model-protect' (did you " in (
+        " ".join(output.split())
+    )
+
+
+def test_the_program_started_as_a_policy_pack_says_to_give_the_analyzer() -> None:
+    """`--policy-pack <a directory>`: this CLI's language host runs `python ''` in the project
+    directory, the stacks' program, which said "No Convai API key" (#25's trial)."""
+    started = subprocess.run(
+        [sys.executable, ""], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert started.returncode == 1
+    assert "give `--policy-pack policy/analyzer` (docs/policy.md)" in started.stderr
+    assert "No Convai API key" not in started.stderr
+
+
 # the stacks -------------------------------------------------------------------------------------
 
 
@@ -151,6 +176,13 @@ def stack_resources(stack: str) -> list[guardrails.Declared]:
 def test_the_stacks_pass_every_mandatory_rule_at_their_settings(stack: str) -> None:
     found = guardrails.violations(stack_resources(stack), stack_settings(stack))
     assert [v for v in found if v.level == "mandatory"] == []
+
+
+def test_a_config_naming_no_rule_of_the_pack_is_refused_with_the_nearest() -> None:
+    with pytest.raises(ValueError, match="did you mean 'convai-model-protected'") as caught:
+        guardrails.violations(stack_resources("prod"), {"convai-model-protect": "mandatory"})
+    assert "'all' for every rule" in str(caught.value)
+    assert guardrails.unknown_rules_problem({"all": "advisory", **stack_settings("prod")}) is None
 
 
 def test_prod_breaks_no_rule_and_dev_is_told_its_endpoint_has_no_key() -> None:

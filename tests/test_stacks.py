@@ -1050,6 +1050,45 @@ def test_a_missing_convai_key_fails_before_any_resource(
     assert mocks.registrations == []
 
 
+def test_a_missing_account_key_fails_before_any_resource_naming_each_account(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every declared account's key is checked up front, not at that account's first operation
+    (by then other accounts' models may have changed); the words are the provider's."""
+    for variable in ("CONVAI_API_KEY_PARTNER", "CONVAI_API_KEY_TEAM_B"):
+        monkeypatch.delenv(variable, raising=False)
+    accounts: dict[str, dict[str, str]] = {
+        "partner": {},
+        "team_b": {"apiKey": " "},
+        "spare": {"apiKey": "convai-spare-1"},
+    }
+    config = stack_runtime_config("staging", **{"convai:accounts": json.dumps(accounts)})
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError) as caught:
+        run_stack("staging", config, mocks)
+    assert str(caught.value).splitlines() == [
+        "No Convai API key for account 'partner': run `pulumi config set --secret --path "
+        "convai:accounts.partner.apiKey <key>` or export CONVAI_API_KEY_PARTNER.",
+        "No Convai API key for account 'team_b': run `pulumi config set --secret --path "
+        "convai:accounts.team_b.apiKey <key>` or export CONVAI_API_KEY_TEAM_B.",
+    ]
+    assert mocks.registrations == []
+
+    monkeypatch.setenv("CONVAI_API_KEY_PARTNER", "convai-partner-from-env-1")
+    del accounts["team_b"]
+    config["convai:accounts"] = json.dumps(accounts)
+    assert run_stack("staging", config).of_type(TYPE_TOKEN)
+
+
+def test_an_account_key_the_provider_would_refuse_fails_before_any_resource() -> None:
+    accounts = {"partner": {"apiKey": "convai-partner\n-key"}}
+    config = stack_runtime_config("staging", **{"convai:accounts": json.dumps(accounts)})
+    with pytest.raises(pulumi.RunError) as caught:
+        run_stack("staging", config)
+    assert str(caught.value).startswith("convai:accounts.partner.apiKey ")
+    assert "convai-partner" not in str(caught.value)
+
+
 # The dev stack end to end ----------------------------------------------------------------------
 
 

@@ -155,17 +155,24 @@ def account_url_source(config: Mapping[str, Any], alias: str, default_source: st
     return default_source
 
 
-def account_key(configured: object, env: Mapping[str, str], alias: str) -> tuple[str, str]:
+def account_key(
+    configured: object, env: Mapping[str, str], alias: str, *, instead: str | None = None
+) -> tuple[str, str]:
     """`alias`'s key and the setting it came from: the stack's apiKey, else $CONVAI_API_KEY_<ALIAS>;
-    checked by the one rule of `api.access`."""
+    checked by the one rule of `api.access`. `instead`: what takes the key in place of the
+    stack's secret where that cannot be read (the commands' --api-key)."""
     if isinstance(configured, str) and configured:
         key, source = configured, key_config(alias)
     else:
         key, source = env.get(key_env(alias), ""), key_env(alias)
     if not key.strip():
+        given = (
+            f"pass {instead}"
+            if instead
+            else f"run `pulumi config set --secret --path {key_config(alias)} <key>`"
+        )
         raise ConvaiKeyError(
-            f"No Convai API key for account '{alias}': run `pulumi config set --secret --path "
-            f"{key_config(alias)} <key>` or export {key_env(alias)}.",
+            f"No Convai API key for account '{alias}': {given} or export {key_env(alias)}.",
             missing=True,
         )
     return checked_convai_key(key, source), source

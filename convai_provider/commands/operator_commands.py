@@ -252,7 +252,9 @@ def _account_key(flag: str | None, declared: dict[str, Any], account: str) -> tu
     if flag is not None:
         return checked_convai_key(flag, API_KEY_FLAG, instead=API_KEY_FLAG), API_KEY_FLAG
     plain = declared.get(API_KEY_FIELD)
-    return account_key(plain if isinstance(plain, str) else None, os.environ, account)
+    return account_key(
+        plain if isinstance(plain, str) else None, os.environ, account, instead=API_KEY_FLAG
+    )
 
 
 def _plain_text(stack_raw: dict[str, Any]) -> dict[str, Any]:

@@ -5,8 +5,9 @@ Dynamic providers have no invoke, and `Resource.get` / `pulumi import` do not wo
 resolves in `preview` as in `up` (the program reads Convai while it runs), through the provider's
 own client: its strict reply reading, retry policy and one deadline per lookup.
 
-The Convai key comes from the stack's `convai:apiKey` (then $CONVAI_API_KEY), as the provider's
-does, and is read as a secret; no result carries it (Convai never returns it, and the results
+The Convai key comes from the stack's `convai:apiKey` (then $CONVAI_API_KEY), or for
+`account=ALIAS` from convai:accounts (then $CONVAI_API_KEY_<ALIAS>), as the provider's does, and is
+read as a secret; no result carries it (Convai never returns it, and the results
 are made only of what it returns), so results are plain, not secret. A lookup that cannot be
 answered stops the program with one line: a model that is not there, a refused key, a reply
 that is not understood.
@@ -16,12 +17,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pulumi
 
 from convai_provider.api.access import API_KEY_CONFIG, BASE_URL_CONFIG
 from convai_provider.api.account import Operation
+from convai_provider.api.accounts import account_name
 from convai_provider.api.errors import ConvaiError
 from convai_provider.api.wire import PrivateModel
 from convai_provider.guards.text import server_text
@@ -42,6 +45,7 @@ class ModelNotFoundError(ConvaiError):
 def private_model(
     model_group_name: str,
     *,
+    account: str | None = None,
     api_key: pulumi.Input[str] | None = None,
     base_url: str | None = None,
 ) -> pulumi.Output[dict[str, Any]]:
@@ -49,8 +53,10 @@ def private_model(
     display_name, base_url, is_uncensored, category, created_at. The program stops with one line
     when the account holds no such model.
 
-    `api_key` and `base_url` default to the stack's Convai account (convai:apiKey, else
-    $CONVAI_API_KEY; convai:baseUrl, else $CONVAI_BASE_URL, else Convai's URL)."""
+    The account is the stack's default one (convai:apiKey, else $CONVAI_API_KEY; convai:baseUrl,
+    else $CONVAI_BASE_URL, else Convai's URL), or `account`, an alias of the stack's
+    convai:accounts read as the provider reads it; or another one given by `api_key` (and
+    `base_url`)."""
 
     def find(operation: Operation, url: str) -> dict[str, Any]:
         listing = operation.models_from_now()
@@ -59,21 +65,27 @@ def private_model(
             raise ModelNotFoundError(_not_found(model_group_name, url, listing))
         return _shown(found)
 
-    return _lookup(find, api_key, base_url)
+    return _lookup(find, Account(account, api_key, base_url))
 
 
 def private_models(
-    *, api_key: pulumi.Input[str] | None = None, base_url: str | None = None
+    *,
+    account: str | None = None,
+    api_key: pulumi.Input[str] | None = None,
+    base_url: str | None = None,
 ) -> pulumi.Output[list[dict[str, Any]]]:
-    """Every private model of the account, in Convai's order, each as `private_model` gives it."""
+    """Every private model of the account (as `private_model` picks it), in Convai's order, each
+    as `private_model` gives it."""
     return _lookup(
-        lambda operation, _url: [_shown(m) for m in operation.models_from_now()], api_key, base_url
+        lambda operation, _url: [_shown(m) for m in operation.models_from_now()],
+        Account(account, api_key, base_url),
     )
 
 
 def character_model(
     char_id: str,
     *,
+    account: str | None = None,
     api_key: pulumi.Input[str] | None = None,
     base_url: str | None = None,
 ) -> pulumi.Output[str | None]:
@@ -91,35 +103,59 @@ def character_model(
             )
         return character.model_group_name
 
-    return _lookup(read, api_key, base_url)
+    return _lookup(read, Account(account, api_key, base_url))
 
 
 # how every lookup runs -----------------------------------------------------------------------
 
 
-def _lookup(
-    ask: Callable[[Operation, str], T],
-    api_key: pulumi.Input[str] | None,
-    base_url: str | None,
-) -> pulumi.Output[T]:
+@dataclass(frozen=True)
+class Account:
+    """Which account a lookup reads: an alias of convai:accounts (None: the default account),
+    or a key (and URL) given instead."""
+
+    alias: str | None
+    api_key: pulumi.Input[str] | None
+    base_url: str | None
+
+    def key(self) -> pulumi.Input[str] | None:
+        """The key to wait for: the one given, else the stack's secret that holds it."""
+        if self.api_key is not None:
+            return self.api_key
+        config = pulumi.Config(CONVAI_NAMESPACE)
+        return config.get_secret("apiKey" if self.alias is None else "accounts")
+
+    def at(self, url: str) -> str:
+        """The account in messages: its URL, and its alias when it has one (two accounts often
+        share Convai's URL)."""
+        return url if self.alias is None else f"{url} ({account_name(self.alias)})"
+
+
+def _lookup(ask: Callable[[Operation, str], T], account: Account) -> pulumi.Output[T]:
     """Run `ask` on the account once the key is known, with its errors as one line each; the
     answer is unsecret, since it carries no key (the key only made it secret by taint)."""
-    key = api_key if api_key is not None else pulumi.Config(CONVAI_NAMESPACE).get_secret("apiKey")
-    config = _stack_settings(base_url)
+    if account.alias is not None and account.api_key is not None:
+        raise pulumi.RunError(
+            f"convai: a lookup was given both account={account.alias!r} and api_key: pass "
+            "account= to read an account of the stack's convai:accounts, or api_key= (and "
+            "base_url=) to read another one."
+        )
+    config = _stack_settings(account.base_url)
 
     def answer(resolved_key: str | None) -> T:
-        settings = _settings(config, resolved_key)
+        settings = _settings(config, resolved_key if account.alias is None else None, account)
         try:
-            return ask(runtime_for(settings).operation(), settings.base_url)
+            return ask(runtime_for(settings).operation(), account.at(settings.base_url))
         except ConvaiError as exc:
             raise pulumi.RunError(_one_line(str(exc))) from None
 
-    secret_key: pulumi.Output[str | None] = pulumi.Output.secret(key)
+    secret_key: pulumi.Output[str | None] = pulumi.Output.secret(account.key())
     return pulumi.Output.unsecret(secret_key.apply(answer))
 
 
 def _stack_settings(base_url: str | None) -> dict[str, Any]:
-    """The stack's convai:* settings other than the key, as the provider reads them."""
+    """The stack's convai:* settings other than the key, as the provider reads them (with
+    convai:accounts, which holds the other accounts' keys)."""
     config = pulumi.Config(CONVAI_NAMESPACE)
     values: dict[str, Any] = {}
     for name in CONFIG_KEYS:
@@ -133,12 +169,12 @@ def _stack_settings(base_url: str | None) -> dict[str, Any]:
     return values
 
 
-def _settings(config: dict[str, Any], key: str | None) -> ConvaiSettings:
+def _settings(config: dict[str, Any], key: str | None, account: Account) -> ConvaiSettings:
     """The settings in the provider's order, or the program stopped with one line naming the
     setting to fix."""
     given = {**config, API_KEY_CONFIG: key} if key else config
     try:
-        return ConvaiSettings.resolve(given, os.environ)
+        return ConvaiSettings.resolve(given, os.environ, account.alias)
     except ConvaiError as exc:
         raise pulumi.RunError(_one_line(str(exc))) from None
 
