@@ -49,6 +49,15 @@ _prctl = ctypes.CDLL(None, use_errno=True).prctl
 # the kernel tells a child when its parent dies -------------------------------------------------
 
 
+def let_ctrl_c_reach_children() -> None:
+    """A run started in the background of a non-interactive shell (`.ci/run &`) inherits SIGINT
+    ignored, and so does every process it starts: a shell cannot even trap it then, and the
+    tests' Ctrl-C (SIGINT) would reach nothing. A Python handler, unlike SIG_IGN, is not
+    inherited: children start with SIGINT's default, as a terminal's foreground job does."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def die_with_parent() -> Callable[[], None]:
     """A `preexec_fn` for `subprocess.Popen`: the child gets SIGKILL when the process starting it
     ends (strictly: the thread that started it; pytest starts fixtures on its main thread).
