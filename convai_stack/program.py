@@ -10,15 +10,23 @@ import pulumi.runtime.config
 import pulumi.runtime.settings
 
 from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
-from convai_provider.api.access import API_KEY_CONFIG, ConvaiKeyError, convai_key
+from convai_provider.api.access import (
+    API_KEY_CONFIG,
+    BASE_URL_CONFIG,
+    ConvaiKeyError,
+    convai_base_url,
+    convai_key,
+)
 from convai_provider.api.accounts import (
     ACCOUNTS_CONFIG,
     API_KEY_FIELD,
+    BASE_URL_FIELD,
     AccountError,
     account_key,
     declared_accounts,
+    key_config,
 )
-from convai_provider.guards.urls import api_root_hint
+from convai_provider.guards.urls import api_root_hint, is_loopback, split_url
 from convai_stack.stack_config import (
     ENDPOINTS_KEY,
     EXTRA_BUILTINS_KEY,
@@ -58,18 +66,20 @@ def load_stack_config() -> StackConfig:
         ) from None
     present = {k: v for k, v in values.items() if v is not None}
     keys = _every_config_key()
-    secrets = frozenset(k for k in keys if pulumi.runtime.config.is_config_secret(k))
+    secrets = frozenset(k for k in keys if _is_secret(k))
     return parse_stack_config(
         present,
         f"configuration of stack '{pulumi.get_stack()}'",
         keys=keys,
-        where=StackKeys(pulumi.get_stack(), secrets | frozenset(_secret_keys_env())),
+        where=StackKeys(pulumi.get_stack(), secrets),
     )
 
 
-def _secret_keys_env() -> list[str]:
-    """The keys the engine marked secret, where the runtime has not taken them in yet."""
-    return pulumi.runtime.config.get_config_secret_keys_env()
+def _is_secret(key: str) -> bool:
+    """Whether the engine marked the key secret (in the runtime, or where the runtime has not
+    taken its secret keys in yet)."""
+    runtime = pulumi.runtime.config
+    return runtime.is_config_secret(key) or key in runtime.get_config_secret_keys_env()
 
 
 def _every_config_key() -> set[str]:
@@ -97,8 +107,41 @@ def require_convai_keys() -> None:
             account_key(settings.get(API_KEY_FIELD), os.environ, alias)
         except ConvaiKeyError as exc:
             problems.append(str(exc))
+    problems += plain_key_problems(convai.get("apiKey"), accounts)
     if problems:
         raise StackConfigError("\n".join(problems))
+
+
+def plain_key_problems(default_key: str | None, accounts: dict[str, dict[str, Any]]) -> list[str]:
+    """A Convai key set without --secret sits in clear in the stack file and in state (the
+    engine keeps the provider's config there): refused, except for an account on a loopback
+    URL, the emulator, whose keys open nothing. `--path` secrets make all of convai:accounts
+    secret, which is as finely as the program can see it."""
+    base_url = pulumi.Config("convai").get("baseUrl")
+    default_url, _ = convai_base_url({BASE_URL_CONFIG: base_url}, os.environ)
+    problems = []
+    if default_key and not _is_secret(API_KEY_CONFIG) and not _on_loopback(default_url):
+        problems.append(_plain_key(API_KEY_CONFIG, f"pulumi config set --secret {API_KEY_CONFIG}"))
+    if not _is_secret(ACCOUNTS_CONFIG):
+        for alias, settings in accounts.items():
+            url = settings.get(BASE_URL_FIELD) or default_url
+            if settings.get(API_KEY_FIELD) and not _on_loopback(str(url)):
+                command = f"pulumi config set --secret --path {key_config(alias)}"
+                problems.append(_plain_key(key_config(alias), command))
+    return problems
+
+
+def _on_loopback(url: str) -> bool:
+    parts = split_url(url)
+    return parts is not None and parts.hostname is not None and is_loopback(parts.hostname)
+
+
+def _plain_key(setting: str, command: str) -> str:
+    return (
+        f"{setting} is set in plain text, so the stack file and the state hold the key in clear: "
+        f"set it again with `{command} <key>` (plain text is accepted only for an account on a "
+        "loopback URL, such as the emulator)"
+    )
 
 
 def refuse_placeholders(stack: StackConfig) -> None:

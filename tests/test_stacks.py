@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +83,21 @@ def stack_runtime_config(stack: str, **overrides: Any) -> dict[str, str]:
     return {**as_runtime_config(file), **secrets(stack), **overrides}
 
 
+ACCOUNTS_SECRET = "convai:accounts"
+"""What `pulumi config set --secret --path convai:accounts.<alias>.apiKey` marks secret."""
+
+
 def run_stack(
-    stack: str, config: dict[str, str] | None = None, mocks: RecordingMocks | None = None
+    stack: str,
+    config: dict[str, str] | None = None,
+    mocks: RecordingMocks | None = None,
+    secret_keys: Iterable[str] = (*SECRETS, ACCOUNTS_SECRET),
 ) -> ProgramRun:
     return run_program_fully(
         main,
         stack=stack,
         config=config if config is not None else stack_runtime_config(stack),
-        secret_keys=list(SECRETS),
+        secret_keys=list(secret_keys),
         mocks=mocks,
     )
 
@@ -1087,6 +1095,41 @@ def test_an_account_key_the_provider_would_refuse_fails_before_any_resource() ->
         run_stack("staging", config)
     assert str(caught.value).startswith("convai:accounts.partner.apiKey ")
     assert "convai-partner" not in str(caught.value)
+
+
+def test_a_convai_key_in_plain_text_is_refused_naming_the_secret_command() -> None:
+    """The engine keeps the provider's config in state: a key set without --secret would sit
+    there, and in the stack file, in clear."""
+    plain = [k for k in SECRETS if k != "convai:apiKey"]
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError) as caught:
+        run_stack("staging", mocks=mocks, secret_keys=plain)
+    assert str(caught.value) == (
+        "convai:apiKey is set in plain text, so the stack file and the state hold the key in "
+        "clear: set it again with `pulumi config set --secret convai:apiKey <key>` (plain text "
+        "is accepted only for an account on a loopback URL, such as the emulator)"
+    )
+    assert CONVAI_KEY not in str(caught.value)
+    assert mocks.registrations == []
+
+
+def test_an_account_key_in_plain_text_is_refused_unless_the_account_is_the_emulator() -> None:
+    accounts = {
+        "partner": {"apiKey": "convai-partner-1"},
+        "local": {"apiKey": "convai-local-1", "baseUrl": "http://127.0.0.1:8787"},
+    }
+    config = stack_runtime_config("staging", **{"convai:accounts": json.dumps(accounts)})
+    with pytest.raises(pulumi.RunError) as caught:
+        run_stack("staging", config, secret_keys=SECRETS)
+    assert str(caught.value).splitlines() == [
+        "convai:accounts.partner.apiKey is set in plain text, so the stack file and the state "
+        "hold the key in clear: set it again with `pulumi config set --secret --path "
+        "convai:accounts.partner.apiKey <key>` (plain text is accepted only for an account on a "
+        "loopback URL, such as the emulator)"
+    ]
+    del accounts["partner"]
+    config["convai:accounts"] = json.dumps(accounts)
+    assert run_stack("staging", config, secret_keys=SECRETS).of_type(TYPE_TOKEN)
 
 
 # The dev stack end to end ----------------------------------------------------------------------
