@@ -19,6 +19,7 @@ from convai_provider.commands.recovery import recover_pending_creates
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.resources.type_tokens import TYPE_TOKEN
 from testkit.convai import CONVAI_KEY
+from testkit.hostile_server import http_answer, serve_answer
 from tests.test_recovery import exported, listed, model_inputs, pending
 
 PARTNER_KEY = "convai-partner-key-3c61f8"
@@ -110,6 +111,46 @@ def test_audit_of_a_stack_covers_every_account_its_models_use(
     assert "Stack 'test' against Convai account 'partner':\n  in sync    beta" in out
     code, out, _ = cli("audit", "--stack", "test", "--root", str(root), "--account", "partner")
     assert "alpha" not in out and "unmanaged  stray" in out
+
+
+@pytest.mark.parametrize("flag", ["--api-key", "--base-url"])
+def test_audit_of_several_accounts_never_sends_one_accounts_key_or_url_to_another(
+    cli: Any, root: Path, flag: str
+) -> None:
+    """partner's baseUrl is a loopback server that records what it is sent: --api-key (the
+    default account's key) went there, and --base-url took every account's key elsewhere."""
+    recorder = http_answer(401, {"status": "error", "message": "Invalid API key"})
+    with serve_answer(recorder) as partner_url:
+        path = root / "stacks" / "Pulumi.test.yaml"
+        stack = yaml.safe_load(path.read_text())
+        stack["config"]["convai:accounts"]["partner"]["baseUrl"] = partner_url
+        path.write_text(yaml.safe_dump(stack))
+        given = CONVAI_KEY if flag == "--api-key" else partner_url
+        code, _, err = cli("audit", "--stack", "test", "--root", str(root), flag, given)
+    assert recorder.requests == []
+    assert code == 2
+    assert f"{flag} give one account's setting" in err
+    assert "the default account, account 'partner'" in err
+    assert "$CONVAI_API_KEY, $CONVAI_API_KEY_PARTNER" in err and "--account ALIAS" in err
+
+
+def test_audit_of_one_account_takes_its_key_from_the_flag(
+    cli: Any, convai: EmulatorProcess, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register(convai, PARTNER_KEY, "beta")
+    monkeypatch.delenv("CONVAI_API_KEY_PARTNER")
+    code, out, _ = cli(
+        "audit",
+        "--stack",
+        "test",
+        "--root",
+        str(root),
+        "--account",
+        "partner",
+        "--api-key",
+        PARTNER_KEY,
+    )
+    assert code == 0 and "in sync    beta" in out
 
 
 def test_audit_without_an_accounts_key_names_where_to_give_it(

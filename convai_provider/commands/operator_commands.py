@@ -15,6 +15,7 @@ from convai_provider.api.access import (
     API_KEY_ENV,
     API_KEY_FLAG,
     BASE_URL_CONFIG,
+    BASE_URL_FLAG,
     BASE_URL_ORDER,
     ConvaiKeyError,
     checked_convai_key,
@@ -28,6 +29,7 @@ from convai_provider.api.accounts import (
     API_KEY_FIELD,
     AccountError,
     account_key,
+    account_name,
     account_settings,
     alias_argument,
     key_env,
@@ -323,6 +325,8 @@ def _run_audit(args: argparse.Namespace) -> int:
     """One account with --account; else every account the stack's models use."""
     stack, raw = _load_stack(args)
     accounts = [args.account] if args.account else accounts_in_use(stack)
+    if len(accounts) > 1:
+        _refuse_one_accounts_flags(args, accounts)
     results = [
         audit(args.stack, stack, _live_models(_client(args, raw, account)), account)
         for account in accounts
@@ -338,6 +342,26 @@ def _run_audit(args: argparse.Namespace) -> int:
     else:
         print("\n".join(_audit_text(r) for r in results))
     return EXIT_CLEAN if clean else EXIT_DIFFERS
+
+
+def _refuse_one_accounts_flags(args: argparse.Namespace, accounts: list[str | None]) -> None:
+    """--api-key and --base-url are one account's: an audit of several would send that key, or
+    every account's key, to another account's server."""
+    given = [
+        flag
+        for flag, value in ((API_KEY_FLAG, args.api_key), (BASE_URL_FLAG, args.base_url))
+        if value is not None
+    ]
+    if not given:
+        return
+    names = ", ".join(account_name(a) for a in accounts)
+    keys = ", ".join(f"${API_KEY_ENV if a is None else key_env(a)}" for a in accounts)
+    raise OperatorError(
+        f"{' and '.join(given)} give one account's setting, and stack '{args.stack}' has models "
+        f"in several ({names}): each account is audited with its own key ({keys}) and URL. Pass "
+        f"{ACCOUNT_FLAG} ALIAS to audit one account with {' and '.join(given)}, or leave "
+        f"{' and '.join(given)} out"
+    )
 
 
 def _audit_text(result: Audit) -> str:
