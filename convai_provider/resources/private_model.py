@@ -61,7 +61,7 @@ from convai_provider.resources.fields import (
 from convai_provider.resources.key_identity import KEY_FINGERPRINT, seen_with, why_not_gone
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.runtime import ConvaiRuntime
-from convai_provider.resources.type_tokens import MODULE
+from convai_provider.resources.type_tokens import MODULE, kept_type_token
 
 # schema -----------------------------------------------------------------------------------------
 
@@ -436,6 +436,10 @@ class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
     convai_key_fingerprint: pulumi.Output[str]
     """A fingerprint of the Convai key that created the model or last saw it (never the key):
     how another account's key is told from this model's (docs/state-integrity.md)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass is this resource: it keeps the type token (resources.type_tokens)."""
+        super().__init_subclass__(**kept_type_token(cls, "PrivateModel", kwargs))
 
     def __init__(
         self,
