@@ -30,7 +30,7 @@ from policy import guardrails  # the checkout, on the path from the line above
 
 def resource_policy(rule: guardrails.Rule) -> ResourceValidationPolicy:
     def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
-        if args.resource_type not in rule.types:
+        if not rule.applies_to(args.resource_type):
             return
         protect = bool(args.opts.protect) if args.opts is not None else False
         for problem in rule.check(args.props, protect, args.get_config()):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from convai_provider.api.accounts import account_name
 from convai_provider.api.builtin_models import BUILTIN_MODELS, DEFAULT_FALLBACK_MODEL
 from convai_provider.guards.text import server_text
 from convai_provider.guards.urls import is_loopback, split_url
@@ -21,15 +22,22 @@ from convai_provider.resources.type_tokens import CHARACTER_TYPE_TOKEN, TYPE_TOK
 
 MODEL_TYPE = TYPE_TOKEN
 CHARACTER_TYPE = CHARACTER_TYPE_TOKEN
-INGRESS_TYPE = "kubernetes:networking.k8s.io/v1:Ingress"
-WORKLOAD_TYPES = frozenset(
+INGRESS_KINDS = frozenset({"Ingress"})
+WORKLOAD_KINDS = frozenset(
     {
-        "kubernetes:apps/v1:StatefulSet",
-        "kubernetes:apps/v1:Deployment",
-        "kubernetes:apps/v1:DaemonSet",
-        "kubernetes:core/v1:Pod",
+        "StatefulSet",
+        "Deployment",
+        "DaemonSet",
+        "ReplicaSet",
+        "ReplicationController",
+        "Pod",
+        "Job",
+        "CronJob",
     }
 )
+"""Kubernetes kinds, in any API group and version (`apps/v1beta2`, `extensions/v1beta1`) and as
+server-side-apply patches (`DeploymentPatch`, `IngressPatch`): one object, however spelt."""
+KUBERNETES_TOKEN = re.compile(r"kubernetes:[^:]+:(?P<kind>[A-Za-z]+?)(?:Patch)?")
 CONVAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 """What Convai (and the resource's check) fills in for a model declared without base_url."""
 KEYLESS = "EMPTY"
@@ -89,24 +97,31 @@ def fallback_exists(
     """Every binding's fallback is a built-in code or a model of the stack. `resources`: the
     stack's (type token, props)."""
     listed = list(resources)
-    known = (
-        BUILTIN_MODELS
-        | set(extra_builtins)
-        | {str(props.get("model_group_name")) for token, props in listed if token == MODEL_TYPE}
-    )
+    builtins = BUILTIN_MODELS | set(extra_builtins)
+    models = [props for token, props in listed if token == MODEL_TYPE]
     problems = []
     for token, props in listed:
         if token != CHARACTER_TYPE:
             continue
         fallback = props.get("fallback_model_group_name") or DEFAULT_FALLBACK_MODEL
-        if fallback not in known:
-            problems.append(
-                f"character {server_text(props.get('char_id'))!r} falls back to "
-                f"{server_text(fallback)!r}, which is neither a built-in Convai model nor a "
-                "model of this stack: its characters would stop answering when their model "
-                "goes; name one that exists (or list a new built-in code in the policy "
-                'config\'s "extraBuiltinModels").'
-            )
+        account = props.get("account")
+        # A character lives in one account and falls back to a model of that account only.
+        own = {str(m.get("model_group_name")) for m in models if m.get("account") == account}
+        if fallback in builtins or fallback in own:
+            continue
+        elsewhere = any(m.get("model_group_name") == fallback for m in models)
+        why = (
+            f"a model of this stack in another account than the character's "
+            f"({account_name(account)}), which Convai's character cannot use"
+            if elsewhere
+            else "neither a built-in Convai model nor a model of this stack"
+        )
+        problems.append(
+            f"character {server_text(props.get('char_id'))!r} falls back to "
+            f"{server_text(fallback)!r}, {why}: its characters would stop answering when their "
+            "model goes; name one that exists in its account (or list a new built-in code in "
+            'the policy config\'s "extraBuiltinModels").'
+        )
     return problems
 
 
@@ -120,13 +135,21 @@ def images_pinned(props: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def kubernetes_kind(token: str) -> str | None:
+    """The kind of a pulumi-kubernetes type token (`Ingress` for
+    `kubernetes:extensions/v1beta1:Ingress` and `...:IngressPatch`); None for another token."""
+    found = KUBERNETES_TOKEN.fullmatch(token)
+    return found["kind"] if found else None
+
+
 def ingress_v1_only(props: Mapping[str, Any]) -> list[str]:
     """An Ingress publishes the OpenAI-compatible API (`/v1`) and nothing else: vLLM serves
     /metrics, /health and more that are not for the internet."""
     spec = props.get("spec") or {}
     problems = []
-    if spec.get("defaultBackend"):
-        problems.append("it has a defaultBackend, which publishes every path")
+    for default in ("defaultBackend", "backend"):  # `backend`: the v1beta1 Ingress's
+        if spec.get(default):
+            problems.append(f"it has a {default}, which publishes every path")
     for rule in spec.get("rules") or []:
         for path in ((rule or {}).get("http") or {}).get("paths") or []:
             shown = path.get("path") or "/"
@@ -170,6 +193,11 @@ class Rule:
     check: Callable[[Mapping[str, Any], bool, Mapping[str, Any]], list[str]]
     config: Mapping[str, Any] = field(default_factory=dict)
     """The JSON schema of the rule's config properties (besides enforcementLevel)."""
+    kinds: frozenset[str] = frozenset()
+    """Kubernetes kinds judged whatever their token spells (`kubernetes_kind`)."""
+
+    def applies_to(self, token: str) -> bool:
+        return token in self.types or kubernetes_kind(token) in self.kinds
 
 
 RESOURCE_RULES = (
@@ -206,15 +234,17 @@ RESOURCE_RULES = (
         "convai-image-digest",
         "Workload images (vLLM) are pinned by digest (prod).",
         ADVISORY,
-        WORKLOAD_TYPES,
+        frozenset(),
         lambda props, _protect, _config: images_pinned(props),
+        kinds=WORKLOAD_KINDS,
     ),
     Rule(
         "convai-ingress-v1-only",
         f"An Ingress publishes {PUBLISHED_PATH} and nothing else.",
         MANDATORY,
-        frozenset({INGRESS_TYPE}),
+        frozenset(),
         lambda props, _protect, _config: ingress_v1_only(props),
+        kinds=INGRESS_KINDS,
     ),
     Rule(
         "convai-model-naming",
@@ -265,7 +295,7 @@ def violations(
         if level == DISABLED:
             continue
         for resource in listed:
-            if resource.type in rule.types:
+            if rule.applies_to(resource.type):
                 found += [
                     Violation(rule.name, level, resource.name, message)
                     for message in rule.check(resource.props, resource.protect, properties)
@@ -280,16 +310,50 @@ def violations(
     return found
 
 
+LEVELS = (MANDATORY, ADVISORY, DISABLED)
+ALL = "all"
+
+
+class PolicyConfigError(ValueError):
+    """A policy config file's content that says nothing clear: a rule that is not in the pack
+    (a typo would leave the rule at its default), a level that is none, a value of no shape."""
+
+
+def rule_names() -> list[str]:
+    return [*(rule.name for rule in RESOURCE_RULES), FALLBACK_RULE]
+
+
 def _configured(
     config: Mapping[str, Any], name: str, default: str
 ) -> tuple[str, Mapping[str, Any]]:
     """A rule's level and properties in a policy config file's content (pulumi's format: a
     level, or an object with enforcementLevel and properties; "all" sets every level)."""
-    value = config.get(name, config.get("all", default))
+    unknown = sorted(set(config) - {ALL, *rule_names()})
+    if unknown:
+        raise PolicyConfigError(
+            f"policy config names {', '.join(map(repr, unknown))}, which is no rule of the pack "
+            f"(its rules: {', '.join(rule_names())}, and {ALL!r}): fix the name"
+        )
+    fallback = _level(config.get(ALL, default), ALL)
+    value = config.get(name, fallback)
     if isinstance(value, str):
-        return value, {}
+        return _level(value, name), {}
+    if not isinstance(value, Mapping):
+        raise PolicyConfigError(
+            f"policy config {name!r} must be a level ({', '.join(LEVELS)}) or an object with "
+            "enforcementLevel and the rule's properties"
+        )
     properties = {k: v for k, v in value.items() if k != "enforcementLevel"}
-    return str(value.get("enforcementLevel", config.get("all", default))), properties
+    return _level(value.get("enforcementLevel", fallback), name), properties
+
+
+def _level(value: object, name: str) -> str:
+    if value in LEVELS:
+        return str(value)
+    raise PolicyConfigError(
+        f"policy config {name!r}: {server_text(value)!r} is no enforcement level; use one of "
+        f"{', '.join(LEVELS)}"
+    )
 
 
 def _group(props: Mapping[str, Any]) -> str:
@@ -299,9 +363,10 @@ def _group(props: Mapping[str, Any]) -> str:
 def _containers(props: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(name, image) of every container and init container a workload or pod declares."""
     spec = props.get("spec") or {}
-    pod = ((spec.get("template") or {}).get("spec")) or spec
+    job = (spec.get("jobTemplate") or {}).get("spec") or spec  # a CronJob's
+    pod = ((job.get("template") or {}).get("spec")) or job
     found = []
-    for kind in ("initContainers", "containers"):
+    for kind in ("initContainers", "containers", "ephemeralContainers"):
         for container in pod.get(kind) or []:
             found.append((str(container.get("name")), str(container.get("image"))))
     return found

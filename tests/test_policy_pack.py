@@ -191,3 +191,92 @@ def _tag_only(props: Any) -> Any:
     if isinstance(props, list):
         return [_tag_only(v) for v in props]
     return props
+
+
+# the adversary review: what the rules must not let through ----------------------------------------
+
+TAG_ONLY_POD = {"spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.6"}]}}
+
+
+@pytest.mark.parametrize(
+    ("token", "props"),
+    [
+        ("kubernetes:apps/v1:ReplicaSet", {"spec": {"template": TAG_ONLY_POD}}),
+        ("kubernetes:batch/v1:Job", {"spec": {"template": TAG_ONLY_POD}}),
+        (
+            "kubernetes:batch/v1:CronJob",
+            {"spec": {"jobTemplate": {"spec": {"template": TAG_ONLY_POD}}}},
+        ),
+        ("kubernetes:apps/v1:DeploymentPatch", {"spec": {"template": TAG_ONLY_POD}}),
+        ("kubernetes:apps/v1beta2:StatefulSet", {"spec": {"template": TAG_ONLY_POD}}),
+        ("kubernetes:core/v1:PodPatch", TAG_ONLY_POD),
+    ],
+)
+def test_a_workload_spelt_with_another_token_is_judged_too(token: str, props: Any) -> None:
+    found = guardrails.violations([guardrails.Declared(token, "w", props)], {"all": "mandatory"})
+    assert [(v.rule, v.resource) for v in found] == [("convai-image-digest", "w")]
+
+
+@pytest.mark.parametrize(
+    ("token", "spec"),
+    [
+        ("kubernetes:networking.k8s.io/v1beta1:Ingress", {"backend": {"serviceName": "vllm"}}),
+        (
+            "kubernetes:extensions/v1beta1:Ingress",
+            {"rules": [{"http": {"paths": [{"path": "/metrics"}]}}]},
+        ),
+        (
+            "kubernetes:networking.k8s.io/v1:IngressPatch",
+            {"rules": [{"http": {"paths": [{"path": "/"}]}}]},
+        ),
+    ],
+)
+def test_an_ingress_spelt_with_another_token_is_judged_too(token: str, spec: Any) -> None:
+    found = guardrails.violations([guardrails.Declared(token, "i", {"spec": spec})])
+    assert [(v.rule, v.resource) for v in found] == [("convai-ingress-v1-only", "i")]
+
+
+def test_a_fallback_in_another_account_than_its_character_is_refused() -> None:
+    def binding(account: str | None) -> guardrails.Declared:
+        props = {"char_id": "c1", "model_group_name": "beta", "account": account}
+        return guardrails.Declared(
+            guardrails.CHARACTER_TYPE, "ada", props | {"fallback_model_group_name": "spare"}
+        )
+
+    spare = guardrails.Declared(guardrails.MODEL_TYPE, "spare", {"model_group_name": "spare"})
+    found = guardrails.violations(
+        [spare, binding("partner")], {"all": "disabled", (guardrails.FALLBACK_RULE): "mandatory"}
+    )
+    assert len(found) == 1
+    assert "a model of this stack in another account than the character's (account 'partner')" in (
+        found[0].message
+    )
+    assert (
+        guardrails.violations(
+            [spare, binding(None)], {"all": "disabled", (guardrails.FALLBACK_RULE): "mandatory"}
+        )
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "said"),
+    [
+        ({"convai-model-namng": "mandatory"}, "'convai-model-namng', which is no rule of the pack"),
+        ({"convai-uncensored": True}, "'convai-uncensored' must be a level"),
+        ({"convai-uncensored": "mandatroy"}, "'mandatroy' is no enforcement level"),
+        ({"all": "strict"}, "'all': 'strict' is no enforcement level"),
+        ({"convai-uncensored": {"enforcementLevel": 3}}, "'convai-uncensored': '3' is no"),
+    ],
+)
+def test_a_policy_config_that_says_nothing_clear_is_refused_naming_it(
+    config: dict[str, Any], said: str
+) -> None:
+    with pytest.raises(guardrails.PolicyConfigError) as refused:
+        guardrails.violations([], config)
+    assert said in str(refused.value)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_stacks_policy_file_names_rules_of_the_pack_only(stack: str) -> None:
+    guardrails.violations([], stack_settings(stack))  # refuses a misspelt rule or level
