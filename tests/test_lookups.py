@@ -219,3 +219,61 @@ def test_the_example_stops_in_preview_with_one_line_when_the_key_is_refused(
     assert "convai:apiKey was refused" in output
     assert "Traceback" not in output
     assert CONVAI_KEY not in output
+
+
+# an account of convai:accounts -------------------------------------------------------------------
+
+PARTNER_KEY = "convai-partner-lookup-key-5d2e"
+
+
+def with_partner(url: str, partner: dict[str, str]) -> dict[str, str]:
+    return program_config(url) | {"convai:accounts": json.dumps({"partner": partner})}
+
+
+def test_a_lookup_of_an_account_reads_it_with_its_own_key_only(shared: EmulatorProcess) -> None:
+    with ConvaiClient(PARTNER_KEY, shared.url) as client:
+        client.register(SHARED.model_copy(update={"model_group_name": "partner-llama"}))
+    done = run_program_fully(
+        exported(
+            theirs=lambda: lookups.private_model("partner-llama", account="partner"),
+            listed=lambda: lookups.private_models(account="partner"),
+            ours=lookups.private_models,
+        ),
+        config=with_partner(shared.url, {"apiKey": PARTNER_KEY}),
+        secret_keys=["convai:apiKey", "convai:accounts"],
+    )
+    assert done.exports["theirs"]["model_name"] == "llama-3.1-70b"
+    assert [m["model_group_name"] for m in done.exports["listed"]] == ["partner-llama"]
+    assert [m["model_group_name"] for m in done.exports["ours"]] == ["team-llama"]
+    assert PARTNER_KEY not in json.dumps(done.exports) and done.secret_exports == set()
+
+
+def test_an_accounts_url_is_sent_that_accounts_key_and_never_the_default_one() -> None:
+    recorder = http_answer(200, {"status": "success", "models": []})
+    with serve_answer(recorder) as partner_url:
+        partner = {"apiKey": PARTNER_KEY, "baseUrl": partner_url}
+        done = run_program_fully(
+            exported(listed=lambda: lookups.private_models(account="partner")),
+            config=with_partner("http://127.0.0.1:9", partner),
+        )
+    assert done.exports["listed"] == []
+    sent = b"".join(recorder.requests)
+    assert PARTNER_KEY.encode() in sent and CONVAI_KEY.encode() not in sent
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ({"account": "nowhere"}, "account 'nowhere' is not declared"),
+        ({"account": "Partner"}, "a lookup's account must be a lowercase letter"),
+        ({"account": "partner", "base_url": "http://127.0.0.1:9"}, "give account alone"),
+    ],
+)
+def test_a_lookups_account_that_cannot_be_read_stops_the_program(
+    given: dict[str, Any], said: str
+) -> None:
+    with pytest.raises(pulumi.RunError, match=said):
+        run_program_fully(
+            exported(listed=lambda: lookups.private_models(**given)),
+            config=with_partner("http://127.0.0.1:9", {"apiKey": PARTNER_KEY}),
+        )

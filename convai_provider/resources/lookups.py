@@ -6,22 +6,26 @@ resolves in `preview` as in `up` (the program reads Convai while it runs), throu
 own client: its strict reply reading, retry policy and one deadline per lookup.
 
 The Convai key comes from the stack's `convai:apiKey` (then $CONVAI_API_KEY), as the provider's
-does, and is read as a secret; no result carries it (Convai never returns it, and the results
-are made only of what it returns), so results are plain, not secret. A lookup that cannot be
-answered stops the program with one line: a model that is not there, a refused key, a reply
-that is not understood.
+does, and is read as a secret; `account=` reads an account of the stack's `convai:accounts`
+instead, with that account's key and URL, exactly as a resource of that account would (so one
+account's key never goes to another's URL). No result carries a key (Convai never returns it,
+and the results are made only of what it returns), so results are plain, not secret. A lookup
+that cannot be answered stops the program with one line: a model that is not there, a refused
+key, a reply that is not understood, an account the stack does not declare.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pulumi
 
 from convai_provider.api.access import API_KEY_CONFIG, BASE_URL_CONFIG
 from convai_provider.api.account import Operation
+from convai_provider.api.accounts import ACCOUNTS_CONFIG, alias_problem
 from convai_provider.api.errors import ConvaiError
 from convai_provider.api.wire import PrivateModel
 from convai_provider.guards.text import server_text
@@ -42,6 +46,7 @@ class ModelNotFoundError(ConvaiError):
 def private_model(
     model_group_name: str,
     *,
+    account: str | None = None,
     api_key: pulumi.Input[str] | None = None,
     base_url: str | None = None,
 ) -> pulumi.Output[dict[str, Any]]:
@@ -49,8 +54,10 @@ def private_model(
     display_name, base_url, is_uncensored, category, created_at. The program stops with one line
     when the account holds no such model.
 
-    `api_key` and `base_url` default to the stack's Convai account (convai:apiKey, else
-    $CONVAI_API_KEY; convai:baseUrl, else $CONVAI_BASE_URL, else Convai's URL)."""
+    `account`: an alias of the stack's convai:accounts (default: the account of convai:apiKey).
+    `api_key` and `base_url` read an account the stack does not declare instead; they default to
+    the default account's (convai:apiKey, else $CONVAI_API_KEY; convai:baseUrl, else
+    $CONVAI_BASE_URL, else Convai's URL)."""
 
     def find(operation: Operation, url: str) -> dict[str, Any]:
         listing = operation.models_from_now()
@@ -59,21 +66,26 @@ def private_model(
             raise ModelNotFoundError(_not_found(model_group_name, url, listing))
         return _shown(found)
 
-    return _lookup(find, api_key, base_url)
+    return _lookup(find, Account(account, api_key, base_url))
 
 
 def private_models(
-    *, api_key: pulumi.Input[str] | None = None, base_url: str | None = None
+    *,
+    account: str | None = None,
+    api_key: pulumi.Input[str] | None = None,
+    base_url: str | None = None,
 ) -> pulumi.Output[list[dict[str, Any]]]:
     """Every private model of the account, in Convai's order, each as `private_model` gives it."""
     return _lookup(
-        lambda operation, _url: [_shown(m) for m in operation.models_from_now()], api_key, base_url
+        lambda operation, _url: [_shown(m) for m in operation.models_from_now()],
+        Account(account, api_key, base_url),
     )
 
 
 def character_model(
     char_id: str,
     *,
+    account: str | None = None,
     api_key: pulumi.Input[str] | None = None,
     base_url: str | None = None,
 ) -> pulumi.Output[str | None]:
@@ -91,24 +103,45 @@ def character_model(
             )
         return character.model_group_name
 
-    return _lookup(read, api_key, base_url)
+    return _lookup(read, Account(account, api_key, base_url))
 
 
 # how every lookup runs -----------------------------------------------------------------------
 
 
-def _lookup(
-    ask: Callable[[Operation, str], T],
-    api_key: pulumi.Input[str] | None,
-    base_url: str | None,
-) -> pulumi.Output[T]:
+@dataclass(frozen=True)
+class Account:
+    """Which account a lookup reads: an alias of convai:accounts, or a key and URL of one the
+    stack does not declare (each left out: the default account's)."""
+
+    alias: str | None
+    api_key: pulumi.Input[str] | None
+    base_url: str | None
+
+    def __post_init__(self) -> None:
+        if self.alias is None:
+            return
+        problem = alias_problem(self.alias)
+        if problem is not None:
+            raise pulumi.RunError(f"convai: a lookup's account {problem}")
+        if self.api_key is not None or self.base_url is not None:
+            raise pulumi.RunError(
+                f"convai: a lookup of account '{self.alias}' takes that account's key and URL "
+                f"from {ACCOUNTS_CONFIG}.{self.alias}: give account alone, or api_key and "
+                "base_url alone for an account the stack does not declare"
+            )
+
+
+def _lookup(ask: Callable[[Operation, str], T], account: Account) -> pulumi.Output[T]:
     """Run `ask` on the account once the key is known, with its errors as one line each; the
     answer is unsecret, since it carries no key (the key only made it secret by taint)."""
-    key = api_key if api_key is not None else pulumi.Config(CONVAI_NAMESPACE).get_secret("apiKey")
-    config = _stack_settings(base_url)
+    key = account.api_key
+    if key is None:
+        key = pulumi.Config(CONVAI_NAMESPACE).get_secret("apiKey")
+    config = _stack_settings(account.base_url)
 
     def answer(resolved_key: str | None) -> T:
-        settings = _settings(config, resolved_key)
+        settings = _settings(config, resolved_key, account.alias)
         try:
             return ask(runtime_for(settings).operation(), settings.base_url)
         except ConvaiError as exc:
@@ -133,12 +166,12 @@ def _stack_settings(base_url: str | None) -> dict[str, Any]:
     return values
 
 
-def _settings(config: dict[str, Any], key: str | None) -> ConvaiSettings:
+def _settings(config: dict[str, Any], key: str | None, account: str | None) -> ConvaiSettings:
     """The settings in the provider's order, or the program stopped with one line naming the
     setting to fix."""
     given = {**config, API_KEY_CONFIG: key} if key else config
     try:
-        return ConvaiSettings.resolve(given, os.environ)
+        return ConvaiSettings.resolve(given, os.environ, account=account)
     except ConvaiError as exc:
         raise pulumi.RunError(_one_line(str(exc))) from None
 
