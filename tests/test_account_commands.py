@@ -227,3 +227,15 @@ def test_the_emulator_rotates_an_accounts_key_as_convai_regenerates_one(
         client.list_models()
     with pytest.raises(httpx.HTTPStatusError):
         convai.rotate_key(PARTNER_KEY, "convai-partner-again-1b2c3d")  # rotated out already
+
+
+def test_list_prints_only_the_fields_convai_documents(
+    cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    echoed = {"model_group_name": "m", "model_name": "x", "api_key": "sk-echoed-endpoint-5c1d"}
+    with serve_answer(http_answer(200, {"status": "success", "models": [echoed]})) as url:
+        monkeypatch.setenv("CONVAI_BASE_URL", url)
+        code, out, _ = cli("list", "--json")
+    assert code == 0
+    assert "sk-echoed-endpoint-5c1d" not in out and "api_key" not in out
+    assert json.loads(out)["models"][0]["model_group_name"] == "m"

@@ -277,3 +277,18 @@ def test_a_lookups_account_that_cannot_be_read_stops_the_program(
             exported(listed=lambda: lookups.private_models(**given)),
             config=with_partner("http://127.0.0.1:9", {"apiKey": PARTNER_KEY}),
         )
+
+
+def test_a_field_convai_does_not_document_never_reaches_a_lookups_plain_result() -> None:
+    """A proxy or a later API that echoes a key in the list: the lookup's result is plain (not
+    secret) and may be exported into state, so only the documented fields are kept."""
+    echoed = {"model_group_name": "m", "model_name": "x", "api_key": "sk-echoed-endpoint-91ab"}
+    listing = http_answer(200, {"status": "success", "models": [echoed | {"key": CONVAI_KEY}]})
+    with serve_answer(listing) as url:
+        done = run(
+            exported(one=lambda: lookups.private_model("m"), every=lookups.private_models),
+            url,
+        )
+    shown = json.dumps(done.exports)
+    assert "sk-echoed-endpoint-91ab" not in shown and CONVAI_KEY not in shown
+    assert set(done.exports["one"]) == set(PrivateModel.model_fields)

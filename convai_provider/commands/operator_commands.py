@@ -297,7 +297,7 @@ def _run_list(args: argparse.Namespace) -> int:
     raw = None if args.stack is None else _stack_settings(args)
     models = _live_models(_client(args, raw))
     if args.json:
-        _print_json({"models": [m.model_dump() for m in models], "count": len(models)})
+        _print_json({"models": [m.documented() for m in models], "count": len(models)})
         return EXIT_CLEAN
     if not models:
         print("No private models in this Convai account.")

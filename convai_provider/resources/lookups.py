@@ -64,7 +64,7 @@ def private_model(
         found = next((m for m in listing if m.model_group_name == model_group_name), None)
         if found is None:
             raise ModelNotFoundError(_not_found(model_group_name, url, listing))
-        return _shown(found)
+        return found.documented()
 
     return _lookup(find, Account(account, api_key, base_url))
 
@@ -77,7 +77,7 @@ def private_models(
 ) -> pulumi.Output[list[dict[str, Any]]]:
     """Every private model of the account, in Convai's order, each as `private_model` gives it."""
     return _lookup(
-        lambda operation, _url: [_shown(m) for m in operation.models_from_now()],
+        lambda operation, _url: [m.documented() for m in operation.models_from_now()],
         Account(account, api_key, base_url),
     )
 
@@ -174,10 +174,6 @@ def _settings(config: dict[str, Any], key: str | None, account: str | None) -> C
         return ConvaiSettings.resolve(given, os.environ, account=account)
     except ConvaiError as exc:
         raise pulumi.RunError(_one_line(str(exc))) from None
-
-
-def _shown(model: PrivateModel) -> dict[str, Any]:
-    return model.model_dump()
 
 
 def _not_found(model_group_name: str, url: str, listing: list[PrivateModel]) -> str:

@@ -109,7 +109,7 @@ class PrivateModelInputs(RegisterRequest):
     def outputs(self, live: PrivateModel) -> dict[str, Any]:
         """Every input, with what Convai lists overriding what was declared."""
         outputs = self.model_dump() | dict.fromkeys(COMPUTED_FIELDS)
-        outputs.update(live.model_dump(include=set(PrivateModel.model_fields)))
+        outputs.update(live.documented())
         return outputs
 
     def registered_outputs(self, registered: RegisterResponse) -> dict[str, Any]:
@@ -386,7 +386,7 @@ def _declared_updates(inputs: PrivateModelInputs) -> dict[str, Any]:
 def _live_outputs(live: PrivateModel, stored: Mapping[str, Any]) -> dict[str, Any]:
     """What refresh records: Convai's view, plus what the API never returns, kept from state."""
     outputs = {k: v for k, v in stored.items() if k in INPUT_FIELDS and k != PROVIDER_KEY}
-    outputs.update(live.model_dump(include=set(PrivateModel.model_fields)))
+    outputs.update(live.documented())
     return outputs
 
 
