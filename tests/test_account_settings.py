@@ -321,3 +321,32 @@ def test_a_subclass_of_a_resource_keeps_its_type_token() -> None:
 
         class Renamed(ConvaiPrivateModel, module="team", name="Model"):
             pass
+
+
+def renamed(provider: Any, account: str | None = "team") -> Any:
+    """`provider` after partner was renamed team: the same key under another alias."""
+    return configured(provider, {"team": {"apiKey": PARTNER_KEY}} if account else {})
+
+
+def test_an_alias_renamed_with_its_key_updates_the_model_in_place() -> None:
+    provider = renamed(PrivateModelProvider())
+    olds = turbo(account="partner") | {"convai_key_fingerprint": fingerprint(PARTNER_KEY)}
+    diff = provider.diff("turbo", olds, turbo(account="team"))
+    assert (diff.changes, diff.replaces) == (True, [])
+    updated = provider.update("turbo", olds, turbo(account="team"))  # sends nothing: port 9
+    assert updated.outs["account"] == "team"
+    assert updated.outs["convai_key_fingerprint"] == olds["convai_key_fingerprint"]
+    other = olds | {"convai_key_fingerprint": fingerprint("convai-another-key-2b9e0c")}
+    assert provider.diff("turbo", other, turbo(account="team")).replaces == ["account"]
+
+
+def test_an_alias_renamed_with_its_key_keeps_its_bindings() -> None:
+    provider = renamed(CharacterModelProvider())
+    binding = {"char_id": "c1", "model_group_name": "m"}
+    olds = binding | {"account": "partner", "convai_key_fingerprint": fingerprint(PARTNER_KEY)}
+    diff = provider.diff("c1", olds, binding | {"account": "team"})
+    assert (diff.changes, diff.replaces) == (True, [])
+    with pytest.raises(ConvaiOperationError, match="a character lives in one Convai account"):
+        renamed(CharacterModelProvider(), None).diff(
+            "c1", olds, binding
+        )  # the default account: another key

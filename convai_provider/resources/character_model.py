@@ -110,7 +110,8 @@ class CharacterModelProvider(ConvaiProvider):
         old_account, new_account = olds.get(ACCOUNT_KEY), news.get(ACCOUNT_KEY)
         # An account not known at preview (an Output of a resource still to be made) is judged
         # at `up`, when it is: it is no move, and naming it "the default account" would be false.
-        if not is_unknown(new_account) and old_account != new_account:
+        renamed = self._account_renamed(olds, news)
+        if not is_unknown(new_account) and old_account != new_account and not renamed:
             raise ConvaiOperationError(
                 "move",
                 _subject(id_),
@@ -122,7 +123,7 @@ class CharacterModelProvider(ConvaiProvider):
             )
         replaces = [f for f in REPLACE_FIELDS if differs(olds.get(f), news.get(f))]
         fallback = "fallback_model_group_name"
-        changed = bool(replaces) or differs(olds.get(fallback), news.get(fallback))
+        changed = bool(replaces) or renamed or differs(olds.get(fallback), news.get(fallback))
         return DiffResult(
             changes=changed, replaces=replaces, stables=[], delete_before_replace=True
         )

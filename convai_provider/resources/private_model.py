@@ -150,10 +150,11 @@ class PrivateModelProvider(ConvaiProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [f for f in REPLACE_FIELDS if differs(olds.get(f), news.get(f))]
-        moved = differs(olds.get(ACCOUNT_KEY), news.get(ACCOUNT_KEY))
+        account_changed = differs(olds.get(ACCOUNT_KEY), news.get(ACCOUNT_KEY))
+        moved = account_changed and not self._account_renamed(olds, news)
         updates = self._updated_fields(olds, news)
         return DiffResult(
-            changes=bool(replaces or updates or moved),
+            changes=bool(replaces or updates or account_changed),
             replaces=[*replaces, ACCOUNT_KEY] if moved else replaces,
             stables=[],
             # In one account the name is taken until the old model goes; across two it is not,
