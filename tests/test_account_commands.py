@@ -207,6 +207,7 @@ def test_recover_settles_the_pending_creates_of_its_account_only() -> None:
     )
     partner = recover_pending_creates(state, {"beta": listed("beta")}, "partner")
     assert partner.adopted == ["beta"]
+    assert (partner.elsewhere, partner.settled) == ({"alpha": None}, False)
     left = partner.state["deployment"]["pending_operations"]
     assert [op["resource"]["urn"].rsplit("::", 1)[-1] for op in left] == ["alpha"]
     default = recover_pending_creates(partner.state, {}, None)
@@ -239,3 +240,38 @@ def test_list_prints_only_the_fields_convai_documents(
     assert code == 0
     assert "sk-echoed-endpoint-5c1d" not in out and "api_key" not in out
     assert json.loads(out)["models"][0]["model_group_name"] == "m"
+
+
+def test_recover_of_one_account_says_what_it_left_for_another_before_any_import(
+    cli: Any, convai: EmulatorProcess, root: Path
+) -> None:
+    """An `up` interrupted in two accounts: a recover of one must not say "import now", since
+    `pulumi stack import` forgets the other account's pending create."""
+    register(
+        convai,
+        PARTNER_KEY,
+        "beta",
+        display_name="beta model",
+        base_url="https://llm.example.com/v1",
+    )
+    state = root / "export.json"
+    state.write_text(
+        json.dumps(
+            exported(
+                pending(TYPE_TOKEN, "alpha", model_inputs("alpha")),
+                pending(TYPE_TOKEN, "beta", model_inputs("beta", account="partner")),
+            )
+        )
+    )
+    settled = root / "settled.json"
+    flags = ["--stack", "test", "--root", str(root), "--out", str(settled)]
+    code, _, err = cli("recover", *flags, "--state", str(state), "--account", "partner")
+    assert code == 1
+    assert (
+        "left       alpha: a pending create in the default account, settled only by a "
+        "recover with no --account" in err
+    )
+    assert f"Before importing, run recover on {settled} again (no --account)" in err
+    assert "Next: `pulumi stack import" not in err
+    code, _, err = cli("recover", *flags, "--state", str(settled))
+    assert code == 0 and "dropped    alpha" in err and "Next: `pulumi stack import" in err

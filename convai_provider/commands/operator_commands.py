@@ -472,6 +472,11 @@ def _run_recover(args: argparse.Namespace) -> int:
     return EXIT_CLEAN if recovery.settled else EXIT_DIFFERS
 
 
+def _account_flag(account: str | None) -> str:
+    """How a recover names `account` (None: the default account) on its command line."""
+    return f"{ACCOUNT_FLAG} {account}" if account else f"no {ACCOUNT_FLAG}"
+
+
 def _read_export(source: str) -> Any:
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text()
@@ -496,6 +501,11 @@ def _recovery_text(args: argparse.Namespace, recovery: Recovery) -> str:
             for n, d in recovery.conflicts.items()
         ),
     ]
+    lines += [
+        f"  left       {shown(n)}: a pending create in {account_name(a)}, settled only by a "
+        f"recover with {_account_flag(a)}"
+        for n, a in recovery.elsewhere.items()
+    ]
     if not lines:
         return (
             "No pending creates of Convai resources: nothing to settle. (A create whose provider "
@@ -512,6 +522,13 @@ def _recovery_text(args: argparse.Namespace, recovery: Recovery) -> str:
         )
         return "\n".join(lines)
     out = "FILE" if args.out == "-" else args.out
+    if recovery.elsewhere:
+        flags = sorted({_account_flag(a) for a in recovery.elsewhere.values()})
+        lines.append(
+            f"Before importing, run recover on {out} again ({' and '.join(flags)}): "
+            "`pulumi stack import` forgets the pending creates it still holds."
+        )
+        return "\n".join(lines)
     lines.append(
         f"Next: `pulumi stack import --stack {args.stack} --file {out}`, then `pulumi refresh "
         f"--yes --stack {args.stack}` and `pulumi up --stack {args.stack}` (the dev stack: "
