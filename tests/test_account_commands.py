@@ -275,3 +275,13 @@ def test_recover_of_one_account_says_what_it_left_for_another_before_any_import(
     assert "Next: `pulumi stack import" not in err
     code, _, err = cli("recover", *flags, "--state", str(settled))
     assert code == 0 and "dropped    alpha" in err and "Next: `pulumi stack import" in err
+
+
+def test_audit_of_two_accounts_given_one_key_is_refused_naming_both(
+    cli: Any, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVAI_API_KEY_PARTNER", CONVAI_KEY)
+    code, _, err = cli("audit", "--stack", "test", "--root", str(root))
+    assert code == 2
+    assert "the default account (convai:apiKey (or $CONVAI_API_KEY)) and account 'partner'" in err
+    assert "are given the same Convai key" in err

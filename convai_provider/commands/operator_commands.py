@@ -33,6 +33,7 @@ from convai_provider.api.accounts import (
     account_settings,
     alias_argument,
     key_env,
+    one_key_for_two,
     with_account_url,
 )
 from convai_provider.api.client import ConvaiClient
@@ -212,7 +213,17 @@ def _client(
     args: argparse.Namespace, stack_raw: dict[str, Any] | None = None, account: str | None = None
 ) -> ConvaiClient:
     """A client of `account` (default: --account; None: the default account)."""
-    account = account or args.account
+    api_key, key_source, base_url = _access(args, stack_raw, account or args.account)
+    try:
+        return ConvaiClient(api_key, base_url, timeout=30, max_retries=3, key_source=key_source)
+    except ConvaiError as exc:
+        raise OperatorError(str(exc)) from None
+
+
+def _access(
+    args: argparse.Namespace, stack_raw: dict[str, Any] | None, account: str | None
+) -> tuple[str, str, str]:
+    """`account`'s key, the setting it came from, and its URL (None: the default account)."""
     if args.api_key is not None and not args.api_key.strip():
         env = API_KEY_ENV if account is None else key_env(account)
         raise OperatorError(f"{API_KEY_FLAG} is empty: give the key, or leave it out to use ${env}")
@@ -232,10 +243,7 @@ def _client(
     problem = convai_url_problem(base_url)
     if problem is not None:
         raise OperatorError(refusal(source, base_url, problem))
-    try:
-        return ConvaiClient(api_key, base_url, timeout=30, max_retries=3, key_source=key_source)
-    except ConvaiError as exc:
-        raise OperatorError(str(exc)) from None
+    return api_key, key_source, base_url
 
 
 def _account_settings(stack_raw: dict[str, Any] | None, account: str) -> dict[str, Any]:
@@ -327,6 +335,7 @@ def _run_audit(args: argparse.Namespace) -> int:
     accounts = [args.account] if args.account else accounts_in_use(stack)
     if len(accounts) > 1:
         _refuse_one_accounts_flags(args, accounts)
+        _refuse_one_key_for_two(args, raw, accounts)
     results = [
         audit(args.stack, stack, _live_models(_client(args, raw, account)), account)
         for account in accounts
@@ -362,6 +371,19 @@ def _refuse_one_accounts_flags(args: argparse.Namespace, accounts: list[str | No
         f"{ACCOUNT_FLAG} ALIAS to audit one account with {' and '.join(given)}, or leave "
         f"{' and '.join(given)} out"
     )
+
+
+def _refuse_one_key_for_two(
+    args: argparse.Namespace, raw: dict[str, Any], accounts: list[str | None]
+) -> None:
+    """Two accounts given one key are one Convai account: their audits would each list the
+    other's models as unmanaged, and call its own missing."""
+    by_key: dict[str, list[str | None]] = {}
+    for account in accounts:
+        by_key.setdefault(_access(args, raw, account)[0], []).append(account)
+    shared = next((same for same in by_key.values() if len(same) > 1), None)
+    if shared is not None:
+        raise OperatorError(one_key_for_two(shared))
 
 
 def _audit_text(result: Audit) -> str:
