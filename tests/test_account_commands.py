@@ -129,9 +129,27 @@ def test_audit_of_several_accounts_never_sends_one_accounts_key_or_url_to_anothe
         code, _, err = cli("audit", "--stack", "test", "--root", str(root), flag, given)
     assert recorder.requests == []
     assert code == 2
-    assert f"{flag} give one account's setting" in err
-    assert "the default account, account 'partner'" in err
+    assert f"{flag} give the default account's setting" in err
+    assert "has models in the default account, account 'partner'" in err
     assert "$CONVAI_API_KEY, $CONVAI_API_KEY_PARTNER" in err and "--account ALIAS" in err
+
+
+def test_audit_of_a_stack_whose_models_are_all_in_another_account_never_sends_it_the_flags_key(
+    cli: Any, root: Path
+) -> None:
+    """--api-key is the default account's (its help says so): an audit that covers partner
+    alone must not send it there."""
+    recorder = http_answer(401, {"status": "error", "message": "Invalid API key"})
+    with serve_answer(recorder) as partner_url:
+        path = root / "stacks" / "Pulumi.test.yaml"
+        stack = yaml.safe_load(path.read_text())
+        stack["config"]["convai:accounts"]["partner"]["baseUrl"] = partner_url
+        models = stack["config"]["convai-models:models"]
+        stack["config"]["convai-models:models"] = [m for m in models if m.get("account")]
+        path.write_text(yaml.safe_dump(stack))
+        code, _, err = cli("audit", "--stack", "test", "--root", str(root), "--api-key", CONVAI_KEY)
+    assert recorder.requests == []
+    assert code == 2 and "has models in account 'partner'" in err
 
 
 def test_audit_of_one_account_takes_its_key_from_the_flag(

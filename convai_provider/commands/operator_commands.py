@@ -333,8 +333,9 @@ def _run_audit(args: argparse.Namespace) -> int:
     """One account with --account; else every account the stack's models use."""
     stack, raw = _load_stack(args)
     accounts = [args.account] if args.account else accounts_in_use(stack)
-    if len(accounts) > 1:
+    if not args.account and accounts != [None]:
         _refuse_one_accounts_flags(args, accounts)
+    if len(accounts) > 1:
         _refuse_one_key_for_two(args, raw, accounts)
     results = [
         audit(args.stack, stack, _live_models(_client(args, raw, account)), account)
@@ -354,8 +355,9 @@ def _run_audit(args: argparse.Namespace) -> int:
 
 
 def _refuse_one_accounts_flags(args: argparse.Namespace, accounts: list[str | None]) -> None:
-    """--api-key and --base-url are one account's: an audit of several would send that key, or
-    every account's key, to another account's server."""
+    """Without --account, --api-key and --base-url are the default account's: an audit of
+    another account (or of several) would send that key, or every account's key, to another
+    account's server."""
     given = [
         flag
         for flag, value in ((API_KEY_FLAG, args.api_key), (BASE_URL_FLAG, args.base_url))
@@ -366,9 +368,9 @@ def _refuse_one_accounts_flags(args: argparse.Namespace, accounts: list[str | No
     names = ", ".join(account_name(a) for a in accounts)
     keys = ", ".join(f"${API_KEY_ENV if a is None else key_env(a)}" for a in accounts)
     raise OperatorError(
-        f"{' and '.join(given)} give one account's setting, and stack '{args.stack}' has models "
-        f"in several ({names}): each account is audited with its own key ({keys}) and URL. Pass "
-        f"{ACCOUNT_FLAG} ALIAS to audit one account with {' and '.join(given)}, or leave "
+        f"{' and '.join(given)} give the default account's setting, and stack '{args.stack}' "
+        f"has models in {names}: each account is audited with its own key ({keys}) and URL. "
+        f"Pass {ACCOUNT_FLAG} ALIAS to audit one account with {' and '.join(given)}, or leave "
         f"{' and '.join(given)} out"
     )
 
