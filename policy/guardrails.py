@@ -291,7 +291,7 @@ def violations(
     listed = list(resources)
     found = []
     for rule in RESOURCE_RULES:
-        level, properties = _configured(settings, rule.name, rule.default)
+        level, properties = _configured(settings, rule.name, rule.default, rule.config)
         if level == DISABLED:
             continue
         for resource in listed:
@@ -300,7 +300,7 @@ def violations(
                     Violation(rule.name, level, resource.name, message)
                     for message in rule.check(resource.props, resource.protect, properties)
                 ]
-    level, properties = _configured(settings, FALLBACK_RULE, FALLBACK_DEFAULT)
+    level, properties = _configured(settings, FALLBACK_RULE, FALLBACK_DEFAULT, FALLBACK_CONFIG)
     if level != DISABLED:
         pairs = [(r.type, r.props) for r in listed]
         found += [
@@ -323,8 +323,25 @@ def rule_names() -> list[str]:
     return [*(rule.name for rule in RESOURCE_RULES), FALLBACK_RULE]
 
 
+def misnamed_properties(
+    name: str, schema: Mapping[str, Any], given: Mapping[str, Any]
+) -> list[str]:
+    """What is wrong with a rule's config properties that the rule does not have: a typo such as
+    `patern` would leave the rule at its default, and the CLI checks only the properties a rule
+    declares (pulumi's validatePolicyPackConfig), so the pack says it."""
+    unknown = sorted(set(given) - set(schema) - {"enforcementLevel"})
+    if not unknown:
+        return []
+    known = ", ".join(schema) or "none"
+    return [
+        f"the policy config of {name} names {', '.join(map(repr, unknown))}, which is no "
+        f"property of that rule (its properties: {known}): fix the name, or the rule keeps its "
+        "default."
+    ]
+
+
 def _configured(
-    config: Mapping[str, Any], name: str, default: str
+    config: Mapping[str, Any], name: str, default: str, schema: Mapping[str, Any]
 ) -> tuple[str, Mapping[str, Any]]:
     """A rule's level and properties in a policy config file's content (pulumi's format: a
     level, or an object with enforcementLevel and properties; "all" sets every level)."""
@@ -344,6 +361,8 @@ def _configured(
             "enforcementLevel and the rule's properties"
         )
     properties = {k: v for k, v in value.items() if k != "enforcementLevel"}
+    for problem in misnamed_properties(name, schema, properties):
+        raise PolicyConfigError(problem)
     return _level(value.get("enforcementLevel", fallback), name), properties
 
 

@@ -267,6 +267,10 @@ def test_a_fallback_in_another_account_than_its_character_is_refused() -> None:
         ({"convai-uncensored": "mandatroy"}, "'mandatroy' is no enforcement level"),
         ({"all": "strict"}, "'all': 'strict' is no enforcement level"),
         ({"convai-uncensored": {"enforcementLevel": 3}}, "'convai-uncensored': '3' is no"),
+        (
+            {"convai-model-naming": {"patern": "prod-.*"}},
+            "convai-model-naming names 'patern', which is no property of that rule",
+        ),
     ],
 )
 def test_a_policy_config_that_says_nothing_clear_is_refused_naming_it(
