@@ -9,7 +9,9 @@ when a rule reads one. No message repeats a key.
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -389,3 +391,27 @@ def _containers(props: Mapping[str, Any]) -> list[tuple[str, str]]:
         for container in pod.get(kind) or []:
             found.append((str(container.get("name")), str(container.get("image"))))
     return found
+
+
+def check_config_file(path: str) -> str | None:
+    """What is wrong with the policy config file at `path`, in one line; None when it is clear
+    (`python -m policy.guardrails FILE`)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            config = json.load(file)
+    except (OSError, ValueError) as exc:
+        return f"{path}: cannot be read as JSON: {exc}"
+    if not isinstance(config, Mapping):
+        return f"{path}: a policy config file is a JSON object of rule names"
+    try:
+        violations([], config)
+    except PolicyConfigError as exc:
+        return f"{path}: {exc}"
+    return None
+
+
+if __name__ == "__main__":
+    problems = [p for p in map(check_config_file, sys.argv[1:]) if p is not None]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    sys.exit(2 if problems else 0)

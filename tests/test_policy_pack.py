@@ -5,6 +5,8 @@ program where every rule fails once, and on the stacks' resources at each stack'
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -281,6 +283,19 @@ def test_a_policy_config_that_says_nothing_clear_is_refused_naming_it(
     assert said in str(refused.value)
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_each_stacks_policy_file_names_rules_of_the_pack_only(stack: str) -> None:
-    guardrails.violations([], stack_settings(stack))  # refuses a misspelt rule or level
+def test_a_policy_config_file_is_checked_in_one_line(tmp_path: Path) -> None:
+    """The CLI keeps a misspelt rule name to itself: `python -m policy.guardrails FILE` says it."""
+    misspelt = tmp_path / "rules.json"
+    misspelt.write_text(json.dumps({"convai-model-namng": "mandatory"}))
+    stacks = sorted(str(p) for p in (ROOT / "policy" / "stacks").glob("*.json"))
+    check = [sys.executable, "-m", "policy.guardrails"]
+    done = subprocess.run([*check, *stacks], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    done = subprocess.run(
+        [*check, str(misspelt)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"{misspelt}: policy config names 'convai-model-namng', which is no rule of the pack "
+        f"(its rules: {', '.join(guardrails.rule_names())}, and 'all'): fix the name"
+    ]
