@@ -130,6 +130,17 @@ def test_the_packs_defaults_and_a_stacks_config_set_each_rules_level(
     assert ("convai-endpoint-key", "bad-key") in violations
 
 
+def test_a_misnamed_rule_property_fails_the_preview_naming_it(library: PulumiProject) -> None:
+    """The CLI checks only the properties a rule declares: `patern` left the naming rule at its
+    default (no pattern), and the preview passed."""
+    naming = {"enforcementLevel": "mandatory", "patern": "lib-[a-z-]+"}
+    code, events, output = preview_with_pack(library, {"convai-model-naming": naming})
+    assert code != 0, output
+    said = [e["message"] for e in events if e["policyName"] == "convai-model-naming"]
+    assert said, output
+    assert all("names 'patern', which is no property of that rule" in m for m in said)
+
+
 # the stacks -------------------------------------------------------------------------------------
 
 
