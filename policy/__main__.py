@@ -35,10 +35,13 @@ from policy import guardrails  # the checkout, on the path from the line above
 
 def resource_policy(rule: guardrails.Rule) -> ResourceValidationPolicy:
     def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
-        if args.resource_type not in rule.types:
+        if not rule.applies_to(args.resource_type):
             return
         protect = bool(args.opts.protect) if args.opts is not None else False
-        for problem in rule.check(args.props, protect, args.get_config()):
+        config = args.get_config()
+        for problem in guardrails.misnamed_properties(rule.name, rule.config, config):
+            report(problem, None)
+        for problem in rule.check(args.props, protect, config):
             report(problem, None)
 
     return ResourceValidationPolicy(
@@ -53,7 +56,13 @@ def resource_policy(rule: guardrails.Rule) -> ResourceValidationPolicy:
 def fallback_policy() -> StackValidationPolicy:
     def validate(args: StackValidationArgs, report: ReportViolation) -> None:
         resources = [(r.resource_type, r.props) for r in args.resources]
-        extra = args.get_config().get("extraBuiltinModels") or []
+        config = args.get_config()
+        problems = guardrails.misnamed_properties(
+            guardrails.FALLBACK_RULE, guardrails.FALLBACK_CONFIG, config
+        )
+        for problem in problems:
+            report(problem, None)
+        extra = config.get("extraBuiltinModels") or []
         for problem in guardrails.fallback_exists(resources, extra):
             report(problem, None)
 

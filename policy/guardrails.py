@@ -10,11 +10,14 @@ when a rule reads one. No message repeats a key.
 from __future__ import annotations
 
 import difflib
+import json
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from convai_provider.api.accounts import account_name
 from convai_provider.api.builtin_models import BUILTIN_MODELS, DEFAULT_FALLBACK_MODEL
 from convai_provider.guards.text import server_text
 from convai_provider.guards.urls import is_loopback, split_url
@@ -22,21 +25,23 @@ from convai_provider.resources.type_tokens import CHARACTER_TYPE_TOKEN, TYPE_TOK
 
 MODEL_TYPE = TYPE_TOKEN
 CHARACTER_TYPE = CHARACTER_TYPE_TOKEN
-INGRESS_TYPE = "kubernetes:networking.k8s.io/v1:Ingress"
-HTTP_ROUTE_TYPES = frozenset(
+INGRESS_KINDS = frozenset({"Ingress", "HTTPRoute"})
+"""The kinds that publish vLLM: an Ingress, or a Gateway API HTTPRoute."""
+WORKLOAD_KINDS = frozenset(
     {
-        "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute",
-        "kubernetes:gateway.networking.k8s.io/v1beta1:HTTPRoute",
+        "StatefulSet",
+        "Deployment",
+        "DaemonSet",
+        "ReplicaSet",
+        "ReplicationController",
+        "Pod",
+        "Job",
+        "CronJob",
     }
 )
-WORKLOAD_TYPES = frozenset(
-    {
-        "kubernetes:apps/v1:StatefulSet",
-        "kubernetes:apps/v1:Deployment",
-        "kubernetes:apps/v1:DaemonSet",
-        "kubernetes:core/v1:Pod",
-    }
-)
+"""Kubernetes kinds, in any API group and version (`apps/v1beta2`, `extensions/v1beta1`) and as
+server-side-apply patches (`DeploymentPatch`, `IngressPatch`): one object, however spelt."""
+KUBERNETES_TOKEN = re.compile(r"kubernetes:[^:]+:(?P<kind>[A-Za-z]+?)(?:Patch)?")
 CONVAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 """What Convai (and the resource's check) fills in for a model declared without base_url."""
 KEYLESS = "EMPTY"
@@ -96,24 +101,31 @@ def fallback_exists(
     """Every binding's fallback is a built-in code or a model of the stack. `resources`: the
     stack's (type token, props)."""
     listed = list(resources)
-    known = (
-        BUILTIN_MODELS
-        | set(extra_builtins)
-        | {str(props.get("model_group_name")) for token, props in listed if token == MODEL_TYPE}
-    )
+    builtins = BUILTIN_MODELS | set(extra_builtins)
+    models = [props for token, props in listed if token == MODEL_TYPE]
     problems = []
     for token, props in listed:
         if token != CHARACTER_TYPE:
             continue
         fallback = props.get("fallback_model_group_name") or DEFAULT_FALLBACK_MODEL
-        if fallback not in known:
-            problems.append(
-                f"character {server_text(props.get('char_id'))!r} falls back to "
-                f"{server_text(fallback)!r}, which is neither a built-in Convai model nor a "
-                "model of this stack: its characters would stop answering when their model "
-                "goes; name one that exists (or list a new built-in code in the policy "
-                'config\'s "extraBuiltinModels").'
-            )
+        account = props.get("account")
+        # A character lives in one account and falls back to a model of that account only.
+        own = {str(m.get("model_group_name")) for m in models if m.get("account") == account}
+        if fallback in builtins or fallback in own:
+            continue
+        elsewhere = any(m.get("model_group_name") == fallback for m in models)
+        why = (
+            f"a model of this stack in another account than the character's "
+            f"({account_name(account)}), which Convai's character cannot use"
+            if elsewhere
+            else "neither a built-in Convai model nor a model of this stack"
+        )
+        problems.append(
+            f"character {server_text(props.get('char_id'))!r} falls back to "
+            f"{server_text(fallback)!r}, {why}: its characters would stop answering when their "
+            "model goes; name one that exists in its account (or list a new built-in code in "
+            'the policy config\'s "extraBuiltinModels").'
+        )
     return problems
 
 
@@ -125,6 +137,13 @@ def images_pinned(props: Mapping[str, Any]) -> list[str]:
         for name, image in _containers(props)
         if not DIGEST.search(image)
     ]
+
+
+def kubernetes_kind(token: str) -> str | None:
+    """The kind of a pulumi-kubernetes type token (`Ingress` for
+    `kubernetes:extensions/v1beta1:Ingress` and `...:IngressPatch`); None for another token."""
+    found = KUBERNETES_TOKEN.fullmatch(token)
+    return found["kind"] if found else None
 
 
 def edge_v1_only(props: Mapping[str, Any]) -> list[str]:
@@ -143,8 +162,9 @@ def edge_v1_only(props: Mapping[str, Any]) -> list[str]:
 
 def _ingress_problems(spec: Mapping[str, Any]) -> list[str]:
     problems = []
-    if spec.get("defaultBackend"):
-        problems.append("it has a defaultBackend, which publishes every path")
+    for default in ("defaultBackend", "backend"):  # `backend`: the v1beta1 Ingress's
+        if spec.get(default):
+            problems.append(f"it has a {default}, which publishes every path")
     for rule in spec.get("rules") or []:
         for path in ((rule or {}).get("http") or {}).get("paths") or []:
             shown = path.get("path") or "/"
@@ -206,6 +226,11 @@ class Rule:
     check: Callable[[Mapping[str, Any], bool, Mapping[str, Any]], list[str]]
     config: Mapping[str, Any] = field(default_factory=dict)
     """The JSON schema of the rule's config properties (besides enforcementLevel)."""
+    kinds: frozenset[str] = frozenset()
+    """Kubernetes kinds judged whatever their token spells (`kubernetes_kind`)."""
+
+    def applies_to(self, token: str) -> bool:
+        return token in self.types or kubernetes_kind(token) in self.kinds
 
 
 RESOURCE_RULES = (
@@ -242,16 +267,18 @@ RESOURCE_RULES = (
         "convai-image-digest",
         "Workload images (vLLM) are pinned by digest (prod).",
         ADVISORY,
-        WORKLOAD_TYPES,
+        frozenset(),
         lambda props, _protect, _config: images_pinned(props),
+        kinds=WORKLOAD_KINDS,
     ),
     Rule(
         # Named when it judged Ingresses alone: stacks' policy config files name it.
         "convai-ingress-v1-only",
         f"An Ingress or a Gateway API HTTPRoute publishes {PUBLISHED_PATH} and nothing else.",
         MANDATORY,
-        frozenset({INGRESS_TYPE, *HTTP_ROUTE_TYPES}),
+        frozenset(),
         lambda props, _protect, _config: edge_v1_only(props),
+        kinds=INGRESS_KINDS,
     ),
     Rule(
         "convai-model-naming",
@@ -321,20 +348,20 @@ def violations(
     settings = config or {}
     problem = unknown_rules_problem(settings)
     if problem is not None:
-        raise ValueError(problem)
+        raise PolicyConfigError(problem)
     listed = list(resources)
     found = []
     for rule in RESOURCE_RULES:
-        level, properties = _configured(settings, rule.name, rule.default)
+        level, properties = _configured(settings, rule.name, rule.default, rule.config)
         if level == DISABLED:
             continue
         for resource in listed:
-            if resource.type in rule.types:
+            if rule.applies_to(resource.type):
                 found += [
                     Violation(rule.name, level, resource.name, message)
                     for message in rule.check(resource.props, resource.protect, properties)
                 ]
-    level, properties = _configured(settings, FALLBACK_RULE, FALLBACK_DEFAULT)
+    level, properties = _configured(settings, FALLBACK_RULE, FALLBACK_DEFAULT, FALLBACK_CONFIG)
     if level != DISABLED:
         pairs = [(r.type, r.props) for r in listed]
         found += [
@@ -344,16 +371,59 @@ def violations(
     return found
 
 
+LEVELS = (MANDATORY, ADVISORY, DISABLED)
+ALL = EVERY_RULE
+
+
+class PolicyConfigError(ValueError):
+    """A policy config file's content that says nothing clear: a rule that is not in the pack
+    (a typo would leave the rule at its default), a level that is none, a value of no shape."""
+
+
+def misnamed_properties(
+    name: str, schema: Mapping[str, Any], given: Mapping[str, Any]
+) -> list[str]:
+    """What is wrong with a rule's config properties that the rule does not have: a typo such as
+    `patern` would leave the rule at its default, and the CLI checks only the properties a rule
+    declares (pulumi's validatePolicyPackConfig), so the pack says it."""
+    unknown = sorted(set(given) - set(schema) - {"enforcementLevel"})
+    if not unknown:
+        return []
+    known = ", ".join(schema) or "none"
+    return [
+        f"the policy config of {name} names {', '.join(map(repr, unknown))}, which is no "
+        f"property of that rule (its properties: {known}): fix the name, or the rule keeps its "
+        "default."
+    ]
+
+
 def _configured(
-    config: Mapping[str, Any], name: str, default: str
+    config: Mapping[str, Any], name: str, default: str, schema: Mapping[str, Any]
 ) -> tuple[str, Mapping[str, Any]]:
     """A rule's level and properties in a policy config file's content (pulumi's format: a
     level, or an object with enforcementLevel and properties; "all" sets every level)."""
-    value = config.get(name, config.get("all", default))
+    fallback = _level(config.get(ALL, default), ALL)
+    value = config.get(name, fallback)
     if isinstance(value, str):
-        return value, {}
+        return _level(value, name), {}
+    if not isinstance(value, Mapping):
+        raise PolicyConfigError(
+            f"policy config {name!r} must be a level ({', '.join(LEVELS)}) or an object with "
+            "enforcementLevel and the rule's properties"
+        )
     properties = {k: v for k, v in value.items() if k != "enforcementLevel"}
-    return str(value.get("enforcementLevel", config.get("all", default))), properties
+    for problem in misnamed_properties(name, schema, properties):
+        raise PolicyConfigError(problem)
+    return _level(value.get("enforcementLevel", fallback), name), properties
+
+
+def _level(value: object, name: str) -> str:
+    if value in LEVELS:
+        return str(value)
+    raise PolicyConfigError(
+        f"policy config {name!r}: {server_text(value)!r} is no enforcement level; use one of "
+        f"{', '.join(LEVELS)}"
+    )
 
 
 def _group(props: Mapping[str, Any]) -> str:
@@ -363,9 +433,34 @@ def _group(props: Mapping[str, Any]) -> str:
 def _containers(props: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(name, image) of every container and init container a workload or pod declares."""
     spec = props.get("spec") or {}
-    pod = ((spec.get("template") or {}).get("spec")) or spec
+    job = (spec.get("jobTemplate") or {}).get("spec") or spec  # a CronJob's
+    pod = ((job.get("template") or {}).get("spec")) or job
     found = []
-    for kind in ("initContainers", "containers"):
+    for kind in ("initContainers", "containers", "ephemeralContainers"):
         for container in pod.get(kind) or []:
             found.append((str(container.get("name")), str(container.get("image"))))
     return found
+
+
+def check_config_file(path: str) -> str | None:
+    """What is wrong with the policy config file at `path`, in one line; None when it is clear
+    (`python -m policy.guardrails FILE`)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            config = json.load(file)
+    except (OSError, ValueError) as exc:
+        return f"{path}: cannot be read as JSON: {exc}"
+    if not isinstance(config, Mapping):
+        return f"{path}: a policy config file is a JSON object of rule names"
+    try:
+        violations([], config)
+    except PolicyConfigError as exc:
+        return f"{path}: {exc}"
+    return None
+
+
+if __name__ == "__main__":
+    problems = [p for p in map(check_config_file, sys.argv[1:]) if p is not None]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    sys.exit(2 if problems else 0)

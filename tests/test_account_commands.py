@@ -19,6 +19,7 @@ from convai_provider.commands.recovery import recover_pending_creates
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.resources.type_tokens import TYPE_TOKEN
 from testkit.convai import CONVAI_KEY
+from testkit.hostile_server import http_answer, serve_answer
 from tests.test_recovery import exported, listed, model_inputs, pending
 
 PARTNER_KEY = "convai-partner-key-3c61f8"
@@ -112,6 +113,64 @@ def test_audit_of_a_stack_covers_every_account_its_models_use(
     assert "alpha" not in out and "unmanaged  stray" in out
 
 
+@pytest.mark.parametrize("flag", ["--api-key", "--base-url"])
+def test_audit_of_several_accounts_never_sends_one_accounts_key_or_url_to_another(
+    cli: Any, root: Path, flag: str
+) -> None:
+    """partner's baseUrl is a loopback server that records what it is sent: --api-key (the
+    default account's key) went there, and --base-url took every account's key elsewhere."""
+    recorder = http_answer(401, {"status": "error", "message": "Invalid API key"})
+    with serve_answer(recorder) as partner_url:
+        path = root / "stacks" / "Pulumi.test.yaml"
+        stack = yaml.safe_load(path.read_text())
+        stack["config"]["convai:accounts"]["partner"]["baseUrl"] = partner_url
+        path.write_text(yaml.safe_dump(stack))
+        given = CONVAI_KEY if flag == "--api-key" else partner_url
+        code, _, err = cli("audit", "--stack", "test", "--root", str(root), flag, given)
+    assert recorder.requests == []
+    assert code == 2
+    assert f"{flag} give the default account's setting" in err
+    assert "has models in the default account, account 'partner'" in err
+    assert "$CONVAI_API_KEY, $CONVAI_API_KEY_PARTNER" in err and "--account ALIAS" in err
+
+
+def test_audit_of_a_stack_whose_models_are_all_in_another_account_never_sends_it_the_flags_key(
+    cli: Any, root: Path
+) -> None:
+    """--api-key is the default account's (its help says so): an audit that covers partner
+    alone must not send it there."""
+    recorder = http_answer(401, {"status": "error", "message": "Invalid API key"})
+    with serve_answer(recorder) as partner_url:
+        path = root / "stacks" / "Pulumi.test.yaml"
+        stack = yaml.safe_load(path.read_text())
+        stack["config"]["convai:accounts"]["partner"]["baseUrl"] = partner_url
+        models = stack["config"]["convai-models:models"]
+        stack["config"]["convai-models:models"] = [m for m in models if m.get("account")]
+        path.write_text(yaml.safe_dump(stack))
+        code, _, err = cli("audit", "--stack", "test", "--root", str(root), "--api-key", CONVAI_KEY)
+    assert recorder.requests == []
+    assert code == 2 and "has models in account 'partner'" in err
+
+
+def test_audit_of_one_account_takes_its_key_from_the_flag(
+    cli: Any, convai: EmulatorProcess, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register(convai, PARTNER_KEY, "beta")
+    monkeypatch.delenv("CONVAI_API_KEY_PARTNER")
+    code, out, _ = cli(
+        "audit",
+        "--stack",
+        "test",
+        "--root",
+        str(root),
+        "--account",
+        "partner",
+        "--api-key",
+        PARTNER_KEY,
+    )
+    assert code == 0 and "in sync    beta" in out
+
+
 def test_audit_without_an_accounts_key_names_where_to_give_it(
     cli: Any, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -168,6 +227,7 @@ def test_recover_settles_the_pending_creates_of_its_account_only() -> None:
     )
     partner = recover_pending_creates(state, {"beta": listed("beta")}, "partner")
     assert partner.adopted == ["beta"]
+    assert (partner.elsewhere, partner.settled) == ({"alpha": None}, False)
     left = partner.state["deployment"]["pending_operations"]
     assert [op["resource"]["urn"].rsplit("::", 1)[-1] for op in left] == ["alpha"]
     default = recover_pending_creates(partner.state, {}, None)
@@ -188,3 +248,60 @@ def test_the_emulator_rotates_an_accounts_key_as_convai_regenerates_one(
         client.list_models()
     with pytest.raises(httpx.HTTPStatusError):
         convai.rotate_key(PARTNER_KEY, "convai-partner-again-1b2c3d")  # rotated out already
+
+
+def test_list_prints_only_the_fields_convai_documents(
+    cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    echoed = {"model_group_name": "m", "model_name": "x", "api_key": "sk-echoed-endpoint-5c1d"}
+    with serve_answer(http_answer(200, {"status": "success", "models": [echoed]})) as url:
+        monkeypatch.setenv("CONVAI_BASE_URL", url)
+        code, out, _ = cli("list", "--json")
+    assert code == 0
+    assert "sk-echoed-endpoint-5c1d" not in out and "api_key" not in out
+    assert json.loads(out)["models"][0]["model_group_name"] == "m"
+
+
+def test_recover_of_one_account_says_what_it_left_for_another_before_any_import(
+    cli: Any, convai: EmulatorProcess, root: Path
+) -> None:
+    """An `up` interrupted in two accounts: a recover of one must not say "import now", since
+    `pulumi stack import` forgets the other account's pending create."""
+    register(
+        convai,
+        PARTNER_KEY,
+        "beta",
+        display_name="beta model",
+        base_url="https://llm.example.com/v1",
+    )
+    state = root / "export.json"
+    state.write_text(
+        json.dumps(
+            exported(
+                pending(TYPE_TOKEN, "alpha", model_inputs("alpha")),
+                pending(TYPE_TOKEN, "beta", model_inputs("beta", account="partner")),
+            )
+        )
+    )
+    settled = root / "settled.json"
+    flags = ["--stack", "test", "--root", str(root), "--out", str(settled)]
+    code, _, err = cli("recover", *flags, "--state", str(state), "--account", "partner")
+    assert code == 1
+    assert (
+        "left       alpha: a pending create in the default account, settled only by a "
+        "recover with no --account" in err
+    )
+    assert f"Before importing, run recover on {settled} again (no --account)" in err
+    assert "Next: `pulumi stack import" not in err
+    code, _, err = cli("recover", *flags, "--state", str(settled))
+    assert code == 0 and "dropped    alpha" in err and "Next: `pulumi stack import" in err
+
+
+def test_audit_of_two_accounts_given_one_key_is_refused_naming_both(
+    cli: Any, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVAI_API_KEY_PARTNER", CONVAI_KEY)
+    code, _, err = cli("audit", "--stack", "test", "--root", str(root))
+    assert code == 2
+    assert "the default account (convai:apiKey (or $CONVAI_API_KEY)) and account 'partner'" in err
+    assert "are given the same Convai key" in err

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pulumi
 import pytest
+from pulumi.output import Unknown
 
 from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
 from convai_provider.api.access import refused_convai_key
@@ -27,6 +29,7 @@ from convai_provider.resources.settings import (
     MissingApiKeyError,
     UnknownAccountError,
 )
+from convai_provider.resources.type_tokens import CHARACTER_TYPE_TOKEN, TYPE_TOKEN
 from convai_stack.stack_config import StackConfigError, parse_stack_config
 from testkit.convai import engine_secret, turbo
 from testkit.engine import run_program
@@ -234,3 +237,116 @@ def test_a_model_another_key_does_not_find_stays_naming_its_accounts_key_setting
     assert "Set convai:accounts.partner.apiKey (or $CONVAI_API_KEY_PARTNER) to the key" in str(
         refused.value
     )
+
+
+# the adversary review (docs/accounts.md) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accounts", "env"),
+    [
+        ({"partner": {"apiKey": DEFAULT_KEY}}, {}),  # a rotated key set on the wrong alias
+        ({"partner": {}}, {"CONVAI_API_KEY_PARTNER": DEFAULT_KEY}),
+    ],
+)
+def test_one_key_given_to_two_accounts_is_refused_naming_both_and_never_the_key(
+    accounts: Any, env: dict[str, str]
+) -> None:
+    for account in ("partner", None):
+        with pytest.raises(InvalidSettingError) as refused:
+            ConvaiSettings.resolve(config(accounts), env, account=account)
+        said = str(refused.value)
+        assert said.startswith(
+            "the default account (convai:apiKey (or $CONVAI_API_KEY)) and account 'partner' "
+            "(convai:accounts.partner.apiKey (or $CONVAI_API_KEY_PARTNER)) are given the same "
+            "Convai key"
+        )
+        assert DEFAULT_KEY not in said
+
+
+def test_two_aliases_given_one_key_are_refused_and_their_models_never_sent() -> None:
+    shared = "convai-shared-key-77aa01"
+    provider = configured(
+        PrivateModelProvider(), {"partner": {"apiKey": shared}, "other": {"apiKey": shared}}
+    )
+    with pytest.raises(InvalidSettingError) as refused:  # the URL is a closed port
+        provider.create(turbo(account="other", verify_endpoint=False))
+    said = str(refused.value)
+    assert "account 'partner' (convai:accounts.partner.apiKey" in said
+    assert "account 'other' (convai:accounts.other.apiKey" in said
+    assert "are given the same Convai key" in said and shared not in said
+
+
+def test_an_alias_named_value_is_an_alias_and_a_setting_named_value_is_refused() -> None:
+    accounts = {"value": {}, "partner": {"apiKey": PARTNER_KEY}}
+    assert set(declared_accounts(config(accounts))) == {"value", "partner"}
+    as_engine_sends = config(engine_secret(json.dumps(accounts)))
+    assert set(declared_accounts(as_engine_sends)) == {"value", "partner"}
+    with pytest.raises(AccountError) as refused:
+        declared_accounts(config({"partner": {"apiKey": PARTNER_KEY, "value": {}}}))
+    assert "value is no setting of an account" in str(refused.value)
+
+
+def test_a_bindings_account_unknown_at_preview_is_no_move() -> None:
+    provider = CharacterModelProvider()
+    binding = {"char_id": "c1", "model_group_name": "m", "account": "partner"}
+    unknown = {**binding, "account": Unknown()}  # type: ignore[no-untyped-call]
+    assert provider.diff("c1", binding, unknown).changes is False
+
+
+def test_a_binding_and_its_model_in_other_accounts_are_refused_when_outputs_resolve() -> None:
+    def program() -> None:
+        model = ConvaiPrivateModel("beta", **turbo())
+        account = pulumi.Output.from_input("partner")
+        ConvaiCharacterModel("ada", char_id="c1", model=model, account=account)
+
+    with pytest.raises(Exception, match="declared in account 'partner', but its model 'beta'"):
+        run_program(program)
+
+
+def test_a_subclass_of_a_resource_keeps_its_type_token() -> None:
+    class TeamModel(ConvaiPrivateModel):
+        pass
+
+    class TeamBinding(ConvaiCharacterModel):
+        pass
+
+    def program() -> None:
+        model = TeamModel("beta", **turbo())
+        TeamBinding("ada", char_id="c1", model=model)
+
+    tokens = {r.name: r.type for r in run_program(program)}
+    assert tokens == {"beta": TYPE_TOKEN, "ada": CHARACTER_TYPE_TOKEN}
+    with pytest.raises(TypeError, match="keeps its type token"):
+
+        class Renamed(ConvaiPrivateModel, module="team", name="Model"):
+            pass
+
+
+def renamed(provider: Any, account: str | None = "team") -> Any:
+    """`provider` after partner was renamed team: the same key under another alias."""
+    return configured(provider, {"team": {"apiKey": PARTNER_KEY}} if account else {})
+
+
+def test_an_alias_renamed_with_its_key_updates_the_model_in_place() -> None:
+    provider = renamed(PrivateModelProvider())
+    olds = turbo(account="partner") | {"convai_key_fingerprint": fingerprint(PARTNER_KEY)}
+    diff = provider.diff("turbo", olds, turbo(account="team"))
+    assert (diff.changes, diff.replaces) == (True, [])
+    updated = provider.update("turbo", olds, turbo(account="team"))  # sends nothing: port 9
+    assert updated.outs["account"] == "team"
+    assert updated.outs["convai_key_fingerprint"] == olds["convai_key_fingerprint"]
+    other = olds | {"convai_key_fingerprint": fingerprint("convai-another-key-2b9e0c")}
+    assert provider.diff("turbo", other, turbo(account="team")).replaces == ["account"]
+
+
+def test_an_alias_renamed_with_its_key_keeps_its_bindings() -> None:
+    provider = renamed(CharacterModelProvider())
+    binding = {"char_id": "c1", "model_group_name": "m"}
+    olds = binding | {"account": "partner", "convai_key_fingerprint": fingerprint(PARTNER_KEY)}
+    diff = provider.diff("c1", olds, binding | {"account": "team"})
+    assert (diff.changes, diff.replaces) == (True, [])
+    with pytest.raises(ConvaiOperationError, match="a character lives in one Convai account"):
+        renamed(CharacterModelProvider(), None).diff(
+            "c1", olds, binding
+        )  # the default account: another key

@@ -203,3 +203,40 @@ def test_moving_a_model_that_has_characters_to_another_account_is_refused_at_pre
     assert "bound in account 'partner', and now declared in the default account" in said
     assert set(held(convai, PARTNER_KEY)) == {"beta"}
     assert model_of(convai, PARTNER_KEY, ada) == "beta"
+
+
+def test_renaming_an_alias_with_its_key_updates_in_place_and_keeps_the_character(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    """Before, the model's create-before-delete met 409 in the same Convai account, and the
+    binding's diff refused the rename as a move."""
+    ada = new_character(convai, PARTNER_KEY)
+    project.configure(stack(convai, model("beta", ada, account="partner")))
+    project.up()
+    registered = held(convai, PARTNER_KEY)["beta"]["created_at"]
+    project.run("config", "rm", "convai:accounts")
+    project.set_secret("convai:accounts.team.apiKey", PARTNER_KEY, path=True)
+    project.configure(stack(convai, model("beta", ada, account="team")))
+    events = project.up_with_events()
+    ops = {(e.name, e.op) for e in events if e.kind == "resourcePreEvent"}
+    assert ("beta", "update") in ops and (f"character-{ada}", "update") in ops
+    assert not any(op in {"replace", "create-replacement", "delete-replaced"} for _, op in ops)
+    assert held(convai, PARTNER_KEY)["beta"]["created_at"] == registered  # never re-registered
+    assert model_of(convai, PARTNER_KEY, ada) == "beta"
+    resources = project.resources()
+    assert resources["beta"]["outputs"]["account"] == "team"
+    assert resources[f"character-{ada}"]["outputs"]["account"] == "team"
+    no_changes(project)
+
+
+def test_one_key_given_to_two_accounts_is_refused_before_anything_is_registered(
+    project: PulumiProject, convai: EmulatorProcess
+) -> None:
+    project.set_secret("convai:accounts.partner.apiKey", CONVAI_KEY, path=True)  # wrong alias
+    project.configure(stack(convai, model("alpha"), model("beta", account="partner")))
+    failed = project.up(check=False)
+    said = failed.stdout + failed.stderr
+    assert failed.returncode != 0
+    assert "the default account (convai:apiKey (or $CONVAI_API_KEY)) and account 'partner'" in said
+    assert "are given the same Convai key" in said
+    assert held(convai, CONVAI_KEY) == {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pulumi
 import pytest
 from pulumi.dynamic import Config, ConfigureRequest
 
@@ -15,6 +16,7 @@ from convai_provider.api.errors import AuthenticationError, BadRequestError
 from convai_provider.api.wire import CharacterCreateRequest, RegisterRequest
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.guards.fingerprints import fingerprint, is_fingerprint_of
+from convai_provider.resources import lookups
 from convai_provider.resources.base import ConvaiOperationError
 from convai_provider.resources.character_model import CharacterModelProvider
 from convai_provider.resources.key_identity import KEY_FINGERPRINT
@@ -324,6 +326,23 @@ def test_any_other_not_found_keeps_the_binding_and_fails_its_delete(answer: str)
             ConvaiOperationError, match="Could not move to the fallback Convai character 'c1'"
         ):
             provider.delete("c1", BINDING)
+
+
+def test_a_reply_about_another_character_is_not_taken_for_this_ones() -> None:
+    """A cache that ignores the request's body answers every ID with one character: its model
+    was recorded as this binding's drift, and the lookup answered with it."""
+    other = {"character_id": "c2", "character_name": "Bo", "model_group_name": "someone-elses"}
+    with serve_answer(http_answer(200, other)) as url:
+        provider = configured_binding_provider(url)
+        with pytest.raises(ConvaiOperationError) as refused:
+            provider.read("c1", BINDING)
+        said = str(refused.value)
+        assert "it describes character 'c2', not the 'c1' asked for" in said
+        with pytest.raises(pulumi.RunError, match="describes character 'c2'"):
+            run_program_fully(
+                lambda: pulumi.export("model", lookups.character_model("c1")),
+                config={"convai:apiKey": CONVAI_KEY, "convai:baseUrl": url},
+            )
 
 
 # Another account's key never takes a character for gone ------------------------------------------

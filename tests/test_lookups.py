@@ -150,7 +150,7 @@ def test_a_lookup_of_an_account_the_stack_does_not_declare_names_the_declared_on
     )
     assert PARTNER_KEY not in str(refused.value)
     both = exported(models=lambda: lookups.private_models(account="partner", api_key="k-1"))
-    with pytest.raises(pulumi.RunError, match="both account='partner' and api_key"):
+    with pytest.raises(pulumi.RunError, match="give account alone"):
         run_program_fully(both, config=config)
 
 
@@ -280,3 +280,52 @@ def test_the_example_stops_in_preview_with_one_line_when_the_key_is_refused(
     assert "convai:apiKey was refused" in output
     assert "Traceback" not in output
     assert CONVAI_KEY not in output
+
+
+# an account of convai:accounts -------------------------------------------------------------------
+
+
+def test_an_accounts_url_is_sent_that_accounts_key_and_never_the_default_one() -> None:
+    recorder = http_answer(200, {"status": "success", "models": []})
+    with serve_answer(recorder) as partner_url:
+        partner = {"apiKey": PARTNER_KEY, "baseUrl": partner_url}
+        done = run_program_fully(
+            exported(listed=lambda: lookups.private_models(account="partner")),
+            config=with_partner("http://127.0.0.1:9", partner),
+        )
+    assert done.exports["listed"] == []
+    sent = b"".join(recorder.requests)
+    assert PARTNER_KEY.encode() in sent and CONVAI_KEY.encode() not in sent
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ({"account": "nowhere"}, "account 'nowhere' is not declared"),
+        ({"account": "Partner"}, "a lookup's account must be a lowercase letter"),
+        ({"account": "partner", "base_url": "http://127.0.0.1:9"}, "give account alone"),
+    ],
+)
+def test_a_lookups_account_that_cannot_be_read_stops_the_program(
+    given: dict[str, Any], said: str
+) -> None:
+    with pytest.raises(pulumi.RunError, match=said):
+        run_program_fully(
+            exported(listed=lambda: lookups.private_models(**given)),
+            config=with_partner("http://127.0.0.1:9", {"apiKey": PARTNER_KEY}),
+        )
+
+
+def test_a_field_convai_does_not_document_never_reaches_a_lookups_plain_result() -> None:
+    """A proxy or a later API that echoes a key in the list: the lookup's result is plain (not
+    secret) and may be exported into state, so only the documented fields are kept."""
+    echoed = {"model_group_name": "m", "model_name": "x", "api_key": "sk-echoed-endpoint-91ab"}
+    listing = http_answer(200, {"status": "success", "models": [echoed | {"key": CONVAI_KEY}]})
+    with serve_answer(listing) as url:
+        done = run(
+            exported(one=lambda: lookups.private_model("m"), every=lookups.private_models),
+            url,
+        )
+    shown = json.dumps(done.exports)
+    assert "sk-echoed-endpoint-91ab" not in shown and CONVAI_KEY not in shown
+    assert set(done.exports["one"]) == set(PrivateModel.model_fields)

@@ -155,6 +155,17 @@ def test_the_program_started_as_a_policy_pack_says_to_give_the_analyzer() -> Non
     assert "No Convai API key" not in started.stderr
 
 
+def test_a_misnamed_rule_property_fails_the_preview_naming_it(library: PulumiProject) -> None:
+    """The CLI checks only the properties a rule declares: `patern` left the naming rule at its
+    default (no pattern), and the preview passed."""
+    naming = {"enforcementLevel": "mandatory", "patern": "lib-[a-z-]+"}
+    code, events, output = preview_with_pack(library, {"convai-model-naming": naming})
+    assert code != 0, output
+    said = [e["message"] for e in events if e["policyName"] == "convai-model-naming"]
+    assert said, output
+    assert all("names 'patern', which is no property of that rule" in m for m in said)
+
+
 # the stacks -------------------------------------------------------------------------------------
 
 
@@ -278,3 +289,110 @@ def test_the_v1_rule_judges_the_gateway_route_as_the_ingress() -> None:
         assert (found.rule, found.level) == ("convai-ingress-v1-only", "mandatory"), case
         assert found.message.startswith("HTTPRoute it "), case
         assert found.message.endswith("publish only '/v1'."), case
+
+
+# the adversary review: what the rules must not let through ----------------------------------------
+
+TAG_ONLY_POD = {"spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.6"}]}}
+
+
+@pytest.mark.parametrize(
+    ("token", "props"),
+    [
+        ("kubernetes:apps/v1:ReplicaSet", {"spec": {"template": TAG_ONLY_POD}}),
+        ("kubernetes:batch/v1:Job", {"spec": {"template": TAG_ONLY_POD}}),
+        (
+            "kubernetes:batch/v1:CronJob",
+            {"spec": {"jobTemplate": {"spec": {"template": TAG_ONLY_POD}}}},
+        ),
+        ("kubernetes:apps/v1:DeploymentPatch", {"spec": {"template": TAG_ONLY_POD}}),
+        ("kubernetes:apps/v1beta2:StatefulSet", {"spec": {"template": TAG_ONLY_POD}}),
+        ("kubernetes:core/v1:PodPatch", TAG_ONLY_POD),
+    ],
+)
+def test_a_workload_spelt_with_another_token_is_judged_too(token: str, props: Any) -> None:
+    found = guardrails.violations([guardrails.Declared(token, "w", props)], {"all": "mandatory"})
+    assert [(v.rule, v.resource) for v in found] == [("convai-image-digest", "w")]
+
+
+@pytest.mark.parametrize(
+    ("token", "spec"),
+    [
+        ("kubernetes:networking.k8s.io/v1beta1:Ingress", {"backend": {"serviceName": "vllm"}}),
+        (
+            "kubernetes:extensions/v1beta1:Ingress",
+            {"rules": [{"http": {"paths": [{"path": "/metrics"}]}}]},
+        ),
+        (
+            "kubernetes:networking.k8s.io/v1:IngressPatch",
+            {"rules": [{"http": {"paths": [{"path": "/"}]}}]},
+        ),
+    ],
+)
+def test_an_ingress_spelt_with_another_token_is_judged_too(token: str, spec: Any) -> None:
+    found = guardrails.violations([guardrails.Declared(token, "i", {"spec": spec})])
+    assert [(v.rule, v.resource) for v in found] == [("convai-ingress-v1-only", "i")]
+
+
+def test_a_fallback_in_another_account_than_its_character_is_refused() -> None:
+    def binding(account: str | None) -> guardrails.Declared:
+        props = {"char_id": "c1", "model_group_name": "beta", "account": account}
+        return guardrails.Declared(
+            guardrails.CHARACTER_TYPE, "ada", props | {"fallback_model_group_name": "spare"}
+        )
+
+    spare = guardrails.Declared(guardrails.MODEL_TYPE, "spare", {"model_group_name": "spare"})
+    found = guardrails.violations(
+        [spare, binding("partner")], {"all": "disabled", (guardrails.FALLBACK_RULE): "mandatory"}
+    )
+    assert len(found) == 1
+    assert "a model of this stack in another account than the character's (account 'partner')" in (
+        found[0].message
+    )
+    assert (
+        guardrails.violations(
+            [spare, binding(None)], {"all": "disabled", (guardrails.FALLBACK_RULE): "mandatory"}
+        )
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "said"),
+    [
+        ({"convai-model-namng": "mandatory"}, "names no rule of this pack: 'convai-model-namng'"),
+        ({"convai-uncensored": True}, "'convai-uncensored' must be a level"),
+        ({"convai-uncensored": "mandatroy"}, "'mandatroy' is no enforcement level"),
+        ({"all": "strict"}, "'all': 'strict' is no enforcement level"),
+        ({"convai-uncensored": {"enforcementLevel": 3}}, "'convai-uncensored': '3' is no"),
+        (
+            {"convai-model-naming": {"patern": "prod-.*"}},
+            "convai-model-naming names 'patern', which is no property of that rule",
+        ),
+    ],
+)
+def test_a_policy_config_that_says_nothing_clear_is_refused_naming_it(
+    config: dict[str, Any], said: str
+) -> None:
+    with pytest.raises(guardrails.PolicyConfigError) as refused:
+        guardrails.violations([], config)
+    assert said in str(refused.value)
+
+
+def test_a_policy_config_file_is_checked_in_one_line(tmp_path: Path) -> None:
+    """A config file is checked before any preview, as CI lints it: `python -m policy.guardrails
+    FILE` says what the pack would refuse."""
+    misspelt = tmp_path / "rules.json"
+    misspelt.write_text(json.dumps({"convai-model-namng": "mandatory"}))
+    stacks = sorted(str(p) for p in (ROOT / "policy" / "stacks").glob("*.json"))
+    check = [sys.executable, "-m", "policy.guardrails"]
+    done = subprocess.run([*check, *stacks], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    done = subprocess.run(
+        [*check, str(misspelt)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"{misspelt}: {guardrails.unknown_rules_problem(['convai-model-namng'])}"
+    ]
+    assert "(did you mean 'convai-model-naming'?)" in done.stderr

@@ -22,10 +22,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from convai_provider.api.access import (
+    API_KEY_CONFIG,
     API_KEY_ENV,
     BASE_URL_CONFIG,
     ConvaiKeyError,
     checked_convai_key,
+    convai_api_key,
 )
 
 ACCOUNTS_CONFIG = "convai:accounts"
@@ -76,6 +78,40 @@ def key_settings(alias: str) -> str:
     return f"{key_config(alias)} (or ${key_env(alias)})"
 
 
+DEFAULT_KEY_SETTINGS = f"{API_KEY_CONFIG} (or ${API_KEY_ENV})"
+
+
+def account_key_settings(account: object) -> str:
+    """Where the key of `account` (an alias; None: the default account) is set, for a fix."""
+    return key_settings(account) if isinstance(account, str) else DEFAULT_KEY_SETTINGS
+
+
+def accounts_given(config: Mapping[str, Any], env: Mapping[str, str], key: str) -> list[str | None]:
+    """The declared accounts (None: the default one) whose key, as given, is `key`: the key's own
+    account and any other given it by mistake. A convai:accounts that cannot be read declares
+    none here (the account that needs it reports that)."""
+    given: dict[str | None, object] = {None: convai_api_key(config, env)[0]}
+    try:
+        accounts = declared_accounts(config)
+    except AccountError:
+        accounts = {}
+    for alias, settings in accounts.items():
+        configured = settings.get(API_KEY_FIELD)
+        given[alias] = configured if configured else env.get(key_env(alias), "")
+    return [account for account, value in given.items() if value == key]
+
+
+def one_key_for_two(accounts: list[str | None]) -> str:
+    """The refusal of one key given to several accounts, naming where each is set, never the
+    key."""
+    named = " and ".join(f"{account_name(a)} ({account_key_settings(a)})" for a in accounts)
+    return (
+        f"{named} are given the same Convai key: one key opens one Convai account, so the models "
+        "of both would land in that one account. Give each account its own key (a rotated key "
+        "goes to the alias it was regenerated for)"
+    )
+
+
 def declared_accounts(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """`convai:accounts` by alias: a map (as the program reads it) or its JSON text (as the engine
     hands it to the provider). Refused with an AccountError saying what is wrong, never quoting
@@ -115,9 +151,16 @@ _SHAPE = (
 )
 
 
+SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+"""How the engine marks a secret value: `{SECRET_SIG_KEY: SECRET_SIG, "value": ...}` (Pulumi's
+rpc constants, spelt here to keep the SDK out of this layer)."""
+
+
 def _unwrapped(value: Any) -> Any:
-    """A value the engine may still wrap as a secret (`{<sig>: <secret sig>, value: ...}`)."""
-    if isinstance(value, Mapping) and "value" in value and len(value) == 2:
+    """A value the engine may still wrap as a secret. Only the engine's own marker unwraps: an
+    alias or a setting named `value` is an alias or a setting."""
+    if isinstance(value, Mapping) and value.get(SECRET_SIG_KEY) == SECRET_SIG and "value" in value:
         return value["value"]
     return value
 

@@ -217,10 +217,21 @@ class ConvaiClient:
         )
 
     def get_character(self, char_id: str, *, deadline: float | None = None) -> Character:
+        """The character as Convai reports it. A reply about another character (a cache that
+        ignores the request's body answers every ID alike) is not understood: its model would be
+        taken for this character's."""
         request = build_request(CharacterGetRequest, charID=char_id)
-        return self._call(
+        character = self._call(
             "character get", CHARACTER_GET_PATH, request.to_body(), Character, deadline
         )
+        if character.character_id != char_id:
+            raise UnexpectedReplyError(
+                "character get",
+                200,
+                f"it describes character {server_text(character.character_id)!r}, not the "
+                f"{server_text(char_id)!r} asked for",
+            )
+        return character
 
     def set_character_model(
         self, char_id: str, model_group_name: str, *, deadline: float | None = None

@@ -122,6 +122,11 @@ class PrivateModel(BaseModel):
     category: str = PRIVATE_CATEGORY
     created_at: str = ""
 
+    def documented(self) -> dict[str, Any]:
+        """The fields Convai documents, and nothing else a reply added: a field we do not know
+        (an `api_key` a proxy or a later API echoes) never reaches outputs, state or a terminal."""
+        return self.model_dump(include=set(type(self).model_fields))
+
     def created(self) -> datetime | None:
         """`created_at` as a time (in UTC when it names no zone: Convai writes `Z`); None when
         it is missing or not an ISO-8601 time."""

@@ -15,6 +15,7 @@ from convai_provider.api.access import (
     API_KEY_ENV,
     API_KEY_FLAG,
     BASE_URL_CONFIG,
+    BASE_URL_FLAG,
     BASE_URL_ORDER,
     ConvaiKeyError,
     checked_convai_key,
@@ -28,9 +29,11 @@ from convai_provider.api.accounts import (
     API_KEY_FIELD,
     AccountError,
     account_key,
+    account_name,
     account_settings,
     alias_argument,
     key_env,
+    one_key_for_two,
     with_account_url,
 )
 from convai_provider.api.client import ConvaiClient
@@ -210,7 +213,17 @@ def _client(
     args: argparse.Namespace, stack_raw: dict[str, Any] | None = None, account: str | None = None
 ) -> ConvaiClient:
     """A client of `account` (default: --account; None: the default account)."""
-    account = account or args.account
+    api_key, key_source, base_url = _access(args, stack_raw, account or args.account)
+    try:
+        return ConvaiClient(api_key, base_url, timeout=30, max_retries=3, key_source=key_source)
+    except ConvaiError as exc:
+        raise OperatorError(str(exc)) from None
+
+
+def _access(
+    args: argparse.Namespace, stack_raw: dict[str, Any] | None, account: str | None
+) -> tuple[str, str, str]:
+    """`account`'s key, the setting it came from, and its URL (None: the default account)."""
     if args.api_key is not None and not args.api_key.strip():
         env = API_KEY_ENV if account is None else key_env(account)
         raise OperatorError(f"{API_KEY_FLAG} is empty: give the key, or leave it out to use ${env}")
@@ -230,10 +243,7 @@ def _client(
     problem = convai_url_problem(base_url)
     if problem is not None:
         raise OperatorError(refusal(source, base_url, problem))
-    try:
-        return ConvaiClient(api_key, base_url, timeout=30, max_retries=3, key_source=key_source)
-    except ConvaiError as exc:
-        raise OperatorError(str(exc)) from None
+    return api_key, key_source, base_url
 
 
 def _account_settings(stack_raw: dict[str, Any] | None, account: str) -> dict[str, Any]:
@@ -297,7 +307,7 @@ def _run_list(args: argparse.Namespace) -> int:
     raw = None if args.stack is None else _stack_settings(args)
     models = _live_models(_client(args, raw))
     if args.json:
-        _print_json({"models": [m.model_dump() for m in models], "count": len(models)})
+        _print_json({"models": [m.documented() for m in models], "count": len(models)})
         return EXIT_CLEAN
     if not models:
         print("No private models in this Convai account.")
@@ -325,6 +335,10 @@ def _run_audit(args: argparse.Namespace) -> int:
     """One account with --account; else every account the stack's models use."""
     stack, raw = _load_stack(args)
     accounts = [args.account] if args.account else accounts_in_use(stack)
+    if not args.account and accounts != [None]:
+        _refuse_one_accounts_flags(args, accounts)
+    if len(accounts) > 1:
+        _refuse_one_key_for_two(args, raw, accounts)
     results = [
         audit(args.stack, stack, _live_models(_client(args, raw, account)), account)
         for account in accounts
@@ -340,6 +354,40 @@ def _run_audit(args: argparse.Namespace) -> int:
     else:
         print("\n".join(_audit_text(r) for r in results))
     return EXIT_CLEAN if clean else EXIT_DIFFERS
+
+
+def _refuse_one_accounts_flags(args: argparse.Namespace, accounts: list[str | None]) -> None:
+    """Without --account, --api-key and --base-url are the default account's: an audit of
+    another account (or of several) would send that key, or every account's key, to another
+    account's server."""
+    given = [
+        flag
+        for flag, value in ((API_KEY_FLAG, args.api_key), (BASE_URL_FLAG, args.base_url))
+        if value is not None
+    ]
+    if not given:
+        return
+    names = ", ".join(account_name(a) for a in accounts)
+    keys = ", ".join(f"${API_KEY_ENV if a is None else key_env(a)}" for a in accounts)
+    raise OperatorError(
+        f"{' and '.join(given)} give the default account's setting, and stack '{args.stack}' "
+        f"has models in {names}: each account is audited with its own key ({keys}) and URL. "
+        f"Pass {ACCOUNT_FLAG} ALIAS to audit one account with {' and '.join(given)}, or leave "
+        f"{' and '.join(given)} out"
+    )
+
+
+def _refuse_one_key_for_two(
+    args: argparse.Namespace, raw: dict[str, Any], accounts: list[str | None]
+) -> None:
+    """Two accounts given one key are one Convai account: their audits would each list the
+    other's models as unmanaged, and call its own missing."""
+    by_key: dict[str, list[str | None]] = {}
+    for account in accounts:
+        by_key.setdefault(_access(args, raw, account)[0], []).append(account)
+    shared = next((same for same in by_key.values() if len(same) > 1), None)
+    if shared is not None:
+        raise OperatorError(one_key_for_two(shared))
 
 
 def _audit_text(result: Audit) -> str:
@@ -450,6 +498,11 @@ def _run_recover(args: argparse.Namespace) -> int:
     return EXIT_CLEAN if recovery.settled else EXIT_DIFFERS
 
 
+def _account_flag(account: str | None) -> str:
+    """How a recover names `account` (None: the default account) on its command line."""
+    return f"{ACCOUNT_FLAG} {account}" if account else f"no {ACCOUNT_FLAG}"
+
+
 def _read_export(source: str) -> Any:
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text()
@@ -474,6 +527,11 @@ def _recovery_text(args: argparse.Namespace, recovery: Recovery) -> str:
             for n, d in recovery.conflicts.items()
         ),
     ]
+    lines += [
+        f"  left       {shown(n)}: a pending create in {account_name(a)}, settled only by a "
+        f"recover with {_account_flag(a)}"
+        for n, a in recovery.elsewhere.items()
+    ]
     if not lines:
         return (
             "No pending creates of Convai resources: nothing to settle. (A create whose provider "
@@ -490,6 +548,13 @@ def _recovery_text(args: argparse.Namespace, recovery: Recovery) -> str:
         )
         return "\n".join(lines)
     out = "FILE" if args.out == "-" else args.out
+    if recovery.elsewhere:
+        flags = sorted({_account_flag(a) for a in recovery.elsewhere.values()})
+        lines.append(
+            f"Before importing, run recover on {out} again ({' and '.join(flags)}): "
+            "`pulumi stack import` forgets the pending creates it still holds."
+        )
+        return "\n".join(lines)
     lines.append(
         f"Next: `pulumi stack import --stack {args.stack} --file {out}`, then `pulumi refresh "
         f"--yes --stack {args.stack}` and `pulumi up --stack {args.stack}` (the dev stack: "

@@ -46,10 +46,13 @@ class Recovery:
     dropped: list[str] = field(default_factory=list)
     conflicts: dict[str, list[str]] = field(default_factory=dict)
     """Resource name -> the fields in which Convai's model differs from the record."""
+    elsewhere: dict[str, str | None] = field(default_factory=dict)
+    """Resource name -> the account (None: the default one) of a pending create left for a run
+    with that account: importing before it is settled would forget it."""
 
     @property
     def settled(self) -> bool:
-        return not self.conflicts
+        return not self.conflicts and not self.elsewhere
 
 
 def recover_pending_creates(
@@ -66,12 +69,13 @@ def recover_pending_creates(
         resource = operation["resource"]
         name = str(resource.get("urn", "")).rsplit("::", 1)[-1]
         kind = resource.get("type")
-        if (
-            operation.get("type") != CREATING
-            or kind not in (TYPE_TOKEN, CHARACTER_TYPE_TOKEN)
-            or (resource.get("inputs") or {}).get(ACCOUNT_KEY) != account
-        ):
+        if operation.get("type") != CREATING or kind not in (TYPE_TOKEN, CHARACTER_TYPE_TOKEN):
             kept.append(operation)
+            continue
+        owner = (resource.get("inputs") or {}).get(ACCOUNT_KEY)
+        if owner != account:
+            kept.append(operation)
+            recovery.elsewhere[name] = owner
             continue
         existing = _existing(resource, live) if kind == TYPE_TOKEN else None
         conflicts = _differences(existing, resource["inputs"]) if existing else []

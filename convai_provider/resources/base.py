@@ -28,10 +28,12 @@ from convai_provider.api.accounts import (
     unknown_account,
 )
 from convai_provider.api.errors import ConvaiError
+from convai_provider.guards.fingerprints import is_fingerprint_of
 from convai_provider.guards.keys import redact, remember
 from convai_provider.guards.text import SafeLogFilter, escaped, sentence
 from convai_provider.guards.validation import field_problems
 from convai_provider.resources.engine_watch import IN_FLIGHT, start_engine_watch
+from convai_provider.resources.key_identity import KEY_FINGERPRINT
 from convai_provider.resources.runtime import ConvaiRuntime, runtime_for
 from convai_provider.resources.settings import CONFIG_KEYS, ConvaiSettings, UnknownAccountError
 
@@ -228,6 +230,21 @@ class ConvaiProvider(ResourceProvider):
                 key = settings.get(API_KEY_FIELD)
                 if isinstance(key, str):
                     remember(key)
+
+    def _account_renamed(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool:
+        """Whether a resource's account changed in name only: an alias renamed, or the default
+        account given an alias, with the same key. The key recorded for the resource tells it
+        (key_identity): the new account's key is the one that created it or last saw it, and a
+        key opens one Convai account. Nothing is sent; an account whose key cannot be read now
+        is taken for another account."""
+        old, new = olds.get(ACCOUNT_KEY), news.get(ACCOUNT_KEY)
+        if is_unknown(new) or old == new:
+            return False
+        try:
+            settings = ConvaiSettings.resolve(self._config, account=new if new else None)
+        except ConvaiError:
+            return False
+        return is_fingerprint_of(settings.api_key, olds.get(KEY_FINGERPRINT)) is True
 
     def _account_failures(self, news: Mapping[str, Any]) -> list[CheckFailure]:
         """A resource naming an account the stack does not declare is refused at preview."""

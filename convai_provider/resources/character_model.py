@@ -35,6 +35,7 @@ from convai_provider.resources.base import (
     ConvaiProvider,
     check_inputs,
     differs,
+    is_unknown,
     merge_args,
 )
 from convai_provider.resources.fields import AccountAlias, Name
@@ -42,7 +43,7 @@ from convai_provider.resources.key_identity import KEY_FINGERPRINT, seen_with, w
 from convai_provider.resources.private_model import ConvaiPrivateModel
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.runtime import ConvaiRuntime
-from convai_provider.resources.type_tokens import MODULE
+from convai_provider.resources.type_tokens import MODULE, kept_type_token
 
 log = logging.getLogger("convai_provider")
 
@@ -107,7 +108,10 @@ class CharacterModelProvider(ConvaiProvider):
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         old_account, new_account = olds.get(ACCOUNT_KEY), news.get(ACCOUNT_KEY)
-        if differs(old_account, new_account):
+        # An account not known at preview (an Output of a resource still to be made) is judged
+        # at `up`, when it is: it is no move, and naming it "the default account" would be false.
+        renamed = self._account_renamed(olds, news)
+        if not is_unknown(new_account) and old_account != new_account and not renamed:
             raise ConvaiOperationError(
                 "move",
                 _subject(id_),
@@ -119,7 +123,7 @@ class CharacterModelProvider(ConvaiProvider):
             )
         replaces = [f for f in REPLACE_FIELDS if differs(olds.get(f), news.get(f))]
         fallback = "fallback_model_group_name"
-        changed = bool(replaces) or differs(olds.get(fallback), news.get(fallback))
+        changed = bool(replaces) or renamed or differs(olds.get(fallback), news.get(fallback))
         return DiffResult(
             changes=changed, replaces=replaces, stables=[], delete_before_replace=True
         )
@@ -224,6 +228,10 @@ class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
     """A fingerprint of the Convai key that bound the character or last saw it (never the key):
     how another account's key is told from this binding's (docs/state-integrity.md)."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass is this resource: it keeps the type token (resources.type_tokens)."""
+        super().__init_subclass__(**kept_type_token(cls, "CharacterModel", kwargs))
+
     def __init__(
         self,
         resource_name: str,
@@ -259,16 +267,27 @@ class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
 
 def _bound_to(model: ConvaiPrivateModel, props: dict[str, Any], name: str) -> dict[str, Any]:
     """A binding of `model`: its group name and account unless given; a character lives in one
-    account and uses that account's models only, so another account is refused at preview."""
+    account and uses that account's models only, so another account is refused: at preview when
+    both are plain values, else when the Outputs resolve (before the binding is sent)."""
     own, given = model.declared_account, props.get(ACCOUNT_KEY)
-    plain = not isinstance(given, pulumi.Output) and not isinstance(own, pulumi.Output)
-    if given is not None and plain and given != own:
+    account: Any = own
+    if given is not None:
+        if isinstance(given, pulumi.Output) or isinstance(own, pulumi.Output):
+            pair = pulumi.Output.all(given, own)
+            account = pair.apply(lambda accounts: _one_account(name, model, *accounts))
+        else:
+            account = _one_account(name, model, given, own)
+    declared = {k: v for k, v in props.items() if v is not None and k != ACCOUNT_KEY}
+    return {"model_group_name": model.model_group_name, ACCOUNT_KEY: account} | declared
+
+
+def _one_account(name: str, model: ConvaiPrivateModel, given: object, own: object) -> object:
+    """The binding's account, when it is its model's."""
+    if given != own:
         raise pulumi.RunError(
             f"ConvaiCharacterModel '{name}': it is declared in {account_name(given)}, but its "
             f"model '{model.resource_name}' is in {account_name(own)}: a character uses models "
             "of its own account only. Leave account out (the model's is taken) or bind a "
             "model of that account"
         )
-    return {"model_group_name": model.model_group_name, ACCOUNT_KEY: own} | {
-        k: v for k, v in props.items() if v is not None
-    }
+    return given

@@ -20,7 +20,7 @@ Per model rather than per stack, so models of several accounts live in one stack
 
 from __future__ import annotations
 
-from convai_provider.api.accounts import key_settings
+from convai_provider.api.accounts import account_key_settings
 from convai_provider.guards.fingerprints import fingerprint, is_fingerprint_of
 
 KEY_FINGERPRINT = "convai_key_fingerprint"
@@ -32,9 +32,6 @@ def seen_with(api_key: str, recorded: object) -> str:
     if is_fingerprint_of(api_key, recorded) and isinstance(recorded, str):
         return recorded
     return fingerprint(api_key)
-
-
-DEFAULT_KEY_SETTINGS = "convai:apiKey (or $CONVAI_API_KEY)"
 
 
 def why_not_gone(
@@ -52,12 +49,7 @@ def why_not_gone(
     return (
         f"Convai does not hold it under the Convai key in use, and {whose}: that key may be "
         f"another account's (a wrong CI secret, a mistyped key). State keeps the {what}. Set "
-        f"{_key_settings(account)} to the key of its account and run again; if the "
+        f"{account_key_settings(account)} to the key of its account and run again; if the "
         f"key was rotated and {gone} from Convai, remove it from state with "
         "`pulumi state delete` and its URN (docs/state-integrity.md)"
     )
-
-
-def _key_settings(account: object) -> str:
-    """Where the key of `account` is set, in words for a fix."""
-    return key_settings(account) if isinstance(account, str) else DEFAULT_KEY_SETTINGS

@@ -5,12 +5,13 @@ Dynamic providers have no invoke, and `Resource.get` / `pulumi import` do not wo
 resolves in `preview` as in `up` (the program reads Convai while it runs), through the provider's
 own client: its strict reply reading, retry policy and one deadline per lookup.
 
-The Convai key comes from the stack's `convai:apiKey` (then $CONVAI_API_KEY), or for
-`account=ALIAS` from convai:accounts (then $CONVAI_API_KEY_<ALIAS>), as the provider's does, and is
-read as a secret; no result carries it (Convai never returns it, and the results
-are made only of what it returns), so results are plain, not secret. A lookup that cannot be
-answered stops the program with one line: a model that is not there, a refused key, a reply
-that is not understood.
+The Convai key comes from the stack's `convai:apiKey` (then $CONVAI_API_KEY), as the provider's
+does, and is read as a secret; `account=` reads an account of the stack's `convai:accounts`
+instead, with that account's key and URL, exactly as a resource of that account would (so one
+account's key never goes to another's URL). No result carries a key (Convai never returns it,
+and the results are made only of what it returns), so results are plain, not secret. A lookup
+that cannot be answered stops the program with one line: a model that is not there, a refused
+key, a reply that is not understood, an account the stack does not declare.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pulumi
 
 from convai_provider.api.access import API_KEY_CONFIG, BASE_URL_CONFIG
 from convai_provider.api.account import Operation
-from convai_provider.api.accounts import account_name
+from convai_provider.api.accounts import ACCOUNTS_CONFIG, account_name, alias_problem
 from convai_provider.api.errors import ConvaiError
 from convai_provider.api.wire import PrivateModel
 from convai_provider.guards.text import server_text
@@ -53,17 +54,17 @@ def private_model(
     display_name, base_url, is_uncensored, category, created_at. The program stops with one line
     when the account holds no such model.
 
-    The account is the stack's default one (convai:apiKey, else $CONVAI_API_KEY; convai:baseUrl,
-    else $CONVAI_BASE_URL, else Convai's URL), or `account`, an alias of the stack's
-    convai:accounts read as the provider reads it; or another one given by `api_key` (and
-    `base_url`)."""
+    `account`: an alias of the stack's convai:accounts (default: the account of convai:apiKey).
+    `api_key` and `base_url` read an account the stack does not declare instead; they default to
+    the default account's (convai:apiKey, else $CONVAI_API_KEY; convai:baseUrl, else
+    $CONVAI_BASE_URL, else Convai's URL)."""
 
     def find(operation: Operation, url: str) -> dict[str, Any]:
         listing = operation.models_from_now()
         found = next((m for m in listing if m.model_group_name == model_group_name), None)
         if found is None:
             raise ModelNotFoundError(_not_found(model_group_name, url, listing))
-        return _shown(found)
+        return found.documented()
 
     return _lookup(find, Account(account, api_key, base_url))
 
@@ -74,10 +75,9 @@ def private_models(
     api_key: pulumi.Input[str] | None = None,
     base_url: str | None = None,
 ) -> pulumi.Output[list[dict[str, Any]]]:
-    """Every private model of the account (as `private_model` picks it), in Convai's order, each
-    as `private_model` gives it."""
+    """Every private model of the account, in Convai's order, each as `private_model` gives it."""
     return _lookup(
-        lambda operation, _url: [_shown(m) for m in operation.models_from_now()],
+        lambda operation, _url: [m.documented() for m in operation.models_from_now()],
         Account(account, api_key, base_url),
     )
 
@@ -111,51 +111,53 @@ def character_model(
 
 @dataclass(frozen=True)
 class Account:
-    """Which account a lookup reads: an alias of convai:accounts (None: the default account),
-    or a key (and URL) given instead."""
+    """Which account a lookup reads: an alias of convai:accounts, or a key and URL of one the
+    stack does not declare (each left out: the default account's)."""
 
     alias: str | None
     api_key: pulumi.Input[str] | None
     base_url: str | None
 
-    def key(self) -> pulumi.Input[str] | None:
-        """The key to wait for: the one given, else the stack's secret that holds it."""
-        if self.api_key is not None:
-            return self.api_key
-        config = pulumi.Config(CONVAI_NAMESPACE)
-        return config.get_secret("apiKey" if self.alias is None else "accounts")
-
-    def at(self, url: str) -> str:
-        """The account in messages: its URL, and its alias when it has one (two accounts often
-        share Convai's URL)."""
-        return url if self.alias is None else f"{url} ({account_name(self.alias)})"
+    def __post_init__(self) -> None:
+        if self.alias is None:
+            return
+        problem = alias_problem(self.alias)
+        if problem is not None:
+            raise pulumi.RunError(f"convai: a lookup's account {problem}")
+        if self.api_key is not None or self.base_url is not None:
+            raise pulumi.RunError(
+                f"convai: a lookup of account '{self.alias}' takes that account's key and URL "
+                f"from {ACCOUNTS_CONFIG}.{self.alias}: give account alone, or api_key and "
+                "base_url alone for an account the stack does not declare"
+            )
 
 
 def _lookup(ask: Callable[[Operation, str], T], account: Account) -> pulumi.Output[T]:
     """Run `ask` on the account once the key is known, with its errors as one line each; the
     answer is unsecret, since it carries no key (the key only made it secret by taint)."""
-    if account.alias is not None and account.api_key is not None:
-        raise pulumi.RunError(
-            f"convai: a lookup was given both account={account.alias!r} and api_key: pass "
-            "account= to read an account of the stack's convai:accounts, or api_key= (and "
-            "base_url=) to read another one."
-        )
+    key = account.api_key
+    if key is None:
+        key = pulumi.Config(CONVAI_NAMESPACE).get_secret("apiKey")
     config = _stack_settings(account.base_url)
 
     def answer(resolved_key: str | None) -> T:
-        settings = _settings(config, resolved_key if account.alias is None else None, account)
+        settings = _settings(config, resolved_key, account.alias)
         try:
-            return ask(runtime_for(settings).operation(), account.at(settings.base_url))
+            return ask(runtime_for(settings).operation(), _where(settings.base_url, account.alias))
         except ConvaiError as exc:
             raise pulumi.RunError(_one_line(str(exc))) from None
 
-    secret_key: pulumi.Output[str | None] = pulumi.Output.secret(account.key())
+    secret_key: pulumi.Output[str | None] = pulumi.Output.secret(key)
     return pulumi.Output.unsecret(secret_key.apply(answer))
 
 
+def _where(url: str, alias: str | None) -> str:
+    """The account as messages name it: its URL, and its alias when it has one."""
+    return url if alias is None else f"{url} ({account_name(alias)})"
+
+
 def _stack_settings(base_url: str | None) -> dict[str, Any]:
-    """The stack's convai:* settings other than the key, as the provider reads them (with
-    convai:accounts, which holds the other accounts' keys)."""
+    """The stack's convai:* settings other than the key, as the provider reads them."""
     config = pulumi.Config(CONVAI_NAMESPACE)
     values: dict[str, Any] = {}
     for name in CONFIG_KEYS:
@@ -169,18 +171,14 @@ def _stack_settings(base_url: str | None) -> dict[str, Any]:
     return values
 
 
-def _settings(config: dict[str, Any], key: str | None, account: Account) -> ConvaiSettings:
+def _settings(config: dict[str, Any], key: str | None, account: str | None) -> ConvaiSettings:
     """The settings in the provider's order, or the program stopped with one line naming the
     setting to fix."""
     given = {**config, API_KEY_CONFIG: key} if key else config
     try:
-        return ConvaiSettings.resolve(given, os.environ, account.alias)
+        return ConvaiSettings.resolve(given, os.environ, account=account)
     except ConvaiError as exc:
         raise pulumi.RunError(_one_line(str(exc))) from None
-
-
-def _shown(model: PrivateModel) -> dict[str, Any]:
-    return model.model_dump()
 
 
 def _not_found(model_group_name: str, url: str, listing: list[PrivateModel]) -> str:

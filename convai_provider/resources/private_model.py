@@ -61,7 +61,7 @@ from convai_provider.resources.fields import (
 from convai_provider.resources.key_identity import KEY_FINGERPRINT, seen_with, why_not_gone
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.runtime import ConvaiRuntime
-from convai_provider.resources.type_tokens import MODULE
+from convai_provider.resources.type_tokens import MODULE, kept_type_token
 
 # schema -----------------------------------------------------------------------------------------
 
@@ -109,7 +109,7 @@ class PrivateModelInputs(RegisterRequest):
     def outputs(self, live: PrivateModel) -> dict[str, Any]:
         """Every input, with what Convai lists overriding what was declared."""
         outputs = self.model_dump() | dict.fromkeys(COMPUTED_FIELDS)
-        outputs.update(live.model_dump(include=set(PrivateModel.model_fields)))
+        outputs.update(live.documented())
         return outputs
 
     def registered_outputs(self, registered: RegisterResponse) -> dict[str, Any]:
@@ -150,10 +150,11 @@ class PrivateModelProvider(ConvaiProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [f for f in REPLACE_FIELDS if differs(olds.get(f), news.get(f))]
-        moved = differs(olds.get(ACCOUNT_KEY), news.get(ACCOUNT_KEY))
+        account_changed = differs(olds.get(ACCOUNT_KEY), news.get(ACCOUNT_KEY))
+        moved = account_changed and not self._account_renamed(olds, news)
         updates = self._updated_fields(olds, news)
         return DiffResult(
-            changes=bool(replaces or updates or moved),
+            changes=bool(replaces or updates or account_changed),
             replaces=[*replaces, ACCOUNT_KEY] if moved else replaces,
             stables=[],
             # In one account the name is taken until the old model goes; across two it is not,
@@ -386,7 +387,7 @@ def _declared_updates(inputs: PrivateModelInputs) -> dict[str, Any]:
 def _live_outputs(live: PrivateModel, stored: Mapping[str, Any]) -> dict[str, Any]:
     """What refresh records: Convai's view, plus what the API never returns, kept from state."""
     outputs = {k: v for k, v in stored.items() if k in INPUT_FIELDS and k != PROVIDER_KEY}
-    outputs.update(live.model_dump(include=set(PrivateModel.model_fields)))
+    outputs.update(live.documented())
     return outputs
 
 
@@ -436,6 +437,10 @@ class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
     convai_key_fingerprint: pulumi.Output[str]
     """A fingerprint of the Convai key that created the model or last saw it (never the key):
     how another account's key is told from this model's (docs/state-integrity.md)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass is this resource: it keeps the type token (resources.type_tokens)."""
+        super().__init_subclass__(**kept_type_token(cls, "PrivateModel", kwargs))
 
     def __init__(
         self,

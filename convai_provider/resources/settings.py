@@ -29,6 +29,8 @@ from convai_provider.api.accounts import (
     account_key,
     account_settings,
     account_url_source,
+    accounts_given,
+    one_key_for_two,
     with_account_url,
 )
 from convai_provider.api.client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
@@ -88,12 +90,16 @@ class ConvaiSettings:
             else:
                 declared = account_settings(config, account)
                 api_key, api_key_source = account_key(declared.get(API_KEY_FIELD), env, account)
-                config = with_account_url(config, declared)
         except AccountError as exc:
             raise UnknownAccountError(str(exc)) from None
         except ConvaiKeyError as exc:
             refused = MissingApiKeyError if exc.missing else InvalidSettingError
             raise refused(str(exc)) from None
+        sharing = accounts_given(config, env, api_key)
+        if len(sharing) > 1:
+            raise InvalidSettingError(f"{one_key_for_two(sharing)}.")
+        if account is not None:
+            config = with_account_url(config, declared)
         base_url, source = convai_base_url(config, env)
         if account is not None:
             source = account_url_source(config, account, source)

@@ -6,9 +6,24 @@ from the resource modules so that what reads state (`convai-models recover`) nee
 
 from __future__ import annotations
 
+from typing import Any
+
 MODULE = "convai"
 """The resource classes' `module`: with Pulumi's `pulumi-python:dynamic/` prefix, the token's
 first part."""
 
 TYPE_TOKEN = f"pulumi-python:dynamic/{MODULE}:PrivateModel"
 CHARACTER_TYPE_TOKEN = f"pulumi-python:dynamic/{MODULE}:CharacterModel"
+
+
+def kept_type_token(cls: type, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What a subclass of a resource class (a team's own `class TeamModel(ConvaiPrivateModel)`)
+    passes on to Pulumi's dynamic `Resource`: the same token, which `Resource` would otherwise
+    reset to `pulumi-python:dynamic:Resource`, changing its URN and hiding it from the policy
+    pack, which tells resources apart by token. A subclass naming another token is refused."""
+    if "module" in kwargs or "name" in kwargs:
+        raise TypeError(
+            f"{cls.__name__}: a subclass of a Convai resource keeps its type token "
+            f"(pulumi-python:dynamic/{MODULE}:{name}): leave module and name out"
+        )
+    return {**kwargs, "module": MODULE, "name": name}
