@@ -7,12 +7,16 @@ is on the claim once. The Hugging Face token goes to this container alone."""
 
 from __future__ import annotations
 
-import pulumi
 import pulumi_kubernetes as k8s
 
 from convai_stack.stack_config import VllmEndpoint
 
 from .vllm_pod import CACHE_PATH, CACHE_VOLUME, secret_env, unprivileged
+
+HF_TOKEN_SECRET = "hf-token"
+"""The Secret holding the Hugging Face token: a fixed name in the endpoint's namespace, so a new
+token changes the Secret's content and never the pod template (no restart)."""
+HF_TOKEN_KEY = "HF_TOKEN"
 
 DOWNLOADED_PATH = f"{CACHE_PATH}/pinned"
 """Where the init container records each revision it downloaded whole: a snapshot directory
@@ -40,24 +44,23 @@ print(f"{model} at {revision} is in {path}")
 """
 """The init container's program, run by the vLLM image's own Python and huggingface_hub (no
 other image to pin). Values come from the environment, never spliced into the code. The alarm
-bounds the download by the endpoint's startup_timeout; killed, the container is restarted and
+bounds the download by the endpoint's download_timeout; killed, the container is restarted and
 huggingface_hub resumes the files it had begun."""
 
 
-def download_container(
-    endpoint: VllmEndpoint, secret_name: pulumi.Input[str], with_hf_token: bool
-) -> k8s.core.v1.ContainerArgs:
+def download_container(endpoint: VllmEndpoint, with_hf_token: bool) -> k8s.core.v1.ContainerArgs:
     env = [
         k8s.core.v1.EnvVarArgs(name="HF_HOME", value=CACHE_PATH),
         k8s.core.v1.EnvVarArgs(name="MODEL_ID", value=endpoint.model),
         k8s.core.v1.EnvVarArgs(name="MODEL_REVISION", value=endpoint.revision),
         k8s.core.v1.EnvVarArgs(name="DOWNLOADED_PATH", value=DOWNLOADED_PATH),
         k8s.core.v1.EnvVarArgs(name="IGNORED_FILES", value=",".join(IGNORED_FILES)),
-        k8s.core.v1.EnvVarArgs(name="DOWNLOAD_DEADLINE", value=str(endpoint.startup_timeout)),
+        k8s.core.v1.EnvVarArgs(name="DOWNLOAD_DEADLINE", value=str(endpoint.download_deadline)),
         k8s.core.v1.EnvVarArgs(name="HF_HUB_DISABLE_TELEMETRY", value="1"),
     ]
     if with_hf_token:
-        env.append(secret_env("HF_TOKEN", secret_name))
+        # Read when this container starts: a rotated token reaches the next download, no restart.
+        env.append(secret_env(HF_TOKEN_KEY, HF_TOKEN_SECRET))
     # The replica's CPU and memory, no GPU: a pod's request is the larger of its init
     # containers' and its containers' sum, so this schedules nothing more.
     resources = {"cpu": endpoint.cpu, "memory": endpoint.memory}

@@ -274,12 +274,17 @@ def assert_endpoint_runs(cluster: ControlPlane, endpoint: dict[str, Any], key: s
     assert ingress["status"]["loadBalancer"]["ingress"] == [{"ip": "127.0.0.1"}]
     budgets = cluster.objects("poddisruptionbudgets", namespace)
     assert len(budgets) == (1 if endpoint["replicas"] >= 2 else 0)
-    (keys,) = [s for s in cluster.objects("secrets", namespace) if "ENDPOINT_KEY_A" in s["data"]]
-    in_use = f"ENDPOINT_KEY_{endpoint.get('api_key_in_use', 'a').upper()}"
-    assert base64.b64decode(keys["data"][in_use]).decode() == key
-    other = ({"ENDPOINT_KEY_A", "ENDPOINT_KEY_B"} - {in_use}).pop()
-    assert base64.b64decode(keys["data"][other]).decode() != key
-    assert base64.b64decode(keys["data"]["HF_TOKEN"]).decode() == HF_TOKEN
+    (keys,) = [s for s in cluster.objects("secrets", namespace) if "api-keys.yaml" in s["data"]]
+    # vLLM's --config file: both keys, the one in use first or second by its slot.
+    accepted = yaml.safe_load(base64.b64decode(keys["data"]["api-keys.yaml"]))["api-key"]
+    slot = "ab".index(endpoint.get("api_key_in_use", "a"))
+    assert accepted[slot] == key
+    assert accepted[1 - slot] != key
+    # The HF token apart, under a fixed name: rotating it changes no pod template.
+    (token,) = [
+        s for s in cluster.objects("secrets", namespace) if s["metadata"]["name"] == "hf-token"
+    ]
+    assert base64.b64decode(token["data"]["HF_TOKEN"]).decode() == HF_TOKEN
 
 
 def assert_gone(deployment: Deployment) -> None:

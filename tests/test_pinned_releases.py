@@ -118,7 +118,7 @@ def test_an_init_container_downloads_the_revision_and_vllm_serves_it_offline(sta
         assert fetch["MODEL_REVISION"]["value"] == endpoint.revision
         assert fetch["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "HF_TOKEN"
         assert fetch["HF_HOME"]["value"] == env["HF_HOME"]["value"]
-        assert fetch["DOWNLOAD_DEADLINE"]["value"] == str(endpoint.startup_timeout)
+        assert fetch["DOWNLOAD_DEADLINE"]["value"] == str(endpoint.download_deadline)
         # Onto the replica's own claim, where vLLM reads it; with the same image (one digest).
         assert download["volumeMounts"] == [
             m for m in vllm["volumeMounts"] if m["name"] == "model-cache"
