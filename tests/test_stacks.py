@@ -332,8 +332,27 @@ def test_operational_defaults_of_a_gpu_platform(stack: str) -> None:
         # No usage report to vLLM's collector (vLLM's usage_lib reads both).
         assert env["VLLM_NO_USAGE_STATS"] == "1"
         assert env["DO_NOT_TRACK"] == "1"
-        # torch.compile and CUDA-graph caches on the claim: a restart skips the compile.
-        assert env["VLLM_CACHE_ROOT"].startswith(env["HF_HOME"] + "/")
+        # torch.compile, CUDA-graph, Triton, FlashInfer and Inductor caches on the claim: a
+        # restart skips the compiles, and the node's disk stays clear of them.
+        for cache in (
+            "VLLM_CACHE_ROOT",
+            "TRITON_CACHE_DIR",
+            "XDG_CACHE_HOME",
+            "TORCHINDUCTOR_CACHE_DIR",
+        ):
+            assert env[cache].startswith(env["HF_HOME"] + "/")
+        resources = vllm_container(run, endpoint)["resources"]
+        assert resources["requests"]["ephemeral-storage"] == "20Gi"  # counted by the scheduler
+        spec = workload_spec(run, endpoint)
+        # A replica Ready and crashing seconds later stops the roll before the next ordinal.
+        assert spec["minReadySeconds"] == 60
+        (spread,) = spec["template"]["spec"]["topologySpreadConstraints"]
+        assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+        assert spread["whenUnsatisfiable"] == "ScheduleAnyway"  # never blocks a replica
+        labels = child(run, "core/v1:Namespace", endpoint.name).inputs["metadata"]["labels"]
+        for mode in ("enforce", "warn", "audit"):
+            # A cluster upgrade does not change what is admitted.
+            assert labels[f"pod-security.kubernetes.io/{mode}-version"] == "v1.35"
         # Stated, not left to the default: claims outlive scale-down and the StatefulSet.
         assert workload_spec(run, endpoint)["persistentVolumeClaimRetentionPolicy"] == {
             "whenDeleted": "Retain",
