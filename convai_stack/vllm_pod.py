@@ -51,12 +51,12 @@ KEEP_ON_ITS_NODE = {
     "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
     "karpenter.sh/do-not-disrupt": "true",
 }
-"""Autoscalers do not evict a single replica to consolidate or drift its node: it would reload
-its model for minutes, answering nothing meanwhile. Only where one replica is all there is
-(max_replicas 1): with more, the PodDisruptionBudget already takes one at a time, and the
-annotation would only stop Karpenter from ever replacing the GPU node (driver and AMI updates).
-max_replicas is fixed by the stack, so autoscaling never changes the pod template.
-docs/vllm.md, "Single-replica endpoints"."""
+"""Autoscalers do not evict a replica of an endpoint that may run a single one (min_replicas 1)
+to consolidate or drift its node: it would reload its model for minutes, answering nothing
+meanwhile. Not where two or more always run: the PodDisruptionBudget already takes one at a time,
+and the annotation would only stop Karpenter from ever replacing those GPU nodes (driver and AMI
+updates). The floor, not the ceiling: switching autoscaling on from one fixed replica (floor 1)
+then changes no pod template, and so restarts nothing. docs/vllm.md, "Single-replica endpoints"."""
 EPHEMERAL_STORAGE = "20Gi"
 """Node disk a replica may write outside its claim (logs, temporary files): requested, so the
 scheduler counts it and DiskPressure evicts others first. Kernel caches are on the claim."""
@@ -256,7 +256,7 @@ def pod_template(
             default_mode=0o400,
         ),
     )
-    kept = KEEP_ON_ITS_NODE if endpoint.max_replicas == 1 else {}
+    kept = KEEP_ON_ITS_NODE if endpoint.min_replicas == 1 else {}
     return k8s.core.v1.PodTemplateSpecArgs(
         metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations={**kept, **annotations}),
         spec=k8s.core.v1.PodSpecArgs(

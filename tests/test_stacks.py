@@ -282,9 +282,9 @@ def test_replicas_roll_one_at_a_time_and_spread_over_nodes(stack: str) -> None:
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_autoscalers_do_not_evict_a_single_replica_to_save_a_node(stack: str) -> None:
-    # An evicted single replica reloads its model for minutes, answering nothing meanwhile. With
-    # more, the PodDisruptionBudget takes one at a time, and the annotation would only stop
-    # Karpenter from ever replacing the GPU node (driver and AMI updates).
+    # An evicted single replica reloads its model for minutes, answering nothing meanwhile. Where
+    # two or more always run, the PodDisruptionBudget takes one at a time, and the annotation
+    # would only stop Karpenter from ever replacing the GPU node (driver and AMI updates).
     run = run_stack(stack)
     for endpoint in vllm_endpoints(stack):
         annotations = workload_spec(run, endpoint)["template"]["metadata"]["annotations"]
@@ -292,7 +292,7 @@ def test_autoscalers_do_not_evict_a_single_replica_to_save_a_node(stack: str) ->
             "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
             "karpenter.sh/do-not-disrupt": "true",
         }
-        if endpoint.max_replicas == 1:
+        if endpoint.min_replicas == 1:
             assert kept.items() <= annotations.items()
         else:
             assert kept.keys().isdisjoint(annotations)

@@ -181,6 +181,23 @@ def test_autoscaling_leaves_the_replica_count_to_keda_on_requests_per_replica() 
     assert only(run, PDB).inputs["spec"]["maxUnavailable"] == 1
 
 
+@pytest.mark.parametrize("floor", [1, 2])
+def test_the_autoscalers_annotations_follow_the_floor_not_the_count(floor: int) -> None:
+    one = run_stack("staging")
+    scaled = staging_with(
+        replicas=None, metrics=METRICS, autoscaling={**AUTOSCALING, "min_replicas": floor}
+    )
+    (endpoint,) = vllm_endpoints("staging")
+    before = child(one, STATEFUL_SET, endpoint.name).inputs["spec"]["template"]
+    after = child(scaled, STATEFUL_SET, endpoint.name).inputs["spec"]["template"]
+    if floor == 1:
+        # Switching autoscaling on from one fixed replica changes no pod: nothing restarts.
+        assert after == before
+    else:
+        # Two always run: the budget takes one at a time, and Karpenter may replace the node.
+        assert "karpenter.sh/do-not-disrupt" not in after["metadata"]["annotations"]
+
+
 def test_a_fixed_single_replica_has_no_autoscaler_and_no_budget() -> None:
     run = run_stack("staging")
     assert run.of_type(SCALED_OBJECT) == [] and run.of_type(PDB) == []
