@@ -69,9 +69,11 @@ KEYS_FILE_NAME = "api-keys.yaml"
 KEYS_FILE = f"{KEYS_DIR}/{KEYS_FILE_NAME}"
 """vLLM's `--config` file holding `api-key: [key a, key b]`: its parser reads the file into the
 arguments it parses (vllm/utils/argparse_utils.py, load_config_file), so vLLM accepts both keys
-as with `--api-key a b`, while the keys stay out of the process's command line. VLLM_API_KEY is
-no substitute: it holds one key, and gap-free rotation needs two (docs/vllm.md, "Endpoint keys
-in the pod")."""
+as with `--api-key a b`, while the keys stay out of the process's command line, which every user
+of the node reads (`ps`) and process monitors collect. Whoever may exec into the pod reads the
+file, as they could read the command line and environment: exec is read access to the keys.
+VLLM_API_KEY is no substitute: it holds one key, and gap-free rotation needs two (docs/vllm.md,
+"Endpoint keys in the pod")."""
 
 
 def keys_file(keys: Sequence[str]) -> str:
