@@ -25,14 +25,56 @@ IGNORED_FILES = ("original/*",)
 """What vLLM itself leaves out (its LoadConfig.ignore_patterns): the original checkpoints some
 repos carry beside their safetensors (140 GB more for Llama 3.1 70B)."""
 
+STALL_AFTER = 600
+"""Seconds without a byte more on the claim after which the download is stopped (exit 3): the
+kubelet restarts the container and huggingface_hub resumes, rather than the download waiting out
+its whole deadline on a dead connection. Ten minutes: the hub's slowest legitimate pauses
+(resolving a file, a retry after a reset) take seconds to a minute."""
+REPORT_EVERY = 60
+"""Seconds between the init container's progress lines (bytes on the claim, average rate)."""
+
 DOWNLOAD = """\
-import os, pathlib, signal, sys
+import os, pathlib, signal, sys, threading, time
 signal.alarm(int(os.environ["DOWNLOAD_DEADLINE"]))
 model, revision = os.environ["MODEL_ID"], os.environ["MODEL_REVISION"]
 done = pathlib.Path(os.environ["DOWNLOADED_PATH"], model.replace("/", "--"), revision)
 if done.exists():
     print(f"{model} at {revision} is on this claim already: nothing to download")
     sys.exit(0)
+
+def size(root):
+    total = 0
+    for file in root.rglob("*"):
+        try:
+            total += file.stat().st_size if file.is_file() else 0
+        except OSError:
+            pass  # renamed or removed while counted
+    return total
+
+def watch(root, stall, every):
+    start = time.monotonic()
+    first = last = size(root)
+    moved = start
+    while True:
+        time.sleep(every)
+        now, current = time.monotonic(), size(root)
+        if current != last:
+            last, moved = current, now
+        rate = (current - first) / (now - start) / 1e6
+        print(f"{current / 1e9:.1f} GB on the claim, {rate:.1f} MB/s since start", flush=True)
+        if now - moved >= stall:
+            print(f"no byte more for {stall:.0f} s: stopping, to resume on restart", flush=True)
+            os._exit(3)
+
+threading.Thread(
+    target=watch,
+    args=(
+        pathlib.Path(os.environ["HF_HOME"]),
+        float(os.environ["STALL_AFTER"]),
+        float(os.environ["REPORT_EVERY"]),
+    ),
+    daemon=True,
+).start()
 from huggingface_hub import snapshot_download
 print(f"downloading {model} at {revision}", flush=True)
 path = snapshot_download(
@@ -43,8 +85,9 @@ done.write_text(path + "\\n")
 print(f"{model} at {revision} is in {path}")
 """
 """The init container's program, run by the vLLM image's own Python and huggingface_hub (no
-other image to pin). Values come from the environment, never spliced into the code. The alarm
-bounds the download by the endpoint's download_timeout; killed, the container is restarted and
+other image to pin). Values come from the environment, never spliced into the code. A watcher
+logs progress and stops a download that has stalled (STALL_AFTER); the alarm bounds the whole
+download by the endpoint's download_timeout. Stopped either way, the container is restarted and
 huggingface_hub resumes the files it had begun."""
 
 
@@ -56,6 +99,8 @@ def download_container(endpoint: VllmEndpoint, with_hf_token: bool) -> k8s.core.
         k8s.core.v1.EnvVarArgs(name="DOWNLOADED_PATH", value=DOWNLOADED_PATH),
         k8s.core.v1.EnvVarArgs(name="IGNORED_FILES", value=",".join(IGNORED_FILES)),
         k8s.core.v1.EnvVarArgs(name="DOWNLOAD_DEADLINE", value=str(endpoint.download_deadline)),
+        k8s.core.v1.EnvVarArgs(name="STALL_AFTER", value=str(STALL_AFTER)),
+        k8s.core.v1.EnvVarArgs(name="REPORT_EVERY", value=str(REPORT_EVERY)),
         k8s.core.v1.EnvVarArgs(name="HF_HUB_DISABLE_TELEMETRY", value="1"),
     ]
     if with_hf_token:
