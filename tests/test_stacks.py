@@ -442,6 +442,19 @@ def test_deadlines_leave_room_for_a_first_start(stack: str) -> None:
         assert seconds(timeouts["update"]) >= endpoint.replicas * first_start
 
 
+def test_a_stack_file_with_startup_timeout_alone_keeps_its_download_deadline() -> None:
+    # Stack files from before download_timeout: the one key is still the download's deadline.
+    (endpoint,) = vllm_endpoints("staging")
+    assert "download_timeout" not in endpoint.model_fields_set
+    run = run_stack("staging")
+    (download,) = workload_spec(run, endpoint)["template"]["spec"]["initContainers"]
+    env = {e["name"]: e.get("value") for e in download["env"]}
+    assert int(env["DOWNLOAD_DEADLINE"]) == endpoint.startup_timeout == 1800
+    # And Pulumi waits for both, plus the pull and minReadySeconds.
+    timeouts = child(run, STATEFUL_SET, endpoint.name).custom_timeouts
+    assert seconds(timeouts["create"]) == 600 + 1800 + 1800 + 60
+
+
 def test_prod_70b_first_start_is_not_expected_to_time_out() -> None:
     (big,) = [e for e in vllm_endpoints("prod") if e.gpus == 4]
     # An hour to download 140 GB, apart from the load's half hour.
