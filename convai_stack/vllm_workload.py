@@ -29,20 +29,10 @@ IMAGE_PULL_ALLOWANCE = 600
 """Seconds for pulling the vLLM image (about 10 GB) onto a fresh node, before the model loads."""
 
 
-MIN_READY_SECONDS = 60
-"""A new replica counts as available only after a minute Ready: one that turns Ready and crashes
-seconds later stops the rolling update before the next ordinal is replaced."""
-
-
 def replica_budget(endpoint: VllmEndpoint) -> int:
-    """Seconds one replica may take from scheduling to available: each of its start's deadlines
-    in turn (pull, download, load), then MIN_READY_SECONDS. A first start meets all of them."""
-    return (
-        IMAGE_PULL_ALLOWANCE
-        + endpoint.download_deadline
-        + endpoint.startup_timeout
-        + MIN_READY_SECONDS
-    )
+    """Seconds one replica may take from scheduling to ready: each of its start's deadlines in
+    turn (pull, download, load). A first start meets all of them."""
+    return IMAGE_PULL_ALLOWANCE + endpoint.download_deadline + endpoint.startup_timeout
 
 
 def rollout_timeouts(endpoint: VllmEndpoint) -> pulumi.CustomTimeouts:
@@ -99,7 +89,8 @@ def stateful_set(
             service_name=service_name,
             # Start every replica at once; updates still replace one at a time.
             pod_management_policy="Parallel",
-            min_ready_seconds=MIN_READY_SECONDS,
+            # No minReadySeconds: with it, pulumi-kubernetes' await returned mid-rollout (on the
+            # control plane, `up` done with 1 of 3 replicas updated): docs/vllm.md.
             # One replica at a time is what RollingUpdate does. No maxUnavailable: the API server
             # drops it unless the MaxUnavailableStatefulSet gate is on (off by default through
             # Kubernetes 1.35), and every preview then planned an update to put it back.
