@@ -288,14 +288,27 @@ class MetricsScrape(_Strict):
 
 
 class Autoscaling(_Strict):
-    """KEDA scales the replicas on vLLM's queue depth, read from Prometheus."""
+    """KEDA scales the replicas on the requests in vLLM (running and waiting), read from
+    Prometheus."""
 
     min_replicas: int = Field(ge=0, le=64)
     max_replicas: int = Field(ge=1, le=64)
-    queue_depth: int = Field(default=4, ge=1)
-    """Waiting requests per replica (vllm:num_requests_waiting) KEDA aims at."""
+    target_load: int = Field(default=16, ge=1)
+    """Requests per replica, running plus waiting (vllm:num_requests_running and
+    vllm:num_requests_waiting), KEDA aims at."""
     prometheus_url: BaseUrl
     """The Prometheus KEDA queries, e.g. http://prometheus-operated.monitoring.svc:9090."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _queue_depth_is_replaced(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "queue_depth" in values:
+            raise ValueError(
+                "queue_depth is replaced by target_load: requests per replica, running plus "
+                "waiting (waiting alone swings the count up and down); set target_load, e.g. "
+                '16, instead (docs/vllm.md, "Autoscaling")'
+            )
+        return values
 
     @field_validator("min_replicas")
     @classmethod
@@ -395,9 +408,12 @@ class VllmEndpoint(_Strict):
     """Each replica owns its model cache (a StatefulSet claim): any count can start. With 2 or
     more, changes roll one replica at a time; a single replica is down while it reloads."""
     startup_timeout: int = Field(default=1800, ge=300, le=14400)
-    """Seconds a replica may spend downloading its model (the init container's deadline) and
-    loading it (the startup probe's) before it is restarted; the rollout's deadlines are derived
-    from it."""
+    """Seconds vLLM may take to load the model from its claim and start serving (the startup
+    probe's deadline) before the kubelet restarts it."""
+    download_timeout: int | None = Field(default=None, ge=300, le=14400)
+    """Seconds the init container may take to download the model onto a claim that lacks it;
+    left out, startup_timeout (the one deadline of stack files from before this key). Pulumi's
+    wait for a replica is the image pull plus both (docs/vllm.md, "Deadlines")."""
     cpu: Quantity = "8"
     memory: Quantity = "32Gi"
     shm_size: Quantity = "8Gi"
@@ -412,6 +428,10 @@ class VllmEndpoint(_Strict):
     """Node labels a replica's node must carry, e.g. the GPU model's."""
     runtime_class_name: DnsLabel | None = None
     """The RuntimeClass that exposes GPUs (e.g. nvidia) where it is not the node's default."""
+    priority_class_name: DnsLabel | None = None
+    """A PriorityClass the platform has created (this stack declares no cluster-wide object): a
+    replica outranks batch pods that tolerate the GPU taint and may preempt them
+    (docs/vllm.md, "GPU placement")."""
     ingress_class: Name = "nginx"
     ingress_namespace: DnsLabel = "ingress-nginx"
     """The ingress controller's namespace: the only one whose pods may reach vLLM's port (behind a
@@ -542,6 +562,11 @@ class VllmEndpoint(_Strict):
     @property
     def max_replicas(self) -> int:
         return self.autoscaling.max_replicas if self.autoscaling else self.replicas
+
+    @property
+    def download_deadline(self) -> int:
+        """The init container's deadline: download_timeout, or startup_timeout when unset."""
+        return self.download_timeout if self.download_timeout is not None else self.startup_timeout
 
     @property
     def issuer(self) -> str | None:

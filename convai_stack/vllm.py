@@ -16,16 +16,25 @@ from . import vllm_metrics, vllm_network, vllm_pod, vllm_weights, vllm_workload
 COMPONENT_TYPE = "convai-models:inference:VllmDeployment"
 KEY_CHECKSUM = "convai-models/api-key-sha256"
 """vLLM reads its keys at start: a new key must roll the pods, and a changed template does."""
+POD_SECURITY_VERSION = "v1.35"
+"""The Kubernetes release whose Pod Security standards the namespace applies (the one the tests'
+control plane runs): a cluster upgrade does not change what is admitted until this moves."""
 POD_SECURITY = {
     "pod-security.kubernetes.io/enforce": "baseline",
     "pod-security.kubernetes.io/warn": "restricted",
     "pod-security.kubernetes.io/audit": "restricted",
+    **{
+        f"pod-security.kubernetes.io/{mode}-version": POD_SECURITY_VERSION
+        for mode in ("enforce", "warn", "audit")
+    },
 }
 """Pod Security admission of the endpoint's namespace: baseline enforced (no host access, no
-privilege); restricted only reported, since the vLLM image runs as root (docs/vllm.md)."""
+privilege); restricted only reported, since the vLLM image runs as root: every apply shows its
+warnings, expected (docs/vllm.md, "Least privilege")."""
 KEY_SLOTS = ("a", "b")
-"""vLLM accepts both keys; Convai is given the endpoint's `api_key_in_use`. So a key is rotated
-while vLLM still accepts the one Convai sends: no request is refused during the roll."""
+"""vLLM accepts both keys (its --config file, vllm_pod.KEYS_FILE); Convai is given the endpoint's
+`api_key_in_use`. So a key is rotated while vLLM still accepts the one Convai sends: no request
+is refused during the roll."""
 
 
 class VllmDeployment(pulumi.ComponentResource):
@@ -62,17 +71,17 @@ class VllmDeployment(pulumi.ComponentResource):
             slot: random.RandomPassword(_key_name(name, slot), length=48, special=False, opts=child)
             for slot in KEY_SLOTS
         }
-        secret_data: dict[str, pulumi.Input[str]] = {
-            vllm_pod.key_variable(slot): key.result for slot, key in keys.items()
-        }
-        if hf_token is not None:
-            secret_data["HF_TOKEN"] = hf_token
         secret = k8s.core.v1.Secret(
             f"{name}-keys",
             metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, labels=labels),
-            string_data=secret_data,
+            string_data={
+                vllm_pod.KEYS_FILE_NAME: pulumi.Output.all(
+                    *(k.result for k in keys.values())
+                ).apply(vllm_pod.keys_file)
+            },
             opts=child,
         )
+        hf_secret = _hf_token_secret(name, hf_token, ns, labels, child)
         template = vllm_pod.pod_template(
             endpoint,
             labels,
@@ -81,14 +90,16 @@ class VllmDeployment(pulumi.ComponentResource):
                     lambda results: _sha256("\n".join(results))
                 )
             },
-            main=vllm_pod.container(endpoint, secret.metadata.name, KEY_SLOTS),
-            init=vllm_weights.download_container(
-                endpoint, secret.metadata.name, with_hf_token=hf_token is not None
-            ),
+            main=vllm_pod.container(endpoint),
+            init=vllm_weights.download_container(endpoint, with_hf_token=hf_secret is not None),
+            keys_secret_name=secret.metadata.name,
         )
         fence = vllm_network.network_policy(name, endpoint, ns, labels, child)
         egress = vllm_network.egress_policy(name, endpoint, ns, labels, child)
         fqdns = vllm_network.fqdn_egress_policy(name, endpoint, ns, labels, child)
+        # Not before the HF token's Secret exists: an init container referring to a missing
+        # Secret waits (CreateContainerConfigError) until it does.
+        token = [hf_secret] if hf_secret else []
         workload = vllm_workload.stateful_set(
             name,
             endpoint,
@@ -98,7 +109,7 @@ class VllmDeployment(pulumi.ComponentResource):
             service_name=vllm_network.SERVICE_NAME,
             # No replica runs before the policy that fences it in.
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[fence, egress, *([fqdns] if fqdns else [])]
+                parent=self, depends_on=[fence, egress, *([fqdns] if fqdns else []), *token]
             ),
         )
         vllm_workload.disruption_budget(name, endpoint, ns, labels, child)
@@ -136,6 +147,28 @@ class VllmDeployment(pulumi.ComponentResource):
         self.register_outputs(
             {"base_url": self.base_url, "model_name": self.model_name, "api_key": self.api_key}
         )
+
+
+def _hf_token_secret(
+    name: str,
+    hf_token: pulumi.Output[str] | None,
+    namespace: pulumi.Input[str],
+    labels: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.Secret | None:
+    """The Hugging Face token under a fixed name (vllm_weights.HF_TOKEN_SECRET), apart from the
+    endpoint keys: the pod template names it the same whatever the token, so rotating it restarts
+    no pod; the next init container to start reads the new one (docs/vllm.md, "Pinned weights")."""
+    if hf_token is None:
+        return None
+    return k8s.core.v1.Secret(
+        f"{name}-hf-token",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=vllm_weights.HF_TOKEN_SECRET, namespace=namespace, labels=labels
+        ),
+        string_data={vllm_weights.HF_TOKEN_KEY: hf_token},
+        opts=opts,
+    )
 
 
 def _key_name(name: str, slot: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 
@@ -20,30 +21,64 @@ layout, so its weights are found."""
 COMPILE_CACHE_PATH = f"{CACHE_PATH}/vllm"
 """VLLM_CACHE_ROOT, on the claim: vLLM keeps its torch.compile and CUDA-graph artefacts there, so a
 restarted replica skips the compile (a minute or more) as it skips the download."""
+KERNEL_CACHES = {
+    "TRITON_CACHE_DIR": f"{CACHE_PATH}/triton",
+    "XDG_CACHE_HOME": f"{CACHE_PATH}/xdg",
+    "TORCHINDUCTOR_CACHE_DIR": f"{CACHE_PATH}/inductor",
+}
 PROBE_PERIOD = 10
 HEALTH_TIMEOUT = 10
 """Seconds /health may take: a saturated vLLM misses 5 s, and a missed liveness probe restarts a
 pod that was only busy."""
 
 
-DRAIN_PAUSE = 30
+DRAIN_PAUSE = 10
 """Seconds a stopping replica keeps serving before vLLM gets SIGTERM. Terminating, it has already
-left the Service's ready endpoints, and the ingress controller follows within seconds; the rest
-lets requests in flight finish: vLLM's SIGTERM handler cancels its HTTP server at once, dropping
-any request or stream still open (vllm/entrypoints/launcher.py), so this pause is the drain. Chat
-answers of Convai characters take seconds; one longer than this is cut."""
+left the Service's ready endpoints; this pause covers the edge (ingress controller or Gateway)
+catching up, which takes seconds, so no new request reaches a vLLM that refuses new requests."""
+SHUTDOWN_TIMEOUT = 120
+"""vLLM's `--shutdown-timeout` (vLLM 0.18 and later, vllm-project/vllm#34730): on SIGTERM it
+refuses new requests and waits up to this many seconds for those in flight, then aborts the rest
+and exits; it exits as soon as none is left. Convai characters' answers take seconds, and 120 s
+is about 4,000 tokens at 35 tokens/s under load: a stream still open after it is cut (the client
+sees the stream end without its final chunk). Its default, 0, aborts every request at once."""
 ENGINE_STOP_ALLOWANCE = 30
-"""Seconds vLLM gets after SIGTERM to stop its engine processes and free the GPUs before SIGKILL."""
-TERMINATION_GRACE = DRAIN_PAUSE + ENGINE_STOP_ALLOWANCE
-"""The pod's terminationGracePeriodSeconds: the preStop pause counts against it."""
+"""Seconds vLLM gets after its drain to stop its engine processes and free the GPUs."""
+TERMINATION_GRACE = DRAIN_PAUSE + SHUTDOWN_TIMEOUT + ENGINE_STOP_ALLOWANCE
+"""The pod's terminationGracePeriodSeconds: the preStop pause counts against it, then the drain,
+then the engine's stop; SIGKILL only after all three."""
 KEEP_ON_ITS_NODE = {
     "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
     "karpenter.sh/do-not-disrupt": "true",
 }
-"""Autoscalers do not evict a replica to consolidate or scale down its node: an evicted replica
-reloads its model for minutes (a single one answers nothing meanwhile). Drains and rollouts are
-not stopped by this: docs/vllm.md, "Single-replica endpoints". On every replica count, so that
-scaling does not change the pod template."""
+"""Autoscalers do not evict a replica of an endpoint that may run a single one (min_replicas 1)
+to consolidate or drift its node: it would reload its model for minutes, answering nothing
+meanwhile. Not where two or more always run: the PodDisruptionBudget already takes one at a time,
+and the annotation would only stop Karpenter from ever replacing those GPU nodes (driver and AMI
+updates). The floor, not the ceiling: switching autoscaling on from one fixed replica (floor 1)
+then changes no pod template, and so restarts nothing. docs/vllm.md, "Single-replica endpoints"."""
+EPHEMERAL_STORAGE = "20Gi"
+"""Node disk a replica may write outside its claim (logs, temporary files): requested, so the
+scheduler counts it and DiskPressure evicts others first. Kernel caches are on the claim."""
+EPHEMERAL_STORAGE_LIMIT = "50Gi"
+
+
+KEYS_VOLUME = "endpoint-keys"
+KEYS_DIR = "/etc/vllm-keys"
+KEYS_FILE_NAME = "api-keys.yaml"
+KEYS_FILE = f"{KEYS_DIR}/{KEYS_FILE_NAME}"
+"""vLLM's `--config` file holding `api-key: [key a, key b]`: its parser reads the file into the
+arguments it parses (vllm/utils/argparse_utils.py, load_config_file), so vLLM accepts both keys
+as with `--api-key a b`, while the keys stay out of the process's command line, which every user
+of the node reads (`ps`) and process monitors collect. Whoever may exec into the pod reads the
+file, as they could read the command line and environment: exec is read access to the keys.
+VLLM_API_KEY is no substitute: it holds one key, and gap-free rotation needs two (docs/vllm.md,
+"Endpoint keys in the pod")."""
+
+
+def keys_file(keys: Sequence[str]) -> str:
+    """The `--config` file's content: JSON, which is YAML, so no key needs quoting rules."""
+    return json.dumps({"api-key": list(keys)})
 
 
 SERVE = ["vllm", "serve"]
@@ -67,6 +102,13 @@ def vllm_args(endpoint: VllmEndpoint) -> list[str]:
         str(endpoint.gpus),
         "--port",
         str(PORT),
+        # Drain on SIGTERM instead of aborting every request in flight (DRAIN_PAUSE's note).
+        "--shutdown-timeout",
+        str(SHUTDOWN_TIMEOUT),
+        # The endpoint keys, from the Secret mounted as a file: never in this process's
+        # arguments, which anyone on the node (`ps`) and process-monitoring agents read.
+        "--config",
+        KEYS_FILE,
     ]
 
 
@@ -94,19 +136,6 @@ def secret_env(key: str, secret_name: pulumi.Input[str]) -> k8s.core.v1.EnvVarAr
     )
 
 
-def key_variable(slot: str) -> str:
-    """The Secret key and container variable of an endpoint key. Not VLLM_*: vLLM reads those as
-    its own settings (VLLM_API_KEY would be one more key, and it warns of unknown ones)."""
-    return f"ENDPOINT_KEY_{slot.upper()}"
-
-
-def _api_key_args(slots: Sequence[str]) -> list[str]:
-    # $(VAR) is expanded by the kubelet from the container's environment: the keys never appear
-    # in the pod spec or anything the API server stores, only in the started process's arguments
-    # (readable on the node by root, who can read the Secret anyway).
-    return ["--api-key", *(f"$({key_variable(slot)})" for slot in slots)]
-
-
 def unprivileged() -> k8s.core.v1.SecurityContextArgs:
     return k8s.core.v1.SecurityContextArgs(
         allow_privilege_escalation=False,
@@ -114,14 +143,14 @@ def unprivileged() -> k8s.core.v1.SecurityContextArgs:
     )
 
 
-def container(
-    endpoint: VllmEndpoint, secret_name: pulumi.Input[str], key_slots: Sequence[str]
-) -> k8s.core.v1.ContainerArgs:
+def container(endpoint: VllmEndpoint) -> k8s.core.v1.ContainerArgs:
     env = [
-        *(secret_env(key_variable(slot), secret_name) for slot in key_slots),
         k8s.core.v1.EnvVarArgs(name="HF_HOME", value=CACHE_PATH),
         k8s.core.v1.EnvVarArgs(name="VLLM_MAX_N_SEQUENCES", value=str(endpoint.max_n_sequences)),
         k8s.core.v1.EnvVarArgs(name="VLLM_CACHE_ROOT", value=COMPILE_CACHE_PATH),
+        # Triton's, FlashInfer's (XDG) and Inductor's JIT caches on the claim too: kept across
+        # restarts, and off the node's disk.
+        *(k8s.core.v1.EnvVarArgs(name=name, value=path) for name, path in KERNEL_CACHES.items()),
         # No usage report to vLLM's collector: its usage_lib honours either.
         k8s.core.v1.EnvVarArgs(name="VLLM_NO_USAGE_STATS", value="1"),
         k8s.core.v1.EnvVarArgs(name="DO_NOT_TRACK", value="1"),
@@ -139,13 +168,17 @@ def container(
         name="vllm",
         image=endpoint.image,
         command=SERVE,
-        args=[*vllm_args(endpoint), *_api_key_args(key_slots)],
+        args=vllm_args(endpoint),
         env=env,
         ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT)],
-        resources=k8s.core.v1.ResourceRequirementsArgs(limits=limits, requests=limits),
+        resources=k8s.core.v1.ResourceRequirementsArgs(
+            limits={**limits, "ephemeral-storage": EPHEMERAL_STORAGE_LIMIT},
+            requests={**limits, "ephemeral-storage": EPHEMERAL_STORAGE},
+        ),
         volume_mounts=[
             k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm"),
             k8s.core.v1.VolumeMountArgs(name=CACHE_VOLUME, mount_path=CACHE_PATH),
+            k8s.core.v1.VolumeMountArgs(name=KEYS_VOLUME, mount_path=KEYS_DIR, read_only=True),
         ],
         lifecycle=k8s.core.v1.LifecycleArgs(
             pre_stop=k8s.core.v1.LifecycleHandlerArgs(
@@ -177,6 +210,21 @@ def _spread(labels: dict[str, str]) -> k8s.core.v1.AffinityArgs:
     )
 
 
+ZONE = "topology.kubernetes.io/zone"
+
+
+def _zone_spread(labels: dict[str, str]) -> k8s.core.v1.TopologySpreadConstraintArgs:
+    # Replicas over zones where the cluster can, never blocking one: a zone outage then takes
+    # one replica, not all. Each claim stays in its first zone (docs/vllm.md, "A replica Pending
+    # in its claim's zone").
+    return k8s.core.v1.TopologySpreadConstraintArgs(
+        max_skew=1,
+        topology_key=ZONE,
+        when_unsatisfiable="ScheduleAnyway",
+        label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+    )
+
+
 def _toleration(toleration: Toleration) -> k8s.core.v1.TolerationArgs:
     return k8s.core.v1.TolerationArgs(
         key=toleration.key,
@@ -191,8 +239,10 @@ def pod_template(
     endpoint: VllmEndpoint,
     labels: dict[str, str],
     annotations: dict[str, pulumi.Input[str]],
+    *,
     main: k8s.core.v1.ContainerArgs,
     init: k8s.core.v1.ContainerArgs,
+    keys_secret_name: pulumi.Input[str],
 ) -> k8s.core.v1.PodTemplateSpecArgs:
     shm = k8s.core.v1.VolumeArgs(
         name="shm",
@@ -200,10 +250,17 @@ def pod_template(
             medium="Memory", size_limit=endpoint.shm_size
         ),
     )
-    return k8s.core.v1.PodTemplateSpecArgs(
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            labels=labels, annotations={**KEEP_ON_ITS_NODE, **annotations}
+    keys = k8s.core.v1.VolumeArgs(
+        name=KEYS_VOLUME,
+        secret=k8s.core.v1.SecretVolumeSourceArgs(
+            secret_name=keys_secret_name,
+            items=[k8s.core.v1.KeyToPathArgs(key=KEYS_FILE_NAME, path=KEYS_FILE_NAME)],
+            default_mode=0o400,
         ),
+    )
+    kept = KEEP_ON_ITS_NODE if endpoint.min_replicas == 1 else {}
+    return k8s.core.v1.PodTemplateSpecArgs(
+        metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations={**kept, **annotations}),
         spec=k8s.core.v1.PodSpecArgs(
             init_containers=[init],
             containers=[main],
@@ -214,11 +271,13 @@ def pod_template(
             # variables, which vLLM reads as its own settings and refuses: no pod would start.
             # vLLM reaches nothing through service links.
             enable_service_links=False,
-            volumes=[shm],
+            volumes=[shm, keys],
             affinity=_spread(labels),
+            topology_spread_constraints=[_zone_spread(labels)],
             tolerations=[_toleration(t) for t in endpoint.tolerations],
             node_selector=endpoint.node_selector or None,
             runtime_class_name=endpoint.runtime_class_name,
+            priority_class_name=endpoint.priority_class_name,
             security_context=k8s.core.v1.PodSecurityContextArgs(
                 seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")
             ),

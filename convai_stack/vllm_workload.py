@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 
 from convai_stack.stack_config import VllmEndpoint
 
-from .vllm_pod import CACHE_VOLUME
+from .vllm_pod import CACHE_VOLUME, TERMINATION_GRACE
 
 WORKLOAD_NAME = "vllm"
 """Fixed (one workload per namespace), so pods and claims have names an operator can type:
@@ -30,15 +30,18 @@ IMAGE_PULL_ALLOWANCE = 600
 
 
 def replica_budget(endpoint: VllmEndpoint) -> int:
-    """Seconds one replica may take from scheduling to ready."""
-    return IMAGE_PULL_ALLOWANCE + endpoint.startup_timeout
+    """Seconds one replica may take from scheduling to ready: each of its start's deadlines in
+    turn (pull, download, load). A first start meets all of them."""
+    return IMAGE_PULL_ALLOWANCE + endpoint.download_deadline + endpoint.startup_timeout
 
 
 def rollout_timeouts(endpoint: VllmEndpoint) -> pulumi.CustomTimeouts:
-    """Replicas start together (Parallel) but are replaced one after another: as many as can run,
-    so a count the autoscaler changes between runs never changes the deadline."""
+    """Replicas start together (Parallel) but are replaced one after another, each old one
+    draining first: as many as can run, so a count the autoscaler changes between runs never
+    changes the deadline."""
     budget = replica_budget(endpoint)
-    return pulumi.CustomTimeouts(create=f"{budget}s", update=f"{budget * endpoint.max_replicas}s")
+    replaced = budget + TERMINATION_GRACE
+    return pulumi.CustomTimeouts(create=f"{budget}s", update=f"{replaced * endpoint.max_replicas}s")
 
 
 SCALED_REPLICAS = "spec.replicas"
@@ -86,6 +89,8 @@ def stateful_set(
             service_name=service_name,
             # Start every replica at once; updates still replace one at a time.
             pod_management_policy="Parallel",
+            # No minReadySeconds: with it, pulumi-kubernetes' await returned mid-rollout (on the
+            # control plane, `up` done with 1 of 3 replicas updated): docs/vllm.md.
             # One replica at a time is what RollingUpdate does. No maxUnavailable: the API server
             # drops it unless the MaxUnavailableStatefulSet gate is on (off by default through
             # Kubernetes 1.35), and every preview then planned an update to put it back.
@@ -148,12 +153,21 @@ SCALE_DOWN_WAIT = 600
 model, so it is not given up at the first quiet minute."""
 
 
-def queue_depth_query(endpoint: VllmEndpoint) -> str:
-    """Waiting requests over the endpoint's replicas, as vLLM reports them (its /metrics)."""
-    return (
-        f'sum(vllm:num_requests_waiting{{namespace="vllm-{endpoint.name}",'
-        f'model_name="{endpoint.served_model_name}"}})'
-    )
+SCALE_UP_WAIT = 60
+"""Seconds the load must stay high before a replica is added: a burst of a few seconds does not
+start a replica that loads for minutes."""
+SCALE_UP_PERIOD = 120
+"""At most one replica added per this many seconds: a new replica reports nothing until its
+model is loaded, so the load it will take is not visible yet; a faster pace would add several
+for one surge."""
+
+
+def load_query(endpoint: VllmEndpoint) -> str:
+    """Requests in the endpoint's replicas, running and waiting, as vLLM reports them (its
+    /metrics). Both: waiting alone is 0 until the batch is full and then jumps, which makes the
+    count swing up and down; with AverageValue, KEDA divides the sum by the replica count."""
+    selector = f'{{namespace="vllm-{endpoint.name}",model_name="{endpoint.served_model_name}"}}'
+    return f"sum(vllm:num_requests_running{selector}) + sum(vllm:num_requests_waiting{selector})"
 
 
 def scaled_object(
@@ -163,8 +177,8 @@ def scaled_object(
     labels: dict[str, str],
     opts: pulumi.ResourceOptions,
 ) -> k8s.apiextensions.CustomResource | None:
-    """KEDA's ScaledObject: a HorizontalPodAutoscaler on the StatefulSet, fed the queue depth
-    from Prometheus, between the floor and the ceiling."""
+    """KEDA's ScaledObject: a HorizontalPodAutoscaler on the StatefulSet, fed the requests per
+    replica from Prometheus, between the floor and the ceiling."""
     scaling = endpoint.autoscaling
     if scaling is None:
         return None
@@ -185,10 +199,16 @@ def scaled_object(
             "advanced": {
                 "horizontalPodAutoscalerConfig": {
                     "behavior": {
+                        "scaleUp": {
+                            "stabilizationWindowSeconds": SCALE_UP_WAIT,
+                            "policies": [
+                                {"type": "Pods", "value": 1, "periodSeconds": SCALE_UP_PERIOD}
+                            ],
+                        },
                         "scaleDown": {
                             "stabilizationWindowSeconds": SCALE_DOWN_WAIT,
                             "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
-                        }
+                        },
                     }
                 }
             },
@@ -198,8 +218,8 @@ def scaled_object(
                     "metricType": "AverageValue",
                     "metadata": {
                         "serverAddress": scaling.prometheus_url,
-                        "query": queue_depth_query(endpoint),
-                        "threshold": str(scaling.queue_depth),
+                        "query": load_query(endpoint),
+                        "threshold": str(scaling.target_load),
                     },
                 }
             ],

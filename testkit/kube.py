@@ -1,8 +1,8 @@
 """A throwaway Kubernetes control plane on 127.0.0.1, for running the stacks through a real API.
 
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok, from the bin directory
-`scripts/install-kube` builds. kwok plays the one node (annotated `kwok.x-k8s.io/node=fake`, at
-127.0.0.1) and its pods: it runs no container, and its stages turn scheduled pods Running and
+`scripts/install-kube` builds. kwok plays the GPU nodes (annotated `kwok.x-k8s.io/node=fake`, at
+127.0.0.1) and their pods: it runs no container, and its stages turn scheduled pods Running and
 Ready, provision and bind claims, give Ingresses a load-balancer address and mark cert-manager
 Certificates Ready (kube_manifests/stages.yaml). Pod and Service addresses (10.244/16, 10.96/16)
 are only data: no kubelet, kube-proxy or container exists to listen or dial there.
@@ -36,7 +36,8 @@ from .tls import TestCA, write_key
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = Path(__file__).resolve().parent / "kube_manifests"
-NODE = "kwok-gpu-0"
+NODES = ("kwok-gpu-0", "kwok-gpu-1")
+"""The GPU nodes kwok plays (kube_manifests/cluster.yaml): prod's two GPU pools, one node each."""
 KWOK_NODE_SELECTOR = "kwok.x-k8s.io/node=fake"
 MODULE_STAGES = ("node/fast", "node/heartbeat", "pod/fast", "volume/fast")
 """kwok's own stage sets (in the cache's kwok-stages/) that a node, its pods and claims need."""
@@ -241,7 +242,8 @@ class ControlPlane:
             "--node-ip=127.0.0.1",
             f"--cidr={POD_RANGE}",
         )
-        self._wait_for(f"node/{NODE}", "Ready", deadline)
+        for node in NODES:
+            self._wait_for(f"node/{node}", "Ready", deadline)
         self._check_running()  # kwok may mark the node Ready and still fail on a stage
 
     def _service_account_keys(self) -> tuple[Path, Path]:

@@ -5,10 +5,11 @@ takes what it serves from the cluster at each request: the Ingress whose rule na
 Host (or the HTTPRoute that names it, once accepted with its backend resolved), the Service it
 routes to, that Service's Ready pods; from the first pod's container, the served model name
 (`--served-model-name`) and the API keys (`--api-key $(VAR)...`, each variable read from the
-Secret it names, as the kubelet expands it). So the endpoint preflight passes only if the
-program published the host, wired the Service to the pods and gave the pods the key it registers
-with Convai. No Ingress or route for the host: 404, as ingress-nginx's default backend; no Ready
-pod: 503. The OpenAI replies are openai_server's vLLM.
+Secret it names, as the kubelet expands it; or the `api-key` list of the `--config` file, read
+from the Secret volume mounted there, as vLLM's parser reads it). So the endpoint preflight passes
+only if the program published the host, wired the Service to the pods and gave the pods the key
+it registers with Convai. No Ingress or route for the host: 404, as ingress-nginx's default
+backend; no Ready pod: 503. The OpenAI replies are openai_server's vLLM.
 
 Processes reach it under the stacks' host names through testkit/resolver_override.
 """
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
@@ -55,8 +57,9 @@ class PublishedEndpoints:
         ready = [p for p in self.cluster.objects("pods", namespace) if _serves(p, selector)]
         if not ready:
             return 503
-        (container,) = ready[0]["spec"]["containers"]
-        keys = _api_keys(self.cluster, namespace, container)
+        pod = ready[0]["spec"]
+        (container,) = pod["containers"]
+        keys = _api_keys(self.cluster, namespace, pod)
         return EndpointBehaviour(
             flavour="vllm",
             api_key=keys[0] if keys else None,
@@ -133,12 +136,40 @@ def _values_of(flag: str, args: list[str]) -> list[str]:
     return values
 
 
-def _api_keys(cluster: ControlPlane, namespace: str, container: dict[str, Any]) -> list[str]:
-    """The values after `--api-key`, each `$(VAR)` expanded from the container's environment."""
+def _api_keys(cluster: ControlPlane, namespace: str, pod: dict[str, Any]) -> list[str]:
+    """The keys vLLM accepts: the values after `--api-key`, each `$(VAR)` expanded from the
+    container's environment; else the `api-key` list of the `--config` file, read from the
+    Secret volume mounted there (vLLM's parser inserts the file's arguments before the command
+    line's, so a command-line `--api-key` wins)."""
+    (container,) = pod["containers"]
     args: list[str] = container["args"]
-    if "--api-key" not in args:
+    if "--api-key" in args:
+        return [
+            _expanded(cluster, namespace, container, arg) for arg in _values_of("--api-key", args)
+        ]
+    if "--config" not in args:
         return []
-    return [_expanded(cluster, namespace, container, arg) for arg in _values_of("--api-key", args)]
+    (path,) = _values_of("--config", args)
+    config = yaml.safe_load(_mounted_file(cluster, namespace, pod, path))
+    return [str(key) for key in config.get("api-key", [])]
+
+
+def _mounted_file(cluster: ControlPlane, namespace: str, pod: dict[str, Any], path: str) -> str:
+    """A file of a Secret volume as the kubelet projects it: the volume mounted at the file's
+    directory, the Secret it names, the key whose item path is the file's name."""
+    directory, name = path.rsplit("/", 1)
+    (container,) = pod["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == directory]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    source = volume["secret"]
+    items = source.get("items", [{"key": name, "path": name}])
+    (key,) = [item["key"] for item in items if item["path"] == name]
+    return _secret_value(cluster, namespace, source["secretName"], key)
+
+
+def _secret_value(cluster: ControlPlane, namespace: str, name: str, key: str) -> str:
+    (secret,) = [s for s in cluster.objects("secrets", namespace) if s["metadata"]["name"] == name]
+    return base64.b64decode(secret["data"][key]).decode()
 
 
 def _expanded(cluster: ControlPlane, namespace: str, container: dict[str, Any], arg: str) -> str:
@@ -146,12 +177,7 @@ def _expanded(cluster: ControlPlane, namespace: str, container: dict[str, Any], 
         return arg
     (variable,) = [v for v in container.get("env", []) if v["name"] == arg[2:-1]]
     reference = variable["valueFrom"]["secretKeyRef"]
-    (secret,) = [
-        s
-        for s in cluster.objects("secrets", namespace)
-        if s["metadata"]["name"] == reference["name"]
-    ]
-    return base64.b64decode(secret["data"][reference["key"]]).decode()
+    return _secret_value(cluster, namespace, reference["name"], reference["key"])
 
 
 @contextmanager

@@ -28,7 +28,8 @@ def test_a_port_taken_before_etcd_binds_it_is_replaced_by_another(
     picks, free_port = iter([taken_port]), kube.free_port
     monkeypatch.setattr(kube, "free_port", lambda: next(picks, None) or free_port())
     with ControlPlane(kube_bin, tmp_path / "cluster") as plane:
-        assert plane.kubectl("get", "nodes", "-o", "name").split() == [f"node/{kube.NODE}"]
+        nodes = plane.kubectl("get", "nodes", "-o", "name").split()
+        assert nodes == [f"node/{node}" for node in kube.NODES]
         assert f":{taken_port}" not in plane.server
     (etcd_log,) = (tmp_path / "cluster" / "logs-attempt-1").glob("etcd.log")
     assert "address already in use" in etcd_log.read_text()

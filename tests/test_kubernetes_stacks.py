@@ -274,12 +274,17 @@ def assert_endpoint_runs(cluster: ControlPlane, endpoint: dict[str, Any], key: s
     assert ingress["status"]["loadBalancer"]["ingress"] == [{"ip": "127.0.0.1"}]
     budgets = cluster.objects("poddisruptionbudgets", namespace)
     assert len(budgets) == (1 if endpoint["replicas"] >= 2 else 0)
-    (keys,) = [s for s in cluster.objects("secrets", namespace) if "ENDPOINT_KEY_A" in s["data"]]
-    in_use = f"ENDPOINT_KEY_{endpoint.get('api_key_in_use', 'a').upper()}"
-    assert base64.b64decode(keys["data"][in_use]).decode() == key
-    other = ({"ENDPOINT_KEY_A", "ENDPOINT_KEY_B"} - {in_use}).pop()
-    assert base64.b64decode(keys["data"][other]).decode() != key
-    assert base64.b64decode(keys["data"]["HF_TOKEN"]).decode() == HF_TOKEN
+    (keys,) = [s for s in cluster.objects("secrets", namespace) if "api-keys.yaml" in s["data"]]
+    # vLLM's --config file: both keys, the one in use first or second by its slot.
+    accepted = yaml.safe_load(base64.b64decode(keys["data"]["api-keys.yaml"]))["api-key"]
+    slot = "ab".index(endpoint.get("api_key_in_use", "a"))
+    assert accepted[slot] == key
+    assert accepted[1 - slot] != key
+    # The HF token apart, under a fixed name: rotating it changes no pod template.
+    (token,) = [
+        s for s in cluster.objects("secrets", namespace) if s["metadata"]["name"] == "hf-token"
+    ]
+    assert base64.b64decode(token["data"]["HF_TOKEN"]).decode() == HF_TOKEN
 
 
 def assert_gone(deployment: Deployment) -> None:
@@ -293,7 +298,7 @@ def assert_gone(deployment: Deployment) -> None:
     assert deployment.cluster.objects("persistentvolumes") == []
 
 
-def endpoint_parts(name: str, replicas: int) -> set[tuple[str, str]]:
+def endpoint_parts(name: str, replicas: int, hf_token: bool) -> set[tuple[str, str]]:
     """What the program declares for a vLLM endpoint, as (type, name): all of it, so a plan of
     a new or removed endpoint is checked whole."""
     parts = {
@@ -309,6 +314,8 @@ def endpoint_parts(name: str, replicas: int) -> set[tuple[str, str]]:
         ("random:index/randomPassword:RandomPassword", f"{name}-api-key"),
         ("random:index/randomPassword:RandomPassword", f"{name}-api-key-b"),
     }
+    if hf_token:
+        parts.add((SECRET, f"{name}-hf-token"))
     return parts | ({(DISRUPTION_BUDGET, name)} if replicas >= 2 else set())
 
 
@@ -316,7 +323,7 @@ def endpoint_steps(config: dict[str, Any], name: str, op: str) -> dict[tuple[str
     """`op` for every part of endpoint `name` of `config` and each model on it."""
     (endpoint,) = [e for e in config[f"{PROJECT}:endpoints"] if e["name"] == name]
     models = [m for m in config[f"{PROJECT}:models"] if m["endpoint"] == name]
-    parts = endpoint_parts(name, endpoint["replicas"])
+    parts = endpoint_parts(name, endpoint["replicas"], "hf_token_config" in endpoint)
     return {key: {op} for key in parts | {(MODEL_TYPE, m["model_group_name"]) for m in models}}
 
 
@@ -427,8 +434,9 @@ def assert_plans(deployment: Deployment) -> None:
     plan = deployment.plan(other_key_in_use)
     assert (plan.exit_code, plan.changed()) == (0, {(MODEL_TYPE, group): {"update"}}), plan.output
 
-    # A new Hugging Face token changes the Secret's data: the provider replaces the Secret (new
-    # generated name), which the pod template names, so the pods roll (docs/vllm.md).
+    # A new Hugging Face token changes only its own Secret, under a fixed name: the provider
+    # replaces it under the same name, the pod template is unchanged, and no pod restarts
+    # (docs/vllm.md, "Pinned weights").
     deployment.project.set_secret("hfToken", "hf_rotated_token_77d2")
     try:
         plan = deployment.plan(lambda _config: None)
@@ -436,7 +444,7 @@ def assert_plans(deployment: Deployment) -> None:
         deployment.project.set_secret("hfToken", HF_TOKEN)
     assert (plan.exit_code, plan.changed()) == (
         0,
-        {(SECRET, f"{name}-keys"): REPLACED, (STATEFUL_SET, name): {"update"}},
+        {(SECRET, f"{name}-hf-token"): REPLACED},
     ), plan.output
 
     # A new endpoint is created whole, and its model registered on it; nothing else changes.
@@ -494,6 +502,21 @@ def assert_cache_change_keeps_pods_and_claims(deployment: Deployment) -> None:
         c["metadata"]["name"]: (c["metadata"]["uid"], c["spec"]["resources"]["requests"]["storage"])
         for c in cluster.objects("persistentvolumeclaims", namespace)
     } == claims
+
+
+def assert_hf_token_rotation_restarts_no_pod(deployment: Deployment) -> None:
+    """A new Hugging Face token replaces its fixed-name Secret on the API (deleted, then created
+    under the same name): the pods keep running, and the next init container reads the new one."""
+    namespace = f"vllm-{first_endpoint(deployment.config)['name']}"
+    cluster = deployment.cluster
+    pods = {p["metadata"]["name"]: p["metadata"]["uid"] for p in cluster.objects("pods", namespace)}
+    for token in ("hf_rotated_token_77d2", HF_TOKEN):  # rotated, then back for what follows
+        deployment.project.set_secret("hfToken", token)
+        deployment.project.up()
+        secrets = {s["metadata"]["name"]: s for s in cluster.objects("secrets", namespace)}
+        assert base64.b64decode(secrets["hf-token"]["data"]["HF_TOKEN"]).decode() == token
+        now = cluster.objects("pods", namespace)
+        assert {p["metadata"]["name"]: p["metadata"]["uid"] for p in now} == pods
 
 
 def served_names(cluster: ControlPlane, namespace: str) -> list[list[str]]:
@@ -570,6 +593,7 @@ def test_staging_deploys_awaited_plans_each_change_and_goes_whole(
     assert_deployed(staging)
     staging.project.run("preview", "--expect-no-changes")
     assert_plans(staging)
+    assert_hf_token_rotation_restarts_no_pod(staging)
     assert_cache_change_keeps_pods_and_claims(staging)
     assert_served_name_changes_without_a_404_window(staging)
 

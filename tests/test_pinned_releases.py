@@ -118,7 +118,7 @@ def test_an_init_container_downloads_the_revision_and_vllm_serves_it_offline(sta
         assert fetch["MODEL_REVISION"]["value"] == endpoint.revision
         assert fetch["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "HF_TOKEN"
         assert fetch["HF_HOME"]["value"] == env["HF_HOME"]["value"]
-        assert fetch["DOWNLOAD_DEADLINE"]["value"] == str(endpoint.startup_timeout)
+        assert fetch["DOWNLOAD_DEADLINE"]["value"] == str(endpoint.download_deadline)
         # Onto the replica's own claim, where vLLM reads it; with the same image (one digest).
         assert download["volumeMounts"] == [
             m for m in vllm["volumeMounts"] if m["name"] == "model-cache"
@@ -149,17 +149,30 @@ def snapshot_download(repo_id, *, revision, ignore_patterns):
         raise OSError("the hub is unreachable")
     if behaviour == "hang":
         time.sleep(60)
+    if behaviour == "trickle":  # slow, but every tenth of a second a few bytes more
+        blob = pathlib.Path(os.environ["HF_HOME"], "hub", "blob.incomplete")
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(40):  # 4 s: longer than the stall limit the test sets
+            with blob.open("ab") as out:
+                out.write(b"x" * 1000)
+            time.sleep(0.1)
     snapshot = pathlib.Path(os.environ["HF_HOME"], "hub", repo_id.replace("/", "--"), revision)
     snapshot.mkdir(parents=True)
     return str(snapshot)
 """
 """huggingface_hub's snapshot_download as the program calls it: it records each call, then
-makes the snapshot directory, fails, or hangs."""
+makes the snapshot directory, fails, hangs, or trickles bytes onto the claim before finishing."""
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
 
-def download(tmp_path: Path, behaviour: str = "download", deadline: int = 60) -> Any:
+def download(
+    tmp_path: Path,
+    behaviour: str = "download",
+    deadline: int = 60,
+    stall_after: float = 60,
+    report_every: float = 60,
+) -> Any:
     library = tmp_path / "library" / "huggingface_hub"
     library.mkdir(parents=True, exist_ok=True)
     (library / "__init__.py").write_text(STAND_IN)
@@ -176,6 +189,8 @@ def download(tmp_path: Path, behaviour: str = "download", deadline: int = 60) ->
         "DOWNLOADED_PATH": str(home / Path(DOWNLOADED_PATH).name),
         "IGNORED_FILES": ",".join(IGNORED_FILES),
         "DOWNLOAD_DEADLINE": str(deadline),
+        "STALL_AFTER": str(stall_after),
+        "REPORT_EVERY": str(report_every),
         "STAND_IN": behaviour,
         "STAND_IN_LOG": str(log),
     }
@@ -216,6 +231,24 @@ def test_a_download_past_its_deadline_is_stopped(tmp_path: Path) -> None:
     assert stopped.returncode == -14  # SIGALRM: the kubelet restarts the container
     assert len(calls) == 1
     assert not (tmp_path / "claim" / "pinned").exists()
+
+
+def test_a_stalled_download_is_stopped_before_its_deadline(tmp_path: Path) -> None:
+    # No byte more on the claim for STALL_AFTER: stopped, to resume on the restart, rather than
+    # waiting out the whole download_timeout (an hour for prod's 70B) on a dead connection.
+    stalled, calls = download(tmp_path, behaviour="hang", stall_after=1, report_every=0.2)
+    assert stalled.returncode == 3, stalled.stderr
+    assert "no byte more for 1 s: stopping, to resume on restart" in stalled.stdout
+    assert "GB on the claim" in stalled.stdout  # progress is logged meanwhile
+    assert len(calls) == 1
+    assert not (tmp_path / "claim" / "pinned").exists()
+
+
+def test_a_slow_download_that_progresses_is_not_stopped(tmp_path: Path) -> None:
+    slow, _ = download(tmp_path, behaviour="trickle", stall_after=2, report_every=0.2)
+    assert slow.returncode == 0, slow.stdout + slow.stderr
+    assert "is in" in slow.stdout
+    assert "no byte more" not in slow.stdout
 
 
 # Point 5: image digests --------------------------------------------------------------------------

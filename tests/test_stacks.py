@@ -218,7 +218,7 @@ def test_vllm_workloads_follow_the_stack_config(stack: str) -> None:
         assert mounts["shm"] == "/dev/shm"
         secret = run.named(f"{endpoint.name}-keys")
         data = unwrap(secret.inputs["stringData"])
-        assert data["ENDPOINT_KEY_A"] == data["ENDPOINT_KEY_B"] == GENERATED_PASSWORD
+        assert yaml.safe_load(data["api-keys.yaml"]) == {"api-key": [GENERATED_PASSWORD] * 2}
         ingress = child(run, "networking.k8s.io/v1:Ingress", endpoint.name)
         assert ingress.inputs["spec"]["tls"][0]["hosts"] == [endpoint.host]
         assert ingress.inputs["spec"]["rules"][0]["host"] == endpoint.host
@@ -289,14 +289,21 @@ def test_replicas_roll_one_at_a_time_and_spread_over_nodes(stack: str) -> None:
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
-def test_autoscalers_do_not_evict_a_replica_to_save_a_node(stack: str) -> None:
-    # An evicted replica reloads its model for minutes; a single replica answers nothing
-    # meanwhile. On every replica count, so that scaling does not change the pod template.
+def test_autoscalers_do_not_evict_a_single_replica_to_save_a_node(stack: str) -> None:
+    # An evicted single replica reloads its model for minutes, answering nothing meanwhile. Where
+    # two or more always run, the PodDisruptionBudget takes one at a time, and the annotation
+    # would only stop Karpenter from ever replacing the GPU node (driver and AMI updates).
     run = run_stack(stack)
     for endpoint in vllm_endpoints(stack):
         annotations = workload_spec(run, endpoint)["template"]["metadata"]["annotations"]
-        assert annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
-        assert annotations["karpenter.sh/do-not-disrupt"] == "true"
+        kept = {
+            "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+            "karpenter.sh/do-not-disrupt": "true",
+        }
+        if endpoint.min_replicas == 1:
+            assert kept.items() <= annotations.items()
+        else:
+            assert kept.keys().isdisjoint(annotations)
 
 
 def test_prod_states_why_its_single_replica_endpoint_stays_single() -> None:
@@ -316,16 +323,20 @@ def test_prod_states_that_its_edge_is_retired_and_where_the_move_is_planned() ->
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
-def test_a_stopping_replica_leaves_the_load_balancer_before_vllm_stops(stack: str) -> None:
-    # vLLM's SIGTERM handler cancels its HTTP server at once, dropping requests in flight
-    # (vllm/entrypoints/launcher.py): the preStop pause is the only drain there is.
+def test_a_stopping_replica_leaves_the_edge_then_vllm_drains_its_requests(stack: str) -> None:
+    # vLLM (0.18 and later) drains on SIGTERM only with --shutdown-timeout; its default, 0,
+    # aborts every request in flight. The preStop pause lets the edge stop sending first.
     run = run_stack(stack)
     for endpoint in vllm_endpoints(stack):
         pod = workload_spec(run, endpoint)["template"]["spec"]
-        pause = vllm_container(run, endpoint)["lifecycle"]["preStop"]["sleep"]["seconds"]
-        assert pause == 30
-        # The pause counts against the grace period; vLLM gets the rest to stop its engine.
-        assert pod["terminationGracePeriodSeconds"] == pause + 30
+        container = vllm_container(run, endpoint)
+        pause = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert pause == 10
+        args = container["args"]
+        drain = int(args[args.index("--shutdown-timeout") + 1])
+        assert drain == 120
+        # SIGKILL only after the pause, the drain and 30 s for the engine to free the GPUs.
+        assert pod["terminationGracePeriodSeconds"] == pause + drain + 30
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
@@ -337,8 +348,27 @@ def test_operational_defaults_of_a_gpu_platform(stack: str) -> None:
         # No usage report to vLLM's collector (vLLM's usage_lib reads both).
         assert env["VLLM_NO_USAGE_STATS"] == "1"
         assert env["DO_NOT_TRACK"] == "1"
-        # torch.compile and CUDA-graph caches on the claim: a restart skips the compile.
-        assert env["VLLM_CACHE_ROOT"].startswith(env["HF_HOME"] + "/")
+        # torch.compile, CUDA-graph, Triton, FlashInfer and Inductor caches on the claim: a
+        # restart skips the compiles, and the node's disk stays clear of them.
+        for cache in (
+            "VLLM_CACHE_ROOT",
+            "TRITON_CACHE_DIR",
+            "XDG_CACHE_HOME",
+            "TORCHINDUCTOR_CACHE_DIR",
+        ):
+            assert env[cache].startswith(env["HF_HOME"] + "/")
+        resources = vllm_container(run, endpoint)["resources"]
+        assert resources["requests"]["ephemeral-storage"] == "20Gi"  # counted by the scheduler
+        spec = workload_spec(run, endpoint)
+        # Unset: with it, pulumi-kubernetes' await returned mid-rollout (vllm_workload.py).
+        assert "minReadySeconds" not in spec
+        (spread,) = spec["template"]["spec"]["topologySpreadConstraints"]
+        assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+        assert spread["whenUnsatisfiable"] == "ScheduleAnyway"  # never blocks a replica
+        labels = child(run, "core/v1:Namespace", endpoint.name).inputs["metadata"]["labels"]
+        for mode in ("enforce", "warn", "audit"):
+            # A cluster upgrade does not change what is admitted.
+            assert labels[f"pod-security.kubernetes.io/{mode}-version"] == "v1.35"
         # Stated, not left to the default: claims outlive scale-down and the StatefulSet.
         assert workload_spec(run, endpoint)["persistentVolumeClaimRetentionPolicy"] == {
             "whenDeleted": "Retain",
@@ -365,15 +395,28 @@ def test_vllm_accepts_two_keys_from_the_secret_and_convai_gets_the_one_in_use(
     for endpoint in vllm_endpoints(stack):
         container = vllm_container(run, endpoint)
         args = container["args"]
-        keys = args[args.index("--api-key") + 1 : args.index("--api-key") + 3]
-        # Expanded by the kubelet from the Secret: never a literal key in the arguments.
-        assert keys == ["$(ENDPOINT_KEY_A)", "$(ENDPOINT_KEY_B)"]
-        assert GENERATED_PASSWORD not in args
+        # The keys come from a file vLLM's parser reads into its arguments (`--config`): none
+        # on the command line, which `ps` on the node and process monitors show.
+        assert "--api-key" not in args
+        assert args[args.index("--config") + 1] == "/etc/vllm-keys/api-keys.yaml"
+        assert GENERATED_PASSWORD not in json.dumps(container)
         env = {e["name"]: e for e in container["env"]}
-        assert "VLLM_API_KEY" not in env  # ignored once --api-key is given: not set at all
-        for slot in ("A", "B"):
-            reference = env[f"ENDPOINT_KEY_{slot}"]["valueFrom"]["secretKeyRef"]
-            assert reference["key"] == f"ENDPOINT_KEY_{slot}"
+        assert "VLLM_API_KEY" not in env  # one key only: rotation needs two
+        assert not any("valueFrom" in e for e in env.values())  # no key in the environment
+        pod = workload_spec(run, endpoint)["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/etc/vllm-keys")
+        assert mount["readOnly"] is True
+        source = volumes[mount["name"]]["secret"]
+        secret = run.named(f"{endpoint.name}-keys")
+        assert source["items"] == [{"key": "api-keys.yaml", "path": "api-keys.yaml"}]
+        assert source["defaultMode"] == 0o400
+        # The Secret's generated name (unknown under mocks): the template takes it from there.
+        workload = child(run, STATEFUL_SET, endpoint.name)
+        assert secret.urn in workload.property_dependencies["spec"]
+        # What vLLM's load_config_file turns into `--api-key A B`: both keys, a list.
+        keys_file = yaml.safe_load(unwrap(secret.inputs["stringData"])["api-keys.yaml"])
+        assert keys_file == {"api-key": [GENERATED_PASSWORD, GENERATED_PASSWORD]}
         # The key in use keeps the URN the single key had: upgrading rotates nothing.
         names = {"a": f"{endpoint.name}-api-key", "b": f"{endpoint.name}-api-key-b"}
         assert {r.name for r in run.of_type(PASSWORD) if r.name.startswith(endpoint.name)} == set(
@@ -393,18 +436,78 @@ def test_vllm_accepts_two_keys_from_the_secret_and_convai_gets_the_one_in_use(
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
-def test_deadlines_leave_room_for_a_model_load(stack: str) -> None:
+def test_deadlines_leave_room_for_a_first_start(stack: str) -> None:
     run = run_stack(stack)
     for endpoint in vllm_endpoints(stack):
         container = vllm_container(run, endpoint)
         startup = container["startupProbe"]
-        assert startup["periodSeconds"] * startup["failureThreshold"] >= endpoint.startup_timeout
+        load = startup["periodSeconds"] * startup["failureThreshold"]
+        assert load >= endpoint.startup_timeout
+        (download,) = workload_spec(run, endpoint)["template"]["spec"]["initContainers"]
+        deadline = int(
+            next(e for e in download["env"] if e["name"] == "DOWNLOAD_DEADLINE")["value"]
+        )
+        assert deadline == endpoint.download_deadline
         assert 10 <= container["livenessProbe"]["timeoutSeconds"] <= 15  # a busy vLLM is slow
         # StatefulSets have no progressDeadlineSeconds: Pulumi's await is the only deadline.
         assert "progressDeadlineSeconds" not in workload_spec(run, endpoint)
         timeouts = child(run, STATEFUL_SET, endpoint.name).custom_timeouts
-        assert seconds(timeouts["create"]) > endpoint.startup_timeout
-        assert seconds(timeouts["update"]) > endpoint.replicas * endpoint.startup_timeout
+        # A first start meets each deadline in turn: the image pull, the download, the load.
+        first_start = 600 + deadline + load
+        assert seconds(timeouts["create"]) >= first_start
+        assert seconds(timeouts["update"]) >= endpoint.replicas * first_start
+
+
+def test_a_stack_file_with_startup_timeout_alone_keeps_its_download_deadline() -> None:
+    # Stack files from before download_timeout: the one key is still the download's deadline.
+    (endpoint,) = vllm_endpoints("staging")
+    assert "download_timeout" not in endpoint.model_fields_set
+    run = run_stack("staging")
+    (download,) = workload_spec(run, endpoint)["template"]["spec"]["initContainers"]
+    env = {e["name"]: e.get("value") for e in download["env"]}
+    assert int(env["DOWNLOAD_DEADLINE"]) == endpoint.startup_timeout == 1800
+    # And Pulumi waits for both, plus the pull.
+    timeouts = child(run, STATEFUL_SET, endpoint.name).custom_timeouts
+    assert seconds(timeouts["create"]) == 600 + 1800 + 1800
+
+
+def test_prod_70b_first_start_is_not_expected_to_time_out() -> None:
+    (big,) = [e for e in vllm_endpoints("prod") if e.gpus == 4]
+    # An hour to download 140 GB, apart from the load's half hour.
+    assert (big.download_deadline, big.startup_timeout) == (3600, 1800)
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_rotating_the_hf_token_restarts_no_replica(stack: str) -> None:
+    before, after = (
+        run_stack(stack, stack_runtime_config(stack, **{"convai-models:hfToken": token}))
+        for token in ("hf-token-old-1", "hf-token-new-2")
+    )
+    for endpoint in vllm_endpoints(stack):
+        # The same pod template whatever the token: nothing rolls.
+        assert (
+            workload_spec(before, endpoint)["template"]
+            == workload_spec(after, endpoint)["template"]
+        )
+        secret = after.named(f"{endpoint.name}-hf-token")
+        assert secret.inputs["metadata"]["name"] == "hf-token"  # fixed, so the template is too
+        assert unwrap(secret.inputs["stringData"]) == {"HF_TOKEN": "hf-token-new-2"}
+        (download,) = workload_spec(after, endpoint)["template"]["spec"]["initContainers"]
+        token = next(e for e in download["env"] if e["name"] == "HF_TOKEN")
+        assert token["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "HF_TOKEN"}
+        keys = unwrap(after.named(f"{endpoint.name}-keys").inputs["stringData"])
+        assert "HF_TOKEN" not in keys
+
+
+def test_prod_keeps_each_model_on_its_own_gpu_pool_with_the_platforms_priority() -> None:
+    run = run_stack("prod")
+    products = set()
+    for endpoint in vllm_endpoints("prod"):
+        pod = workload_spec(run, endpoint)["template"]["spec"]
+        products.add(pod["nodeSelector"]["nvidia.com/gpu.product"])
+        assert pod["priorityClassName"] == "gpu-inference"
+    # The 8B never takes the H100s the 70B needs four of on one node.
+    assert len(products) == len(vllm_endpoints("prod"))
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])

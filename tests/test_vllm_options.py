@@ -18,6 +18,7 @@ from convai_stack.stack_config import (
     parse_stack_config,
     project_values,
 )
+from convai_stack.vllm_pod import TERMINATION_GRACE
 from convai_stack.vllm_workload import replica_budget
 from testkit.engine import ProgramRun, RecordingMocks, Registration
 from tests.test_rendered_manifests import assert_golden, rendered
@@ -154,16 +155,19 @@ def test_without_metrics_only_the_ingress_controller_reaches_vllm() -> None:
 # autoscaling --------------------------------------------------------------------------------------
 
 
-def test_autoscaling_leaves_the_replica_count_to_keda_on_queue_depth() -> None:
+def test_autoscaling_leaves_the_replica_count_to_keda_on_requests_per_replica() -> None:
     run = staging_with(
-        replicas=None, metrics=METRICS, autoscaling={**AUTOSCALING, "queue_depth": 6}
+        replicas=None, metrics=METRICS, autoscaling={**AUTOSCALING, "target_load": 12}
     )
     (endpoint,) = vllm_endpoints("staging")
     workload = child(run, STATEFUL_SET, endpoint.name)
     assert workload.inputs["spec"]["replicas"] == 1  # the floor, at creation only
     assert workload.ignore_changes == ["spec.replicas"]
-    # The deadline counts every replica that may run, not the count of the moment.
-    assert seconds(workload.custom_timeouts["update"]) == 3 * replica_budget(endpoint)
+    # The deadline counts every replica that may run, not the count of the moment, and each
+    # old replica's drain before its successor starts.
+    assert seconds(workload.custom_timeouts["update"]) == 3 * (
+        replica_budget(endpoint) + TERMINATION_GRACE
+    )
 
     scaler = only(run, SCALED_OBJECT)
     spec = scaler.inputs["spec"]
@@ -176,15 +180,40 @@ def test_autoscaling_leaves_the_replica_count_to_keda_on_queue_depth() -> None:
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 3)
     (trigger,) = spec["triggers"]
     assert trigger["type"] == "prometheus" and trigger["metricType"] == "AverageValue"
+    # Running plus waiting: waiting alone stays 0 until the batch is full, then jumps.
+    selector = '{namespace="vllm-llama-8b",model_name="llama-3.1-8b"}'
     assert trigger["metadata"] == {
         "serverAddress": PROMETHEUS,
-        "query": 'sum(vllm:num_requests_waiting{namespace="vllm-llama-8b",'
-        'model_name="llama-3.1-8b"})',
-        "threshold": "6",
+        "query": f"sum(vllm:num_requests_running{selector}) + "
+        f"sum(vllm:num_requests_waiting{selector})",
+        "threshold": "12",
+    }
+    # A burst of seconds starts no replica; one replica at a time while the new one loads.
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleUp"] == {
+        "stabilizationWindowSeconds": 60,
+        "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}],
     }
     assert workload.urn in scaler.dependencies
     # It may run two: drains then take one at a time, whatever the count.
     assert only(run, PDB).inputs["spec"]["maxUnavailable"] == 1
+
+
+@pytest.mark.parametrize("floor", [1, 2])
+def test_the_autoscalers_annotations_follow_the_floor_not_the_count(floor: int) -> None:
+    one = run_stack("staging")
+    scaled = staging_with(
+        replicas=None, metrics=METRICS, autoscaling={**AUTOSCALING, "min_replicas": floor}
+    )
+    (endpoint,) = vllm_endpoints("staging")
+    before = child(one, STATEFUL_SET, endpoint.name).inputs["spec"]["template"]
+    after = child(scaled, STATEFUL_SET, endpoint.name).inputs["spec"]["template"]
+    if floor == 1:
+        # Switching autoscaling on from one fixed replica changes no pod: nothing restarts.
+        assert after == before
+    else:
+        # Two always run: the budget takes one at a time, and Karpenter may replace the node.
+        assert "karpenter.sh/do-not-disrupt" not in after["metadata"]["annotations"]
 
 
 def test_a_fixed_single_replica_has_no_autoscaler_and_no_budget() -> None:
@@ -412,6 +441,10 @@ REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     "a url as an fqdn": (
         {"egress_fqdns": ["https://huggingface.co"]},
         "convai-models:endpoints[0].egress_fqdns[0]: must be a DNS name such as huggingface.co",
+    ),
+    "the replaced queue_depth": (
+        {"replicas": None, "metrics": METRICS, "autoscaling": {**AUTOSCALING, "queue_depth": 4}},
+        "queue_depth is replaced by target_load: requests per replica, running plus waiting",
     ),
     "a scraper that is a whole namespace": (
         {"metrics": {**METRICS, "scraper_pod_labels": {}}},
