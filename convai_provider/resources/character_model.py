@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 from pulumi.dynamic import (
@@ -216,13 +216,14 @@ class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
     an `account` that is not the model's is refused before anything is registered.
     """
 
-    char_id: pulumi.Output[str]
-    model_group_name: pulumi.Output[str]
-    fallback_model_group_name: pulumi.Output[str]
-    account: pulumi.Output[str | None]
-    convai_key_fingerprint: pulumi.Output[str]
-    """A fingerprint of the Convai key that bound the character or last saw it (never the key):
-    how another account's key is told from this binding's (docs/state-integrity.md)."""
+    if TYPE_CHECKING:  # for type checkers only, as ConvaiPrivateModel's outputs
+        char_id: pulumi.Output[str]
+        model_group_name: pulumi.Output[str]
+        fallback_model_group_name: pulumi.Output[str]
+        account: pulumi.Output[str | None]
+        convai_key_fingerprint: pulumi.Output[str]
+        """A fingerprint of the Convai key that bound the character or last saw it (never the key):
+        how another account's key is told from this binding's (docs/state-integrity.md)."""
 
     def __init__(
         self,
