@@ -40,6 +40,7 @@ from convai_provider.resources.base import (
 from convai_provider.resources.fields import AccountAlias, Name
 from convai_provider.resources.key_identity import KEY_FINGERPRINT, seen_with, why_not_gone
 from convai_provider.resources.private_model import ConvaiPrivateModel
+from convai_provider.resources.pulumi_outputs import settle_outputs_in_one_wait
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.runtime import ConvaiRuntime
 from convai_provider.resources.type_tokens import MODULE
@@ -249,6 +250,7 @@ class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
         for output in (*keywords, *COMPUTED_FIELDS):
             props.setdefault(output, None)
         secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=[KEY_FINGERPRINT])
+        settle_outputs_in_one_wait()
         with provider_serialization():
             super().__init__(
                 CharacterModelProvider(),

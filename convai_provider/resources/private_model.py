@@ -59,6 +59,7 @@ from convai_provider.resources.fields import (
     Name,
 )
 from convai_provider.resources.key_identity import KEY_FINGERPRINT, seen_with, why_not_gone
+from convai_provider.resources.pulumi_outputs import settle_outputs_in_one_wait
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.runtime import ConvaiRuntime
 from convai_provider.resources.type_tokens import MODULE
@@ -476,6 +477,7 @@ class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
         secret_outputs = pulumi.ResourceOptions(
             additional_secret_outputs=["api_key", KEY_FINGERPRINT]
         )
+        settle_outputs_in_one_wait()
         with provider_serialization():
             super().__init__(
                 PrivateModelProvider(),
