@@ -160,6 +160,8 @@ def _blocks(form: str, block: int = _BLOCK) -> list[str]:
 
 def _keys_with_a_block_in(text: str) -> set[str]:
     found: set[str] = set()
+    if not _holding_block:
+        return found
     for start in range(len(text) - _BLOCK + 1):
         holders = _holding_block.get(text[start : start + _BLOCK])
         if holders:
