@@ -5,9 +5,9 @@ When a program's body has run, Pulumi's Python SDK waits for every output still 
 FIRST_COMPLETED)` over all of them, again after each completion: every round adds and removes a
 callback on each pending output. The outputs of a resource stay pending until its create
 returns, so an `up` of N resources of k outputs each costs about k * N per completion, k * N^2 in
-all. A ConvaiPrivateModel has 17 such outputs (its 12 properties, urn, id and the serialized
-provider's), the benchmark's floor 9: at 500 models this loop was a third of our program's CPU
-(docs/big-stacks.md).
+all. A ConvaiPrivateModel has 17 pending when the body ends (12 properties, urn, id, the
+serialized provider, the secret endpoint key's two), the benchmark's floor 9: at 500 models this
+loop was a third of our program's CPU (docs/big-stacks.md).
 
 Before the SDK's own wait runs, the outputs pending are awaited in one `asyncio.wait(...,
 FIRST_EXCEPTION)` per wave of new ones: the same outputs are waited for, and a failure ends the
