@@ -13,6 +13,7 @@ from typing import Any
 
 from pulumi.dynamic import CheckResult, CreateResult, ReadResult, Resource, ResourceProvider
 
+from convai_provider.resources.pulumi_outputs import settle_outputs_in_one_wait
 from convai_provider.resources.pulumi_pickling import provider_serialization
 
 LATENCY_ENV = "BENCH_FLOOR_LATENCY_MS"
@@ -39,5 +40,6 @@ class OneRoundTrip(ResourceProvider):
 
 class FloorModel(Resource):
     def __init__(self, name: str, **props: Any) -> None:
+        settle_outputs_in_one_wait()  # as ConvaiPrivateModel: the floor is the same program
         with provider_serialization():  # past ~985 resources, as ConvaiPrivateModel
             super().__init__(OneRoundTrip(), name, props)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from typing import Any
 
 import pytest
@@ -42,6 +44,37 @@ def test_a_fingerprint_tells_the_key_without_holding_any_of_it() -> None:
 )
 def test_anything_else_is_not_a_fingerprint(recorded: object) -> None:
     assert is_fingerprint_of(CONVAI_KEY, recorded) is None
+
+
+def test_workers_asking_for_one_fingerprint_together_compute_it_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first wave of an `up`: four creates fingerprint the same key at once. Each scrypt
+    costs ~0.1 s of CPU and 16 MiB; the three others wait for the first one's."""
+    computed: list[str] = []
+    real_scrypt = hashlib.scrypt
+
+    def slow_scrypt(password: bytes, **params: Any) -> bytes:
+        computed.append(password.decode())
+        threading.Event().wait(0.2)  # long enough for the other workers to ask meanwhile
+        return real_scrypt(password, **params)
+
+    monkeypatch.setattr(hashlib, "scrypt", slow_scrypt)
+    key = "convai-key-asked-for-by-four-workers-7c1e"
+    together = threading.Barrier(4)
+    results: list[str] = []
+
+    def worker() -> None:
+        together.wait()
+        results.append(fingerprint(key))
+
+    workers = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    assert computed == [key]
+    assert len(set(results)) == 1 and is_fingerprint_of(key, results[0]) is True
 
 
 # Through the provider server ----------------------------------------------------------------------

@@ -17,7 +17,7 @@ ORIGINAL = pickle._Pickler._batch_setitems  # type: ignore[attr-defined]
 @pytest.fixture
 def newer_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pulumi_pickling, "sdk_version", lambda: (9, 0, 0))
-    monkeypatch.setattr(pulumi_pickling, "_checked_newer_sdk", False)
+    monkeypatch.setattr(pulumi_pickling, "_checked_sdk", False)
 
 
 def leak(*_: Any) -> None:
@@ -43,6 +43,22 @@ def test_a_newer_sdk_without_the_leak_says_the_workaround_can_go(
     with provider_serialization():
         pass
     assert ["can be removed" in r.getMessage() for r in caplog.records] == [True]
+
+
+def test_the_sdk_version_is_read_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every resource a program declares passes here: a thousand models, one look."""
+    looks: list[tuple[int, ...]] = []
+
+    def counted_version() -> tuple[int, ...]:
+        looks.append(pulumi_pickling.WRITTEN_FOR)
+        return pulumi_pickling.WRITTEN_FOR
+
+    monkeypatch.setattr(pulumi_pickling, "sdk_version", counted_version)
+    monkeypatch.setattr(pulumi_pickling, "_checked_sdk", False)
+    for _ in range(3):
+        with provider_serialization():
+            pass
+    assert len(looks) == 1
 
 
 def test_the_sdk_it_was_written_for_says_nothing(caplog: pytest.LogCaptureFixture) -> None:

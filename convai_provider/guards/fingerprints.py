@@ -4,7 +4,8 @@ it back.
 `scrypt$<n>$<r>$<p>$<salt>$<digest>` (salt and digest in base64): a salted, memory-hard hash. A
 fingerprint tells whether a key given now is the key fingerprinted then; it cannot be reversed,
 and trying keys against it costs ~0.1 s and 16 MiB each. Fingerprints made in one process share
-a random salt, so a state of a thousand models costs one scrypt per process, not a thousand.
+a random salt, so a state of a thousand models costs one scrypt per process, not a thousand; and
+one, not four, when the provider's four workers ask for the same fingerprint at once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import functools
 import hashlib
 import hmac
 import os
+import threading
 
 SCHEME = "scrypt"
 _N, _R, _P = 2**14, 8, 1
@@ -39,8 +41,26 @@ def is_fingerprint_of(key: str, recorded: object) -> bool | None:
     return hmac.compare_digest(_digest(key, salt, n, r, p), digest)
 
 
-@functools.lru_cache(maxsize=64)
 def _digest(key: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    """Computed once per process for the same arguments, even when asked for concurrently: the
+    first wave of a big `up` is four creates asking for the same key's fingerprint together."""
+    with _LOCKS_LOCK:
+        lock = _digest_lock(key, salt, n, r, p)
+    with lock:
+        return _computed_digest(key, salt, n, r, p)
+
+
+_LOCKS_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=64)
+def _digest_lock(key: str, salt: bytes, n: int, r: int, p: int) -> threading.Lock:
+    """One lock per digest: different ones (a refresh meeting several salts) run in parallel."""
+    return threading.Lock()
+
+
+@functools.lru_cache(maxsize=64)
+def _computed_digest(key: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     return hashlib.scrypt(
         key.encode(), salt=salt, n=n, r=r, p=p, dklen=_DIGEST_BYTES, maxmem=2 * _MAX_MEMORY
     )

@@ -26,7 +26,12 @@ from urllib.parse import quote
 SHOWN_AS = "[secret]"
 MIN_REDACTED = 8
 
-_known: set[str] = set()
+_forms: dict[str, list[str]] = {}
+"""Every remembered key, with the forms in which a message may quote it (longest first)."""
+_holding_block: dict[str, set[str]] = {}
+"""Each `MIN_PIECE // 2`-character block of a form that starts at a multiple of it, with the
+keys whose forms hold it: a message holding none of a key's blocks holds none of it to redact."""
+_longest = 0
 _lock = threading.Lock()
 
 
@@ -42,19 +47,31 @@ def key_problem(key: str) -> str | None:
 
 
 def remember(*keys: object) -> None:
-    """Keys to keep out of every message from now on (non-strings are ignored)."""
-    with _lock:
-        _known.update(k for k in keys if isinstance(k, str) and len(k) >= MIN_REDACTED)
+    """Keys to keep out of every message from now on (non-strings are ignored). A provider
+    remembers each endpoint key it is given: redacting costs the same with a thousand."""
+    global _longest  # noqa: PLW0603 - the index below is process-wide, as the keys are
+    for key in keys:
+        if not isinstance(key, str) or len(key) < MIN_REDACTED or key in _forms:
+            continue
+        forms = _quoted_forms(key)
+        with _lock:
+            _forms[key] = forms
+            for form in forms:
+                for block in _blocks(form):
+                    _holding_block.setdefault(block, set()).add(key)
+            _longest = max(_longest, len(forms[0]))
 
 
 def redact(text: str) -> str:
     """`text` with every remembered key replaced, in the forms messages quote it: as is, as
     repr() and json.dumps() escape it, and URL-encoded; and every piece of one of
-    `MIN_PIECE` characters or more (a server that echoes a key split over two fields, or cut)."""
+    `MIN_PIECE` characters or more (a server that echoes a key split over two fields, or cut).
+    Only the keys one of whose blocks `text` holds are looked for: any key of at least
+    `MIN_REDACTED` characters, and any piece of `MIN_PIECE`, holds one."""
     with _lock:
-        keys = sorted(_known, key=len, reverse=True)
-    for key in keys:
-        forms = _quoted_forms(key)
+        keys = sorted(_keys_with_a_block_in(text), key=len, reverse=True)
+        quoted = [_forms[key] for key in keys]
+    for forms in quoted:
         for form in forms:
             if form in text:
                 text = text.replace(form, SHOWN_AS)
@@ -89,8 +106,8 @@ def _piece_spans(text: str, form: str, least: int) -> list[tuple[int, int]]:
     so only those are searched for (at C speed), and each hit grown both ways."""
     block = least // 2
     spans: list[tuple[int, int]] = []
-    for start in range(0, len(form) - block + 1, block):
-        chunk = form[start : start + block]
+    for index, chunk in enumerate(_blocks(form, block)):
+        start = index * block
         at = text.find(chunk)
         while at != -1:
             left = 0
@@ -130,8 +147,26 @@ def redacted_prefix(text: str, length: int, *, more_follows: bool = False) -> tu
 def _longest_form() -> int:
     """Characters of the longest form in which a remembered key may be quoted (0: none)."""
     with _lock:
-        keys = list(_known)
-    return max((len(form) for key in keys for form in _quoted_forms(key)), default=0)
+        return _longest
+
+
+_BLOCK = MIN_PIECE // 2
+
+
+def _blocks(form: str, block: int = _BLOCK) -> list[str]:
+    """The `block`-character pieces of `form` that start at a multiple of `block`."""
+    return [form[start : start + block] for start in range(0, len(form) - block + 1, block)]
+
+
+def _keys_with_a_block_in(text: str) -> set[str]:
+    found: set[str] = set()
+    if not _holding_block:
+        return found
+    for start in range(len(text) - _BLOCK + 1):
+        holders = _holding_block.get(text[start : start + _BLOCK])
+        if holders:
+            found |= holders
+    return found
 
 
 def _go_json(quoted: str) -> str:

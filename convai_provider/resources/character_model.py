@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 from pulumi.dynamic import (
@@ -41,6 +41,7 @@ from convai_provider.resources.base import (
 from convai_provider.resources.fields import AccountAlias, Name
 from convai_provider.resources.key_identity import KEY_FINGERPRINT, seen_with, why_not_gone
 from convai_provider.resources.private_model import ConvaiPrivateModel
+from convai_provider.resources.pulumi_outputs import settle_outputs_in_one_wait
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.runtime import ConvaiRuntime
 from convai_provider.resources.type_tokens import MODULE, kept_type_token
@@ -220,13 +221,14 @@ class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
     an `account` that is not the model's is refused before anything is registered.
     """
 
-    char_id: pulumi.Output[str]
-    model_group_name: pulumi.Output[str]
-    fallback_model_group_name: pulumi.Output[str]
-    account: pulumi.Output[str | None]
-    convai_key_fingerprint: pulumi.Output[str]
-    """A fingerprint of the Convai key that bound the character or last saw it (never the key):
-    how another account's key is told from this binding's (docs/state-integrity.md)."""
+    if TYPE_CHECKING:  # for type checkers only, as ConvaiPrivateModel's outputs
+        char_id: pulumi.Output[str]
+        model_group_name: pulumi.Output[str]
+        fallback_model_group_name: pulumi.Output[str]
+        account: pulumi.Output[str | None]
+        convai_key_fingerprint: pulumi.Output[str]
+        """A fingerprint of the Convai key that bound the character or last saw it (never the key):
+        how another account's key is told from this binding's (docs/state-integrity.md)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass is this resource: it keeps the type token (resources.type_tokens)."""
@@ -256,6 +258,7 @@ class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
         for output in (*keywords, *COMPUTED_FIELDS):
             props.setdefault(output, None)
         secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=[KEY_FINGERPRINT])
+        settle_outputs_in_one_wait()
         with provider_serialization():
             super().__init__(
                 CharacterModelProvider(),
