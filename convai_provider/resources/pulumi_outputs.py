@@ -29,7 +29,8 @@ _SDK_WAIT_FOR_RPCS = stack.wait_for_rpcs
 
 def settle_outputs_in_one_wait() -> None:
     """Install the wait below in front of the SDK's, once per process."""
-    if stack.wait_for_rpcs is _SDK_WAIT_FOR_RPCS and hasattr(settings.SETTINGS, "outputs"):
+    internals = all(hasattr(settings.SETTINGS, name) for name in ("outputs", "lock"))
+    if stack.wait_for_rpcs is _SDK_WAIT_FOR_RPCS and internals:
         setattr(stack, "wait_for_rpcs", _outputs_settled_first)  # noqa: B010 - a module function
 
 
