@@ -29,7 +29,11 @@ from convai_provider.resources.settings import (
     MissingApiKeyError,
     UnknownAccountError,
 )
-from convai_provider.resources.type_tokens import CHARACTER_TYPE_TOKEN, TYPE_TOKEN
+from convai_provider.resources.type_tokens import (
+    CHARACTER_TYPE_TOKEN,
+    TYPE_TOKEN,
+    earlier_tokens,
+)
 from convai_stack.stack_config import StackConfigError, parse_stack_config
 from testkit.convai import engine_secret, turbo
 from testkit.engine import run_program
@@ -317,6 +321,10 @@ def test_a_subclass_of_a_resource_keeps_its_type_token() -> None:
 
     tokens = {r.name: r.type for r in run_program(program)}
     assert tokens == {"beta": TYPE_TOKEN, "ada": CHARACTER_TYPE_TOKEN}
+    # its resources in state from before, under the dynamic default token, move without a replace
+    assert earlier_tokens(TeamModel, ConvaiPrivateModel) == ["pulumi-python:dynamic:Resource"]
+    assert earlier_tokens(TeamBinding, ConvaiCharacterModel) == ["pulumi-python:dynamic:Resource"]
+    assert earlier_tokens(ConvaiPrivateModel, ConvaiPrivateModel) == []
     with pytest.raises(TypeError, match="keeps its type token"):
 
         class Renamed(ConvaiPrivateModel, module="team", name="Model"):

@@ -44,7 +44,7 @@ from convai_provider.resources.private_model import ConvaiPrivateModel
 from convai_provider.resources.pulumi_outputs import settle_outputs_in_one_wait
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.runtime import ConvaiRuntime
-from convai_provider.resources.type_tokens import MODULE, kept_type_token
+from convai_provider.resources.type_tokens import MODULE, earlier_tokens, kept_type_token
 
 log = logging.getLogger("convai_provider")
 
@@ -264,7 +264,15 @@ class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
                 CharacterModelProvider(),
                 resource_name,
                 props,
-                pulumi.ResourceOptions.merge(opts, secret_outputs),
+                pulumi.ResourceOptions.merge(
+                    pulumi.ResourceOptions.merge(opts, secret_outputs),
+                    pulumi.ResourceOptions(
+                        aliases=[
+                            pulumi.Alias(type_=token)
+                            for token in earlier_tokens(type(self), ConvaiCharacterModel)
+                        ]
+                    ),
+                ),
             )
 
 

@@ -62,7 +62,7 @@ from convai_provider.resources.key_identity import KEY_FINGERPRINT, seen_with, w
 from convai_provider.resources.pulumi_outputs import settle_outputs_in_one_wait
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.runtime import ConvaiRuntime
-from convai_provider.resources.type_tokens import MODULE, kept_type_token
+from convai_provider.resources.type_tokens import MODULE, earlier_tokens, kept_type_token
 
 # schema -----------------------------------------------------------------------------------------
 
@@ -488,7 +488,15 @@ class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
                 PrivateModelProvider(),
                 resource_name,
                 props,
-                pulumi.ResourceOptions.merge(opts, secret_outputs),
+                pulumi.ResourceOptions.merge(
+                    pulumi.ResourceOptions.merge(opts, secret_outputs),
+                    pulumi.ResourceOptions(
+                        aliases=[
+                            pulumi.Alias(type_=token)
+                            for token in earlier_tokens(type(self), ConvaiPrivateModel)
+                        ]
+                    ),
+                ),
             )
         self.resource_name = resource_name
         self.declared_account = account

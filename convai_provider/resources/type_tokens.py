@@ -27,3 +27,14 @@ def kept_type_token(cls: type, name: str, kwargs: dict[str, Any]) -> dict[str, A
             f"(pulumi-python:dynamic/{MODULE}:{name}): leave module and name out"
         )
     return {**kwargs, "module": MODULE, "name": name}
+
+
+DYNAMIC_DEFAULT_TOKEN = "pulumi-python:dynamic:Resource"
+"""The token Pulumi's dynamic `Resource` gives a class that names none."""
+
+
+def earlier_tokens(cls: type, declared: type) -> list[str]:
+    """The other tokens `cls`'s resources may be in state under. Before kept_type_token, a
+    subclass's resources got the dynamic default token: aliased to it, they move to the kept
+    token with no replacement (an alias no resource of state has is ignored)."""
+    return [] if cls is declared else [DYNAMIC_DEFAULT_TOKEN]
