@@ -40,11 +40,12 @@ from convai_provider.resources.base import (
 )
 from convai_provider.resources.fields import AccountAlias, Name
 from convai_provider.resources.key_identity import KEY_FINGERPRINT, seen_with, why_not_gone
+from convai_provider.resources.options import resource_options
 from convai_provider.resources.private_model import ConvaiPrivateModel
 from convai_provider.resources.pulumi_outputs import settle_outputs_in_one_wait
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.runtime import ConvaiRuntime
-from convai_provider.resources.type_tokens import MODULE, earlier_tokens, kept_type_token
+from convai_provider.resources.type_tokens import MODULE, kept_type_token
 
 log = logging.getLogger("convai_provider")
 
@@ -257,22 +258,13 @@ class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
             props = _bound_to(model, props, resource_name)
         for output in (*keywords, *COMPUTED_FIELDS):
             props.setdefault(output, None)
-        secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=[KEY_FINGERPRINT])
         settle_outputs_in_one_wait()
         with provider_serialization():
             super().__init__(
                 CharacterModelProvider(),
                 resource_name,
                 props,
-                pulumi.ResourceOptions.merge(
-                    pulumi.ResourceOptions.merge(opts, secret_outputs),
-                    pulumi.ResourceOptions(
-                        aliases=[
-                            pulumi.Alias(type_=token)
-                            for token in earlier_tokens(type(self), ConvaiCharacterModel)
-                        ]
-                    ),
-                ),
+                resource_options(opts, [KEY_FINGERPRINT], type(self), ConvaiCharacterModel),
             )
 
 

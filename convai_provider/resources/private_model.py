@@ -59,10 +59,11 @@ from convai_provider.resources.fields import (
     Name,
 )
 from convai_provider.resources.key_identity import KEY_FINGERPRINT, seen_with, why_not_gone
+from convai_provider.resources.options import resource_options
 from convai_provider.resources.pulumi_outputs import settle_outputs_in_one_wait
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.runtime import ConvaiRuntime
-from convai_provider.resources.type_tokens import MODULE, earlier_tokens, kept_type_token
+from convai_provider.resources.type_tokens import MODULE, kept_type_token
 
 # schema -----------------------------------------------------------------------------------------
 
@@ -479,23 +480,14 @@ class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
             props["api_key"] = pulumi.Output.secret(props["api_key"])
         for output in (*keywords, *COMPUTED_FIELDS):
             props.setdefault(output, None)  # None declares an output Pulumi fills after create
-        secret_outputs = pulumi.ResourceOptions(
-            additional_secret_outputs=["api_key", KEY_FINGERPRINT]
-        )
         settle_outputs_in_one_wait()
         with provider_serialization():
             super().__init__(
                 PrivateModelProvider(),
                 resource_name,
                 props,
-                pulumi.ResourceOptions.merge(
-                    pulumi.ResourceOptions.merge(opts, secret_outputs),
-                    pulumi.ResourceOptions(
-                        aliases=[
-                            pulumi.Alias(type_=token)
-                            for token in earlier_tokens(type(self), ConvaiPrivateModel)
-                        ]
-                    ),
+                resource_options(
+                    opts, ["api_key", KEY_FINGERPRINT], type(self), ConvaiPrivateModel
                 ),
             )
         self.resource_name = resource_name
