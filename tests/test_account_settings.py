@@ -185,6 +185,19 @@ def test_a_delete_in_an_account_the_stack_no_longer_declares_sends_nothing() -> 
     assert "account 'partner' is not declared" in str(refused.value)
 
 
+def test_a_create_in_an_account_without_a_key_fails_in_one_sentence_naming_its_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A library program declaring a model of a keyless account (the stacks' program refuses
+    it before any resource) got a traceback beside the error (#25's trial, F8)."""
+    monkeypatch.delenv("CONVAI_API_KEY_PARTNER", raising=False)
+    provider = configured(PrivateModelProvider(), {"partner": {}})
+    with pytest.raises(ConvaiOperationError) as refused:
+        provider.create(turbo(account="partner"))
+    assert str(refused.value).startswith("Could not create Convai private model 'turbo'")
+    assert "convai:accounts.partner.apiKey" in str(refused.value)
+
+
 def bind(account: str | None) -> list[Any]:
     def program() -> None:
         model = ConvaiPrivateModel("beta", **turbo(account="partner"))
@@ -273,9 +286,10 @@ def test_two_aliases_given_one_key_are_refused_and_their_models_never_sent() -> 
     provider = configured(
         PrivateModelProvider(), {"partner": {"apiKey": shared}, "other": {"apiKey": shared}}
     )
-    with pytest.raises(InvalidSettingError) as refused:  # the URL is a closed port
+    with pytest.raises(ConvaiOperationError) as refused:  # the URL is a closed port
         provider.create(turbo(account="other", verify_endpoint=False))
     said = str(refused.value)
+    assert said.startswith("Could not create Convai private model 'turbo': ")
     assert "account 'partner' (convai:accounts.partner.apiKey" in said
     assert "account 'other' (convai:accounts.other.apiKey" in said
     assert "are given the same Convai key" in said and shared not in said

@@ -35,7 +35,7 @@ from convai_provider.guards.validation import field_problems
 from convai_provider.resources.engine_watch import IN_FLIGHT, start_engine_watch
 from convai_provider.resources.key_identity import KEY_FINGERPRINT
 from convai_provider.resources.runtime import ConvaiRuntime, runtime_for
-from convai_provider.resources.settings import CONFIG_KEYS, ConvaiSettings, UnknownAccountError
+from convai_provider.resources.settings import CONFIG_KEYS, ConvaiSettings
 
 PROVIDER_KEY = "__provider"
 FULL_TRACEBACK = 1000
@@ -216,11 +216,12 @@ class ConvaiProvider(ResourceProvider):
         return runtime_for(ConvaiSettings.resolve(self._config, account=account))
 
     def _account_runtime(self, operation: str, subject: str, account: object) -> ConvaiRuntime:
-        """The runtime of a resource's account; an account the stack no longer declares fails the
-        operation before anything is sent, naming the alias and the accounts that exist."""
+        """The runtime of a resource's account; settings that cannot make one (an account the
+        stack no longer declares, an account without a key, a bad URL) fail the operation in one
+        sentence before anything is sent, naming the alias and the setting to fix."""
         try:
             return self._runtime(account if isinstance(account, str) else None)
-        except UnknownAccountError as exc:
+        except ConvaiError as exc:
             raise ConvaiOperationError(operation, subject, exc) from None
 
     def _remember_account_keys(self) -> None:
