@@ -305,3 +305,14 @@ def test_audit_of_two_accounts_given_one_key_is_refused_naming_both(
     assert code == 2
     assert "the default account (convai:apiKey (or $CONVAI_API_KEY)) and account 'partner'" in err
     assert "are given the same Convai key" in err
+
+
+def test_an_alias_of_the_wrong_form_is_refused_naming_the_flag_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["list", "--account", "Partner"])
+    assert exited.value.code == 2
+    said = capsys.readouterr().err.splitlines()[-1]
+    assert "argument --account: must be " in said, said
+    assert said.count("--account") == 1, said

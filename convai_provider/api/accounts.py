@@ -222,8 +222,8 @@ def account_key(
 
 
 def alias_argument(text: str) -> str:
-    """argparse's `type` for --account: an alias of the one form."""
+    """argparse's `type` for --account: an alias of the one form (argparse names the flag)."""
     problem = alias_problem(text)
     if problem is not None:
-        raise ValueError(f"{ACCOUNT_FLAG} {problem}")
+        raise ValueError(problem)
     return text
