@@ -153,8 +153,9 @@ import signal, subprocess
 from testkit.processes import let_ctrl_c_reach_children
 let_ctrl_c_reach_children()
 shell = subprocess.Popen(
-    ["bash", "-c", "trap 'exit 130' INT; echo trapped; sleep 60 & wait $!"],
+    ["bash", "-c", "trap 'exit 130' INT; echo trapped; while :; do sleep 0.05; done"],
     stdout=subprocess.PIPE,
+    stderr=subprocess.DEVNULL,
     text=True,
 )
 shell.stdout.readline()
