@@ -1,6 +1,15 @@
+"""`python -m convai_provider`, kept from when the operator commands lived in the library: they are
+the application's now (`convai-models`, `python -m convai_stack`). The import waits for `main` so
+importing the library never loads the application."""
+
 import sys
 
-from convai_provider.commands.cli import main
+
+def main() -> int:
+    from convai_stack.commands.cli import main as commands
+
+    return commands()
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,8 +16,6 @@ from pulumi.output import Unknown
 
 from convai_provider.api.matching import LISTED_FIELDS
 from convai_provider.api.wire import PrivateModel
-from convai_provider.commands.cli import main as cli_main
-from convai_provider.commands.recovery import RecoveryError, recover_pending_creates
 from convai_provider.resources.character_model import CharacterModelInputs, CharacterModelProvider
 from convai_provider.resources.private_model import (
     INPUT_FIELDS,
@@ -25,6 +23,8 @@ from convai_provider.resources.private_model import (
     PrivateModelProvider,
 )
 from convai_provider.resources.type_tokens import CHARACTER_TYPE_TOKEN, TYPE_TOKEN
+from convai_stack.commands.cli import main as cli_main
+from convai_stack.commands.recovery import RecoveryError, recover_pending_creates
 from convai_stack.stack_config import (
     StackConfigError,
     parse_stack_config,

@@ -21,7 +21,6 @@ from convai_provider.api.access import missing_convai_key
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import InvalidRequestError
 from convai_provider.api.retry import parse_retry_after
-from convai_provider.commands.cli import main
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.guards.keys import remember
 from convai_provider.guards.text import SafeLogFilter
@@ -34,6 +33,7 @@ from convai_provider.resources.settings import (
     InvalidSettingError,
     MissingApiKeyError,
 )
+from convai_stack.commands.cli import main
 from convai_stack.stack_config import StackConfigError, parse_stack_config
 from testkit.convai import CONVAI_KEY, ENDPOINT_KEY, declare, stack_config, turbo
 from testkit.engine import Engine, ProviderError

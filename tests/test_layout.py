@@ -1,8 +1,9 @@
 """The package layout is the architecture: each product imports only what lies beneath it.
 
-In the README's order: guards, api, preflight, resources, emulator, commands; each imports only
-products listed before it (the commands also read the program's stack schema). A product importing
-one it should not is a design change, to be made here on purpose rather than by accident.
+The library, `convai_provider` (guards, api, preflight, resources, emulator, in that order), never
+imports the application, `convai_stack` (the program and its stack schema, then the operator
+commands built on both). Within each, a product imports only products listed before it. A product
+importing one it should not is a design change, to be made here on purpose rather than by accident.
 """
 
 from __future__ import annotations
@@ -16,39 +17,50 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = ROOT / "convai_provider"
+LIBRARY = ROOT / "convai_provider"
+APPLICATION = ROOT / "convai_stack"
 
+LIBRARY_PRODUCTS = ("guards", "api", "preflight", "resources", "emulator")
 MAY_IMPORT = {
     "guards": set(),
     "api": {"guards"},
     "preflight": {"guards", "api"},  # api.retry: one retry policy for the whole product
     "resources": {"guards", "api", "preflight"},
-    "commands": {"guards", "api", "preflight", "resources", "emulator", "convai_stack"},
     "emulator": {"guards", "api"},
-    "convai_stack": {"guards", "api", "resources", "the public surface"},
+    "the public surface": {"guards", "api", "preflight", "resources"},
+    "program": {"guards", "api", "resources", "the public surface"},
+    "commands": {"guards", "api", "preflight", "resources", "emulator", "program"},
 }
-"""Which products each product may import (the program, convai_stack, is a product too)."""
+"""Which products each product may import. The library's products never name the application's."""
 
 THIRD_PARTY_BANNED = {
     "guards": {"pulumi", "starlette", "uvicorn"},
     "api": {"pulumi", "starlette", "uvicorn"},
     "preflight": {"pulumi", "starlette", "uvicorn"},
     "resources": {"starlette", "uvicorn"},
-    "commands": {"starlette", "uvicorn"},
     "emulator": {"pulumi"},
-    "convai_stack": {"starlette", "uvicorn"},
+    "the public surface": {"starlette", "uvicorn"},
+    "program": {"starlette", "uvicorn"},
+    "commands": {"starlette", "uvicorn"},
 }
 
+KEPT_ENTRY_POINT = LIBRARY / "__main__.py"
+"""`python -m convai_provider`, kept from when the commands lived in the library: it imports them
+when run, never when the library is imported."""
 
-def imported_modules(path: Path) -> set[str]:
-    """Every module `path` imports, relative imports resolved."""
+
+def imported_modules(path: Path, *, top_level_only: bool = False) -> set[str]:
+    """Every module `path` imports, relative imports resolved (only the module's own top level:
+    what importing it runs)."""
     package = ".".join(path.relative_to(ROOT).parts[:-1])
-    return imports_in(path.read_text(), package)
+    return imports_in(path.read_text(), package, top_level_only=top_level_only)
 
 
-def imports_in(source: str, package: str) -> set[str]:
+def imports_in(source: str, package: str, *, top_level_only: bool = False) -> set[str]:
+    tree = ast.parse(source)
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
     found = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in nodes:
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -62,43 +74,79 @@ def imports_in(source: str, package: str) -> set[str]:
 
 
 def product_of(module: str) -> str | None:
-    """`convai_provider` alone is the public surface, which loads the resources: no product may
-    import it, so it counts as a product of its own."""
+    """`convai_provider` alone, and its loose modules, are the public surface, which loads the
+    resources; `convai_stack` is the program but for its commands (and `python -m convai_stack`)."""
     parts = module.split(".")
     if parts[0] == "convai_stack":
-        return "convai_stack"
+        return "commands" if parts[1:2] in (["commands"], ["__main__"]) else "program"
     if parts[0] == "convai_provider":
-        return parts[1] if len(parts) > 1 else "the public surface"
+        return parts[1] if parts[1:2] and parts[1] in LIBRARY_PRODUCTS else "the public surface"
     return None
+
+
+def files_of(product: str) -> list[Path]:
+    if product == "the public surface":
+        return sorted(LIBRARY.glob("*.py"))
+    if product in ("program", "commands"):
+        return sorted(p for p in APPLICATION.rglob("*.py") if product_of(module_of(p)) == product)
+    return sorted((LIBRARY / product).rglob("*.py"))
+
+
+def module_of(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
 
 
 @pytest.mark.parametrize("product", sorted(MAY_IMPORT))
 def test_a_product_imports_only_what_lies_beneath_it(product: str) -> None:
     wrong = []
-    home = ROOT / product if product == "convai_stack" else PACKAGE / product
-    for path in sorted(home.glob("*.py")):
-        for module in imported_modules(path):
+    for path in files_of(product):
+        imports = imported_modules(path, top_level_only=path == KEPT_ENTRY_POINT)
+        for module in imports:
             other = product_of(module)
             if other not in (None, product) and other not in MAY_IMPORT[product]:
-                wrong.append(f"{path.name} imports {module}")
+                wrong.append(f"{path.relative_to(ROOT)} imports {module}")
             if module.split(".")[0] in THIRD_PARTY_BANNED[product]:
-                wrong.append(f"{path.name} imports {module}")
+                wrong.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert files_of(product), f"{product} has no modules: update MAY_IMPORT"
     assert wrong == [], (
         f"{product} may import only {sorted(MAY_IMPORT[product])} of this project: move the "
-        "code, or change the layout on purpose (MAY_IMPORT here and the README's 'Where things "
-        "live')"
+        "code, or change the layout on purpose (MAY_IMPORT here and docs' layout page)"
     )
 
 
+def test_importing_the_whole_library_loads_no_application_module() -> None:
+    """The static rule above, checked by running it: every library module imported, then
+    `sys.modules` holds nothing of `convai_stack`."""
+    modules = [module_of(p) for p in sorted(LIBRARY.rglob("*.py"))]
+    program = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'convai_stack')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(done.stdout) == []
+
+
+def test_the_kept_entry_point_runs_the_applications_commands() -> None:
+    assert imported_modules(KEPT_ENTRY_POINT) - imported_modules(
+        KEPT_ENTRY_POINT, top_level_only=True
+    ) == {"convai_stack.commands.cli"}
+
+
 def test_every_module_belongs_to_a_product_or_is_a_kept_path() -> None:
-    loose = {p.name for p in PACKAGE.glob("*.py")}
+    loose = {p.name for p in LIBRARY.glob("*.py")}
     assert loose == {
         "__init__.py",
-        "__main__.py",
+        "__main__.py",  # `python -m convai_provider`: the commands, as before they moved
         "wire.py",  # the README once showed `from convai_provider.wire import ...`
         "provider.py",  # state pickles PrivateModelProvider by this path
         "character_provider.py",  # and CharacterModelProvider by this one
     }
+    packages = {p.parent.name for p in LIBRARY.glob("*/__init__.py")}
+    assert packages == set(LIBRARY_PRODUCTS)
+    assert {p.parent.name for p in APPLICATION.glob("*/__init__.py")} == {"commands"}
 
 
 def test_relative_imports_are_resolved_to_their_product() -> None:
@@ -109,6 +157,9 @@ def test_relative_imports_are_resolved_to_their_product() -> None:
         "convai_provider.resources",
     }
     assert product_of("convai_provider.resources") == "resources"
+    assert product_of("convai_provider.wire") == "the public surface"
+    assert product_of("convai_stack.commands.cli") == "commands"
+    assert product_of("convai_stack.stack_config") == "program"
 
 
 PULUMI_FREE = ("guards", "api", "preflight", "commands")
@@ -116,11 +167,9 @@ PULUMI_FREE = ("guards", "api", "preflight", "commands")
 
 def test_the_client_the_preflight_and_the_commands_load_no_pulumi() -> None:
     """They run where Pulumi may be absent, and `import pulumi` costs about 0.2 s per command."""
-    modules = [
-        ".".join(path.relative_to(ROOT).with_suffix("").parts)
-        for product in PULUMI_FREE
-        for path in sorted((PACKAGE / product).glob("*.py"))
-    ] + ["convai_stack.stack_config"]
+    modules = [module_of(path) for product in PULUMI_FREE for path in files_of(product)] + [
+        "convai_stack.stack_config"
+    ]
     program = (
         "import importlib, json, sys\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"

@@ -17,11 +17,11 @@ import yaml
 from convai_provider.api.access import convai_api_key, convai_base_url
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.wire import RegisterRequest
-from convai_provider.commands.adoption import config_key_for
-from convai_provider.commands.cli import ENTRY_POINT, main, program_name
-from convai_provider.commands.health import env_name_for
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.resources.settings import ConvaiSettings
+from convai_stack.commands.adoption import config_key_for
+from convai_stack.commands.cli import ENTRY_POINT, main, program_name
+from convai_stack.commands.health import env_name_for
 from testkit.convai import CONVAI_KEY
 from testkit.openai_server import EndpointBehaviour, serve_endpoint
 from testkit.stacks import load_stack_file
@@ -513,6 +513,7 @@ def test_the_console_script_and_module_run(convai: EmulatorProcess) -> None:
     }
     for command in (
         ["convai-models", "list", "--json"],
+        [sys.executable, "-m", "convai_stack", "list", "--json"],
         [sys.executable, "-m", "convai_provider", "list", "--json"],
     ):
         done = subprocess.run(
@@ -541,5 +542,6 @@ def test_health_refuses_deeply_nested_outputs_in_one_line(
 def test_usage_names_the_command_the_way_it_was_run() -> None:
     assert program_name("/venv/bin/convai-models") == "convai-models"
     assert program_name("/work/convai_provider/__main__.py") == "python -m convai_provider"
+    assert program_name("/work/convai_stack/__main__.py") == "python -m convai_stack"
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert ENTRY_POINT in scripts

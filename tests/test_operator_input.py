@@ -18,9 +18,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convai_provider.commands.cli import main
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.guards import documents
+from convai_stack.commands.cli import main
 from testkit.convai import CONVAI_KEY
 
 CLOSED = "http://127.0.0.1:9/v1"

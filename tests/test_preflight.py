@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from convai_provider import ConvaiPrivateModel
-from convai_provider.commands.cli import Progress
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.preflight.certificates import is_staging_issuer
 from convai_provider.preflight.checks import (
@@ -23,6 +22,7 @@ from convai_provider.preflight.checks import (
     PreflightReport,
     check_endpoint,
 )
+from convai_stack.commands.cli import Progress
 from testkit.convai import live, stack_config
 from testkit.engine import Declared, Engine, ProviderError, run_program
 from testkit.openai_server import EndpointBehaviour, serve_endpoint

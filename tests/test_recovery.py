@@ -12,7 +12,7 @@ import pytest
 
 from convai_provider import CHARACTER_TYPE_TOKEN, TYPE_TOKEN
 from convai_provider.api.wire import PrivateModel
-from convai_provider.commands.recovery import RecoveryError, recover_pending_creates
+from convai_stack.commands.recovery import RecoveryError, recover_pending_creates
 
 STACK_URN = "urn:pulumi:prod::convai-models::pulumi:pulumi:Stack::convai-models-prod"
 SECRET = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "ciphertext": "x"}

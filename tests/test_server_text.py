@@ -17,7 +17,6 @@ from pulumi.dynamic.config import Config
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import RedirectError
 from convai_provider.api.wire import LIST_PATH
-from convai_provider.commands.cli import main
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.guards import keys
 from convai_provider.guards.keys import MIN_PIECE, redact, remember
@@ -25,6 +24,7 @@ from convai_provider.guards.text import SafeLogFilter, server_text
 from convai_provider.preflight.checks import check_endpoint
 from convai_provider.resources.base import ConvaiOperationError
 from convai_provider.resources.private_model import PrivateModelProvider
+from convai_stack.commands.cli import main
 from testkit.convai import turbo
 from testkit.hostile_server import Answer, http_answer, serve_answer
 from tests.test_hostile_input import write_stack

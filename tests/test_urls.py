@@ -11,12 +11,12 @@ import pytest
 from convai_provider.api.access import convai_url_problem
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import InvalidRequestError
-from convai_provider.commands.cli import main
 from convai_provider.guards.urls import endpoint_url_problem, shown_url
 from convai_provider.preflight.certificates import presented_issuer
 from convai_provider.preflight.checks import Preflight
 from convai_provider.resources.private_model import PrivateModelProvider
 from convai_provider.resources.settings import ConvaiSettings, InvalidSettingError
+from convai_stack.commands.cli import main
 from convai_stack.stack_config import StackConfigError, parse_stack_config
 
 CONVAI = "such as https://api.convai.com"

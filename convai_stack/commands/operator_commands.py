@@ -39,29 +39,29 @@ from convai_provider.api.accounts import (
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import ConvaiError
 from convai_provider.api.wire import PrivateModel
-from convai_provider.commands.adoption import adoption_entries, adoption_yaml
-from convai_provider.commands.audit import Audit, accounts_in_use, audit
-from convai_provider.commands.command_line import (
+from convai_provider.guards.documents import parse_json
+from convai_provider.guards.durations import seconds_argument
+from convai_provider.guards.text import server_text
+from convai_provider.guards.urls import refusal
+from convai_stack.commands.adoption import adoption_entries, adoption_yaml
+from convai_stack.commands.audit import Audit, accounts_in_use, audit
+from convai_stack.commands.command_line import (
     EXIT_CLEAN,
     EXIT_DIFFERS,
     Commands,
     OperatorError,
 )
-from convai_provider.commands.health import (
+from convai_stack.commands.health import (
     InvalidEndpointKeyError,
     check_health,
     stack_outputs_problem,
 )
-from convai_provider.commands.recovery import (
+from convai_stack.commands.recovery import (
     Recovery,
     RecoveryError,
     checked_export,
     recover_pending_creates,
 )
-from convai_provider.guards.documents import parse_json
-from convai_provider.guards.durations import seconds_argument
-from convai_provider.guards.text import server_text
-from convai_provider.guards.urls import refusal
 from convai_stack.stack_config import (
     StackConfig,
     StackConfigError,

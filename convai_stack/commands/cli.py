@@ -1,4 +1,4 @@
-"""`python -m convai_provider <command>`: the emulator and the operator commands."""
+"""`convai-models <command>`: the emulator, the preflight and the operator commands."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from convai_provider.commands.command_line import EXIT_ERROR, CommandLine, Commands, OperatorError
-from convai_provider.commands.operator_commands import add_operator_commands
 from convai_provider.guards.durations import seconds_argument
 from convai_provider.guards.keys import key_problem
 from convai_provider.guards.text import safe_output
 from convai_provider.guards.urls import endpoint_url_problem, refusal
 from convai_provider.preflight.checks import DEFAULT_WAIT, PreflightReport
+from convai_stack.commands.command_line import EXIT_ERROR, CommandLine, Commands, OperatorError
+from convai_stack.commands.operator_commands import add_operator_commands
 
 ENDPOINT_KEY_ENV = "ENDPOINT_API_KEY"
 # What the emulator imports from its extra (pyproject.toml); a deployment installs neither, so
@@ -28,7 +28,12 @@ ENTRY_POINT = "convai-models"
 
 def program_name(argv0: str) -> str:
     """What usage lines and error hints call the command: the way it was run."""
-    return ENTRY_POINT if Path(argv0).name == ENTRY_POINT else "python -m convai_provider"
+    path = Path(argv0)
+    if path.name == ENTRY_POINT:
+        return ENTRY_POINT
+    if path.name == "__main__.py" and path.parent.name == "convai_stack":
+        return "python -m convai_stack"
+    return "python -m convai_provider"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,1 +1,0 @@
-"""The operator commands: `python -m convai_provider <command>` (also `convai-models`)."""
