@@ -1,7 +1,8 @@
 """The package layout is the architecture: each product imports only what lies beneath it.
 
-In the README's order: guards, api, preflight, resources, emulator, commands; each imports only
-products listed before it (the commands also read the program's stack schema). A product importing
+In the order of docs/development.md, 'Where things live': guards, api, preflight, resources,
+emulator, commands; each imports only products listed before it (the commands also read the
+program's stack schema). A product importing
 one it should not is a design change, to be made here on purpose rather than by accident.
 """
 
@@ -85,8 +86,8 @@ def test_a_product_imports_only_what_lies_beneath_it(product: str) -> None:
                 wrong.append(f"{path.name} imports {module}")
     assert wrong == [], (
         f"{product} may import only {sorted(MAY_IMPORT[product])} of this project: move the "
-        "code, or change the layout on purpose (MAY_IMPORT here and the README's 'Where things "
-        "live')"
+        "code, or change the layout on purpose (MAY_IMPORT here and docs/development.md, 'Where "
+        "things live')"
     )
 
 
