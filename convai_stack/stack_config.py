@@ -950,7 +950,7 @@ def read_stack_file(path: Path) -> dict[str, Any]:
         data = path.read_bytes()
     except FileNotFoundError:
         raise StackConfigError(
-            f"{path} does not exist: create it (see README, 'Adding an environment')"
+            f"{path} does not exist: create it (see docs/operations.md, 'Adding an environment')"
         ) from None
     except IsADirectoryError:
         raise StackConfigError(

@@ -3,7 +3,8 @@
 One ReadWriteOnce claim mounted by every replica cannot work: replicas on different nodes stay
 in ContainerCreating (Multi-Attach). A claim per replica (volumeClaimTemplates) works on every
 cluster's default block storage, loads weights at local-disk speed, and lets replicas roll one
-at a time. The README, "vLLM endpoints in production", gives the trade-offs and the migration.
+at a time. docs/vllm.md, "What an endpoint is made of, and why", gives the trade-offs, and
+docs/operations.md the migration from a Deployment.
 """
 
 from __future__ import annotations

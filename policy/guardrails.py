@@ -45,7 +45,7 @@ KUBERNETES_TOKEN = re.compile(r"kubernetes:[^:]+:(?P<kind>[A-Za-z]+?)(?:Patch)?"
 CONVAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 """What Convai (and the resource's check) fills in for a model declared without base_url."""
 KEYLESS = "EMPTY"
-"""The api_key a model declares for an endpoint that takes no key (the README's convention)."""
+"""The api_key a model declares for an endpoint that takes no key (docs/resources.md)."""
 PUBLISHED_PATH = "/v1"
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 

@@ -1,5 +1,5 @@
-"""The benchmark scripts still run and print every figure the README records (small sizes; the
-figures themselves are not asserted: they are measurements, see benchmarks/README.md)."""
+"""The benchmark scripts still run and print every figure benchmarks/README.md records (small
+sizes; the figures themselves are not asserted: they are measurements)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """scripts/install-pulumi picks the CLI in its documented order (the Go build of the CLI itself is
 exercised by scripts/test on a machine without a cached CLI; it takes minutes, so no test runs
-it), and what it installs runs the program the way the README says: plain `pulumi`."""
+it), and what it installs runs the program the way docs/development.md says: plain `pulumi`."""
 
 from __future__ import annotations
 

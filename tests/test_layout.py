@@ -3,7 +3,8 @@
 The library, `convai_provider` (guards, api, preflight, resources, emulator, in that order), never
 imports the application, `convai_stack` (the program and its stack schema, then the operator
 commands built on both). Within each, a product imports only products listed before it. A product
-importing one it should not is a design change, to be made here on purpose rather than by accident.
+importing one it should not is a design change, to be made here on purpose rather than by accident
+(docs/development.md, 'Where things live', draws the same layout).
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ def test_a_product_imports_only_what_lies_beneath_it(product: str) -> None:
     assert files_of(product), f"{product} has no modules: update MAY_IMPORT"
     assert wrong == [], (
         f"{product} may import only {sorted(MAY_IMPORT[product])} of this project: move the "
-        "code, or change the layout on purpose (MAY_IMPORT here and docs' layout page)"
+        "code, or change the layout on purpose (MAY_IMPORT here and docs/development.md, 'Where "
+        "things live')"
     )
 
 

@@ -381,7 +381,7 @@ def test_pulumi_import_of_a_dynamic_resource_fails_and_adopt_existing_is_the_way
     imported = project.run("import", MODEL_TYPE, "alpha", "alpha", "--yes", check=False)
     assert imported.returncode != 0
     # pulumi/pulumi#16175: the engine reads an import with no properties, so the SDK finds no
-    # pickled provider. When this stops failing, the README's adoption section needs a look.
+    # pickled provider. When this stops failing, docs/resources.md's adoption section needs a look.
     assert "KeyError: '__provider'" in imported.stdout + imported.stderr
     assert "alpha" not in project.resources()
     assert set(live(convai)) == {"alpha"}  # nothing was changed in Convai

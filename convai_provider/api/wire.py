@@ -23,7 +23,7 @@ from pydantic import (
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 """OpenAI's API root: what Convai stores as a model's `base_url` when register is sent without
-one. Not Convai's own address (that is `urls.DEFAULT_CONVAI_URL`)."""
+one. Not Convai's own address (that is `access.DEFAULT_CONVAI_URL`)."""
 
 PRIVATE_CATEGORY = "Private"
 

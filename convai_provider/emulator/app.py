@@ -107,7 +107,9 @@ def envelope_success(payload: dict[str, Any]) -> Response:
 
 
 class ConvaiEmulator:
-    """Routes Convai paths to the store; every reply carries a fresh transactionID."""
+    """Routes Convai paths to the store. Every reply of the model calls (register, update,
+    deregister, list) carries a fresh transactionID, as does every error in their envelope; the
+    character calls answer in their own older shapes, without one."""
 
     def __init__(self, store: ConvaiStore) -> None:
         self.store = store

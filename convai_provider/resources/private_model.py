@@ -133,7 +133,8 @@ log = logging.getLogger("convai_provider")
 
 INTERRUPTED_HINT = (
     "If an interrupted `pulumi up` of this stack registered it (Pulumi warned of pending "
-    "operations), settle those with `convai-models recover` (README, 'Interrupted updates')."
+    "operations), settle those with `convai-models recover` (docs/operations.md, 'Interrupted "
+    "updates')."
 )
 
 

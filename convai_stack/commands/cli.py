@@ -57,7 +57,8 @@ def _add_emulator(commands: Commands) -> None:
             "/character/create, get and update, on HOST:PORT, with state in the SQLite file DB "
             "(kept across restarts). Every distinct "
             "CONVAI-API-KEY is its own account. Admin endpoints under /_emulator/ reset state "
-            "and inject faults (see README). Prints 'Convai emulator listening on URL' when ready."
+            "and inject faults (see docs/emulator.md). Prints 'Convai emulator listening on URL' "
+            "when ready."
         ),
     )
     emulator.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

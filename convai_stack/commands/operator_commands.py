@@ -182,7 +182,8 @@ def _load_stack(args: argparse.Namespace) -> tuple[StackConfig, dict[str, Any]]:
     if not path.exists():
         raise OperatorError(
             f"{path} does not exist: run from the project root or pass --root with the "
-            "directory holding stacks/ (a new stack: see README, 'Adding an environment')"
+            "directory holding stacks/ (a new stack: see docs/operations.md, 'Adding an "
+            "environment')"
         )
     try:
         raw = read_stack_file(path)
