@@ -14,6 +14,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -213,12 +214,13 @@ def _untrusted_certificate(url: str, text: str, timeout: float) -> EndpointCheck
 
 
 def _status_failure(
-    name: str, response: httpx.Response, url: str, *, key_given: bool = True
+    name: str, response: httpx.Response, url: str, now: datetime, *, key_given: bool = True
 ) -> EndpointCheck:
+    """What a status other than success means; `now` (the wall clock) dates a Retry-After."""
     message = error_message(response)
     status = response.status_code
     if is_retryable_status(status):
-        return _transient_status(name, response, url, message)
+        return _transient_status(name, response, url, message, now)
     if status in (401, 403) and not key_given:
         return EndpointCheck(
             name,
@@ -249,10 +251,12 @@ def _status_failure(
     return EndpointCheck(name, False, f"{url} answered HTTP {status}: {message}", final=True)
 
 
-def _transient_status(name: str, response: httpx.Response, url: str, message: str) -> EndpointCheck:
+def _transient_status(
+    name: str, response: httpx.Response, url: str, message: str, now: datetime
+) -> EndpointCheck:
     """A status worth another attempt (the one classifier: `api.retry`), and when to make it."""
     status = response.status_code
-    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
     asked = f", asked to retry after {retry_after:.0f}s" if retry_after is not None else ""
     if status == 429:
         why = f"rate limited{asked}"
@@ -293,7 +297,10 @@ class Preflight:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        """`sleep` and `clock` time the wait and every request's share of it; `wall_clock`
+        (seconds since the epoch) dates a Retry-After given as an HTTP date."""
         problem = None if api_key is None else key_problem(api_key)
         if problem is not None:
             raise ValueError(f"the endpoint's api_key {problem}")
@@ -305,6 +312,7 @@ class Preflight:
         self._http = bounded_client(transport=transport)
         self._sleep = sleep
         self._clock = clock
+        self._wall_clock = wall_clock
         self._until: float | None = None
         """When `run`'s wait ends, on `clock`: no request outlasts it."""
 
@@ -369,6 +377,9 @@ class Preflight:
                 break
         return report
 
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._wall_clock(), UTC)
+
     def _headers(self, with_key: bool = True) -> dict[str, str]:
         if with_key and self.api_key:
             return {"Authorization": f"Bearer {self.api_key}"}
@@ -413,12 +424,14 @@ class Preflight:
         if isinstance(response, EndpointCheck):
             return [response]
         if is_retryable_status(response.status_code):
-            return [_status_failure("reachable", response, url)]
+            return [_status_failure("reachable", response, url, self._now())]
         reachable = EndpointCheck("reachable", True, f"{url} answered HTTP {response.status_code}")
         if response.status_code == 404:
             return [reachable, _not_the_api_root(response, url, self.base_url)]
         if response.status_code != 200:
-            failure = _status_failure("key accepted", response, url, key_given=bool(self.api_key))
+            failure = _status_failure(
+                "key accepted", response, url, self._now(), key_given=bool(self.api_key)
+            )
             return [reachable, failure]
         served = _served_models(response)
         if served is None:
@@ -460,7 +473,7 @@ class Preflight:
         if response.status_code in (401, 403):
             return [EndpointCheck("key enforced", True, "requests without the key are refused")]
         if is_retryable_status(response.status_code):  # says nothing about keys: ask again
-            return [_status_failure("key enforced", response, url)]
+            return [_status_failure("key enforced", response, url, self._now())]
         return [
             EndpointCheck(
                 "key enforced",
@@ -482,7 +495,7 @@ class Preflight:
         if isinstance(response, EndpointCheck):
             return [response]
         if response.status_code != 200:
-            return [_status_failure("chat completion", response, url)]
+            return [_status_failure("chat completion", response, url, self._now())]
         try:
             reply = parse_json(response.content)
         except DocumentError:
