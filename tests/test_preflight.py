@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import random
 import re
 import shutil
@@ -574,3 +575,21 @@ def test_staging_issuers_are_told_from_real_ones_and_placeholders(
     issuer: str, staging: bool
 ) -> None:
     assert is_staging_issuer(issuer) is staging
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "DEFAULT_WAIT",
+        "WAIT_NOTICE_EVERY",
+        "EndpointCheck",
+        "Preflight",
+        "PreflightReport",
+        "check_endpoint",
+    ],
+)
+def test_what_other_modules_import_from_the_checks_module_stays_there(name: str) -> None:
+    """The preflight's modules were one, `checks`, which the resources, the commands and the
+    tests import from."""
+    module = importlib.import_module("convai_provider.preflight.checks")
+    assert name in module.__all__ and getattr(module, name) is not None
