@@ -13,17 +13,27 @@ import pytest
 
 from convai_provider.guards.bounded_http import MIB, bounded_client, send
 from convai_provider.guards.deadline_transport import DeadlineTransport, environment_mounts
+from convai_provider.preflight.checks import check_endpoint
 from testkit.hostile_server import dribbled, http_answer, serve_answer
+from testkit.openai_server import EndpointBehaviour, serve_endpoint
+from testkit.tls import TestCA
 
 ROOT = Path(__file__).resolve().parent.parent
 
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+NETWORK_VARIABLES = (
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "ssl_cert_file",
+    "ssl_cert_dir",
+)
 
 
 @pytest.fixture
 def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    """No proxy variable but those a test sets."""
-    for name in PROXY_VARIABLES:
+    """No proxy or CA variable but those a test sets."""
+    for name in NETWORK_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
     yield monkeypatch
@@ -102,6 +112,20 @@ def test_a_proxy_that_is_not_http_is_refused_naming_the_variables(
     environment.setenv("ALL_PROXY", "socks5://127.0.0.1:1080")
     with pytest.raises(ValueError, match=r"socks5://127\.0\.0\.1 .*ALL_PROXY.*unset the variable"):
         environment_mounts()
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_certificates_are_verified_against_the_environments_ca_file(
+    environment: pytest.MonkeyPatch, tmp_path: Path, trusted: bool
+) -> None:
+    """$SSL_CERT_FILE is read as httpx reads it (the stack tests trust their CA so)."""
+    ca = TestCA(tmp_path)
+    with serve_endpoint(EndpointBehaviour(), tls=ca.issue("endpoint", hosts=("127.0.0.1",))) as url:
+        if trusted:
+            environment.setenv("SSL_CERT_FILE", str(ca.certificate))
+        report = check_endpoint(url, "llama-3.1-8b", "sk-endpoint", wait=0)
+    assert report.ok is trusted, report.summary()
+    assert trusted or "certificate that is not trusted" in report.summary()
 
 
 # httpx's and httpcore's private attributes are theirs to change ------------------------------
