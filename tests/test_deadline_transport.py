@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import os
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 import httpcore
@@ -65,6 +66,17 @@ def test_no_proxy_spares_the_hosts_it_names(environment: pytest.MonkeyPatch) -> 
         environment.setenv("http_proxy", proxy)
         environment.setenv("no_proxy", "127.0.0.1")
         with bounded_client() as client:
+            reply = send(client, "GET", f"{url}/v1/models", seconds=5, cap=MIB)
+    assert reply.json() == {"via": "direct"}
+
+
+def test_a_client_that_does_not_trust_the_environment_ignores_its_proxies(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    direct = http_answer(200, {"via": "direct"})
+    with serve_answer(http_answer(200, {"via": "proxy"})) as proxy, serve_answer(direct) as url:
+        environment.setenv("http_proxy", proxy)
+        with bounded_client(trust_env=False) as client:
             reply = send(client, "GET", f"{url}/v1/models", seconds=5, cap=MIB)
     assert reply.json() == {"via": "direct"}
 
@@ -131,7 +143,8 @@ def test_certificates_are_verified_against_the_environments_ca_file(
 # httpx's and httpcore's private attributes are theirs to change ------------------------------
 
 
-def private_names_of(*packages: object) -> set[str]:
+@cache
+def private_names_of(*packages: object) -> frozenset[str]:
     """Every `_name` (not `__dunder__`) the packages define as an attribute or a method."""
     names: set[str] = set()
     for package in packages:
@@ -141,7 +154,7 @@ def private_names_of(*packages: object) -> set[str]:
                     names.add(node.attr)
                 elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                     names.add(node.name)
-    return {n for n in names if n.startswith("_") and not n.endswith("__")}
+    return frozenset(n for n in names if n.startswith("_") and not n.endswith("__"))
 
 
 def our_sources() -> Iterator[Path]:
@@ -151,7 +164,7 @@ def our_sources() -> Iterator[Path]:
             yield path
 
 
-def private_uses(source: str, private: set[str]) -> list[str]:
+def private_uses(source: str, private: frozenset[str]) -> list[str]:
     """httpx/httpcore privates `source` reaches: their private modules, their modules' private
     names, or, in a module that imports either, their objects' private attributes (an attribute
     of `self` or `cls` is our own; elsewhere a name they share, Pulumi's `Output._data`, is not

@@ -59,11 +59,17 @@ def size(count: int) -> str:
 
 def bounded_client(*, transport: httpx.BaseTransport | None = None, **options: Any) -> httpx.Client:
     """An `httpx.Client` whose calls through `send` end by their deadline, through the proxies
-    the environment names. A transport passed in (tests' MockTransport) has no network to bound
-    and is used as it is (httpx then ignores the environment's proxies too)."""
+    the environment names (unless `trust_env=False`, as for httpx). A transport passed in (tests'
+    MockTransport) has no network to bound and is used as it is (httpx then ignores the
+    environment's proxies too)."""
     if transport is not None:
         return httpx.Client(transport=transport, **options)
-    return httpx.Client(transport=DeadlineTransport(), mounts=environment_mounts(), **options)
+    trust_env = bool(options.get("trust_env", True))
+    return httpx.Client(
+        transport=DeadlineTransport(trust_env=trust_env),
+        mounts=environment_mounts() if trust_env else {},
+        **options,
+    )
 
 
 def send(

@@ -226,11 +226,12 @@ class _Body(httpx.SyncByteStream):
 
 class DeadlineTransport(httpx.BaseTransport):
     """httpx's transport contract over an httpcore pool on a `DeadlineBackend`: direct, or
-    through an HTTP(S) proxy. Certificates are verified as httpx does by default (certifi's
-    roots, or $SSL_CERT_FILE / $SSL_CERT_DIR when set)."""
+    through an HTTP(S) proxy. Certificates are verified as httpx does by default: against
+    certifi's roots, or $SSL_CERT_FILE / $SSL_CERT_DIR when set and `trust_env`."""
 
-    def __init__(self, proxy: httpx.Proxy | None = None) -> None:
-        self._pool = _pool(proxy, DeadlineBackend())
+    def __init__(self, proxy: httpx.Proxy | None = None, *, trust_env: bool = True) -> None:
+        ssl_context = httpx.create_ssl_context(trust_env=trust_env)
+        self._pool = _pool(proxy, ssl_context, DeadlineBackend())
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.SyncByteStream)
@@ -259,8 +260,9 @@ class DeadlineTransport(httpx.BaseTransport):
             self._pool.close()
 
 
-def _pool(proxy: httpx.Proxy | None, backend: httpcore.NetworkBackend) -> httpcore.ConnectionPool:
-    ssl_context = httpx.create_ssl_context()
+def _pool(
+    proxy: httpx.Proxy | None, ssl_context: ssl.SSLContext, backend: httpcore.NetworkBackend
+) -> httpcore.ConnectionPool:
     if proxy is None:
         return httpcore.ConnectionPool(
             ssl_context=ssl_context, network_backend=backend, **POOL_LIMITS
