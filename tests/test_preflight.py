@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import random
 import re
 import shutil
 import socket
@@ -9,8 +11,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import httpx
 import pytest
 
 from convai_provider import ConvaiPrivateModel
@@ -203,6 +206,85 @@ def run_on(fake: FakeTime, url: str, wait: float, interval: float = 0.05) -> Pre
         return preflight.run(wait=wait, interval=interval)
     finally:
         preflight.close()
+
+
+EPOCH = 1_700_000_000.0
+"""The wall clock of the table's preflights: Tue, 14 Nov 2023 22:13:20 GMT."""
+
+MODEL_LIST = {"object": "list", "data": [{"id": MODEL}]}
+
+
+def scripted_endpoint(answers: list[tuple[int, dict[str, str]]]) -> httpx.MockTransport:
+    """Each keyed GET /models answers the next (status, headers) of `answers`, then the model
+    list; a keyless one is refused, a chat completion succeeds."""
+    left = list(answers)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/chat/completions"):
+            return httpx.Response(200, json={"choices": [{"index": 0}]})
+        if "authorization" not in request.headers:
+            return httpx.Response(401, json={"error": "Unauthorized"})
+        if left:
+            status, headers = left.pop(0)
+            return httpx.Response(status, json={"error": "busy"}, headers=headers)
+        return httpx.Response(200, json=MODEL_LIST)
+
+    return httpx.MockTransport(answer)
+
+
+RETRY_AT_SEVEN = {"Retry-After": "Tue, 14 Nov 2023 22:13:27 GMT"}
+
+
+class Wait(NamedTuple):
+    answers: list[tuple[int, dict[str, str]]]
+    """What the keyed GET /models answers before the model list: (status, headers)."""
+    wait: float
+    interval: float
+    slept: list[float]
+    """Every sleep, pauses longer than WAIT_NOTICE_EVERY in slices."""
+    attempts: int
+    ok: bool
+
+
+WAITS = {
+    "ready": Wait([], 60, 2.0, [], 1, True),
+    "backoff doubles": Wait([(503, {})] * 2, 60, 2.0, [2.0, 4.0], 3, True),
+    # 8, 16, 30 (the cap), then what is left but the last attempt's half second
+    "capped, to the end": Wait([(500, {})] * 9, 60, 8.0, [8, 10, 6, 10, 10, 10, 5.5], 5, False),
+    "the last attempt at the end": Wait([(503, {})] * 9, 10, 5.0, [5.0, 4.5], 3, False),
+    "retry-after": Wait([(429, {"Retry-After": "7"})], 60, 2.0, [7.0], 2, True),
+    "retry-after as a date": Wait([(429, RETRY_AT_SEVEN)], 60, 2.0, [7.0], 2, True),
+    "retry-after past the wait": Wait([(429, {"Retry-After": "61"})], 60, 2.0, [], 1, False),
+    "a long retry-after, sliced": Wait([(503, {"Retry-After": "25"})], 60, 2, [10, 10, 5], 2, True),
+    "a refusal is final": Wait([(401, {})], 60, 2.0, [], 1, False),
+    "not the api root: final": Wait([(404, {})], 60, 2.0, [], 1, False),
+}
+
+
+@pytest.mark.parametrize("case", list(WAITS))
+def test_the_wait_follows_the_one_retry_policy_on_the_preflights_clock(
+    monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """Every pause and deadline is on the injected clocks (no jitter: `random` patched to 0)."""
+    expected = WAITS[case]
+    monkeypatch.setattr(random, "random", lambda: 0.0)
+    fake = FakeTime()
+    preflight = Preflight(
+        "http://127.0.0.1:8000/v1",
+        MODEL,
+        KEY,
+        transport=scripted_endpoint(expected.answers),
+        sleep=fake.sleep,
+        clock=fake.clock,
+        wall_clock=lambda: EPOCH + fake.now,
+    )
+    try:
+        report = preflight.run(wait=expected.wait, interval=expected.interval)
+    finally:
+        preflight.close()
+    assert fake.slept == expected.slept
+    assert report.ok is expected.ok, report.summary()
+    assert report.attempts == expected.attempts
 
 
 @pytest.mark.parametrize("flavour", ["vllm", "openai"])
@@ -493,3 +575,21 @@ def test_staging_issuers_are_told_from_real_ones_and_placeholders(
     issuer: str, staging: bool
 ) -> None:
     assert is_staging_issuer(issuer) is staging
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "DEFAULT_WAIT",
+        "WAIT_NOTICE_EVERY",
+        "EndpointCheck",
+        "Preflight",
+        "PreflightReport",
+        "check_endpoint",
+    ],
+)
+def test_what_other_modules_import_from_the_checks_module_stays_there(name: str) -> None:
+    """The preflight's modules were one, `checks`, which the resources, the commands and the
+    tests import from."""
+    module = importlib.import_module("convai_provider.preflight.checks")
+    assert name in module.__all__ and getattr(module, name) is not None

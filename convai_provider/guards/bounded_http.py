@@ -1,13 +1,7 @@
 """HTTP calls that end by their deadline and read at most a capped number of bytes.
 
-httpx's timeouts bound each socket operation, never a whole call: a server that sends one byte
-every few seconds trips none of them and holds the call as long as it likes. Here every socket
-operation of a call (connect, TLS handshake, each write, each read) may take at most the time
-left before the call's deadline, so the call ends by its deadline whatever the server does, and
-its connection is dropped with it. The alternatives fall short: checking the deadline between
-body chunks leaves the status line and headers unbounded (httpx reads them before it returns a
-response), and a worker thread with a hard cutoff returns on time but leaves the thread and its
-connection hanging on the server for as long as the server likes.
+A call's deadline bounds every socket operation it makes (`guards.deadline_transport`): the call
+ends by its deadline whatever the server does, and its connection is dropped with it.
 
 The body is read in chunks up to a cap, counted after decompression: an endless or inflating
 reply is an error that says so, not a process grown to gigabytes.
@@ -15,28 +9,24 @@ reply is an error that says so, not a process grown to gigabytes.
 
 from __future__ import annotations
 
-import ssl
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import httpcore
 import httpx
 
+from convai_provider.guards.deadline_transport import (
+    FIRST_BYTES,
+    DeadlineTransport,
+    call_deadline,
+    environment_mounts,
+)
 from convai_provider.guards.text import server_text
 
 MIB = 1 << 20
 
-_call = threading.local()
-"""The deadline (a `time.monotonic()` value) of the call this thread is making, if any, and the
-first bytes its server sent (to say what came back instead of HTTP)."""
-
-_FIRST_BYTES = 1024
-"""Bytes of a reply kept to say what came back instead of HTTP; the message shows the first
-`_SHOWN_CHARACTERS` of them, keys redacted (the rest lets a key the cut would split be found)."""
 _SHOWN_CHARACTERS = 60
+"""Characters shown of the FIRST_BYTES a server sent instead of HTTP, keys redacted (the rest
+lets a key the cut would split be found)."""
 
 
 DECODABLE_ENCODINGS = frozenset({"identity", "gzip", "deflate", "x-gzip"})
@@ -67,140 +57,19 @@ def size(count: int) -> str:
     return f"{count / MIB:g} MiB" if count >= MIB else f"{count} bytes"
 
 
-def _time_left(timeout: float | None, expired: type[Exception]) -> float | None:
-    deadline: float | None = getattr(_call, "deadline", None)
-    if deadline is None:
-        return timeout
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise expired("the call's deadline passed")
-    return left if timeout is None else min(timeout, left)
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        data = self._inner.read(max_bytes, _time_left(timeout, httpcore.ReadTimeout))
-        first: bytearray | None = getattr(_call, "first_bytes", None)
-        if first is not None and len(first) < _FIRST_BYTES:
-            first += data[: _FIRST_BYTES - len(first)]
-        return data
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _time_left(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        left = _time_left(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, left))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _Connect:
-    """A connect that returns by its deadline although the name lookup inside it does not heed
-    timeouts (`getaddrinfo` waits for the system resolver). It runs in a thread of its own; one
-    that finishes after the caller gave up closes what it opened."""
-
-    def __init__(self, connect: Callable[[], httpcore.NetworkStream]) -> None:
-        self._connect = connect
-        self._lock = threading.Lock()
-        self._abandoned = False
-        self._stream: httpcore.NetworkStream | None = None
-        self._error: BaseException | None = None
-        self._done = threading.Event()
-
-    def within(self, seconds: float | None, where: str) -> httpcore.NetworkStream:
-        threading.Thread(target=self._run, daemon=True, name=f"connect {where}").start()
-        if not self._done.wait(seconds):
-            with self._lock:
-                self._abandoned = True
-                stream = self._stream
-            if stream is not None:
-                stream.close()
-            raise httpcore.ConnectTimeout(
-                f"connecting to {where} (name lookup included) outlasted the call's deadline"
-            )
-        if self._error is not None:
-            raise self._error
-        assert self._stream is not None
-        return self._stream
-
-    def _run(self) -> None:
-        try:
-            stream = self._connect()
-        except BaseException as exc:
-            self._error = exc
-        else:
-            with self._lock:
-                self._stream = stream
-                if self._abandoned:
-                    stream.close()
-        self._done.set()
-
-
-class _DeadlineBackend(httpcore.NetworkBackend):
-    def __init__(self, inner: httpcore.NetworkBackend) -> None:
-        self._inner = inner
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        left = _time_left(timeout, httpcore.ConnectTimeout)
-        connecting = _Connect(
-            lambda: self._inner.connect_tcp(host, port, left, local_address, socket_options)
-        )
-        return _DeadlineStream(connecting.within(left, f"{host}:{port}"))
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.NetworkStream:
-        left = _time_left(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(self._inner.connect_unix_socket(path, left, socket_options))
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-def bounded_client(**options: Any) -> httpx.Client:
-    """An `httpx.Client` whose calls through `send` end by their deadline.
-
-    httpx has no public hook for the network layer; its transports keep their httpcore pool in
-    `_pool`, whose backend opens every connection. Transports passed in (tests' MockTransport)
-    have no network and are left alone."""
-    client = httpx.Client(**options)
-    for transport in (client._transport, *client._mounts.values()):
-        if isinstance(transport, httpx.HTTPTransport):
-            pool = transport._pool
-            pool._network_backend = _DeadlineBackend(pool._network_backend)
-    return client
-
-
-@contextmanager
-def _deadline(deadline: float) -> Iterator[bytearray]:
-    outer = getattr(_call, "deadline", None)
-    _call.deadline = deadline if outer is None else min(outer, deadline)
-    _call.first_bytes = bytearray()
-    try:
-        yield _call.first_bytes
-    finally:
-        _call.deadline = outer
-        _call.first_bytes = None
+def bounded_client(*, transport: httpx.BaseTransport | None = None, **options: Any) -> httpx.Client:
+    """An `httpx.Client` whose calls through `send` end by their deadline, through the proxies
+    the environment names (unless `trust_env=False`, as for httpx). A transport passed in (tests'
+    MockTransport) has no network to bound and is used as it is (httpx then ignores the
+    environment's proxies too)."""
+    if transport is not None:
+        return httpx.Client(transport=transport, **options)
+    trust_env = bool(options.get("trust_env", True))
+    return httpx.Client(
+        transport=DeadlineTransport(trust_env=trust_env),
+        mounts=environment_mounts() if trust_env else {},
+        **options,
+    )
 
 
 def send(
@@ -208,7 +77,7 @@ def send(
 ) -> httpx.Response:
     """One request that ends within `seconds`, whatever the server does, with its body read
     (at most `cap` bytes, else `ReplyTooLargeError`). Transport failures are httpx's errors."""
-    with _deadline(time.monotonic() + seconds) as first_bytes:
+    with call_deadline(time.monotonic() + seconds) as first_bytes:
         try:
             with client.stream(method, url, timeout=seconds, **options) as streamed:
                 _refuse_unknown_encoding(streamed)
@@ -225,7 +94,7 @@ def send(
                 sent = server_text(
                     first_bytes.decode("latin-1"),
                     _SHOWN_CHARACTERS,
-                    more_follows=len(first_bytes) == _FIRST_BYTES,
+                    more_follows=len(first_bytes) == FIRST_BYTES,
                 )
                 raise httpx.RemoteProtocolError(
                     f"no HTTP status line in what it sent: '{sent}'"
