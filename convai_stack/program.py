@@ -184,15 +184,10 @@ def declare_model(
 ) -> ConvaiPrivateModel:
     return ConvaiPrivateModel(
         model.model_group_name,
-        model_group_name=model.model_group_name,
         model_name=endpoint.model_name,
         api_key=endpoint.api_key,
         base_url=endpoint.base_url,
-        display_name=model.display_name,
-        is_uncensored=model.is_uncensored,
-        adopt_existing=model.adopt_existing,
-        verify_endpoint=model.verify_endpoint,
-        account=model.account,
+        **model.resource_inputs(),
         opts=pulumi.ResourceOptions(protect=stack.protected(model), depends_on=endpoint.ready),
     )
 

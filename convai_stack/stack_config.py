@@ -36,14 +36,9 @@ from convai_provider.api.builtin_models import (
 )
 from convai_provider.guards.documents import DocumentError, TooDeepError, load_yaml, parse_json
 from convai_provider.guards.validation import field_problems
-from convai_provider.resources.fields import (
-    DEFAULT_ADOPT_EXISTING,
-    DEFAULT_IS_UNCENSORED,
-    DEFAULT_VERIFY_ENDPOINT,
-    AccountAlias,
-    BaseUrl,
-    Name,
-)
+from convai_provider.resources.field_docs import shared_field
+from convai_provider.resources.fields import AccountAlias, BaseUrl, Name
+from convai_provider.resources.private_model_inputs import ENDPOINT_FIELDS, PrivateModelInputs
 from convai_provider.resources.settings import CONFIG_KEYS as PROVIDER_KEYS
 
 PROJECT = "convai-models"
@@ -200,7 +195,7 @@ ConfigKey = Annotated[
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class Toleration(_Strict):
@@ -671,22 +666,32 @@ Endpoint = Annotated[ExternalEndpoint | VllmEndpoint, Field(discriminator="kind"
 
 
 class ModelDeclaration(_Strict):
-    """One Convai private model; base_url, model_name and api_key come from its endpoint."""
+    """One Convai private model (a ConvaiPrivateModel): its `base_url`, `model_name` and `api_key`
+    come from its endpoint's outputs, every other input of the resource is declared here, with the
+    resource's default and doc."""
 
-    model_group_name: Name
+    model_group_name: Name = shared_field(PrivateModelInputs, "model_group_name")
     endpoint: DnsLabel
-    display_name: Name | None = None
-    is_uncensored: StrictBool = DEFAULT_IS_UNCENSORED
-    verify_endpoint: StrictBool = DEFAULT_VERIFY_ENDPOINT
-    adopt_existing: StrictBool = DEFAULT_ADOPT_EXISTING
+    """The `name` of the endpoint (of `endpoints`) that serves the model."""
+    display_name: Name | None = shared_field(PrivateModelInputs, "display_name")
+    is_uncensored: StrictBool = shared_field(PrivateModelInputs, "is_uncensored")
+    verify_endpoint: StrictBool = shared_field(PrivateModelInputs, "verify_endpoint")
+    adopt_existing: StrictBool = shared_field(PrivateModelInputs, "adopt_existing")
     protect: StrictBool | None = None
-    """Defaults to the stack's protectModels."""
+    """Protect the model from deletion (Pulumi's `protect`); left out, the stack's
+    `protectModels`."""
     characters: list[Name] = Field(default_factory=list)
     """Convai character IDs that use this model; they are moved to the fallback model before the
     model is ever deregistered."""
-    account: AccountAlias | None = None
-    """An alias of convai:accounts the model (and its characters) live in; default: the account
-    of convai:apiKey (docs/accounts.md)."""
+    account: AccountAlias | None = shared_field(PrivateModelInputs, "account")
+
+    def resource_inputs(self) -> dict[str, Any]:
+        """The inputs of its ConvaiPrivateModel declared here (the endpoint gives the rest)."""
+        return {name: getattr(self, name) for name in DECLARED_INPUTS}
+
+
+DECLARED_INPUTS = tuple(f for f in PrivateModelInputs.model_fields if f not in ENDPOINT_FIELDS)
+"""The private model's inputs a stack file declares on the model: all but its endpoint's."""
 
 
 class StackConfig(_Strict):
