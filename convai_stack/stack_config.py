@@ -36,7 +36,7 @@ from convai_provider.api.builtin_models import (
 )
 from convai_provider.guards.documents import DocumentError, TooDeepError, load_yaml, parse_json
 from convai_provider.guards.validation import field_problems
-from convai_provider.resources.field_docs import shared_field
+from convai_provider.resources.field_docs import on_change, required_though_defaulted, shared_field
 from convai_provider.resources.fields import AccountAlias, BaseUrl, Name
 from convai_provider.resources.private_model_inputs import ENDPOINT_FIELDS, PrivateModelInputs
 from convai_provider.resources.settings import CONFIG_KEYS as PROVIDER_KEYS
@@ -202,10 +202,15 @@ class Toleration(_Strict):
     """A node taint the vLLM pods tolerate: Kubernetes' toleration, its fields in snake_case."""
 
     key: StrictStr | None = None
+    """The taint's key; left out (with operator Exists), every taint is tolerated."""
     operator: Literal["Exists", "Equal"] = "Equal"
+    """Exists: any value of the key; Equal: the value given."""
     value: StrictStr | None = None
+    """The taint's value, with operator Equal."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """The taint effect tolerated; left out, every effect."""
     toleration_seconds: int | None = Field(default=None, ge=0)
+    """With effect NoExecute: how long a replica stays on a node after the taint appears."""
 
     @model_validator(mode="after")
     def _as_kubernetes_accepts(self) -> Toleration:
@@ -263,6 +268,7 @@ class MetricsScrape(_Strict):
     routes). With the Prometheus operator, a PodMonitor tells it what to scrape."""
 
     scraper_namespace: DnsLabel = "monitoring"
+    """The namespace of the Prometheus pods that scrape vLLM."""
     scraper_pod_labels: LabelMap = Field(
         default_factory=lambda: {"app.kubernetes.io/name": "prometheus"}
     )
@@ -287,7 +293,10 @@ class Autoscaling(_Strict):
     Prometheus."""
 
     min_replicas: int = Field(ge=0, le=64)
+    """The fewest replicas, from 1: scaling to zero is not offered (at zero no vLLM reports a
+    queue, so nothing would scale it up again)."""
     max_replicas: int = Field(ge=1, le=64)
+    """The most replicas, at least min_replicas."""
     target_load: int = Field(default=16, ge=1)
     """Requests per replica, running plus waiting (vllm:num_requests_running and
     vllm:num_requests_waiting), KEDA aims at."""
@@ -331,7 +340,9 @@ class GatewayDataplane(_Strict):
     their labels in their namespace."""
 
     namespace: DnsLabel
+    """The namespace of the Gateway's proxy pods."""
     pod_labels: LabelMap
+    """Labels of the Gateway's proxy pods (not empty)."""
 
     @model_validator(mode="after")
     def _pods_are_named(self) -> GatewayDataplane:
@@ -347,7 +358,9 @@ class GatewayRef(_Strict):
     """The Gateway API Gateway an HTTPRoute attaches to (the platform's; its listener holds TLS)."""
 
     name: DnsLabel
+    """The Gateway's name."""
     namespace: DnsLabel
+    """The Gateway's namespace."""
     section_name: DnsLabel | None = None
     """The Gateway's HTTPS listener for the host, when it has several."""
     dataplane: GatewayDataplane | None = None
@@ -355,15 +368,35 @@ class GatewayRef(_Strict):
     Deployment): unset, only `ingress_cidrs` admits the Gateway (a cloud-managed one)."""
 
 
+_SERVED_NAME = on_change(
+    'replaces its Convai models (their model_name); docs/vllm.md, "Changing the model or the '
+    'served name", says how to change it without a 404 window',
+    replaces=True,
+)
+_OTHER_KIND = on_change(
+    "replaces the endpoint: a vllm endpoint's resources are created or deleted", replaces=True
+)
+_NEW_CLAIMS = on_change(
+    "replaces the StatefulSet (claims cannot be resized or moved in place; docs/vllm.md)",
+    replaces=True,
+)
+
+
 class ExternalEndpoint(_Strict):
     """An OpenAI-compatible endpoint that already runs somewhere (a hosted provider, a laptop)."""
 
-    kind: Literal["external"]
+    kind: Literal["external"] = Field(json_schema_extra=_OTHER_KIND)
+    """`external`: an endpoint that runs elsewhere."""
     name: DnsLabel
+    """The endpoint's name, which models refer to (`endpoint`)."""
     base_url: BaseUrl
-    model_name: Name
+    """The API root, ending in /v1 (http(s), without credentials, query or fragment); without
+    /v1 and with the preflight off (`verify_endpoint: false`), preview warns."""
+    model_name: Name = Field(json_schema_extra=_SERVED_NAME)
+    """The name the endpoint serves the model as: the Convai model's `model_name`."""
     api_key_config: ConfigKey
-    """The stack config key holding the endpoint's key, set with `pulumi config set --secret`."""
+    """The name of a secret config key holding the endpoint's key, set with
+    `pulumi config set --secret <name> <key>`."""
 
     @property
     def served_as(self) -> tuple[str, str]:
@@ -374,34 +407,54 @@ class ExternalEndpoint(_Strict):
 class VllmEndpoint(_Strict):
     """A vLLM deployment on Kubernetes, published over TLS so Convai can reach it."""
 
-    kind: Literal["vllm"]
-    name: VllmName
+    kind: Literal["vllm"] = Field(json_schema_extra=_OTHER_KIND)
+    """`vllm`: a vLLM deployment this stack declares."""
+    name: VllmName = Field(
+        json_schema_extra=on_change(
+            "replaces every resource of the endpoint (a new namespace), and its Convai models "
+            "point at the new one",
+            replaces=True,
+        )
+    )
+    """A DNS label of at most 58 characters (the namespace `vllm-<name>` must fit in 63): names the
+    namespace and every resource of the endpoint; models refer to it (`endpoint`)."""
     model: Name
     """The Hugging Face model id, e.g. meta-llama/Llama-3.1-8B-Instruct."""
-    revision: StrictStr = Field(default="", validate_default=True)
+    revision: StrictStr = Field(
+        default="", validate_default=True, json_schema_extra=required_though_defaulted()
+    )
     """The commit of the model's repo that every replica serves: an init container downloads
     exactly that onto the replica's claim, and vLLM then starts offline (docs/vllm.md, "Pinned
     weights"). Required on every vLLM endpoint, staging's too."""
-    served_model_name: Name
+    served_model_name: Name = Field(json_schema_extra=_SERVED_NAME)
+    """The name vLLM serves the model as: the Convai model's `model_name`."""
     also_served_as: list[Name] = Field(default_factory=list)
     """More names vLLM answers to besides served_model_name: the old name while a served name
     changes, so no request of Convai's gets a 404 (docs/vllm.md, "Changing the model or the
     served name")."""
     host: Hostname
-    """Public DNS name of the Ingress; base_url becomes https://HOST/v1."""
+    """Public DNS name of the Ingress (or the HTTPRoute), one endpoint each; the Convai model's
+    base_url becomes https://HOST/v1."""
     image_tag: Name = VLLM_IMAGE_TAG
+    """The pinned tag of the vllm/vllm-openai image."""
     image_digest: ImageDigest | None = None
-    """Pins the exact image: a tag can be moved, a digest cannot. The tag stays for readers."""
+    """`sha256:<64 hex>`: pins the exact image (`vllm/vllm-openai:TAG@DIGEST`); a tag can be moved,
+    a digest cannot. The tag stays for readers (docs/vllm.md, "Image digests")."""
     max_model_len: int = Field(default=8192, gt=0)
+    """The context length vLLM serves (`--max-model-len`)."""
     attention_heads: int | None = Field(default=None, ge=1)
+    """The model's num_attention_heads (its config.json); with kv_heads stated, any `gpus` that
+    divides both is admitted."""
     kv_heads: int | None = Field(default=None, ge=1)
-    """The model's num_attention_heads and num_key_value_heads (its config.json): stated, they
-    admit any `gpus` that divides them; unstated, `gpus` is 1, 2, 4 or 8."""
+    """The model's num_key_value_heads (its config.json): stated with attention_heads, they admit
+    any `gpus` that divides them; unstated, `gpus` is 1, 2, 4 or 8."""
     gpus: int = Field(default=1, ge=1)
-    """GPUs per replica, all on one node: vLLM's tensor-parallel size."""
+    """GPUs per replica, all on one node (at most 8): vLLM's tensor-parallel size, 1, 2, 4 or 8,
+    or any count dividing attention_heads and kv_heads."""
     replicas: int = Field(default=1, ge=1, le=64)
     """Each replica owns its model cache (a StatefulSet claim): any count can start. With 2 or
-    more, changes roll one replica at a time; a single replica is down while it reloads."""
+    more, changes roll one replica at a time; with one, every change is an outage while the model
+    reloads."""
     startup_timeout: int = Field(default=1800, ge=300, le=14400)
     """Seconds vLLM may take to load the model from its claim and start serving (the startup
     probe's deadline) before the kubelet restarts it."""
@@ -410,17 +463,23 @@ class VllmEndpoint(_Strict):
     left out, startup_timeout (the one deadline of stack files from before this key). Pulumi's
     wait for a replica is the image pull plus both (docs/vllm.md, "Deadlines")."""
     cpu: Quantity = "8"
+    """CPU of each replica, requested and limited alike."""
     memory: Quantity = "32Gi"
+    """Memory of each replica, requested and limited alike."""
     shm_size: Quantity = "8Gi"
-    cache_size: Quantity = "100Gi"
-    storage_class: Name | None = None
+    """Size of the memory-backed /dev/shm."""
+    cache_size: Quantity = Field(default="100Gi", json_schema_extra=_NEW_CLAIMS)
+    """Size of each replica's model cache claim (ReadWriteOnce), which holds HF_HOME."""
+    storage_class: Name | None = Field(default=None, json_schema_extra=_NEW_CLAIMS)
+    """The StorageClass of the cache claims; left out, the cluster's default."""
     max_n_sequences: int = Field(default=64, ge=1, le=128)
     """VLLM_MAX_N_SEQUENCES: the most sequences (`n`) one request may ask for. vLLM's default,
     16384, lets one request of a public endpoint exhaust the server; its guide suggests 64-128."""
     tolerations: list[Toleration] = Field(default_factory=lambda: list(GPU_TOLERATIONS))
     """Taints of the GPU nodes; replaces the default, so list nvidia.com/gpu too if needed."""
     node_selector: LabelMap = Field(default_factory=dict)
-    """Node labels a replica's node must carry, e.g. the GPU model's."""
+    """Node labels a replica's node must carry, e.g. the GPU model's:
+    `{nvidia.com/gpu.product: NVIDIA-L4}`."""
     runtime_class_name: DnsLabel | None = None
     """The RuntimeClass that exposes GPUs (e.g. nvidia) where it is not the node's default."""
     priority_class_name: DnsLabel | None = None
@@ -428,6 +487,7 @@ class VllmEndpoint(_Strict):
     replica outranks batch pods that tolerate the GPU taint and may preempt them
     (docs/vllm.md, "GPU placement")."""
     ingress_class: Name = "nginx"
+    """The IngressClass of the endpoint's Ingress."""
     ingress_namespace: DnsLabel = "ingress-nginx"
     """The ingress controller's namespace: the only one whose pods may reach vLLM's port (behind a
     Gateway, `gateway.dataplane` says whose)."""
@@ -441,16 +501,20 @@ class VllmEndpoint(_Strict):
     ingress_cidrs: list[IpNetwork] | None = None
     """Source ranges also admitted to vLLM's port: a cloud load balancer that reaches the pods
     directly (GKE's 35.191.0.0/16 and 130.211.0.0/22, a proxy-only subnet) or an ingress
-    controller on the host network (the nodes' range)."""
+    controller on the host network (the nodes' range) (docs/vllm.md, "The Gateway API")."""
     cluster_issuer: Name | None = "letsencrypt-prod"
-    """cert-manager ClusterIssuer that issues the TLS certificate; null to bring your own."""
+    """cert-manager ClusterIssuer that issues the TLS certificate (declared as a Certificate `vllm`,
+    Secret `vllm-tls`); it must issue trusted certificates, never a staging CA's. null to bring
+    your own `<name>-tls` Secret."""
     hf_token_config: ConfigKey | None = None
     """Stack config key of a secret Hugging Face token, for gated models."""
     egress_denied_cidrs: list[IpNetwork] = Field(default_factory=lambda: list(EGRESS_DENIED))
     """Networks the pods' HTTPS (443) may not reach; anything else on 443 may be (the model hub and
     its CDN). IPv6 HTTPS is allowed only when the list names an IPv6 network, so a list of IPv4
-    networks alone keeps IPv6 closed. Replaces the default: keep 169.254.0.0/16."""
+    networks alone keeps IPv6 closed. Replaces the default: keep 169.254.0.0/16 (docs/vllm.md,
+    "Least privilege")."""
     dns_namespace: DnsLabel = "kube-system"
+    """Where the cluster DNS runs: the only egress allowed besides HTTPS."""
     dns_pod_labels: LabelMap = Field(default_factory=lambda: {"k8s-app": "kube-dns"})
     """Labels of the cluster DNS's pods (CoreDNS keeps kube-dns's label on every major cloud)."""
     api_key_in_use: Literal["a", "b"] = "a"
@@ -460,13 +524,15 @@ class VllmEndpoint(_Strict):
     metrics: MetricsScrape | None = None
     """A scrape path for vLLM's /metrics (docs/vllm.md, "Metrics and alerts"); off by default."""
     autoscaling: Autoscaling | None = None
-    """KEDA scales the replicas on queue depth; needs `metrics`; replaces `replicas`."""
+    """KEDA scales the replicas on requests per replica, running plus waiting; needs `metrics`,
+    replaces `replicas` (docs/vllm.md, "Autoscaling")."""
     gateway: GatewayRef | None = None
-    """Publish through the Gateway API (an HTTPRoute) instead of an Ingress."""
+    """Publish through the Gateway API (an HTTPRoute on this Gateway) instead of an Ingress
+    (docs/vllm.md, "The Gateway API")."""
     egress_fqdns: list[FqdnPattern] | None = None
     """HTTPS egress only to these names, as a CiliumNetworkPolicy (the cluster runs Cilium); true:
     the Hugging Face hub's (HF_HUB_FQDNS); unset, HTTPS goes anywhere outside
-    egress_denied_cidrs."""
+    egress_denied_cidrs (docs/vllm.md, "FQDN egress allow-list")."""
 
     @model_validator(mode="after")
     def _options_fit_together(self) -> VllmEndpoint:
@@ -695,14 +761,26 @@ DECLARED_INPUTS = tuple(f for f in PrivateModelInputs.model_fields if f not in E
 
 
 class StackConfig(_Strict):
+    """The settings of a stack, each a key under `convai-models:` in its stack file."""
+
     endpoints: list[Endpoint] = Field(default_factory=list)
+    """Inference endpoints, each `kind: external` or `kind: vllm`."""
     models: list[ModelDeclaration] = Field(default_factory=list)
+    """The Convai models, each referring to an endpoint by name."""
     protectModels: StrictBool = False  # noqa: N815 - the config key
+    """Protect every model of the stack (a model's `protect` overrides it)."""
     fallbackModel: Name = DEFAULT_FALLBACK_MODEL  # noqa: N815 - the config key
+    """The model characters move to before their model goes away: a built-in Convai code (listed in
+    convai_provider/api/builtin_models.py and the README's "Characters bound to models"), a code
+    named in extraBuiltinModels, or a model_group_name of this stack without characters of its
+    own (and in the characters' account); anything else is refused, since a typo would leave
+    characters on a model that does not exist."""
     extraBuiltinModels: list[Name] = Field(default_factory=list)  # noqa: N815 - the config key
-    """Built-in Convai codes newer than api/builtin_models.py, accepted as fallback."""
+    """Built-in Convai codes added after convai_provider/api/builtin_models.py was last updated,
+    accepted as fallbackModel."""
     requireImageDigest: StrictBool = False  # noqa: N815 - the config key
-    """Every vLLM endpoint must pin its image by digest: a tag can be moved to other bits."""
+    """Every vllm endpoint must set image_digest: a tag-only image is refused at preview, since a
+    tag can be moved to other bits (on in prod; docs/vllm.md, "Image digests")."""
 
     @model_validator(mode="after")
     def _references_are_consistent(self) -> StackConfig:
