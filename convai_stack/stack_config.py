@@ -57,6 +57,12 @@ STACK_KEYS = (
     REQUIRE_DIGEST_KEY,
 )
 PROVIDER_NAMESPACE = "convai"
+MODELS_EXPORT = "models"
+"""The stack output of every model's group, model name, display name and base_url."""
+ENDPOINT_KEYS_EXPORT = "endpointKeys"
+"""The stack output (secret) of every model's endpoint key, which the health command reads."""
+STACK_CONFIG_DIR = "stacks"
+"""Where the stack files are: Pulumi.yaml's `stackConfigDir`."""
 DEV_STACK = "dev"
 """The laptop stack, which scripts/dev-up runs in a project of its own: its secrets are set
 through dev-up (`scripts/dev-up config set --secret ...`), not in this checkout."""
@@ -102,17 +108,39 @@ DnsLabel = Annotated[
 ]
 
 
+NAMESPACE_PREFIX = "vllm-"
+DNS_LABEL_LIMIT = 63
+"""Kubernetes' most characters in a name that is a DNS label, such as a namespace's."""
+
+
+def vllm_namespace(name: str) -> str:
+    """The namespace of the vLLM endpoint `name`, which holds every resource of it."""
+    return f"{NAMESPACE_PREFIX}{name}"
+
+
 def _fits_namespace(name: str) -> str:
-    if len(f"vllm-{name}") > 63:
+    if len(vllm_namespace(name)) > DNS_LABEL_LIMIT:
+        most = DNS_LABEL_LIMIT - len(NAMESPACE_PREFIX)
         raise ValueError(
-            f"must be at most 58 characters (got {len(name)}): the namespace vllm-<name> may "
-            "not exceed Kubernetes' 63; shorten it"
+            f"must be at most {most} characters (got {len(name)}): the namespace "
+            f"{vllm_namespace('<name>')} may not exceed Kubernetes' {DNS_LABEL_LIMIT}; shorten it"
         )
     return name
 
 
 VllmName = Annotated[DnsLabel, AfterValidator(_fits_namespace)]
 """Names the namespace `vllm-<name>` and every resource of the endpoint."""
+
+API_PATH = "/v1"
+"""The only path a vLLM endpoint publishes: vLLM's key guards /v1, while /invocations, /pause,
+/update_weights and /tokenize answer anyone (vLLM's security guide). Convai and the preflight call
+only /v1/*."""
+
+
+def published_base_url(host: str) -> str:
+    """The base_url Convai is given for a vLLM endpoint published on `host`."""
+    return f"https://{host}{API_PATH}"
+
 
 PLACEHOLDER = "REPLACE-ME"
 """What a committed stack file holds where only its operator can know the value (a model's commit,
@@ -691,7 +719,11 @@ class VllmEndpoint(_Strict):
     @property
     def served_as(self) -> tuple[str, str]:
         """(base_url, model_name) Convai is given for this endpoint."""
-        return f"https://{self.host}/v1", self.served_model_name
+        return published_base_url(self.host), self.served_model_name
+
+    @property
+    def namespace(self) -> str:
+        return vllm_namespace(self.name)
 
     @property
     def tagged_image(self) -> str:
@@ -1024,11 +1056,28 @@ def _config_path(dotted: str) -> str:
 
 
 def stack_file(stack: str, root: Path = Path()) -> Path:
-    return root / "stacks" / f"Pulumi.{stack}.yaml"
+    """The stack file of `stack` in the checkout `root` (relative to it by default)."""
+    return root / STACK_CONFIG_DIR / f"Pulumi.{stack}.yaml"
 
 
 def read_stack_file(path: Path) -> dict[str, Any]:
     """The `config:` map of a stack file, every key fully namespaced."""
+    document = read_stack_document(path)
+    if not isinstance(document.get("config", {}), dict):
+        raise StackConfigError(f"{path} must be a mapping with a `config:` mapping inside")
+    config = dict(document.get("config") or {})
+    for key in config:
+        if not isinstance(key, str):
+            raise StackConfigError(
+                f"{path}: config key {key!r} is not a string: keys read like `project:name`"
+            )
+    return config
+
+
+def read_stack_document(path: Path) -> dict[str, Any]:
+    """A Pulumi project or stack file as a mapping: the one reader of these files. A key given
+    twice is refused, naming the key and both lines (YAML would keep the last one silently);
+    so is a file that is no UTF-8, no YAML or no mapping."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -1037,7 +1086,7 @@ def read_stack_file(path: Path) -> dict[str, Any]:
         ) from None
     except IsADirectoryError:
         raise StackConfigError(
-            f"{path} is a directory, not a stack file: stacks/Pulumi.NAME.yaml must be a file"
+            f"{path} is a directory, not a stack file: {stack_file('NAME')} must be a file"
         ) from None
     except OSError as exc:
         raise StackConfigError(f"{path} could not be read: {exc.strerror or exc}") from None
@@ -1052,15 +1101,9 @@ def read_stack_file(path: Path) -> dict[str, Any]:
         document = load_yaml(text, str(path)) or {}
     except DocumentError as exc:
         raise StackConfigError(str(exc)) from None
-    if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
+    if not isinstance(document, dict):
         raise StackConfigError(f"{path} must be a mapping with a `config:` mapping inside")
-    config = dict(document.get("config") or {})
-    for key in config:
-        if not isinstance(key, str):
-            raise StackConfigError(
-                f"{path}: config key {key!r} is not a string: keys read like `project:name`"
-            )
-    return config
+    return document
 
 
 def project_values(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,106 @@
+"""Rules of the stacks written once: the vLLM endpoint's URL and namespace, the exports, where
+the stack files are and how they are read. Each test ties a place that applies a rule to the one
+place that states it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from convai_provider import TYPE_TOKEN
+from convai_provider.commands import health
+from convai_stack.stack_config import (
+    ENDPOINT_KEYS_EXPORT,
+    MODELS_EXPORT,
+    STACK_CONFIG_DIR,
+    StackConfig,
+    StackConfigError,
+    VllmEndpoint,
+    published_base_url,
+    read_stack_document,
+    read_stack_file,
+    stack_file,
+    vllm_namespace,
+)
+from testkit.stacks import load_stack_file
+from tests.test_dev_up import dev_project_module
+from tests.test_stacks import run_stack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_vllm_endpoint_is_published_and_namespaced_as_its_schema_says() -> None:
+    declared = load_stack_file(stack_file("staging", ROOT))
+    run = run_stack("staging")
+    namespaces = {r.inputs["metadata"]["name"] for r in run.of_type("kubernetes:core/v1:Namespace")}
+    vllm = [e for e in declared.endpoints if isinstance(e, VllmEndpoint)]
+    assert vllm and namespaces == {e.namespace for e in vllm}
+    models = {r.name: r for r in run.of_type(TYPE_TOKEN)}
+    for model in declared.models:
+        endpoint = declared.endpoint(model.endpoint)
+        assert models[model.model_group_name].inputs["base_url"] == endpoint.served_as[0]
+    assert set(run.exports) == {MODELS_EXPORT, ENDPOINT_KEYS_EXPORT}
+
+
+def test_the_endpoint_url_and_namespace_rules() -> None:
+    assert published_base_url("llm.example.com") == "https://llm.example.com/v1"
+    assert vllm_namespace("llama-8b") == "vllm-llama-8b"
+    assert vllm_namespace("a" * 58) == "vllm-" + "a" * 58  # 63: the longest a namespace may be
+
+
+def test_the_health_command_reads_the_export_the_program_writes() -> None:
+    assert health.ENDPOINT_KEYS == ENDPOINT_KEYS_EXPORT
+
+
+def test_stack_files_are_where_the_project_says_and_its_defaults_are_the_schemas() -> None:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert project["stackConfigDir"] == STACK_CONFIG_DIR
+    assert stack_file("prod", ROOT) == ROOT / "stacks" / "Pulumi.prod.yaml"
+    for key, declared in project["config"].items():
+        assert declared["default"] == StackConfig.model_fields[key].default, key
+
+
+DUPLICATED = "config:\n  convai-models:protectModels: false\n  convai-models:protectModels: true\n"
+
+
+def test_the_reader_refuses_a_key_given_twice_naming_it_and_its_lines(tmp_path: Path) -> None:
+    path = tmp_path / "Pulumi.x.yaml"
+    path.write_text(DUPLICATED)
+    for read in (read_stack_document, read_stack_file):
+        with pytest.raises(StackConfigError) as refused:
+            read(path)
+        assert str(refused.value) == (
+            f"{path}:3:3: invalid YAML: duplicate key 'convai-models:protectModels' (first "
+            "given on line 2); give each key once"
+        ), read.__name__
+
+
+def test_dev_up_reads_the_committed_stack_file_with_the_same_reader(tmp_path: Path) -> None:
+    """scripts/dev_project.py read it with yaml.safe_load, which keeps the last of two keys."""
+    (tmp_path / "stacks").mkdir()
+    stack_file("dev", tmp_path).write_text(DUPLICATED)
+    with pytest.raises(SystemExit, match="duplicate key 'convai-models:protectModels'"):
+        dev_project_module().stack_file(tmp_path, {}, "http://127.0.0.1:8787")
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "scripts/dev_project.py",
+            "--root",
+            str(tmp_path),
+            "--check",
+            "config",
+            "rm",
+            "x",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 1 and "dev-up: " in refused.stderr
+    assert "duplicate key 'convai-models:protectModels' (first given on line 2)" in refused.stderr
