@@ -13,6 +13,7 @@ import yaml
 
 from convai_provider import TYPE_TOKEN
 from convai_provider.commands import health
+from convai_stack import stack_config
 from convai_stack.stack_config import (
     ENDPOINT_KEYS_EXPORT,
     MODELS_EXPORT,
@@ -104,3 +105,60 @@ def test_dev_up_reads_the_committed_stack_file_with_the_same_reader(tmp_path: Pa
     )
     assert refused.returncode == 1 and "dev-up: " in refused.stderr
     assert "duplicate key 'convai-models:protectModels' (first given on line 2)" in refused.stderr
+
+
+NAMES_BEFORE_THE_SPLIT = [
+    "PROJECT",
+    "ENDPOINTS_KEY",
+    "MODELS_KEY",
+    "PROTECT_KEY",
+    "FALLBACK_KEY",
+    "EXTRA_BUILTINS_KEY",
+    "REQUIRE_DIGEST_KEY",
+    "STACK_KEYS",
+    "PROVIDER_NAMESPACE",
+    "DEV_STACK",
+    "SECRET_KEY_FIELDS",
+    "VLLM_IMAGE",
+    "VLLM_IMAGE_TAG",
+    "Quantity",
+    "Hostname",
+    "DnsLabel",
+    "VllmName",
+    "PLACEHOLDER",
+    "ImageDigest",
+    "REVISION_PATTERN",
+    "LabelMap",
+    "IpNetwork",
+    "EGRESS_DENIED",
+    "ConfigKey",
+    "Toleration",
+    "GPU_TOLERATIONS",
+    "MAX_GPUS_PER_NODE",
+    "COMMON_GPU_COUNTS",
+    "FqdnPattern",
+    "HF_HUB_FQDNS",
+    "MetricsScrape",
+    "Autoscaling",
+    "GatewayDataplane",
+    "GatewayRef",
+    "ExternalEndpoint",
+    "VllmEndpoint",
+    "Endpoint",
+    "ModelDeclaration",
+    "StackConfig",
+    "StackConfigError",
+    "parse_stack_config",
+    "StackKeys",
+    "unknown_key_problems",
+    "known_keys",
+    "stack_file",
+    "read_stack_file",
+    "project_values",
+]
+"""Every public name convai_stack.stack_config defined when it was one 1,000-line module."""
+
+
+@pytest.mark.parametrize("name", NAMES_BEFORE_THE_SPLIT)
+def test_every_name_of_the_schema_is_still_imported_from_stack_config(name: str) -> None:
+    assert name in stack_config.__all__ and hasattr(stack_config, name)
