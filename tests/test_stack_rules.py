@@ -12,9 +12,11 @@ import pytest
 import yaml
 
 from convai_provider import TYPE_TOKEN
+from convai_provider.api.wire import OPENAI_BASE_URL
 from convai_provider.commands import health
 from convai_stack import stack_config
 from convai_stack.stack_config import (
+    API_PATH,
     ENDPOINT_KEYS_EXPORT,
     MODELS_EXPORT,
     STACK_CONFIG_DIR,
@@ -27,6 +29,7 @@ from convai_stack.stack_config import (
     stack_file,
     vllm_namespace,
 )
+from policy import guardrails
 from testkit.stacks import load_stack_file
 from tests.test_dev_up import dev_project_module
 from tests.test_stacks import run_stack
@@ -55,6 +58,13 @@ def test_the_endpoint_url_and_namespace_rules() -> None:
 
 def test_the_health_command_reads_the_export_the_program_writes() -> None:
     assert health.ENDPOINT_KEYS == ENDPOINT_KEYS_EXPORT
+
+
+def test_the_policy_pack_judges_by_the_rules_the_stack_applies() -> None:
+    """policy/guardrails.py writes these again (it is no part of the schema's owner's files):
+    tied here until it imports them."""
+    assert guardrails.PUBLISHED_PATH == API_PATH
+    assert guardrails.CONVAI_DEFAULT_BASE_URL == OPENAI_BASE_URL
 
 
 def test_stack_files_are_where_the_project_says_and_its_defaults_are_the_schemas() -> None:

@@ -77,7 +77,7 @@ class CharacterModelInputs(BaseModel):
         default=None,
         json_schema_extra=on_change(
             "refused at preview: a character lives in one account and uses that account's models "
-            "only"
+            "only (a rename of the alias to the same key changes nothing)"
         ),
     )
     """The account of the character and of its model (an alias of the stack's convai:accounts);

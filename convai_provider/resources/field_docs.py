@@ -15,7 +15,8 @@ from pydantic.fields import FieldInfo
 
 ON_CHANGE = "on_change"
 REPLACES = "replaces"
-REQUIRED = "required"
+REQUIRED = "x-required"
+"""Not JSON Schema's `required`, which is a list on the object, not a flag on a property."""
 
 
 def on_change(how: str, *, replaces: bool = False) -> dict[str, Any]:
