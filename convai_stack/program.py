@@ -28,9 +28,11 @@ from convai_provider.api.accounts import (
 )
 from convai_provider.guards.urls import api_root_hint, is_loopback, split_url
 from convai_stack.stack_config import (
+    ENDPOINT_KEYS_EXPORT,
     ENDPOINTS_KEY,
     EXTRA_BUILTINS_KEY,
     FALLBACK_KEY,
+    MODELS_EXPORT,
     MODELS_KEY,
     PROJECT,
     PROTECT_KEY,
@@ -42,6 +44,7 @@ from convai_stack.stack_config import (
     StackKeys,
     VllmEndpoint,
     parse_stack_config,
+    stack_file,
 )
 
 from .endpoints import EndpointOutputs, build_endpoint
@@ -61,9 +64,7 @@ def load_stack_config() -> StackConfig:
     try:
         values = {key: read(key) for key, read in readers.items()}
     except pulumi.ConfigTypeError as exc:
-        raise StackConfigError(
-            f"{exc}: fix it in stacks/Pulumi.{pulumi.get_stack()}.yaml"
-        ) from None
+        raise StackConfigError(f"{exc}: fix it in {stack_file(pulumi.get_stack())}") from None
     present = {k: v for k, v in values.items() if v is not None}
     keys = _every_config_key()
     secrets = frozenset(k for k in keys if _is_secret(k))
@@ -184,15 +185,10 @@ def declare_model(
 ) -> ConvaiPrivateModel:
     return ConvaiPrivateModel(
         model.model_group_name,
-        model_group_name=model.model_group_name,
         model_name=endpoint.model_name,
         api_key=endpoint.api_key,
         base_url=endpoint.base_url,
-        display_name=model.display_name,
-        is_uncensored=model.is_uncensored,
-        adopt_existing=model.adopt_existing,
-        verify_endpoint=model.verify_endpoint,
-        account=model.account,
+        **model.resource_inputs(),
         opts=pulumi.ResourceOptions(protect=stack.protected(model), depends_on=endpoint.ready),
     )
 
@@ -247,7 +243,6 @@ def main() -> None:
     }
     for declaration in stack.models:
         bind_characters(stack, declaration, models[declaration.model_group_name])
-    pulumi.export("models", {group: model_export(m) for group, m in models.items()})
-    pulumi.export(
-        "endpointKeys", pulumi.Output.secret({group: m.api_key for group, m in models.items()})
-    )
+    pulumi.export(MODELS_EXPORT, {group: model_export(m) for group, m in models.items()})
+    keys = pulumi.Output.secret({group: m.api_key for group, m in models.items()})
+    pulumi.export(ENDPOINT_KEYS_EXPORT, keys)

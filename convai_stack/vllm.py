@@ -9,7 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from convai_stack.stack_config import VllmEndpoint
+from convai_stack.stack_config import VllmEndpoint, published_base_url
 
 from . import vllm_metrics, vllm_network, vllm_pod, vllm_weights, vllm_workload
 
@@ -62,7 +62,7 @@ class VllmDeployment(pulumi.ComponentResource):
         labels = {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": name}
         namespace = k8s.core.v1.Namespace(
             name,
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=f"vllm-{name}", labels=POD_SECURITY),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=endpoint.namespace, labels=POD_SECURITY),
             opts=child,
         )
         ns = namespace.metadata.name
@@ -178,12 +178,12 @@ def _key_name(name: str, slot: str) -> str:
 
 def _base_url(spec: k8s.networking.v1.outputs.IngressSpec) -> str:
     (rule,) = spec.rules or []
-    return f"https://{rule.host}{vllm_network.API_PATH}"
+    return published_base_url(str(rule.host))
 
 
 def _route_base_url(spec: dict[str, Any]) -> str:
     (host,) = spec["hostnames"]
-    return f"https://{host}{vllm_network.API_PATH}"
+    return published_base_url(host)
 
 
 def _sha256(value: str) -> str:

@@ -7,7 +7,7 @@ import json
 import pulumi
 import pulumi_kubernetes as k8s
 
-from convai_stack.stack_config import VllmEndpoint
+from convai_stack.stack_config import API_PATH, VllmEndpoint
 
 from .vllm_pod import PORT
 
@@ -19,9 +19,6 @@ ISSUED_SECRET = "vllm-tls"
 before the Certificate was declared, cert-manager's ingress-shim still manages that one."""
 CERTIFICATE_TIMEOUTS = pulumi.CustomTimeouts(create="30m", update="30m")
 """An ACME order takes minutes; far longer means DNS or the issuer is wrong."""
-API_PATH = "/v1"
-"""The only path published: vLLM's key guards /v1, while /invocations, /pause, /update_weights and
-/tokenize answer anyone (vLLM's security guide). Convai and the preflight call only /v1/*."""
 
 
 def service(

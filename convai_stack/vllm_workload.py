@@ -167,7 +167,7 @@ def load_query(endpoint: VllmEndpoint) -> str:
     """Requests in the endpoint's replicas, running and waiting, as vLLM reports them (its
     /metrics). Both: waiting alone is 0 until the batch is full and then jumps, which makes the
     count swing up and down; with AverageValue, KEDA divides the sum by the replica count."""
-    selector = f'{{namespace="vllm-{endpoint.name}",model_name="{endpoint.served_model_name}"}}'
+    selector = f'{{namespace="{endpoint.namespace}",model_name="{endpoint.served_model_name}"}}'
     return f"sum(vllm:num_requests_running{selector}) + sum(vllm:num_requests_waiting{selector})"
 
 

@@ -35,8 +35,15 @@ from urllib.parse import urlsplit
 
 import yaml
 
-STACK = "dev"
-PROJECT = "convai-models"
+from convai_stack.stack_config import (
+    DEV_STACK,
+    PROJECT,
+    StackConfigError,
+    read_stack_document,
+)
+from convai_stack.stack_config import stack_file as committed_stack_file
+
+STACK = DEV_STACK
 SALT = "encryptionsalt"
 DYNAMIC_PROVIDER = "pulumi:providers:pulumi-python"
 LOCAL_ONLY = (SALT, "secretsprovider", "encryptedkey")
@@ -44,12 +51,14 @@ LOCAL_ONLY = (SALT, "secretsprovider", "encryptedkey")
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
+    """A project or stack file, read as the program and the operator commands read them (a key
+    given twice is refused, naming it and its lines); {} when there is none yet."""
     if not path.exists():
         return {}
-    document = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(document, dict):
-        raise SystemExit(f"dev-up: {path} must be a YAML mapping")
-    return document
+    try:
+        return read_stack_document(path)
+    except StackConfigError as exc:
+        raise SystemExit(f"dev-up: {exc}") from None
 
 
 def secure_values(document: dict[str, Any]) -> dict[str, Any]:
@@ -101,7 +110,7 @@ def lost_config_change(root: Path, command: list[str]) -> str | None:
     action, rest = command[1], command[2:]
     flags = {a.split("=", 1)[0] for a in rest if a.startswith("-")}
     words = [a for a in rest if not a.startswith("-")]
-    committed_file = root / "stacks" / f"Pulumi.{STACK}.yaml"
+    committed_file = committed_stack_file(STACK, root)
     if action == "set" and "--secret" not in flags and words:
         key = _namespaced(words[0], "--path" in flags)
         return (
@@ -155,7 +164,7 @@ def project_file(root: Path) -> dict[str, Any]:
 
 
 def stack_file(root: Path, previous: dict[str, Any], base_url: str) -> dict[str, Any]:
-    committed = read_yaml(root / "stacks" / f"Pulumi.{STACK}.yaml")
+    committed = read_yaml(committed_stack_file(STACK, root))
     # Where an older dev-up wrote its salt and secrets into the committed file, they are taken
     # over once; the previous generated file wins after that.
     local = previous if SALT in previous else committed

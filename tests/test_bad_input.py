@@ -17,11 +17,8 @@ from pulumi.output import Unknown
 from convai_provider.api.matching import LISTED_FIELDS
 from convai_provider.api.wire import PrivateModel
 from convai_provider.resources.character_model import CharacterModelInputs, CharacterModelProvider
-from convai_provider.resources.private_model import (
-    INPUT_FIELDS,
-    PrivateModelInputs,
-    PrivateModelProvider,
-)
+from convai_provider.resources.private_model import PrivateModelProvider
+from convai_provider.resources.private_model_inputs import INPUT_FIELDS, PrivateModelInputs
 from convai_provider.resources.type_tokens import CHARACTER_TYPE_TOKEN, TYPE_TOKEN
 from convai_stack.commands.cli import main as cli_main
 from convai_stack.commands.recovery import RecoveryError, recover_pending_creates

@@ -13,12 +13,9 @@ from pulumi.dynamic.dynamic import serialize_provider
 
 import convai_provider
 from convai_provider.api import wire
+from convai_provider.resources import character_model, private_model_inputs
 from convai_provider.resources.character_model import CharacterModelProvider
-from convai_provider.resources.private_model import (
-    COMPUTED_FIELDS,
-    INPUT_FIELDS,
-    PrivateModelProvider,
-)
+from convai_provider.resources.private_model import PrivateModelProvider
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from testkit.engine import run_program_fully
 
@@ -56,8 +53,8 @@ def test_every_output_is_an_attribute_the_sdk_types_without_evaluating_annotatio
     """The outputs are declared for type checkers only: Pulumi's SDK evaluates a resource class's
     annotations again for every resource it resolves (0.3 ms a model, docs/big-stacks.md)."""
     outputs = {
-        "model": (*INPUT_FIELDS, *COMPUTED_FIELDS),
-        "binding": ("char_id", "model_group_name", "fallback_model_group_name", "account"),
+        "model": (*private_model_inputs.INPUT_FIELDS, *private_model_inputs.COMPUTED_FIELDS),
+        "binding": (*character_model.INPUT_FIELDS, *character_model.COMPUTED_FIELDS),
     }
 
     def declare() -> None:

@@ -25,7 +25,7 @@ from pulumi.dynamic import (
     Resource,
     UpdateResult,
 )
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from convai_provider.api.accounts import ACCOUNT_KEY, account_name
 from convai_provider.api.builtin_models import DEFAULT_FALLBACK_MODEL
@@ -38,6 +38,7 @@ from convai_provider.resources.base import (
     is_unknown,
     merge_args,
 )
+from convai_provider.resources.field_docs import on_change, replacing_fields
 from convai_provider.resources.fields import AccountAlias, Name
 from convai_provider.resources.key_identity import KEY_FINGERPRINT, seen_with, why_not_gone
 from convai_provider.resources.options import resource_options
@@ -52,31 +53,50 @@ log = logging.getLogger("convai_provider")
 
 # schema -----------------------------------------------------------------------------------------
 
-REPLACE_FIELDS = ("char_id", "model_group_name")
-COMPUTED_FIELDS = (KEY_FINGERPRINT,)
-"""Outputs only: the fingerprint of the Convai key that bound the character or last saw it, so
-that another account's key never takes the character for gone (resources.key_identity)."""
-
-BINDING = "binding"
-"""A change moves the character to the fallback, then binds it anew."""
+_REBINDS = on_change(
+    "replaces: moves the character to the fallback, then binds it to the new model",
+    replaces=True,
+)
 
 
 class CharacterModelInputs(BaseModel):
     """What a ConvaiCharacterModel declares, validated for plan time."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    char_id: Name
-    """Required, replaces on change: the Convai character ID."""
-    model_group_name: Name
-    """Required, replaces on change (fallback, then the new model): a private model's group
-    name or a built-in model code."""
+    char_id: Name = Field(json_schema_extra=_REBINDS)
+    """The Convai character ID."""
+    model_group_name: Name = Field(json_schema_extra=_REBINDS)
+    """The model the character uses while the binding exists: a private model's group name (pass
+    the model's output, `model.model_group_name`, or the model itself as `model=`) or a built-in
+    model code."""
     fallback_model_group_name: Name = DEFAULT_FALLBACK_MODEL
-    """Optional: where the character goes when the binding is deleted. Updates in place."""
-    account: AccountAlias | None = None
-    """Optional, never changes: the account of the character and of its model (an alias of the
-    stack's convai:accounts; left out, the default account). A character lives in one account:
-    a change is refused at preview."""
+    """Where the character goes when the binding is deleted: a built-in Convai model code, or a
+    private model that outlives the binding."""
+    account: AccountAlias | None = Field(
+        default=None,
+        json_schema_extra=on_change(
+            "refused at preview: a character lives in one account and uses that account's models "
+            "only (a rename of the alias to the same key changes nothing)"
+        ),
+    )
+    """The account of the character and of its model (an alias of the stack's convai:accounts);
+    left out, the model's when `model=` is given, else the account of convai:apiKey."""
+
+
+INPUT_FIELDS = tuple(CharacterModelInputs.model_fields)
+REPLACE_FIELDS = replacing_fields(CharacterModelInputs)
+COMPUTED_FIELDS = (KEY_FINGERPRINT,)
+"""Outputs only: the fingerprint of the Convai key that bound the character or last saw it, so
+that another account's key never takes the character for gone (resources.key_identity)."""
+COMPUTED_DOCS = {
+    KEY_FINGERPRINT: "A fingerprint of the Convai key that bound the character or last saw it "
+    "(never the key): how another account's key is told from this binding's "
+    "(docs/state-integrity.md).",
+}
+
+BINDING = "binding"
+"""A change moves the character to the fallback, then binds it anew."""
 
 
 # provider ---------------------------------------------------------------------------------------
@@ -157,7 +177,7 @@ class CharacterModelProvider(ConvaiProvider):
                 raise ConvaiOperationError("read", _subject(id_), refusal) from None
             log.info("Convai character %s is gone; dropping its binding from state", id_)
             return ReadResult("", {})
-        inputs = {k: v for k, v in props.items() if k in CharacterModelInputs.model_fields}
+        inputs = {k: v for k, v in props.items() if k in INPUT_FIELDS}
         if character.model_group_name is not None:
             # Convai reported the model: refresh records drift. Absent, state is kept as is.
             inputs["model_group_name"] = character.model_group_name
@@ -196,8 +216,7 @@ class CharacterModelProvider(ConvaiProvider):
 
 
 def _declared(props: Mapping[str, Any]) -> dict[str, Any]:
-    fields = CharacterModelInputs.model_fields
-    return {k: v for k, v in props.items() if k in fields and v is not None}
+    return {k: v for k, v in props.items() if k in INPUT_FIELDS and v is not None}
 
 
 # resource ---------------------------------------------------------------------------------------
@@ -205,12 +224,13 @@ def _declared(props: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(kw_only=True)
 class ConvaiCharacterModelArgs:
+    """Inputs of a ConvaiCharacterModel: each field's doc and default are CharacterModelInputs'
+    (and docs/reference.md's); left None, an input takes its default at check."""
+
     char_id: pulumi.Input[str]
     model_group_name: pulumi.Input[str]
     fallback_model_group_name: pulumi.Input[str] | None = None
-    """Default gpt-4o-mini, a built-in Convai model."""
     account: pulumi.Input[str] | None = None
-    """The model's account (`model.account`): default, the account of convai:apiKey."""
 
 
 class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
@@ -228,8 +248,6 @@ class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
         fallback_model_group_name: pulumi.Output[str]
         account: pulumi.Output[str | None]
         convai_key_fingerprint: pulumi.Output[str]
-        """A fingerprint of the Convai key that bound the character or last saw it (never the key):
-        how another account's key is told from this binding's (docs/state-integrity.md)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass is this resource: it keeps the type token (resources.type_tokens)."""
@@ -247,16 +265,12 @@ class ConvaiCharacterModel(Resource, module=MODULE, name="CharacterModel"):
         account: pulumi.Input[str] | None = None,
         model: ConvaiPrivateModel | None = None,
     ) -> None:
-        keywords: dict[str, Any] = {
-            "char_id": char_id,
-            "model_group_name": model_group_name,
-            "fallback_model_group_name": fallback_model_group_name,
-            "account": account,
-        }
+        # One keyword per input, named as the input (tests tie the signature to the schema).
+        keywords = {name: value for name, value in locals().items() if name in INPUT_FIELDS}
         props = merge_args(args, keywords)
         if model is not None:
             props = _bound_to(model, props, resource_name)
-        for output in (*keywords, *COMPUTED_FIELDS):
+        for output in (*INPUT_FIELDS, *COMPUTED_FIELDS):
             props.setdefault(output, None)
         settle_outputs_in_one_wait()
         with provider_serialization():

@@ -70,9 +70,3 @@ def _alias(value: str) -> str:
 
 AccountAlias = Annotated[StrictStr, AfterValidator(_alias)]
 """An alias of the stack's convai:accounts; left out, the default account (convai:apiKey)."""
-
-
-# What a private model's optional inputs default to; the stack schema declares the same.
-DEFAULT_IS_UNCENSORED = False
-DEFAULT_ADOPT_EXISTING = False
-DEFAULT_VERIFY_ENDPOINT = True

@@ -1,10 +1,12 @@
 """`ConvaiPrivateModel`: a Convai private LLM model as a Pulumi resource.
 
-In the order of a Terraform provider's resource file: the schema (`PrivateModelInputs`), the
-provider (`PrivateModelProvider`: check, diff, create, read, update, delete) and the resource
-class the program declares (`ConvaiPrivateModel`). The resource class runs in the program; the
-provider runs in Pulumi's provider process (`python -m pulumi.dynamic`), four calls at a time on
-one instance, which is pickled into state and so carries no key, client or lock.
+In the order of a Terraform provider's resource file: the schema (`PrivateModelInputs`, in
+`private_model_inputs`, which the stack schema shares and which loads no Pulumi), the provider
+(`PrivateModelProvider`: check, diff, create, read, update, delete) and the resource class the
+program declares (`ConvaiPrivateModel`), whose Args, keywords and outputs tests tie to the schema.
+The resource class runs in the program; the provider runs in Pulumi's provider process (`python -m
+pulumi.dynamic`), four calls at a time on one instance, which is pickled into state and so carries
+no key, client or lock.
 """
 
 from __future__ import annotations
@@ -24,21 +26,13 @@ from pulumi.dynamic import (
     Resource,
     UpdateResult,
 )
-from pydantic import ConfigDict, StrictBool
 
 from convai_provider.api.account import Operation
 from convai_provider.api.accounts import ACCOUNT_KEY
 from convai_provider.api.client import build_request
 from convai_provider.api.errors import ConflictError, ConvaiError, NotFoundError
 from convai_provider.api.matching import as_declared, differences
-from convai_provider.api.wire import (
-    OPENAI_BASE_URL,
-    UPDATABLE_FIELDS,
-    PrivateModel,
-    RegisterRequest,
-    RegisterResponse,
-    UpdateRequest,
-)
+from convai_provider.api.wire import UPDATABLE_FIELDS, PrivateModel, UpdateRequest
 from convai_provider.guards.text import sentence
 from convai_provider.preflight.checks import PreflightReport, check_endpoint
 from convai_provider.resources.base import (
@@ -49,83 +43,19 @@ from convai_provider.resources.base import (
     differs,
     merge_args,
 )
-from convai_provider.resources.fields import (
-    DEFAULT_ADOPT_EXISTING,
-    DEFAULT_IS_UNCENSORED,
-    DEFAULT_VERIFY_ENDPOINT,
-    AccountAlias,
-    BaseUrl,
-    EndpointKey,
-    Name,
-)
 from convai_provider.resources.key_identity import KEY_FINGERPRINT, seen_with, why_not_gone
 from convai_provider.resources.options import resource_options
+from convai_provider.resources.private_model_inputs import (
+    COMPUTED_FIELDS,
+    ENDPOINT_FIELDS,
+    INPUT_FIELDS,
+    REPLACE_FIELDS,
+    PrivateModelInputs,
+)
 from convai_provider.resources.pulumi_outputs import settle_outputs_in_one_wait
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.runtime import ConvaiRuntime
 from convai_provider.resources.type_tokens import MODULE, kept_type_token
-
-# schema -----------------------------------------------------------------------------------------
-
-REPLACE_FIELDS = ("model_group_name", "model_name")
-"""The update API cannot change these: a change deletes the model, then registers it anew."""
-
-ENDPOINT_FIELDS = ("base_url", "model_name", "api_key")
-"""A change to any of these points Convai at a different endpoint: the preflight runs again."""
-
-COMPUTED_FIELDS = ("category", "created_at", KEY_FINGERPRINT)
-"""Outputs only: set by Convai, or (the key fingerprint) by the provider."""
-
-
-class PrivateModelInputs(RegisterRequest):
-    """What a ConvaiPrivateModel declares: the register request, validated for plan time."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model_group_name: Name
-    """Required, replaces on change. Unique in the account; characters refer to it."""
-    model_name: Name
-    """Required, replaces on change. The name the endpoint serves."""
-    api_key: EndpointKey
-    """Required, secret, updates in place. Use a placeholder such as EMPTY for keyless endpoints."""
-    is_uncensored: StrictBool = DEFAULT_IS_UNCENSORED
-    """Optional (false), updates in place."""
-    display_name: Name | None = None
-    """Optional, updates in place; left out, Convai's own label is kept and never diffed."""
-    base_url: BaseUrl = OPENAI_BASE_URL
-    """Optional (Convai's default `https://api.openai.com/v1`), updates in place."""
-    adopt_existing: StrictBool = DEFAULT_ADOPT_EXISTING
-    """Optional (false): on create, take over a model of this group name instead of failing."""
-    verify_endpoint: StrictBool = DEFAULT_VERIFY_ENDPOINT
-    """Optional (true): run the endpoint preflight before create, and before an update that
-    changes base_url or api_key; a failing endpoint is never registered."""
-    account: AccountAlias | None = None
-    """Optional, replaces on change (registered in the new account before it is deregistered
-    from the old): an alias of the stack's convai:accounts; left out, the default account."""
-
-    def register_request(self) -> RegisterRequest:
-        return RegisterRequest.model_validate(
-            self.model_dump(include=set(RegisterRequest.model_fields))
-        )
-
-    def outputs(self, live: PrivateModel) -> dict[str, Any]:
-        """Every input, with what Convai lists overriding what was declared."""
-        outputs = self.model_dump() | dict.fromkeys(COMPUTED_FIELDS)
-        outputs.update(live.documented())
-        return outputs
-
-    def registered_outputs(self, registered: RegisterResponse) -> dict[str, Any]:
-        """Every input, and the label Convai gave when none was declared. What Convai computes
-        (category, created_at) stays unset until the next read (refresh, `up --refresh`): reading
-        it now would cost a whole-account list per create (docs/big-stacks.md)."""
-        outputs = self.model_dump() | dict.fromkeys(COMPUTED_FIELDS)
-        if self.display_name is None:
-            outputs["display_name"] = registered.display_name
-        return outputs
-
-
-INPUT_FIELDS = tuple(PrivateModelInputs.model_fields)
-
 
 # provider ---------------------------------------------------------------------------------------
 
@@ -399,31 +329,28 @@ def _live_outputs(live: PrivateModel, stored: Mapping[str, Any]) -> dict[str, An
 
 @dataclass(kw_only=True)
 class ConvaiPrivateModelArgs:
-    """Inputs of a ConvaiPrivateModel (see PrivateModelInputs for each field's meaning)."""
+    """Inputs of a ConvaiPrivateModel: each field's doc and default are PrivateModelInputs' (and
+    docs/reference.md's); left None, an input takes its default at check."""
 
     model_group_name: pulumi.Input[str]
     model_name: pulumi.Input[str]
     api_key: pulumi.Input[str]
     is_uncensored: pulumi.Input[bool] | None = None
-    """Default false."""
     display_name: pulumi.Input[str] | None = None
     base_url: pulumi.Input[str] | None = None
-    """Default https://api.openai.com/v1, as Convai's."""
     adopt_existing: pulumi.Input[bool] | None = None
-    """Default false."""
     verify_endpoint: pulumi.Input[bool] | None = None
-    """Default true: the endpoint preflight runs before create and endpoint-changing updates."""
     account: pulumi.Input[str] | None = None
-    """An alias of the stack's convai:accounts; default: the account of convai:apiKey."""
 
 
 class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
     """A private, OpenAI-compatible LLM endpoint registered with Convai.
 
     `model_group_name` and `model_name` replace the model when changed (Convai deletes it first:
-    characters using it stop working meanwhile); the other inputs update in place. `api_key` is
-    always a secret. Deregistering a model breaks the characters that use it: protect production
-    models with `opts=pulumi.ResourceOptions(protect=True)`.
+    characters using it stop working meanwhile), and so does `account`; the other inputs update in
+    place (each input: docs/reference.md). `api_key` is always a secret. Deregistering a model
+    breaks the characters that use it: protect production models with
+    `opts=pulumi.ResourceOptions(protect=True)`.
     """
 
     if TYPE_CHECKING:
@@ -442,8 +369,6 @@ class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
         category: pulumi.Output[str]
         created_at: pulumi.Output[str]
         convai_key_fingerprint: pulumi.Output[str]
-        """A fingerprint of the Convai key that created the model or last saw it (never the key):
-        how another account's key is told from this model's (docs/state-integrity.md)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass is this resource: it keeps the type token (resources.type_tokens)."""
@@ -465,21 +390,12 @@ class ConvaiPrivateModel(Resource, module=MODULE, name="PrivateModel"):
         verify_endpoint: pulumi.Input[bool] | None = None,
         account: pulumi.Input[str] | None = None,
     ) -> None:
-        keywords: dict[str, Any] = {
-            "model_group_name": model_group_name,
-            "model_name": model_name,
-            "api_key": api_key,
-            "is_uncensored": is_uncensored,
-            "display_name": display_name,
-            "base_url": base_url,
-            "adopt_existing": adopt_existing,
-            "verify_endpoint": verify_endpoint,
-            "account": account,
-        }
+        # One keyword per input, named as the input (tests tie the signature to the schema).
+        keywords = {name: value for name, value in locals().items() if name in INPUT_FIELDS}
         props = merge_args(args, keywords)
         if props.get("api_key") is not None:
             props["api_key"] = pulumi.Output.secret(props["api_key"])
-        for output in (*keywords, *COMPUTED_FIELDS):
+        for output in (*INPUT_FIELDS, *COMPUTED_FIELDS):
             props.setdefault(output, None)  # None declares an output Pulumi fills after create
         settle_outputs_in_one_wait()
         with provider_serialization():

@@ -1,0 +1,43 @@
+"""The names a stack's configuration uses: the project, its keys, its exports, the dev stack."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import StrictStr
+
+from convai_stack.schema_base import matching
+
+PROJECT = "convai-models"
+ENDPOINTS_KEY = "endpoints"
+MODELS_KEY = "models"
+PROTECT_KEY = "protectModels"
+FALLBACK_KEY = "fallbackModel"
+EXTRA_BUILTINS_KEY = "extraBuiltinModels"
+REQUIRE_DIGEST_KEY = "requireImageDigest"
+STACK_KEYS = (
+    ENDPOINTS_KEY,
+    MODELS_KEY,
+    PROTECT_KEY,
+    FALLBACK_KEY,
+    EXTRA_BUILTINS_KEY,
+    REQUIRE_DIGEST_KEY,
+)
+PROVIDER_NAMESPACE = "convai"
+MODELS_EXPORT = "models"
+"""The stack output of every model's group, model name, display name and base_url."""
+ENDPOINT_KEYS_EXPORT = "endpointKeys"
+"""The stack output (secret) of every model's endpoint key, which the health command reads."""
+DEV_STACK = "dev"
+"""The laptop stack, which scripts/dev-up runs in a project of its own: its secrets are set
+through dev-up (`scripts/dev-up config set --secret ...`), not in this checkout."""
+SECRET_KEY_FIELDS = ("api_key_config", "hf_token_config")
+"""Endpoint fields naming a secret config key, which is then a key of the stack."""
+
+ConfigKey = Annotated[
+    StrictStr,
+    matching(
+        r"(?:[A-Za-z0-9_-]+:)?[A-Za-z][A-Za-z0-9_.-]*", "a config key such as localVllmApiKey"
+    ),
+]
+"""A stack config key an endpoint names for a secret: `name` or `namespace:name`."""
