@@ -131,10 +131,10 @@ class StackConfig(StrictModel):
     protectModels: StrictBool = False  # noqa: N815 - the config key
     """Protect every model of the stack (a model's `protect` overrides it)."""
     fallbackModel: Name = DEFAULT_FALLBACK_MODEL  # noqa: N815 - the config key
-    """The model characters move to before their model goes away: a built-in Convai code (listed in
-    convai_provider/api/builtin_models.py and the README's "Characters bound to models"), a code
-    named in extraBuiltinModels, or a model_group_name of this stack without characters of its
-    own (and in the characters' account); anything else is refused, since a typo would leave
+    """The model characters move to before their model goes away: a built-in Convai code (listed
+    in convai_provider/api/builtin_models.py and docs/resources.md, "Characters bound to models"),
+    a code named in extraBuiltinModels, or a model_group_name of this stack without characters of
+    its own (and in the characters' account); anything else is refused, since a typo would leave
     characters on a model that does not exist."""
     extraBuiltinModels: list[Name] = Field(default_factory=list)  # noqa: N815 - the config key
     """Built-in Convai codes added after convai_provider/api/builtin_models.py was last updated,

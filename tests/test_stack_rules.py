@@ -13,8 +13,8 @@ import yaml
 
 from convai_provider import TYPE_TOKEN
 from convai_provider.api.wire import OPENAI_BASE_URL
-from convai_provider.commands import health
 from convai_stack import stack_config
+from convai_stack.commands import health
 from convai_stack.stack_config import (
     API_PATH,
     ENDPOINT_KEYS_EXPORT,
