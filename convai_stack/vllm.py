@@ -126,7 +126,9 @@ class VllmDeployment(pulumi.ComponentResource):
                 name, endpoint, ns, labels, backend_service=service, opts=child
             )
             # From the route's output, so whatever takes base_url depends on the route.
-            self.base_url = edge.spec.apply(_route_base_url)  # type: ignore[attr-defined]
+            self.base_url = edge.spec.apply(  # type: ignore[attr-defined]
+                lambda spec: _published(name, endpoint.host, "HTTPRoute", _route_host(spec))
+            )
         else:
             # Not before its certificate is issued: an Ingress naming a Secret that does not
             # exist yet serves the controller's placeholder, which Convai refuses.
@@ -138,7 +140,9 @@ class VllmDeployment(pulumi.ComponentResource):
             )
             edge = ingress
             # From the Ingress's output, so whatever takes base_url depends on the Ingress.
-            self.base_url = ingress.spec.apply(_base_url)
+            self.base_url = ingress.spec.apply(
+                lambda spec: _published(name, endpoint.host, "Ingress", _ingress_host(spec))
+            )
         self.model_name = pulumi.Output.from_input(endpoint.served_model_name)
         self.api_key = pulumi.Output.secret(keys[endpoint.api_key_in_use].result)
         self.ready: list[pulumi.Resource] = [workload, edge]
@@ -176,14 +180,32 @@ def _key_name(name: str, slot: str) -> str:
     return f"{name}-api-key" if slot == KEY_SLOTS[0] else f"{name}-api-key-{slot}"
 
 
-def _base_url(spec: k8s.networking.v1.outputs.IngressSpec) -> str:
+class PublishedHostError(pulumi.RunError):
+    """The edge reports another host than the stack declares: Convai must hear of neither (a
+    RunError: Pulumi prints the sentence, not a traceback)."""
+
+
+def _published(name: str, declared: str, kind: str, reported: str) -> str:
+    """The URL Convai is given: the declared host's, once the edge reports serving it. A stale or
+    unexpected output (seen once on a host change) would otherwise register the old URL, or skip
+    the model's update, with the `up` reporting success."""
+    if reported != declared:
+        raise PublishedHostError(
+            f"endpoint '{name}': the {kind} reports host {reported!r} where the stack declares "
+            f"{declared!r}, so Convai is told of neither: run `pulumi refresh` on the stack, then "
+            "`pulumi up` again (docs/vllm.md, 'Changing the host')"
+        )
+    return published_base_url(declared)
+
+
+def _ingress_host(spec: k8s.networking.v1.outputs.IngressSpec) -> str:
     (rule,) = spec.rules or []
-    return published_base_url(str(rule.host))
+    return str(rule.host)
 
 
-def _route_base_url(spec: dict[str, Any]) -> str:
+def _route_host(spec: dict[str, Any]) -> str:
     (host,) = spec["hostnames"]
-    return published_base_url(host)
+    return str(host)
 
 
 def _sha256(value: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -809,6 +810,35 @@ def test_base_url_is_the_ingress_output(stack: str) -> None:
         assert model.property_dependencies["base_url"] == [ingress.urn]
         host = ingress.inputs["spec"]["rules"][0]["host"]
         assert model.inputs["base_url"] == f"https://{host}/v1"
+
+
+class StaleIngressMocks(RecordingMocks):
+    """An Ingress whose output still names the host it had before the update."""
+
+    def new_resource(
+        self, args: pulumi.runtime.MockResourceArgs
+    ) -> tuple[str | None, dict[str, Any]]:
+        resource_id, outputs = super().new_resource(args)
+        if args.typ == "kubernetes:networking.k8s.io/v1:Ingress":
+            spec = copy.deepcopy(outputs["spec"])
+            spec["rules"][0]["host"] = "old.llm.example.com"
+            outputs["spec"] = spec
+        return resource_id, outputs
+
+
+def test_an_ingress_reporting_another_host_fails_the_up_and_tells_convai_nothing() -> None:
+    """Seen once on a host change: the Ingress's output kept the old host, so the model's update
+    was silently skipped and Convai kept calling a host nothing served."""
+    mocks = StaleIngressMocks()
+    with pytest.raises(pulumi.RunError) as caught:
+        run_stack("staging", mocks=mocks)
+    (endpoint,) = vllm_endpoints("staging")
+    assert (
+        f"the Ingress reports host 'old.llm.example.com' where the stack declares "
+        f"'{endpoint.host}'" in str(caught.value)
+    )
+    assert "pulumi refresh" in str(caught.value)
+    assert not [r for r in mocks.registrations if r.type == TYPE_TOKEN]
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
