@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .processes import die_with_parent, group_members
+from .tools import MissingToolError
 
 SERVER_ACCOUNT = "convai-postgres"
 """The system account the server runs as when the tests run as root."""
@@ -41,7 +42,7 @@ STOP_TIMEOUT = 30.0
 READY = "database system is ready to accept connections"
 
 
-class NoPostgresError(Exception):
+class NoPostgresError(MissingToolError):
     """No PostgreSQL server on this machine, or it could not start; the message says why."""
 
 
