@@ -31,6 +31,8 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from convai_provider.emulator.process import StoppedOnExit
+
 from .processes import die_with_parent, end_group
 from .tls import TestCA, write_key
 from .tools import MissingToolError, cached_bin
@@ -109,7 +111,7 @@ def processes_mentioning(marker: str) -> list[str]:
     return found
 
 
-class ControlPlane:
+class ControlPlane(StoppedOnExit):
     """Started by `start` (or `with`), on free loopback ports, with all its files in `directory`.
 
     `kubeconfig` holds one cluster and an admin user (group system:masters) under each name in
@@ -127,9 +129,6 @@ class ControlPlane:
     def __enter__(self) -> ControlPlane:
         self.start()
         return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
 
     # starting ---------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ no teardown runs) or SIGKILL while they all run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from convai_provider.emulator.process import end_child
 from testkit.kube import processes_mentioning
 from testkit.postgres import PostgresServer
-from testkit.processes import end_group, session_members, stop_session
+from testkit.processes import end_group, group_members, session_members, stop_session
 
 ROOT = Path(__file__).resolve().parent.parent
 HOLD = ROOT / "tests" / "fixtures" / "hold-everything" / "hold_everything.py"
@@ -181,3 +183,84 @@ def test_a_run_started_with_ctrl_c_ignored_still_ctrl_cs_its_children() -> None:
         check=False,
     )
     assert ran.stdout.strip() == "130", ran.stdout + ran.stderr
+
+
+# end_child: what the emulator and PostgreSQL are stopped with -----------------------------------
+
+ECHO = "import sys\nfor line in sys.stdin:\n    print(line, end='', flush=True)\n"
+IGNORES_SIGTERM = (
+    "import signal, subprocess, sys, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    f"helper = subprocess.Popen([sys.executable, '-c', {ECHO!r}])\n"
+    "print(helper.pid, flush=True)\n"
+    "time.sleep(600)\n"
+)
+"""A server that ignores SIGTERM, with a helper in its group that echoes the server's stdin to its
+stdout; the server prints the helper's pid first."""
+
+
+def started_in_own_group(source: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The server started in a session (and group) of its own, and its helper's pid, once the
+    server has set its signal handling."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", source],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert server.stdout is not None
+    return server, int(server.stdout.readline())
+
+
+def echoed(server: subprocess.Popen[bytes], line: bytes) -> bytes:
+    """What the server's helper echoes of `line`: nothing once it has ended."""
+    assert server.stdin is not None and server.stdout is not None
+    with contextlib.suppress(BrokenPipeError):
+        server.stdin.write(line)
+        server.stdin.flush()
+    return server.stdout.readline()
+
+
+def close_pipes(server: subprocess.Popen[bytes]) -> None:
+    for pipe in (server.stdin, server.stdout):
+        if pipe is not None:
+            with contextlib.suppress(BrokenPipeError):
+                pipe.close()
+
+
+def test_a_child_that_ends_on_the_signal_is_not_killed() -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; print(flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE,
+    )
+    assert server.stdout is not None
+    server.stdout.readline()
+    end_child(server, signal.SIGTERM, 30)
+    assert server.returncode == -signal.SIGTERM
+    server.stdout.close()
+
+
+def test_a_child_that_ignores_the_signal_is_killed_and_its_group_with_it() -> None:
+    server, helper = started_in_own_group(IGNORES_SIGTERM)
+    try:
+        assert echoed(server, b"ready\n") == b"ready\n"
+        assert set(group_members(server.pid)) == {server.pid, helper}
+        end_child(server, signal.SIGTERM, 0.5, with_group=True)
+        assert server.returncode == -signal.SIGKILL
+        assert echoed(server, b"still here?\n") == b""
+        wait_until(lambda: group_members(server.pid) == [], 30, "the helper's end")
+    finally:
+        end_group(server, signal.SIGKILL, 5)
+        close_pipes(server)
+
+
+def test_without_its_group_only_the_child_is_killed() -> None:
+    server, helper = started_in_own_group(IGNORES_SIGTERM)
+    try:
+        end_child(server, signal.SIGTERM, 0.5)
+        assert server.returncode == -signal.SIGKILL
+        assert echoed(server, b"still here\n") == b"still here\n"
+        assert group_members(server.pid) == [helper]
+    finally:
+        end_group(server, signal.SIGKILL, 5)
+        close_pipes(server)
