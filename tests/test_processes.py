@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from convai_provider.emulator.process import end_child
 from testkit.kube import processes_mentioning
 from testkit.postgres import PostgresServer
 from testkit.processes import end_group, group_members, session_members, stop_session
+from testkit.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 HOLD = ROOT / "tests" / "fixtures" / "hold-everything" / "hold_everything.py"
@@ -45,14 +45,6 @@ HELD = {
 def held(marker: str) -> dict[str, list[str]]:
     running = processes_mentioning(marker)
     return {name: [p for p in running if part in p] for name, part in HELD.items()}
-
-
-def wait_until(condition: object, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not callable(condition) or not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not within {within:.0f} s")
-        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
@@ -83,8 +75,8 @@ def test_nothing_outlives_a_killed_test_run(
             start_new_session=True,
         )
     try:
-        wait_until(
-            lambda: ready.exists() or child.poll() is not None, READY_WITHIN, "the child's hold"
+        wait_for(
+            lambda: ready.exists() or child.poll() is not None, "the child's hold", READY_WITHIN
         )
         assert ready.exists(), f"the child ended {child.returncode}: {log.read_text()[-3000:]}"
         running = held(str(ready))
@@ -93,7 +85,7 @@ def test_nothing_outlives_a_killed_test_run(
         os.kill(child.pid, sig)
         child.wait()
 
-        wait_until(lambda: not processes_mentioning(str(ready)), GONE_WITHIN, "all gone")
+        wait_for(lambda: not processes_mentioning(str(ready)), "all gone", GONE_WITHIN)
         assert processes_mentioning(str(ready)) == []
         # The kernel ended the servers; the watchdog what the CLI ran, and says so.
         assert "testkit watchdog: the test run" in log.read_text()
@@ -141,11 +133,11 @@ def test_a_server_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
     )
     parent = subprocess.Popen([sys.executable, "-c", starter], cwd=ROOT, start_new_session=True)
     try:
-        wait_until(lambda: pid_file.exists() and pid_file.read_text(), 60, "the server's start")
+        wait_for(lambda: pid_file.exists() and pid_file.read_text(), "the server's start")
         assert session_members(parent.pid) == [parent.pid, int(pid_file.read_text())]
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
-        wait_until(lambda: session_members(parent.pid) == [], 30, "the server's end")
+        wait_for(lambda: session_members(parent.pid) == [], "the server's end", 30)
     finally:
         end_group(parent, signal.SIGKILL, 5)
 
@@ -248,7 +240,7 @@ def test_a_child_that_ignores_the_signal_is_killed_and_its_group_with_it() -> No
         end_child(server, signal.SIGTERM, 0.5, with_group=True)
         assert server.returncode == -signal.SIGKILL
         assert echoed(server, b"still here?\n") == b""
-        wait_until(lambda: group_members(server.pid) == [], 30, "the helper's end")
+        wait_for(lambda: group_members(server.pid) == [], "the helper's end", 30)
     finally:
         end_group(server, signal.SIGKILL, 5)
         close_pipes(server)
