@@ -350,6 +350,17 @@ def _change(res: Declared, entry: StateEntry, news: Mapping[str, Any]) -> dict[s
     }
 
 
+def _stored(name: str, res: Declared, entry: StateEntry) -> dict[str, Any]:
+    """What Delete and Read are both sent of a resource in state: its ID, URN and outputs."""
+    return {
+        "id": entry.id,
+        "urn": res.urn,
+        "properties": to_struct(entry.outputs),
+        "name": name,
+        "type": entry.type,
+    }
+
+
 def dependency_levels(deps: Mapping[str, set[str]]) -> list[list[str]]:
     """Names grouped so that each level depends only on earlier levels."""
     remaining = {name: set(d) & set(deps) for name, d in deps.items()}
@@ -456,12 +467,7 @@ class Engine:
     def delete(self, name: str) -> None:
         entry, res = self._existing(name)
         request = provider_pb2.DeleteRequest(
-            id=entry.id,
-            urn=res.urn,
-            properties=to_struct(entry.outputs),
-            old_inputs=to_struct(entry.inputs),
-            name=name,
-            type=entry.type,
+            **_stored(name, res, entry), old_inputs=to_struct(entry.inputs)
         )
         self._call("Delete", res, request)
         del self.state[name]
@@ -469,12 +475,7 @@ class Engine:
     def read(self, name: str) -> None:
         entry, res = self._existing(name)
         request = provider_pb2.ReadRequest(
-            id=entry.id,
-            urn=res.urn,
-            properties=to_struct(entry.outputs),
-            inputs=to_struct(entry.inputs),
-            name=name,
-            type=entry.type,
+            **_stored(name, res, entry), inputs=to_struct(entry.inputs)
         )
         reply = self._call("Read", res, request)
         if not reply.id:
