@@ -12,6 +12,7 @@ import pulumi_random as random
 from convai_stack.stack_config import VllmEndpoint, published_base_url
 
 from . import vllm_metrics, vllm_network, vllm_pod, vllm_weights, vllm_workload
+from .vllm_scope import EndpointScope
 
 COMPONENT_TYPE = "convai-models:inference:VllmDeployment"
 KEY_CHECKSUM = "convai-models/api-key-sha256"
@@ -65,7 +66,7 @@ class VllmDeployment(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(name=endpoint.namespace, labels=POD_SECURITY),
             opts=child,
         )
-        ns = namespace.metadata.name
+        scope = EndpointScope(name, endpoint, namespace.metadata.name, labels)
 
         keys = {
             slot: random.RandomPassword(_key_name(name, slot), length=48, special=False, opts=child)
@@ -73,7 +74,7 @@ class VllmDeployment(pulumi.ComponentResource):
         }
         secret = k8s.core.v1.Secret(
             f"{name}-keys",
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, labels=labels),
+            metadata=scope.metadata(),
             string_data={
                 vllm_pod.KEYS_FILE_NAME: pulumi.Output.all(
                     *(k.result for k in keys.values())
@@ -81,7 +82,7 @@ class VllmDeployment(pulumi.ComponentResource):
             },
             opts=child,
         )
-        hf_secret = _hf_token_secret(name, hf_token, ns, labels, child)
+        hf_secret = _hf_token_secret(scope, hf_token, child)
         template = vllm_pod.pod_template(
             endpoint,
             labels,
@@ -94,17 +95,14 @@ class VllmDeployment(pulumi.ComponentResource):
             init=vllm_weights.download_container(endpoint, with_hf_token=hf_secret is not None),
             keys_secret_name=secret.metadata.name,
         )
-        fence = vllm_network.network_policy(name, endpoint, ns, labels, child)
-        egress = vllm_network.egress_policy(name, endpoint, ns, labels, child)
-        fqdns = vllm_network.fqdn_egress_policy(name, endpoint, ns, labels, child)
+        fence = vllm_network.network_policy(scope, child)
+        egress = vllm_network.egress_policy(scope, child)
+        fqdns = vllm_network.fqdn_egress_policy(scope, child)
         # Not before the HF token's Secret exists: an init container referring to a missing
         # Secret waits (CreateContainerConfigError) until it does.
         token = [hf_secret] if hf_secret else []
         workload = vllm_workload.stateful_set(
-            name,
-            endpoint,
-            ns,
-            labels,
+            scope,
             template,
             service_name=vllm_network.SERVICE_NAME,
             # No replica runs before the policy that fences it in.
@@ -112,19 +110,17 @@ class VllmDeployment(pulumi.ComponentResource):
                 parent=self, depends_on=[fence, egress, *([fqdns] if fqdns else []), *token]
             ),
         )
-        vllm_workload.disruption_budget(name, endpoint, ns, labels, child)
+        vllm_workload.disruption_budget(scope, child)
         vllm_workload.scaled_object(
-            name, endpoint, ns, labels, pulumi.ResourceOptions(parent=self, depends_on=[workload])
+            scope, pulumi.ResourceOptions(parent=self, depends_on=[workload])
         )
-        vllm_metrics.pod_monitor(name, endpoint, ns, labels, child)
+        vllm_metrics.pod_monitor(scope, child)
         timeouts = vllm_workload.rollout_timeouts(endpoint)
-        service = vllm_network.service(name, ns, labels, timeouts, child)
-        certificate = vllm_network.certificate(name, endpoint, ns, labels, child)
+        service = vllm_network.service(scope, timeouts, child)
+        certificate = vllm_network.certificate(scope, child)
         edge: k8s.networking.v1.Ingress | k8s.apiextensions.CustomResource
         if endpoint.gateway is not None:
-            edge = vllm_network.http_route(
-                name, endpoint, ns, labels, backend_service=service, opts=child
-            )
+            edge = vllm_network.http_route(scope, backend_service=service, opts=child)
             # From the route's output, so whatever takes base_url depends on the route.
             self.base_url = edge.spec.apply(  # type: ignore[attr-defined]
                 lambda spec: _published(name, endpoint.host, "HTTPRoute", _route_host(spec))
@@ -136,7 +132,7 @@ class VllmDeployment(pulumi.ComponentResource):
                 parent=self, depends_on=[certificate] if certificate else []
             )
             ingress = vllm_network.ingress(
-                name, endpoint, ns, labels, backend_service=service, timeouts=timeouts, opts=issued
+                scope, backend_service=service, timeouts=timeouts, opts=issued
             )
             edge = ingress
             # From the Ingress's output, so whatever takes base_url depends on the Ingress.
@@ -154,11 +150,7 @@ class VllmDeployment(pulumi.ComponentResource):
 
 
 def _hf_token_secret(
-    name: str,
-    hf_token: pulumi.Output[str] | None,
-    namespace: pulumi.Input[str],
-    labels: dict[str, str],
-    opts: pulumi.ResourceOptions,
+    scope: EndpointScope, hf_token: pulumi.Output[str] | None, opts: pulumi.ResourceOptions
 ) -> k8s.core.v1.Secret | None:
     """The Hugging Face token under a fixed name (vllm_weights.HF_TOKEN_SECRET), apart from the
     endpoint keys: the pod template names it the same whatever the token, so rotating it restarts
@@ -166,10 +158,8 @@ def _hf_token_secret(
     if hf_token is None:
         return None
     return k8s.core.v1.Secret(
-        f"{name}-hf-token",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=vllm_weights.HF_TOKEN_SECRET, namespace=namespace, labels=labels
-        ),
+        f"{scope.name}-hf-token",
+        metadata=scope.metadata(vllm_weights.HF_TOKEN_SECRET),
         string_data={vllm_weights.HF_TOKEN_KEY: hf_token},
         opts=opts,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from convai_stack.stack_config import VllmEndpoint
+from .vllm_scope import EndpointScope
 
 METRICS_PATH = "/metrics"
 """vLLM serves Prometheus metrics on its API port, without the API key (only /v1 asks for it)."""
@@ -13,27 +13,20 @@ SCRAPE_INTERVAL = "15s"
 
 
 def pod_monitor(
-    name: str,
-    endpoint: VllmEndpoint,
-    namespace: pulumi.Input[str],
-    labels: dict[str, str],
-    opts: pulumi.ResourceOptions,
+    scope: EndpointScope, opts: pulumi.ResourceOptions
 ) -> k8s.apiextensions.CustomResource | None:
     """Every replica scraped directly (not through the Service, which picks one): the queue
     depth and KV-cache use are per replica."""
-    if endpoint.metrics is None or not endpoint.metrics.pod_monitor:
+    metrics = scope.endpoint.metrics
+    if metrics is None or not metrics.pod_monitor:
         return None
-    return k8s.apiextensions.CustomResource(
-        f"{name}-metrics",
+    return scope.custom_resource(
+        "metrics",
         api_version="monitoring.coreos.com/v1",
         kind="PodMonitor",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name="vllm",
-            namespace=namespace,
-            labels={**labels, **endpoint.metrics.pod_monitor_labels},
-        ),
+        metadata=scope.metadata("vllm", labels={**scope.labels, **metrics.pod_monitor_labels}),
         spec={
-            "selector": {"matchLabels": labels},
+            "selector": {"matchLabels": scope.labels},
             "podMetricsEndpoints": [
                 {"port": "http", "path": METRICS_PATH, "interval": SCRAPE_INTERVAL}
             ],

@@ -7,9 +7,10 @@ import json
 import pulumi
 import pulumi_kubernetes as k8s
 
-from convai_stack.stack_config import API_PATH, VllmEndpoint
+from convai_stack.stack_config import API_PATH
 
 from .vllm_pod import PORT
+from .vllm_scope import EndpointScope, with_timeouts
 
 SERVICE_NAME = "vllm"
 """Fixed, so the StatefulSet can name it without waiting for the Service's await, which waits
@@ -22,36 +23,29 @@ CERTIFICATE_TIMEOUTS = pulumi.CustomTimeouts(create="30m", update="30m")
 
 
 def service(
-    name: str,
-    namespace: pulumi.Input[str],
-    labels: dict[str, str],
-    timeouts: pulumi.CustomTimeouts,
-    opts: pulumi.ResourceOptions,
+    scope: EndpointScope, timeouts: pulumi.CustomTimeouts, opts: pulumi.ResourceOptions
 ) -> k8s.core.v1.Service:
     # pulumi-kubernetes awaits ready endpoints, which exist only once a pod has loaded its
     # model: its 10-minute default would fail a cold start, so it gets the rollout's timeouts.
     return k8s.core.v1.Service(
-        name,
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=SERVICE_NAME, namespace=namespace, labels=labels),
+        scope.name,
+        metadata=scope.metadata(SERVICE_NAME),
         spec=k8s.core.v1.ServiceSpecArgs(
-            selector=labels,
+            selector=scope.labels,
             ports=[k8s.core.v1.ServicePortArgs(name="http", port=PORT, target_port=PORT)],
         ),
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(custom_timeouts=timeouts)),
+        opts=with_timeouts(opts, timeouts),
     )
 
 
 def network_policy(
-    name: str,
-    endpoint: VllmEndpoint,
-    namespace: pulumi.Input[str],
-    labels: dict[str, str],
-    opts: pulumi.ResourceOptions,
+    scope: EndpointScope, opts: pulumi.ResourceOptions
 ) -> k8s.networking.v1.NetworkPolicy:
     """Only the edge (the ingress controller's or the Gateway's proxy pods, and the source ranges
     of `ingress_cidrs`) and the metrics scraper, when stated, may open vLLM's port, and nothing
     else may reach the pods: the unauthenticated routes (/pause, /invocations...) stay out of
     the cluster's reach."""
+    endpoint = scope.endpoint
     peers = []
     if endpoint.edge_pods is not None:
         peers.append([_pods(*endpoint.edge_pods)])
@@ -71,10 +65,10 @@ def network_policy(
             [_pods(endpoint.metrics.scraper_namespace, endpoint.metrics.scraper_pod_labels)]
         )
     return k8s.networking.v1.NetworkPolicy(
-        name,
-        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels),
+        scope.name,
+        metadata=scope.metadata(),
         spec=k8s.networking.v1.NetworkPolicySpecArgs(
-            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+            pod_selector=scope.pod_selector(),
             policy_types=["Ingress"],
             ingress=[
                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(
@@ -102,15 +96,12 @@ HTTPS_PORT = 443
 
 
 def egress_policy(
-    name: str,
-    endpoint: VllmEndpoint,
-    namespace: pulumi.Input[str],
-    labels: dict[str, str],
-    opts: pulumi.ResourceOptions,
+    scope: EndpointScope, opts: pulumi.ResourceOptions
 ) -> k8s.networking.v1.NetworkPolicy:
     """The pods may reach the cluster DNS and HTTPS outside the private ranges (the model hub),
     nothing else: not the metadata service's node credentials, not the API server, not the
     cluster's other services. A policy of its own, so the ingress fence is unchanged."""
+    endpoint = scope.endpoint
     dns = k8s.networking.v1.NetworkPolicyEgressRuleArgs(
         to=[_pods(endpoint.dns_namespace, endpoint.dns_pod_labels)],
         ports=[
@@ -134,10 +125,10 @@ def egress_policy(
         ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=HTTPS_PORT, protocol="TCP")],
     )
     return k8s.networking.v1.NetworkPolicy(
-        f"{name}-egress",
-        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels),
+        f"{scope.name}-egress",
+        metadata=scope.metadata(),
         spec=k8s.networking.v1.NetworkPolicySpecArgs(
-            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+            pod_selector=scope.pod_selector(),
             policy_types=["Egress"],
             # With an FQDN allow-list, HTTPS is the Cilium policy's alone: policies add up, so
             # this one's HTTPS-anywhere rule would void the list.
@@ -148,29 +139,24 @@ def egress_policy(
 
 
 def fqdn_egress_policy(
-    name: str,
-    endpoint: VllmEndpoint,
-    namespace: pulumi.Input[str],
-    labels: dict[str, str],
-    opts: pulumi.ResourceOptions,
+    scope: EndpointScope, opts: pulumi.ResourceOptions
 ) -> k8s.apiextensions.CustomResource | None:
     """HTTPS only to the listed names, as Cilium enforces it: its DNS proxy sees each lookup
     (the DNS rule's `dns` part) and admits the addresses the listed names resolve to."""
+    endpoint = scope.endpoint
     if not endpoint.egress_fqdns:
         return None
     dns_pods = {
         "k8s:io.kubernetes.pod.namespace": endpoint.dns_namespace,
         **endpoint.dns_pod_labels,
     }
-    return k8s.apiextensions.CustomResource(
-        f"{name}-egress-fqdns",
+    return scope.custom_resource(
+        "egress-fqdns",
         api_version="cilium.io/v2",
         kind="CiliumNetworkPolicy",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name="vllm-egress-fqdns", namespace=namespace, labels=labels
-        ),
+        metadata=scope.metadata("vllm-egress-fqdns"),
         spec={
-            "endpointSelector": {"matchLabels": labels},
+            "endpointSelector": {"matchLabels": scope.labels},
             "egress": [
                 {
                     "toEndpoints": [{"matchLabels": dns_pods}],
@@ -195,32 +181,24 @@ def _fqdn_selector(pattern: str) -> dict[str, str]:
     return {"matchPattern": pattern} if pattern.startswith("*") else {"matchName": pattern}
 
 
-def tls_secret(name: str, endpoint: VllmEndpoint) -> str:
+def tls_secret(scope: EndpointScope) -> str:
     """The Secret the Ingress serves: issued by cert-manager, or brought by the operator."""
-    return ISSUED_SECRET if endpoint.issuer else f"{name}-tls"
+    return ISSUED_SECRET if scope.endpoint.issuer else f"{scope.name}-tls"
 
 
 def certificate(
-    name: str,
-    endpoint: VllmEndpoint,
-    namespace: pulumi.Input[str],
-    labels: dict[str, str],
-    opts: pulumi.ResourceOptions,
+    scope: EndpointScope, opts: pulumi.ResourceOptions
 ) -> k8s.apiextensions.CustomResource | None:
     """cert-manager's Certificate for the host, awaited until Ready: until then the Ingress
     serves its controller's placeholder, which Convai would refuse."""
+    endpoint = scope.endpoint
     if not endpoint.issuer:
         return None
-    return k8s.apiextensions.CustomResource(
-        f"{name}-certificate",
+    return scope.custom_resource(
+        "certificate",
         api_version="cert-manager.io/v1",
         kind="Certificate",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name="vllm",
-            namespace=namespace,
-            labels=labels,
-            annotations={"pulumi.com/waitFor": "condition=Ready"},
-        ),
+        metadata=scope.metadata("vllm", annotations={"pulumi.com/waitFor": "condition=Ready"}),
         spec={
             "secretName": ISSUED_SECRET,
             "dnsNames": [endpoint.host],
@@ -230,9 +208,7 @@ def certificate(
                 "group": "cert-manager.io",
             },
         },
-        opts=pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(custom_timeouts=CERTIFICATE_TIMEOUTS)
-        ),
+        opts=with_timeouts(opts, CERTIFICATE_TIMEOUTS),
     )
 
 
@@ -241,15 +217,13 @@ STREAM_TIMEOUT = 600
 
 
 def ingress(
-    name: str,
-    endpoint: VllmEndpoint,
-    namespace: pulumi.Input[str],
-    labels: dict[str, str],
+    scope: EndpointScope,
     *,
     backend_service: k8s.core.v1.Service,
     timeouts: pulumi.CustomTimeouts,
     opts: pulumi.ResourceOptions,
 ) -> k8s.networking.v1.Ingress:
+    endpoint = scope.endpoint
     annotations = {
         # Completions stream for a while; the default 60 s would cut long answers.
         "nginx.ingress.kubernetes.io/proxy-read-timeout": str(STREAM_TIMEOUT),
@@ -265,15 +239,13 @@ def ingress(
     )
     path = k8s.networking.v1.HTTPIngressPathArgs(path=API_PATH, path_type="Prefix", backend=backend)
     return k8s.networking.v1.Ingress(
-        name,
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            namespace=namespace, labels=labels, annotations=annotations
-        ),
+        scope.name,
+        metadata=scope.metadata(annotations=annotations),
         spec=k8s.networking.v1.IngressSpecArgs(
             ingress_class_name=endpoint.ingress_class,
             tls=[
                 k8s.networking.v1.IngressTLSArgs(
-                    hosts=[endpoint.host], secret_name=tls_secret(name, endpoint)
+                    hosts=[endpoint.host], secret_name=tls_secret(scope)
                 )
             ],
             rules=[
@@ -284,7 +256,7 @@ def ingress(
             ],
         ),
         # Awaits the Service's endpoints too: the same timeouts.
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(custom_timeouts=timeouts)),
+        opts=with_timeouts(opts, timeouts),
     )
 
 
@@ -306,16 +278,14 @@ ready endpoints, the route waits for nothing else. Longer means the Gateway does
 
 
 def http_route(
-    name: str,
-    endpoint: VllmEndpoint,
-    namespace: pulumi.Input[str],
-    labels: dict[str, str],
+    scope: EndpointScope,
     *,
     backend_service: k8s.core.v1.Service,
     opts: pulumi.ResourceOptions,
 ) -> k8s.apiextensions.CustomResource:
     """The Gateway API's edge: the same host, /v1 alone, and streams as long as the Ingress's.
     TLS is the Gateway listener's, so the route carries no certificate."""
+    endpoint = scope.endpoint
     assert endpoint.gateway is not None
     parent: dict[str, str] = {
         "group": "gateway.networking.k8s.io",
@@ -325,16 +295,11 @@ def http_route(
     }
     if endpoint.gateway.section_name:
         parent["sectionName"] = endpoint.gateway.section_name
-    return k8s.apiextensions.CustomResource(
-        f"{name}-route",
+    return scope.custom_resource(
+        "route",
         api_version="gateway.networking.k8s.io/v1",
         kind="HTTPRoute",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=ROUTE_NAME,
-            namespace=namespace,
-            labels=labels,
-            annotations={"pulumi.com/waitFor": ROUTE_READY},
-        ),
+        metadata=scope.metadata(ROUTE_NAME, annotations={"pulumi.com/waitFor": ROUTE_READY}),
         spec={
             "parentRefs": [parent],
             "hostnames": [endpoint.host],
@@ -349,7 +314,5 @@ def http_route(
                 }
             ],
         },
-        opts=pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(custom_timeouts=ROUTE_TIMEOUTS)
-        ),
+        opts=with_timeouts(opts, ROUTE_TIMEOUTS),
     )

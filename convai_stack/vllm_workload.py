@@ -15,6 +15,7 @@ import pulumi_kubernetes as k8s
 from convai_stack.stack_config import VllmEndpoint
 
 from .vllm_pod import CACHE_VOLUME, TERMINATION_GRACE
+from .vllm_scope import EndpointScope
 
 WORKLOAD_NAME = "vllm"
 """Fixed (one workload per namespace), so pods and claims have names an operator can type:
@@ -67,23 +68,16 @@ def _cache_claim(
 
 
 def stateful_set(
-    name: str,
-    endpoint: VllmEndpoint,
-    namespace: pulumi.Input[str],
-    labels: dict[str, str],
+    scope: EndpointScope,
     template: k8s.core.v1.PodTemplateSpecArgs,
     *,
     service_name: str,
     opts: pulumi.ResourceOptions,
 ) -> k8s.apps.v1.StatefulSet:
+    endpoint = scope.endpoint
     return k8s.apps.v1.StatefulSet(
-        name,
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=WORKLOAD_NAME,
-            namespace=namespace,
-            labels=labels,
-            annotations=KEEP_PODS_ON_DELETE,
-        ),
+        scope.name,
+        metadata=scope.metadata(WORKLOAD_NAME, annotations=KEEP_PODS_ON_DELETE),
         spec=k8s.apps.v1.StatefulSetSpecArgs(
             # Autoscaled: the floor at creation, then the autoscaler's (ignore_changes below).
             replicas=endpoint.min_replicas,
@@ -99,9 +93,9 @@ def stateful_set(
                 type="RollingUpdate",
                 rolling_update=k8s.apps.v1.RollingUpdateStatefulSetStrategyArgs(partition=0),
             ),
-            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+            selector=scope.pod_selector(),
             template=template,
-            volume_claim_templates=[_cache_claim(endpoint, labels)],
+            volume_claim_templates=[_cache_claim(endpoint, scope.labels)],
             # Kubernetes' default, stated: a claim outlives scale-down (scaling up again finds its
             # weights; its disk is paid meanwhile) and the StatefulSet (the orphaning replacement
             # needs it); the namespace takes it when the endpoint goes.
@@ -122,23 +116,19 @@ def stateful_set(
 
 
 def disruption_budget(
-    name: str,
-    endpoint: VllmEndpoint,
-    namespace: pulumi.Input[str],
-    labels: dict[str, str],
-    opts: pulumi.ResourceOptions,
+    scope: EndpointScope, opts: pulumi.ResourceOptions
 ) -> k8s.policy.v1.PodDisruptionBudget | None:
     """Node drains take one replica at a time; a single replica has nothing to keep serving. An
     autoscaled endpoint has one whenever it may run two: maxUnavailable 1 never blocks a drain,
     whatever count the autoscaler has set."""
-    if endpoint.max_replicas < 2:
+    if scope.endpoint.max_replicas < 2:
         return None
     return k8s.policy.v1.PodDisruptionBudget(
-        name,
-        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels),
+        scope.name,
+        metadata=scope.metadata(),
         spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
             max_unavailable=1,
-            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+            selector=scope.pod_selector(),
             # A replica that never becomes Ready (crash-looping) may be evicted: it serves
             # nothing, and under the default it would block every drain of its node.
             unhealthy_pod_eviction_policy="AlwaysAllow",
@@ -172,22 +162,18 @@ def load_query(endpoint: VllmEndpoint) -> str:
 
 
 def scaled_object(
-    name: str,
-    endpoint: VllmEndpoint,
-    namespace: pulumi.Input[str],
-    labels: dict[str, str],
-    opts: pulumi.ResourceOptions,
+    scope: EndpointScope, opts: pulumi.ResourceOptions
 ) -> k8s.apiextensions.CustomResource | None:
     """KEDA's ScaledObject: a HorizontalPodAutoscaler on the StatefulSet, fed the requests per
     replica from Prometheus, between the floor and the ceiling."""
-    scaling = endpoint.autoscaling
+    scaling = scope.endpoint.autoscaling
     if scaling is None:
         return None
-    return k8s.apiextensions.CustomResource(
-        f"{name}-scaler",
+    return scope.custom_resource(
+        "scaler",
         api_version="keda.sh/v1alpha1",
         kind="ScaledObject",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=WORKLOAD_NAME, namespace=namespace, labels=labels),
+        metadata=scope.metadata(WORKLOAD_NAME),
         spec={
             "scaleTargetRef": {
                 "apiVersion": "apps/v1",
@@ -219,7 +205,7 @@ def scaled_object(
                     "metricType": "AverageValue",
                     "metadata": {
                         "serverAddress": scaling.prometheus_url,
-                        "query": load_query(endpoint),
+                        "query": load_query(scope.endpoint),
                         "threshold": str(scaling.target_load),
                     },
                 }

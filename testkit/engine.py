@@ -337,6 +337,30 @@ class StateEntry:
     depends_on: set[str] = field(default_factory=set)
 
 
+def _change(res: Declared, entry: StateEntry, news: Mapping[str, Any]) -> dict[str, Any]:
+    """What Diff and Update are both sent: the resource, its state, and its new inputs."""
+    return {
+        "id": entry.id,
+        "urn": res.urn,
+        "olds": to_struct(entry.outputs),
+        "news": to_struct(news),
+        "old_inputs": to_struct(entry.inputs),
+        "name": res.name,
+        "type": res.type,
+    }
+
+
+def _stored(name: str, res: Declared, entry: StateEntry) -> dict[str, Any]:
+    """What Delete and Read are both sent of a resource in state: its ID, URN and outputs."""
+    return {
+        "id": entry.id,
+        "urn": res.urn,
+        "properties": to_struct(entry.outputs),
+        "name": name,
+        "type": entry.type,
+    }
+
+
 def dependency_levels(deps: Mapping[str, set[str]]) -> list[list[str]]:
     """Names grouped so that each level depends only on earlier levels."""
     remaining = {name: set(d) & set(deps) for name, d in deps.items()}
@@ -425,15 +449,7 @@ class Engine:
         return from_struct(reply.inputs)
 
     def diff(self, res: Declared, entry: StateEntry, news: Mapping[str, Any]) -> Any:
-        request = provider_pb2.DiffRequest(
-            id=entry.id,
-            urn=res.urn,
-            olds=to_struct(entry.outputs),
-            news=to_struct(news),
-            old_inputs=to_struct(entry.inputs),
-            name=res.name,
-            type=res.type,
-        )
+        request = provider_pb2.DiffRequest(**_change(res, entry, news))
         return self._call("Diff", res, request)
 
     def create(self, res: Declared, inputs: Mapping[str, Any]) -> None:
@@ -444,27 +460,14 @@ class Engine:
         self._record(res, reply.id, inputs, reply.properties)
 
     def update(self, res: Declared, entry: StateEntry, news: Mapping[str, Any]) -> None:
-        request = provider_pb2.UpdateRequest(
-            id=entry.id,
-            urn=res.urn,
-            olds=to_struct(entry.outputs),
-            news=to_struct(news),
-            old_inputs=to_struct(entry.inputs),
-            name=res.name,
-            type=res.type,
-        )
+        request = provider_pb2.UpdateRequest(**_change(res, entry, news))
         reply = self._call("Update", res, request)
         self._record(res, entry.id, news, reply.properties)
 
     def delete(self, name: str) -> None:
         entry, res = self._existing(name)
         request = provider_pb2.DeleteRequest(
-            id=entry.id,
-            urn=res.urn,
-            properties=to_struct(entry.outputs),
-            old_inputs=to_struct(entry.inputs),
-            name=name,
-            type=entry.type,
+            **_stored(name, res, entry), old_inputs=to_struct(entry.inputs)
         )
         self._call("Delete", res, request)
         del self.state[name]
@@ -472,12 +475,7 @@ class Engine:
     def read(self, name: str) -> None:
         entry, res = self._existing(name)
         request = provider_pb2.ReadRequest(
-            id=entry.id,
-            urn=res.urn,
-            properties=to_struct(entry.outputs),
-            inputs=to_struct(entry.inputs),
-            name=name,
-            type=entry.type,
+            **_stored(name, res, entry), inputs=to_struct(entry.inputs)
         )
         reply = self._call("Read", res, request)
         if not reply.id:

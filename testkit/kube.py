@@ -31,8 +31,11 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from convai_provider.emulator.process import StoppedOnExit
+
 from .processes import die_with_parent, end_group
 from .tls import TestCA, write_key
+from .tools import MissingToolError, cached_bin
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = Path(__file__).resolve().parent / "kube_manifests"
@@ -59,7 +62,7 @@ PORT_ATTEMPTS = 3
 """Starts tried, each on new ports, when a port picked free was taken before it was bound."""
 
 
-class NoKubeError(Exception):
+class NoKubeError(MissingToolError):
     """No control plane binaries on this machine; the message says how to build them."""
 
 
@@ -70,18 +73,7 @@ class ControlPlaneError(Exception):
 def find_kube_bin() -> Path:
     """The control plane's bin directory: $CONVAI_KUBE_BIN, else what install-kube finds
     (never builds: a build takes half an hour)."""
-    given = os.environ.get("CONVAI_KUBE_BIN")
-    if given:
-        return Path(given)
-    found = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "install-kube"), "--no-build"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if found.returncode != 0:
-        raise NoKubeError(f"no Kubernetes control plane: {found.stderr.strip()}")
-    return Path(found.stdout.strip().splitlines()[-1])
+    return cached_bin("CONVAI_KUBE_BIN", "install-kube", NoKubeError, "Kubernetes control plane")
 
 
 def pin(key: str) -> str:
@@ -119,7 +111,7 @@ def processes_mentioning(marker: str) -> list[str]:
     return found
 
 
-class ControlPlane:
+class ControlPlane(StoppedOnExit):
     """Started by `start` (or `with`), on free loopback ports, with all its files in `directory`.
 
     `kubeconfig` holds one cluster and an admin user (group system:masters) under each name in
@@ -137,9 +129,6 @@ class ControlPlane:
     def __enter__(self) -> ControlPlane:
         self.start()
         return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
 
     # starting ---------------------------------------------------------------------------------
 

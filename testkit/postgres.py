@@ -24,9 +24,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+
+from convai_provider.emulator.process import StoppedOnExit, end_child
 
 from .processes import die_with_parent, group_members
+from .tools import MissingToolError
 
 SERVER_ACCOUNT = "convai-postgres"
 """The system account the server runs as when the tests run as root."""
@@ -41,7 +43,7 @@ STOP_TIMEOUT = 30.0
 READY = "database system is ready to accept connections"
 
 
-class NoPostgresError(Exception):
+class NoPostgresError(MissingToolError):
     """No PostgreSQL server on this machine, or it could not start; the message says why."""
 
 
@@ -105,7 +107,7 @@ def free_loopback_port() -> int:
         return port
 
 
-class PostgresServer:
+class PostgresServer(StoppedOnExit):
     """A running server; `stop()` (or leaving the `with`) ends it and everything it started."""
 
     def __init__(self, bin_dir: Path, home: Path, account: str | None) -> None:
@@ -303,12 +305,7 @@ class PostgresServer:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        end_child(proc, signal.SIGINT, STOP_TIMEOUT, with_group=True)
         if leftovers := group_members(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -316,14 +313,6 @@ class PostgresServer:
 
     def __enter__(self) -> PostgresServer:
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def main() -> None:

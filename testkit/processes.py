@@ -191,10 +191,16 @@ def processes_of_run(run: str) -> list[int]:
     return found
 
 
+def command_line(pid: int) -> bytes:
+    """Process `pid`'s arguments, each ended by a NUL byte; none once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _command_line(pid: int) -> str:
-    with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:160]
-    return "(gone)"
+    return command_line(pid).replace(b"\0", b" ").decode(errors="replace")[:160] or "(gone)"
 
 
 def end_run(run: str, grace: float = GRACE) -> list[str]:

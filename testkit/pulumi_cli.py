@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from .processes import end_session, session_members, stop_session
+from .tools import MissingToolError, cached_bin
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = "e2e"
@@ -29,24 +30,13 @@ COMMAND_TIMEOUT = 600.0
 """Seconds one CLI command may take before the test fails (a 100-model `up` takes about 20)."""
 
 
-class NoPulumiError(Exception):
+class NoPulumiError(MissingToolError):
     """No Pulumi CLI on PATH or in the cache; the message says how to get one."""
 
 
 def find_pulumi_bin() -> Path:
     """The CLI's bin directory: $CONVAI_PULUMI_BIN, else what install-pulumi finds (no build)."""
-    given = os.environ.get("CONVAI_PULUMI_BIN")
-    if given:
-        return Path(given)
-    found = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "install-pulumi"), "--no-build"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if found.returncode != 0:
-        raise NoPulumiError(f"no Pulumi CLI: {found.stderr.strip()}")
-    return Path(found.stdout.strip().splitlines()[-1])
+    return cached_bin("CONVAI_PULUMI_BIN", "install-pulumi", NoPulumiError, "Pulumi CLI")
 
 
 def cli_environment(bin_dir: Path, home: Path, backend: Path) -> dict[str, str]:

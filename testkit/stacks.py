@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from convai_stack.stack_config import (
     project_values,
     read_stack_file,
 )
+
+from .pulumi_cli import PulumiProject
 
 
 def load_stack_file(path: Path) -> StackConfig:
@@ -48,6 +51,24 @@ def with_test_pins(config: Mapping[str, Any]) -> dict[str, Any]:
     return pinned
 
 
+ENDPOINT_KEY_CONFIG = "endpointKey"
+"""The secret holding the key of `external_endpoint`."""
+
+
+@contextmanager
+def product_project(
+    directory: Path, cli_bin: Path, env: Mapping[str, str], endpoint_key: str
+) -> Iterator[PulumiProject]:
+    """The product's program through the real CLI, its endpoint's key in the stack's secrets; what
+    the block started with `start` is ended after it."""
+    project = PulumiProject(directory, cli_bin, env)
+    project.set_secret(ENDPOINT_KEY_CONFIG, endpoint_key)
+    try:
+        yield project
+    finally:
+        project.end_started()
+
+
 def external_endpoint(name: str = "llm", model_name: str = "llama-3.1-8b") -> dict[str, Any]:
     """An external endpoint of a stack file, its key in the secret `endpointKey`."""
     return {
@@ -55,7 +76,7 @@ def external_endpoint(name: str = "llm", model_name: str = "llama-3.1-8b") -> di
         "kind": "external",
         "base_url": "https://llm.example.com/v1",
         "model_name": model_name,
-        "api_key_config": "endpointKey",
+        "api_key_config": ENDPOINT_KEY_CONFIG,
     }
 
 

@@ -14,11 +14,12 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from convai_provider.api.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from testkit.convai import CONVAI_KEY, FAST_BACKOFF
-from testkit.kube import NoKubeError, find_kube_bin
-from testkit.postgres import NoPostgresError, PostgresServer, find_postgres_bin
+from testkit.kube import find_kube_bin
+from testkit.postgres import PostgresServer, find_postgres_bin
 from testkit.processes import die_with_parent, let_ctrl_c_reach_children, watch_this_run
 from testkit.published_endpoints import RESOLVER_OVERRIDE
-from testkit.pulumi_cli import NoPulumiError, find_pulumi_bin
+from testkit.pulumi_cli import find_pulumi_bin
+from testkit.tools import required
 
 # Hypothesis keeps nothing in the checkout (examples, caches): the run leaves the tree as it was.
 settings.register_profile("convai-models", database=None)
@@ -78,37 +79,24 @@ def convai(emulator: EmulatorProcess) -> EmulatorProcess:
 @pytest.fixture(scope="session")
 def cli_bin() -> Path:
     """The real Pulumi CLI's bin directory; without one, the test is skipped (fails under CI)."""
-    try:
-        return find_pulumi_bin()
-    except NoPulumiError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{exc} (CI must run the real-engine tests)", pytrace=False)
-        pytest.skip(str(exc))
+    return required(find_pulumi_bin, "the real-engine tests")
 
 
 @pytest.fixture(scope="session")
 def kube_bin() -> Path:
     """The Kubernetes control plane's bin directory (scripts/install-kube); without one, the test
     is skipped (fails under CI)."""
-    try:
-        return find_kube_bin()
-    except NoKubeError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{exc} (CI must run the Kubernetes stack tests)", pytrace=False)
-        pytest.skip(str(exc))
+    return required(find_kube_bin, "the Kubernetes stack tests")
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A real PostgreSQL server on 127.0.0.1 for the run, stopped after it with nothing left
     running; without one, the test is skipped (fails under CI)."""
-    try:
-        server = PostgresServer.start(find_postgres_bin())
-    except NoPostgresError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{exc} (CI must run the PostgreSQL backend tests)", pytrace=False)
-        pytest.skip(str(exc))
-    with server:
+    started = required(
+        lambda: PostgresServer.start(find_postgres_bin()), "the PostgreSQL backend tests"
+    )
+    with started as server:
         yield server
 
 

@@ -13,13 +13,12 @@ from typing import Any
 import pytest
 
 from convai_provider.api.client import ConvaiClient
-from convai_provider.api.wire import CharacterCreateRequest
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.guards.fingerprints import is_fingerprint_of
-from testkit.convai import CONVAI_KEY
+from testkit.convai import CONVAI_KEY, live, new_character
 from testkit.pulumi_cli import Event, PulumiProject
 from testkit.stacks import declared_model as model
-from testkit.stacks import external_endpoint
+from testkit.stacks import external_endpoint, product_project
 
 PARTNER_KEY = "convai-partner-key-4e1b9d"
 ROTATED_PARTNER_KEY = "convai-partner-rotated-a07c35"
@@ -31,12 +30,10 @@ EVERY_KEY = (CONVAI_KEY, PARTNER_KEY, ROTATED_PARTNER_KEY, ENDPOINT_KEY)
 @pytest.fixture
 def project(tmp_path: Path, cli_bin: Path, convai: EmulatorProcess) -> Iterator[PulumiProject]:
     """Both accounts' keys as the stack's secrets, none in the environment."""
-    proj = PulumiProject(tmp_path, cli_bin, {})
-    proj.set_secret("convai:apiKey", CONVAI_KEY)
-    proj.set_secret("convai:accounts.partner.apiKey", PARTNER_KEY, path=True)
-    proj.set_secret("endpointKey", ENDPOINT_KEY)
-    yield proj
-    proj.end_started()
+    with product_project(tmp_path, cli_bin, {}, ENDPOINT_KEY) as proj:
+        proj.set_secret("convai:apiKey", CONVAI_KEY)
+        proj.set_secret("convai:accounts.partner.apiKey", PARTNER_KEY, path=True)
+        yield proj
     seen = "\n".join([*proj.transcript, *proj.logs(), proj.run("stack", "export").stdout])
     for key in EVERY_KEY:
         assert key not in seen, "a key reached the CLI's output, its logs or state"
@@ -49,17 +46,6 @@ def stack(convai: EmulatorProcess, *models: dict[str, Any]) -> dict[str, Any]:
         "convai-models:endpoints": [external_endpoint()],
         "convai-models:models": list(models),
     }
-
-
-def held(convai: EmulatorProcess, key: str) -> dict[str, dict[str, Any]]:
-    """The models of `key`'s account, by group name."""
-    with ConvaiClient(key, convai.url) as client:
-        return {m.model_group_name: m.model_dump() for m in client.list_models().models}
-
-
-def new_character(convai: EmulatorProcess, key: str) -> str:
-    with ConvaiClient(key, convai.url) as client:
-        return client.create_character(CharacterCreateRequest(charName="Ada")).charID
 
 
 def model_of(convai: EmulatorProcess, key: str, char_id: str) -> str | None:
@@ -78,7 +64,7 @@ def no_changes(project: PulumiProject) -> None:
 def test_each_model_lands_in_its_own_account_a_move_registers_first_and_destroy_empties_both(
     project: PulumiProject, convai: EmulatorProcess
 ) -> None:
-    ada = new_character(convai, PARTNER_KEY)
+    ada = new_character(convai.url, key=PARTNER_KEY)
     project.configure(
         stack(
             convai,
@@ -88,8 +74,8 @@ def test_each_model_lands_in_its_own_account_a_move_registers_first_and_destroy_
         )
     )
     project.up()
-    assert set(held(convai, CONVAI_KEY)) == {"alpha"}
-    assert set(held(convai, PARTNER_KEY)) == {"beta", "gamma"}
+    assert set(live(convai, CONVAI_KEY)) == {"alpha"}
+    assert set(live(convai, PARTNER_KEY)) == {"beta", "gamma"}
     assert model_of(convai, PARTNER_KEY, ada) == "beta"
     no_changes(project)
     resources = project.resources()
@@ -104,13 +90,13 @@ def test_each_model_lands_in_its_own_account_a_move_registers_first_and_destroy_
     events = project.up_with_events()
     registered = step(events, "resOutputsEvent", "gamma", "create-replacement")
     assert registered < step(events, "resourcePreEvent", "gamma", "delete-replaced")
-    assert set(held(convai, CONVAI_KEY)) == {"alpha", "gamma"}
-    assert set(held(convai, PARTNER_KEY)) == {"beta"}
+    assert set(live(convai, CONVAI_KEY)) == {"alpha", "gamma"}
+    assert set(live(convai, PARTNER_KEY)) == {"beta"}
     no_changes(project)
 
     project.destroy()
-    assert held(convai, CONVAI_KEY) == {}
-    assert held(convai, PARTNER_KEY) == {}
+    assert live(convai, CONVAI_KEY) == {}
+    assert live(convai, PARTNER_KEY) == {}
     assert model_of(convai, PARTNER_KEY, ada) == FALLBACK
 
 
@@ -126,15 +112,15 @@ def test_a_rotated_account_key_shows_no_diff_and_the_next_operation_uses_it(
     project.refresh()
     beta = _with_secrets(project)["beta"]["outputs"]
     assert is_fingerprint_of(ROTATED_PARTNER_KEY, _plaintext(beta["convai_key_fingerprint"]))
-    assert set(held(convai, ROTATED_PARTNER_KEY)) == {"beta"}
+    assert set(live(convai, ROTATED_PARTNER_KEY)) == {"beta"}
     project.configure(
         stack(convai, model("alpha"), model("beta", account="partner", display_name="Beta v2"))
     )
     project.up()
-    assert held(convai, ROTATED_PARTNER_KEY)["beta"]["display_name"] == "Beta v2"
+    assert live(convai, ROTATED_PARTNER_KEY)["beta"]["display_name"] == "Beta v2"
     no_changes(project)
     project.destroy()
-    assert held(convai, ROTATED_PARTNER_KEY) == {}
+    assert live(convai, ROTATED_PARTNER_KEY) == {}
 
 
 def _with_secrets(project: PulumiProject) -> dict[str, dict[str, Any]]:
@@ -161,7 +147,7 @@ def test_an_account_the_stack_does_not_declare_is_refused_at_preview(
     failed = project.preview(check=False)
     assert failed.returncode != 0
     assert "models[0].account: must be a lowercase letter" in failed.stdout + failed.stderr
-    assert held(convai, CONVAI_KEY) == {} and held(convai, PARTNER_KEY) == {}
+    assert live(convai, CONVAI_KEY) == {} and live(convai, PARTNER_KEY) == {}
 
 
 def test_removing_an_account_a_model_uses_is_refused_and_a_delete_in_it_fails_naming_it(
@@ -181,18 +167,18 @@ def test_removing_an_account_a_model_uses_is_refused_and_a_delete_in_it_fails_na
     assert "Could not delete Convai private model 'beta'" in failed.stdout + failed.stderr
     assert "account 'partner' is not declared" in failed.stdout + failed.stderr
     assert "beta" in project.resources()
-    assert set(held(convai, PARTNER_KEY)) == {"beta"}
+    assert set(live(convai, PARTNER_KEY)) == {"beta"}
 
     project.set_secret("convai:accounts.partner.apiKey", PARTNER_KEY, path=True)
     project.up()
-    assert held(convai, PARTNER_KEY) == {}
-    assert set(held(convai, CONVAI_KEY)) == {"alpha"}
+    assert live(convai, PARTNER_KEY) == {}
+    assert set(live(convai, CONVAI_KEY)) == {"alpha"}
 
 
 def test_moving_a_model_that_has_characters_to_another_account_is_refused_at_preview(
     project: PulumiProject, convai: EmulatorProcess
 ) -> None:
-    ada = new_character(convai, PARTNER_KEY)
+    ada = new_character(convai.url, key=PARTNER_KEY)
     project.configure(stack(convai, model("beta", ada, account="partner")))
     project.up()
     project.configure(stack(convai, model("beta", ada)))
@@ -201,7 +187,7 @@ def test_moving_a_model_that_has_characters_to_another_account_is_refused_at_pre
     assert "a character lives in one Convai account" in failed.stdout + failed.stderr
     said = failed.stdout + failed.stderr
     assert "bound in account 'partner', and now declared in the default account" in said
-    assert set(held(convai, PARTNER_KEY)) == {"beta"}
+    assert set(live(convai, PARTNER_KEY)) == {"beta"}
     assert model_of(convai, PARTNER_KEY, ada) == "beta"
 
 
@@ -210,10 +196,10 @@ def test_renaming_an_alias_with_its_key_updates_in_place_and_keeps_the_character
 ) -> None:
     """Before, the model's create-before-delete met 409 in the same Convai account, and the
     binding's diff refused the rename as a move."""
-    ada = new_character(convai, PARTNER_KEY)
+    ada = new_character(convai.url, key=PARTNER_KEY)
     project.configure(stack(convai, model("beta", ada, account="partner")))
     project.up()
-    registered = held(convai, PARTNER_KEY)["beta"]["created_at"]
+    registered = live(convai, PARTNER_KEY)["beta"]["created_at"]
     project.run("config", "rm", "convai:accounts")
     project.set_secret("convai:accounts.team.apiKey", PARTNER_KEY, path=True)
     project.configure(stack(convai, model("beta", ada, account="team")))
@@ -221,7 +207,7 @@ def test_renaming_an_alias_with_its_key_updates_in_place_and_keeps_the_character
     ops = {(e.name, e.op) for e in events if e.kind == "resourcePreEvent"}
     assert ("beta", "update") in ops and (f"character-{ada}", "update") in ops
     assert not any(op in {"replace", "create-replacement", "delete-replaced"} for _, op in ops)
-    assert held(convai, PARTNER_KEY)["beta"]["created_at"] == registered  # never re-registered
+    assert live(convai, PARTNER_KEY)["beta"]["created_at"] == registered  # never re-registered
     assert model_of(convai, PARTNER_KEY, ada) == "beta"
     resources = project.resources()
     assert resources["beta"]["outputs"]["account"] == "team"
@@ -239,4 +225,4 @@ def test_one_key_given_to_two_accounts_is_refused_before_anything_is_registered(
     assert failed.returncode != 0
     assert "the default account (convai:apiKey (or $CONVAI_API_KEY)) and account 'partner'" in said
     assert "are given the same Convai key" in said
-    assert held(convai, CONVAI_KEY) == {}
+    assert live(convai, CONVAI_KEY) == {}

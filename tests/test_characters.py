@@ -13,7 +13,7 @@ from convai_provider import CHARACTER_TYPE_TOKEN, TYPE_TOKEN, ConvaiCharacterMod
 from convai_provider.api.builtin_models import BUILTIN_MODEL_CODES
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import AuthenticationError, BadRequestError
-from convai_provider.api.wire import CharacterCreateRequest, RegisterRequest
+from convai_provider.api.wire import RegisterRequest
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.guards.fingerprints import fingerprint, is_fingerprint_of
 from convai_provider.resources import lookups
@@ -21,15 +21,11 @@ from convai_provider.resources.base import ConvaiOperationError
 from convai_provider.resources.character_model import CharacterModelProvider
 from convai_provider.resources.key_identity import KEY_FINGERPRINT
 from convai_stack.program import main
-from testkit.convai import CONVAI_KEY, stack_config
+from testkit.convai import CONVAI_KEY, new_character, stack_config
 from testkit.engine import Declared, Engine, ProviderError, run_program_fully
 from testkit.hostile_server import http_answer, serve_answer
 
 FALLBACK = "gpt-4o-mini"
-
-
-def new_character(client: ConvaiClient, name: str) -> str:
-    return client.create_character(CharacterCreateRequest(charName=name)).charID
 
 
 def model_of(client: ConvaiClient, char_id: str) -> str | None:
@@ -40,7 +36,7 @@ def model_of(client: ConvaiClient, char_id: str) -> str | None:
 
 
 def test_character_api_shapes(client: ConvaiClient, convai: EmulatorProcess) -> None:
-    char = new_character(client, "Ada")
+    char = new_character(client.base_url)
     got = client.get_character(char)
     assert got.character_id == char and got.character_name == "Ada"
     assert got.model_group_name == FALLBACK  # new characters start on a built-in model
@@ -66,7 +62,7 @@ def test_character_api_errors_in_its_own_shapes(
         f"{convai.url}/character/get", headers={"CONVAI-API-KEY": CONVAI_KEY}, json={"charID": "x"}
     )
     assert unknown.status_code == 400 and "not found" in unknown.json()["ERROR"]
-    char = new_character(client, "Ada")
+    char = new_character(client.base_url)
     with pytest.raises(BadRequestError, match="Invalid model_group_name 'ghost'"):
         client.set_character_model(char, "ghost")
     with (
@@ -83,7 +79,7 @@ def test_the_orphan_view_shows_the_outage_this_prevents(
     client.register(
         RegisterRequest(model_group_name="mine", model_name="m", api_key="k", is_uncensored=False)
     )
-    char = new_character(client, "Ada")
+    char = new_character(client.base_url)
     client.set_character_model(char, "mine")
     assert convai.orphaned_characters(CONVAI_KEY) == []
     client.deregister("mine")  # what the seed warns about: Convai lets it happen
@@ -116,7 +112,7 @@ DOCUMENTED_CODES = [
 def test_characters_may_use_exactly_the_documented_built_in_codes(
     client: ConvaiClient, convai: EmulatorProcess
 ) -> None:
-    char = new_character(client, "Ada")
+    char = new_character(client.base_url)
     for code in DOCUMENTED_CODES:
         client.set_character_model(char, code)
         assert model_of(client, char) == code
@@ -191,7 +187,7 @@ def guarded(convai: EmulatorProcess) -> Engine:
 
 @pytest.fixture
 def chars(client: ConvaiClient) -> list[str]:
-    return [new_character(client, name) for name in ("Ada", "Bo", "Cy")]
+    return [new_character(client.base_url, name) for name in ("Ada", "Bo", "Cy")]
 
 
 def test_bindings_follow_the_declared_models(

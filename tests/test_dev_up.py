@@ -33,16 +33,7 @@ def run_dev_up(
     cache: Path | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "CONVAI_"))},
-        "PATH": path,
-        "CONVAI_EMULATOR_PORT": "0",  # any free port: other runs may share the machine
-        "CONVAI_DEV_DIR": str(tmp_path / "dev"),
-        "HOME": str(tmp_path / "home"),
-        "XDG_CACHE_HOME": str(cache or tmp_path / "cache"),
-        **DEV_UP_MAY_ASK_THE_PACKAGE_INDEX,
-        **(extra_env or {}),
-    }
+    env = dev_env(tmp_path, path, cache) | (extra_env or {})
     env.pop("VIRTUAL_ENV", None)
     return subprocess.run(
         ["bash", str(ROOT / "scripts" / "dev-up"), *args],
@@ -111,16 +102,33 @@ def test_up_preview_and_destroy_on_the_dev_stack_leave_tracked_files_alone(
         httpx.post(f"{url.group(1)}/llm-models/list", timeout=2)  # stopped afterwards
 
 
-def dev_env(tmp_path: Path, path: str) -> dict[str, str]:
+def dev_env(tmp_path: Path, path: str, cache: Path | None = None) -> dict[str, str]:
+    """A laptop's environment for dev-up and what it serves: everything under `tmp_path`, no
+    PULUMI_ or CONVAI_ setting of the test run."""
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "CONVAI_"))},
         "PATH": path,
-        "CONVAI_EMULATOR_PORT": "0",
+        "CONVAI_EMULATOR_PORT": "0",  # any free port: other runs may share the machine
         "CONVAI_DEV_DIR": str(tmp_path / "dev"),
         "HOME": str(tmp_path / "home"),
-        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "XDG_CACHE_HOME": str(cache or tmp_path / "cache"),
         **DEV_UP_MAY_ASK_THE_PACKAGE_INDEX,
     }
+
+
+def pulumi_by_hand(
+    state: Path, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`pulumi <args>` on the dev stack in dev-up's project, as a user types it."""
+    return subprocess.run(
+        ["pulumi", *args, "--stack", "dev", "--non-interactive"],
+        cwd=state / "dev-project",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def documented_by_hand_settings() -> dict[str, str]:
@@ -170,29 +178,13 @@ def test_the_emulator_outlives_dev_up_and_plain_pulumi_and_the_commands_reach_it
             "PULUMI_HOME": str(state / "home"),
         }
         httpx.delete(f"{url}/_emulator/stats", timeout=5)
-        refresh = subprocess.run(
-            ["pulumi", "refresh", "--yes", "--stack", "dev", "--non-interactive"],
-            cwd=state / "dev-project",
-            env=by_hand,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        refresh = pulumi_by_hand(state, by_hand, "refresh", "--yes")
         assert refresh.returncode == 0, refresh.stdout + refresh.stderr
         stats = httpx.get(f"{url}/_emulator/stats", timeout=5).json()
         assert stats["requests"].get("/llm-models/list", 0) >= 1
         # a run of the program: the CLI asks it which plugins its packages need and, unless told
         # not to, tries to download the missing ones (github.com, get.pulumi.com); -v=1 logs it
-        preview = subprocess.run(
-            ["pulumi", "preview", "--stack", "dev", "--non-interactive", "--logtostderr", "-v=1"],
-            cwd=state / "dev-project",
-            env=by_hand,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        preview = pulumi_by_hand(state, by_hand, "preview", "--logtostderr", "-v=1")
         assert preview.returncode == 0, preview.stdout + preview.stderr
         assert "download" not in preview.stderr, preview.stderr
 

@@ -17,11 +17,11 @@ import pytest
 from starlette.types import ASGIApp, Message
 
 from convai_provider.api.client import ConvaiClient
-from convai_provider.api.wire import CharacterCreateRequest, RegisterRequest
+from convai_provider.api.wire import RegisterRequest
 from convai_provider.emulator.app import ConvaiEmulator
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.emulator.store import ConvaiStore
-from testkit.convai import CONVAI_KEY
+from testkit.convai import CONVAI_KEY, new_character
 
 KEY = {"CONVAI-API-KEY": "emulator-hostile-account"}
 MODEL = {"model_group_name": "g", "model_name": "m", "api_key": "k", "is_uncensored": False}
@@ -173,7 +173,7 @@ def test_the_orphan_view_shows_only_the_callers_account(convai: EmulatorProcess)
     for key in (CONVAI_KEY, "another-account-key"):
         with ConvaiClient(key, convai.url) as client:
             client.register(RegisterRequest(**MODEL))
-            char = client.create_character(CharacterCreateRequest(charName="Ada")).charID
+            char = new_character(convai.url, key=key)
             client.set_character_model(char, "g")
             client.deregister("g")
     mine = convai.orphaned_characters(CONVAI_KEY)

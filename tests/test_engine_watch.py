@@ -10,6 +10,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -30,7 +31,7 @@ from convai_provider.resources.engine_watch import (
     watch_stdin,
 )
 from testkit.convai import declare, stack_config, turbo
-from testkit.engine import Engine
+from testkit.engine import Engine, ProviderProcess
 
 
 @pytest.mark.parametrize(
@@ -218,13 +219,20 @@ def test_the_process_leaves_once_whatever_the_signs_say() -> None:
 # the provider process, under the engine stand-in --------------------------------------------------
 
 
-def test_a_provider_process_whose_engine_stops_answering_exits_by_itself(
-    convai: EmulatorProcess,
-) -> None:
+@contextmanager
+def configured_provider(convai: EmulatorProcess) -> Iterator[ProviderProcess]:
+    """A provider process under the engine stand-in, configured: its watch of the engine runs."""
     engine = Engine(stack_config(convai))
     (model,) = declare(m=turbo())
     with engine.command() as provider:
-        engine.check(model, {})  # the provider is configured: its watch runs
+        engine.check(model, {})
+        yield provider
+
+
+def test_a_provider_process_whose_engine_stops_answering_exits_by_itself(
+    convai: EmulatorProcess,
+) -> None:
+    with configured_provider(convai) as provider:
         assert provider.engine_answered.wait(60), "the provider's watch never had an answer"
         provider.engine.stop(None)  # its pipe on stdin stays open: the address alone tells
         provider.proc.wait(timeout=120)  # the test's own deadline: GONE_WITHIN is 27 s
@@ -234,10 +242,7 @@ def test_a_provider_process_whose_engine_stops_answering_exits_by_itself(
 def test_a_provider_process_whose_engine_closes_its_pipe_exits_by_itself(
     convai: EmulatorProcess,
 ) -> None:
-    engine = Engine(stack_config(convai))
-    (model,) = declare(m=turbo())
-    with engine.command() as provider:
-        engine.check(model, {})
+    with configured_provider(convai) as provider:
         provider.close_engine_pipe()  # its address still answers: the pipe alone tells
         provider.proc.wait(timeout=120)
         assert provider.proc.returncode == 0

@@ -274,12 +274,18 @@ WRONG_SERVERS = {
 }
 
 
+def two_models_up(convai: EmulatorProcess) -> Engine:
+    """A stack of two models, `a` and `b` (group `turbo`), created on the emulator."""
+    engine = Engine(stack_config(convai))
+    engine.up(declare(a=turbo(model_group_name="a", display_name="A"), b=turbo(display_name="B")))
+    return engine
+
+
 @pytest.mark.parametrize("wrong", list(WRONG_SERVERS))
 def test_refresh_against_a_wrong_server_drops_nothing_from_state(
     convai: EmulatorProcess, wrong: str
 ) -> None:
-    engine = Engine(stack_config(convai))
-    engine.up(declare(a=turbo(model_group_name="a", display_name="A"), b=turbo(display_name="B")))
+    engine = two_models_up(convai)
     with serve_answer(WRONG_SERVERS[wrong]) as url:
         engine.config = hostile(convai, url)
         with pytest.raises(ProviderError, match="Could not read Convai private model"):
@@ -291,8 +297,7 @@ def test_refresh_against_a_wrong_server_drops_nothing_from_state(
 def test_destroy_against_a_wrong_server_fails_and_keeps_state(
     convai: EmulatorProcess, wrong: str
 ) -> None:
-    engine = Engine(stack_config(convai))
-    engine.up(declare(a=turbo(model_group_name="a", display_name="A"), b=turbo(display_name="B")))
+    engine = two_models_up(convai)
     with serve_answer(WRONG_SERVERS[wrong]) as url:
         engine.config = hostile(convai, url)
         with pytest.raises(ProviderError, match="Could not delete Convai private model"):

@@ -14,13 +14,12 @@ import pytest
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.wire import (
     LIST_PATH,
-    CharacterCreateRequest,
     PrivateModel,
     RegisterRequest,
 )
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.resources import lookups
-from testkit.convai import CONVAI_KEY
+from testkit.convai import CONVAI_KEY, new_character
 from testkit.engine import ProgramRun, run_program_fully
 from testkit.hostile_server import http_answer, serve_answer
 from testkit.pulumi_cli import ROOT, CommandFailedError, PulumiProject
@@ -56,11 +55,6 @@ def exported(**outputs: Callable[[], pulumi.Output[Any]]) -> Callable[[], None]:
     return build
 
 
-def new_character(convai: EmulatorProcess, name: str) -> str:
-    with ConvaiClient(CONVAI_KEY, convai.url) as client:
-        return client.create_character(CharacterCreateRequest(charName=name)).charID
-
-
 @pytest.fixture
 def shared(convai: EmulatorProcess) -> EmulatorProcess:
     with ConvaiClient(CONVAI_KEY, convai.url) as client:
@@ -74,7 +68,7 @@ def shared(convai: EmulatorProcess) -> EmulatorProcess:
 def test_lookups_answer_in_preview_with_plain_results_that_carry_no_key(
     shared: EmulatorProcess,
 ) -> None:
-    char_id = new_character(shared, "Ada")
+    char_id = new_character(shared.url, "Ada")
     done = run(
         exported(
             model=lambda: lookups.private_model("team-llama"),
@@ -234,7 +228,7 @@ def configure_example(project: PulumiProject, url: str, model: str, *chars: str)
 def test_the_example_binds_characters_to_a_model_owned_elsewhere(
     example: PulumiProject, shared: EmulatorProcess
 ) -> None:
-    chars = [new_character(shared, "Ada"), new_character(shared, "Grace")]
+    chars = [new_character(shared.url, "Ada"), new_character(shared.url, "Grace")]
     configure_example(example, shared.url, "team-llama", *chars)
     preview = example.preview()
     assert "llama-3.1-70b" in preview.stdout  # the lookup answered in preview
@@ -260,7 +254,7 @@ def test_the_example_binds_characters_to_a_model_owned_elsewhere(
 def test_the_example_stops_in_preview_with_one_line_when_the_model_is_missing(
     example: PulumiProject, shared: EmulatorProcess
 ) -> None:
-    configure_example(example, shared.url, "team-llamma", new_character(shared, "Ada"))
+    configure_example(example, shared.url, "team-llamma", new_character(shared.url, "Ada"))
     with pytest.raises(CommandFailedError) as failed:
         example.preview()
     output = str(failed.value)
@@ -272,7 +266,7 @@ def test_the_example_stops_in_preview_with_one_line_when_the_model_is_missing(
 def test_the_example_stops_in_preview_with_one_line_when_the_key_is_refused(
     example: PulumiProject, shared: EmulatorProcess
 ) -> None:
-    configure_example(example, shared.url, "team-llama", new_character(shared, "Ada"))
+    configure_example(example, shared.url, "team-llama", new_character(shared.url, "Ada"))
     shared.inject(path=LIST_PATH, status=403, message="Forbidden")
     with pytest.raises(CommandFailedError) as failed:
         example.preview()

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from convai_provider.api.client import ConvaiClient
-from convai_provider.api.wire import CharacterCreateRequest, RegisterRequest, UpdateRequest
+from convai_provider.api.wire import RegisterRequest, UpdateRequest
 from convai_provider.emulator.process import EmulatorProcess
-from testkit.convai import CONVAI_KEY, live
+from testkit.convai import CONVAI_KEY, live, new_character
 from testkit.pulumi_cli import PulumiProject
 
 FIXTURE = Path(__file__).parent / "fixtures" / "state-before-recut"
@@ -44,7 +44,7 @@ def recreate_in_convai(convai: EmulatorProcess) -> str:
                 base_url="https://llm.example.com/v1",
             )
         )
-        char_id = client.create_character(CharacterCreateRequest(charName="Ada")).charID
+        char_id = new_character(convai.url)
         client.set_character_model(char_id, "legacy")
     return char_id
 

@@ -4,7 +4,6 @@ Convai may ask for while either changes (docs/vllm.md)."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ from testkit.stacks import TEST_PINS, as_runtime_config, load_stack_file
 from tests.test_stacks import (
     ROOT,
     _endpoints,
+    assert_refused_before_any_resource,
     broken,
     run_stack,
     secrets,
@@ -85,12 +85,7 @@ def test_a_revision_that_is_not_a_full_commit_is_refused_naming_the_field(revisi
         f"convai-models:endpoints[0].revision: must be a full 40-hex commit hash (got "
         f"{revision!r}): a branch or tag such as main moves"
     )
-    mocks = RecordingMocks()
-    with pytest.raises(pulumi.RunError, match=re.escape(expected)):
-        run_stack("staging", config, mocks)
-    assert mocks.registrations == []
-    with pytest.raises(StackConfigError, match=re.escape(expected)):
-        parse_stack_config(project_values(config))
+    assert_refused_before_any_resource(config, expected)
 
 
 def test_an_endpoint_without_a_revision_is_refused_saying_how_to_find_it() -> None:
@@ -268,12 +263,7 @@ def test_a_tag_only_image_is_refused_where_digests_are_required() -> None:
         "vllm/vllm-openai:v0.33.0 is named by its tag only, which can be moved to other bits; "
         "get the digest of vllm/vllm-openai:v0.33.0 with `crane digest vllm/vllm-openai:v0.33.0`"
     )
-    mocks = RecordingMocks()
-    with pytest.raises(pulumi.RunError, match=re.escape(expected)):
-        run_stack("staging", config, mocks)
-    assert mocks.registrations == []
-    with pytest.raises(StackConfigError, match=re.escape(expected)):
-        parse_stack_config(project_values(config))
+    assert_refused_before_any_resource(config, expected)
 
     def with_digest(config: dict[str, Any]) -> None:
         mutate(config)

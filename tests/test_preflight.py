@@ -514,17 +514,23 @@ def self_signed(tmp: Path) -> tuple[Path, Path]:
     return key, cert
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a certificate")
-def test_an_untrusted_certificate_is_waited_for_then_reported(tmp_path: Path) -> None:
-    key, cert = self_signed(tmp_path)
-    with serve_endpoint(EndpointBehaviour(), tls=(key, cert)) as url:
-        report = run(url, wait=0.5)
+def refused_certificate(tls: tuple[Path, Path], wait: float) -> tuple[str, int]:
+    """What the `reachable` check says of an endpoint serving the key and certificate `tls`, and
+    how many attempts the preflight made."""
+    with serve_endpoint(EndpointBehaviour(), tls=tls) as url:
+        report = run(url, wait=wait)
     failure = report.failure
     assert failure is not None and failure.name == "reachable"
-    assert "certificate that is not trusted" in failure.detail
-    assert "issued by 127.0.0.1" in failure.detail
-    assert "staging" not in failure.detail
-    assert report.attempts >= 2  # a placeholder certificate may be replaced soon: retried
+    return failure.detail, report.attempts
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a certificate")
+def test_an_untrusted_certificate_is_waited_for_then_reported(tmp_path: Path) -> None:
+    detail, attempts = refused_certificate(self_signed(tmp_path), wait=0.5)
+    assert "certificate that is not trusted" in detail
+    assert "issued by 127.0.0.1" in detail
+    assert "staging" not in detail
+    assert attempts >= 2  # a placeholder certificate may be replaced soon: retried
 
 
 def issued_by_a_staging_ca(tmp: Path) -> tuple[Path, Path]:
@@ -549,17 +555,13 @@ def issued_by_a_staging_ca(tmp: Path) -> tuple[Path, Path]:
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a certificate")
 def test_a_certificate_from_a_staging_ca_is_named_as_such_at_once(tmp_path: Path) -> None:
-    key, cert = issued_by_a_staging_ca(tmp_path)
-    with serve_endpoint(EndpointBehaviour(), tls=(key, cert)) as url:
-        report = run(url, wait=2)
-    failure = report.failure
-    assert failure is not None and failure.name == "reachable"
-    assert report.attempts == 1  # cert-manager will not replace what the issuer was asked for
+    detail, attempts = refused_certificate(issued_by_a_staging_ca(tmp_path), wait=2)
+    assert attempts == 1  # cert-manager will not replace what the issuer was asked for
     assert "issued by a staging CA ((STAGING) Let's Encrypt, (STAGING) Wannabe Watercress R11)" in (
-        failure.detail
+        detail
     )
-    assert "which no client trusts, Convai included" in failure.detail
-    assert "cluster_issuer such as letsencrypt-prod" in failure.detail
+    assert "which no client trusts, Convai included" in detail
+    assert "cluster_issuer such as letsencrypt-prod" in detail
 
 
 @pytest.mark.parametrize(

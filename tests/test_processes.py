@@ -4,18 +4,20 @@ no teardown runs) or SIGKILL while they all run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from convai_provider.emulator.process import end_child
 from testkit.kube import processes_mentioning
 from testkit.postgres import PostgresServer
-from testkit.processes import end_group, session_members, stop_session
+from testkit.processes import end_group, group_members, session_members, stop_session
+from testkit.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 HOLD = ROOT / "tests" / "fixtures" / "hold-everything" / "hold_everything.py"
@@ -43,14 +45,6 @@ HELD = {
 def held(marker: str) -> dict[str, list[str]]:
     running = processes_mentioning(marker)
     return {name: [p for p in running if part in p] for name, part in HELD.items()}
-
-
-def wait_until(condition: object, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not callable(condition) or not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not within {within:.0f} s")
-        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
@@ -81,8 +75,8 @@ def test_nothing_outlives_a_killed_test_run(
             start_new_session=True,
         )
     try:
-        wait_until(
-            lambda: ready.exists() or child.poll() is not None, READY_WITHIN, "the child's hold"
+        wait_for(
+            lambda: ready.exists() or child.poll() is not None, "the child's hold", READY_WITHIN
         )
         assert ready.exists(), f"the child ended {child.returncode}: {log.read_text()[-3000:]}"
         running = held(str(ready))
@@ -91,7 +85,7 @@ def test_nothing_outlives_a_killed_test_run(
         os.kill(child.pid, sig)
         child.wait()
 
-        wait_until(lambda: not processes_mentioning(str(ready)), GONE_WITHIN, "all gone")
+        wait_for(lambda: not processes_mentioning(str(ready)), "all gone", GONE_WITHIN)
         assert processes_mentioning(str(ready)) == []
         # The kernel ended the servers; the watchdog what the CLI ran, and says so.
         assert "testkit watchdog: the test run" in log.read_text()
@@ -139,11 +133,11 @@ def test_a_server_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
     )
     parent = subprocess.Popen([sys.executable, "-c", starter], cwd=ROOT, start_new_session=True)
     try:
-        wait_until(lambda: pid_file.exists() and pid_file.read_text(), 60, "the server's start")
+        wait_for(lambda: pid_file.exists() and pid_file.read_text(), "the server's start")
         assert session_members(parent.pid) == [parent.pid, int(pid_file.read_text())]
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
-        wait_until(lambda: session_members(parent.pid) == [], 30, "the server's end")
+        wait_for(lambda: session_members(parent.pid) == [], "the server's end", 30)
     finally:
         end_group(parent, signal.SIGKILL, 5)
 
@@ -181,3 +175,84 @@ def test_a_run_started_with_ctrl_c_ignored_still_ctrl_cs_its_children() -> None:
         check=False,
     )
     assert ran.stdout.strip() == "130", ran.stdout + ran.stderr
+
+
+# end_child: what the emulator and PostgreSQL are stopped with -----------------------------------
+
+ECHO = "import sys\nfor line in sys.stdin:\n    print(line, end='', flush=True)\n"
+IGNORES_SIGTERM = (
+    "import signal, subprocess, sys, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    f"helper = subprocess.Popen([sys.executable, '-c', {ECHO!r}])\n"
+    "print(helper.pid, flush=True)\n"
+    "time.sleep(600)\n"
+)
+"""A server that ignores SIGTERM, with a helper in its group that echoes the server's stdin to its
+stdout; the server prints the helper's pid first."""
+
+
+def started_in_own_group(source: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The server started in a session (and group) of its own, and its helper's pid, once the
+    server has set its signal handling."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", source],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert server.stdout is not None
+    return server, int(server.stdout.readline())
+
+
+def echoed(server: subprocess.Popen[bytes], line: bytes) -> bytes:
+    """What the server's helper echoes of `line`: nothing once it has ended."""
+    assert server.stdin is not None and server.stdout is not None
+    with contextlib.suppress(BrokenPipeError):
+        server.stdin.write(line)
+        server.stdin.flush()
+    return server.stdout.readline()
+
+
+def close_pipes(server: subprocess.Popen[bytes]) -> None:
+    for pipe in (server.stdin, server.stdout):
+        if pipe is not None:
+            with contextlib.suppress(BrokenPipeError):
+                pipe.close()
+
+
+def test_a_child_that_ends_on_the_signal_is_not_killed() -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; print(flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE,
+    )
+    assert server.stdout is not None
+    server.stdout.readline()
+    end_child(server, signal.SIGTERM, 30)
+    assert server.returncode == -signal.SIGTERM
+    server.stdout.close()
+
+
+def test_a_child_that_ignores_the_signal_is_killed_and_its_group_with_it() -> None:
+    server, helper = started_in_own_group(IGNORES_SIGTERM)
+    try:
+        assert echoed(server, b"ready\n") == b"ready\n"
+        assert set(group_members(server.pid)) == {server.pid, helper}
+        end_child(server, signal.SIGTERM, 0.5, with_group=True)
+        assert server.returncode == -signal.SIGKILL
+        assert echoed(server, b"still here?\n") == b""
+        wait_for(lambda: group_members(server.pid) == [], "the helper's end", 30)
+    finally:
+        end_group(server, signal.SIGKILL, 5)
+        close_pipes(server)
+
+
+def test_without_its_group_only_the_child_is_killed() -> None:
+    server, helper = started_in_own_group(IGNORES_SIGTERM)
+    try:
+        end_child(server, signal.SIGTERM, 0.5)
+        assert server.returncode == -signal.SIGKILL
+        assert echoed(server, b"still here\n") == b"still here\n"
+        assert group_members(server.pid) == [helper]
+    finally:
+        end_group(server, signal.SIGKILL, 5)
+        close_pipes(server)

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +13,17 @@ import pytest
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.wire import (
     REGISTER_PATH,
-    CharacterCreateRequest,
     RegisterRequest,
     UpdateRequest,
 )
 from convai_provider.emulator.process import EmulatorProcess
-from testkit.convai import CONVAI_KEY, live, stored_endpoint_key
+from testkit.convai import CONVAI_KEY, live, new_character, recovered, stored_endpoint_key
 from testkit.processes import end_session, session_members
 from testkit.pulumi_cli import Event, PulumiProject
 from testkit.stacks import declared_model as model
 from testkit.stacks import external_endpoint as endpoint
+from testkit.stacks import product_project
+from testkit.waiting import wait_for
 
 ENDPOINT_KEY = "sk-e2e-endpoint-81c4d2"
 ROTATED_KEY = "sk-e2e-rotated-3b9f70"
@@ -36,16 +33,14 @@ MODEL_TYPE = "pulumi-python:dynamic/convai:PrivateModel"
 
 @pytest.fixture
 def project(tmp_path: Path, cli_bin: Path, convai: EmulatorProcess) -> Iterator[PulumiProject]:
-    proj = PulumiProject(tmp_path, cli_bin, {"CONVAI_API_KEY": CONVAI_KEY})
-
     def no_orphans(command: str) -> None:
         orphans = convai.orphaned_characters(CONVAI_KEY)
         assert orphans == [], f"after `pulumi {command}`: characters on missing models: {orphans}"
 
-    proj.after_each_command = no_orphans
-    proj.set_secret("endpointKey", ENDPOINT_KEY)
-    yield proj
-    proj.end_started()
+    env = {"CONVAI_API_KEY": CONVAI_KEY}
+    with product_project(tmp_path, cli_bin, env, ENDPOINT_KEY) as proj:
+        proj.after_each_command = no_orphans
+        yield proj
 
 
 def stack(
@@ -68,11 +63,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def new_characters(convai: EmulatorProcess, *names: str) -> list[str]:
-    with ConvaiClient(CONVAI_KEY, convai.url) as client:
-        return [client.create_character(CharacterCreateRequest(charName=n)).charID for n in names]
 
 
 def models_of(convai: EmulatorProcess, chars: list[str]) -> list[str | None]:
@@ -252,7 +242,7 @@ def test_display_name_and_key_change_in_place(
 def test_a_replaced_model_moves_its_characters_to_the_fallback_first(
     project: PulumiProject, convai: EmulatorProcess
 ) -> None:
-    a, b, c = new_characters(convai, "Ada", "Bo", "Cy")
+    a, b, c = (new_character(convai.url, name) for name in ("Ada", "Bo", "Cy"))
     project.configure(
         stack(
             convai,
@@ -286,7 +276,7 @@ def test_a_replaced_model_moves_its_characters_to_the_fallback_first(
 def test_a_removed_model_and_a_moved_character(
     project: PulumiProject, convai: EmulatorProcess
 ) -> None:
-    a, b, c = new_characters(convai, "Ada", "Bo", "Cy")
+    a, b, c = (new_character(convai.url, name) for name in ("Ada", "Bo", "Cy"))
     project.configure(stack(convai, model("alpha", a, b), model("beta", c)))
     project.up()
     project.configure(stack(convai, model("alpha", a), model("beta", c, b)))
@@ -393,7 +383,7 @@ def test_pulumi_import_of_a_dynamic_resource_fails_and_adopt_existing_is_the_way
 def test_state_holds_the_endpoint_key_only_as_a_secret_and_the_convai_key_nowhere(
     project: PulumiProject, convai: EmulatorProcess
 ) -> None:
-    a = new_characters(convai, "Ada")[0]
+    a = new_character(convai.url)
     project.configure(stack(convai, model("alpha", a)))
     project.set_secret("convai:apiKey", CONVAI_KEY)
     project.env.pop("CONVAI_API_KEY")
@@ -418,13 +408,6 @@ def test_state_holds_the_endpoint_key_only_as_a_secret_and_the_convai_key_nowher
 
 
 # An interrupted up ------------------------------------------------------------------------------
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def test_an_interrupted_up_is_settled_from_its_pending_creates(
@@ -458,21 +441,9 @@ def test_an_interrupted_up_is_settled_from_its_pending_creates(
     assert "convai_provider." not in refused.stdout  # no class path before the sentence
     assert set(live(convai)) == {"alpha", "beta", "gamma"}  # nothing taken over, nothing lost
 
-    exported, settled = tmp_path / "exported.json", tmp_path / "settled.json"
-    project.run("stack", "export", "--file", str(exported))
-    recovered = subprocess.run(
-        [
-            *(sys.executable, "-m", "convai_provider", "recover", "--stack", "e2e"),
-            *("--base-url", convai.url, "--state", str(exported), "--out", str(settled)),
-        ],
-        env={**os.environ, "CONVAI_API_KEY": CONVAI_KEY},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert recovered.returncode == 0, recovered.stderr
-    assert recovered.stderr.count("in state") == 3, recovered.stderr
-    project.run("stack", "import", "--file", str(settled))
+    recover = recovered(project, convai, tmp_path)
+    assert recover.returncode == 0, recover.stderr
+    assert recover.stderr.count("in state") == 3, recover.stderr
     project.refresh()
     assert project.pending_operations() == []
     assert all(project.resources()[n]["outputs"]["created_at"] for n in ("alpha", "beta", "gamma"))

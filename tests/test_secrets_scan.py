@@ -16,12 +16,10 @@ from typing import Any
 import pytest
 
 from convai_provider import CHARACTER_TYPE_TOKEN, TYPE_TOKEN
-from convai_provider.api.client import ConvaiClient
-from convai_provider.api.wire import CharacterCreateRequest
 from convai_provider.emulator.process import EmulatorProcess
 from convai_stack.commands.cli import main as cli_main
 from convai_stack.program import main
-from testkit.convai import CONVAI_KEY, engine_secret, stack_config
+from testkit.convai import CONVAI_KEY, engine_secret, new_character, stack_config
 from testkit.engine import Declared, Engine, ProgramRun, Registration, run_program_fully
 
 PARTNER_KEY = "convai-partner-key-d24e90"
@@ -88,12 +86,11 @@ def masked(value: Any, secret_fields: set[str]) -> Any:
 
 def test_no_key_leaks_anywhere_after_a_full_lifecycle(
     convai: EmulatorProcess,
-    client: ConvaiClient,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    char_id = client.create_character(CharacterCreateRequest(charName="Ada")).charID
+    char_id = new_character(convai.url)
     engine = Engine(stack_config(convai) | {"convai:accounts": engine_secret(ACCOUNTS)})
     seen: list[str] = []
     secret_outputs: dict[str, set[str]] = {}

@@ -1025,16 +1025,22 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_invalid_configuration_fails_before_any_resource_with_path_and_fix(case: str) -> None:
-    mutate, expected = CASES[case]
+def assert_refused_before_any_resource(config: dict[str, str], expected: str) -> None:
+    """Staging's program run on `config` fails with `expected` before declaring any resource,
+    and the stack schema refuses it with the same words."""
     mocks = RecordingMocks()
     with pytest.raises(pulumi.RunError) as caught:
-        run_stack("staging", broken(mutate), mocks)
+        run_stack("staging", config, mocks)
     assert expected in str(caught.value)
     assert mocks.registrations == []
     with pytest.raises(StackConfigError, match=re.escape(expected)):
-        parse_stack_config(project_values(broken(mutate)))
+        parse_stack_config(project_values(config))
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_invalid_configuration_fails_before_any_resource_with_path_and_fix(case: str) -> None:
+    mutate, expected = CASES[case]
+    assert_refused_before_any_resource(broken(mutate), expected)
 
 
 @pytest.mark.parametrize(

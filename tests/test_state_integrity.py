@@ -6,12 +6,9 @@ stop with an error that says what to do; never "succeed" by dropping what Convai
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,33 +18,24 @@ import pytest
 
 from convai_provider.api.wire import LIST_PATH, REGISTER_PATH
 from convai_provider.emulator.process import EmulatorProcess
-from testkit.convai import CONVAI_KEY, live, stored_endpoint_key
+from testkit.convai import CONVAI_KEY, live, recovered, stored_endpoint_key
 from testkit.hostile_server import http_answer, serve_answer
+from testkit.processes import command_line, end_session, session_members
 from testkit.pulumi_cli import PulumiProject
-from testkit.stacks import external_endpoint
+from testkit.stacks import declared_model as model
+from testkit.stacks import external_endpoint, product_project
+from testkit.waiting import wait_for
 
 ENDPOINT_KEY = "sk-integrity-endpoint-6e02b1"
 
 
 @pytest.fixture
-def project(tmp_path: Path, cli_bin: Path, convai: EmulatorProcess) -> PulumiProject:
+def project(tmp_path: Path, cli_bin: Path, convai: EmulatorProcess) -> Iterator[PulumiProject]:
     """The product's program; Convai's URL and key come from the environment, so a test can
     point a later command elsewhere (refresh and destroy reuse the config stored in state)."""
-    proj = PulumiProject(
-        tmp_path, cli_bin, {"CONVAI_API_KEY": CONVAI_KEY, "CONVAI_BASE_URL": convai.url}
-    )
-    proj.set_secret("endpointKey", ENDPOINT_KEY)
-    return proj
-
-
-def model(group: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "model_group_name": group,
-        "endpoint": "llm",
-        "display_name": f"{group} model",
-        "verify_endpoint": False,  # the preflight has tests of its own
-        **fields,
-    }
+    env = {"CONVAI_API_KEY": CONVAI_KEY, "CONVAI_BASE_URL": convai.url}
+    with product_project(tmp_path, cli_bin, env, ENDPOINT_KEY) as proj:
+        yield proj
 
 
 def stack(*models: dict[str, Any]) -> dict[str, Any]:
@@ -133,44 +121,11 @@ def test_refresh_or_up_with_another_accounts_key_keeps_every_model(
 # A provider process killed after its registers landed --------------------------------------------
 
 
-def session_processes(session: int, marker: bytes = b"") -> list[int]:
-    """The processes of a CLI's session (it is started in one of its own) whose command line
-    holds `marker`. Pulumi puts its plugins in process groups of their own: only the session
-    finds them all."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()  # state, ppid, pgrp, session, ...
-        if int(fields[3]) == session and marker in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
 def provider_processes(session: int) -> list[int]:
-    """The dynamic provider processes (`python -u -m pulumi.dynamic`) of a CLI's session."""
-    return session_processes(session, b"pulumi.dynamic")
-
-
-def end_session(session: int) -> None:
-    """Whatever a killed CLI left (its language host, a provider): no test leaves a process."""
-    for pid in session_processes(session):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def wait_for(
-    condition: Callable[[], bool], what: str, timeout: float = 60.0, poll: float = 0.1
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(poll)
+    """The live dynamic provider processes (`python -u -m pulumi.dynamic`) of a CLI's session (it
+    is started in one of its own). Pulumi puts its plugins in process groups of their own: only
+    the session finds them all."""
+    return [pid for pid in session_members(session) if b"pulumi.dynamic" in command_line(pid)]
 
 
 def hold_creates_after_their_registers_land(
@@ -357,20 +312,8 @@ def test_a_cli_killed_during_a_replacement_is_settled_without_a_duplicate_urn(
     assert [op["type"] for op in project.pending_operations()] == ["creating"]  # ...and this
 
     project.run("cancel", "--yes")
-    exported, settled = tmp_path / "exported.json", tmp_path / "settled.json"
-    project.run("stack", "export", "--file", str(exported))
-    recovered = subprocess.run(
-        [
-            *(sys.executable, "-m", "convai_provider", "recover", "--stack", "e2e"),
-            *("--base-url", convai.url, "--state", str(exported), "--out", str(settled)),
-        ],
-        env={**os.environ, "CONVAI_API_KEY": CONVAI_KEY},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert recovered.returncode == 0, recovered.stderr
-    project.run("stack", "import", "--file", str(settled))  # refused before: duplicate URN
+    recover = recovered(project, convai, tmp_path)  # its import was refused before: a duplicate URN
+    assert recover.returncode == 0, recover.stderr
     project.refresh()
     project.run("preview", "--expect-no-changes")
     assert state_models(project) == ["alpha"] and list(live(convai)) == ["alpha"]

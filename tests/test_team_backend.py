@@ -17,7 +17,10 @@ import re
 import secrets
 import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +39,8 @@ from testkit.postgres import (
 from testkit.postgres import main as postgres_main
 from testkit.processes import group_members
 from testkit.pulumi_cli import COMMAND_TIMEOUT, PulumiProject
+from testkit.waiting import wait_for
 from tests.test_dev_up import dev_models, run_dev_up
-from tests.test_real_engine import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ENDPOINT_KEY = "sk-team-endpoint-4e7a19"
@@ -92,6 +95,26 @@ def bob(
     return PulumiProject(
         tmp_path / "bob", cli_bin, {"PULUMI_BACKEND_URL": postgres.url(team_db)}, new_stack=False
     )
+
+
+@dataclass
+class HeldUp:
+    process: subprocess.Popen[str]
+    output: str = ""
+    """What it wrote, once it has ended."""
+
+
+@contextmanager
+def up_held_in_its_register(project: PulumiProject, convai: EmulatorProcess) -> Iterator[HeldUp]:
+    """`project`'s `up`, inside its register (held for SLOW_REGISTER_MS, so holding the stack's
+    lock) while the block runs; finished after the block, however it ends."""
+    convai.inject(path=REGISTER_PATH, latency_ms=SLOW_REGISTER_MS, count=1)
+    held = HeldUp(project.start("up", "--yes", "--skip-preview"))
+    try:
+        wait_for(lambda: convai.request_counts().get(REGISTER_PATH, 0) >= 1, "the register")
+        yield held
+    finally:
+        held.output, _ = held.process.communicate(timeout=COMMAND_TIMEOUT)
 
 
 def stored_keys(postgres: PostgresServer, database: str) -> list[str]:
@@ -166,20 +189,15 @@ def test_a_second_up_during_the_first_is_refused_by_the_lock_and_succeeds_after(
     postgres: PostgresServer,
     team_db: str,
 ) -> None:
-    convai.inject(path=REGISTER_PATH, latency_ms=SLOW_REGISTER_MS, count=1)
-    first = alice.start("up", "--yes", "--skip-preview")
-    try:
-        wait_for(lambda: convai.request_counts().get(REGISTER_PATH, 0) >= 1, "alice's register")
+    with up_held_in_its_register(alice, convai) as first:
         refused = bob.up(check=False)
-    finally:
-        output, _ = first.communicate(timeout=COMMAND_TIMEOUT)
-    assert first.returncode == 0, output
+    assert first.process.returncode == 0, first.output
 
     told = refused.stdout + refused.stderr
     assert refused.returncode != 0
     assert "the stack is currently locked by 1 lock(s)" in told, told
     assert "`pulumi cancel`" in told
-    assert f"(pid {first.pid})" in told  # the lock names alice's running CLI
+    assert f"(pid {first.process.pid})" in told  # the lock names alice's running CLI
     assert postgres.password not in told  # the URL in the message has its credentials masked
     assert convai.request_counts()[REGISTER_PATH] == 1  # bob's refused up called nothing
     assert locks(postgres, team_db) == []
@@ -197,19 +215,14 @@ def test_pulumi_cancel_removes_the_lock_but_the_running_up_goes_on(
     postgres: PostgresServer,
     team_db: str,
 ) -> None:
-    convai.inject(path=REGISTER_PATH, latency_ms=SLOW_REGISTER_MS, count=1)
-    first = alice.start("up", "--yes", "--skip-preview")
-    try:
-        wait_for(lambda: convai.request_counts().get(REGISTER_PATH, 0) >= 1, "alice's register")
+    with up_held_in_its_register(alice, convai) as first:
         assert len(locks(postgres, team_db)) == 1
         cancel = bob.run("cancel", "--yes")
         assert "The currently running update for 'e2e' has been canceled!" in cancel.stdout
         assert locks(postgres, team_db) == []
-    finally:
-        output, _ = first.communicate(timeout=COMMAND_TIMEOUT)
     # Nothing stopped alice's up: it finished its register and recorded it, unguarded by a lock.
-    assert first.returncode == 0, output
-    assert "there was a problem deleting the lock" in output
+    assert first.process.returncode == 0, first.output
+    assert "there was a problem deleting the lock" in first.output
     assert set(live(convai)) == {"dev-llama"}
     assert "dev-llama" in alice.resources()
 

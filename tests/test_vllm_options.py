@@ -5,26 +5,22 @@ tests/test_kubernetes_options.py runs them on a real Kubernetes API."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-import pulumi
 import pytest
 
 from convai_provider import TYPE_TOKEN
 from convai_stack.stack_config import (
     HF_HUB_FQDNS,
-    StackConfigError,
-    parse_stack_config,
-    project_values,
 )
 from convai_stack.vllm_pod import TERMINATION_GRACE
 from convai_stack.vllm_workload import replica_budget
-from testkit.engine import ProgramRun, RecordingMocks, Registration
+from testkit.engine import ProgramRun, Registration
 from tests.test_rendered_manifests import assert_golden, rendered
 from tests.test_stacks import (
     STATEFUL_SET,
     _endpoints,
+    assert_refused_before_any_resource,
     broken,
     child,
     run_stack,
@@ -456,10 +452,4 @@ REFUSED: dict[str, tuple[dict[str, Any], str]] = {
 @pytest.mark.parametrize("case", list(REFUSED))
 def test_options_that_cannot_work_are_refused_before_any_resource(case: str) -> None:
     fields, expected = REFUSED[case]
-    mocks = RecordingMocks()
-    with pytest.raises(pulumi.RunError) as caught:
-        run_stack("staging", changed(fields), mocks)
-    assert expected in str(caught.value)
-    assert mocks.registrations == []
-    with pytest.raises(StackConfigError, match=re.escape(expected)):
-        parse_stack_config(project_values(changed(fields)))
+    assert_refused_before_any_resource(changed(fields), expected)

@@ -33,7 +33,6 @@ from convai_provider.api.matching import matches
 from convai_provider.api.retry import Backoff, is_retryable_status, parse_retry_after
 from convai_provider.api.wire import (
     API_KEY_HEADER,
-    CHARACTER_CREATE_PATH,
     CHARACTER_GET_PATH,
     CHARACTER_PATH_PREFIX,
     CHARACTER_UPDATE_PATH,
@@ -42,8 +41,6 @@ from convai_provider.api.wire import (
     REGISTER_PATH,
     UPDATE_PATH,
     Character,
-    CharacterCreateRequest,
-    CharacterCreateResponse,
     CharacterGetRequest,
     CharacterUpdateRequest,
     CharacterUpdateResponse,
@@ -203,18 +200,6 @@ class ConvaiClient:
 
     def list_models(self, *, deadline: float | None = None) -> ListResponse:
         return self._call("list", LIST_PATH, None, ListResponse, deadline)
-
-    def create_character(
-        self, request: CharacterCreateRequest, *, deadline: float | None = None
-    ) -> CharacterCreateResponse:
-        """Create a character. Stacks only bind characters that exist; this makes some to bind."""
-        return self._call(
-            "character create",
-            CHARACTER_CREATE_PATH,
-            request.to_body(),
-            CharacterCreateResponse,
-            deadline,
-        )
 
     def get_character(self, char_id: str, *, deadline: float | None = None) -> Character:
         """The character as Convai reports it. A reply about another character (a cache that

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import abc
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,9 +19,47 @@ from convai_provider.emulator.store import NEW_KEY_HEADER
 
 READY_PREFIX = "Convai emulator listening on "
 """What the emulator prints, then its URL, once it accepts connections."""
+STOP_TIMEOUT = 10.0
+"""Seconds the emulator gets to end after SIGTERM, before SIGKILL."""
 
 
-class EmulatorProcess:
+def end_child(
+    process: subprocess.Popen[bytes],
+    sig: signal.Signals,
+    timeout: float,
+    *,
+    with_group: bool = False,
+) -> None:
+    """`sig` to `process`, then SIGKILL if it has not ended within `timeout` seconds: to it alone,
+    or `with_group` to the process group it leads (started with `start_new_session`). Returns
+    once it has ended."""
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if with_group:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+        process.wait()
+
+
+class StoppedOnExit(abc.ABC):
+    """A server a `with` block uses: stopped when the block ends, however it ends."""
+
+    @abc.abstractmethod
+    def stop(self) -> None: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class EmulatorProcess(StoppedOnExit):
     """`with EmulatorProcess(db) as emu:` gives `emu.url`; `restart()` keeps the same database."""
 
     def __init__(
@@ -80,15 +120,9 @@ class EmulatorProcess:
         raise RuntimeError(f"the emulator did not start; see {self.log_path}")
 
     def stop(self) -> None:
-        if self._proc is None:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        self._proc = None
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            end_child(proc, signal.SIGTERM, STOP_TIMEOUT)
 
     def restart(self) -> None:
         """Stop and start again on the same port with the same database."""
@@ -139,11 +173,3 @@ class EmulatorProcess:
     def __enter__(self) -> EmulatorProcess:
         self.start()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

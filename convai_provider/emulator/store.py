@@ -193,15 +193,6 @@ class ConvaiStore:
             ).fetchall()
         return [_row_to_model(row) for row in rows]
 
-    def endpoint_key(self, account: str, model_group_name: str) -> str | None:
-        """The stored endpoint key, for tests that prove an update reached Convai."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT api_key FROM models WHERE account = ? AND model_group_name = ?",
-                (account, model_group_name),
-            ).fetchone()
-        return None if row is None else str(row[0])
-
     def reset(self) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM models")
