@@ -70,8 +70,11 @@ def endpoint_key(props: Mapping[str, Any]) -> list[str]:
     if isinstance(key, str) and key.strip() and key.strip() != KEYLESS:
         return []
     return [
-        f"model {_group(props)!r} declares no endpoint key (api_key is empty or {KEYLESS!r}): "
-        "serve the endpoint with a key (vLLM --api-key) and give it as a Pulumi secret."
+        # Not the placeholder's own word: a stack whose key is that placeholder as a secret (the
+        # dev stack) has Pulumi mask the word in every line it prints, this one's too.
+        f"model {_group(props)!r} declares no endpoint key (an empty api_key, or the placeholder "
+        "an endpoint without a key is given): serve the endpoint with a key (vLLM --api-key) and "
+        "give it as a Pulumi secret."
     ]
 
 
@@ -243,7 +246,7 @@ RESOURCE_RULES = (
     ),
     Rule(
         "convai-endpoint-key",
-        f"No endpoint without a key (api_key empty or {KEYLESS}).",
+        "No endpoint without a key (an empty api_key, or the no-key placeholder).",
         MANDATORY,
         MODELS,
         lambda props, _protect, _config: endpoint_key(props),
