@@ -12,12 +12,15 @@ from pydantic import BaseModel, ValidationError
 
 from convai_provider.api.access import (
     API_KEY_ARGUMENT,
+    BASE_URL_ARGUMENT,
     DEFAULT_CONVAI_URL,
+    ConvaiAccess,
     ConvaiKeyError,
-    checked_convai_key,
-    convai_url_problem,
+    ConvaiURLError,
+    checked_access,
 )
 from convai_provider.api.errors import (
+    AuthenticationError,
     ConflictError,
     ConvaiAPIError,
     ConvaiConnectionError,
@@ -68,7 +71,6 @@ from convai_provider.guards.bounded_http import (
 from convai_provider.guards.documents import DocumentError, parse_json
 from convai_provider.guards.durations import retries, seconds
 from convai_provider.guards.text import server_text
-from convai_provider.guards.urls import refusal
 from convai_provider.guards.validation import describe_validation_error, field_problems
 
 DEFAULT_TIMEOUT = 30.0
@@ -101,7 +103,7 @@ class ConvaiClient:
 
     def __init__(
         self,
-        api_key: str,
+        api_key: str | ConvaiAccess,
         base_url: str = DEFAULT_CONVAI_URL,
         timeout: float = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
@@ -111,24 +113,15 @@ class ConvaiClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        key_source: str = API_KEY_ARGUMENT,
     ) -> None:
-        """`key_source`: the setting `api_key` came from, which a refused key's error names;
-        `wall_clock`: seconds since the epoch, to compare with Convai's `created_at`."""
-        try:
-            checked_convai_key(
-                api_key,
-                key_source,
-                instead=f"{API_KEY_ARGUMENT} to ConvaiClient",
-                environment=False,
-            )
-        except ConvaiKeyError as exc:
-            raise InvalidRequestError(str(exc)) from None
-        self.key_source = key_source
-        problem = convai_url_problem(base_url)
-        if problem is not None:
-            raise InvalidRequestError(f"{refusal('base_url', base_url, problem)}.")
-        self.base_url = base_url.rstrip("/")
+        """`api_key`: the key, with `base_url`, both checked here before anything is sent; or
+        the `ConvaiAccess` of an account (`api.resolver`), already checked, whose key and URL
+        are used as they are and whose settings the errors name. `wall_clock`: seconds since
+        the epoch, to compare with Convai's `created_at`."""
+        self.access = (
+            api_key if isinstance(api_key, ConvaiAccess) else _given_access(api_key, base_url)
+        )
+        self.base_url = self.access.base_url
         try:
             self.timeout = seconds(timeout, "timeout", zero_ok=False)
             self.max_retries = retries(max_retries, "max_retries")
@@ -141,7 +134,7 @@ class ConvaiClient:
         self._http = bounded_client(
             base_url=self.base_url,
             timeout=timeout,
-            headers={API_KEY_HEADER: api_key, "Content-Type": "application/json"},
+            headers={API_KEY_HEADER: self.access.api_key, "Content-Type": "application/json"},
             transport=transport,
         )
 
@@ -263,6 +256,7 @@ class ConvaiClient:
                 response = self._post(operation, path, body, deadline)
                 return self._parse(operation, path, response, reply)
             except ConvaiError as failure:
+                self._name_settings(failure)
                 failure.attempts = retries_done + 1
                 failure.after_lost_reply = lost_reply
                 lost_reply = lost_reply or failure.outcome_unknown
@@ -292,12 +286,7 @@ class ConvaiClient:
         except UndecodableReplyError as exc:
             if 400 <= exc.status_code < 500:
                 # A refusal whatever its body said: nothing was written (a 409 stays a conflict).
-                raise error_for_status(
-                    operation,
-                    exc.status_code,
-                    what_went_wrong(exc),
-                    key_source=self.key_source,
-                ) from None
+                raise error_for_status(operation, exc.status_code, what_went_wrong(exc)) from None
             raise ConvaiProtocolError(
                 operation, self.base_url, what_went_wrong(exc), outcome_unknown=True
             ) from None
@@ -337,7 +326,7 @@ class ConvaiClient:
         if response.status_code >= 400 or (
             isinstance(payload, dict) and payload.get("status") == "error"
         ):
-            raise self._api_error(operation, path, response, payload, self.key_source)
+            raise self._api_error(operation, path, response, payload)
         if not isinstance(payload, dict):
             raise UnexpectedReplyError(
                 operation,
@@ -364,7 +353,7 @@ class ConvaiClient:
 
     @staticmethod
     def _api_error(
-        operation: str, path: str, response: httpx.Response, payload: Any, key_source: str
+        operation: str, path: str, response: httpx.Response, payload: Any
     ) -> ConvaiAPIError:
         if isinstance(payload, dict):
             message = server_text(
@@ -382,8 +371,15 @@ class ConvaiClient:
             transaction_id,
             retry_after,
             envelope=is_error_envelope(path, payload),
-            key_source=key_source,
         )
+
+    def _name_settings(self, failure: ConvaiError) -> None:
+        """What a failure's hint names: the settings this client's URL and key came from, and
+        its caller's words for setting a key."""
+        failure.url_setting = self.access.url_source
+        if isinstance(failure, AuthenticationError):
+            failure.key_source = self.access.key_source
+            failure.hints = self.access.hints
 
     def _retry_delay(
         self, failure: ConvaiError, retries_done: int, deadline: float | None
@@ -403,6 +399,21 @@ class ConvaiClient:
         if deadline is not None and self._clock() + delay >= deadline:
             return None
         return delay
+
+
+def _given_access(api_key: str, base_url: str) -> ConvaiAccess:
+    """The access of a client built from its arguments: a library caller, who is told about
+    them and nothing else (the client reads neither a stack's config nor the environment)."""
+    try:
+        return checked_access(
+            api_key,
+            API_KEY_ARGUMENT,
+            base_url,
+            BASE_URL_ARGUMENT,
+            missing=f"No Convai API key: pass {API_KEY_ARGUMENT} to ConvaiClient.",
+        )
+    except (ConvaiKeyError, ConvaiURLError) as exc:
+        raise InvalidRequestError(str(exc)) from None
 
 
 def is_error_envelope(path: str, payload: Any) -> bool:

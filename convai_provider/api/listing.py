@@ -54,9 +54,6 @@ class SharedListing:
             with self._lock:
                 self._last_write_done = self._clock()
 
-    def now(self) -> float:
-        return self._clock()
-
     def current(self, deadline: float | None = None) -> ListResponse:
         """A listing no older than the last write this process completed, nor than max_age."""
         with self._lock:

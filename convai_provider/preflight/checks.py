@@ -28,7 +28,8 @@ from convai_provider.guards.bounded_http import (
 )
 from convai_provider.guards.documents import DocumentError, parse_json
 from convai_provider.guards.durations import seconds
-from convai_provider.guards.keys import key_problem, remember
+from convai_provider.guards.keys import key_problem
+from convai_provider.guards.redaction import remember
 from convai_provider.guards.text import sentence, server_text
 from convai_provider.guards.urls import api_root_hint, endpoint_url_problem, refusal
 from convai_provider.preflight.certificates import is_staging_issuer, presented_issuer
