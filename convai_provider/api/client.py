@@ -243,7 +243,7 @@ class ConvaiClient:
 
     def _call(
         self,
-        operation: str,
+        call: str,
         path: str,
         body: dict[str, Any] | None,
         reply: type[ReplyT],
@@ -253,8 +253,8 @@ class ConvaiClient:
         lost_reply = False
         while True:
             try:
-                response = self._post(operation, path, body, deadline)
-                return self._parse(operation, path, response, reply)
+                response = self._post(call, path, body, deadline)
+                return self._parse(call, path, response, reply)
             except ConvaiError as failure:
                 self._name_settings(failure)
                 failure.attempts = retries_done + 1
@@ -267,18 +267,18 @@ class ConvaiClient:
             retries_done += 1
 
     def _post(
-        self, operation: str, path: str, body: dict[str, Any] | None, deadline: float | None
+        self, call: str, path: str, body: dict[str, Any] | None, deadline: float | None
     ) -> httpx.Response:
-        seconds = self._request_timeout(operation, deadline)
+        seconds = self._request_timeout(call, deadline)
         try:
             return send(self._http, "POST", path, seconds=seconds, cap=REPLY_CAP, json=body)
         except ReplyTooLargeError as exc:
             raise UnexpectedReplyError(
-                operation, exc.status_code, f"{exc}, more than any Convai reply holds"
+                call, exc.status_code, f"{exc}, more than any Convai reply holds"
             ) from None
         except httpx.TimeoutException as exc:
             raise ConvaiTimeoutError(
-                operation,
+                call,
                 self.base_url,
                 f"the server {what_went_wrong(exc)}; {seconds:.1f}s allowed",
                 outcome_unknown=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
@@ -286,38 +286,36 @@ class ConvaiClient:
         except UndecodableReplyError as exc:
             if 400 <= exc.status_code < 500:
                 # A refusal whatever its body said: nothing was written (a 409 stays a conflict).
-                raise error_for_status(operation, exc.status_code, what_went_wrong(exc)) from None
+                raise error_for_status(call, exc.status_code, what_went_wrong(exc)) from None
             raise ConvaiProtocolError(
-                operation, self.base_url, what_went_wrong(exc), outcome_unknown=True
+                call, self.base_url, what_went_wrong(exc), outcome_unknown=True
             ) from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             raise ConvaiProtocolError(
-                operation, self.base_url, what_went_wrong(exc), outcome_unknown=True
+                call, self.base_url, what_went_wrong(exc), outcome_unknown=True
             ) from None
         except httpx.TransportError as exc:
             raise ConvaiConnectionError(
-                operation, self.base_url, f"{type(exc).__name__}: {exc}"
+                call, self.base_url, f"{type(exc).__name__}: {exc}"
             ) from None
 
-    def _request_timeout(self, operation: str, deadline: float | None) -> float:
+    def _request_timeout(self, call: str, deadline: float | None) -> float:
         if deadline is None:
             return self.timeout
         remaining = deadline - self._clock()
         if remaining <= 0:
             raise ConvaiTimeoutError(
-                operation, self.base_url, "the operation's time budget ran out before it finished"
+                call, self.base_url, "the operation's time budget ran out before it finished"
             )
         return min(self.timeout, remaining)
 
-    def _parse(
-        self, operation: str, path: str, response: httpx.Response, reply: type[ReplyT]
-    ) -> ReplyT:
+    def _parse(self, call: str, path: str, response: httpx.Response, reply: type[ReplyT]) -> ReplyT:
         if 300 <= response.status_code < 400:
-            raise RedirectError(operation, response.status_code, _redirect_target(response))
+            raise RedirectError(call, response.status_code, _redirect_target(response))
         if response.status_code < 300 and not _is_utf8(response.content):
             # What a success said cannot be read: for a register, as if its reply were lost.
             raise ConvaiProtocolError(
-                operation,
+                call,
                 self.base_url,
                 "answered with a reply that cannot be decoded (its body is not UTF-8)",
                 outcome_unknown=True,
@@ -326,10 +324,10 @@ class ConvaiClient:
         if response.status_code >= 400 or (
             isinstance(payload, dict) and payload.get("status") == "error"
         ):
-            raise self._api_error(operation, path, response, payload)
+            raise self._api_error(call, path, response, payload)
         if not isinstance(payload, dict):
             raise UnexpectedReplyError(
-                operation,
+                call,
                 response.status_code,
                 f"{unreadable or 'not a JSON object'}; {describe_reply(response)}",
             )
@@ -338,13 +336,13 @@ class ConvaiClient:
         except ValidationError as exc:
             problems = "; ".join(f"{f} {reason}" for f, reason in field_problems(exc))
             raise UnexpectedReplyError(
-                operation, response.status_code, f"{problems}; {describe_reply(response)}"
+                call, response.status_code, f"{problems}; {describe_reply(response)}"
             ) from None
         if isinstance(parsed, ListResponse):
             paged = paging_headers(response.headers, len(parsed.models))
             if paged:
                 raise UnexpectedReplyError(
-                    operation,
+                    call,
                     response.status_code,
                     f"it is paged ({server_text(', '.join(paged), 200)}), and Convai's list is "
                     "documented whole: not the whole account",
@@ -352,9 +350,7 @@ class ConvaiClient:
         return parsed
 
     @staticmethod
-    def _api_error(
-        operation: str, path: str, response: httpx.Response, payload: Any
-    ) -> ConvaiAPIError:
+    def _api_error(call: str, path: str, response: httpx.Response, payload: Any) -> ConvaiAPIError:
         if isinstance(payload, dict):
             message = server_text(
                 payload.get("message") or payload.get("ERROR") or payload.get("API_ERROR") or ""
@@ -365,7 +361,7 @@ class ConvaiClient:
         status = response.status_code if response.status_code >= 400 else 400
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return error_for_status(
-            operation,
+            call,
             status,
             message,
             transaction_id,
