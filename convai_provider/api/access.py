@@ -67,11 +67,13 @@ class ConvaiURLError(ValueError):
 
 
 def _is_config(source: str) -> bool:
+    """Whether a key came from the stack's config (convai:apiKey, an account's apiKey)."""
     return source.startswith(f"{CONFIG_NAMESPACE}:")
 
 
 def _is_environment(source: str) -> bool:
-    return source.isupper()
+    """Whether a key came from the environment ($CONVAI_API_KEY, $CONVAI_API_KEY_<ALIAS>)."""
+    return source.startswith(API_KEY_ENV)
 
 
 @dataclass(frozen=True)
