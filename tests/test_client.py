@@ -34,7 +34,7 @@ from convai_provider.api.retry import Backoff, parse_retry_after
 from convai_provider.api.wire import RegisterRequest, UpdateRequest
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.resources.settings import PULUMI_HINTS
-from convai_stack.commands.settings import CLI_HINTS
+from convai_stack.commands.convai import CLI_HINTS
 from testkit.convai import CONVAI_KEY, FAST_BACKOFF, TURBO
 
 # Against the emulator ---------------------------------------------------------------------------

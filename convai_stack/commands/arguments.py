@@ -12,11 +12,7 @@ from convai_provider.api.accounts import ACCOUNTS_CONFIG, key_env
 from convai_provider.guards.durations import seconds_argument
 from convai_stack.commands.adopt_command import run_adopt
 from convai_stack.commands.audit_command import run_audit
-from convai_stack.commands.health_command import run_health
-from convai_stack.commands.list_command import run_list
-from convai_stack.commands.parser import Commands
-from convai_stack.commands.recover_command import run_recover
-from convai_stack.commands.settings import (
+from convai_stack.commands.convai import (
     ACCOUNT_FLAG,
     API_KEY_FLAG,
     BASE_URL_FLAG,
@@ -24,6 +20,10 @@ from convai_stack.commands.settings import (
     KEY_ORDER,
     alias_argument,
 )
+from convai_stack.commands.health_command import run_health
+from convai_stack.commands.list_command import run_list
+from convai_stack.commands.parser import Commands
+from convai_stack.commands.recover_command import run_recover
 
 
 def add_operator_commands(commands: Commands) -> None:

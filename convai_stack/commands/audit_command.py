@@ -8,9 +8,7 @@ from typing import Any
 from convai_provider.api.access import API_KEY_ENV
 from convai_provider.api.accounts import account_name, key_env, one_key_for_two
 from convai_stack.commands.audit import Audit, accounts_in_use, audit
-from convai_stack.commands.output import print_json, shown
-from convai_stack.commands.parser import EXIT_CLEAN, EXIT_DIFFERS, OperatorError
-from convai_stack.commands.settings import (
+from convai_stack.commands.convai import (
     ACCOUNT_FLAG,
     API_KEY_FLAG,
     BASE_URL_FLAG,
@@ -18,6 +16,8 @@ from convai_stack.commands.settings import (
     command_client,
     live_models,
 )
+from convai_stack.commands.output import print_json, shown
+from convai_stack.commands.parser import EXIT_CLEAN, EXIT_DIFFERS, OperatorError
 from convai_stack.commands.stack_files import load_stack
 
 

@@ -1,4 +1,4 @@
-"""Where the operator commands get an account's Convai key and URL: the library's one path
+"""How the operator commands reach Convai: an account's key and URL by the library's one path
 (`api.resolver`), with their flags first and their words for setting a key.
 
 The commands cannot decrypt a stack's secrets: a key in the stack's config counts only in plain
