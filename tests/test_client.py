@@ -560,6 +560,7 @@ LIBRARY_CALLER_FAILURES = {
     "not Convai's reply": ("a-fine-key-1", httpx.Response(200, text="<html>portal</html>")),
     "redirect": ("a-fine-key-1", httpx.Response(302, headers={"location": "/elsewhere"})),
     "unreachable": ("a-fine-key-1", httpx.ConnectError("refused")),
+    "timed out": ("a-fine-key-1", httpx.ReadTimeout("slow")),
 }
 
 
@@ -576,5 +577,28 @@ def test_a_library_caller_is_told_about_its_arguments_never_a_pulumi_setting_or_
     with pytest.raises((InvalidRequestError, ConvaiError)) as caught:
         ConvaiClient(key, transport=transport, max_retries=0).list_models()
     said = str(caught.value)
-    assert "api_key" in said or "base_url" in said
+    assert any(argument in said for argument in ("api_key", "base_url", "raise timeout"))
     assert "pulumi" not in said.lower() and "convai:" not in said and "--" not in said
+
+
+@pytest.mark.parametrize(
+    ("hints", "ending"),
+    [
+        (PULUMI_HINTS, "run again, or raise convai:requestTimeout."),
+        (CLI_HINTS, "Convai may be slow or unreachable; run again."),
+        (LIBRARY_HINTS, "run again, or raise timeout."),
+    ],
+)
+def test_a_timed_out_call_names_what_raises_the_timeout_in_its_callers_words(
+    hints: Hints, ending: str
+) -> None:
+    """The commands' requests have a fixed time: they were told to raise convai:requestTimeout,
+    a setting only the provider reads."""
+    access = checked_access("a-fine-key-1", "k", DEFAULT_CONVAI_URL, "u", hints, missing="")
+    transport, _ = scripted([httpx.ReadTimeout("slow")])
+    with (
+        ConvaiClient(access, transport=transport, max_retries=0) as c,
+        pytest.raises(ConvaiTimeoutError) as caught,
+    ):
+        c.list_models()
+    assert str(caught.value).endswith(ending)

@@ -24,6 +24,8 @@ BASE_URL_CONFIG = "convai:baseUrl"
 BASE_URL_ENV = "CONVAI_BASE_URL"
 BASE_URL_ARGUMENT = "base_url"
 """Where a URL handed to `ConvaiClient` directly comes from: its argument."""
+TIMEOUT_ARGUMENT = "timeout"
+"""What sets the time one request to Convai may take, for a caller of `ConvaiClient`."""
 REQUEST_TIMEOUT_CONFIG = "convai:requestTimeout"
 MAX_RETRIES_CONFIG = "convai:maxRetries"
 OPERATION_TIMEOUT_CONFIG = "convai:operationTimeout"
@@ -81,10 +83,12 @@ class Hints:
     """How a user sets the Convai key, in the caller's words. The library's own (`Hints()`) name
     the setting and nothing more; an application gives the flag that takes the key in its place
     (`key_flag`) or the command that sets a config key (`set_config`: the setting to the words,
-    such as a Pulumi command in backquotes)."""
+    such as a Pulumi command in backquotes). `request_timeout`: what raises the time one request
+    may take (None: the caller has nothing that does)."""
 
     key_flag: str | None = None
     set_config: Callable[[str], str] | None = None
+    request_timeout: str | None = TIMEOUT_ARGUMENT
 
     def give_key(self, config_setting: str, env: str) -> str:
         """How to give a key that is missing: it may be set at `config_setting` or `env`."""

@@ -6,7 +6,7 @@ from convai_provider.api.access import (
     API_KEY_ARGUMENT,
     BASE_URL_ARGUMENT,
     LIBRARY_HINTS,
-    REQUEST_TIMEOUT_CONFIG,
+    TIMEOUT_ARGUMENT,
     Hints,
 )
 from convai_provider.guards.text import sentence
@@ -197,10 +197,15 @@ class ConvaiProtocolError(ConvaiConnectionError):
 
 
 class ConvaiTimeoutError(ConvaiConnectionError):
+    timeout_setting: str | None = TIMEOUT_ARGUMENT
+    """What raises the time a request may take, which the hint names (the client sets its
+    caller's; None: nothing does, and the hint says to run again)."""
+
     def __str__(self) -> str:
+        raise_it = f", or raise {self.timeout_setting}" if self.timeout_setting else ""
         return (
             f"Convai {self.operation} at {self.base_url} timed out: {sentence(self.detail)} "
-            f"Convai may be slow or unreachable; run again, or raise {REQUEST_TIMEOUT_CONFIG}."
+            f"Convai may be slow or unreachable; run again{raise_it}."
         )
 
 

@@ -69,9 +69,12 @@ class SharedListing:
         try:
             return flight.result.result(timeout=remaining)
         except FuturesTimeoutError:
-            raise ConvaiTimeoutError(
+            # The operation's own time ran out, not a request's: a longer request would not help.
+            ran_out = ConvaiTimeoutError(
                 "list", "Convai", "the shared list call did not finish within the operation's time"
-            ) from None
+            )
+            ran_out.timeout_setting = None
+            raise ran_out from None
 
     def _find_or_start(self, not_before: float) -> tuple[_Flight, bool]:
         with self._lock:

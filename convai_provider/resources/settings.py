@@ -63,7 +63,7 @@ def pulumi_config_set(setting: str) -> str:
     return f"`pulumi config set --secret{path} {setting} <key>`"
 
 
-PULUMI_HINTS = Hints(set_config=pulumi_config_set)
+PULUMI_HINTS = Hints(set_config=pulumi_config_set, request_timeout=REQUEST_TIMEOUT_CONFIG)
 """How the provider and the program tell a user to set a key: the Pulumi command."""
 
 

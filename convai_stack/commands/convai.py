@@ -33,8 +33,9 @@ from convai_stack.commands.parser import OperatorError
 API_KEY_FLAG = "--api-key"
 BASE_URL_FLAG = "--base-url"
 ACCOUNT_FLAG = "--account"
-CLI_HINTS = Hints(key_flag=API_KEY_FLAG)
-"""How the commands tell a user to give a key: their flag (they cannot set a stack's secret)."""
+CLI_HINTS = Hints(key_flag=API_KEY_FLAG, request_timeout=None)
+"""How the commands tell a user to give a key: their flag (they cannot set a stack's secret);
+their requests' time is fixed (`REQUEST_TIMEOUT`)."""
 
 BASE_URL_ORDER = (
     f"the stack's {BASE_URL_CONFIG} (with --stack), else ${BASE_URL_ENV}, "
