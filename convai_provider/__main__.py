@@ -6,7 +6,7 @@ import sys
 
 
 def main() -> int:
-    from convai_stack.commands.cli import main as commands
+    from convai_stack.commands.main import main as commands
 
     return commands()
 

@@ -1,6 +1,6 @@
 import sys
 
-from convai_stack.commands.cli import main
+from convai_stack.commands.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,20 +13,20 @@ from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
 from convai_provider.api.access import (
     API_KEY_CONFIG,
     BASE_URL_CONFIG,
+    CONFIG_NAMESPACE,
+    ConvaiAccess,
     ConvaiKeyError,
-    convai_base_url,
-    convai_key,
+    ConvaiURLError,
 )
 from convai_provider.api.accounts import (
     ACCOUNTS_CONFIG,
-    API_KEY_FIELD,
-    BASE_URL_FIELD,
     AccountError,
-    account_key,
     declared_accounts,
     key_config,
 )
+from convai_provider.api.resolver import resolve_access
 from convai_provider.guards.urls import api_root_hint, is_loopback, split_url
+from convai_provider.resources.settings import PULUMI_HINTS, pulumi_config_set
 from convai_stack.stack_config import (
     ENDPOINT_KEYS_EXPORT,
     ENDPOINTS_KEY,
@@ -89,46 +89,46 @@ def _every_config_key() -> set[str]:
     return set(pulumi.runtime.config.CONFIG.get()) | set(pulumi.runtime.get_config_env())
 
 
+def convai_settings() -> dict[str, Any]:
+    """The stack's Convai key and URL settings, as the provider is configured with them."""
+    convai = pulumi.Config(CONFIG_NAMESPACE)
+    names = (API_KEY_CONFIG, BASE_URL_CONFIG, ACCOUNTS_CONFIG)
+    return {name: convai.get(name.removeprefix(f"{CONFIG_NAMESPACE}:")) for name in names}
+
+
 def require_convai_keys() -> None:
     """Fail before any resource exists, rather than at the first operation of an account: no
-    key, or one the provider would refuse (the same rules, the same words), for the default
-    account and for every account of convai:accounts, each named on a line of its own."""
-    convai = pulumi.Config("convai")
-    problems = []
+    key, one the provider would refuse, or a URL it would refuse (the provider's one path, the
+    same words), for the default account and for every account of convai:accounts, each named
+    on a line of its own."""
+    config = convai_settings()
     try:
-        convai_key({API_KEY_CONFIG: convai.get("apiKey")}, os.environ)
-    except ConvaiKeyError as exc:
-        problems.append(str(exc))
-    try:
-        accounts = declared_accounts({ACCOUNTS_CONFIG: convai.get("accounts")})
+        aliases, unreadable = list(declared_accounts(config)), []
     except AccountError as exc:
-        raise StackConfigError("\n".join([*problems, str(exc)])) from None
-    for alias, settings in accounts.items():
+        aliases, unreadable = [], [str(exc)]
+    resolved, problems = {}, []
+    for alias in [None, *aliases]:
         try:
-            account_key(settings.get(API_KEY_FIELD), os.environ, alias)
-        except ConvaiKeyError as exc:
+            resolved[alias] = resolve_access(config, os.environ, alias, hints=PULUMI_HINTS)
+        except (ConvaiKeyError, ConvaiURLError) as exc:
             problems.append(str(exc))
-    problems += plain_key_problems(convai.get("apiKey"), accounts)
+    problems += unreadable + plain_key_problems(resolved)
     if problems:
         raise StackConfigError("\n".join(problems))
 
 
-def plain_key_problems(default_key: str | None, accounts: dict[str, dict[str, Any]]) -> list[str]:
+def plain_key_problems(resolved: dict[str | None, ConvaiAccess]) -> list[str]:
     """A Convai key set without --secret sits in clear in the stack file and in state (the
     engine keeps the provider's config there): refused, except for an account on a loopback
     URL, the emulator, whose keys open nothing. `--path` secrets make all of convai:accounts
     secret, which is as finely as the program can see it."""
-    base_url = pulumi.Config("convai").get("baseUrl")
-    default_url, _ = convai_base_url({BASE_URL_CONFIG: base_url}, os.environ)
     problems = []
-    if default_key and not _is_secret(API_KEY_CONFIG) and not _on_loopback(default_url):
-        problems.append(_plain_key(API_KEY_CONFIG, f"pulumi config set --secret {API_KEY_CONFIG}"))
-    if not _is_secret(ACCOUNTS_CONFIG):
-        for alias, settings in accounts.items():
-            url = settings.get(BASE_URL_FIELD) or default_url
-            if settings.get(API_KEY_FIELD) and not _on_loopback(str(url)):
-                command = f"pulumi config set --secret --path {key_config(alias)}"
-                problems.append(_plain_key(key_config(alias), command))
+    for alias, access in resolved.items():
+        setting = API_KEY_CONFIG if alias is None else key_config(alias)
+        if access.key_source != setting or _on_loopback(access.base_url):
+            continue
+        if not _is_secret(API_KEY_CONFIG if alias is None else ACCOUNTS_CONFIG):
+            problems.append(_plain_key(setting))
     return problems
 
 
@@ -137,11 +137,11 @@ def _on_loopback(url: str) -> bool:
     return parts is not None and parts.hostname is not None and is_loopback(parts.hostname)
 
 
-def _plain_key(setting: str, command: str) -> str:
+def _plain_key(setting: str) -> str:
     return (
         f"{setting} is set in plain text, so the stack file and the state hold the key in clear: "
-        f"set it again with `{command} <key>` (plain text is accepted only for an account on a "
-        "loopback URL, such as the emulator)"
+        f"set it again with {pulumi_config_set(setting)} (plain text is accepted only for an "
+        "account on a loopback URL, such as the emulator)"
     )
 
 

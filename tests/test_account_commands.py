@@ -316,3 +316,19 @@ def test_an_alias_of_the_wrong_form_is_refused_naming_the_flag_once(
     said = capsys.readouterr().err.splitlines()[-1]
     assert "argument --account: must be " in said, said
     assert said.count("--account") == 1, said
+
+
+def test_a_refused_account_url_names_the_accounts_own_setting(
+    root: Path, cli: Any, tmp_path: Path
+) -> None:
+    """#25's F16: the URL came from convai:accounts.partner.baseUrl, and the refusal named
+    convai:baseUrl, a setting the user had not written."""
+    path = root / "stacks" / "Pulumi.test.yaml"
+    stack = yaml.safe_load(path.read_text())
+    stack["config"]["convai:accounts"]["partner"]["baseUrl"] = "http://convai.example.com"
+    path.write_text(yaml.safe_dump(stack))
+    code, _, err = cli("list", "--stack", "test", "--root", str(root), "--account", "partner")
+    assert code == 2
+    assert err.startswith(
+        "error: convai:accounts.partner.baseUrl 'http://convai.example.com' must use https"
+    )

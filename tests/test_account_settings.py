@@ -4,26 +4,28 @@ refusals, without the engine (the real CLI runs them in test_accounts.py)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 import pytest
+from pulumi.dynamic import ConfigureRequest
 from pulumi.output import Unknown
 
 from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
-from convai_provider.api.access import refused_convai_key
 from convai_provider.api.accounts import (
     AccountError,
     alias_problem,
     declared_accounts,
     key_env,
 )
+from convai_provider.api.client import ConvaiClient
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.guards.fingerprints import fingerprint
-from convai_provider.resources.base import ConvaiOperationError
 from convai_provider.resources.character_model import CharacterModelProvider
 from convai_provider.resources.private_model import PrivateModelProvider
+from convai_provider.resources.provider_errors import ConvaiOperationError
 from convai_provider.resources.settings import (
+    PULUMI_HINTS,
     ConvaiSettings,
     InvalidSettingError,
     MissingApiKeyError,
@@ -132,9 +134,9 @@ def test_an_undeclared_account_is_refused_naming_it_and_the_declared_ones() -> N
 
 def test_a_refused_accounts_key_names_where_to_set_it_again() -> None:
     assert "`pulumi config set --secret --path convai:accounts.partner.apiKey <key>`" in (
-        refused_convai_key("convai:accounts.partner.apiKey")
+        PULUMI_HINTS.refused("convai:accounts.partner.apiKey")
     )
-    assert refused_convai_key("CONVAI_API_KEY_PARTNER").startswith(
+    assert PULUMI_HINTS.refused("CONVAI_API_KEY_PARTNER").startswith(
         "The CONVAI-API-KEY from $CONVAI_API_KEY_PARTNER was refused"
     )
 
@@ -372,3 +374,18 @@ def test_an_alias_renamed_with_its_key_keeps_its_bindings() -> None:
         renamed(CharacterModelProvider(), None).diff(
             "c1", olds, binding
         )  # the default account: another key
+
+
+def test_a_provider_resolves_its_settings_once_when_configured(
+    convai: EmulatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every operation used to resolve the settings again, reading the environment again: one
+    changed in between sent another key. configure() resolves every account once."""
+    monkeypatch.setenv("CONVAI_API_KEY_PARTNER", PARTNER_KEY)
+    provider = PrivateModelProvider()
+    stack = {"convai:apiKey": DEFAULT_KEY, "convai:baseUrl": convai.url}
+    provider.configure(ConfigureRequest(cast(Any, {**stack, "convai:accounts": {"partner": {}}})))
+    monkeypatch.setenv("CONVAI_API_KEY_PARTNER", "convai-another-key-9d0e11")
+    created = provider.create(turbo(account="partner", verify_endpoint=False))
+    with ConvaiClient(PARTNER_KEY, convai.url) as client:
+        assert client.list_models().find(created.id) is not None

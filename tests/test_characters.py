@@ -17,9 +17,9 @@ from convai_provider.api.wire import RegisterRequest
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.guards.fingerprints import fingerprint, is_fingerprint_of
 from convai_provider.resources import lookups
-from convai_provider.resources.base import ConvaiOperationError
 from convai_provider.resources.character_model import CharacterModelProvider
 from convai_provider.resources.key_identity import KEY_FINGERPRINT
+from convai_provider.resources.provider_errors import ConvaiOperationError
 from convai_stack.program import main
 from testkit.convai import CONVAI_KEY, new_character, stack_config
 from testkit.engine import Declared, Engine, ProviderError, run_program_fully

@@ -9,6 +9,12 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
+from convai_provider.api.access import (
+    DEFAULT_CONVAI_URL,
+    LIBRARY_HINTS,
+    Hints,
+    checked_access,
+)
 from convai_provider.api.client import ConvaiClient, build_request
 from convai_provider.api.errors import (
     AuthenticationError,
@@ -16,6 +22,7 @@ from convai_provider.api.errors import (
     ConflictError,
     ConvaiAPIError,
     ConvaiConnectionError,
+    ConvaiError,
     ConvaiTimeoutError,
     InvalidRequestError,
     NotFoundError,
@@ -26,6 +33,8 @@ from convai_provider.api.errors import (
 from convai_provider.api.retry import Backoff, parse_retry_after
 from convai_provider.api.wire import RegisterRequest, UpdateRequest
 from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.resources.settings import PULUMI_HINTS
+from convai_stack.commands.convai import CLI_HINTS
 from testkit.convai import CONVAI_KEY, FAST_BACKOFF, TURBO
 
 # Against the emulator ---------------------------------------------------------------------------
@@ -70,31 +79,42 @@ def test_server_refusals_become_typed_errors(
 
 
 @pytest.mark.parametrize(
-    ("source", "hint"),
+    ("source", "hints", "hint"),
     [
         (
-            "api_key",
-            "The CONVAI-API-KEY passed as api_key to ConvaiClient was refused; pass a valid one.",
-        ),
-        (
             "convai:apiKey",
+            PULUMI_HINTS,
             "The CONVAI-API-KEY from the stack's convai:apiKey was refused; set a valid one with "
             "`pulumi config set --secret convai:apiKey <key>`.",
         ),
         (
+            "convai:apiKey",
+            LIBRARY_HINTS,
+            "The CONVAI-API-KEY from the stack's convai:apiKey was refused; set a valid one.",
+        ),
+        (
             "CONVAI_API_KEY",
+            PULUMI_HINTS,
             "The CONVAI-API-KEY from $CONVAI_API_KEY was refused; export a valid one.",
         ),
-        ("--api-key", "The CONVAI-API-KEY given with --api-key was refused; pass a valid one."),
+        (
+            "--api-key",
+            CLI_HINTS,
+            "The CONVAI-API-KEY given with --api-key was refused; pass a valid one.",
+        ),
     ],
 )
 @pytest.mark.parametrize("status", [401, 403])
 def test_a_refused_key_is_an_authentication_error_naming_where_the_key_came_from(
-    status: int, source: str, hint: str
+    status: int, source: str, hints: Hints, hint: str
 ) -> None:
+    """The setting is the access's; the words for setting it again, its caller's."""
+    access = checked_access(
+        "revoked-key", source, DEFAULT_CONVAI_URL, "convai:baseUrl", hints, missing="none"
+    )
     transport, seen = scripted([err(status)])
     with (
-        ConvaiClient("revoked", transport=transport, key_source=source) as c,
+        ConvaiClient(access, transport=transport) as c,
         pytest.raises(AuthenticationError) as caught,
     ):
         c.list_models()
@@ -158,14 +178,30 @@ def test_a_conflict_after_a_timed_out_register_is_settled_as_ours(convai: Emulat
     [
         ("deregister", "No model of that model_group_name exists in this Convai account."),
         ("update", "No model of that model_group_name exists in this Convai account."),
-        ("list", "No such call there: check that convai:baseUrl, --base-url or CONVAI_BASE_URL"),
-        ("register", "No such call there: check that convai:baseUrl"),
+        ("list", "No such call there: check that base_url is Convai's API root."),
+        ("register", "No such call there: check that base_url is Convai's API root."),
     ],
 )
 def test_a_404_blames_the_model_only_for_calls_that_name_one(operation: str, hint: str) -> None:
     error = error_for_status(operation, 404, "Not Found")
     assert isinstance(error, NotFoundError)
     assert hint in str(error)
+
+
+@pytest.mark.parametrize(
+    "source", ["convai:accounts.partner.baseUrl", "CONVAI_BASE_URL", "--base-url"]
+)
+def test_a_wrong_url_is_blamed_on_the_setting_it_came_from(source: str) -> None:
+    """Not on every setting a URL might come from: the one this client's URL did."""
+    access = checked_access(
+        "a-fine-key-1", "CONVAI_API_KEY", DEFAULT_CONVAI_URL, source, missing=""
+    )
+    transport, _ = scripted([httpx.Response(404, text="Not Found")])
+    with ConvaiClient(access, transport=transport) as c, pytest.raises(NotFoundError) as caught:
+        c.list_models()
+    assert str(caught.value).endswith(
+        f"No such call there: check that {source} is Convai's API root."
+    )
 
 
 def test_unreachable_convai_is_a_connection_error() -> None:
@@ -432,6 +468,20 @@ def test_retry_after_is_honoured_up_to_its_cap(header: str | timedelta, expected
     assert sleeps[0] == pytest.approx(expected, abs=1.5)
 
 
+def test_a_retry_after_date_is_dated_on_the_clients_wall_clock() -> None:
+    """The injected wall clock, not the machine's: a client (or a test) that runs on its own clock
+    waits what the header says relative to it."""
+    pretend_now = datetime(2030, 1, 1, tzinfo=UTC)
+    header = format_datetime(pretend_now + timedelta(seconds=25), usegmt=True)
+    transport, _ = scripted([err(429, {"Retry-After": header}), OK])
+    sleeps: list[float] = []
+    with ConvaiClient(
+        "k", transport=transport, sleep=sleeps.append, wall_clock=pretend_now.timestamp
+    ) as c:
+        c.list_models()
+    assert sleeps[0] == pytest.approx(25.0)
+
+
 def test_an_unparseable_retry_after_falls_back_to_backoff() -> None:
     assert parse_retry_after("soon") is None
     transport, _ = scripted([err(503, {"Retry-After": "soon"}), OK])
@@ -514,3 +564,55 @@ def test_one_function_maps_status_to_error(status: int, cls: type[ConvaiAPIError
     error = error_for_status("list", status, "why", "tx")
     assert type(error) is cls
     assert str(error).startswith(f"Convai list failed with HTTP {status}: why, transactionID tx.")
+
+
+LIBRARY_CALLER_FAILURES = {
+    "no key": ("", err(401)),
+    "padded key": ("revoked-key ", err(401)),
+    "refused key": ("revoked-key", err(401)),
+    "no such call": ("a-fine-key-1", httpx.Response(404, text="Not Found")),
+    "not Convai's reply": ("a-fine-key-1", httpx.Response(200, text="<html>portal</html>")),
+    "redirect": ("a-fine-key-1", httpx.Response(302, headers={"location": "/elsewhere"})),
+    "unreachable": ("a-fine-key-1", httpx.ConnectError("refused")),
+    "timed out": ("a-fine-key-1", httpx.ReadTimeout("slow")),
+}
+
+
+@pytest.mark.parametrize(
+    ("key", "reply"), list(LIBRARY_CALLER_FAILURES.values()), ids=list(LIBRARY_CALLER_FAILURES)
+)
+def test_a_library_caller_is_told_about_its_arguments_never_a_pulumi_setting_or_a_flag(
+    key: str, reply: httpx.Response | Exception
+) -> None:
+    """Whatever goes wrong for a caller of `ConvaiClient`, the words name its own arguments
+    (api_key, base_url): a library user has no stack to run `pulumi config set` on, no
+    convai:baseUrl and no --base-url."""
+    transport, _ = scripted([reply])
+    with pytest.raises((InvalidRequestError, ConvaiError)) as caught:
+        ConvaiClient(key, transport=transport, max_retries=0).list_models()
+    said = str(caught.value)
+    assert any(argument in said for argument in ("api_key", "base_url", "raise timeout"))
+    assert "pulumi" not in said.lower() and "convai:" not in said and "--" not in said
+
+
+@pytest.mark.parametrize(
+    ("hints", "ending"),
+    [
+        (PULUMI_HINTS, "run again, or raise convai:requestTimeout."),
+        (CLI_HINTS, "Convai may be slow or unreachable; run again."),
+        (LIBRARY_HINTS, "run again, or raise timeout."),
+    ],
+)
+def test_a_timed_out_call_names_what_raises_the_timeout_in_its_callers_words(
+    hints: Hints, ending: str
+) -> None:
+    """The commands' requests have a fixed time: they were told to raise convai:requestTimeout,
+    a setting only the provider reads."""
+    access = checked_access("a-fine-key-1", "k", DEFAULT_CONVAI_URL, "u", hints, missing="")
+    transport, _ = scripted([httpx.ReadTimeout("slow")])
+    with (
+        ConvaiClient(access, transport=transport, max_retries=0) as c,
+        pytest.raises(ConvaiTimeoutError) as caught,
+    ):
+        c.list_models()
+    assert str(caught.value).endswith(ending)

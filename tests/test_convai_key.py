@@ -4,6 +4,8 @@ when Convai refuses it, name the setting it actually came from."""
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 import pytest
 
@@ -67,6 +69,20 @@ def test_the_program_refuses_a_padded_key_before_any_resource() -> None:
         run_stack("staging", config, mocks)
     assert str(caught.value).startswith(f"convai:apiKey {WHITESPACE}")
     assert KEY not in str(caught.value) and mocks.registrations == []
+
+
+def test_the_program_refuses_a_convai_url_the_key_may_not_travel_to_before_any_resource() -> None:
+    """The provider refused it only at the account's first operation, mid-`up`: the program now
+    resolves every account's key and URL by the provider's one path before any resource."""
+    mocks = RecordingMocks()
+    accounts = {"partner": {"apiKey": KEY, "baseUrl": "http://convai.example.com"}}
+    config = stack_runtime_config("staging", **{"convai:accounts": json.dumps(accounts)})
+    with pytest.raises(pulumi.RunError) as caught:
+        run_stack("staging", config, mocks)
+    assert str(caught.value).startswith(
+        "convai:accounts.partner.baseUrl 'http://convai.example.com' must use https"
+    )
+    assert mocks.registrations == []
 
 
 # A refused key: the hint names the setting it came from ----------------------------------------

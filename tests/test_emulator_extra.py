@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from convai_stack.commands.cli import EMULATOR_EXTRA_MODULES
+from convai_stack.commands.emulator_command import EMULATOR_EXTRA_MODULES
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB_SERVER = {"starlette", "uvicorn", "httptools", "uvloop"}

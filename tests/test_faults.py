@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from convai_provider import ConvaiPrivateModel
 from convai_provider.api.client import ConvaiClient
+from convai_provider.emulator.faults import FaultRule
 from convai_provider.emulator.process import EmulatorProcess
 from testkit.convai import CONVAI_KEY, stack_config
 from testkit.engine import Declared, Engine, ProviderError, run_program
@@ -165,3 +167,17 @@ def test_an_emulator_restart_mid_run_loses_nothing(tmp_path: Path) -> None:
         assert emu.request_counts().get("/llm-models/register", 0) > 0  # work went on after it
         assert_convai_holds(emu, models)
         assert_state_matches(engine, models)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("1\r\nSet-Cookie: x", "control character"), (" 1", "whitespace"), ("1é", "non-ASCII")],
+)
+def test_a_retry_after_a_header_cannot_carry_is_refused_naming_the_header(
+    value: str, problem: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        FaultRule(status=503, retry_after=value)
+    said = str(refused.value)
+    assert problem in said and "it is sent as the Retry-After header" in said
+    assert FaultRule(status=503, retry_after="Wed, 21 Oct 2026 07:28:00 GMT").retry_after

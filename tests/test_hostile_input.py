@@ -17,23 +17,27 @@ import yaml
 from pulumi.dynamic import ConfigureRequest, ReadResult
 from pulumi.dynamic.config import Config
 
-from convai_provider.api.access import missing_convai_key
+from convai_provider.api.access import LIBRARY_HINTS, ConvaiKeyError, Hints
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import InvalidRequestError
+from convai_provider.api.resolver import resolve_access
 from convai_provider.api.retry import parse_retry_after
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.guards.keys import remember
+from convai_provider.guards.redaction import remember
 from convai_provider.guards.text import SafeLogFilter
 from convai_provider.preflight.checks import check_endpoint
-from convai_provider.resources.base import ConvaiProvider, RedactedError
+from convai_provider.resources.base import ConvaiProvider
 from convai_provider.resources.character_model import CharacterModelProvider
 from convai_provider.resources.private_model import PrivateModelProvider
+from convai_provider.resources.provider_errors import RedactedError
 from convai_provider.resources.settings import (
+    PULUMI_HINTS,
     ConvaiSettings,
     InvalidSettingError,
     MissingApiKeyError,
 )
 from convai_stack.commands.cli import main
+from convai_stack.commands.convai import CLI_HINTS
 from convai_stack.stack_config import StackConfigError, parse_stack_config
 from testkit.convai import CONVAI_KEY, ENDPOINT_KEY, declare, stack_config, turbo
 from testkit.engine import Engine, ProviderError
@@ -128,13 +132,22 @@ NO_KEY = (
 )
 
 
+def missing_key_message(blank: str | None, hints: Hints) -> str:
+    with pytest.raises(ConvaiKeyError) as missing:
+        resolve_access({"convai:apiKey": blank}, {"CONVAI_API_KEY": blank or ""}, hints=hints)
+    assert missing.value.missing
+    return str(missing.value)
+
+
 @pytest.mark.parametrize("blank", [None, "", "  ", "\t\n"])
-def test_no_convai_key_is_one_sentence_with_the_command_that_sets_it(blank: str | None) -> None:
-    assert missing_convai_key(blank) == NO_KEY
-    assert missing_convai_key(blank, flag="--api-key") == (
+def test_no_convai_key_is_one_sentence_with_the_callers_way_to_set_it(blank: str | None) -> None:
+    assert missing_key_message(blank, PULUMI_HINTS) == NO_KEY
+    assert missing_key_message(blank, CLI_HINTS) == (
         "No Convai API key: pass --api-key or export CONVAI_API_KEY."
     )
-    assert missing_convai_key("k") is None
+    assert missing_key_message(blank, LIBRARY_HINTS) == (
+        "No Convai API key: set convai:apiKey or export CONVAI_API_KEY."
+    )
 
 
 @pytest.mark.parametrize("blank", ["", "  "])

@@ -33,7 +33,7 @@ from convai_provider.api.wire import RegisterRequest, UpdateRequest
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.guards.bounded_http import MIB
 from convai_provider.preflight.checks import check_endpoint
-from convai_provider.resources.base import ConvaiOperationError
+from convai_provider.resources.provider_errors import ConvaiOperationError
 from convai_stack.commands.cli import main as cli_main
 from testkit.convai import CONVAI_KEY, FAST_BACKOFF, declare, live, stack_config, turbo
 from testkit.engine import Engine, ProviderError
@@ -74,7 +74,7 @@ def test_a_reply_without_the_documented_shape_is_an_error_naming_it(name: str, b
     assert isinstance(error, UnexpectedReplyError)
     assert f"Convai {name} answered HTTP 200 with a reply that is not Convai's" in str(error)
     assert repr(httpx.Response(200, json=body).text) in str(error)  # what came back
-    assert "convai:baseUrl" in str(error)
+    assert "Check that base_url is Convai's API" in str(error)  # the client's argument
 
 
 @pytest.mark.parametrize(

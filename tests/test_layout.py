@@ -134,7 +134,7 @@ def test_importing_the_whole_library_loads_no_application_module() -> None:
 def test_the_kept_entry_point_runs_the_applications_commands() -> None:
     assert imported_modules(KEPT_ENTRY_POINT) - imported_modules(
         KEPT_ENTRY_POINT, top_level_only=True
-    ) == {"convai_stack.commands.cli"}
+    ) == {"convai_stack.commands.main"}
 
 
 def test_every_module_belongs_to_a_product_or_is_a_kept_path() -> None:

@@ -59,7 +59,7 @@ def test_requested_after_never_serves_an_older_request() -> None:
     with ThreadPoolExecutor(2) as pool:
         early = pool.submit(listing.current)
         time.sleep(0.03)  # the first request is now in flight
-        asked_at = listing.now()
+        asked_at = time.monotonic()
         late = pool.submit(listing.requested_after, asked_at)
         assert early.result().count == 1
         assert late.result().count == 2
@@ -69,7 +69,7 @@ def test_requested_after_never_serves_an_older_request() -> None:
 def test_creates_of_one_wave_share_the_list_requested_after_their_registers_went_out() -> None:
     fetch = SlowList(delay=0.05)
     listing = SharedListing(fetch)
-    sent = listing.now()  # four registers go out together and come back at different times
+    sent = time.monotonic()  # four registers go out together and come back at different times
 
     def create(finish_after: float) -> int:
         with listing.writing():

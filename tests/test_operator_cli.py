@@ -7,21 +7,22 @@ import json
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from convai_provider.api.access import convai_api_key, convai_base_url
+from convai_provider.api.access import ConvaiKeyError
 from convai_provider.api.client import ConvaiClient
+from convai_provider.api.resolver import Given, resolve_access
 from convai_provider.api.wire import RegisterRequest
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.resources.settings import ConvaiSettings
 from convai_stack.commands.adoption import config_key_for
-from convai_stack.commands.cli import ENTRY_POINT, main, program_name
 from convai_stack.commands.health import env_name_for
+from convai_stack.commands.main import ENTRY_POINT, main, program_name
 from testkit.convai import CONVAI_KEY
 from testkit.openai_server import EndpointBehaviour, serve_endpoint
 from testkit.stacks import load_stack_file
@@ -159,13 +160,27 @@ def test_an_explicit_base_url_outranks_the_stack(
     assert err.startswith("error: --base-url 'http://x.invalid' must use https: plain http")
 
 
+def url_of(stack: dict[str, str], env: dict[str, str], flag: str | None = None) -> tuple[str, str]:
+    given = None if flag is None else Given(flag, "--base-url")
+    access = resolve_access({"convai:apiKey": "k", **stack}, env, base_url=given)
+    return access.base_url, access.url_source
+
+
+def key_of(
+    stack: Mapping[str, object], env: dict[str, str], flag: str | None = None
+) -> tuple[str, str]:
+    given = None if flag is None else Given(flag, "--api-key")
+    access = resolve_access(stack, env, key=given)
+    return access.api_key, access.key_source
+
+
 def test_the_provider_and_the_commands_resolve_the_url_in_one_order() -> None:
     stack = {"convai:baseUrl": "http://127.0.0.1:1"}
     env = {"CONVAI_BASE_URL": "http://127.0.0.1:2"}
-    assert convai_base_url(stack, env, flag="http://127.0.0.1:3")[0] == "http://127.0.0.1:3"
-    assert convai_base_url(stack, env) == ("http://127.0.0.1:1", "convai:baseUrl")
-    assert convai_base_url({}, env) == ("http://127.0.0.1:2", "CONVAI_BASE_URL")
-    assert convai_base_url({}, {})[0] == "https://api.convai.com"
+    assert url_of(stack, env, flag="http://127.0.0.1:3") == ("http://127.0.0.1:3", "--base-url")
+    assert url_of(stack, env) == ("http://127.0.0.1:1", "convai:baseUrl")
+    assert url_of({}, env) == ("http://127.0.0.1:2", "CONVAI_BASE_URL")
+    assert url_of({}, {}) == ("https://api.convai.com", "convai:baseUrl")
     settings = ConvaiSettings.resolve({"convai:apiKey": "k", **stack}, env)
     assert settings.base_url == "http://127.0.0.1:1"
 
@@ -173,11 +188,15 @@ def test_the_provider_and_the_commands_resolve_the_url_in_one_order() -> None:
 def test_the_provider_and_the_commands_resolve_the_key_in_one_order() -> None:
     stack = {"convai:apiKey": "stack-key-1"}
     env = {"CONVAI_API_KEY": "env-key-22"}
-    assert convai_api_key(stack, env, flag="flag-key-333") == ("flag-key-333", "--api-key")
-    assert convai_api_key(stack, env, flag="") == ("", "--api-key")  # given empty: refused
-    assert convai_api_key(stack, env) == ("stack-key-1", "convai:apiKey")
-    assert convai_api_key({}, env) == ("env-key-22", "CONVAI_API_KEY")
-    assert convai_api_key({}, {}) == ("", "convai:apiKey")
+    assert key_of(stack, env, flag="flag-key-333") == ("flag-key-333", "--api-key")
+    assert key_of(stack, env) == ("stack-key-1", "convai:apiKey")
+    assert key_of({}, env) == ("env-key-22", "CONVAI_API_KEY")
+    assert key_of({"convai:apiKey": {"secure": "v1:cipher"}}, env) == (
+        "env-key-22",
+        "CONVAI_API_KEY",
+    )
+    with pytest.raises(ConvaiKeyError, match="No Convai API key: set convai:apiKey or export"):
+        key_of({}, {})
     assert ConvaiSettings.resolve(stack, env).api_key == "stack-key-1"
 
 

@@ -25,7 +25,7 @@ from convai_provider.preflight.checks import (
     PreflightReport,
     check_endpoint,
 )
-from convai_stack.commands.cli import Progress
+from convai_stack.commands.preflight_command import Progress
 from testkit.convai import live, stack_config
 from testkit.engine import Declared, Engine, ProviderError, run_program
 from testkit.openai_server import EndpointBehaviour, serve_endpoint

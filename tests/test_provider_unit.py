@@ -15,9 +15,9 @@ from pulumi.output import Unknown
 from convai_provider.api.account import ConvaiAccount, Operation
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.guards.fingerprints import fingerprint
-from convai_provider.resources.base import ConvaiOperationError
 from convai_provider.resources.key_identity import KEY_FINGERPRINT
 from convai_provider.resources.private_model import PrivateModelProvider
+from convai_provider.resources.provider_errors import ConvaiOperationError
 from testkit.convai import CONVAI_KEY
 
 

@@ -18,12 +18,12 @@ from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import RedirectError
 from convai_provider.api.wire import LIST_PATH
 from convai_provider.emulator.process import EmulatorProcess
-from convai_provider.guards import keys
-from convai_provider.guards.keys import MIN_PIECE, redact, remember
+from convai_provider.guards import redaction
+from convai_provider.guards.redaction import MIN_PIECE, redact, remember
 from convai_provider.guards.text import SafeLogFilter, server_text
 from convai_provider.preflight.checks import check_endpoint
-from convai_provider.resources.base import ConvaiOperationError
 from convai_provider.resources.private_model import PrivateModelProvider
+from convai_provider.resources.provider_errors import ConvaiOperationError
 from convai_stack.commands.cli import main
 from testkit.convai import turbo
 from testkit.hostile_server import Answer, http_answer, serve_answer
@@ -98,17 +98,17 @@ def test_a_message_is_searched_for_the_keys_it_may_quote_not_for_every_key_remem
     """A provider remembers each endpoint key of its stack, and its log redacts every line: a
     1,000-model `up` looked for 1,000 keys in each of its 1,000 lines (6.6 ms a line)."""
     for memory, empty in (("_forms", {}), ("_holding_block", {}), ("_longest", 0)):
-        monkeypatch.setattr(keys, memory, empty)  # these thousand keys are this test's alone
+        monkeypatch.setattr(redaction, memory, empty)  # these thousand keys are this test's alone
     stack_keys = [hashlib.sha256(f"endpoint {i}".encode()).hexdigest()[:48] for i in range(1000)]
     remember(*stack_keys)
     searched: list[str] = []
-    search = keys._without_pieces
+    search = redaction._without_pieces
 
     def searching(text: str, form: str) -> str:
         searched.append(form)
         return search(text, form)
 
-    monkeypatch.setattr(keys, "_without_pieces", searching)
+    monkeypatch.setattr(redaction, "_without_pieces", searching)
     assert redact("registered Convai private model m-17") == "registered Convai private model m-17"
     assert searched == []
     whole, cut = stack_keys[17], stack_keys[400]

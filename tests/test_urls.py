@@ -112,7 +112,7 @@ CONVAI_URL_DOORS: dict[str, tuple[Callable[[str], str], str]] = {
     ),
     "the operator commands": (
         lambda url: _command_error("list", "--api-key", "k", "--base-url", url),
-        "error: --base-url {shown} {problem}\n",
+        "error: --base-url {shown} {problem}.\n",
     ),
 }
 

@@ -1,69 +1,38 @@
-"""How to reach Convai: the settings that say where it is and which key opens it.
+"""How to reach Convai: the settings that say where it is and which key opens it, and the one
+checked value they resolve to (`ConvaiAccess`).
 
-Their names, the one order in which the provider, the program and the operator commands read
-them, and the sentences that tell a user where to set them, all defined here once.
+The names of the settings and the order in which they are read live here; the resolving itself
+is `api.resolver`. What this library says about a setting names it and says what is wrong; how to
+set it (a Pulumi command, a command's flag) is the caller's to say, given as `Hints`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from convai_provider.guards.keys import key_problem, remember
-from convai_provider.guards.urls import url_problem
+from convai_provider.guards.keys import key_problem
+from convai_provider.guards.redaction import remember
+from convai_provider.guards.urls import refusal, url_problem
 
 API_KEY_CONFIG = "convai:apiKey"
 API_KEY_ENV = "CONVAI_API_KEY"
-API_KEY_FLAG = "--api-key"
 API_KEY_ARGUMENT = "api_key"
 """Where a key handed to `ConvaiClient` directly comes from: its argument."""
 BASE_URL_CONFIG = "convai:baseUrl"
 BASE_URL_ENV = "CONVAI_BASE_URL"
-BASE_URL_FLAG = "--base-url"
+BASE_URL_ARGUMENT = "base_url"
+"""Where a URL handed to `ConvaiClient` directly comes from: its argument."""
+TIMEOUT_ARGUMENT = "timeout"
+"""What sets the time one request to Convai may take, for a caller of `ConvaiClient`."""
 REQUEST_TIMEOUT_CONFIG = "convai:requestTimeout"
 MAX_RETRIES_CONFIG = "convai:maxRetries"
 OPERATION_TIMEOUT_CONFIG = "convai:operationTimeout"
 VERIFY_TIMEOUT_CONFIG = "convai:verifyTimeout"
+CONFIG_NAMESPACE = "convai"
 
 DEFAULT_CONVAI_URL = "https://api.convai.com"
-
-BASE_URL_SETTINGS = f"{BASE_URL_CONFIG}, {BASE_URL_FLAG} or {BASE_URL_ENV}"
-"""Every place a Convai URL may come from, for messages about a URL that did not work."""
-
-BASE_URL_ORDER = (
-    f"the stack's {BASE_URL_CONFIG} (with --stack), else ${BASE_URL_ENV}, "
-    f"else {DEFAULT_CONVAI_URL}: the provider's order"
-)
-"""Where the Convai URL comes from without --base-url, in words for help texts."""
-
-
-def convai_api_key(
-    config: Mapping[str, Any], env: Mapping[str, str], flag: str | None = None
-) -> tuple[str, str]:
-    """The Convai API key and the setting it came from: an explicit `flag` (the commands'
-    --api-key), the stack's convai:apiKey (the commands cannot decrypt it), $CONVAI_API_KEY.
-    None set: ''."""
-    if flag is not None:
-        return flag, API_KEY_FLAG
-    if config.get(API_KEY_CONFIG):
-        return str(config[API_KEY_CONFIG]), API_KEY_CONFIG
-    if env.get(API_KEY_ENV):
-        return env[API_KEY_ENV], API_KEY_ENV
-    return "", API_KEY_CONFIG
-
-
-def convai_base_url(
-    config: Mapping[str, Any], env: Mapping[str, str], flag: str | None = None
-) -> tuple[str, str]:
-    """The Convai URL and the setting it came from: an explicit `flag` (the commands'
-    --base-url), the stack's convai:baseUrl, $CONVAI_BASE_URL, the default."""
-    if flag is not None:
-        return flag, BASE_URL_FLAG
-    if config.get(BASE_URL_CONFIG):
-        return str(config[BASE_URL_CONFIG]), BASE_URL_CONFIG
-    if env.get(BASE_URL_ENV):
-        return env[BASE_URL_ENV], BASE_URL_ENV
-    return DEFAULT_CONVAI_URL, BASE_URL_CONFIG
 
 
 def convai_url_problem(url: str) -> str | None:
@@ -72,91 +41,129 @@ def convai_url_problem(url: str) -> str | None:
     return url_problem(url, example=DEFAULT_CONVAI_URL, plain_http_to_loopback_only=True)
 
 
-def where_to_set_convai_key(flag: str | None = None, *, environment: bool = True) -> str:
-    """How to give the Convai API key: the stack's secret config, or `flag` where a command or
-    the client takes the key instead (a stack file holds it as ciphertext); the environment too
-    where it is read (the client alone does not read it)."""
-    given = f"pass {flag}" if flag else f"run `pulumi config set --secret {API_KEY_CONFIG} <key>`"
-    return f"{given} or export {API_KEY_ENV}" if environment else given
+@dataclass(frozen=True)
+class ConvaiAccess:
+    """One Convai account's key and URL, each with the setting it came from, checked: the key
+    fits a header (and is kept out of every message), the URL is one the key may travel to.
+    Made only by `checked_access` (and `api.resolver.resolve_access`), so whoever holds one
+    sends it as it is. Hashable, so clients can be shared."""
+
+    api_key: str = field(repr=False)
+    key_source: str
+    base_url: str
+    url_source: str
+    hints: Hints = field(repr=False, compare=False, hash=False)
 
 
 class ConvaiKeyError(ValueError):
-    """A Convai API key that cannot be used, in words naming where it came from and how to
-    set it, never repeating it. `missing`: there is none at all."""
+    """A Convai API key that cannot be used, in words naming where it came from (and, when the
+    caller gave `Hints`, how to set it), never repeating it. `missing`: there is none at all."""
 
     def __init__(self, message: str, *, missing: bool) -> None:
         super().__init__(message)
         self.missing = missing
 
 
-def convai_key(
-    config: Mapping[str, Any],
-    env: Mapping[str, str],
-    flag: str | None = None,
-    *,
-    instead: str | None = None,
-) -> tuple[str, str]:
-    """The Convai API key in the one order (`convai_api_key`), checked by the one rule
-    (`checked_convai_key`), and the setting it came from. `instead`: what takes the key in place
-    of the stack's config where that cannot be read (the commands' --api-key)."""
-    key, source = convai_api_key(config, env, flag)
-    return checked_convai_key(key, source, instead=instead), source
+class ConvaiURLError(ValueError):
+    """A Convai URL the key may not travel to, naming the setting it came from."""
 
 
-def checked_convai_key(
-    key: str, source: str, *, instead: str | None = None, environment: bool = True
-) -> str:
-    """`key`, once it is known fit to be the Convai API key; else a ConvaiKeyError naming
-    `source`. The key goes in a header, as is: a key with surrounding whitespace or a character
-    a header cannot carry is refused, not trimmed (the HTTP library would refuse it with the key
-    in its message). A key that passes is kept out of every message from now on."""
-    missing = missing_convai_key(key, instead, environment=environment)
-    if missing is not None:
-        raise ConvaiKeyError(missing, missing=True)
+def _is_config(source: str) -> bool:
+    """Whether a key came from the stack's config (convai:apiKey, an account's apiKey)."""
+    return source.startswith(f"{CONFIG_NAMESPACE}:")
+
+
+def _is_environment(source: str) -> bool:
+    """Whether a key came from the environment ($CONVAI_API_KEY, $CONVAI_API_KEY_<ALIAS>)."""
+    return source.startswith(API_KEY_ENV)
+
+
+@dataclass(frozen=True)
+class Hints:
+    """How a user sets the Convai key, in the caller's words. The library's own (`Hints()`) name
+    the setting and nothing more; an application gives the flag that takes the key in its place
+    (`key_flag`) or the command that sets a config key (`set_config`: the setting to the words,
+    such as a Pulumi command in backquotes). `request_timeout`: what raises the time one request
+    may take (None: the caller has nothing that does)."""
+
+    key_flag: str | None = None
+    set_config: Callable[[str], str] | None = None
+    request_timeout: str | None = TIMEOUT_ARGUMENT
+
+    def give_key(self, config_setting: str, env: str) -> str:
+        """How to give a key that is missing: it may be set at `config_setting` or `env`."""
+        if self.key_flag is not None:
+            given = f"pass {self.key_flag}"
+        elif self.set_config is not None:
+            given = f"run {self.set_config(config_setting)}"
+        else:
+            given = f"set {config_setting}"
+        return f"{given} or export {env}"
+
+    def give_again(self, source: str) -> str:
+        """How to give the key from `source` again, without what made it unfit."""
+        if _is_config(source) and self.set_config is not None:
+            return f"set it again without it ({self.set_config(source)})"
+        if _is_environment(source):
+            return f"export {source} again without it"
+        return "give the key without it"
+
+    def refused(self, source: str) -> str:
+        """What to do when Convai refuses the key (401, 403), naming the setting it came from:
+        a config key, an environment variable, the client's argument or the caller's own flag."""
+        if _is_config(source):
+            fix = f" with {self.set_config(source)}" if self.set_config is not None else ""
+            return (
+                f"The CONVAI-API-KEY from the stack's {source} was refused; set a valid one{fix}."
+            )
+        if _is_environment(source):
+            return f"The CONVAI-API-KEY from ${source} was refused; export a valid one."
+        if source == API_KEY_ARGUMENT:
+            return (
+                f"The CONVAI-API-KEY passed as {source} to ConvaiClient was refused; "
+                "pass a valid one."
+            )
+        return f"The CONVAI-API-KEY given with {source} was refused; pass a valid one."
+
+
+LIBRARY_HINTS = Hints()
+
+
+def checked_key(key: str, source: str, hints: Hints = LIBRARY_HINTS) -> str:
+    """`key`, from `source`, once it is known fit to be sent; else a ConvaiKeyError. The key goes
+    in a header, as is: a key with surrounding whitespace or a character a header cannot carry
+    is refused, not trimmed (the HTTP library would refuse it with the key in its message). A
+    key that passes is kept out of every message from now on."""
     problem = key_problem(key)
     if problem is not None:
-        raise ConvaiKeyError(f"{source} {problem}: {_set_again(source)}.", missing=False)
+        raise ConvaiKeyError(f"{source} {problem}: {hints.give_again(source)}.", missing=False)
     remember(key)
     return key
 
 
-def _set_again(source: str) -> str:
-    """How to give the key from `source` again, fixed."""
-    if source == API_KEY_CONFIG:
-        return f"set it again without it (`pulumi config set --secret {API_KEY_CONFIG} <key>`)"
-    if source == API_KEY_ENV:
-        return f"export {API_KEY_ENV} again without it"
-    return "give the key without it"
+def checked_access(
+    api_key: str,
+    key_source: str,
+    base_url: str,
+    url_source: str,
+    hints: Hints = LIBRARY_HINTS,
+    *,
+    missing: str,
+) -> ConvaiAccess:
+    """The account's access once its key (present, fit for a header) and URL are checked; else a
+    ConvaiKeyError or ConvaiURLError naming the setting at fault. `missing`: the sentence for a
+    key that is not there (only blanks included), which says where the caller reads one."""
+    if not api_key.strip():
+        raise ConvaiKeyError(missing, missing=True)
+    checked_key(api_key, key_source, hints)
+    problem = convai_url_problem(base_url)
+    if problem is not None:
+        raise ConvaiURLError(f"{refusal(url_source, base_url, problem)}.")
+    return ConvaiAccess(api_key, key_source, base_url.rstrip("/"), url_source, hints)
 
 
-def refused_convai_key(source: str) -> str:
-    """What to do when Convai refuses the key (401, 403), naming the setting it came from:
-    the stack's config, the environment (read only when the config holds none), a flag, or the
-    client's argument."""
-    if source == API_KEY_CONFIG:
-        return (
-            f"The CONVAI-API-KEY from the stack's {API_KEY_CONFIG} was refused; set a valid one "
-            f"with `pulumi config set --secret {API_KEY_CONFIG} <key>`."
-        )
-    if source == API_KEY_ENV:
-        return f"The CONVAI-API-KEY from ${API_KEY_ENV} was refused; export a valid one."
-    if source == API_KEY_FLAG:
-        return f"The CONVAI-API-KEY given with {API_KEY_FLAG} was refused; pass a valid one."
-    if source.startswith(f"{API_KEY_ENV}_"):  # an account's key ($CONVAI_API_KEY_<ALIAS>)
-        return f"The CONVAI-API-KEY from ${source} was refused; export a valid one."
-    if source.startswith("convai:accounts."):  # an account's key in the stack's config
-        return (
-            f"The CONVAI-API-KEY from the stack's {source} was refused; set a valid one with "
-            f"`pulumi config set --secret --path {source} <key>`."
-        )
-    return f"The CONVAI-API-KEY passed as {source} to ConvaiClient was refused; pass a valid one."
-
-
-def missing_convai_key(
-    key: str | None, flag: str | None = None, *, environment: bool = True
-) -> str | None:
-    """Why `key` is no Convai API key (none, or only blanks), saying where to set one; None when
-    it is given. `flag`: what takes it instead of the stack's config, if anything."""
-    if key is not None and key.strip():
-        return None
-    return f"No Convai API key: {where_to_set_convai_key(flag, environment=environment)}."
+def configured(config: Mapping[str, Any], setting: str) -> str | None:
+    """A setting's value as the caller can read it: a string, set and not blank. Anything else
+    (unset, a secret the caller cannot decrypt) is not given."""
+    value = config.get(setting)
+    return value if isinstance(value, str) and value else None

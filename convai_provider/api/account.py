@@ -52,17 +52,27 @@ class ConvaiAccount:
 
     def operation(self) -> Operation:
         """Start one operation: it must be done `operation_timeout` seconds from now."""
-        return Operation(self._client, self._listing, self._clock() + self.operation_timeout)
+        return Operation(
+            self._client, self._listing, self._clock() + self.operation_timeout, self._clock
+        )
 
 
 class Operation:
     """What one provider operation asks of Convai, every call under the deadline it started
     with; writes inside the listing's `writing()`."""
 
-    def __init__(self, client: ConvaiClient, listing: SharedListing, deadline: float) -> None:
+    def __init__(
+        self,
+        client: ConvaiClient,
+        listing: SharedListing,
+        deadline: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`clock`: the listing's, on which "requested from now on" is measured."""
         self._client = client
         self._listing = listing
         self.deadline = deadline
+        self._clock = clock
 
     # reads ------------------------------------------------------------------------------------
 
@@ -72,13 +82,11 @@ class Operation:
 
     def listed_from_now(self, model_group_name: str) -> PrivateModel | None:
         """The model as a listing requested from now on reports it."""
-        return self._listing.requested_after(self._listing.now(), self.deadline).find(
-            model_group_name
-        )
+        return self._listing.requested_after(self._clock(), self.deadline).find(model_group_name)
 
     def models_from_now(self) -> list[PrivateModel]:
         """Every model, as a listing requested from now on reports them."""
-        return list(self._listing.requested_after(self._listing.now(), self.deadline).models)
+        return list(self._listing.requested_after(self._clock(), self.deadline).models)
 
     def character(self, char_id: str) -> Character:
         return self._client.get_character(char_id, deadline=self.deadline)
@@ -114,7 +122,7 @@ class Operation:
                 return True
             except NotFoundError as refusal:
                 not_found = refusal
-                refused_at = self._listing.now()
+                refused_at = self._clock()
         try:
             listing = self._listing.requested_after(refused_at, self.deadline)
         except ConvaiError as exc:

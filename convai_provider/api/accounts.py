@@ -11,7 +11,8 @@ are declared by alias:
 
 An alias's key comes from its `apiKey`, else from $CONVAI_API_KEY_<ALIAS> (what the operator
 commands read, since they cannot decrypt stack secrets). An account is resolved into the same
-settings shape as the default one, so one rule (`api.access`) checks every key and URL.
+settings shape as the default one, so one path (`api.resolver`) resolves and checks every
+key and URL.
 """
 
 from __future__ import annotations
@@ -21,19 +22,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from convai_provider.api.access import (
-    API_KEY_CONFIG,
-    API_KEY_ENV,
-    BASE_URL_CONFIG,
-    ConvaiKeyError,
-    checked_convai_key,
-    convai_api_key,
-)
+from convai_provider.api.access import API_KEY_CONFIG, API_KEY_ENV
 
 ACCOUNTS_CONFIG = "convai:accounts"
 DEFAULT_ACCOUNT = "the default account"
 """How messages name the account of convai:apiKey, which has no alias."""
-ACCOUNT_FLAG = "--account"
 ACCOUNT_KEY = "account"
 """The input of a private model and a character binding (and a stack file model's field)."""
 RESERVED_ALIAS = "default"
@@ -84,21 +77,6 @@ DEFAULT_KEY_SETTINGS = f"{API_KEY_CONFIG} (or ${API_KEY_ENV})"
 def account_key_settings(account: object) -> str:
     """Where the key of `account` (an alias; None: the default account) is set, for a fix."""
     return key_settings(account) if isinstance(account, str) else DEFAULT_KEY_SETTINGS
-
-
-def accounts_given(config: Mapping[str, Any], env: Mapping[str, str], key: str) -> list[str | None]:
-    """The declared accounts (None: the default one) whose key, as given, is `key`: the key's own
-    account and any other given it by mistake. A convai:accounts that cannot be read declares
-    none here (the account that needs it reports that)."""
-    given: dict[str | None, object] = {None: convai_api_key(config, env)[0]}
-    try:
-        accounts = declared_accounts(config)
-    except AccountError:
-        accounts = {}
-    for alias, settings in accounts.items():
-        configured = settings.get(API_KEY_FIELD)
-        given[alias] = configured if configured else env.get(key_env(alias), "")
-    return [account for account, value in given.items() if value == key]
 
 
 def one_key_for_two(accounts: list[str | None]) -> str:
@@ -182,48 +160,3 @@ def account_settings(config: Mapping[str, Any], alias: str) -> dict[str, Any]:
     if alias not in accounts:
         raise AccountError(unknown_account(alias, accounts))
     return accounts[alias]
-
-
-def with_account_url(config: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
-    """`config` with the account's baseUrl in convai:baseUrl's place, when it has one: the
-    default account's URL otherwise, read in its one order (`api.access.convai_base_url`)."""
-    url = settings.get(BASE_URL_FIELD)
-    return {**config, BASE_URL_CONFIG: url} if url else dict(config)
-
-
-def account_url_source(config: Mapping[str, Any], alias: str, default_source: str) -> str:
-    """Where `alias`'s URL came from, for a message about it: its baseUrl, else the default's."""
-    if declared_accounts(config).get(alias, {}).get(BASE_URL_FIELD):
-        return f"{ACCOUNTS_CONFIG}.{alias}.{BASE_URL_FIELD}"
-    return default_source
-
-
-def account_key(
-    configured: object, env: Mapping[str, str], alias: str, *, instead: str | None = None
-) -> tuple[str, str]:
-    """`alias`'s key and the setting it came from: the stack's apiKey, else $CONVAI_API_KEY_<ALIAS>;
-    checked by the one rule of `api.access`. `instead`: what takes the key in place of the
-    stack's secret where that cannot be read (the commands' --api-key)."""
-    if isinstance(configured, str) and configured:
-        key, source = configured, key_config(alias)
-    else:
-        key, source = env.get(key_env(alias), ""), key_env(alias)
-    if not key.strip():
-        given = (
-            f"pass {instead}"
-            if instead
-            else f"run `pulumi config set --secret --path {key_config(alias)} <key>`"
-        )
-        raise ConvaiKeyError(
-            f"No Convai API key for account '{alias}': {given} or export {key_env(alias)}.",
-            missing=True,
-        )
-    return checked_convai_key(key, source), source
-
-
-def alias_argument(text: str) -> str:
-    """argparse's `type` for --account: an alias of the one form (argparse names the flag)."""
-    problem = alias_problem(text)
-    if problem is not None:
-        raise ValueError(problem)
-    return text

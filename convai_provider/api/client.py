@@ -12,12 +12,15 @@ from pydantic import BaseModel, ValidationError
 
 from convai_provider.api.access import (
     API_KEY_ARGUMENT,
+    BASE_URL_ARGUMENT,
     DEFAULT_CONVAI_URL,
+    ConvaiAccess,
     ConvaiKeyError,
-    checked_convai_key,
-    convai_url_problem,
+    ConvaiURLError,
+    checked_access,
 )
 from convai_provider.api.errors import (
+    AuthenticationError,
     ConflictError,
     ConvaiAPIError,
     ConvaiConnectionError,
@@ -65,7 +68,6 @@ from convai_provider.guards.bounded_http import (
 from convai_provider.guards.documents import DocumentError, parse_json
 from convai_provider.guards.durations import retries, seconds
 from convai_provider.guards.text import server_text
-from convai_provider.guards.urls import refusal
 from convai_provider.guards.validation import describe_validation_error, field_problems
 
 DEFAULT_TIMEOUT = 30.0
@@ -98,7 +100,7 @@ class ConvaiClient:
 
     def __init__(
         self,
-        api_key: str,
+        api_key: str | ConvaiAccess,
         base_url: str = DEFAULT_CONVAI_URL,
         timeout: float = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
@@ -108,24 +110,15 @@ class ConvaiClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        key_source: str = API_KEY_ARGUMENT,
     ) -> None:
-        """`key_source`: the setting `api_key` came from, which a refused key's error names;
-        `wall_clock`: seconds since the epoch, to compare with Convai's `created_at`."""
-        try:
-            checked_convai_key(
-                api_key,
-                key_source,
-                instead=f"{API_KEY_ARGUMENT} to ConvaiClient",
-                environment=False,
-            )
-        except ConvaiKeyError as exc:
-            raise InvalidRequestError(str(exc)) from None
-        self.key_source = key_source
-        problem = convai_url_problem(base_url)
-        if problem is not None:
-            raise InvalidRequestError(f"{refusal('base_url', base_url, problem)}.")
-        self.base_url = base_url.rstrip("/")
+        """`api_key`: the key, with `base_url`, both checked here before anything is sent; or
+        the `ConvaiAccess` of an account (`api.resolver`), already checked, whose key and URL
+        are used as they are and whose settings the errors name. `wall_clock`: seconds since
+        the epoch, to compare with Convai's `created_at`."""
+        self.access = (
+            api_key if isinstance(api_key, ConvaiAccess) else _given_access(api_key, base_url)
+        )
+        self.base_url = self.access.base_url
         try:
             self.timeout = seconds(timeout, "timeout", zero_ok=False)
             self.max_retries = retries(max_retries, "max_retries")
@@ -138,7 +131,7 @@ class ConvaiClient:
         self._http = bounded_client(
             base_url=self.base_url,
             timeout=timeout,
-            headers={API_KEY_HEADER: api_key, "Content-Type": "application/json"},
+            headers={API_KEY_HEADER: self.access.api_key, "Content-Type": "application/json"},
             transport=transport,
         )
 
@@ -235,7 +228,7 @@ class ConvaiClient:
 
     def _call(
         self,
-        operation: str,
+        call: str,
         path: str,
         body: dict[str, Any] | None,
         reply: type[ReplyT],
@@ -245,9 +238,10 @@ class ConvaiClient:
         lost_reply = False
         while True:
             try:
-                response = self._post(operation, path, body, deadline)
-                return self._parse(operation, path, response, reply)
+                response = self._post(call, path, body, deadline)
+                return self._parse(call, path, response, reply)
             except ConvaiError as failure:
+                self._name_settings(failure)
                 failure.attempts = retries_done + 1
                 failure.after_lost_reply = lost_reply
                 lost_reply = lost_reply or failure.outcome_unknown
@@ -258,18 +252,18 @@ class ConvaiClient:
             retries_done += 1
 
     def _post(
-        self, operation: str, path: str, body: dict[str, Any] | None, deadline: float | None
+        self, call: str, path: str, body: dict[str, Any] | None, deadline: float | None
     ) -> httpx.Response:
-        seconds = self._request_timeout(operation, deadline)
+        seconds = self._request_timeout(call, deadline)
         try:
             return send(self._http, "POST", path, seconds=seconds, cap=REPLY_CAP, json=body)
         except ReplyTooLargeError as exc:
             raise UnexpectedReplyError(
-                operation, exc.status_code, f"{exc}, more than any Convai reply holds"
+                call, exc.status_code, f"{exc}, more than any Convai reply holds"
             ) from None
         except httpx.TimeoutException as exc:
             raise ConvaiTimeoutError(
-                operation,
+                call,
                 self.base_url,
                 f"the server {what_went_wrong(exc)}; {seconds:.1f}s allowed",
                 outcome_unknown=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
@@ -277,43 +271,36 @@ class ConvaiClient:
         except UndecodableReplyError as exc:
             if 400 <= exc.status_code < 500:
                 # A refusal whatever its body said: nothing was written (a 409 stays a conflict).
-                raise error_for_status(
-                    operation,
-                    exc.status_code,
-                    what_went_wrong(exc),
-                    key_source=self.key_source,
-                ) from None
+                raise error_for_status(call, exc.status_code, what_went_wrong(exc)) from None
             raise ConvaiProtocolError(
-                operation, self.base_url, what_went_wrong(exc), outcome_unknown=True
+                call, self.base_url, what_went_wrong(exc), outcome_unknown=True
             ) from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             raise ConvaiProtocolError(
-                operation, self.base_url, what_went_wrong(exc), outcome_unknown=True
+                call, self.base_url, what_went_wrong(exc), outcome_unknown=True
             ) from None
         except httpx.TransportError as exc:
             raise ConvaiConnectionError(
-                operation, self.base_url, f"{type(exc).__name__}: {exc}"
+                call, self.base_url, f"{type(exc).__name__}: {exc}"
             ) from None
 
-    def _request_timeout(self, operation: str, deadline: float | None) -> float:
+    def _request_timeout(self, call: str, deadline: float | None) -> float:
         if deadline is None:
             return self.timeout
         remaining = deadline - self._clock()
         if remaining <= 0:
             raise ConvaiTimeoutError(
-                operation, self.base_url, "the operation's time budget ran out before it finished"
+                call, self.base_url, "the operation's time budget ran out before it finished"
             )
         return min(self.timeout, remaining)
 
-    def _parse(
-        self, operation: str, path: str, response: httpx.Response, reply: type[ReplyT]
-    ) -> ReplyT:
+    def _parse(self, call: str, path: str, response: httpx.Response, reply: type[ReplyT]) -> ReplyT:
         if 300 <= response.status_code < 400:
-            raise RedirectError(operation, response.status_code, _redirect_target(response))
+            raise RedirectError(call, response.status_code, _redirect_target(response))
         if response.status_code < 300 and not _is_utf8(response.content):
             # What a success said cannot be read: for a register, as if its reply were lost.
             raise ConvaiProtocolError(
-                operation,
+                call,
                 self.base_url,
                 "answered with a reply that cannot be decoded (its body is not UTF-8)",
                 outcome_unknown=True,
@@ -322,10 +309,10 @@ class ConvaiClient:
         if response.status_code >= 400 or (
             isinstance(payload, dict) and payload.get("status") == "error"
         ):
-            raise self._api_error(operation, path, response, payload, self.key_source)
+            raise self._api_error(call, path, response, payload)
         if not isinstance(payload, dict):
             raise UnexpectedReplyError(
-                operation,
+                call,
                 response.status_code,
                 f"{unreadable or 'not a JSON object'}; {describe_reply(response)}",
             )
@@ -334,22 +321,21 @@ class ConvaiClient:
         except ValidationError as exc:
             problems = "; ".join(f"{f} {reason}" for f, reason in field_problems(exc))
             raise UnexpectedReplyError(
-                operation, response.status_code, f"{problems}; {describe_reply(response)}"
+                call, response.status_code, f"{problems}; {describe_reply(response)}"
             ) from None
         if isinstance(parsed, ListResponse):
             paged = paging_headers(response.headers, len(parsed.models))
             if paged:
                 raise UnexpectedReplyError(
-                    operation,
+                    call,
                     response.status_code,
                     f"it is paged ({server_text(', '.join(paged), 200)}), and Convai's list is "
                     "documented whole: not the whole account",
                 )
         return parsed
 
-    @staticmethod
     def _api_error(
-        operation: str, path: str, response: httpx.Response, payload: Any, key_source: str
+        self, call: str, path: str, response: httpx.Response, payload: Any
     ) -> ConvaiAPIError:
         if isinstance(payload, dict):
             message = server_text(
@@ -359,16 +345,25 @@ class ConvaiClient:
         else:
             message, transaction_id = server_text(response.text.strip(), 200), ""
         status = response.status_code if response.status_code >= 400 else 400
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        # A Retry-After given as a date is dated on the client's own clock, as its other waits.
+        now = datetime.fromtimestamp(self._wall_clock(), UTC)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
         return error_for_status(
-            operation,
+            call,
             status,
             message,
             transaction_id,
             retry_after,
             envelope=is_error_envelope(path, payload),
-            key_source=key_source,
         )
+
+    def _name_settings(self, failure: ConvaiError) -> None:
+        """What a failure's hint names: the settings this client's URL and key came from, and
+        its caller's words for setting a key."""
+        failure.url_setting = self.access.url_source
+        if isinstance(failure, AuthenticationError):
+            failure.key_source = self.access.key_source
+            failure.hints = self.access.hints
 
     def _retry_delay(
         self, failure: ConvaiError, retries_done: int, deadline: float | None
@@ -388,6 +383,21 @@ class ConvaiClient:
         if deadline is not None and self._clock() + delay >= deadline:
             return None
         return delay
+
+
+def _given_access(api_key: str, base_url: str) -> ConvaiAccess:
+    """The access of a client built from its arguments: a library caller, who is told about
+    them and nothing else (the client reads neither a stack's config nor the environment)."""
+    try:
+        return checked_access(
+            api_key,
+            API_KEY_ARGUMENT,
+            base_url,
+            BASE_URL_ARGUMENT,
+            missing=f"No Convai API key: pass {API_KEY_ARGUMENT} to ConvaiClient.",
+        )
+    except (ConvaiKeyError, ConvaiURLError) as exc:
+        raise InvalidRequestError(str(exc)) from None
 
 
 def is_error_envelope(path: str, payload: Any) -> bool:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from convai_provider.api.access import (
     API_KEY_ARGUMENT,
-    BASE_URL_SETTINGS,
-    REQUEST_TIMEOUT_CONFIG,
-    refused_convai_key,
+    BASE_URL_ARGUMENT,
+    LIBRARY_HINTS,
+    TIMEOUT_ARGUMENT,
+    Hints,
 )
 from convai_provider.guards.text import sentence
 
@@ -23,6 +24,9 @@ class ConvaiError(Exception):
     after_lost_reply: bool = False
     """Whether an earlier attempt of the same call had an unknown outcome: only then may a
     register's 409 be this call's own earlier attempt."""
+    url_setting: str = BASE_URL_ARGUMENT
+    """The setting the URL called came from, which a hint about a wrong URL names (the client
+    sets it to its own)."""
 
 
 class InvalidRequestError(ConvaiError, ValueError):
@@ -72,26 +76,14 @@ class BadRequestError(ConvaiAPIError):
 
 
 class AuthenticationError(ConvaiAPIError):
-    def __init__(
-        self,
-        operation: str,
-        status_code: int,
-        message: str,
-        transaction_id: str = "",
-        retry_after: float | None = None,
-        *,
-        envelope: bool = False,
-        key_source: str = API_KEY_ARGUMENT,
-    ) -> None:
-        self.key_source = key_source
-        """The setting the refused key came from, which the hint names."""
-        super().__init__(
-            operation, status_code, message, transaction_id, retry_after, envelope=envelope
-        )
+    key_source: str = API_KEY_ARGUMENT
+    """The setting the refused key came from, which the hint names (the client sets it)."""
+    hints: Hints = LIBRARY_HINTS
+    """The caller's words for setting a key (the client sets its own)."""
 
     @property
     def hint(self) -> str:  # type: ignore[override]
-        return refused_convai_key(self.key_source)
+        return self.hints.refused(self.key_source)
 
 
 class NotFoundError(ConvaiAPIError):
@@ -102,7 +94,7 @@ class NotFoundError(ConvaiAPIError):
     def hint(self) -> str:  # type: ignore[override]
         if self.operation in self.MODEL_OPERATIONS:
             return "No model of that model_group_name exists in this Convai account."
-        return f"No such call there: check that {BASE_URL_SETTINGS} is Convai's API root."
+        return f"No such call there: check that {self.url_setting} is Convai's API root."
 
 
 class AbsenceNotConfirmedError(ConvaiError):
@@ -119,7 +111,7 @@ class AbsenceNotConfirmedError(ConvaiError):
         return (
             f"Convai {refusal.operation} answered HTTP 404 ({said}), {sentence(self.why)} "
             "Nothing was dropped: a 404 is taken as gone only when a list from the same Convai "
-            f"confirms it. Check that {BASE_URL_SETTINGS} is Convai's API root, then run again."
+            f"confirms it. Check that {refusal.url_setting} is Convai's API root, then run again."
         )
 
 
@@ -143,10 +135,12 @@ class UnexpectedReplyError(ConvaiAPIError):
     """Convai's address answered, but not with the documented reply of the endpoint: a proxy, a
     captive portal or a wrong URL. Never read as an empty result; never retried."""
 
-    hint = (
-        f"Check that {BASE_URL_SETTINGS} is Convai's API "
-        "(a proxy, a captive portal or a wrong URL answers like this)."
-    )
+    @property
+    def hint(self) -> str:  # type: ignore[override]
+        return (
+            f"Check that {self.url_setting} is Convai's API "
+            "(a proxy, a captive portal or a wrong URL answers like this)."
+        )
 
     def __str__(self) -> str:
         return (
@@ -159,10 +153,12 @@ class RedirectError(UnexpectedReplyError):
     """Convai's API does not redirect; a redirect means the base URL is not the API's. It is not
     followed: the key would go wherever it points."""
 
-    hint = (
-        "The redirect was not followed (the API key would go with it): set "
-        f"{BASE_URL_SETTINGS} to Convai's API itself."
-    )
+    @property
+    def hint(self) -> str:  # type: ignore[override]
+        return (
+            "The redirect was not followed (the API key would go with it): set "
+            f"{self.url_setting} to Convai's API itself."
+        )
 
     def __str__(self) -> str:
         return (
@@ -186,7 +182,7 @@ class ConvaiConnectionError(ConvaiError):
     def __str__(self) -> str:
         return (
             f"Convai {self.operation} could not reach {self.base_url}: {sentence(self.detail)} "
-            f"Check the network and {BASE_URL_SETTINGS}."
+            f"Check the network and {self.url_setting}."
         )
 
 
@@ -196,15 +192,20 @@ class ConvaiProtocolError(ConvaiConnectionError):
     def __str__(self) -> str:
         return (
             f"Convai {self.operation} at {self.base_url}: the server {sentence(self.detail)} "
-            f"Check {BASE_URL_SETTINGS}, or run again."
+            f"Check {self.url_setting}, or run again."
         )
 
 
 class ConvaiTimeoutError(ConvaiConnectionError):
+    timeout_setting: str | None = TIMEOUT_ARGUMENT
+    """What raises the time a request may take, which the hint names (the client sets its
+    caller's; None: nothing does, and the hint says to run again)."""
+
     def __str__(self) -> str:
+        raise_it = f", or raise {self.timeout_setting}" if self.timeout_setting else ""
         return (
             f"Convai {self.operation} at {self.base_url} timed out: {sentence(self.detail)} "
-            f"Convai may be slow or unreachable; run again, or raise {REQUEST_TIMEOUT_CONFIG}."
+            f"Convai may be slow or unreachable; run again{raise_it}."
         )
 
 
@@ -225,23 +226,11 @@ def error_for_status(
     transaction_id: str = "",
     retry_after: float | None = None,
     *,
-    key_source: str = API_KEY_ARGUMENT,
     envelope: bool = False,
 ) -> ConvaiAPIError:
-    """The one mapping from an HTTP error status to the exception a caller catches;
-    `key_source`: the setting the request's key came from, for a refused key's hint."""
+    """The one mapping from an HTTP error status to the exception a caller catches."""
     if status_code >= 500:
         cls: type[ConvaiAPIError] = ServerError
     else:
         cls = _STATUS_ERRORS.get(status_code, ConvaiAPIError)
-    if cls is AuthenticationError:
-        return AuthenticationError(
-            operation,
-            status_code,
-            message,
-            transaction_id,
-            retry_after,
-            envelope=envelope,
-            key_source=key_source,
-        )
     return cls(operation, status_code, message, transaction_id, retry_after, envelope=envelope)

@@ -54,9 +54,6 @@ class SharedListing:
             with self._lock:
                 self._last_write_done = self._clock()
 
-    def now(self) -> float:
-        return self._clock()
-
     def current(self, deadline: float | None = None) -> ListResponse:
         """A listing no older than the last write this process completed, nor than max_age."""
         with self._lock:
@@ -72,9 +69,12 @@ class SharedListing:
         try:
             return flight.result.result(timeout=remaining)
         except FuturesTimeoutError:
-            raise ConvaiTimeoutError(
+            # The operation's own time ran out, not a request's: a longer request would not help.
+            ran_out = ConvaiTimeoutError(
                 "list", "Convai", "the shared list call did not finish within the operation's time"
-            ) from None
+            )
+            ran_out.timeout_setting = None
+            raise ran_out from None
 
     def _find_or_start(self, not_before: float) -> tuple[_Flight, bool]:
         with self._lock:

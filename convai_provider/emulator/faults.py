@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from convai_provider.guards.keys import key_problem
+from convai_provider.guards.headers import header_value_problem
 
 
 class FaultRule(BaseModel):
@@ -36,7 +36,7 @@ class FaultRule(BaseModel):
     @field_validator("retry_after")
     @classmethod
     def _fits_a_header(cls, value: str | None) -> str | None:
-        problem = None if value is None else key_problem(value)
+        problem = None if value is None else header_value_problem(value)
         if problem is not None:
             raise ValueError(f"{problem}: it is sent as the Retry-After header")
         return value

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from convai_provider.guards.keys import redact, redacted_prefix
+from convai_provider.guards.redaction import redact, redacted_prefix
 
 
 def sentence(text: str) -> str:

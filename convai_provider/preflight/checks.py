@@ -20,7 +20,8 @@ import httpx
 
 from convai_provider.api.retry import Backoff
 from convai_provider.guards.durations import seconds
-from convai_provider.guards.keys import key_problem, remember
+from convai_provider.guards.keys import key_problem
+from convai_provider.guards.redaction import remember
 from convai_provider.guards.urls import endpoint_url_problem, refusal
 from convai_provider.preflight.completion import chat_completion
 from convai_provider.preflight.models import models_with_key, models_without_key

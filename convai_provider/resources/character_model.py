@@ -30,19 +30,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from convai_provider.api.accounts import ACCOUNT_KEY, account_name
 from convai_provider.api.builtin_models import DEFAULT_FALLBACK_MODEL
 from convai_provider.api.errors import BadRequestError, ConvaiError
-from convai_provider.resources.base import (
-    ConvaiOperationError,
-    ConvaiProvider,
-    check_inputs,
-    differs,
-    is_unknown,
-    merge_args,
-)
+from convai_provider.resources.base import ConvaiProvider
 from convai_provider.resources.field_docs import on_change, replacing_fields
 from convai_provider.resources.fields import AccountAlias, Name
+from convai_provider.resources.inputs import check_inputs, differs, is_unknown, merge_args
 from convai_provider.resources.key_identity import KEY_FINGERPRINT, seen_with, why_not_gone
 from convai_provider.resources.options import resource_options
 from convai_provider.resources.private_model import ConvaiPrivateModel
+from convai_provider.resources.provider_errors import ConvaiOperationError
 from convai_provider.resources.pulumi_outputs import settle_outputs_in_one_wait
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.runtime import ConvaiRuntime
@@ -166,7 +161,7 @@ class CharacterModelProvider(ConvaiProvider):
         runtime = self._account_runtime("read", _subject(id_), props.get(ACCOUNT_KEY))
         api_key = runtime.settings.api_key
         try:
-            character = runtime.operation().character(id_)
+            character = runtime.account.operation().character(id_)
         except ConvaiError as exc:
             if not _character_gone(exc, id_):
                 raise ConvaiOperationError("read", _subject(id_), exc) from None
@@ -203,7 +198,7 @@ class CharacterModelProvider(ConvaiProvider):
         subject = _subject(char_id, model_group_name)
         runtime = self._account_runtime(operation, subject, account)
         try:
-            runtime.operation().set_character_model(char_id, model_group_name)
+            runtime.account.operation().set_character_model(char_id, model_group_name)
         except ConvaiError as exc:
             if gone_if_recorded is None or not _character_gone(exc, char_id):
                 raise ConvaiOperationError(operation, subject, exc) from None

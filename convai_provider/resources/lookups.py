@@ -143,7 +143,9 @@ def _lookup(ask: Callable[[Operation, str], T], account: Account) -> pulumi.Outp
     def answer(resolved_key: str | None) -> T:
         settings = _settings(config, resolved_key, account.alias)
         try:
-            return ask(runtime_for(settings).operation(), _where(settings.base_url, account.alias))
+            return ask(
+                runtime_for(settings).account.operation(), _where(settings.base_url, account.alias)
+            )
         except ConvaiError as exc:
             raise pulumi.RunError(_one_line(str(exc))) from None
 

@@ -35,14 +35,8 @@ from convai_provider.api.matching import as_declared, differences
 from convai_provider.api.wire import UPDATABLE_FIELDS, PrivateModel, UpdateRequest
 from convai_provider.guards.text import sentence
 from convai_provider.preflight.checks import PreflightReport, check_endpoint
-from convai_provider.resources.base import (
-    PROVIDER_KEY,
-    ConvaiOperationError,
-    ConvaiProvider,
-    check_inputs,
-    differs,
-    merge_args,
-)
+from convai_provider.resources.base import ConvaiProvider
+from convai_provider.resources.inputs import PROVIDER_KEY, check_inputs, differs, merge_args
 from convai_provider.resources.key_identity import KEY_FINGERPRINT, seen_with, why_not_gone
 from convai_provider.resources.options import resource_options
 from convai_provider.resources.private_model_inputs import (
@@ -52,6 +46,7 @@ from convai_provider.resources.private_model_inputs import (
     REPLACE_FIELDS,
     PrivateModelInputs,
 )
+from convai_provider.resources.provider_errors import ConvaiOperationError
 from convai_provider.resources.pulumi_outputs import settle_outputs_in_one_wait
 from convai_provider.resources.pulumi_pickling import provider_serialization
 from convai_provider.resources.runtime import ConvaiRuntime
@@ -107,7 +102,7 @@ class PrivateModelProvider(ConvaiProvider):
         runtime = self._account_runtime("create", _subject(inputs.model_group_name), inputs.account)
         if inputs.verify_endpoint:
             self._verify_endpoint(runtime, "create", inputs)
-        convai = runtime.operation()
+        convai = runtime.account.operation()
         try:
             if inputs.adopt_existing:
                 outputs = self._adopt(convai, inputs)
@@ -182,7 +177,7 @@ class PrivateModelProvider(ConvaiProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         runtime = self._account_runtime("read", _subject(id_), props.get(ACCOUNT_KEY))
         try:
-            live = runtime.operation().listed(id_)
+            live = runtime.account.operation().listed(id_)
         except ConvaiError as exc:
             raise ConvaiOperationError("read", _subject(id_), exc) from None
         api_key = runtime.settings.api_key
@@ -209,7 +204,7 @@ class PrivateModelProvider(ConvaiProvider):
         ):
             self._verify_endpoint(runtime, "update", inputs)
         try:
-            changed = self._send_update(runtime.operation(), id_, olds, news)
+            changed = self._send_update(runtime.account.operation(), id_, olds, news)
         except NotFoundError as exc:
             # Under another account's key (a mistyped one) every model is "not found": say so.
             other_key = why_not_gone(
@@ -247,7 +242,7 @@ class PrivateModelProvider(ConvaiProvider):
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         runtime = self._account_runtime("delete", _subject(id_), props.get(ACCOUNT_KEY))
         try:
-            deregistered = runtime.operation().deregister(id_)
+            deregistered = runtime.account.operation().deregister(id_)
         except ConvaiError as exc:
             raise ConvaiOperationError("delete", _subject(id_), exc) from None
         if not deregistered:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from convai_provider.api.account import ConvaiAccount, Operation
+from convai_provider.api.account import ConvaiAccount
 from convai_provider.api.client import ConvaiClient
 from convai_provider.resources.settings import ConvaiSettings
 
@@ -18,10 +18,6 @@ from convai_provider.resources.settings import ConvaiSettings
 class ConvaiRuntime:
     settings: ConvaiSettings
     account: ConvaiAccount
-
-    def operation(self) -> Operation:
-        """What one provider operation uses of Convai, under one deadline."""
-        return self.account.operation()
 
 
 _RUNTIMES: dict[ConvaiSettings, ConvaiRuntime] = {}
@@ -33,11 +29,9 @@ def runtime_for(settings: ConvaiSettings) -> ConvaiRuntime:
         runtime = _RUNTIMES.get(settings)
         if runtime is None:
             client = ConvaiClient(
-                settings.api_key,
-                settings.base_url,
+                settings.access,
                 timeout=settings.request_timeout,
                 max_retries=settings.max_retries,
-                key_source=settings.api_key_source,
             )
             account = ConvaiAccount(client, operation_timeout=settings.operation_timeout)
             runtime = ConvaiRuntime(settings, account)

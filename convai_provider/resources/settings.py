@@ -1,42 +1,37 @@
-"""The provider's settings, resolved in its process: the Convai key and URL (in the order of
-`api.access`), timeouts and retries, each checked, with a message naming the setting."""
+"""The provider's settings: each account's Convai key and URL (resolved by `api.resolver`, in
+its one order, with a Pulumi user's words for setting them), timeouts and retries, each checked,
+with a message naming the setting. The provider resolves them once, when it is configured."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from convai_provider.api.access import (
     API_KEY_CONFIG,
     BASE_URL_CONFIG,
-    DEFAULT_CONVAI_URL,
     MAX_RETRIES_CONFIG,
     OPERATION_TIMEOUT_CONFIG,
     REQUEST_TIMEOUT_CONFIG,
     VERIFY_TIMEOUT_CONFIG,
+    ConvaiAccess,
     ConvaiKeyError,
-    convai_base_url,
-    convai_key,
-    convai_url_problem,
+    ConvaiURLError,
+    Hints,
 )
 from convai_provider.api.account import DEFAULT_OPERATION_TIMEOUT
 from convai_provider.api.accounts import (
     ACCOUNTS_CONFIG,
-    API_KEY_FIELD,
     AccountError,
-    account_key,
-    account_settings,
-    account_url_source,
-    accounts_given,
+    declared_accounts,
     one_key_for_two,
-    with_account_url,
 )
 from convai_provider.api.client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from convai_provider.api.errors import ConvaiError
+from convai_provider.api.resolver import accounts_given, resolve_access
 from convai_provider.guards.durations import retries, seconds
-from convai_provider.guards.urls import refusal
 from convai_provider.preflight.checks import DEFAULT_WAIT
 
 CONFIG_KEYS = (
@@ -62,18 +57,38 @@ class UnknownAccountError(InvalidSettingError):
     """An account the stack does not declare (or a convai:accounts that cannot be read)."""
 
 
+def pulumi_config_set(setting: str) -> str:
+    """The command that sets a Convai key in the stack's config, as a secret."""
+    path = " --path" if "." in setting else ""
+    return f"`pulumi config set --secret{path} {setting} <key>`"
+
+
+PULUMI_HINTS = Hints(set_config=pulumi_config_set, request_timeout=REQUEST_TIMEOUT_CONFIG)
+"""How the provider and the program tell a user to set a key: the Pulumi command."""
+
+
 @dataclass(frozen=True)
 class ConvaiSettings:
-    """Resolved at call time in the provider process; hashable so clients can be shared."""
+    """One account's settings; hashable so clients can be shared."""
 
-    api_key: str = field(repr=False)
-    api_key_source: str = API_KEY_CONFIG
-    """The setting the key came from: what a refused key's message names."""
-    base_url: str = DEFAULT_CONVAI_URL
+    access: ConvaiAccess
     request_timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     operation_timeout: float = DEFAULT_OPERATION_TIMEOUT
     verify_timeout: float = DEFAULT_WAIT
+
+    @property
+    def api_key(self) -> str:
+        return self.access.api_key
+
+    @property
+    def api_key_source(self) -> str:
+        """The setting the key came from: what a refused key's message names."""
+        return self.access.key_source
+
+    @property
+    def base_url(self) -> str:
+        return self.access.base_url
 
     @classmethod
     def resolve(
@@ -84,33 +99,13 @@ class ConvaiSettings:
     ) -> ConvaiSettings:
         """The settings of `account` (an alias of convai:accounts; None: the default account)."""
         env = os.environ if environ is None else environ
-        try:
-            if account is None:
-                api_key, api_key_source = convai_key(config, env)
-            else:
-                declared = account_settings(config, account)
-                api_key, api_key_source = account_key(declared.get(API_KEY_FIELD), env, account)
-        except AccountError as exc:
-            raise UnknownAccountError(str(exc)) from None
-        except ConvaiKeyError as exc:
-            refused = MissingApiKeyError if exc.missing else InvalidSettingError
-            raise refused(str(exc)) from None
-        sharing = accounts_given(config, env, api_key)
+        access = _access(config, env, account)
+        sharing = accounts_given(config, env, access.api_key)
         if len(sharing) > 1:
             raise InvalidSettingError(f"{one_key_for_two(sharing)}.")
-        if account is not None:
-            config = with_account_url(config, declared)
-        base_url, source = convai_base_url(config, env)
-        if account is not None:
-            source = account_url_source(config, account, source)
-        problem = convai_url_problem(base_url)
-        if problem is not None:
-            raise InvalidSettingError(f"{refusal(source, base_url, problem)}.")
         try:
             return cls(
-                api_key=api_key,
-                api_key_source=api_key_source,
-                base_url=base_url.rstrip("/"),
+                access=access,
                 request_timeout=seconds(
                     _given(config, REQUEST_TIMEOUT_CONFIG, DEFAULT_TIMEOUT),
                     REQUEST_TIMEOUT_CONFIG,
@@ -130,6 +125,48 @@ class ConvaiSettings:
             )
         except ValueError as exc:
             raise InvalidSettingError(f"{exc}.") from None
+
+
+def _access(config: Mapping[str, Any], env: Mapping[str, str], account: str | None) -> ConvaiAccess:
+    try:
+        return resolve_access(config, env, account, hints=PULUMI_HINTS)
+    except AccountError as exc:
+        raise UnknownAccountError(str(exc)) from None
+    except ConvaiKeyError as exc:
+        refused = MissingApiKeyError if exc.missing else InvalidSettingError
+        raise refused(str(exc)) from None
+    except ConvaiURLError as exc:
+        raise InvalidSettingError(str(exc)) from None
+
+
+class AccountSettings:
+    """Every account's settings, resolved once, when the provider is configured: the default
+    account's and those of each account convai:accounts declares. Settings that do not resolve
+    are kept as their error, raised to the operation that needs them (a preview's Check needs
+    none); an alias the stack does not declare is refused when asked for."""
+
+    def __init__(self, config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> None:
+        self._config = dict(config)
+        self._env = dict(os.environ if environ is None else environ)
+        try:
+            aliases: list[str | None] = [None, *declared_accounts(config)]
+        except AccountError:
+            aliases = [None]
+        self._resolved = {alias: self._resolve(alias) for alias in aliases}
+
+    def _resolve(self, account: str | None) -> ConvaiSettings | ConvaiError:
+        try:
+            return ConvaiSettings.resolve(self._config, self._env, account)
+        except ConvaiError as exc:
+            return exc
+
+    def of(self, account: str | None) -> ConvaiSettings:
+        """The settings of `account` (None: the default account), or the ConvaiError saying why
+        there are none."""
+        resolved = self._resolved[account] if account in self._resolved else self._resolve(account)
+        if isinstance(resolved, ConvaiError):
+            raise type(resolved)(str(resolved))
+        return resolved
 
 
 def _given(config: Mapping[str, Any], key: str, default: float) -> object:

@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from convai_provider.guards.keys import key_problem, remember
+from convai_provider.guards.keys import key_problem
+from convai_provider.guards.redaction import remember
 from convai_provider.preflight.checks import PreflightReport, check_endpoint
 from convai_stack.stack_config import ExternalEndpoint, ModelDeclaration, StackConfig, VllmEndpoint
 
