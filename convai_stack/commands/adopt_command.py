@@ -6,9 +6,9 @@ import argparse
 
 from convai_stack.commands.adoption import adoption_entries, adoption_yaml
 from convai_stack.commands.convai import command_client, live_models
+from convai_stack.commands.operator_stack import load_stack
 from convai_stack.commands.output import print_json
 from convai_stack.commands.parser import EXIT_CLEAN
-from convai_stack.commands.stack_files import load_stack
 
 
 def run_adopt(args: argparse.Namespace) -> int:

@@ -16,9 +16,9 @@ from convai_stack.commands.convai import (
     command_client,
     live_models,
 )
+from convai_stack.commands.operator_stack import load_stack
 from convai_stack.commands.output import print_json, shown
 from convai_stack.commands.parser import EXIT_CLEAN, EXIT_DIFFERS, OperatorError
-from convai_stack.commands.stack_files import load_stack
 
 
 def run_audit(args: argparse.Namespace) -> int:

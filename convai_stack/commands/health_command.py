@@ -13,8 +13,8 @@ from convai_stack.commands.health import (
     check_health,
     stack_outputs_problem,
 )
+from convai_stack.commands.operator_stack import load_stack
 from convai_stack.commands.parser import EXIT_CLEAN, EXIT_DIFFERS, OperatorError
-from convai_stack.commands.stack_files import load_stack
 
 
 def _read_outputs(source: str | None) -> dict[str, Any] | None:

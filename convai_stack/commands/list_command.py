@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from convai_stack.commands.convai import command_client, live_models
+from convai_stack.commands.operator_stack import stack_settings
 from convai_stack.commands.output import print_json, shown, table
 from convai_stack.commands.parser import EXIT_CLEAN
-from convai_stack.commands.stack_files import stack_settings
 
 HEADER = ["GROUP", "MODEL", "DISPLAY NAME", "BASE URL", "UNCENSORED", "CREATED"]
 

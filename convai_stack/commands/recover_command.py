@@ -11,6 +11,7 @@ from typing import Any
 from convai_provider.api.accounts import account_name
 from convai_provider.guards.documents import parse_json
 from convai_stack.commands.convai import ACCOUNT_FLAG, command_client, live_models
+from convai_stack.commands.operator_stack import stack_settings
 from convai_stack.commands.output import shown
 from convai_stack.commands.parser import EXIT_CLEAN, EXIT_DIFFERS, OperatorError
 from convai_stack.commands.recovery import (
@@ -19,7 +20,6 @@ from convai_stack.commands.recovery import (
     checked_export,
     recover_pending_creates,
 )
-from convai_stack.commands.stack_files import stack_settings
 
 
 def run_recover(args: argparse.Namespace) -> int:
