@@ -31,6 +31,16 @@ ENDPOINT_KEYS_EXPORT = "endpointKeys"
 DEV_STACK = "dev"
 """The laptop stack, which scripts/dev-up runs in a project of its own: its secrets are set
 through dev-up (`scripts/dev-up config set --secret ...`), not in this checkout."""
+
+
+def set_secret_command(stack: str, key: str) -> str:
+    """What sets a secret of `stack`: dev-up holds the dev stack's, the CLI the others'. Without
+    the value, so it prompts for it, which stays out of the shell's history."""
+    if stack == DEV_STACK:
+        return f"scripts/dev-up config set --secret {key}"
+    return f"pulumi config set --stack {stack} --secret {key}"
+
+
 SECRET_KEY_FIELDS = ("api_key_config", "hf_token_config")
 """Endpoint fields naming a secret config key, which is then a key of the stack."""
 

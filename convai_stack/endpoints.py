@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from convai_stack.config_keys import set_secret_command
 from convai_stack.stack_config import ExternalEndpoint, StackConfigError, VllmEndpoint
 
 from .vllm import VllmDeployment
@@ -27,7 +28,7 @@ def secret_config(key: str, path: str) -> pulumi.Output[str]:
     if value is None:
         raise StackConfigError(
             f"convai-models:{path} names the secret config key '{key}', which is not set: run "
-            f"`pulumi config set --secret {key} <value>`"
+            f"`{set_secret_command(pulumi.get_stack(), key)}`"
         )
     return value
 

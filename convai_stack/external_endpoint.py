@@ -36,7 +36,7 @@ class ExternalEndpoint(StrictModel):
     """The name the endpoint serves the model as: the Convai model's `model_name`."""
     api_key_config: ConfigKey
     """The name of a secret config key holding the endpoint's key, set with
-    `pulumi config set --secret <name> <key>`."""
+    `pulumi config set --secret <name>`."""
 
     @property
     def served_as(self) -> tuple[str, str]:

@@ -133,7 +133,7 @@ def test_an_undeclared_account_is_refused_naming_it_and_the_declared_ones() -> N
 
 
 def test_a_refused_accounts_key_names_where_to_set_it_again() -> None:
-    assert "`pulumi config set --secret --path convai:accounts.partner.apiKey <key>`" in (
+    assert "`pulumi config set --secret --path convai:accounts.partner.apiKey`" in (
         PULUMI_HINTS.refused("convai:accounts.partner.apiKey")
     )
     assert PULUMI_HINTS.refused("CONVAI_API_KEY_PARTNER").startswith(

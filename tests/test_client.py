@@ -85,7 +85,7 @@ def test_server_refusals_become_typed_errors(
             "convai:apiKey",
             PULUMI_HINTS,
             "The CONVAI-API-KEY from the stack's convai:apiKey was refused; set a valid one with "
-            "`pulumi config set --secret convai:apiKey <key>`.",
+            "`pulumi config set --secret convai:apiKey`.",
         ),
         (
             "convai:apiKey",

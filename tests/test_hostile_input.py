@@ -127,8 +127,7 @@ def test_a_stack_pointing_at_convai_over_plain_http_fails_naming_the_setting(
 # No Convai key: one sentence, saying where to set one ----------------------------------------
 
 NO_KEY = (
-    "No Convai API key: run `pulumi config set --secret convai:apiKey <key>` "
-    "or export CONVAI_API_KEY."
+    "No Convai API key: run `pulumi config set --secret convai:apiKey` or export CONVAI_API_KEY."
 )
 
 

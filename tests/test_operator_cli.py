@@ -396,7 +396,7 @@ def test_adopt_text_is_yaml_with_the_secret_to_set(
     register(convai, "hosted", model_name="gpt-4o-mini", base_url="https://api.openai.com/v1")
     _, out, _ = cli("adopt", "--stack", "test", "--root", str(root))
     assert "adopt_existing: true" in out
-    assert "# then: pulumi config set --stack test --secret hostedApiKey <" in out
+    assert "# then: pulumi config set --stack test --secret hostedApiKey  # prompts" in out
 
 
 def test_adopt_on_the_dev_stack_sets_the_secret_through_dev_up(
@@ -405,7 +405,7 @@ def test_adopt_on_the_dev_stack_sets_the_secret_through_dev_up(
     write_stack(tmp_path, "dev", "http://127.0.0.1:8000/v1", [])
     register(convai, "hosted", model_name="gpt-4o-mini", base_url="https://api.openai.com/v1")
     _, out, _ = cli("adopt", "--stack", "dev", "--root", str(tmp_path))
-    assert "# then: scripts/dev-up config set --secret hostedApiKey <" in out
+    assert "# then: scripts/dev-up config set --secret hostedApiKey  # prompts" in out
     assert "pulumi config set" not in out
 
 

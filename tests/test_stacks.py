@@ -1140,7 +1140,7 @@ def test_a_missing_endpoint_secret_names_the_command_that_sets_it() -> None:
         "convai-models:endpoints[0].api_key_config names the secret config key 'localVllmApiKey'"
         in message
     )
-    assert "pulumi config set --secret localVllmApiKey" in message
+    assert "`scripts/dev-up config set --secret localVllmApiKey`" in message
 
 
 def test_missing_plugins_of_vllm_endpoints_are_named_with_the_commands_that_install_them(
@@ -1191,7 +1191,7 @@ def test_a_missing_convai_key_fails_before_any_resource(
     with pytest.raises(pulumi.RunError) as caught:
         run_stack("staging", config, mocks)
     assert str(caught.value) == (
-        "No Convai API key: run `pulumi config set --secret convai:apiKey <key>` "
+        "No Convai API key: run `pulumi config set --secret convai:apiKey` "
         "or export CONVAI_API_KEY."
     )
     assert mocks.registrations == []
@@ -1215,9 +1215,9 @@ def test_a_missing_account_key_fails_before_any_resource_naming_each_account(
         run_stack("staging", config, mocks)
     assert str(caught.value).splitlines() == [
         "No Convai API key for account 'partner': run `pulumi config set --secret --path "
-        "convai:accounts.partner.apiKey <key>` or export CONVAI_API_KEY_PARTNER.",
+        "convai:accounts.partner.apiKey` or export CONVAI_API_KEY_PARTNER.",
         "No Convai API key for account 'team_b': run `pulumi config set --secret --path "
-        "convai:accounts.team_b.apiKey <key>` or export CONVAI_API_KEY_TEAM_B.",
+        "convai:accounts.team_b.apiKey` or export CONVAI_API_KEY_TEAM_B.",
     ]
     assert mocks.registrations == []
 
@@ -1245,7 +1245,7 @@ def test_a_convai_key_in_plain_text_is_refused_naming_the_secret_command() -> No
         run_stack("staging", mocks=mocks, secret_keys=plain)
     assert str(caught.value) == (
         "convai:apiKey is set in plain text, so the stack file and the state hold the key in "
-        "clear: set it again with `pulumi config set --secret convai:apiKey <key>` (plain text "
+        "clear: set it again with `pulumi config set --secret convai:apiKey` (plain text "
         "is accepted only for an account on a loopback URL, such as the emulator)"
     )
     assert CONVAI_KEY not in str(caught.value)
@@ -1263,7 +1263,7 @@ def test_an_account_key_in_plain_text_is_refused_unless_the_account_is_the_emula
     assert str(caught.value).splitlines() == [
         "convai:accounts.partner.apiKey is set in plain text, so the stack file and the state "
         "hold the key in clear: set it again with `pulumi config set --secret --path "
-        "convai:accounts.partner.apiKey <key>` (plain text is accepted only for an account on a "
+        "convai:accounts.partner.apiKey` (plain text is accepted only for an account on a "
         "loopback URL, such as the emulator)"
     ]
     del accounts["partner"]

@@ -125,7 +125,7 @@ def declared_accounts(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 _SHAPE = (
     f"must map each alias to its settings, such as {{partner: {{{API_KEY_FIELD}: <secret>, "
     f"{BASE_URL_FIELD}: https://api.convai.com}}}}; set the key with `pulumi config set --secret "
-    f"--path {ACCOUNTS_CONFIG}.partner.{API_KEY_FIELD} <key>`"
+    f"--path {ACCOUNTS_CONFIG}.partner.{API_KEY_FIELD}`"
 )
 
 
@@ -149,7 +149,7 @@ def unknown_account(alias: str, accounts: Mapping[str, Any]) -> str:
     return (
         f"account '{alias}' is not declared in this stack's {ACCOUNTS_CONFIG} (declared: {known}; "
         f"leave account out for {DEFAULT_ACCOUNT}, convai:apiKey); declare it with `pulumi "
-        f"config set --secret --path {key_config(alias)} <key>`, or name a declared account"
+        f"config set --secret --path {key_config(alias)}`, or name a declared account"
     )
 
 

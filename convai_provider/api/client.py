@@ -364,6 +364,8 @@ class ConvaiClient:
         if isinstance(failure, AuthenticationError):
             failure.key_source = self.access.key_source
             failure.hints = self.access.hints
+        if isinstance(failure, ConvaiTimeoutError):
+            failure.timeout_setting = self.access.hints.request_timeout
 
     def _retry_delay(
         self, failure: ConvaiError, retries_done: int, deadline: float | None

@@ -58,9 +58,10 @@ class UnknownAccountError(InvalidSettingError):
 
 
 def pulumi_config_set(setting: str) -> str:
-    """The command that sets a Convai key in the stack's config, as a secret."""
+    """The command that sets a Convai key in the stack's config, as a secret; without the value,
+    so it prompts for the key, which stays out of the shell's history."""
     path = " --path" if "." in setting else ""
-    return f"`pulumi config set --secret{path} {setting} <key>`"
+    return f"`pulumi config set --secret{path} {setting}`"
 
 
 PULUMI_HINTS = Hints(set_config=pulumi_config_set, request_timeout=REQUEST_TIMEOUT_CONFIG)

@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 
 from convai_provider.api.wire import PrivateModel
-from convai_stack.stack_config import DEV_STACK, StackConfig
+from convai_stack.config_keys import set_secret_command
+from convai_stack.stack_config import StackConfig
 
 
 def config_key_for(group: str) -> str:
@@ -86,10 +87,7 @@ def _free_name(base: str, taken: set[str]) -> str:
 
 
 def secret_command(stack_name: str, key: str) -> str:
-    """What sets a secret of the stack: dev-up holds the dev stack's, the CLI the others'."""
-    if stack_name == DEV_STACK:
-        return f"scripts/dev-up config set --secret {key} <the endpoint's key>"
-    return f"pulumi config set --stack {stack_name} --secret {key} <the endpoint's key>"
+    return f"{set_secret_command(stack_name, key)}  # prompts for the endpoint's key"
 
 
 def adoption_yaml(entries: Mapping[str, Any], stack_name: str) -> str:
