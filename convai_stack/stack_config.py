@@ -289,7 +289,7 @@ def parse_stack_config(
     try:
         stack = StackConfig.model_validate({k: v for k, v in values.items() if k in STACK_KEYS})
     except ValidationError as exc:
-        for path, reason in field_problems(exc):
+        for path, reason in field_problems(exc, StackConfig):
             if path in ("", "__root__") or reason.startswith(PROJECT):
                 lines.append(reason)
             else:

@@ -950,6 +950,21 @@ CASES = {
         lambda c: _models(c)[0].update(temperature=0.2),
         "convai-models:models[0].temperature: is not a known field; remove it",
     ),
+    "misspelt endpoint field": (
+        lambda c: _endpoints(c)[0].update(gpu=1),
+        "convai-models:endpoints[0].gpu: is not a known field: did you mean gpus?",
+    ),
+    "misspelt toleration field, two levels down": (
+        lambda c: _endpoints(c)[0].update(
+            tolerations=[{"key": "nvidia.com/gpu", "oprator": "Exists", "effect": "NoSchedule"}]
+        ),
+        "convai-models:endpoints[0].tolerations[0].oprator: is not a known field: did you mean "
+        "operator?",
+    ),
+    "misspelt model field": (
+        lambda c: _models(c)[0].update(dispaly_name="Llama"),
+        "convai-models:models[0].dispaly_name: is not a known field: did you mean display_name?",
+    ),
     "zero gpus": (
         lambda c: _endpoints(c)[0].update(gpus=0),
         "convai-models:endpoints[0].gpus: must be at least 1",

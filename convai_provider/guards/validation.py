@@ -7,7 +7,11 @@ refuse the same mistake the same way.
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+import difflib
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
 
 _REASONS = {
     "missing": "is required",
@@ -36,12 +40,20 @@ _BOUNDS = {
 }
 
 
-def field_problems(error: ValidationError) -> list[tuple[str, str]]:
-    """(field, what it must be) for every bad field, in words a user can act on."""
+def field_problems(
+    error: ValidationError, model: type[BaseModel] | None = None
+) -> list[tuple[str, str]]:
+    """(field, what it must be) for every bad field, in words a user can act on. Given the
+    validated `model`, a field it does not know is told the nearest field its models have."""
     problems = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"])
         reason = _REASONS.get(item["type"])
+        if item["type"] == "extra_forbidden" and item["loc"] and model is not None:
+            *within, name = item["loc"]
+            close = difflib.get_close_matches(str(name), field_names(model, tuple(within)), n=1)
+            if close:
+                reason = f"is not a known field: did you mean {close[0]}?"
         if reason is None and item["type"] in _BOUNDS:
             key, template = _BOUNDS[item["type"]]
             reason = template.format((item.get("ctx") or {}).get(key, "?"))
@@ -62,3 +74,35 @@ def describe_validation_error(error: ValidationError) -> str:
         else:
             sentences.append(f"Field {field} {reason}")
     return "; ".join(sentences)
+
+
+def field_names(model: type[BaseModel], loc: tuple[int | str, ...]) -> set[str]:
+    """The fields of the model(s) found at `loc` within `model` (a list index steps into the
+    list; a name that is no field, such as a union's tag, stays with the union's members)."""
+    current = _models_within({model})
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        inner = {
+            info.annotation
+            for kind in current
+            for name, info in kind.model_fields.items()
+            if part in (name, info.alias)
+        }
+        if inner:
+            current = _models_within(inner)
+    return {info.alias or name for kind in current for name, info in kind.model_fields.items()}
+
+
+def _models_within(kinds: set[Any]) -> set[type[BaseModel]]:
+    """The pydantic models `kinds` are or hold (through lists, unions, optionals, Annotated),
+    without entering a model's own fields."""
+    found: set[type[BaseModel]] = set()
+    pending = list(kinds)
+    while pending:
+        kind = pending.pop()
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            found.add(kind)
+        else:
+            pending.extend(typing.get_args(kind))
+    return found
