@@ -16,7 +16,12 @@ import pytest
 from pydantic import BaseModel
 
 from convai_provider.resources import character_model, private_model, private_model_inputs
-from convai_provider.resources.field_docs import is_required, replacing_fields, shared_field
+from convai_provider.resources.field_docs import (
+    is_required,
+    replacing_fields,
+    shared_field,
+    what_a_change_does,
+)
 from convai_stack.stack_config import DECLARED_INPUTS, ModelDeclaration
 
 
@@ -217,3 +222,58 @@ def test_a_shared_field_keeps_a_default_factory_and_requiredness() -> None:
     assert Copy.model_fields["needed"].is_required()
     assert is_required(Copy.model_fields["needed"])
     assert Copy(needed="x").listed == []
+
+
+def _changed(value: object) -> object:
+    """Another value of the same kind: what a user's edit of the field makes of it."""
+    if isinstance(value, bool):
+        return not value
+    return f"{value}-changed"
+
+
+BASES: dict[type[BaseModel], dict[str, Any]] = {
+    private_model_inputs.PrivateModelInputs: {
+        "model_group_name": "g",
+        "model_name": "m",
+        "api_key": "sk-1",
+        "display_name": "D",
+        "base_url": "https://llm.example.com/v1",
+        "is_uncensored": False,
+        "verify_endpoint": False,
+    },
+    character_model.CharacterModelInputs: {
+        "char_id": "c",
+        "model_group_name": "g",
+        "fallback_model_group_name": "gpt-4o-mini",
+    },
+}
+PROVIDERS: dict[type[BaseModel], Any] = {
+    private_model_inputs.PrivateModelInputs: private_model.PrivateModelProvider,
+    character_model.CharacterModelInputs: character_model.CharacterModelProvider,
+}
+
+
+@pytest.mark.parametrize(
+    ("schema", "name"),
+    [
+        (schema, name)
+        for schema in BASES
+        for name, field in schema.model_fields.items()
+        if what_a_change_does(field) is None
+    ],
+)
+def test_a_field_documented_as_updated_in_place_is_updated_in_place(
+    schema: type[BaseModel], name: str
+) -> None:
+    """docs/reference.md says "in place" for a field without a change note: the provider's diff
+    must then plan an update, not nothing (the state would keep the old value for ever) and not a
+    replacement."""
+    olds = BASES[schema]
+    assert name in olds, f"give {name} a value in BASES to check what its change does"
+    news = {**olds, name: _changed(olds[name])}
+    diff = PROVIDERS[schema]().diff("id", olds, news)
+    assert diff.changes is True and diff.replaces == [], (
+        f"{schema.__name__}.{name} has no on_change note, so docs/reference.md says a change "
+        "updates in place; the provider's diff does not: give the field an on_change note, or "
+        "make the provider update it"
+    )

@@ -11,10 +11,8 @@ from typing import Any
 from convai_provider.guards.keys import key_problem
 from convai_provider.guards.redaction import remember
 from convai_provider.preflight.checks import PreflightReport, check_endpoint
+from convai_stack.config_keys import ENDPOINT_KEYS_EXPORT as ENDPOINT_KEYS
 from convai_stack.stack_config import ExternalEndpoint, ModelDeclaration, StackConfig, VllmEndpoint
-
-ENDPOINT_KEYS = "endpointKeys"
-"""The stack output holding each model's endpoint key (secret), by model_group_name."""
 
 
 class MissingEndpointKeyError(Exception):
