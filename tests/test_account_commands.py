@@ -16,7 +16,7 @@ from convai_provider.api.errors import AuthenticationError
 from convai_provider.api.wire import RegisterRequest
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.resources.type_tokens import TYPE_TOKEN
-from convai_stack.commands.cli import main
+from convai_stack.commands.main import main
 from convai_stack.commands.recovery import recover_pending_creates
 from testkit.convai import CONVAI_KEY
 from testkit.hostile_server import http_answer, serve_answer

@@ -20,7 +20,7 @@ from convai_provider.resources.character_model import CharacterModelInputs, Char
 from convai_provider.resources.private_model import PrivateModelProvider
 from convai_provider.resources.private_model_inputs import INPUT_FIELDS, PrivateModelInputs
 from convai_provider.resources.type_tokens import CHARACTER_TYPE_TOKEN, TYPE_TOKEN
-from convai_stack.commands.cli import main as cli_main
+from convai_stack.commands.main import main as cli_main
 from convai_stack.commands.recovery import RecoveryError, recover_pending_creates
 from convai_stack.stack_config import (
     StackConfigError,

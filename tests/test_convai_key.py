@@ -12,7 +12,7 @@ import pytest
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import InvalidRequestError
 from convai_provider.resources.settings import ConvaiSettings, InvalidSettingError
-from convai_stack.commands.cli import main
+from convai_stack.commands.main import main
 from testkit.convai import declare, turbo
 from testkit.engine import Engine, ProviderError, RecordingMocks
 from testkit.hostile_server import http_answer, serve_answer

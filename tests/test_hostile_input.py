@@ -36,8 +36,8 @@ from convai_provider.resources.settings import (
     InvalidSettingError,
     MissingApiKeyError,
 )
-from convai_stack.commands.cli import main
 from convai_stack.commands.convai import CLI_HINTS
+from convai_stack.commands.main import main
 from convai_stack.stack_config import StackConfigError, parse_stack_config
 from testkit.convai import CONVAI_KEY, ENDPOINT_KEY, declare, stack_config, turbo
 from testkit.engine import Engine, ProviderError

@@ -34,7 +34,7 @@ from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.guards.bounded_http import MIB
 from convai_provider.preflight.checks import check_endpoint
 from convai_provider.resources.provider_errors import ConvaiOperationError
-from convai_stack.commands.cli import main as cli_main
+from convai_stack.commands.main import main as cli_main
 from testkit.convai import CONVAI_KEY, FAST_BACKOFF, declare, live, stack_config, turbo
 from testkit.engine import Engine, ProviderError
 from testkit.hostile_server import Answer, dribbled, endless, http_answer, serve_answer

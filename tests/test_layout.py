@@ -160,7 +160,7 @@ def test_relative_imports_are_resolved_to_their_product() -> None:
     }
     assert product_of("convai_provider.resources") == "resources"
     assert product_of("convai_provider.wire") == "the public surface"
-    assert product_of("convai_stack.commands.cli") == "commands"
+    assert product_of("convai_stack.commands.main") == "commands"
     assert product_of("convai_stack.stack_config") == "program"
 
 

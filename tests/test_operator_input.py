@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.guards import documents
-from convai_stack.commands.cli import main
+from convai_stack.commands.main import main
 from testkit.convai import CONVAI_KEY
 
 CLOSED = "http://127.0.0.1:9/v1"

@@ -17,7 +17,7 @@ import pytest
 
 from convai_provider import CHARACTER_TYPE_TOKEN, TYPE_TOKEN
 from convai_provider.emulator.process import EmulatorProcess
-from convai_stack.commands.cli import main as cli_main
+from convai_stack.commands.main import main as cli_main
 from convai_stack.program import main
 from testkit.convai import CONVAI_KEY, engine_secret, new_character, stack_config
 from testkit.engine import Declared, Engine, ProgramRun, Registration, run_program_fully

@@ -24,7 +24,7 @@ from convai_provider.guards.text import SafeLogFilter, server_text
 from convai_provider.preflight.checks import check_endpoint
 from convai_provider.resources.private_model import PrivateModelProvider
 from convai_provider.resources.provider_errors import ConvaiOperationError
-from convai_stack.commands.cli import main
+from convai_stack.commands.main import main
 from testkit.convai import turbo
 from testkit.hostile_server import Answer, http_answer, serve_answer
 from tests.test_hostile_input import write_stack

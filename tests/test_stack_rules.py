@@ -14,7 +14,6 @@ import yaml
 from convai_provider import TYPE_TOKEN
 from convai_provider.api.wire import OPENAI_BASE_URL
 from convai_stack import stack_config
-from convai_stack.commands import health
 from convai_stack.stack_config import (
     API_PATH,
     ENDPOINT_KEYS_EXPORT,
@@ -54,10 +53,6 @@ def test_the_endpoint_url_and_namespace_rules() -> None:
     assert published_base_url("llm.example.com") == "https://llm.example.com/v1"
     assert vllm_namespace("llama-8b") == "vllm-llama-8b"
     assert vllm_namespace("a" * 58) == "vllm-" + "a" * 58  # 63: the longest a namespace may be
-
-
-def test_the_health_command_reads_the_export_the_program_writes() -> None:
-    assert health.ENDPOINT_KEYS == ENDPOINT_KEYS_EXPORT
 
 
 def test_the_policy_pack_judges_by_the_rules_the_stack_applies() -> None:

@@ -16,7 +16,7 @@ from convai_provider.preflight.certificates import presented_issuer
 from convai_provider.preflight.checks import Preflight
 from convai_provider.resources.private_model import PrivateModelProvider
 from convai_provider.resources.settings import ConvaiSettings, InvalidSettingError
-from convai_stack.commands.cli import main
+from convai_stack.commands.main import main
 from convai_stack.stack_config import StackConfigError, parse_stack_config
 
 CONVAI = "such as https://api.convai.com"

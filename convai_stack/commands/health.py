@@ -11,7 +11,7 @@ from typing import Any
 from convai_provider.guards.keys import key_problem
 from convai_provider.guards.redaction import remember
 from convai_provider.preflight.checks import PreflightReport, check_endpoint
-from convai_stack.config_keys import ENDPOINT_KEYS_EXPORT as ENDPOINT_KEYS
+from convai_stack.config_keys import ENDPOINT_KEYS_EXPORT
 from convai_stack.stack_config import ExternalEndpoint, ModelDeclaration, StackConfig, VllmEndpoint
 
 
@@ -27,13 +27,13 @@ def stack_outputs_problem(outputs: Any) -> str | None:
     """What is wrong with `pulumi stack output --json` as health reads it, or None."""
     if not isinstance(outputs, dict):
         return "must be a JSON object"
-    keys = outputs.get(ENDPOINT_KEYS, {})
+    keys = outputs.get(ENDPOINT_KEYS_EXPORT, {})
     if not isinstance(keys, dict) or not all(isinstance(k, str) for k in keys.values()):
-        return f"{ENDPOINT_KEYS} must map each model_group_name to its key (a string)"
+        return f"{ENDPOINT_KEYS_EXPORT} must map each model_group_name to its key (a string)"
     for group, key in keys.items():
         problem = key_problem(key)
         if problem is not None:
-            return f"{ENDPOINT_KEYS}.{group} {problem}"
+            return f"{ENDPOINT_KEYS_EXPORT}.{group} {problem}"
     remember(*keys.values())
     return None
 
@@ -51,7 +51,7 @@ def endpoint_key(
     environ: Mapping[str, str] | None = None,
 ) -> str:
     env = os.environ if environ is None else environ
-    keys = (outputs or {}).get(ENDPOINT_KEYS) or {}
+    keys = (outputs or {}).get(ENDPOINT_KEYS_EXPORT) or {}
     if model.model_group_name in keys:
         return str(keys[model.model_group_name])
     if isinstance(endpoint, ExternalEndpoint):
