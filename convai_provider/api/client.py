@@ -74,7 +74,8 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 5
 REPLY_CAP = 32 * MIB
 """Bytes read from one Convai reply at most: a list of 10,000 models takes a fraction of it."""
-_SHOWN_CHARACTERS = 120
+_SHOWN_OF_A_REPLY = 120
+"""Characters of an unexpected reply's body an error quotes."""
 CLOCK_SKEW = 300.0
 """Seconds Convai's clock may trail ours. A model Convai says it created longer than this before
 a register began is another's, however exactly it matches: never that register's lost reply."""
@@ -421,7 +422,7 @@ def is_error_envelope(path: str, payload: Any) -> bool:
 def describe_reply(response: httpx.Response) -> str:
     """What came back, in a few words: for an error that says what the server sent instead."""
     kind = response.headers.get("content-type") or "no content type"
-    text = server_text(response.content.decode("utf-8", "replace"), _SHOWN_CHARACTERS)
+    text = server_text(response.content.decode("utf-8", "replace"), _SHOWN_OF_A_REPLY)
     return f"it sent {len(response.content)} bytes ({server_text(kind, 100)}): '{text}'"
 
 

@@ -24,7 +24,7 @@ from convai_provider.guards.text import server_text
 
 MIB = 1 << 20
 
-_SHOWN_CHARACTERS = 60
+_SHOWN_OF_NOT_HTTP = 60
 """Characters shown of the FIRST_BYTES a server sent instead of HTTP, keys redacted (the rest
 lets a key the cut would split be found)."""
 
@@ -93,7 +93,7 @@ def send(
                 # h11 read bytes but no status line in them (HTTP/0.9, another protocol).
                 sent = server_text(
                     first_bytes.decode("latin-1"),
-                    _SHOWN_CHARACTERS,
+                    _SHOWN_OF_NOT_HTTP,
                     more_follows=len(first_bytes) == FIRST_BYTES,
                 )
                 raise httpx.RemoteProtocolError(

@@ -24,7 +24,7 @@ from convai_provider.api.access import (
     Hints,
 )
 from convai_provider.api.accounts import AccountError, alias_problem, key_env
-from convai_provider.api.client import ConvaiClient
+from convai_provider.api.client import DEFAULT_TIMEOUT, ConvaiClient
 from convai_provider.api.errors import ConvaiError
 from convai_provider.api.resolver import Given, resolve_access
 from convai_provider.api.wire import PrivateModel
@@ -48,7 +48,8 @@ KEY_ORDER = (
 )
 """Where the Convai key comes from without --api-key, in words for help texts."""
 
-REQUEST_TIMEOUT = 30.0
+REQUEST_TIMEOUT = DEFAULT_TIMEOUT
+"""The client's default, fixed for the commands (they have no setting for it)."""
 MAX_RETRIES = 3
 
 
