@@ -120,15 +120,7 @@ def test_importing_the_whole_library_loads_no_application_module() -> None:
     """The static rule above, checked by running it: every library module imported, then
     `sys.modules` holds nothing of `convai_stack`."""
     modules = [module_of(p) for p in sorted(LIBRARY.rglob("*.py"))]
-    program = (
-        "import importlib, json, sys\n"
-        f"for name in {modules!r}: importlib.import_module(name)\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'convai_stack')))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=120
-    )
-    assert json.loads(done.stdout) == []
+    assert modules_of_package_loaded_by(modules, "convai_stack") == []
 
 
 def test_the_kept_entry_point_runs_the_applications_commands() -> None:
@@ -172,12 +164,18 @@ def test_the_client_the_preflight_and_the_commands_load_no_pulumi() -> None:
     modules = [module_of(path) for product in PULUMI_FREE for path in files_of(product)] + [
         "convai_stack.stack_config"
     ]
+    assert modules_of_package_loaded_by(modules, "pulumi") == []
+
+
+def modules_of_package_loaded_by(modules: list[str], package: str) -> list[str]:
+    """The modules of `package` a fresh interpreter holds after importing `modules`."""
     program = (
         "import importlib, json, sys\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'pulumi')))"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == {package!r})))"
     )
     done = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=120
     )
-    assert json.loads(done.stdout) == []
+    loaded: list[str] = json.loads(done.stdout)
+    return loaded
