@@ -114,7 +114,7 @@ def test_a_refused_key_is_an_authentication_error_naming_where_the_key_came_from
     )
     transport, seen = scripted([err(status)])
     with (
-        ConvaiClient(access, transport=transport) as c,
+        ConvaiClient(access=access, transport=transport) as c,
         pytest.raises(AuthenticationError) as caught,
     ):
         c.list_models()
@@ -197,7 +197,10 @@ def test_a_wrong_url_is_blamed_on_the_setting_it_came_from(source: str) -> None:
         "a-fine-key-1", "CONVAI_API_KEY", DEFAULT_CONVAI_URL, source, missing=""
     )
     transport, _ = scripted([httpx.Response(404, text="Not Found")])
-    with ConvaiClient(access, transport=transport) as c, pytest.raises(NotFoundError) as caught:
+    with (
+        ConvaiClient(access=access, transport=transport) as c,
+        pytest.raises(NotFoundError) as caught,
+    ):
         c.list_models()
     assert str(caught.value).endswith(
         f"No such call there: check that {source} is Convai's API root."
@@ -611,8 +614,20 @@ def test_a_timed_out_call_names_what_raises_the_timeout_in_its_callers_words(
     access = checked_access("a-fine-key-1", "k", DEFAULT_CONVAI_URL, "u", hints, missing="")
     transport, _ = scripted([httpx.ReadTimeout("slow")])
     with (
-        ConvaiClient(access, transport=transport, max_retries=0) as c,
+        ConvaiClient(access=access, transport=transport, max_retries=0) as c,
         pytest.raises(ConvaiTimeoutError) as caught,
     ):
         c.list_models()
     assert str(caught.value).endswith(ending)
+
+
+def test_a_client_takes_a_key_and_url_or_an_access_never_both() -> None:
+    """An access carries its own URL: a base_url beside it would be silently ignored."""
+    access = checked_access("a-fine-key-1", "k", DEFAULT_CONVAI_URL, "u", LIBRARY_HINTS, missing="")
+    with pytest.raises(TypeError, match="either api_key"):
+        ConvaiClient(base_url="https://elsewhere.example/", access=access)
+    with pytest.raises(TypeError, match="either api_key"):
+        ConvaiClient("a-fine-key-1", access=access)
+    with pytest.raises(TypeError, match="needs api_key"):
+        ConvaiClient()
+    assert ConvaiClient(access=access).base_url == access.base_url

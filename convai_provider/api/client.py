@@ -101,24 +101,29 @@ class ConvaiClient:
 
     def __init__(
         self,
-        api_key: str | ConvaiAccess,
+        api_key: str | None = None,
         base_url: str = DEFAULT_CONVAI_URL,
         timeout: float = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
         *,
+        access: ConvaiAccess | None = None,
         backoff: Backoff | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        """`api_key`: the key, with `base_url`, both checked here before anything is sent; or
-        the `ConvaiAccess` of an account (`api.resolver`), already checked, whose key and URL
-        are used as they are and whose settings the errors name. `wall_clock`: seconds since
-        the epoch, to compare with Convai's `created_at`."""
-        self.access = (
-            api_key if isinstance(api_key, ConvaiAccess) else _given_access(api_key, base_url)
-        )
+        """`api_key` and `base_url`: checked here before anything is sent; or, instead of
+        both, `access`: the `ConvaiAccess` of an account (`api.resolver`), already checked, whose
+        key and URL are used as they are and whose settings the errors name. `wall_clock`:
+        seconds since the epoch, to compare with Convai's `created_at`."""
+        if access is not None and (api_key is not None or base_url != DEFAULT_CONVAI_URL):
+            raise TypeError("give ConvaiClient either api_key (and base_url) or access, not both")
+        if access is None:
+            if api_key is None:
+                raise TypeError("ConvaiClient needs api_key (or access)")
+            access = _given_access(api_key, base_url)
+        self.access = access
         self.base_url = self.access.base_url
         try:
             self.timeout = seconds(timeout, "timeout", zero_ok=False)

@@ -29,7 +29,7 @@ def runtime_for(settings: ConvaiSettings) -> ConvaiRuntime:
         runtime = _RUNTIMES.get(settings)
         if runtime is None:
             client = ConvaiClient(
-                settings.access,
+                access=settings.access,
                 timeout=settings.request_timeout,
                 max_retries=settings.max_retries,
             )

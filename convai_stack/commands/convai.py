@@ -87,7 +87,7 @@ def command_client(
 ) -> ConvaiClient:
     """A client of `account` (default: --account; None: the default account)."""
     access = command_access(args, stack, account or args.account)
-    return ConvaiClient(access, timeout=REQUEST_TIMEOUT, max_retries=MAX_RETRIES)
+    return ConvaiClient(access=access, timeout=REQUEST_TIMEOUT, max_retries=MAX_RETRIES)
 
 
 def live_models(client: ConvaiClient) -> list[PrivateModel]:
