@@ -1,4 +1,5 @@
-"""The names a stack's configuration uses: the project, its keys, its exports, the dev stack."""
+"""The names a stack's configuration uses: the project, the keys messages name, its exports, the
+dev stack. The stack's settings are the fields of `stack_config.StackConfig` (`STACK_KEYS`)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,6 @@ PROTECT_KEY = "protectModels"
 FALLBACK_KEY = "fallbackModel"
 EXTRA_BUILTINS_KEY = "extraBuiltinModels"
 REQUIRE_DIGEST_KEY = "requireImageDigest"
-STACK_KEYS = (
-    ENDPOINTS_KEY,
-    MODELS_KEY,
-    PROTECT_KEY,
-    FALLBACK_KEY,
-    EXTRA_BUILTINS_KEY,
-    REQUIRE_DIGEST_KEY,
-)
 PROVIDER_NAMESPACE = "convai"
 MODELS_EXPORT = "models"
 """The stack output of every model's group, model name, display name and base_url."""

@@ -10,33 +10,15 @@ import pulumi.runtime.config
 import pulumi.runtime.settings
 
 from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
-from convai_provider.api.access import (
-    API_KEY_CONFIG,
-    BASE_URL_CONFIG,
-    CONFIG_NAMESPACE,
-    ConvaiAccess,
-    ConvaiKeyError,
-    ConvaiURLError,
-)
-from convai_provider.api.accounts import (
-    ACCOUNTS_CONFIG,
-    AccountError,
-    declared_accounts,
-    key_config,
-)
-from convai_provider.api.resolver import resolve_access
+from convai_provider.api.access import API_KEY_CONFIG, ConvaiAccess
+from convai_provider.api.accounts import ACCOUNTS_CONFIG, key_config
 from convai_provider.guards.urls import api_root_hint, is_loopback, split_url
-from convai_provider.resources.settings import PULUMI_HINTS, pulumi_config_set
+from convai_provider.resources.settings import CONFIG_KEYS, AccountSettings, pulumi_config_set
 from convai_stack.stack_config import (
     ENDPOINT_KEYS_EXPORT,
-    ENDPOINTS_KEY,
-    EXTRA_BUILTINS_KEY,
-    FALLBACK_KEY,
     MODELS_EXPORT,
     MODELS_KEY,
     PROJECT,
-    PROTECT_KEY,
-    REQUIRE_DIGEST_KEY,
     ExternalEndpoint,
     ModelDeclaration,
     StackConfig,
@@ -44,6 +26,7 @@ from convai_stack.stack_config import (
     StackKeys,
     VllmEndpoint,
     parse_stack_config,
+    project_values,
     stack_file,
 )
 
@@ -52,27 +35,16 @@ from .plugins import missing_plugins_problem
 
 
 def load_stack_config() -> StackConfig:
-    config = pulumi.Config(PROJECT)
-    readers = {
-        ENDPOINTS_KEY: config.get_object,
-        MODELS_KEY: config.get_object,
-        EXTRA_BUILTINS_KEY: config.get_object,
-        PROTECT_KEY: config.get_bool,
-        REQUIRE_DIGEST_KEY: config.get_bool,
-        FALLBACK_KEY: config.get,
-    }
-    try:
-        values = {key: read(key) for key, read in readers.items()}
-    except pulumi.ConfigTypeError as exc:
-        raise StackConfigError(f"{exc}: fix it in {stack_file(pulumi.get_stack())}") from None
-    present = {k: v for k, v in values.items() if v is not None}
-    keys = _every_config_key()
-    secrets = frozenset(k for k in keys if _is_secret(k))
+    """The stack's settings, read from the runtime's config as the commands read the stack file
+    (`project_values`, the schema's own reader)."""
+    stack = pulumi.get_stack()
+    config = runtime_config()
+    secrets = frozenset(k for k in config if _is_secret(k))
     return parse_stack_config(
-        present,
-        f"configuration of stack '{pulumi.get_stack()}'",
-        keys=keys,
-        where=StackKeys(pulumi.get_stack(), secrets),
+        project_values(config),
+        f"configuration of stack '{stack}' ({stack_file(stack)})",
+        keys=config,
+        where=StackKeys(stack, secrets),
     )
 
 
@@ -83,36 +55,29 @@ def _is_secret(key: str) -> bool:
     return runtime.is_config_secret(key) or key in runtime.get_config_secret_keys_env()
 
 
-def _every_config_key() -> set[str]:
-    """Every key the stack sets, namespaced. `pulumi.Config` reads one key at a time and has no
+def runtime_config() -> dict[str, Any]:
+    """Every key the stack sets, namespaced, with its value as the runtime hands it to programs
+    (objects and booleans as JSON text). `pulumi.Config` reads one key at a time and has no
     listing; the runtime holds them all (set from the engine's PULUMI_CONFIG)."""
-    return set(pulumi.runtime.config.CONFIG.get()) | set(pulumi.runtime.get_config_env())
+    runtime = pulumi.runtime.config
+    keys = sorted(set(runtime.CONFIG.get()) | set(runtime.get_config_env()))
+    return {key: runtime.get_config(key) for key in keys}
 
 
 def convai_settings() -> dict[str, Any]:
-    """The stack's Convai key and URL settings, as the provider is configured with them."""
-    convai = pulumi.Config(CONFIG_NAMESPACE)
-    names = (API_KEY_CONFIG, BASE_URL_CONFIG, ACCOUNTS_CONFIG)
-    return {name: convai.get(name.removeprefix(f"{CONFIG_NAMESPACE}:")) for name in names}
+    """The stack's settings of the provider (every account's key and URL, the timings), as the
+    provider is configured with them."""
+    config = runtime_config()
+    return {name: config.get(name) for name in CONFIG_KEYS}
 
 
 def require_convai_keys() -> None:
-    """Fail before any resource exists, rather than at the first operation of an account: no
-    key, one the provider would refuse, or a URL it would refuse (the provider's one path, the
-    same words), for the default account and for every account of convai:accounts, each named
-    on a line of its own."""
-    config = convai_settings()
-    try:
-        aliases, unreadable = list(declared_accounts(config)), []
-    except AccountError as exc:
-        aliases, unreadable = [], [str(exc)]
-    resolved, problems = {}, []
-    for alias in [None, *aliases]:
-        try:
-            resolved[alias] = resolve_access(config, os.environ, alias, hints=PULUMI_HINTS)
-        except (ConvaiKeyError, ConvaiURLError) as exc:
-            problems.append(str(exc))
-    problems += unreadable + plain_key_problems(resolved)
+    """Fail before any resource exists, rather than at the first operation of `up`: what the
+    provider's own resolution refuses (a missing or unfit key, a URL, one key given to two
+    accounts, a timing), for the default account and every account of convai:accounts, and a
+    key in plain text; every problem on a line of its own, in the provider's words."""
+    accounts = AccountSettings(convai_settings(), os.environ)
+    problems = accounts.problems() + plain_key_problems(accounts.accesses())
     if problems:
         raise StackConfigError("\n".join(problems))
 

@@ -1,24 +1,26 @@
 """The stack configuration schema: inference endpoints and the Convai models that use them.
 
-Read by the Pulumi program (from `pulumi.Config`) and by the operator CLI (from
-`stacks/Pulumi.<stack>.yaml`), through the same pydantic models, so both refuse the same mistakes
-with the same words: the config path, what is wrong, and the fix.
+Read by the Pulumi program (from the runtime's config) and by the operator CLI (from
+`stacks/Pulumi.<stack>.yaml`), through the same reader (`project_values`) and pydantic models, so
+both refuse the same mistakes with the same words: the config path, what is wrong, and the fix.
 
-Here the schema's top (`StackConfig`, its models, `parse_stack_config`); its parts are modules of
-one concept each: `config_keys` (the keys and exports), `external_endpoint` and `vllm_endpoint`
-(the two kinds of endpoint), `kubernetes_options` (a vLLM endpoint's option types and models),
-`stack_files` (where stack files are, and their one reader), `unknown_keys`, `config_problems`
-(how problems are told) and `schema_base`. Every name this module held before the split is still
-imported from here (`__all__`).
+Here the schema's top (`StackConfig`, its models, `project_values`, `parse_stack_config`); its
+parts are modules of one concept each: `config_keys` (the keys and exports), `external_endpoint`
+and `vllm_endpoint` (the two kinds of endpoint), `kubernetes_options` (a vLLM endpoint's option
+types and models), `stack_files` (where stack files are, and their one reader), `unknown_keys`,
+`config_problems` (how problems are told) and `schema_base`. Every name this module held before
+the split is still imported from here (`__all__`).
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import Field, StrictBool, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
 from convai_provider.api.accounts import account_name
 from convai_provider.api.builtin_models import (
@@ -26,6 +28,7 @@ from convai_provider.api.builtin_models import (
     BUILTIN_MODELS,
     DEFAULT_FALLBACK_MODEL,
 )
+from convai_provider.guards.documents import DocumentError, TooDeepError, parse_json
 from convai_provider.guards.validation import field_problems
 from convai_provider.resources.field_docs import shared_field
 from convai_provider.resources.fields import AccountAlias, Name
@@ -43,7 +46,6 @@ from convai_stack.config_keys import (
     PROVIDER_NAMESPACE,
     REQUIRE_DIGEST_KEY,
     SECRET_KEY_FIELDS,
-    STACK_KEYS,
     ConfigKey,
 )
 from convai_stack.config_problems import StackConfigError, config_path, joined
@@ -67,7 +69,6 @@ from convai_stack.kubernetes_options import (
 from convai_stack.schema_base import StrictModel
 from convai_stack.stack_files import (
     STACK_CONFIG_DIR,
-    project_values,
     read_stack_document,
     read_stack_file,
     stack_file,
@@ -277,6 +278,43 @@ def _duplicates(values: list[Any], key: str, field: str) -> list[tuple[str, str]
     return problems
 
 
+STACK_KEYS = tuple(StackConfig.model_fields)
+"""The settings of a stack, each a key under `convai-models:`: the fields of StackConfig (what
+reads them looks at the schema itself, so a field added there is read with no other edit)."""
+
+
+def project_values(config: Mapping[str, Any]) -> dict[str, Any]:
+    """This project's settings in `config` (namespaced keys: a stack file's `config:`, or the
+    runtime's), prefix removed: the one reader the program and the commands share. The runtime
+    hands objects and booleans to programs as JSON text, which is decoded, except for a setting
+    the schema takes as text (a model name such as `null` stays a name)."""
+    settings = StackConfig.model_fields
+    values: dict[str, Any] = {}
+    for key, raw in config.items():
+        namespace, _, name = key.partition(":")
+        if namespace != PROJECT or name not in settings:
+            continue
+        values[name] = raw
+        if isinstance(raw, str) and not _takes_text(settings[name]):
+            values[name] = _decoded(key, raw)
+    return values
+
+
+def _takes_text(field: FieldInfo) -> bool:
+    annotation = field.annotation
+    is_union = get_origin(annotation) in (Union, UnionType)
+    return annotation is str or (is_union and str in get_args(annotation))
+
+
+def _decoded(key: str, raw: str) -> Any:
+    try:
+        return parse_json(raw)
+    except TooDeepError as exc:
+        raise StackConfigError(f"{key}: {exc}; a stack's lists nest a few levels") from None
+    except DocumentError:
+        return raw  # not JSON: the schema says what it must be
+
+
 def parse_stack_config(
     values: Mapping[str, Any],
     source: str = "stack configuration",
@@ -285,9 +323,10 @@ def parse_stack_config(
 ) -> StackConfig:
     """Validate the project's config values (keys without the `convai-models:` prefix), and
     `keys`, every config key the stack sets, namespaced: all problems are reported at once."""
-    lines = unknown_key_problems(keys, values, where)
+    settings = StackConfig.model_fields
+    lines = unknown_key_problems(keys, values, where, settings=settings)
     try:
-        stack = StackConfig.model_validate({k: v for k, v in values.items() if k in STACK_KEYS})
+        stack = StackConfig.model_validate({k: v for k, v in values.items() if k in settings})
     except ValidationError as exc:
         for path, reason in field_problems(exc, StackConfig):
             if path in ("", "__root__") or reason.startswith(PROJECT):

@@ -5,12 +5,10 @@ with its path and line.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from convai_provider.guards.documents import DocumentError, TooDeepError, load_yaml, parse_json
-from convai_stack.config_keys import FALLBACK_KEY, PROJECT, STACK_KEYS
+from convai_provider.guards.documents import DocumentError, load_yaml
 from convai_stack.config_problems import StackConfigError
 
 STACK_CONFIG_DIR = "stacks"
@@ -66,23 +64,3 @@ def read_stack_document(path: Path) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise StackConfigError(f"{path} must be a mapping with a `config:` mapping inside")
     return document
-
-
-def project_values(config: Mapping[str, Any]) -> dict[str, Any]:
-    """This project's keys, prefix removed; object values given as JSON strings are decoded."""
-    values: dict[str, Any] = {}
-    for key, raw in config.items():
-        namespace, _, name = key.partition(":")
-        if namespace != PROJECT or name not in STACK_KEYS:
-            continue
-        value = raw
-        if isinstance(raw, str) and name != FALLBACK_KEY:
-            # The Pulumi runtime hands objects and booleans to programs as JSON text.
-            try:
-                value = parse_json(raw)
-            except TooDeepError as exc:
-                raise StackConfigError(f"{key}: {exc}; a stack's lists nest a few levels") from None
-            except DocumentError:
-                value = raw  # not JSON: the schema says what it must be
-        values[name] = value
-    return values

@@ -14,7 +14,6 @@ from convai_stack.config_keys import (
     PROJECT,
     PROVIDER_NAMESPACE,
     SECRET_KEY_FIELDS,
-    STACK_KEYS,
 )
 from convai_stack.stack_files import stack_file
 
@@ -37,22 +36,30 @@ class StackKeys:
 
 
 def unknown_key_problems(
-    keys: Iterable[str], values: Mapping[str, Any], where: StackKeys | None = None
+    keys: Iterable[str],
+    values: Mapping[str, Any],
+    where: StackKeys | None = None,
+    *,
+    settings: Iterable[str],
 ) -> list[str]:
     """One line per key of our namespaces (`convai-models:`, `convai:`) that nothing reads.
 
     Nothing would ever read such a key, so a typo would be silently ignored: `convai-models:model`
     declares no models (and `pulumi up` would deregister every one), `convai:baseURL` leaves the
     key travelling to the public Convai URL. `values` (the project's, unprefixed) tell which
-    secret keys the endpoints name."""
-    known = known_keys(values)
+    secret keys the endpoints name; `settings` are the schema's (`StackConfig`'s fields)."""
+    known = known_keys(values, settings)
     # Compared without the namespace, which every key shares: `apiKey` set in the project's
     # namespace is the provider's `convai:apiKey`.
     by_name = {k.partition(":")[2].lower(): k for k in known}
     problems = []
+    # Endpoints that do not read (the schema says why) name secrets no one can tell yet.
+    endpoints_unread = not isinstance(values.get(ENDPOINTS_KEY, []), list)
     for key in keys:
         namespace, _, name = key.partition(":")
         if namespace not in (PROJECT, PROVIDER_NAMESPACE) or key in known:
+            continue
+        if endpoints_unread and namespace == PROJECT:
             continue
         close = difflib.get_close_matches(name.lower(), by_name, n=1)
         hint = (
@@ -68,16 +75,17 @@ def unknown_key_problems(
     return problems
 
 
-def known_keys(values: Mapping[str, Any]) -> set[str]:
-    """Every key of our namespaces a stack may set: the schema's, the provider's, and the secret
-    keys its endpoints name (a key without a namespace is in the project's, as Pulumi has it)."""
+def known_keys(values: Mapping[str, Any], settings: Iterable[str]) -> set[str]:
+    """Every key of our namespaces a stack may set: the schema's `settings`, the provider's, and
+    the secret keys its endpoints name (a key without a namespace is in the project's, as Pulumi
+    has it)."""
     named = set()
     endpoints = values.get(ENDPOINTS_KEY)
     for endpoint in endpoints if isinstance(endpoints, list) else []:
         if isinstance(endpoint, Mapping):
             named |= {endpoint[f] for f in SECRET_KEY_FIELDS if isinstance(endpoint.get(f), str)}
     return (
-        {f"{PROJECT}:{k}" for k in STACK_KEYS}
+        {f"{PROJECT}:{k}" for k in settings}
         | set(PROVIDER_KEYS)
         | {k if ":" in k else f"{PROJECT}:{k}" for k in named}
     )

@@ -19,6 +19,7 @@ from convai_provider.api.accounts import (
     key_env,
 )
 from convai_provider.api.client import ConvaiClient
+from convai_provider.api.resolver import sharing_one_key
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.guards.fingerprints import fingerprint
 from convai_provider.resources.character_model import CharacterModelProvider
@@ -389,3 +390,10 @@ def test_a_provider_resolves_its_settings_once_when_configured(
     created = provider.create(turbo(account="partner", verify_endpoint=False))
     with ConvaiClient(PARTNER_KEY, convai.url) as client:
         assert client.list_models().find(created.id) is not None
+
+
+def test_accounts_sharing_one_key_are_grouped_and_a_blank_key_is_no_key() -> None:
+    """Accounts without a key are refused as missing, never as sharing the empty key."""
+    keys = {None: "k-1", "partner": "k-1", "team_b": " ", "spare": " ", "own": "k-2", "x": "k-2"}
+    assert sharing_one_key(keys) == [[None, "partner"], ["own", "x"]]
+    assert sharing_one_key({None: "", "partner": ""}) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 import hashlib
 import json
@@ -13,14 +14,29 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
+from pydantic import StrictBool
 
 from convai_provider import TYPE_TOKEN
+from convai_provider.api.accounts import declared_accounts
 from convai_provider.api.builtin_models import DEFAULT_FALLBACK_MODEL
+from convai_provider.api.errors import ConvaiError
 from convai_provider.emulator.process import EmulatorProcess
+from convai_provider.resources.settings import CONFIG_KEYS as PROVIDER_KEYS
+from convai_provider.resources.settings import AccountSettings
+from convai_stack import stack_config as schema
+from convai_stack.commands.operator_stack import load_stack
 from convai_stack.plugins import ACQUISITION_OFF, VLLM_PACKAGES, plugin_of
-from convai_stack.program import main
+from convai_stack.program import load_stack_config, main
 from convai_stack.stack_config import (
+    ENDPOINTS_KEY,
+    EXTRA_BUILTINS_KEY,
+    FALLBACK_KEY,
+    MODELS_KEY,
+    PROTECT_KEY,
+    REQUIRE_DIGEST_KEY,
+    STACK_KEYS,
     VLLM_IMAGE_TAG,
+    StackConfig,
     StackConfigError,
     StackKeys,
     VllmEndpoint,
@@ -1100,7 +1116,7 @@ def test_a_mistyped_key_of_our_namespaces_is_refused_naming_the_nearest(
     ],
 )
 def test_the_removal_named_fits_where_the_key_is(stack: StackKeys, removal: str) -> None:
-    (problem,) = unknown_key_problems(["convai:apikey"], {}, stack)
+    (problem,) = unknown_key_problems(["convai:apikey"], {}, stack, settings=STACK_KEYS)
     assert problem.endswith(f"Rename it, or remove it with {removal}")
 
 
@@ -1116,7 +1132,7 @@ def test_an_unknown_key_and_a_bad_field_are_reported_together() -> None:
     with pytest.raises(pulumi.RunError) as caught:
         run_stack("staging", config)
     lines = str(caught.value).splitlines()
-    assert lines[0] == "Invalid configuration of stack 'staging':"
+    assert lines[0] == "Invalid configuration of stack 'staging' (stacks/Pulumi.staging.yaml):"
     assert [line.split(":")[1] for line in lines[1:]] == [
         "fallbackmodel",
         "models[0].displayname",
@@ -1251,6 +1267,59 @@ def test_an_account_key_the_provider_would_refuse_fails_before_any_resource() ->
     assert "convai-partner" not in str(caught.value)
 
 
+def provider_refusals(config: dict[str, str]) -> list[str]:
+    """What the provider, configured with `config`, raises at each account's first operation."""
+    settings = AccountSettings({k: config.get(k) for k in PROVIDER_KEYS})
+    refusals = []
+    for account in [None, *declared_accounts(config)]:
+        with pytest.raises(ConvaiError) as caught:
+            settings.of(account)
+        refusals.append(str(caught.value))
+    return refusals
+
+
+def test_two_accounts_given_one_key_fail_at_preview_before_any_resource() -> None:
+    """The provider refuses it at the first operation of `up`; the program, which resolves every
+    account through the provider's own resolution, refuses it first, in the same words."""
+    accounts = {"partner": {"apiKey": CONVAI_KEY}}
+    config = stack_runtime_config("staging", **{"convai:accounts": json.dumps(accounts)})
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError) as caught:
+        run_stack("staging", config, mocks)
+    refused = str(caught.value)
+    assert refused.splitlines() == [
+        "the default account (convai:apiKey (or $CONVAI_API_KEY)) and account 'partner' "
+        "(convai:accounts.partner.apiKey (or $CONVAI_API_KEY_PARTNER)) are given the same Convai "
+        "key: one key opens one Convai account, so the models of both would land in that one "
+        "account. Give each account its own key (a rotated key goes to the alias it was "
+        "regenerated for)."
+    ]
+    assert set(provider_refusals(config)) == {refused}
+    assert CONVAI_KEY not in refused
+    assert mocks.registrations == []
+
+
+def test_a_timing_the_provider_refuses_fails_at_preview_with_every_other_problem(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CONVAI_API_KEY_PARTNER", raising=False)
+    accounts: dict[str, dict[str, str]] = {"partner": {}}
+    config = stack_runtime_config(
+        "staging", **{"convai:requestTimeout": "soon", "convai:accounts": json.dumps(accounts)}
+    )
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError) as caught:
+        run_stack("staging", config, mocks)
+    lines = str(caught.value).splitlines()
+    assert lines == [
+        "No Convai API key for account 'partner': run `pulumi config set --secret --path "
+        "convai:accounts.partner.apiKey` or export CONVAI_API_KEY_PARTNER.",
+        provider_refusals(config)[0],
+    ]
+    assert lines[1].startswith("convai:requestTimeout ")
+    assert mocks.registrations == []
+
+
 def test_a_convai_key_in_plain_text_is_refused_naming_the_secret_command() -> None:
     """The engine keeps the provider's config in state: a key set without --secret would sit
     there, and in the stack file, in clear."""
@@ -1328,14 +1397,73 @@ def test_project_defaults_are_stated_once() -> None:
         assert repeated == set(), f"stacks/Pulumi.{stack}.yaml repeats project defaults {repeated}"
 
 
+class WithNewSetting(StackConfig):
+    newSetting: StrictBool = False  # noqa: N815 - the config key
+    """A setting added to the schema, and nowhere else."""
+
+
+def test_a_setting_added_to_the_schema_is_read_by_the_program_and_the_commands(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The settings are StackConfig's fields: no list of keys or reader per key to extend."""
+    monkeypatch.setattr(schema, "StackConfig", WithNewSetting)
+    config = stack_runtime_config("staging", **{"convai-models:newSetting": "true"})
+    read: list[StackConfig] = []
+    run_program_fully(
+        lambda: read.append(load_stack_config()),
+        stack="staging",
+        config=config,
+        secret_keys=list(SECRETS),
+    )
+    assert isinstance(read[0], WithNewSetting) and read[0].newSetting is True
+
+    file = with_test_pins(read_stack_file(stack_file("staging", ROOT)))
+    stack_file("staging", tmp_path).parent.mkdir()
+    stack_file("staging", tmp_path).write_text(
+        yaml.safe_dump({"config": {**file, "convai-models:newSetting": True}})
+    )
+    stack, _ = load_stack(argparse.Namespace(stack="staging", root=tmp_path))
+    assert isinstance(stack, WithNewSetting) and stack.newSetting is True
+
+
+def test_runtime_text_is_decoded_except_for_a_setting_the_schema_takes_as_text() -> None:
+    """The runtime hands objects and booleans over as JSON text; a model name that reads as JSON
+    (`null`, `123`) is still a name, refused as one rather than turned into the default."""
+    runtime = {
+        "convai-models:fallbackModel": "null",
+        "convai-models:protectModels": "true",
+        "convai-models:extraBuiltinModels": '["gpt-5"]',
+        "convai-models:hfToken": "123",  # a secret an endpoint names: no setting of the schema
+    }
+    assert project_values(runtime) == {
+        "fallbackModel": "null",
+        "protectModels": True,
+        "extraBuiltinModels": ["gpt-5"],
+    }
+
+
+def test_the_keys_messages_name_are_the_settings_of_the_schema() -> None:
+    named = {ENDPOINTS_KEY, MODELS_KEY, PROTECT_KEY, FALLBACK_KEY, EXTRA_BUILTINS_KEY}
+    assert named | {REQUIRE_DIGEST_KEY} == set(STACK_KEYS) == set(StackConfig.model_fields)
+
+
 @pytest.mark.parametrize(
-    ("key", "value"),
-    [("protectModels", "maybe"), ("models", "[{not json"), ("endpoints", "{")],
+    ("key", "value", "expected"),
+    [
+        ("protectModels", "maybe", "must be a boolean (true or false)"),
+        ("models", "[{not json", "must be a list"),
+        ("endpoints", "{", "must be a list"),
+    ],
 )
-def test_config_of_the_wrong_type_names_the_key_and_the_file(key: str, value: str) -> None:
+def test_config_of_the_wrong_type_names_the_key_and_the_file(
+    key: str, value: str, expected: str
+) -> None:
     config = stack_runtime_config("staging")
     config[f"convai-models:{key}"] = value
     mocks = RecordingMocks()
-    with pytest.raises(pulumi.RunError, match=f"convai-models:{key}.*stacks/Pulumi.staging.yaml"):
+    with pytest.raises(pulumi.RunError) as caught:
         run_stack("staging", config, mocks)
+    heading, *problems = str(caught.value).splitlines()
+    assert heading.endswith("(stacks/Pulumi.staging.yaml):")
+    assert problems == [f"convai-models:{key}: {expected}"]
     assert mocks.registrations == []

@@ -117,14 +117,25 @@ def _missing(account: str | None, hints: Hints) -> str:
     )
 
 
-def accounts_given(config: Mapping[str, Any], env: Mapping[str, str], key: str) -> list[str | None]:
-    """The declared accounts (None: the default one) whose key, as given, is `key`: the key's own
-    account and any other given it by mistake. A convai:accounts that cannot be read declares
-    none here (the account that needs it reports that)."""
+def given_keys(config: Mapping[str, Any], env: Mapping[str, str]) -> dict[str | None, str]:
+    """The key each account the stack declares is given (None: the default account), as given,
+    unchecked. A convai:accounts that cannot be read declares none here (the account that needs
+    it reports that)."""
     try:
         accounts = declared_accounts(config)
     except AccountError:
         accounts = {}
     given: dict[str | None, str] = {None: _key(config, env, None, {}).value}
     given.update({alias: _key(config, env, alias, s).value for alias, s in accounts.items()})
-    return [account for account, value in given.items() if value == key]
+    return given
+
+
+def sharing_one_key(keys: Mapping[str | None, str]) -> list[list[str | None]]:
+    """The accounts (None: the default one) given one key, in groups of two or more: one key
+    opens one Convai account, so their models would land in that one account. A blank key is no
+    key (refused as missing, not as shared)."""
+    by_key: dict[str, list[str | None]] = {}
+    for account, key in keys.items():
+        if key.strip():
+            by_key.setdefault(key, []).append(account)
+    return [accounts for accounts in by_key.values() if len(accounts) > 1]

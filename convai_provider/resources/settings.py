@@ -5,9 +5,9 @@ with a message naming the setting. The provider resolves them once, when it is c
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
 
 from convai_provider.api.access import (
     API_KEY_CONFIG,
@@ -30,7 +30,7 @@ from convai_provider.api.accounts import (
 )
 from convai_provider.api.client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from convai_provider.api.errors import ConvaiError
-from convai_provider.api.resolver import accounts_given, resolve_access
+from convai_provider.api.resolver import given_keys, resolve_access, sharing_one_key
 from convai_provider.guards.durations import retries, seconds
 from convai_provider.preflight.checks import DEFAULT_WAIT
 
@@ -43,6 +43,9 @@ CONFIG_KEYS = (
     VERIFY_TIMEOUT_CONFIG,
     ACCOUNTS_CONFIG,
 )
+
+
+_T = TypeVar("_T")
 
 
 class MissingApiKeyError(ConvaiError):
@@ -100,32 +103,53 @@ class ConvaiSettings:
     ) -> ConvaiSettings:
         """The settings of `account` (an alias of convai:accounts; None: the default account)."""
         env = os.environ if environ is None else environ
-        access = _access(config, env, account)
-        sharing = accounts_given(config, env, access.api_key)
-        if len(sharing) > 1:
-            raise InvalidSettingError(f"{one_key_for_two(sharing)}.")
-        try:
-            return cls(
-                access=access,
-                request_timeout=seconds(
-                    _given(config, REQUEST_TIMEOUT_CONFIG, DEFAULT_TIMEOUT),
-                    REQUEST_TIMEOUT_CONFIG,
-                    zero_ok=False,
-                ),
-                max_retries=retries(
-                    _given(config, MAX_RETRIES_CONFIG, DEFAULT_MAX_RETRIES), MAX_RETRIES_CONFIG
-                ),
-                operation_timeout=seconds(
-                    _given(config, OPERATION_TIMEOUT_CONFIG, DEFAULT_OPERATION_TIMEOUT),
-                    OPERATION_TIMEOUT_CONFIG,
-                    zero_ok=False,
-                ),
-                verify_timeout=seconds(
-                    _given(config, VERIFY_TIMEOUT_CONFIG, DEFAULT_WAIT), VERIFY_TIMEOUT_CONFIG
-                ),
-            )
-        except ValueError as exc:
-            raise InvalidSettingError(f"{exc}.") from None
+        return cls(_account_access(config, env, account), **asdict(_timings(config)))
+
+
+@dataclass(frozen=True)
+class Timings:
+    """The settings every account shares: how long calls may take and how often they retry."""
+
+    request_timeout: float
+    max_retries: int
+    operation_timeout: float
+    verify_timeout: float
+
+
+def _timings(config: Mapping[str, Any]) -> Timings:
+    try:
+        return Timings(
+            request_timeout=seconds(
+                _given(config, REQUEST_TIMEOUT_CONFIG, DEFAULT_TIMEOUT),
+                REQUEST_TIMEOUT_CONFIG,
+                zero_ok=False,
+            ),
+            max_retries=retries(
+                _given(config, MAX_RETRIES_CONFIG, DEFAULT_MAX_RETRIES), MAX_RETRIES_CONFIG
+            ),
+            operation_timeout=seconds(
+                _given(config, OPERATION_TIMEOUT_CONFIG, DEFAULT_OPERATION_TIMEOUT),
+                OPERATION_TIMEOUT_CONFIG,
+                zero_ok=False,
+            ),
+            verify_timeout=seconds(
+                _given(config, VERIFY_TIMEOUT_CONFIG, DEFAULT_WAIT), VERIFY_TIMEOUT_CONFIG
+            ),
+        )
+    except ValueError as exc:
+        raise InvalidSettingError(f"{exc}.") from None
+
+
+def _account_access(
+    config: Mapping[str, Any], env: Mapping[str, str], account: str | None
+) -> ConvaiAccess:
+    """The checked key and URL of `account`, refused when another declared account is given the
+    same key."""
+    access = _access(config, env, account)
+    for accounts in sharing_one_key(given_keys(config, env)):
+        if account in accounts:
+            raise InvalidSettingError(f"{one_key_for_two(accounts)}.")
+    return access
 
 
 def _access(config: Mapping[str, Any], env: Mapping[str, str], account: str | None) -> ConvaiAccess:
@@ -141,33 +165,54 @@ def _access(config: Mapping[str, Any], env: Mapping[str, str], account: str | No
 
 
 class AccountSettings:
-    """Every account's settings, resolved once, when the provider is configured: the default
-    account's and those of each account convai:accounts declares. Settings that do not resolve
-    are kept as their error, raised to the operation that needs them (a preview's Check needs
-    none); an alias the stack does not declare is refused when asked for."""
+    """Every account's settings, resolved once: by the provider when it is configured, and by
+    the program before it declares any resource (so a preview refuses what the first operation
+    of `up` would). The default account's and those of each account convai:accounts declares.
+    Settings that do not resolve are kept as their error, raised to the operation that needs
+    them (a preview's Check needs none); an alias the stack does not declare is refused when
+    asked for."""
 
     def __init__(self, config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> None:
         self._config = dict(config)
         self._env = dict(os.environ if environ is None else environ)
+        self._unreadable: ConvaiError | None = None
         try:
             aliases: list[str | None] = [None, *declared_accounts(config)]
-        except AccountError:
-            aliases = [None]
-        self._resolved = {alias: self._resolve(alias) for alias in aliases}
+        except AccountError as exc:
+            aliases, self._unreadable = [None], UnknownAccountError(str(exc))
+        self._timings = _attempt(lambda: _timings(self._config))
+        self._access = {alias: self._resolve(alias) for alias in aliases}
 
-    def _resolve(self, account: str | None) -> ConvaiSettings | ConvaiError:
-        try:
-            return ConvaiSettings.resolve(self._config, self._env, account)
-        except ConvaiError as exc:
-            return exc
+    def _resolve(self, account: str | None) -> ConvaiAccess | ConvaiError:
+        return _attempt(lambda: _account_access(self._config, self._env, account))
 
     def of(self, account: str | None) -> ConvaiSettings:
         """The settings of `account` (None: the default account), or the ConvaiError saying why
         there are none."""
-        resolved = self._resolved[account] if account in self._resolved else self._resolve(account)
-        if isinstance(resolved, ConvaiError):
-            raise type(resolved)(str(resolved))
-        return resolved
+        access = self._access[account] if account in self._access else self._resolve(account)
+        if isinstance(access, ConvaiError):
+            raise type(access)(str(access))
+        if isinstance(self._timings, ConvaiError):
+            raise type(self._timings)(str(self._timings))
+        return ConvaiSettings(access, **asdict(self._timings))
+
+    def accesses(self) -> dict[str | None, ConvaiAccess]:
+        """The key and URL of every declared account that has usable ones."""
+        return {a: r for a, r in self._access.items() if isinstance(r, ConvaiAccess)}
+
+    def problems(self) -> list[str]:
+        """Why settings do not resolve, every problem once: convai:accounts that cannot be read,
+        each account's key or URL, the timings."""
+        errors = [self._unreadable, *self._access.values(), self._timings]
+        found = [str(e) for e in errors if isinstance(e, ConvaiError)]
+        return list(dict.fromkeys(found))
+
+
+def _attempt(resolve: Callable[[], _T]) -> _T | ConvaiError:
+    try:
+        return resolve()
+    except ConvaiError as exc:
+        return exc
 
 
 def _given(config: Mapping[str, Any], key: str, default: float) -> object:

@@ -7,6 +7,7 @@ from typing import Any
 
 from convai_provider.api.access import API_KEY_ENV
 from convai_provider.api.accounts import account_name, key_env, one_key_for_two
+from convai_provider.api.resolver import sharing_one_key
 from convai_stack.commands.audit import Audit, accounts_in_use, audit
 from convai_stack.commands.convai import (
     ACCOUNT_FLAG,
@@ -72,12 +73,10 @@ def _refuse_one_key_for_two(
 ) -> None:
     """Two accounts given one key are one Convai account: their audits would each list the
     other's models as unmanaged, and call its own missing."""
-    by_key: dict[str, list[str | None]] = {}
-    for account in accounts:
-        by_key.setdefault(command_access(args, raw, account).api_key, []).append(account)
-    shared = next((same for same in by_key.values() if len(same) > 1), None)
-    if shared is not None:
-        raise OperatorError(one_key_for_two(shared))
+    keys = {account: command_access(args, raw, account).api_key for account in accounts}
+    shared = sharing_one_key(keys)
+    if shared:
+        raise OperatorError(one_key_for_two(shared[0]))
 
 
 def _audit_text(result: Audit) -> str:
