@@ -169,6 +169,37 @@ def test_a_refused_key_stops_the_program_naming_the_setting(shared: EmulatorProc
     assert CONVAI_KEY not in message
 
 
+def test_a_refused_key_given_to_the_lookup_is_named_as_its_argument(
+    shared: EmulatorProcess,
+) -> None:
+    """A key passed to the lookup is no stack setting: the refusal must not send its user to
+    `pulumi config set`."""
+    shared.inject(path=LIST_PATH, status=401, message="Invalid API key")
+    with pytest.raises(pulumi.RunError) as refused:
+        run(
+            exported(models=lambda: lookups.private_models(api_key="convai-other-key-1")),
+            shared.url,
+        )
+    message = str(refused.value)
+    assert "the lookup's api_key was refused" in message
+    assert "convai:apiKey" not in message and "pulumi config" not in message
+
+
+def test_a_base_url_given_to_the_lookup_is_named_as_its_argument(shared: EmulatorProcess) -> None:
+    with pytest.raises(pulumi.RunError) as refused:
+        run(
+            exported(
+                models=lambda: lookups.private_models(
+                    api_key="convai-other-key-1", base_url="http://convai.example.com/v1"
+                )
+            ),
+            shared.url,
+        )
+    message = str(refused.value)
+    assert message.startswith("the lookup's base_url 'http://convai.example.com/v1'")
+    assert "convai:baseUrl" not in message
+
+
 def test_no_key_at_all_says_where_to_set_one(
     shared: EmulatorProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,10 +23,11 @@ from typing import Any, TypeVar
 
 import pulumi
 
-from convai_provider.api.access import API_KEY_CONFIG, BASE_URL_CONFIG
+from convai_provider.api.access import API_KEY_CONFIG
 from convai_provider.api.account import Operation
 from convai_provider.api.accounts import ACCOUNTS_CONFIG, account_name, alias_problem
 from convai_provider.api.errors import ConvaiError
+from convai_provider.api.resolver import Given
 from convai_provider.api.wire import PrivateModel
 from convai_provider.guards.text import server_text
 from convai_provider.resources.runtime import runtime_for
@@ -35,6 +36,9 @@ from convai_provider.resources.settings import CONFIG_KEYS, ConvaiSettings
 T = TypeVar("T")
 
 CONVAI_NAMESPACE = "convai"
+API_KEY_ARGUMENT_NAME = "the lookup's api_key"
+BASE_URL_ARGUMENT_NAME = "the lookup's base_url"
+"""How messages name a lookup's own arguments, which outrank the stack's settings."""
 SHOWN_NAMES = 10
 """Model names a "no such model" message lists at most."""
 
@@ -136,12 +140,20 @@ def _lookup(ask: Callable[[Operation, str], T], account: Account) -> pulumi.Outp
     """Run `ask` on the account once the key is known, with its errors as one line each; the
     answer is unsecret, since it carries no key (the key only made it secret by taint)."""
     key = account.api_key
+    given = key is not None
     if key is None:
         key = pulumi.Config(CONVAI_NAMESPACE).get_secret("apiKey")
-    config = _stack_settings(account.base_url)
+    config = _stack_settings()
+    url = None if account.base_url is None else Given(account.base_url, BASE_URL_ARGUMENT_NAME)
 
     def answer(resolved_key: str | None) -> T:
-        settings = _settings(config, resolved_key, account.alias)
+        if given and resolved_key is not None:
+            settings = _settings(
+                config, account.alias, key=Given(resolved_key, API_KEY_ARGUMENT_NAME), base_url=url
+            )
+        else:
+            stack = {**config, API_KEY_CONFIG: resolved_key} if resolved_key else config
+            settings = _settings(stack, account.alias, key=None, base_url=url)
         try:
             return ask(
                 runtime_for(settings).account.operation(), _where(settings.base_url, account.alias)
@@ -158,7 +170,7 @@ def _where(url: str, alias: str | None) -> str:
     return url if alias is None else f"{url} ({account_name(alias)})"
 
 
-def _stack_settings(base_url: str | None) -> dict[str, Any]:
+def _stack_settings() -> dict[str, Any]:
     """The stack's convai:* settings other than the key, as the provider reads them."""
     config = pulumi.Config(CONVAI_NAMESPACE)
     values: dict[str, Any] = {}
@@ -168,17 +180,18 @@ def _stack_settings(base_url: str | None) -> dict[str, Any]:
         value = config.get(name.removeprefix(f"{CONVAI_NAMESPACE}:"))
         if value is not None:
             values[name] = value
-    if base_url is not None:
-        values[BASE_URL_CONFIG] = base_url
     return values
 
 
-def _settings(config: dict[str, Any], key: str | None, account: str | None) -> ConvaiSettings:
-    """The settings in the provider's order, or the program stopped with one line naming the
-    setting to fix."""
-    given = {**config, API_KEY_CONFIG: key} if key else config
+def _settings(
+    config: dict[str, Any], account: str | None, *, key: Given | None, base_url: Given | None
+) -> ConvaiSettings:
+    """The settings in the provider's order, the lookup's own arguments first, or the program
+    stopped with one line naming the setting (or the argument) to fix."""
     try:
-        return ConvaiSettings.resolve(given, os.environ, account=account)
+        return ConvaiSettings.resolve(
+            config, os.environ, account=account, key=key, base_url=base_url
+        )
     except ConvaiError as exc:
         raise pulumi.RunError(_one_line(str(exc))) from None
 

@@ -30,7 +30,7 @@ from convai_provider.api.accounts import (
 )
 from convai_provider.api.client import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from convai_provider.api.errors import ConvaiError
-from convai_provider.api.resolver import given_keys, resolve_access, sharing_one_key
+from convai_provider.api.resolver import Given, given_keys, resolve_access, sharing_one_key
 from convai_provider.guards.durations import retries, seconds
 from convai_provider.preflight.checks import DEFAULT_WAIT
 
@@ -100,10 +100,15 @@ class ConvaiSettings:
         config: Mapping[str, Any],
         environ: Mapping[str, str] | None = None,
         account: str | None = None,
+        *,
+        key: Given | None = None,
+        base_url: Given | None = None,
     ) -> ConvaiSettings:
-        """The settings of `account` (an alias of convai:accounts; None: the default account)."""
+        """The settings of `account` (an alias of convai:accounts; None: the default account);
+        `key` and `base_url`, given by the caller, outrank the stack and the environment."""
         env = os.environ if environ is None else environ
-        return cls(_account_access(config, env, account), **asdict(_timings(config)))
+        access = _account_access(config, env, account, key=key, base_url=base_url)
+        return cls(access, **asdict(_timings(config)))
 
 
 @dataclass(frozen=True)
@@ -141,20 +146,32 @@ def _timings(config: Mapping[str, Any]) -> Timings:
 
 
 def _account_access(
-    config: Mapping[str, Any], env: Mapping[str, str], account: str | None
+    config: Mapping[str, Any],
+    env: Mapping[str, str],
+    account: str | None,
+    *,
+    key: Given | None = None,
+    base_url: Given | None = None,
 ) -> ConvaiAccess:
     """The checked key and URL of `account`, refused when another declared account is given the
     same key."""
-    access = _access(config, env, account)
+    access = _access(config, env, account, key=key, base_url=base_url)
     for accounts in sharing_one_key(given_keys(config, env)):
         if account in accounts:
             raise InvalidSettingError(f"{one_key_for_two(accounts)}.")
     return access
 
 
-def _access(config: Mapping[str, Any], env: Mapping[str, str], account: str | None) -> ConvaiAccess:
+def _access(
+    config: Mapping[str, Any],
+    env: Mapping[str, str],
+    account: str | None,
+    *,
+    key: Given | None = None,
+    base_url: Given | None = None,
+) -> ConvaiAccess:
     try:
-        return resolve_access(config, env, account, hints=PULUMI_HINTS)
+        return resolve_access(config, env, account, key=key, base_url=base_url, hints=PULUMI_HINTS)
     except AccountError as exc:
         raise UnknownAccountError(str(exc)) from None
     except ConvaiKeyError as exc:
