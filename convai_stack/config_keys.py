@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import StrictStr
 
+from convai_provider.api.access import CONFIG_NAMESPACE
 from convai_stack.schema_base import matching
 
 PROJECT = "convai-models"
@@ -16,7 +17,7 @@ PROTECT_KEY = "protectModels"
 FALLBACK_KEY = "fallbackModel"
 EXTRA_BUILTINS_KEY = "extraBuiltinModels"
 REQUIRE_DIGEST_KEY = "requireImageDigest"
-PROVIDER_NAMESPACE = "convai"
+PROVIDER_NAMESPACE = CONFIG_NAMESPACE
 MODELS_EXPORT = "models"
 """The stack output of every model's group, model name, display name and base_url."""
 ENDPOINT_KEYS_EXPORT = "endpointKeys"

@@ -12,7 +12,7 @@ import pulumi.runtime.settings
 from convai_provider import ConvaiCharacterModel, ConvaiPrivateModel
 from convai_provider.api.access import API_KEY_CONFIG, ConvaiAccess
 from convai_provider.api.accounts import ACCOUNTS_CONFIG, key_config
-from convai_provider.guards.urls import api_root_hint, is_loopback, split_url
+from convai_provider.guards.urls import api_root_hint, url_on_loopback
 from convai_provider.resources.settings import CONFIG_KEYS, AccountSettings, pulumi_config_set
 from convai_stack.stack_config import (
     ENDPOINT_KEYS_EXPORT,
@@ -90,16 +90,11 @@ def plain_key_problems(resolved: dict[str | None, ConvaiAccess]) -> list[str]:
     problems = []
     for alias, access in resolved.items():
         setting = API_KEY_CONFIG if alias is None else key_config(alias)
-        if access.key_source != setting or _on_loopback(access.base_url):
+        if access.key_source != setting or url_on_loopback(access.base_url):
             continue
         if not _is_secret(API_KEY_CONFIG if alias is None else ACCOUNTS_CONFIG):
             problems.append(_plain_key(setting))
     return problems
-
-
-def _on_loopback(url: str) -> bool:
-    parts = split_url(url)
-    return parts is not None and parts.hostname is not None and is_loopback(parts.hostname)
 
 
 def _plain_key(setting: str) -> str:

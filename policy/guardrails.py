@@ -20,7 +20,7 @@ from typing import Any
 from convai_provider.api.accounts import account_name
 from convai_provider.api.builtin_models import BUILTIN_MODELS, DEFAULT_FALLBACK_MODEL
 from convai_provider.guards.text import server_text
-from convai_provider.guards.urls import is_loopback, split_url
+from convai_provider.guards.urls import split_url, url_on_loopback
 from convai_provider.resources.type_tokens import CHARACTER_TYPE_TOKEN, TYPE_TOKEN
 
 MODEL_TYPE = TYPE_TOKEN
@@ -56,7 +56,7 @@ def endpoint_https(props: Mapping[str, Any]) -> list[str]:
     parts = split_url(url)
     if parts is None or parts.scheme == "https":
         return []
-    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
+    if parts.scheme == "http" and url_on_loopback(url):
         return []
     return [
         f"base_url {server_text(url)!r} must use https: Convai sends the endpoint key to it in "

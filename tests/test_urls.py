@@ -11,7 +11,7 @@ import pytest
 from convai_provider.api.access import convai_url_problem
 from convai_provider.api.client import ConvaiClient
 from convai_provider.api.errors import InvalidRequestError
-from convai_provider.guards.urls import endpoint_url_problem, shown_url
+from convai_provider.guards.urls import endpoint_url_problem, shown_url, url_on_loopback
 from convai_provider.preflight.certificates import presented_issuer
 from convai_provider.preflight.checks import Preflight
 from convai_provider.resources.private_model import PrivateModelProvider
@@ -179,3 +179,23 @@ def test_every_place_taking_an_endpoints_url_refuses_it_in_the_same_words(door: 
 def test_an_unreadable_url_has_no_certificate_to_read() -> None:
     assert presented_issuer("https://llm.example.com:99999/v1", timeout=1) is None
     assert presented_issuer("http://llm.example.com/v1", timeout=1) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "loopback"),
+    [
+        ("http://127.0.0.1:8787", True),
+        ("http://127.8.9.1/v1", True),
+        ("http://localhost:8000/v1", True),
+        ("http://LOCALHOST/v1", True),
+        ("http://[::1]:8787", True),
+        ("http://10.0.0.7/v1", False),
+        ("http://127.0.0.1.example.com/v1", False),
+        ("https://api.convai.com", False),
+        ("not a url", False),
+    ],
+)
+def test_one_rule_says_whether_a_url_stays_on_the_machine(url: str, loopback: bool) -> None:
+    """The program (a plain key allowed for the emulator) and the policy pack (plain http allowed)
+    ask the same question the same way."""
+    assert url_on_loopback(url) is loopback

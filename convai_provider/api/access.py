@@ -26,11 +26,8 @@ BASE_URL_ARGUMENT = "base_url"
 """Where a URL handed to `ConvaiClient` directly comes from: its argument."""
 TIMEOUT_ARGUMENT = "timeout"
 """What sets the time one request to Convai may take, for a caller of `ConvaiClient`."""
-REQUEST_TIMEOUT_CONFIG = "convai:requestTimeout"
-MAX_RETRIES_CONFIG = "convai:maxRetries"
-OPERATION_TIMEOUT_CONFIG = "convai:operationTimeout"
-VERIFY_TIMEOUT_CONFIG = "convai:verifyTimeout"
 CONFIG_NAMESPACE = "convai"
+"""The Pulumi config namespace of the provider's settings (`convai:apiKey`, ...)."""
 
 DEFAULT_CONVAI_URL = "https://api.convai.com"
 

@@ -86,6 +86,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def url_on_loopback(url: str) -> bool:
+    """`url` is readable and its host is loopback (`is_loopback`)."""
+    parts = split_url(url)
+    return parts is not None and parts.hostname is not None and is_loopback(parts.hostname)
+
+
 def api_root_hint(base_url: str) -> str | None:
     """OpenAI-compatible servers (vLLM, SGLang, OpenAI) serve their API under /v1: a base_url
     without it is usually the server's root, where Convai's calls find nothing. None when it

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import pulumi
 
-from convai_provider.api.access import API_KEY_CONFIG
+from convai_provider.api.access import API_KEY_CONFIG, CONFIG_NAMESPACE
 from convai_provider.api.account import Operation
 from convai_provider.api.accounts import ACCOUNTS_CONFIG, account_name, alias_problem
 from convai_provider.api.errors import ConvaiError
@@ -35,7 +35,6 @@ from convai_provider.resources.settings import CONFIG_KEYS, ConvaiSettings
 
 T = TypeVar("T")
 
-CONVAI_NAMESPACE = "convai"
 API_KEY_ARGUMENT_NAME = "the lookup's api_key"
 BASE_URL_ARGUMENT_NAME = "the lookup's base_url"
 """How messages name a lookup's own arguments, which outrank the stack's settings."""
@@ -142,7 +141,7 @@ def _lookup(ask: Callable[[Operation, str], T], account: Account) -> pulumi.Outp
     key = account.api_key
     given = key is not None
     if key is None:
-        key = pulumi.Config(CONVAI_NAMESPACE).get_secret("apiKey")
+        key = pulumi.Config(CONFIG_NAMESPACE).get_secret("apiKey")
     config = _stack_settings()
     url = None if account.base_url is None else Given(account.base_url, BASE_URL_ARGUMENT_NAME)
 
@@ -172,12 +171,12 @@ def _where(url: str, alias: str | None) -> str:
 
 def _stack_settings() -> dict[str, Any]:
     """The stack's convai:* settings other than the key, as the provider reads them."""
-    config = pulumi.Config(CONVAI_NAMESPACE)
+    config = pulumi.Config(CONFIG_NAMESPACE)
     values: dict[str, Any] = {}
     for name in CONFIG_KEYS:
         if name == API_KEY_CONFIG:
             continue
-        value = config.get(name.removeprefix(f"{CONVAI_NAMESPACE}:"))
+        value = config.get(name.removeprefix(f"{CONFIG_NAMESPACE}:"))
         if value is not None:
             values[name] = value
     return values

@@ -12,10 +12,7 @@ from typing import Any, TypeVar
 from convai_provider.api.access import (
     API_KEY_CONFIG,
     BASE_URL_CONFIG,
-    MAX_RETRIES_CONFIG,
-    OPERATION_TIMEOUT_CONFIG,
-    REQUEST_TIMEOUT_CONFIG,
-    VERIFY_TIMEOUT_CONFIG,
+    CONFIG_NAMESPACE,
     ConvaiAccess,
     ConvaiKeyError,
     ConvaiURLError,
@@ -33,6 +30,12 @@ from convai_provider.api.errors import ConvaiError
 from convai_provider.api.resolver import Given, given_keys, resolve_access, sharing_one_key
 from convai_provider.guards.durations import retries, seconds
 from convai_provider.preflight.checks import DEFAULT_WAIT
+
+REQUEST_TIMEOUT_CONFIG = f"{CONFIG_NAMESPACE}:requestTimeout"
+MAX_RETRIES_CONFIG = f"{CONFIG_NAMESPACE}:maxRetries"
+OPERATION_TIMEOUT_CONFIG = f"{CONFIG_NAMESPACE}:operationTimeout"
+VERIFY_TIMEOUT_CONFIG = f"{CONFIG_NAMESPACE}:verifyTimeout"
+"""The settings only the provider reads (the client and the commands have their own)."""
 
 CONFIG_KEYS = (
     API_KEY_CONFIG,
