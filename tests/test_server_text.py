@@ -19,6 +19,7 @@ from convai_provider.api.errors import RedirectError
 from convai_provider.api.wire import LIST_PATH
 from convai_provider.emulator.process import EmulatorProcess
 from convai_provider.guards import redaction
+from convai_provider.guards.keys import UnfitKeyError, fit_key
 from convai_provider.guards.redaction import MIN_PIECE, redact, remember
 from convai_provider.guards.text import SafeLogFilter, server_text
 from convai_provider.preflight.checks import check_endpoint
@@ -318,3 +319,15 @@ def test_a_redirect_location_is_quoted_percent_encoded_by_the_client_and_the_pre
 def test_a_key_is_found_in_the_forms_servers_quote_it(quoted: str) -> None:
     remember("ab/cd&ef<gh>ij-q7")
     assert server_text(f"echo: {quoted}!") == "echo: [secret]!"
+
+
+def test_a_fit_key_is_kept_out_of_messages_and_an_unfit_one_is_named_by_its_source() -> None:
+    """The one rule the preflight, `health`, the commands and the Convai key all apply."""
+    key = "ek-Zq81-fit-endpoint-key-4471"
+    assert fit_key(key, "ENDPOINT_API_KEY") == key
+    assert key not in redact(f"the server said {key}")
+    with pytest.raises(UnfitKeyError) as caught:
+        fit_key(" ek-padded-key-9 ", "ENDPOINT_API_KEY", "export it without it")
+    said = str(caught.value)
+    assert said.startswith("ENDPOINT_API_KEY ") and said.endswith(": export it without it")
+    assert "ek-padded-key-9" not in said

@@ -12,8 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from convai_provider.guards.keys import key_problem
-from convai_provider.guards.redaction import remember
+from convai_provider.guards.keys import UnfitKeyError, fit_key
 from convai_provider.guards.urls import refusal, url_problem
 
 API_KEY_CONFIG = "convai:apiKey"
@@ -131,11 +130,10 @@ def checked_key(key: str, source: str, hints: Hints = LIBRARY_HINTS) -> str:
     in a header, as is: a key with surrounding whitespace or a character a header cannot carry
     is refused, not trimmed (the HTTP library would refuse it with the key in its message). A
     key that passes is kept out of every message from now on."""
-    problem = key_problem(key)
-    if problem is not None:
-        raise ConvaiKeyError(f"{source} {problem}: {hints.give_again(source)}.", missing=False)
-    remember(key)
-    return key
+    try:
+        return fit_key(key, source, f"{hints.give_again(source)}.")
+    except UnfitKeyError as exc:
+        raise ConvaiKeyError(str(exc), missing=False) from None
 
 
 def checked_access(

@@ -20,8 +20,7 @@ import httpx
 
 from convai_provider.api.retry import Backoff
 from convai_provider.guards.durations import seconds
-from convai_provider.guards.keys import key_problem
-from convai_provider.guards.redaction import remember
+from convai_provider.guards.keys import fit_key
 from convai_provider.guards.urls import endpoint_url_problem, refusal
 from convai_provider.preflight.completion import chat_completion
 from convai_provider.preflight.models import models_with_key, models_without_key
@@ -75,10 +74,8 @@ class Preflight:
     ) -> None:
         """`sleep` and `clock` time the wait and every request's share of it; `wall_clock`
         (seconds since the epoch) dates a Retry-After given as an HTTP date."""
-        problem = None if api_key is None else key_problem(api_key)
-        if problem is not None:
-            raise ValueError(f"the endpoint's api_key {problem}")
-        remember(api_key)
+        if api_key is not None:
+            fit_key(api_key, "the endpoint's api_key")
         self.base_url = base_url.rstrip("/")
         self.model_name = model_name
         self.api_key = api_key

@@ -8,8 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from convai_provider.guards.keys import key_problem
-from convai_provider.guards.redaction import remember
+from convai_provider.guards.keys import UnfitKeyError, fit_key
 from convai_provider.preflight.checks import PreflightReport, check_endpoint
 from convai_stack.config_keys import ENDPOINT_KEYS_EXPORT
 from convai_stack.stack_config import ExternalEndpoint, ModelDeclaration, StackConfig, VllmEndpoint
@@ -30,11 +29,11 @@ def stack_outputs_problem(outputs: Any) -> str | None:
     keys = outputs.get(ENDPOINT_KEYS_EXPORT, {})
     if not isinstance(keys, dict) or not all(isinstance(k, str) for k in keys.values()):
         return f"{ENDPOINT_KEYS_EXPORT} must map each model_group_name to its key (a string)"
-    for group, key in keys.items():
-        problem = key_problem(key)
-        if problem is not None:
-            return f"{ENDPOINT_KEYS_EXPORT}.{group} {problem}"
-    remember(*keys.values())
+    try:
+        for group, key in keys.items():
+            fit_key(key, f"{ENDPOINT_KEYS_EXPORT}.{group}")
+    except UnfitKeyError as exc:
+        return str(exc)
     return None
 
 
@@ -57,11 +56,10 @@ def endpoint_key(
     if isinstance(endpoint, ExternalEndpoint):
         variable = env_name_for(endpoint.api_key_config)
         if variable in env:
-            problem = key_problem(env[variable])
-            if problem is not None:
-                raise InvalidEndpointKeyError(f"{variable} {problem}: export it without it")
-            remember(env[variable])
-            return env[variable]
+            try:
+                return fit_key(env[variable], variable, "export it without it")
+            except UnfitKeyError as exc:
+                raise InvalidEndpointKeyError(str(exc)) from None
         raise MissingEndpointKeyError(
             f"no key for {model.model_group_name}: pipe in `pulumi stack output --json "
             f"--show-secrets` with --outputs -, or export {variable}"

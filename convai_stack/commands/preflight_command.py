@@ -7,7 +7,7 @@ import os
 import sys
 
 from convai_provider.guards.durations import seconds_argument
-from convai_provider.guards.keys import key_problem
+from convai_provider.guards.keys import UnfitKeyError, fit_key
 from convai_provider.guards.urls import endpoint_url_problem, refusal
 from convai_provider.preflight.checks import DEFAULT_WAIT, PreflightReport
 from convai_stack.commands.parser import Commands, OperatorError
@@ -46,11 +46,13 @@ def add_preflight(commands: Commands) -> None:
 def _run_preflight(args: argparse.Namespace) -> int:
     from convai_provider.preflight.checks import check_endpoint
 
-    problem = None if args.api_key is None else key_problem(args.api_key)
-    if problem is not None:
+    if args.api_key is not None:
         from_env = args.api_key == os.environ.get(ENDPOINT_KEY_ENV)
         source = ENDPOINT_KEY_ENV if from_env else "--api-key"
-        raise OperatorError(f"{source} {problem}: give the key without it")
+        try:
+            fit_key(args.api_key, source, "give the key without it")
+        except UnfitKeyError as exc:
+            raise OperatorError(str(exc)) from None
     problem = endpoint_url_problem(args.base_url)
     if problem is not None:
         raise OperatorError(refusal("--base-url", args.base_url, problem))
