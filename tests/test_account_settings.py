@@ -100,7 +100,7 @@ def test_an_account_takes_its_key_and_url_else_the_default_accounts_url() -> Non
     accounts["own"]["baseUrl"] = "http://127.0.0.1:10"
     partner = ConvaiSettings.resolve(config(accounts), {}, account="partner")
     assert (partner.api_key, partner.base_url) == (PARTNER_KEY, "http://127.0.0.1:9")
-    assert partner.api_key_source == "convai:accounts.partner.apiKey"
+    assert partner.access.key_source == "convai:accounts.partner.apiKey"
     own = ConvaiSettings.resolve(config(accounts), {}, account="own")
     assert own.base_url == "http://127.0.0.1:10"
     default = ConvaiSettings.resolve(config(accounts), {})
@@ -111,7 +111,7 @@ def test_an_accounts_key_may_come_from_its_environment_variable() -> None:
     env = {key_env("partner"): PARTNER_KEY, "CONVAI_API_KEY": DEFAULT_KEY}
     settings = ConvaiSettings.resolve(config({"partner": {}}), env, account="partner")
     assert settings.api_key == PARTNER_KEY
-    assert settings.api_key_source == "CONVAI_API_KEY_PARTNER"
+    assert settings.access.key_source == "CONVAI_API_KEY_PARTNER"
     with pytest.raises(MissingApiKeyError) as missing:
         ConvaiSettings.resolve(config({"partner": {}}), {"CONVAI_API_KEY": DEFAULT_KEY}, "partner")
     assert "No Convai API key for account 'partner'" in str(missing.value)

@@ -89,11 +89,6 @@ class ConvaiSettings:
         return self.access.api_key
 
     @property
-    def api_key_source(self) -> str:
-        """The setting the key came from: what a refused key's message names."""
-        return self.access.key_source
-
-    @property
     def base_url(self) -> str:
         return self.access.base_url
 
