@@ -151,25 +151,12 @@ def _account_access(
     key: Given | None = None,
     base_url: Given | None = None,
 ) -> ConvaiAccess:
-    """The checked key and URL of `account`, refused when another declared account is given the
-    same key."""
-    access = _access(config, env, account, key=key, base_url=base_url)
-    for accounts in sharing_one_key(given_keys(config, env)):
-        if account in accounts:
-            raise InvalidSettingError(f"{one_key_for_two(accounts)}.")
-    return access
-
-
-def _access(
-    config: Mapping[str, Any],
-    env: Mapping[str, str],
-    account: str | None,
-    *,
-    key: Given | None = None,
-    base_url: Given | None = None,
-) -> ConvaiAccess:
+    """The checked key and URL of `account`, in the provider's errors, refused when another
+    declared account is given the same key."""
     try:
-        return resolve_access(config, env, account, key=key, base_url=base_url, hints=PULUMI_HINTS)
+        access = resolve_access(
+            config, env, account, key=key, base_url=base_url, hints=PULUMI_HINTS
+        )
     except AccountError as exc:
         raise UnknownAccountError(str(exc)) from None
     except ConvaiKeyError as exc:
@@ -177,6 +164,10 @@ def _access(
         raise refused(str(exc)) from None
     except ConvaiURLError as exc:
         raise InvalidSettingError(str(exc)) from None
+    for accounts in sharing_one_key(given_keys(config, env)):
+        if account in accounts:
+            raise InvalidSettingError(f"{one_key_for_two(accounts)}.")
+    return access
 
 
 class AccountSettings:
